@@ -1,0 +1,164 @@
+//! Audit records: every transition the engine makes, with its cause and its evidence.
+//!
+//! Owns the record shape and its human wording. The engine issues records; stores append
+//! them and never rewrite them. Sequence numbers are gapless per plan.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::approval::ApprovalProblem;
+use crate::command::CommandKind;
+use crate::health::HealthVerdict;
+use crate::manifest::{OnApprovalRevoked, OnFailure};
+use crate::state::{UnitPhase, WaitReason, WavePhase};
+
+/// One append-only record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Gapless per plan, starting at 1.
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub plan: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub event: AuditEvent,
+    pub cause: Cause,
+}
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum AuditEvent {
+    /// A unit changed phase, step or traffic.
+    Unit {
+        from: UnitPhase,
+        to: UnitPhase,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<usize>,
+        from_percent: u32,
+        to_percent: u32,
+    },
+    /// A wave changed phase.
+    Wave { from: WavePhase, to: WavePhase },
+    /// An operator command was applied.
+    Command { command: CommandKind, by: String },
+    /// A read-back disagreed with the state; traffic is re-applied.
+    Drift { expected: u32, observed: u32 },
+}
+
+/// Why it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "reason")]
+pub enum Cause {
+    /// The wave's turn came.
+    WaveStarted,
+    /// The unit took its first step. `approvals` names every approval that held (evidence).
+    Started { approvals: Vec<String> },
+    /// The previous step baked healthy (or was promoted) and the next began.
+    Advanced { approvals: Vec<String>, promoted: bool },
+    /// The last step baked healthy.
+    Completed { promoted: bool },
+    /// It may not move yet.
+    Blocked { waiting: WaitReason },
+    /// A check failed `failureLimit` times in a row.
+    HealthFailed {
+        check: String,
+        verdict: HealthVerdict,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
+        failures: u32,
+    },
+    /// A service of the region failed; the plan's `onFailure` applies here.
+    RegionFailed { service: String, policy: OnFailure },
+    /// A required approval stopped holding; `onApprovalRevoked` applies.
+    ApprovalLost { flag: String, problem: ApprovalProblem, policy: OnApprovalRevoked },
+    /// An operator command.
+    Command { command: CommandKind, by: String },
+    /// Every region of the wave is enabled.
+    WaveEnabled,
+    /// The wave baked healthy (or was promoted).
+    WaveBaked { promoted: bool },
+    /// Regions of the wave failed.
+    WaveHalted { failed_regions: Vec<String> },
+    /// A retry cleared the failures that halted the wave.
+    WaveResumed,
+    /// The pause or failure that held it was lifted.
+    Resumed,
+    /// The actuator read back a different percent than the state holds.
+    Drift,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let evidence = |approvals: &[String]| {
+            if approvals.is_empty() { String::new() } else { format!(" (approvals: {})", approvals.join(", ")) }
+        };
+        match self {
+            Cause::WaveStarted => f.write_str("wave started"),
+            Cause::Started { approvals } => write!(f, "started{}", evidence(approvals)),
+            Cause::Advanced { approvals, promoted: false } => {
+                write!(f, "step baked healthy{}", evidence(approvals))
+            }
+            Cause::Advanced { approvals, promoted: true } => {
+                write!(f, "promoted{}", evidence(approvals))
+            }
+            Cause::Completed { promoted } => {
+                f.write_str(if *promoted { "promoted to enabled" } else { "last step baked healthy" })
+            }
+            Cause::Blocked { waiting } => write!(f, "{waiting}"),
+            Cause::HealthFailed { check, verdict, value, failures } => {
+                let value = value.map(|v| format!(" value {v}")).unwrap_or_default();
+                write!(f, "check {check} {verdict:?}{value}, {failures} failing evaluations in a row")
+            }
+            Cause::RegionFailed { service, policy } => write!(f, "{service} failed here; onFailure {policy:?}"),
+            Cause::ApprovalLost { flag, problem, policy } => {
+                let why = WaitReason::Approval { flag: flag.clone(), problem: problem.clone() };
+                write!(f, "{why}; onApprovalRevoked {policy:?}")
+            }
+            Cause::Command { command, by } => write!(f, "{command} by {by}"),
+            Cause::WaveEnabled => f.write_str("every region enabled"),
+            Cause::WaveBaked { promoted } => {
+                f.write_str(if *promoted { "wave promoted" } else { "wave baked healthy" })
+            }
+            Cause::WaveHalted { failed_regions } => {
+                write!(f, "failed regions: {}", failed_regions.join(", "))
+            }
+            Cause::WaveResumed => f.write_str("failed regions retried"),
+            Cause::Resumed => f.write_str("no longer held"),
+            Cause::Drift => f.write_str("read-back differs from state"),
+        }
+    }
+}
+
+impl AuditRecord {
+    /// One line for logs and terminals.
+    pub fn summary(&self) -> String {
+        let subject = match (&self.region, &self.service, &self.wave) {
+            (Some(r), Some(s), _) => format!("{r}/{s}"),
+            (Some(r), None, _) => r.clone(),
+            (None, _, Some(w)) => format!("wave {w}"),
+            _ => format!("plan {}", self.plan),
+        };
+        let what = match &self.event {
+            AuditEvent::Unit { from, to, from_percent, to_percent, .. } if from == to => {
+                format!("{to} {from_percent}% -> {to_percent}%")
+            }
+            AuditEvent::Unit { from, to, from_percent, to_percent, .. } => {
+                format!("{from} -> {to} ({from_percent}% -> {to_percent}%)")
+            }
+            AuditEvent::Wave { from, to } => format!("{from} -> {to}"),
+            AuditEvent::Command { command, by } => format!("{command} by {by}"),
+            AuditEvent::Drift { expected, observed } => {
+                format!("drift: expected {expected}%, observed {observed}%")
+            }
+        };
+        format!("{} #{} {subject}: {what}: {}", self.at.to_rfc3339(), self.seq, self.cause)
+    }
+}

@@ -1,0 +1,813 @@
+//! The decision engine: `decide(plan, state, observations, now) -> Decision`.
+//!
+//! ```text
+//!   observations ──┐   (approvals: the full set; health: new samples; traffic read-backs;
+//!   state ─────────┼──> decide ──> new state + actions (SetTraffic) + audit records + wake_at
+//!   plan, now ─────┘    operator commands to apply once)
+//! ```
+//!
+//! Pure and deterministic: no I/O, no clock, no randomness; the same inputs give the same
+//! outputs. One decision runs these passes in order:
+//!
+//! 1. commands: pause, resume, abort, promote, retry;
+//! 2. health: new samples update each check's verdict, failure streak and healthy hold;
+//! 3. failures: a streak at `failureLimit` fails the unit and applies `onFailure`;
+//! 4. approvals: a unit with traffic whose required flags stopped holding applies
+//!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %);
+//! 5. progress: waves in order; inside a wave, regions in order under `maxParallel`;
+//!    inside a region, services in dependency order; each move needs approvals, a window,
+//!    a baked step and fresh healthy verdicts;
+//! 6. actions: one `SetTraffic` per unit whose percent changed, or whose read-back drifted.
+//!
+//! The engine never raises traffic for a unit whose required approvals do not all hold at
+//! `now`, and never advances on missing, stale or failing health.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::approval::{ApprovalProblem, ApprovalRecord, flag_holds};
+use crate::audit::{AuditEvent, AuditRecord, Cause};
+use crate::command::{Command, CommandKind};
+use crate::health::{HealthSample, HealthVerdict};
+use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
+use crate::plan::Plan;
+use crate::state::{PlanState, UnitPhase, WaitReason, WavePhase};
+use crate::window;
+
+/// Everything observed since the last decision.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Observations<'a> {
+    /// Every approval currently on record (level, not delta), including revoked ones.
+    pub approvals: &'a [ApprovalRecord],
+    /// Health evaluations not yet given to the engine. Older or repeated samples are ignored.
+    pub health: &'a [HealthSample],
+    /// What the actuators read back from the targets.
+    pub traffic: &'a [TrafficReading],
+    /// Operator commands to apply in this decision.
+    pub commands: &'a [Command],
+}
+
+/// A traffic percent read back from a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficReading {
+    pub region: String,
+    pub service: String,
+    pub percent: u32,
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Action {
+    /// Make (region, service) serve `percent` % of traffic. Idempotent.
+    SetTraffic { region: String, service: String, percent: u32, from: u32 },
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub state: PlanState,
+    pub actions: Vec<Action>,
+    pub audit: Vec<AuditRecord>,
+    /// The earliest moment at which time alone could change a decision.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// How old a verdict may be before it counts as no data: three health intervals.
+pub fn stale_after(plan: &Plan) -> TimeDelta {
+    plan.health.interval.to_delta() * 3
+}
+
+/// Decide what happens next.
+pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: DateTime<Utc>) -> Decision {
+    state.align(plan);
+    let before: Vec<u32> = state.units.iter().map(|u| u.percent).collect();
+    let mut engine = Engine { plan, obs, now, state, audit: Vec::new(), wake_at: None, drifted: Vec::new() };
+    engine.apply_commands();
+    engine.apply_health();
+    engine.apply_failures();
+    engine.apply_approvals();
+    engine.progress();
+    engine.check_drift(&before);
+    engine.schedule_approval_changes();
+    engine.finish(&before)
+}
+
+struct Engine<'a> {
+    plan: &'a Plan,
+    obs: &'a Observations<'a>,
+    now: DateTime<Utc>,
+    state: PlanState,
+    audit: Vec<AuditRecord>,
+    wake_at: Option<DateTime<Utc>>,
+    drifted: Vec<usize>,
+}
+
+impl Engine<'_> {
+    // ----- bookkeeping -----
+
+    fn wake(&mut self, at: DateTime<Utc>) {
+        if at > self.now {
+            self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        }
+    }
+
+    fn record(&mut self, wave: Option<usize>, unit: Option<usize>, event: AuditEvent, cause: Cause) {
+        self.state.audit_seq += 1;
+        let (region, service) = match unit {
+            Some(i) => (Some(self.state.units[i].region.clone()), Some(self.state.units[i].service.clone())),
+            None => (None, None),
+        };
+        let wave = wave
+            .or_else(|| unit.map(|i| self.plan.regions[i / self.plan.services.len()].wave))
+            .map(|w| self.plan.waves[w].name.clone());
+        self.audit.push(AuditRecord {
+            seq: self.state.audit_seq,
+            at: self.now,
+            plan: self.plan.name.clone(),
+            wave,
+            region,
+            service,
+            event,
+            cause,
+        });
+    }
+
+    /// Move a unit; records an audit entry when phase, step or traffic changes.
+    fn move_unit(&mut self, i: usize, phase: UnitPhase, step: Option<usize>, percent: u32, cause: Cause) {
+        let u = &self.state.units[i];
+        let (from, from_percent, from_step) = (u.phase, u.percent, u.step);
+        if from == phase && from_percent == percent && from_step == step {
+            return;
+        }
+        let u = &mut self.state.units[i];
+        u.phase = phase;
+        u.step = step;
+        u.percent = percent;
+        u.since = Some(self.now);
+        if from_step != step {
+            u.bake_since = Some(self.now);
+            u.promoted = false;
+        }
+        self.record(None, Some(i), AuditEvent::Unit { from, to: phase, step, from_percent, to_percent: percent }, cause);
+    }
+
+    /// Record what a unit waits for; entering `Blocked`, or a new kind of block, is audited.
+    fn block(&mut self, i: usize, phase: UnitPhase, reason: WaitReason) {
+        let u = &self.state.units[i];
+        let new_kind = !u.waiting.as_ref().is_some_and(|w| same_kind(w, &reason));
+        let (from, step, percent) = (u.phase, u.step, u.percent);
+        let cause = Cause::Blocked { waiting: reason.clone() };
+        if from != phase {
+            self.move_unit(i, phase, step, percent, cause);
+        } else if new_kind && phase != UnitPhase::Pending {
+            let event = AuditEvent::Unit { from, to: phase, step, from_percent: percent, to_percent: percent };
+            self.record(None, Some(i), event, cause);
+        }
+        self.state.units[i].waiting = Some(reason);
+    }
+
+    fn region_units(&self, r: usize) -> std::ops::Range<usize> {
+        let n = self.plan.services.len();
+        r * n..(r + 1) * n
+    }
+
+    fn region_of(&self, i: usize) -> usize {
+        i / self.plan.services.len()
+    }
+
+    /// Flags unit `i` needs now: its region's always, its wave's until the wave completes.
+    fn required_flags(&self, i: usize) -> impl Iterator<Item = &String> {
+        let region = &self.plan.regions[self.region_of(i)];
+        let wave_open = self.state.waves[region.wave].phase != WavePhase::Complete;
+        let wave_flags: &[String] = if wave_open { &self.plan.waves[region.wave].approvals } else { &[] };
+        region.approvals.iter().chain(wave_flags.iter())
+    }
+
+    /// `Ok(evidence)` when every required flag holds, else the first failing flag.
+    fn approvals_hold(&self, i: usize) -> Result<Vec<String>, (String, ApprovalProblem)> {
+        let u = &self.state.units[i];
+        let mut evidence = Vec::new();
+        for flag in self.required_flags(i) {
+            match flag_holds(self.obs.approvals, flag, &self.plan.name, &u.region, Some(&u.service), self.now) {
+                Ok(a) => evidence.push(a.name.clone()),
+                Err(problem) => return Err((flag.clone(), problem)),
+            }
+        }
+        evidence.sort();
+        evidence.dedup();
+        Ok(evidence)
+    }
+
+    fn in_scope(&self, cmd: &Command, r: usize) -> bool {
+        let region = &self.plan.regions[r];
+        cmd.region.as_ref().is_none_or(|n| *n == region.name)
+            && cmd.wave.as_ref().is_none_or(|w| *w == self.plan.waves[region.wave].name)
+    }
+
+    /// Is unit `i` serving traffic under watch (health failures count)?
+    fn watched(&self, i: usize) -> bool {
+        let u = &self.state.units[i];
+        let wave = self.plan.regions[self.region_of(i)].wave;
+        u.percent > 0
+            && match u.phase {
+                UnitPhase::Progressing | UnitPhase::Paused => true,
+                UnitPhase::Enabled => self.state.waves[wave].phase != WavePhase::Complete,
+                _ => false,
+            }
+    }
+
+    // ----- 1. commands -----
+
+    fn apply_commands(&mut self) {
+        for cmd in self.obs.commands {
+            let cause = Cause::Command { command: cmd.kind, by: cmd.by.clone() };
+            let wave_idx = cmd.wave.as_ref().and_then(|w| self.plan.wave_index(w));
+            self.record(wave_idx, None, AuditEvent::Command { command: cmd.kind, by: cmd.by.clone() }, cause.clone());
+            if let Some(last) = self.audit.last_mut() {
+                last.region.clone_from(&cmd.region);
+            }
+            let regions: Vec<usize> = (0..self.plan.regions.len()).filter(|&r| self.in_scope(cmd, r)).collect();
+            match cmd.kind {
+                CommandKind::Pause => match (&cmd.region, &cmd.wave) {
+                    (Some(r), _) => _ = self.state.paused.regions.insert(r.clone()),
+                    (None, Some(w)) => _ = self.state.paused.waves.insert(w.clone()),
+                    (None, None) => self.state.paused.plan = true,
+                },
+                CommandKind::Resume => match (&cmd.region, &cmd.wave) {
+                    (Some(r), _) => _ = self.state.paused.regions.remove(r),
+                    (None, Some(w)) => _ = self.state.paused.waves.remove(w),
+                    (None, None) => self.state.paused = Default::default(),
+                },
+                CommandKind::Abort => match (&cmd.region, &cmd.wave) {
+                    (None, None) => self.state.aborted = true,
+                    _ => {
+                        for &r in &regions {
+                            self.state.aborted_regions.insert(self.plan.regions[r].name.clone());
+                        }
+                    }
+                },
+                CommandKind::Promote => {
+                    for &r in &regions {
+                        for i in self.region_units(r) {
+                            if self.state.units[i].phase == UnitPhase::Progressing {
+                                self.state.units[i].promoted = true;
+                            }
+                        }
+                    }
+                    for (w, wave) in self.state.waves.iter_mut().enumerate() {
+                        let named = cmd.wave.as_ref().is_none_or(|n| *n == wave.name);
+                        let has_region = cmd.region.as_ref().is_none_or(|n| {
+                            self.plan.region_index(n).is_some_and(|r| self.plan.regions[r].wave == w)
+                        });
+                        if named && has_region && wave.phase != WavePhase::Complete && wave.phase != WavePhase::Pending {
+                            wave.promoted = true;
+                        }
+                    }
+                }
+                CommandKind::Retry => {
+                    for &r in &regions {
+                        for i in self.region_units(r) {
+                            let u = &self.state.units[i];
+                            let (phase, step, percent) = (u.phase, u.step, u.percent);
+                            match phase {
+                                UnitPhase::Failed => {
+                                    self.reset_checks(i);
+                                    self.move_unit(i, UnitPhase::Progressing, step, percent, cause.clone());
+                                    self.state.units[i].bake_since = Some(self.now);
+                                }
+                                UnitPhase::RolledBack => {
+                                    self.reset_checks(i);
+                                    self.move_unit(i, UnitPhase::Blocked, None, 0, cause.clone());
+                                    self.state.units[i].waiting = None;
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn reset_checks(&mut self, i: usize) {
+        for c in &mut self.state.units[i].checks {
+            c.consecutive_failures = 0;
+        }
+    }
+
+    // ----- 2. health -----
+
+    fn apply_health(&mut self) {
+        for sample in self.obs.health {
+            let (Some(r), Some(s)) = (self.plan.region_index(&sample.region), self.plan.service_index(&sample.service))
+            else {
+                continue;
+            };
+            let Some(c) = self.plan.health.checks.iter().position(|c| c.name == sample.check) else {
+                continue;
+            };
+            let i = self.plan.unit_index(r, s);
+            let watched = self.watched(i);
+            let policy = self.plan.regions[r].settings.checks[c].no_data;
+            let check = &mut self.state.units[i].checks[c];
+            if check.at.is_some_and(|t| sample.at <= t) {
+                continue; // not newer than what we hold
+            }
+            check.verdict = Some(sample.verdict);
+            check.value = sample.value;
+            check.at = Some(sample.at);
+            if !watched {
+                continue;
+            }
+            let missing = matches!(sample.verdict, HealthVerdict::NoData | HealthVerdict::Error);
+            let failing =
+                sample.verdict == HealthVerdict::Unhealthy || (missing && policy == NoDataPolicy::Fail);
+            if failing {
+                check.consecutive_failures += 1;
+            } else if sample.verdict == HealthVerdict::Healthy {
+                check.consecutive_failures = 0;
+            }
+            let breaks_hold = failing || (missing && policy == NoDataPolicy::Hold);
+            if breaks_hold {
+                let u = &mut self.state.units[i];
+                u.bake_since = Some(u.bake_since.map_or(sample.at, |b| b.max(sample.at)));
+            }
+        }
+    }
+
+    // ----- 3. failures -----
+
+    fn apply_failures(&mut self) {
+        for i in 0..self.state.units.len() {
+            if !self.watched(i) {
+                continue;
+            }
+            let r = self.region_of(i);
+            let settings = &self.plan.regions[r].settings;
+            let failed = self.state.units[i].checks.iter().enumerate().find(|(c, check)| {
+                check.consecutive_failures >= settings.checks[*c].failure_limit.max(1)
+            });
+            let Some((_, check)) = failed else { continue };
+            let cause = Cause::HealthFailed {
+                check: check.name.clone(),
+                verdict: check.verdict.unwrap_or(HealthVerdict::NoData),
+                value: check.value,
+                failures: check.consecutive_failures,
+            };
+            let policy = settings.on_failure;
+            let (step, percent) = (self.state.units[i].step, self.state.units[i].percent);
+            self.move_unit(i, UnitPhase::Failed, step, percent, cause);
+            let service = self.state.units[i].service.clone();
+            if policy == OnFailure::RollbackRegion {
+                for j in self.region_units(r) {
+                    let u = &self.state.units[j];
+                    if u.percent > 0 || u.phase == UnitPhase::Failed || u.step.is_some() {
+                        self.move_unit(j, UnitPhase::RolledBack, None, 0, Cause::RegionFailed {
+                            service: service.clone(),
+                            policy,
+                        });
+                        self.state.units[j].waiting = None;
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- 4. approvals of units that serve traffic -----
+
+    fn apply_approvals(&mut self) {
+        let policy = self.plan.on_approval_revoked;
+        for i in 0..self.state.units.len() {
+            let u = &self.state.units[i];
+            if u.percent == 0 || matches!(u.phase, UnitPhase::RolledBack) {
+                continue;
+            }
+            if self.plan.regions[self.region_of(i)].approvals.is_empty() && self.plan.waves.iter().all(|w| w.approvals.is_empty()) {
+                continue;
+            }
+            let Err((flag, problem)) = self.approvals_hold(i) else { continue };
+            let reason = WaitReason::Approval { flag: flag.clone(), problem: problem.clone() };
+            let cause = Cause::ApprovalLost { flag, problem, policy };
+            let already = self.state.units[i].waiting.as_ref().is_some_and(|w| same_kind(w, &reason));
+            match policy {
+                OnApprovalRevoked::Disable => {
+                    self.move_unit(i, UnitPhase::Blocked, None, 0, cause);
+                }
+                OnApprovalRevoked::Hold if !already => {
+                    let u = &self.state.units[i];
+                    let event = AuditEvent::Unit {
+                        from: u.phase,
+                        to: u.phase,
+                        step: u.step,
+                        from_percent: u.percent,
+                        to_percent: u.percent,
+                    };
+                    self.record(None, Some(i), event, cause);
+                }
+                OnApprovalRevoked::Hold => {}
+            }
+            self.state.units[i].waiting = Some(reason);
+        }
+    }
+
+    // ----- 5. progress -----
+
+    fn progress(&mut self) {
+        for w in 0..self.plan.waves.len() {
+            let earlier_done = self.state.waves[..w].iter().all(|s| s.phase == WavePhase::Complete);
+            if self.state.waves[w].phase == WavePhase::Pending {
+                if !earlier_done || self.state.aborted {
+                    let reason = match self.state.waves[..w].iter().rposition(|s| s.phase != WavePhase::Complete) {
+                        Some(p) => WaitReason::Wave { wave: self.plan.waves[p].name.clone() },
+                        None => WaitReason::Aborted,
+                    };
+                    for &r in &self.plan.waves[w].regions {
+                        for i in self.region_units(r) {
+                            self.state.units[i].waiting = Some(reason.clone());
+                        }
+                    }
+                    self.state.waves[w].waiting = Some(reason);
+                    continue;
+                }
+                self.move_wave(w, WavePhase::Running, Cause::WaveStarted);
+            }
+            self.progress_wave(w);
+            self.settle_wave(w);
+        }
+    }
+
+    fn move_wave(&mut self, w: usize, to: WavePhase, cause: Cause) {
+        let from = self.state.waves[w].phase;
+        if from == to {
+            return;
+        }
+        let wave = &mut self.state.waves[w];
+        wave.phase = to;
+        wave.since = Some(self.now);
+        wave.waiting = None;
+        if matches!(to, WavePhase::Complete | WavePhase::Running) {
+            wave.promoted = false;
+        }
+        self.record(Some(w), None, AuditEvent::Wave { from, to }, cause);
+    }
+
+    fn region_started(&self, r: usize) -> bool {
+        self.region_units(r).any(|i| {
+            let u = &self.state.units[i];
+            u.percent > 0 || u.step.is_some() || u.phase == UnitPhase::Enabled
+        })
+    }
+
+    fn region_enabled(&self, r: usize) -> bool {
+        self.region_units(r).all(|i| self.state.units[i].phase == UnitPhase::Enabled)
+    }
+
+    fn region_failed(&self, r: usize) -> bool {
+        self.region_units(r).any(|i| matches!(self.state.units[i].phase, UnitPhase::Failed | UnitPhase::RolledBack))
+    }
+
+    fn region_aborted(&self, r: usize) -> bool {
+        self.state.aborted || self.state.aborted_regions.contains(&self.plan.regions[r].name)
+    }
+
+    fn pause_scope(&self, r: usize) -> Option<String> {
+        let region = &self.plan.regions[r];
+        let wave = &self.plan.waves[region.wave].name;
+        if self.state.paused.plan {
+            Some("plan".into())
+        } else if self.state.paused.waves.contains(wave) {
+            Some(format!("wave {wave}"))
+        } else if self.state.paused.regions.contains(&region.name) {
+            Some(format!("region {}", region.name))
+        } else {
+            None
+        }
+    }
+
+    fn progress_wave(&mut self, w: usize) {
+        let wave = &self.plan.waves[w];
+        let complete = self.state.waves[w].phase == WavePhase::Complete;
+        let mut active: Vec<usize> = wave
+            .regions
+            .iter()
+            .copied()
+            .filter(|&r| self.region_started(r) && !self.region_enabled(r) && !self.region_failed(r) && !self.region_aborted(r))
+            .collect();
+        for &r in &wave.regions {
+            if self.region_aborted(r) {
+                self.abort_region(r);
+                continue;
+            }
+            if let Some(service) = self.failed_service(r) {
+                for i in self.region_units(r) {
+                    let u = &self.state.units[i];
+                    if matches!(u.phase, UnitPhase::Progressing | UnitPhase::Blocked | UnitPhase::Pending) {
+                        let phase = if u.percent > 0 { UnitPhase::Paused } else { UnitPhase::Blocked };
+                        self.block(i, phase, WaitReason::RegionFailed { service: service.clone() });
+                    }
+                }
+                continue;
+            }
+            if let Some(scope) = self.pause_scope(r) {
+                for i in self.region_units(r) {
+                    let u = &self.state.units[i];
+                    match u.phase {
+                        UnitPhase::Progressing => self.block(i, UnitPhase::Paused, WaitReason::Paused { scope: scope.clone() }),
+                        UnitPhase::Pending | UnitPhase::Blocked => {
+                            self.block(i, UnitPhase::Blocked, WaitReason::Paused { scope: scope.clone() })
+                        }
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            for k in 0..self.plan.service_order.len() {
+                let s = self.plan.service_order[k];
+                let i = self.plan.unit_index(r, s);
+                let u = &self.state.units[i];
+                match (u.phase, u.step) {
+                    (UnitPhase::Enabled | UnitPhase::Failed | UnitPhase::RolledBack, _) => {}
+                    (UnitPhase::Paused, Some(step)) => {
+                        let percent = u.percent;
+                        self.move_unit(i, UnitPhase::Progressing, Some(step), percent, Cause::Resumed);
+                        self.state.units[i].waiting = None;
+                        self.try_advance(i);
+                    }
+                    (UnitPhase::Progressing, Some(_)) => self.try_advance(i),
+                    _ => self.try_start(i, w, complete, &mut active),
+                }
+            }
+        }
+    }
+
+    fn failed_service(&self, r: usize) -> Option<String> {
+        self.region_units(r)
+            .find(|&i| self.state.units[i].phase == UnitPhase::Failed)
+            .map(|i| self.state.units[i].service.clone())
+    }
+
+    fn abort_region(&mut self, r: usize) {
+        for i in self.region_units(r) {
+            let u = &self.state.units[i];
+            match u.phase {
+                UnitPhase::Enabled | UnitPhase::RolledBack => {}
+                _ if u.percent > 0 || u.step.is_some() => {
+                    self.move_unit(i, UnitPhase::RolledBack, None, 0, Cause::Blocked { waiting: WaitReason::Aborted });
+                    self.state.units[i].waiting = Some(WaitReason::Aborted);
+                }
+                _ => self.block(i, UnitPhase::Blocked, WaitReason::Aborted),
+            }
+        }
+    }
+
+    fn try_start(&mut self, i: usize, w: usize, wave_complete: bool, active: &mut Vec<usize>) {
+        let r = self.region_of(i);
+        let s = i % self.plan.services.len();
+        let waiting_on: Vec<String> = self.plan.services[s]
+            .after
+            .iter()
+            .filter(|&&d| self.state.units[self.plan.unit_index(r, d)].phase != UnitPhase::Enabled)
+            .map(|&d| self.plan.services[d].name.clone())
+            .collect();
+        if !waiting_on.is_empty() {
+            return self.block(i, UnitPhase::Blocked, WaitReason::Dependency { services: waiting_on });
+        }
+        let limit = self.plan.waves[w].max_parallel;
+        if !wave_complete && !active.contains(&r) && active.len() >= limit {
+            let active = active.iter().map(|&a| self.plan.regions[a].name.clone()).collect();
+            return self.block(i, UnitPhase::Blocked, WaitReason::Parallelism { limit, active });
+        }
+        let evidence = match self.approvals_hold(i) {
+            Ok(evidence) => evidence,
+            Err((flag, problem)) => return self.block(i, UnitPhase::Blocked, WaitReason::Approval { flag, problem }),
+        };
+        let region = &self.plan.regions[r];
+        if !window::any_open(&region.settings.windows, region.timezone, self.now) {
+            let opens_at = window::next_open(&region.settings.windows, region.timezone, self.now);
+            if let Some(at) = opens_at {
+                self.wake(at);
+            }
+            return self.block(i, UnitPhase::Blocked, WaitReason::Window { opens_at });
+        }
+        let percent = region.settings.steps[0];
+        self.reset_checks(i);
+        self.move_unit(i, UnitPhase::Progressing, Some(0), percent, Cause::Started { approvals: evidence });
+        self.state.units[i].waiting = None;
+        if !active.contains(&r) {
+            active.push(r);
+        }
+        self.note_step_wait(i);
+    }
+
+    /// Which checks lack a fresh healthy verdict for the current hold.
+    fn unhealthy_checks(&self, i: usize) -> Vec<String> {
+        let u = &self.state.units[i];
+        let settings = &self.plan.regions[self.region_of(i)].settings;
+        let stale = stale_after(self.plan);
+        u.checks
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| settings.checks[*c].no_data != NoDataPolicy::Ignore)
+            .filter(|(_, check)| {
+                let fresh_healthy = check.verdict == Some(HealthVerdict::Healthy)
+                    && check.at.is_some_and(|at| u.bake_since.is_none_or(|b| at > b) && self.now - at <= stale);
+                !fresh_healthy
+            })
+            .map(|(_, check)| check.name.clone())
+            .collect()
+    }
+
+    /// Set the "baking until" wait and its wake-up for a unit that just moved.
+    fn note_step_wait(&mut self, i: usize) {
+        let bake = self.plan.regions[self.region_of(i)].settings.step_bake.to_delta();
+        let since = self.state.units[i].bake_since.unwrap_or(self.now);
+        let until = since + bake;
+        self.wake(until);
+        self.state.units[i].waiting = Some(WaitReason::StepBake { until });
+    }
+
+    fn try_advance(&mut self, i: usize) {
+        if let Err((flag, problem)) = self.approvals_hold(i) {
+            self.state.units[i].waiting = Some(WaitReason::Approval { flag, problem });
+            return;
+        }
+        let r = self.region_of(i);
+        let region = &self.plan.regions[r];
+        let u = &self.state.units[i];
+        let step = u.step.unwrap_or(0);
+        let until = u.bake_since.unwrap_or(self.now) + region.settings.step_bake.to_delta();
+        let promoted = u.promoted;
+        if !promoted && self.now < until {
+            self.wake(until);
+            self.state.units[i].waiting = Some(WaitReason::StepBake { until });
+            return;
+        }
+        let unhealthy = self.unhealthy_checks(i);
+        if !unhealthy.is_empty() {
+            self.state.units[i].waiting = Some(WaitReason::Health { checks: unhealthy });
+            return;
+        }
+        let steps = &region.settings.steps;
+        if step + 1 >= steps.len() {
+            let percent = self.state.units[i].percent;
+            self.move_unit(i, UnitPhase::Enabled, Some(step), percent, Cause::Completed { promoted });
+            self.state.units[i].waiting = None;
+            return;
+        }
+        if !window::any_open(&region.settings.windows, region.timezone, self.now) {
+            let opens_at = window::next_open(&region.settings.windows, region.timezone, self.now);
+            if let Some(at) = opens_at {
+                self.wake(at);
+            }
+            self.state.units[i].waiting = Some(WaitReason::Window { opens_at });
+            return;
+        }
+        let evidence = self.approvals_hold(i).unwrap_or_default();
+        let percent = steps[step + 1];
+        self.move_unit(i, UnitPhase::Progressing, Some(step + 1), percent, Cause::Advanced { approvals: evidence, promoted });
+        self.note_step_wait(i);
+    }
+
+    /// Wave-level transitions after its units moved.
+    fn settle_wave(&mut self, w: usize) {
+        let wave = &self.plan.waves[w];
+        let phase = self.state.waves[w].phase;
+        if phase == WavePhase::Complete {
+            return;
+        }
+        let failed: Vec<String> = wave
+            .regions
+            .iter()
+            .filter(|&&r| !self.region_aborted(r) && self.region_failed(r))
+            .map(|&r| self.plan.regions[r].name.clone())
+            .collect();
+        let settled = wave.regions.iter().all(|&r| self.region_aborted(r) || self.region_enabled(r) || self.region_failed(r));
+        let all_enabled = wave.regions.iter().all(|&r| self.region_aborted(r) || self.region_enabled(r));
+        if !failed.is_empty() {
+            if self.state.waves[w].promoted && settled {
+                self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: true });
+            } else if settled && phase != WavePhase::Halted {
+                self.move_wave(w, WavePhase::Halted, Cause::WaveHalted { failed_regions: failed.clone() });
+            } else if phase == WavePhase::Baking {
+                self.move_wave(w, WavePhase::Running, Cause::WaveHalted { failed_regions: failed.clone() });
+            }
+            if self.state.waves[w].phase == WavePhase::Halted {
+                self.state.waves[w].waiting =
+                    Some(WaitReason::WaveHalted { wave: wave.name.clone(), failed_regions: failed });
+            }
+            return;
+        }
+        if phase == WavePhase::Halted {
+            self.move_wave(w, WavePhase::Running, Cause::WaveResumed);
+        }
+        if !all_enabled || self.state.aborted {
+            return;
+        }
+        if self.state.waves[w].phase == WavePhase::Running {
+            self.move_wave(w, WavePhase::Baking, Cause::WaveEnabled);
+        }
+        // Baking: hold healthy for the wave's bake, measured from the latest healthy-hold start.
+        let bake = wave.bake.to_delta();
+        let units: Vec<usize> = wave.regions.iter().flat_map(|&r| self.region_units(r)).collect();
+        let since = units
+            .iter()
+            .filter_map(|&i| self.state.units[i].bake_since)
+            .chain(self.state.waves[w].since)
+            .max()
+            .unwrap_or(self.now);
+        let until = since + bake;
+        let promoted = self.state.waves[w].promoted;
+        if bake.is_zero() || promoted {
+            return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted });
+        }
+        if self.now < until {
+            self.wake(until);
+            self.state.waves[w].waiting = Some(WaitReason::WaveBake { wave: wave.name.clone(), until });
+            return;
+        }
+        let unhealthy: Vec<String> = units.iter().flat_map(|&i| self.unhealthy_checks_since(i, since)).collect();
+        if unhealthy.is_empty() {
+            self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: false });
+        } else {
+            let mut checks = unhealthy;
+            checks.sort();
+            checks.dedup();
+            self.state.waves[w].waiting = Some(WaitReason::Health { checks });
+        }
+    }
+
+    fn unhealthy_checks_since(&self, i: usize, since: DateTime<Utc>) -> Vec<String> {
+        let u = &self.state.units[i];
+        let settings = &self.plan.regions[self.region_of(i)].settings;
+        let stale = stale_after(self.plan);
+        u.checks
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| settings.checks[*c].no_data != NoDataPolicy::Ignore)
+            .filter(|(_, check)| {
+                !(check.verdict == Some(HealthVerdict::Healthy)
+                    && check.at.is_some_and(|at| at > since && self.now - at <= stale))
+            })
+            .map(|(_, check)| format!("{}/{}: {}", u.region, u.service, check.name))
+            .collect()
+    }
+
+    // ----- 6. drift and actions -----
+
+    fn check_drift(&mut self, before: &[u32]) {
+        for reading in self.obs.traffic {
+            let (Some(r), Some(s)) = (self.plan.region_index(&reading.region), self.plan.service_index(&reading.service))
+            else {
+                continue;
+            };
+            let i = self.plan.unit_index(r, s);
+            let expected = before[i];
+            if reading.percent != expected && self.state.units[i].percent == expected {
+                self.record(None, Some(i), AuditEvent::Drift { expected, observed: reading.percent }, Cause::Drift);
+                self.drifted.push(i);
+            }
+        }
+    }
+
+    fn schedule_approval_changes(&mut self) {
+        let flags = self.plan.flags();
+        if flags.is_empty() {
+            return;
+        }
+        let changes: Vec<DateTime<Utc>> = self
+            .obs
+            .approvals
+            .iter()
+            .filter(|a| flags.binary_search(&a.flag).is_ok())
+            .flat_map(|a| a.changes_after(self.now))
+            .collect();
+        for at in changes {
+            self.wake(at);
+        }
+    }
+
+    fn finish(self, before: &[u32]) -> Decision {
+        let mut actions = Vec::new();
+        for (i, u) in self.state.units.iter().enumerate() {
+            if u.percent != before[i] || self.drifted.contains(&i) {
+                actions.push(Action::SetTraffic {
+                    region: u.region.clone(),
+                    service: u.service.clone(),
+                    percent: u.percent,
+                    from: before[i],
+                });
+            }
+        }
+        Decision { state: self.state, actions, audit: self.audit, wake_at: self.wake_at }
+    }
+}
+
+/// Two waits of the same kind (and, for approvals, the same flag) are one continued block.
+fn same_kind(a: &WaitReason, b: &WaitReason) -> bool {
+    match (a, b) {
+        (WaitReason::Approval { flag: x, .. }, WaitReason::Approval { flag: y, .. }) => x == y,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}

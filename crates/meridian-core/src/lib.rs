@@ -1,0 +1,42 @@
+//! Meridian's core: the rollout model, its validation, and the pure decision engine.
+//!
+//! ```text
+//!  YAML ──> source (documents + locations) ──> manifest (raw serde types)
+//!                                                  │ validate (every error, located)
+//!                                                  v
+//!                        approvals ──────────>   plan (resolved, typed)
+//!                                                  │
+//!     observations (approvals, health samples,     v
+//!     read-backs, commands) + state + now ──> engine::decide ──> state, actions, audit, wake_at
+//!                                                  │
+//!                                          simulate (the engine on a virtual clock: `meridian plan`)
+//! ```
+//!
+//! This crate does no I/O beyond what its callers hand it, starts no threads and reads no
+//! clock: time is always an argument. Adapters (stores, health sources, actuators, the API,
+//! the Kubernetes mode) live in other crates and call in.
+
+pub mod approval;
+pub mod audit;
+pub mod command;
+pub mod diagnostics;
+pub mod duration;
+pub mod engine;
+pub mod health;
+pub mod manifest;
+pub mod plan;
+pub mod simulate;
+pub mod source;
+pub mod state;
+pub mod validate;
+pub mod window;
+
+pub use approval::ApprovalRecord;
+pub use audit::{AuditEvent, AuditRecord, Cause};
+pub use command::{Command, CommandKind};
+pub use diagnostics::{Diagnostic, Severity};
+pub use duration::Span;
+pub use engine::{Action, Decision, Observations, TrafficReading, decide};
+pub use health::{HealthSample, HealthVerdict};
+pub use plan::Plan;
+pub use state::{PlanPhase, PlanState, UnitPhase, WaitReason, WavePhase};

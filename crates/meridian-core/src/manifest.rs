@@ -1,0 +1,351 @@
+//! The raw layer: manifests exactly as users write them in YAML (or apply as custom resources).
+//!
+//! Owns the serde shape, the JSON Schema (doc comments become descriptions) and nothing else.
+//! Leaf values that need interpretation (durations, time zones, days, clock times, dates) stay
+//! strings here so that `validate` can report every bad value at once, with its location,
+//! instead of serde stopping at the first. Unknown fields are rejected.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The `apiVersion` every Meridian manifest carries.
+pub const API_VERSION: &str = "meridian.dev/v1alpha1";
+
+/// Kubernetes-style object metadata (only the fields Meridian reads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// Unique name of the object; plans are addressed by it in the CLI and API.
+    pub name: String,
+    /// Kubernetes namespace (ignored in standalone mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A phased regional rollout: which services to enable, where, in which order, how fast,
+/// and what must hold before and during each step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutPlan {
+    /// Always `meridian.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `RolloutPlan`.
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: RolloutPlanSpec,
+}
+
+/// What a rollout plan asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutPlanSpec {
+    /// Services to enable, in dependency order inside each region.
+    pub services: Vec<ServiceSpec>,
+    /// Every region the plan may touch.
+    pub regions: Vec<RegionSpec>,
+    /// Waves run strictly in order; every region belongs to exactly one wave.
+    pub waves: Vec<WaveSpec>,
+    /// Traffic percentages each (region, service) moves through, strictly increasing and
+    /// ending at 100. Default: `[1, 10, 50, 100]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<u32>>,
+    /// How long each step is held, healthy, before the next. Default: `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub step_bake: Option<String>,
+    /// When a region may START a step, in the region's local time. Empty: any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowSpec>,
+    /// Health checks evaluated for every (region, service) in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+    /// What a health failure does to its region. Default: `rollback-region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    /// What an approval that expires or is revoked mid-flight does. Default: `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_approval_revoked: Option<OnApprovalRevoked>,
+    /// How traffic is set in each region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actuator: Option<ActuatorSpec>,
+}
+
+/// A service enabled region by region.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Services that must be fully enabled in a region before this one starts there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+}
+
+/// A region and what it requires.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegionSpec {
+    pub name: String,
+    /// IANA time zone in which windows are read, e.g. `Asia/Tokyo`. Default: `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Approval flags that must all be granted, unexpired and in scope before this region
+    /// receives any traffic, and for as long as it does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
+}
+
+/// A group of regions that run together, after the previous wave has finished and baked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaveSpec {
+    pub name: String,
+    /// Regions in this wave, started in this order.
+    pub regions: Vec<String>,
+    /// At most this many regions of the wave in progress at once. Default: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<i64>,
+    /// Healthy hold after every region of the wave is enabled, before the next wave starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub bake: Option<String>,
+    /// Approval flags gating every step of this wave (an operator's go, a CI promotion).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
+}
+
+/// A recurring time range, in the region's local time, in which steps may start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Days on which the window opens: `Mon`..`Sun` (full names accepted). Empty: every day.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<String>,
+    /// Local opening time, `HH:MM`.
+    #[schemars(regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
+    pub from: String,
+    /// Local closing time, `HH:MM` (`24:00` for midnight). Earlier than `from`: the window
+    /// runs past midnight into the next day.
+    #[schemars(regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
+    pub to: String,
+}
+
+/// How health is read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthSpec {
+    /// How often every check is evaluated. Default: `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub interval: Option<String>,
+    /// Label that carries the region name in query results. Default: `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_label: Option<String>,
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+/// One health check. Its value must stay within `min`/`max`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckSpec {
+    pub name: String,
+    /// A PromQL query evaluated once per service for all regions, split by the region label.
+    /// Placeholders: `{{service}}`, `{{plan}}`, `{{wave}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusCheckSpec>,
+    /// A plain HTTP source, for setups without Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheckSpec>,
+    /// Least healthy value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Greatest healthy value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Consecutive failing evaluations before the region fails. Default: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<i64>,
+    /// What missing, stale or unreadable data means. Default: `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoDataPolicy>,
+    /// Traffic guard: below this many samples the verdict is "no data", never "healthy".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_samples: Option<MinSamplesSpec>,
+}
+
+/// A Prometheus instant query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusCheckSpec {
+    pub query: String,
+    /// Base URL of the Prometheus server. Default: the controller's `--prometheus` setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A number read over HTTP, per region.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpCheckSpec {
+    /// URL to GET. Placeholders: `{{region}}`, `{{service}}`, `{{plan}}`, `{{wave}}`.
+    pub url: String,
+    /// JSON pointer to the number in a JSON body (e.g. `/errorRate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// Metric name to read from a Prometheus text-format body instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+}
+
+/// The least request count that makes a verdict conclusive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MinSamplesSpec {
+    /// Query for the number of samples (requests) in the check's window, split by region.
+    pub query: String,
+    /// Least count; below it the verdict is "no data".
+    pub min: f64,
+}
+
+/// How traffic is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActuatorSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpActuatorSpec>,
+    /// Dry run: record what would be done, change nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogActuatorSpec>,
+}
+
+/// Sets a (region, service) traffic percent over HTTP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpActuatorSpec {
+    /// Endpoint. Placeholders: `{{region}}`, `{{service}}`, `{{plan}}`.
+    pub url: String,
+    /// `PUT` (default) or `POST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// File holding the bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// Environment variable holding the bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// Per-request timeout. Default: `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Retries after the first attempt, with exponential backoff and jitter. Default: 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    /// On drift (read-back differs from state): `reapply` (default) or `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_drift: Option<String>,
+}
+
+/// The dry-run actuator takes no settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogActuatorSpec {}
+
+/// What a health failure does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Set every service of the failed region back to 0 %.
+    #[default]
+    RollbackRegion,
+    /// Freeze the failed region at its current traffic until an operator decides.
+    Pause,
+}
+
+/// What an approval that stops being valid does to regions that depend on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnApprovalRevoked {
+    /// Keep current traffic, take no further step.
+    #[default]
+    Hold,
+    /// Set the region's traffic to 0 %.
+    Disable,
+}
+
+/// What missing, stale or unreadable health data means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoDataPolicy {
+    /// Do not advance and do not fail: wait for data.
+    #[default]
+    Hold,
+    /// Count as a failing evaluation.
+    Fail,
+    /// Leave this check out of the decision.
+    Ignore,
+}
+
+/// A recorded permission: a regulator's sign-off, an operator's go, a CI promotion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Approval {
+    /// Always `meridian.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `Approval`.
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: ApprovalSpec,
+}
+
+/// Who granted which flag, on what evidence, for how long, and where it applies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSpec {
+    /// The flag this approval grants, as named in a region's or wave's `approvals`.
+    pub flag: String,
+    /// Person or body that granted it.
+    pub granted_by: String,
+    /// Evidence: a letter, a ticket, a CI run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When it was granted (RFC 3339). It is not valid before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_at: Option<String>,
+    /// When it stops being valid (RFC 3339). Absent: it does not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Where it applies; an absent list means "everywhere".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<ApprovalScope>,
+    /// Set when the approval has been withdrawn; it is then never valid again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+}
+
+/// Limits where an approval applies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalScope {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plans: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}
+
+/// A withdrawal of an approval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Revocation {
+    /// When (RFC 3339).
+    pub at: String,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

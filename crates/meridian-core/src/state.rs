@@ -1,0 +1,406 @@
+//! The durable state of one plan's rollout: a phase, step and traffic percent per
+//! (region, service) unit, a phase per wave, and what the operators asked for.
+//!
+//! Owns the shape that stores persist (a database row, a Kubernetes `status`) and its
+//! alignment with a (possibly edited) plan. Decisions about it live in `engine`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::approval::ApprovalProblem;
+use crate::health::HealthVerdict;
+use crate::plan::Plan;
+
+/// Where a (region, service) unit is in its rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnitPhase {
+    /// Its wave has not started.
+    Pending,
+    /// Its wave runs, but it may not start yet; `waiting` says why.
+    Blocked,
+    /// Serving traffic at `step`, working towards 100 %.
+    Progressing,
+    /// At 100 % and baked.
+    Enabled,
+    /// Its health failed and the plan says pause: traffic kept, nothing moves.
+    Failed,
+    /// Set back to 0 % after a failure or an abort.
+    RolledBack,
+    /// Held at its current traffic by an operator or a failure elsewhere in its region.
+    Paused,
+}
+
+impl UnitPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitPhase::Pending => "pending",
+            UnitPhase::Blocked => "blocked",
+            UnitPhase::Progressing => "progressing",
+            UnitPhase::Enabled => "enabled",
+            UnitPhase::Failed => "failed",
+            UnitPhase::RolledBack => "rolled-back",
+            UnitPhase::Paused => "paused",
+        }
+    }
+}
+
+impl fmt::Display for UnitPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a wave is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WavePhase {
+    Pending,
+    Running,
+    /// Every region enabled; holding healthy for the wave's bake.
+    Baking,
+    Complete,
+    /// A region failed or was rolled back; later waves wait for a retry or a promote.
+    Halted,
+}
+
+impl fmt::Display for WavePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WavePhase::Pending => "pending",
+            WavePhase::Running => "running",
+            WavePhase::Baking => "baking",
+            WavePhase::Complete => "complete",
+            WavePhase::Halted => "halted",
+        })
+    }
+}
+
+/// What a unit (or wave) is waiting for before its next move.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum WaitReason {
+    /// An earlier wave has not completed.
+    Wave { wave: String },
+    /// The wave stopped on failed regions.
+    WaveHalted { wave: String, failed_regions: Vec<String> },
+    /// A required approval does not hold.
+    Approval {
+        flag: String,
+        #[serde(flatten)]
+        problem: ApprovalProblem,
+    },
+    /// Outside every window; the next opens then (none within 8 days: `None`).
+    Window { opens_at: Option<DateTime<Utc>> },
+    /// Services in the same region that must be enabled first.
+    Dependency { services: Vec<String> },
+    /// The wave's `maxParallel` is used up by these regions.
+    Parallelism { limit: usize, active: Vec<String> },
+    /// Holding the current step until then.
+    StepBake { until: DateTime<Utc> },
+    /// Holding the wave's bake until then.
+    WaveBake { wave: String, until: DateTime<Utc> },
+    /// Not every check has a fresh healthy verdict.
+    Health { checks: Vec<String> },
+    /// An operator paused this scope.
+    Paused { scope: String },
+    /// The rollout (or this region) was aborted.
+    Aborted,
+    /// Another service of this region failed.
+    RegionFailed { service: String },
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::Wave { wave } => write!(f, "waiting for wave {wave} to complete"),
+            WaitReason::WaveHalted { wave, failed_regions } => write!(
+                f,
+                "wave {wave} halted on failed regions {}; retry them or promote the wave",
+                failed_regions.join(", ")
+            ),
+            WaitReason::Approval { flag, problem } => match problem {
+                ApprovalProblem::Missing => write!(f, "approval {flag} not granted"),
+                ApprovalProblem::NotYetValid { name, at } => {
+                    write!(f, "approval {flag} ({name}) valid only from {}", at.to_rfc3339())
+                }
+                ApprovalProblem::Expired { name, at } => {
+                    write!(f, "approval {flag} ({name}) expired at {}", at.to_rfc3339())
+                }
+                ApprovalProblem::Revoked { name, at, by } => {
+                    write!(f, "approval {flag} ({name}) revoked by {by} at {}", at.to_rfc3339())
+                }
+                ApprovalProblem::OutOfScope { name } => {
+                    write!(f, "approval {flag} ({name}) does not cover this region or service")
+                }
+            },
+            WaitReason::Window { opens_at: Some(at) } => {
+                write!(f, "outside its windows; next opens {}", at.to_rfc3339())
+            }
+            WaitReason::Window { opens_at: None } => {
+                write!(f, "outside its windows; none opens within 8 days")
+            }
+            WaitReason::Dependency { services } => {
+                write!(f, "waiting for {} to be enabled first", services.join(", "))
+            }
+            WaitReason::Parallelism { limit, active } => write!(
+                f,
+                "maxParallel {limit} reached ({} in progress)",
+                active.join(", ")
+            ),
+            WaitReason::StepBake { until } => write!(f, "baking until {}", until.to_rfc3339()),
+            WaitReason::WaveBake { wave, until } => {
+                write!(f, "wave {wave} baking until {}", until.to_rfc3339())
+            }
+            WaitReason::Health { checks } => {
+                write!(f, "waiting for fresh healthy data from {}", checks.join(", "))
+            }
+            WaitReason::Paused { scope } => write!(f, "paused ({scope})"),
+            WaitReason::Aborted => f.write_str("aborted"),
+            WaitReason::RegionFailed { service } => {
+                write!(f, "service {service} failed in this region")
+            }
+        }
+    }
+}
+
+/// The latest evaluation of one check for one unit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckState {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<HealthVerdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// Failing evaluations in a row.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+}
+
+/// One (region, service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitState {
+    pub region: String,
+    pub service: String,
+    pub phase: UnitPhase,
+    /// Index into the region's steps, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    /// Traffic this unit is meant to serve now.
+    pub percent: u32,
+    /// When the current phase or step began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Start of the current unbroken healthy hold (reset by any non-healthy evaluation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_since: Option<DateTime<Utc>>,
+    /// What the unit waits for before its next move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitReason>,
+    /// An operator's promote: skip the current step bake once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promoted: bool,
+    #[serde(default)]
+    pub checks: Vec<CheckState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveState {
+    pub name: String,
+    pub phase: WavePhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// An operator's promote: skip the bake, or accept a halt, once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promoted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitReason>,
+}
+
+/// Scopes an operator paused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseSet {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan: bool,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub waves: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub regions: BTreeSet<String>,
+}
+
+/// The whole rollout's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanState {
+    pub plan: String,
+    /// Region-major, aligned with the plan (`Plan::unit_index`).
+    pub units: Vec<UnitState>,
+    pub waves: Vec<WaveState>,
+    #[serde(default)]
+    pub paused: PauseSet,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub aborted_regions: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aborted: bool,
+    /// Sequence number of the last audit record issued.
+    #[serde(default)]
+    pub audit_seq: u64,
+}
+
+/// The rollout as a whole, for status displays and `status --wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanPhase {
+    Pending,
+    Running,
+    Paused,
+    Halted,
+    Complete,
+    Aborted,
+}
+
+impl fmt::Display for PlanPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PlanPhase::Pending => "pending",
+            PlanPhase::Running => "running",
+            PlanPhase::Paused => "paused",
+            PlanPhase::Halted => "halted",
+            PlanPhase::Complete => "complete",
+            PlanPhase::Aborted => "aborted",
+        })
+    }
+}
+
+impl UnitState {
+    fn new(plan: &Plan, region: usize, service: usize) -> Self {
+        UnitState {
+            region: plan.regions[region].name.clone(),
+            service: plan.services[service].name.clone(),
+            phase: UnitPhase::Pending,
+            step: None,
+            percent: 0,
+            since: None,
+            bake_since: None,
+            waiting: None,
+            promoted: false,
+            checks: plan
+                .health
+                .checks
+                .iter()
+                .map(|c| CheckState { name: c.name.clone(), ..CheckState::default() })
+                .collect(),
+        }
+    }
+}
+
+impl PlanState {
+    /// A fresh state: every unit pending at 0 %.
+    pub fn new(plan: &Plan) -> Self {
+        let mut state = PlanState {
+            plan: plan.name.clone(),
+            units: Vec::new(),
+            waves: Vec::new(),
+            paused: PauseSet::default(),
+            aborted_regions: BTreeSet::new(),
+            aborted: false,
+            audit_seq: 0,
+        };
+        state.align(plan);
+        state
+    }
+
+    /// Reshape to match `plan` after an edit: units and waves are matched by name, new ones
+    /// start pending, removed ones are dropped, and a step index beyond the (possibly
+    /// shortened) steps is clamped to the last step. A no-op when already aligned.
+    pub fn align(&mut self, plan: &Plan) {
+        if self.is_aligned(plan) {
+            return;
+        }
+        let mut old: std::collections::HashMap<(String, String), UnitState> = self
+            .units
+            .drain(..)
+            .map(|u| ((u.region.clone(), u.service.clone()), u))
+            .collect();
+        for (r, region) in plan.regions.iter().enumerate() {
+            for (s, service) in plan.services.iter().enumerate() {
+                let key = (region.name.clone(), service.name.clone());
+                let mut unit = old.remove(&key).unwrap_or_else(|| UnitState::new(plan, r, s));
+                let last = region.settings.steps.len().saturating_sub(1);
+                if let Some(step) = unit.step.as_mut() {
+                    *step = (*step).min(last);
+                }
+                let mut checks = Vec::with_capacity(plan.health.checks.len());
+                for check in &plan.health.checks {
+                    let kept = unit.checks.iter().find(|c| c.name == check.name).cloned();
+                    checks.push(
+                        kept.unwrap_or(CheckState { name: check.name.clone(), ..CheckState::default() }),
+                    );
+                }
+                unit.checks = checks;
+                self.units.push(unit);
+            }
+        }
+        let mut old_waves: std::collections::HashMap<String, WaveState> =
+            self.waves.drain(..).map(|w| (w.name.clone(), w)).collect();
+        self.waves = plan
+            .waves
+            .iter()
+            .map(|w| {
+                old_waves.remove(&w.name).unwrap_or(WaveState {
+                    name: w.name.clone(),
+                    phase: WavePhase::Pending,
+                    since: None,
+                    promoted: false,
+                    waiting: None,
+                })
+            })
+            .collect();
+        self.plan = plan.name.clone();
+    }
+
+    fn is_aligned(&self, plan: &Plan) -> bool {
+        self.units.len() == plan.unit_count()
+            && self.waves.len() == plan.waves.len()
+            && self.waves.iter().zip(&plan.waves).all(|(s, w)| s.name == w.name)
+            && plan.regions.iter().enumerate().all(|(r, region)| {
+                plan.services.iter().enumerate().all(|(s, service)| {
+                    let u = &self.units[plan.unit_index(r, s)];
+                    u.region == region.name
+                        && u.service == service.name
+                        && u.checks.len() == plan.health.checks.len()
+                        && u.checks.iter().zip(&plan.health.checks).all(|(c, k)| c.name == k.name)
+                })
+            })
+    }
+
+    pub fn unit(&self, region: &str, service: &str) -> Option<&UnitState> {
+        self.units.iter().find(|u| u.region == region && u.service == service)
+    }
+
+    /// The rollout's overall phase.
+    pub fn phase(&self) -> PlanPhase {
+        if self.aborted {
+            PlanPhase::Aborted
+        } else if self.waves.iter().all(|w| w.phase == WavePhase::Complete) {
+            PlanPhase::Complete
+        } else if self.waves.iter().any(|w| w.phase == WavePhase::Halted) {
+            PlanPhase::Halted
+        } else if self.paused.plan {
+            PlanPhase::Paused
+        } else if self.waves.iter().all(|w| w.phase == WavePhase::Pending) {
+            PlanPhase::Pending
+        } else {
+            PlanPhase::Running
+        }
+    }
+}
