@@ -1,1 +1,217 @@
-//! Placeholder; filled in below.
+//! A rollout on a virtual clock: the real engine, fed by a simulated fleet, jumping from
+//! one `wake_at` to the next. This is what `meridian plan` prints, so the projection is
+//! exactly what the controller would do given the same approvals and health.
+//!
+//! Owns the simulation loop and the per-unit timeline it yields; no I/O, no real clock.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::approval::ApprovalRecord;
+use crate::audit::{AuditEvent, AuditRecord};
+use crate::duration::Span;
+use crate::engine::{Observations, decide};
+use crate::health::{HealthSample, HealthVerdict};
+use crate::plan::Plan;
+use crate::state::{PlanPhase, PlanState, UnitPhase, WaitReason, WavePhase};
+
+/// How to run the simulation.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub start: DateTime<Utc>,
+    /// Feed a healthy verdict for every check of every watched unit at every decision.
+    /// Without it no health data arrives, so units with checks hold at their first step.
+    pub assume_healthy: bool,
+    /// Stop projecting this far after `start`.
+    pub horizon: Span,
+    /// Upper bound on decisions, a guard against a plan that never settles.
+    pub max_decisions: usize,
+}
+
+impl SimOptions {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        SimOptions { start, assume_healthy: false, horizon: Span::from_secs(90 * 86_400), max_decisions: 1_000_000 }
+    }
+}
+
+/// When one unit reached one traffic step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReached {
+    pub percent: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// One unit's projected path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitTimeline {
+    pub wave: String,
+    pub region: String,
+    pub service: String,
+    pub steps: Vec<StepReached>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_at: Option<DateTime<Utc>>,
+    pub final_phase: UnitPhase,
+    /// What it still waits for when the projection ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_text: Option<String>,
+}
+
+/// One wave's projected path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveTimeline {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub final_phase: WavePhase,
+}
+
+/// The projection.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeline {
+    pub plan: String,
+    pub start: DateTime<Utc>,
+    pub assume_healthy: bool,
+    /// When every wave completed, if within the horizon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last moment simulated.
+    pub ended_at: DateTime<Utc>,
+    pub phase: PlanPhase,
+    pub decisions: usize,
+    pub waves: Vec<WaveTimeline>,
+    pub units: Vec<UnitTimeline>,
+    /// Every audit record the engine issued.
+    pub audit: Vec<AuditRecord>,
+    #[serde(skip)]
+    pub state: PlanState,
+}
+
+/// Run `plan` from a fresh state.
+pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) -> Timeline {
+    let mut state = PlanState::new(plan);
+    let mut now = opts.start;
+    let horizon = opts.start + opts.horizon.to_delta();
+    let mut audit = Vec::new();
+    let mut decisions = 0;
+    let mut samples = Vec::new();
+    while decisions < opts.max_decisions {
+        samples.clear();
+        if opts.assume_healthy {
+            healthy_samples(plan, &state, now, &mut samples);
+        }
+        let obs = Observations { approvals, health: &samples, ..Observations::default() };
+        let decision = decide(plan, state, &obs, now);
+        decisions += 1;
+        state = decision.state;
+        audit.extend(decision.audit);
+        if state.phase() == PlanPhase::Complete {
+            break;
+        }
+        match decision.wake_at {
+            Some(next) if next <= horizon => now = next,
+            _ => break,
+        }
+    }
+    timeline(plan, state, audit, opts, now, decisions)
+}
+
+/// A healthy verdict at `now` for every check of every unit that serves traffic under watch.
+fn healthy_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, out: &mut Vec<HealthSample>) {
+    for (i, unit) in state.units.iter().enumerate() {
+        let wave = plan.regions[i / plan.services.len()].wave;
+        if unit.percent == 0 || state.waves[wave].phase == WavePhase::Complete {
+            continue;
+        }
+        for check in &plan.health.checks {
+            out.push(HealthSample {
+                region: unit.region.clone(),
+                service: unit.service.clone(),
+                check: check.name.clone(),
+                verdict: HealthVerdict::Healthy,
+                value: None,
+                detail: None,
+                at: now,
+            });
+        }
+    }
+}
+
+fn timeline(
+    plan: &Plan,
+    state: PlanState,
+    audit: Vec<AuditRecord>,
+    opts: &SimOptions,
+    ended_at: DateTime<Utc>,
+    decisions: usize,
+) -> Timeline {
+    let mut units: Vec<UnitTimeline> = state
+        .units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| UnitTimeline {
+            wave: plan.waves[plan.regions[i / plan.services.len()].wave].name.clone(),
+            region: u.region.clone(),
+            service: u.service.clone(),
+            steps: Vec::new(),
+            enabled_at: None,
+            final_phase: u.phase,
+            waiting: u.waiting.clone(),
+            waiting_text: u.waiting.as_ref().map(ToString::to_string),
+        })
+        .collect();
+    let mut waves: Vec<WaveTimeline> = state
+        .waves
+        .iter()
+        .map(|w| WaveTimeline { name: w.name.clone(), started_at: None, completed_at: None, final_phase: w.phase })
+        .collect();
+    for record in &audit {
+        match &record.event {
+            AuditEvent::Unit { to, to_percent, from_percent, .. } => {
+                let (Some(r), Some(s)) = (
+                    record.region.as_deref().and_then(|r| plan.region_index(r)),
+                    record.service.as_deref().and_then(|s| plan.service_index(s)),
+                ) else {
+                    continue;
+                };
+                let unit = &mut units[plan.unit_index(r, s)];
+                if to_percent != from_percent && *to_percent > 0 {
+                    unit.steps.push(StepReached { percent: *to_percent, at: record.at });
+                }
+                if *to == UnitPhase::Enabled {
+                    unit.enabled_at = Some(record.at);
+                }
+            }
+            AuditEvent::Wave { to, .. } => {
+                let Some(w) = record.wave.as_deref().and_then(|w| plan.wave_index(w)) else { continue };
+                match to {
+                    WavePhase::Running if waves[w].started_at.is_none() => waves[w].started_at = Some(record.at),
+                    WavePhase::Complete => waves[w].completed_at = Some(record.at),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    let phase = state.phase();
+    Timeline {
+        plan: plan.name.clone(),
+        start: opts.start,
+        assume_healthy: opts.assume_healthy,
+        finished_at: (phase == PlanPhase::Complete).then_some(ended_at),
+        ended_at,
+        phase,
+        decisions,
+        waves,
+        units,
+        audit,
+        state,
+    }
+}
