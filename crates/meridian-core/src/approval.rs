@@ -68,9 +68,7 @@ impl ApprovalScopeSet {
         fn allows(list: &[String], value: &str) -> bool {
             list.is_empty() || list.iter().any(|v| v == value)
         }
-        allows(&self.plans, plan)
-            && allows(&self.regions, region)
-            && service.is_none_or(|s| allows(&self.services, s))
+        allows(&self.plans, plan) && allows(&self.regions, region) && service.is_none_or(|s| allows(&self.services, s))
     }
 }
 

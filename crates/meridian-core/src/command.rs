@@ -44,9 +44,7 @@ impl std::str::FromStr for CommandKind {
             "abort" => Ok(CommandKind::Abort),
             "promote" => Ok(CommandKind::Promote),
             "retry" => Ok(CommandKind::Retry),
-            other => Err(format!(
-                "unknown command {other:?}; use pause, resume, abort, promote or retry"
-            )),
+            other => Err(format!("unknown command {other:?}; use pause, resume, abort, promote or retry")),
         }
     }
 }

@@ -49,8 +49,7 @@ impl Span {
 
     /// The span as a chrono delta, saturating at chrono's maximum.
     pub fn to_delta(self) -> TimeDelta {
-        TimeDelta::try_milliseconds(i64::try_from(self.millis).unwrap_or(i64::MAX))
-            .unwrap_or(TimeDelta::MAX)
+        TimeDelta::try_milliseconds(i64::try_from(self.millis).unwrap_or(i64::MAX)).unwrap_or(TimeDelta::MAX)
     }
 
     /// A span from a chrono delta; negative deltas become zero.
@@ -74,9 +73,7 @@ impl FromStr for Span {
             if digits == 0 {
                 return Err(SpanError::NotANumber(text.to_string()));
             }
-            let number: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| SpanError::Overflow(text.to_string()))?;
+            let number: u64 = rest[..digits].parse().map_err(|_| SpanError::Overflow(text.to_string()))?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             if unit_len == 0 {
@@ -155,10 +152,7 @@ mod tests {
         assert!(matches!("5w".parse::<Span>(), Err(SpanError::UnknownUnit(_, _))));
         assert!(matches!("m5".parse::<Span>(), Err(SpanError::NotANumber(_))));
         assert!(matches!("-5m".parse::<Span>(), Err(SpanError::NotANumber(_))));
-        assert!(matches!(
-            "99999999999999999999d".parse::<Span>(),
-            Err(SpanError::Overflow(_))
-        ));
+        assert!(matches!("99999999999999999999d".parse::<Span>(), Err(SpanError::Overflow(_))));
     }
 
     #[test]

@@ -150,7 +150,12 @@ impl Engine<'_> {
             u.bake_since = Some(self.now);
             u.promoted = false;
         }
-        self.record(None, Some(i), AuditEvent::Unit { from, to: phase, step, from_percent, to_percent: percent }, cause);
+        self.record(
+            None,
+            Some(i),
+            AuditEvent::Unit { from, to: phase, step, from_percent, to_percent: percent },
+            cause,
+        );
     }
 
     /// Record what a unit waits for; entering `Blocked`, or a new kind of block, is audited.
@@ -258,10 +263,12 @@ impl Engine<'_> {
                     }
                     for (w, wave) in self.state.waves.iter_mut().enumerate() {
                         let named = cmd.wave.as_ref().is_none_or(|n| *n == wave.name);
-                        let has_region = cmd.region.as_ref().is_none_or(|n| {
-                            self.plan.region_index(n).is_some_and(|r| self.plan.regions[r].wave == w)
-                        });
-                        if named && has_region && wave.phase != WavePhase::Complete && wave.phase != WavePhase::Pending {
+                        let has_region = cmd
+                            .region
+                            .as_ref()
+                            .is_none_or(|n| self.plan.region_index(n).is_some_and(|r| self.plan.regions[r].wave == w));
+                        if named && has_region && wave.phase != WavePhase::Complete && wave.phase != WavePhase::Pending
+                        {
                             wave.promoted = true;
                         }
                     }
@@ -322,8 +329,7 @@ impl Engine<'_> {
                 continue;
             }
             let missing = matches!(sample.verdict, HealthVerdict::NoData | HealthVerdict::Error);
-            let failing =
-                sample.verdict == HealthVerdict::Unhealthy || (missing && policy == NoDataPolicy::Fail);
+            let failing = sample.verdict == HealthVerdict::Unhealthy || (missing && policy == NoDataPolicy::Fail);
             if failing {
                 check.consecutive_failures += 1;
             } else if sample.verdict == HealthVerdict::Healthy {
@@ -346,9 +352,11 @@ impl Engine<'_> {
             }
             let r = self.region_of(i);
             let settings = &self.plan.regions[r].settings;
-            let failed = self.state.units[i].checks.iter().enumerate().find(|(c, check)| {
-                check.consecutive_failures >= settings.checks[*c].failure_limit.max(1)
-            });
+            let failed = self.state.units[i]
+                .checks
+                .iter()
+                .enumerate()
+                .find(|(c, check)| check.consecutive_failures >= settings.checks[*c].failure_limit.max(1));
             let Some((_, check)) = failed else { continue };
             let cause = Cause::HealthFailed {
                 check: check.name.clone(),
@@ -364,10 +372,13 @@ impl Engine<'_> {
                 for j in self.region_units(r) {
                     let u = &self.state.units[j];
                     if u.percent > 0 || u.phase == UnitPhase::Failed || u.step.is_some() {
-                        self.move_unit(j, UnitPhase::RolledBack, None, 0, Cause::RegionFailed {
-                            service: service.clone(),
-                            policy,
-                        });
+                        self.move_unit(
+                            j,
+                            UnitPhase::RolledBack,
+                            None,
+                            0,
+                            Cause::RegionFailed { service: service.clone(), policy },
+                        );
                         self.state.units[j].waiting = None;
                     }
                 }
@@ -384,7 +395,9 @@ impl Engine<'_> {
             if u.percent == 0 || matches!(u.phase, UnitPhase::RolledBack) {
                 continue;
             }
-            if self.plan.regions[self.region_of(i)].approvals.is_empty() && self.plan.waves.iter().all(|w| w.approvals.is_empty()) {
+            if self.plan.regions[self.region_of(i)].approvals.is_empty()
+                && self.plan.waves.iter().all(|w| w.approvals.is_empty())
+            {
                 continue;
             }
             let Err((flag, problem)) = self.approvals_hold(i) else { continue };
@@ -493,7 +506,9 @@ impl Engine<'_> {
             .regions
             .iter()
             .copied()
-            .filter(|&r| self.region_started(r) && !self.region_enabled(r) && !self.region_failed(r) && !self.region_aborted(r))
+            .filter(|&r| {
+                self.region_started(r) && !self.region_enabled(r) && !self.region_failed(r) && !self.region_aborted(r)
+            })
             .collect();
         for &r in &wave.regions {
             if self.region_aborted(r) {
@@ -514,7 +529,9 @@ impl Engine<'_> {
                 for i in self.region_units(r) {
                     let u = &self.state.units[i];
                     match u.phase {
-                        UnitPhase::Progressing => self.block(i, UnitPhase::Paused, WaitReason::Paused { scope: scope.clone() }),
+                        UnitPhase::Progressing => {
+                            self.block(i, UnitPhase::Paused, WaitReason::Paused { scope: scope.clone() })
+                        }
                         UnitPhase::Pending | UnitPhase::Blocked => {
                             self.block(i, UnitPhase::Blocked, WaitReason::Paused { scope: scope.clone() })
                         }
@@ -666,7 +683,13 @@ impl Engine<'_> {
         }
         let evidence = self.approvals_hold(i).unwrap_or_default();
         let percent = steps[step + 1];
-        self.move_unit(i, UnitPhase::Progressing, Some(step + 1), percent, Cause::Advanced { approvals: evidence, promoted });
+        self.move_unit(
+            i,
+            UnitPhase::Progressing,
+            Some(step + 1),
+            percent,
+            Cause::Advanced { approvals: evidence, promoted },
+        );
         self.note_step_wait(i);
     }
 
@@ -683,7 +706,8 @@ impl Engine<'_> {
             .filter(|&&r| !self.region_aborted(r) && self.region_failed(r))
             .map(|&r| self.plan.regions[r].name.clone())
             .collect();
-        let settled = wave.regions.iter().all(|&r| self.region_aborted(r) || self.region_enabled(r) || self.region_failed(r));
+        let settled =
+            wave.regions.iter().all(|&r| self.region_aborted(r) || self.region_enabled(r) || self.region_failed(r));
         let all_enabled = wave.regions.iter().all(|&r| self.region_aborted(r) || self.region_enabled(r));
         if !failed.is_empty() {
             if self.state.waves[w].promoted && settled {
@@ -758,7 +782,8 @@ impl Engine<'_> {
 
     fn check_drift(&mut self, before: &[u32]) {
         for reading in self.obs.traffic {
-            let (Some(r), Some(s)) = (self.plan.region_index(&reading.region), self.plan.service_index(&reading.service))
+            let (Some(r), Some(s)) =
+                (self.plan.region_index(&reading.region), self.plan.service_index(&reading.service))
             else {
                 continue;
             };

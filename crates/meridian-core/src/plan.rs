@@ -120,8 +120,7 @@ impl Plan {
     /// Build the name lookups; called once when the plan is assembled.
     pub(crate) fn index_names(&mut self) {
         self.region_lookup = self.regions.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
-        self.service_lookup =
-            self.services.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
+        self.service_lookup = self.services.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
     }
 
     pub fn region_index(&self, name: &str) -> Option<usize> {
@@ -212,9 +211,6 @@ mod tests {
             &[("region", "jp"), ("service", "store")],
         );
         assert_eq!(out, "https://c.jp.net/store/{{nope}}");
-        assert_eq!(
-            template_placeholders("a{{x}}b{{ y }}c{{z"),
-            vec!["x".to_string(), "y".to_string()]
-        );
+        assert_eq!(template_placeholders("a{{x}}b{{ y }}c{{z"), vec!["x".to_string(), "y".to_string()]);
     }
 }

@@ -217,7 +217,10 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Document>, Report) {
         let value: serde_yaml::Value = match serde::Deserialize::deserialize(de) {
             Ok(v) => v,
             Err(e) => {
-                let pos = e.location().map(|l| Pos { line: l.line(), column: l.column() }).unwrap_or(Pos { line: 1, column: 1 });
+                let pos = e
+                    .location()
+                    .map(|l| Pos { line: l.line(), column: l.column() })
+                    .unwrap_or(Pos { line: 1, column: 1 });
                 let message = strip_location(&e.to_string());
                 report.push(diag(pos, "", "yaml-syntax", message, None));
                 // serde_yaml cannot resume after a syntax error in a stream.
@@ -245,7 +248,13 @@ pub fn parse_file(file: &str, text: &str) -> (Vec<Document>, Report) {
             } else {
                 (format!("unsupported apiVersion {api:?}"), "apiVersion")
             };
-            report.push(diag(located(index, path), path, "api-version", message, Some(format!("use apiVersion: {API_VERSION}"))));
+            report.push(diag(
+                located(index, path),
+                path,
+                "api-version",
+                message,
+                Some(format!("use apiVersion: {API_VERSION}")),
+            ));
             continue;
         }
         let manifest = match kind.as_str() {
@@ -289,14 +298,22 @@ fn from_value<T: serde::de::DeserializeOwned>(value: serde_yaml::Value) -> Resul
 fn explain(path: String, message: String) -> (String, String, Option<String>) {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default().to_string();
-        let expected: Vec<&str> = rest.split('`').skip(1).filter(|s| !s.trim().is_empty() && !s.contains(',') && !s.contains("expected")).collect();
+        let expected: Vec<&str> = rest
+            .split('`')
+            .skip(1)
+            .filter(|s| !s.trim().is_empty() && !s.contains(',') && !s.contains("expected"))
+            .collect();
         let hint = did_you_mean(&field, expected.iter().copied())
             .or_else(|| (!expected.is_empty()).then(|| format!("allowed here: {}", expected.join(", "))));
         return (path, format!("unknown field {field:?}"), hint);
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let variant = rest.split('`').next().unwrap_or_default().to_string();
-        let expected: Vec<&str> = rest.split('`').skip(1).filter(|s| !s.trim().is_empty() && !s.contains(',') && !s.contains("expected")).collect();
+        let expected: Vec<&str> = rest
+            .split('`')
+            .skip(1)
+            .filter(|s| !s.trim().is_empty() && !s.contains(',') && !s.contains("expected"))
+            .collect();
         let hint = did_you_mean(&variant, expected.iter().copied())
             .or_else(|| Some(format!("use one of: {}", expected.join(", "))));
         return (path, format!("unknown value {variant:?}"), hint);

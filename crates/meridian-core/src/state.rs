@@ -146,11 +146,9 @@ impl fmt::Display for WaitReason {
             WaitReason::Dependency { services } => {
                 write!(f, "waiting for {} to be enabled first", services.join(", "))
             }
-            WaitReason::Parallelism { limit, active } => write!(
-                f,
-                "maxParallel {limit} reached ({} in progress)",
-                active.join(", ")
-            ),
+            WaitReason::Parallelism { limit, active } => {
+                write!(f, "maxParallel {limit} reached ({} in progress)", active.join(", "))
+            }
             WaitReason::StepBake { until } => write!(f, "baking until {}", until.to_rfc3339()),
             WaitReason::WaveBake { wave, until } => {
                 write!(f, "wave {wave} baking until {}", until.to_rfc3339())
@@ -326,11 +324,8 @@ impl PlanState {
         if self.is_aligned(plan) {
             return;
         }
-        let mut old: std::collections::HashMap<(String, String), UnitState> = self
-            .units
-            .drain(..)
-            .map(|u| ((u.region.clone(), u.service.clone()), u))
-            .collect();
+        let mut old: std::collections::HashMap<(String, String), UnitState> =
+            self.units.drain(..).map(|u| ((u.region.clone(), u.service.clone()), u)).collect();
         for (r, region) in plan.regions.iter().enumerate() {
             for (s, service) in plan.services.iter().enumerate() {
                 let key = (region.name.clone(), service.name.clone());
@@ -342,9 +337,7 @@ impl PlanState {
                 let mut checks = Vec::with_capacity(plan.health.checks.len());
                 for check in &plan.health.checks {
                     let kept = unit.checks.iter().find(|c| c.name == check.name).cloned();
-                    checks.push(
-                        kept.unwrap_or(CheckState { name: check.name.clone(), ..CheckState::default() }),
-                    );
+                    checks.push(kept.unwrap_or(CheckState { name: check.name.clone(), ..CheckState::default() }));
                 }
                 unit.checks = checks;
                 self.units.push(unit);

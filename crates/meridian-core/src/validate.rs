@@ -148,14 +148,24 @@ impl PlanChecker<'_> {
             }
             Ok(span) => span,
             Err(e) => {
-                self.error(path, "invalid-duration", e.to_string(), Some("write durations like 90s, 5m or 1h30m".into()));
+                self.error(
+                    path,
+                    "invalid-duration",
+                    e.to_string(),
+                    Some("write durations like 90s, 5m or 1h30m".into()),
+                );
                 default
             }
         }
     }
 
     /// Names must be present and unique; returns name -> index.
-    fn names<'n>(&mut self, what: &str, list: &'n str, names: impl Iterator<Item = &'n str>) -> HashMap<&'n str, usize> {
+    fn names<'n>(
+        &mut self,
+        what: &str,
+        list: &'n str,
+        names: impl Iterator<Item = &'n str>,
+    ) -> HashMap<&'n str, usize> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, name) in names.enumerate() {
             let path = format!("spec.{list}[{i}].name");
@@ -163,7 +173,12 @@ impl PlanChecker<'_> {
                 self.error(&path, "empty-name", format!("{what} name is empty"), None);
             } else if let Some(first) = seen.get(name) {
                 let first_line = self.doc.locations.value(&format!("spec.{list}[{first}].name")).line;
-                self.error(&path, "duplicate-name", format!("duplicate {what} {name:?}"), Some(format!("first defined on line {first_line}")));
+                self.error(
+                    &path,
+                    "duplicate-name",
+                    format!("duplicate {what} {name:?}"),
+                    Some(format!("first defined on line {first_line}")),
+                );
             } else {
                 seen.insert(name, i);
             }
@@ -194,11 +209,18 @@ impl PlanChecker<'_> {
             for (j, dep) in s.after.iter().enumerate() {
                 let path = format!("spec.services[{i}].after[{j}]");
                 match service_idx.get(dep.as_str()) {
-                    Some(&d) if d == i => self.error(&path, "self-dependency", format!("service {:?} depends on itself", s.name), None),
+                    Some(&d) if d == i => {
+                        self.error(&path, "self-dependency", format!("service {:?} depends on itself", s.name), None)
+                    }
                     Some(&d) => after.push(d),
                     None => {
                         let hint = did_you_mean(dep, service_idx.keys().copied());
-                        self.error(&path, "unknown-service", format!("unknown service {dep:?} in after of service {:?}", s.name), hint)
+                        self.error(
+                            &path,
+                            "unknown-service",
+                            format!("unknown service {dep:?} in after of service {:?}", s.name),
+                            hint,
+                        )
                     }
                 }
             }
@@ -238,14 +260,24 @@ impl PlanChecker<'_> {
                     Err(_) => {
                         let hint = did_you_mean(text, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
                             .or_else(|| Some("use an IANA name such as Europe/Berlin or Asia/Tokyo".into()));
-                        self.error(&format!("spec.regions[{i}].timezone"), "unknown-timezone", format!("unknown time zone {text:?}"), hint);
+                        self.error(
+                            &format!("spec.regions[{i}].timezone"),
+                            "unknown-timezone",
+                            format!("unknown time zone {text:?}"),
+                            hint,
+                        );
                         Tz::UTC
                     }
                 },
             };
             for (j, flag) in r.approvals.iter().enumerate() {
                 if flag.trim().is_empty() {
-                    self.error(&format!("spec.regions[{i}].approvals[{j}]"), "empty-flag", "approval flag is empty".into(), None);
+                    self.error(
+                        &format!("spec.regions[{i}].approvals[{j}]"),
+                        "empty-flag",
+                        "approval flag is empty".into(),
+                        None,
+                    );
                 }
             }
             regions.push(Region {
@@ -269,14 +301,24 @@ impl PlanChecker<'_> {
         for (w, raw_wave) in spec.waves.iter().enumerate() {
             let base = format!("spec.waves[{w}]");
             if raw_wave.regions.is_empty() {
-                self.error(&format!("{base}.regions"), "empty-wave", format!("wave {:?} has no regions", raw_wave.name), None);
+                self.error(
+                    &format!("{base}.regions"),
+                    "empty-wave",
+                    format!("wave {:?} has no regions", raw_wave.name),
+                    None,
+                );
             }
             let mut members = Vec::new();
             for (j, name) in raw_wave.regions.iter().enumerate() {
                 let path = format!("{base}.regions[{j}]");
                 let Some(&r) = region_idx.get(name.as_str()) else {
                     let hint = did_you_mean(name, region_idx.keys().copied());
-                    self.error(&path, "unknown-region", format!("unknown region {name:?} in wave {:?}", raw_wave.name), hint);
+                    self.error(
+                        &path,
+                        "unknown-region",
+                        format!("unknown region {name:?} in wave {:?}", raw_wave.name),
+                        hint,
+                    );
                     continue;
                 };
                 if let Some(first) = placed.get(&r) {
@@ -285,7 +327,12 @@ impl PlanChecker<'_> {
                     } else {
                         format!("region {name:?} is in wave {first:?} and again in wave {:?}", raw_wave.name)
                     };
-                    self.error(&path, "region-in-two-waves", message, Some("a region belongs to exactly one wave".into()));
+                    self.error(
+                        &path,
+                        "region-in-two-waves",
+                        message,
+                        Some("a region belongs to exactly one wave".into()),
+                    );
                     continue;
                 }
                 placed.insert(r, raw_wave.name.clone());
@@ -295,7 +342,12 @@ impl PlanChecker<'_> {
             let max_parallel = match raw_wave.max_parallel {
                 None => members.len().max(1),
                 Some(n) if n <= 0 => {
-                    self.error(&format!("{base}.maxParallel"), "invalid-max-parallel", format!("maxParallel must be at least 1, not {n}"), None);
+                    self.error(
+                        &format!("{base}.maxParallel"),
+                        "invalid-max-parallel",
+                        format!("maxParallel must be at least 1, not {n}"),
+                        None,
+                    );
                     1
                 }
                 Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(members.len().max(1)),
@@ -306,7 +358,13 @@ impl PlanChecker<'_> {
                     self.error(&format!("{base}.approvals[{j}]"), "empty-flag", "approval flag is empty".into(), None);
                 }
             }
-            waves.push(Wave { name: raw_wave.name.clone(), regions: members, max_parallel, bake, approvals: raw_wave.approvals.clone() });
+            waves.push(Wave {
+                name: raw_wave.name.clone(),
+                regions: members,
+                max_parallel,
+                bake,
+                approvals: raw_wave.approvals.clone(),
+            });
         }
         for (i, r) in spec.regions.iter().enumerate() {
             if !r.name.is_empty() && !placed.contains_key(&i) && region_idx.get(r.name.as_str()) == Some(&i) {
@@ -342,7 +400,12 @@ impl PlanChecker<'_> {
     fn steps(&mut self, path: &str, raw: Option<&[u32]>) -> Vec<u32> {
         let Some(steps) = raw else { return DEFAULT_STEPS.to_vec() };
         if steps.is_empty() {
-            self.error(path, "empty-steps", "steps is empty".into(), Some("list traffic percentages ending at 100, e.g. [1, 10, 50, 100]".into()));
+            self.error(
+                path,
+                "empty-steps",
+                "steps is empty".into(),
+                Some("list traffic percentages ending at 100, e.g. [1, 10, 50, 100]".into()),
+            );
             return DEFAULT_STEPS.to_vec();
         }
         let before = self.errors;
@@ -351,11 +414,21 @@ impl PlanChecker<'_> {
             if step == 0 || step > 100 {
                 self.error(&p, "step-out-of-range", format!("step {step} is not a percentage from 1 to 100"), None);
             } else if i > 0 && step <= steps[i - 1] {
-                self.error(&p, "steps-not-increasing", format!("step {step} does not increase on {}", steps[i - 1]), Some("steps must be strictly increasing".into()));
+                self.error(
+                    &p,
+                    "steps-not-increasing",
+                    format!("step {step} does not increase on {}", steps[i - 1]),
+                    Some("steps must be strictly increasing".into()),
+                );
             }
         }
         if steps.last() != Some(&100) && self.errors == before {
-            self.error(&format!("{path}[{}]", steps.len() - 1), "steps-not-ending-at-100", "the last step must be 100".into(), Some("append 100 to the steps".into()));
+            self.error(
+                &format!("{path}[{}]", steps.len() - 1),
+                "steps-not-ending-at-100",
+                "the last step must be 100".into(),
+                Some("append 100 to the steps".into()),
+            );
         }
         if self.errors > before { DEFAULT_STEPS.to_vec() } else { steps.to_vec() }
     }
@@ -369,26 +442,42 @@ impl PlanChecker<'_> {
                 match parse_day(day) {
                     Some(d) => days[d] = true,
                     None => {
-                        let hint = did_you_mean(day, DAY_NAMES).or_else(|| Some(format!("use {}", DAY_NAMES.join(", "))));
+                        let hint =
+                            did_you_mean(day, DAY_NAMES).or_else(|| Some(format!("use {}", DAY_NAMES.join(", "))));
                         self.error(&format!("{base}.days[{j}]"), "invalid-day", format!("unknown day {day:?}"), hint)
                     }
                 }
             }
             let mut clock = |field: &str, text: &str| match parse_clock(text) {
                 Some(m) if field == "from" && m == 1440 => {
-                    self.error(&format!("{base}.{field}"), "invalid-time", "a window cannot open at 24:00".into(), Some("use 00:00".into()));
+                    self.error(
+                        &format!("{base}.{field}"),
+                        "invalid-time",
+                        "a window cannot open at 24:00".into(),
+                        Some("use 00:00".into()),
+                    );
                     None
                 }
                 Some(m) => Some(m),
                 None => {
-                    self.error(&format!("{base}.{field}"), "invalid-time", format!("invalid time {text:?}"), Some("write local times as HH:MM, e.g. 09:00 or 17:30".into()));
+                    self.error(
+                        &format!("{base}.{field}"),
+                        "invalid-time",
+                        format!("invalid time {text:?}"),
+                        Some("write local times as HH:MM, e.g. 09:00 or 17:30".into()),
+                    );
                     None
                 }
             };
             let (from, to) = (clock("from", &w.from), clock("to", &w.to));
             let (Some(from), Some(to)) = (from, to) else { continue };
             if from == to || (from == 0 && to == 1440 && false) {
-                self.error(&base, "empty-window", format!("window from {} to {} is empty", w.from, w.to), Some("a window that runs all day is from 00:00 to 24:00".into()));
+                self.error(
+                    &base,
+                    "empty-window",
+                    format!("window from {} to {} is empty", w.from, w.to),
+                    Some("a window that runs all day is from 00:00 to 24:00".into()),
+                );
                 continue;
             }
             out.push(Window { days, from, to: if to == 1440 && from == 0 { 1440 } else { to % 1440 } });
@@ -398,7 +487,11 @@ impl PlanChecker<'_> {
 
     fn health(&mut self, raw: Option<&crate::manifest::HealthSpec>) -> Health {
         let Some(raw) = raw else {
-            return Health { interval: DEFAULT_HEALTH_INTERVAL, region_label: DEFAULT_REGION_LABEL.into(), checks: Vec::new() };
+            return Health {
+                interval: DEFAULT_HEALTH_INTERVAL,
+                region_label: DEFAULT_REGION_LABEL.into(),
+                checks: Vec::new(),
+            };
         };
         let interval = self.span("spec.health.interval", raw.interval.as_deref(), DEFAULT_HEALTH_INTERVAL, false);
         let region_label = raw.region_label.clone().unwrap_or_else(|| DEFAULT_REGION_LABEL.into());
@@ -413,8 +506,12 @@ impl PlanChecker<'_> {
     fn template(&mut self, path: &str, template: &str, allowed: &[&str]) {
         for name in template_placeholders(template) {
             if !allowed.contains(&name.as_str()) {
-                let hint = did_you_mean(&name, allowed.iter().copied())
-                    .or_else(|| Some(format!("placeholders here: {}", allowed.iter().map(|a| format!("{{{{{a}}}}}")).collect::<Vec<_>>().join(", "))));
+                let hint = did_you_mean(&name, allowed.iter().copied()).or_else(|| {
+                    Some(format!(
+                        "placeholders here: {}",
+                        allowed.iter().map(|a| format!("{{{{{a}}}}}")).collect::<Vec<_>>().join(", ")
+                    ))
+                });
                 self.error(path, "unknown-placeholder", format!("unknown placeholder {{{{{name}}}}}"), hint);
             }
         }
@@ -435,21 +532,41 @@ impl PlanChecker<'_> {
             (None, Some(h)) => {
                 self.template(&format!("{base}.http.url"), &h.url, &URL_VARS);
                 if h.pointer.is_some() == h.metric.is_some() {
-                    self.error(&format!("{base}.http"), "http-check-reader", "an http check needs exactly one of pointer or metric".into(), Some("pointer reads a JSON body, metric a Prometheus text body".into()));
+                    self.error(
+                        &format!("{base}.http"),
+                        "http-check-reader",
+                        "an http check needs exactly one of pointer or metric".into(),
+                        Some("pointer reads a JSON body, metric a Prometheus text body".into()),
+                    );
                 }
                 CheckSource::Http { url: h.url.clone(), pointer: h.pointer.clone(), metric: h.metric.clone() }
             }
             (Some(_), Some(_)) => {
-                self.error(&base, "check-source", format!("check {:?} has both prometheus and http", c.name), Some("keep one source per check".into()));
+                self.error(
+                    &base,
+                    "check-source",
+                    format!("check {:?} has both prometheus and http", c.name),
+                    Some("keep one source per check".into()),
+                );
                 return None;
             }
             (None, None) => {
-                self.error(&base, "check-source", format!("check {:?} has no source", c.name), Some("add prometheus: {query: ...} or http: {url: ...}".into()));
+                self.error(
+                    &base,
+                    "check-source",
+                    format!("check {:?} has no source", c.name),
+                    Some("add prometheus: {query: ...} or http: {url: ...}".into()),
+                );
                 return None;
             }
         };
         if c.min.is_none() && c.max.is_none() {
-            self.error(&base, "check-without-threshold", format!("check {:?} has neither min nor max", c.name), Some("add max: (e.g. an error rate) or min: (e.g. a success rate)".into()));
+            self.error(
+                &base,
+                "check-without-threshold",
+                format!("check {:?} has neither min nor max", c.name),
+                Some("add max: (e.g. an error rate) or min: (e.g. a success rate)".into()),
+            );
         }
         if let (Some(min), Some(max)) = (c.min, c.max)
             && min > max
@@ -458,13 +575,23 @@ impl PlanChecker<'_> {
         }
         for (field, v) in [("min", c.min), ("max", c.max)] {
             if v.is_some_and(|v| !v.is_finite()) {
-                self.error(&format!("{base}.{field}"), "non-finite-threshold", format!("{field} must be a finite number"), None);
+                self.error(
+                    &format!("{base}.{field}"),
+                    "non-finite-threshold",
+                    format!("{field} must be a finite number"),
+                    None,
+                );
             }
         }
         let failure_limit = match c.failure_limit {
             None => 1,
             Some(n) if n <= 0 => {
-                self.error(&format!("{base}.failureLimit"), "invalid-failure-limit", format!("failureLimit must be at least 1, not {n}"), None);
+                self.error(
+                    &format!("{base}.failureLimit"),
+                    "invalid-failure-limit",
+                    format!("failureLimit must be at least 1, not {n}"),
+                    None,
+                );
                 1
             }
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
@@ -472,14 +599,25 @@ impl PlanChecker<'_> {
         let min_samples = c.min_samples.as_ref().map(|m| {
             self.template(&format!("{base}.minSamples.query"), &m.query, &QUERY_VARS);
             if !(m.min.is_finite() && m.min >= 0.0) {
-                self.error(&format!("{base}.minSamples.min"), "invalid-min-samples", "minSamples.min must be a number of at least 0".into(), None);
+                self.error(
+                    &format!("{base}.minSamples.min"),
+                    "invalid-min-samples",
+                    "minSamples.min must be a number of at least 0".into(),
+                    None,
+                );
             }
             m.min
         });
         Some(Check {
             name: c.name.clone(),
             source,
-            limits: CheckLimits { min: c.min, max: c.max, failure_limit, no_data: c.no_data.unwrap_or_default(), min_samples },
+            limits: CheckLimits {
+                min: c.min,
+                max: c.max,
+                failure_limit,
+                no_data: c.no_data.unwrap_or_default(),
+                min_samples,
+            },
             min_samples_query: c.min_samples.as_ref().map(|m| m.query.clone()),
         })
     }
@@ -487,8 +625,18 @@ impl PlanChecker<'_> {
     fn actuator(&mut self, spec: &crate::manifest::RolloutPlanSpec) {
         let Some(a) = &spec.actuator else { return };
         match (&a.http, &a.log) {
-            (Some(_), Some(_)) => self.error("spec.actuator", "actuator-kind", "actuator has both http and log".into(), Some("choose one".into())),
-            (None, None) => self.error("spec.actuator", "actuator-kind", "actuator names no kind".into(), Some("add http: {url: ...} or log: {}".into())),
+            (Some(_), Some(_)) => self.error(
+                "spec.actuator",
+                "actuator-kind",
+                "actuator has both http and log".into(),
+                Some("choose one".into()),
+            ),
+            (None, None) => self.error(
+                "spec.actuator",
+                "actuator-kind",
+                "actuator names no kind".into(),
+                Some("add http: {url: ...} or log: {}".into()),
+            ),
             _ => {}
         }
         let Some(h) = &a.http else { return };
@@ -497,7 +645,12 @@ impl PlanChecker<'_> {
             && m != "PUT"
             && m != "POST"
         {
-            self.error("spec.actuator.http.method", "invalid-method", format!("method {m:?} is not supported"), Some("use PUT or POST".into()));
+            self.error(
+                "spec.actuator.http.method",
+                "invalid-method",
+                format!("method {m:?} is not supported"),
+                Some("use PUT or POST".into()),
+            );
         }
         self.span("spec.actuator.http.timeout", h.timeout.as_deref(), Span::ZERO, false);
         if h.retries.is_some_and(|r| r < 0) {
@@ -507,7 +660,12 @@ impl PlanChecker<'_> {
             && d != "reapply"
             && d != "hold"
         {
-            self.error("spec.actuator.http.onDrift", "invalid-on-drift", format!("onDrift {d:?} is not supported"), Some("use reapply or hold".into()));
+            self.error(
+                "spec.actuator.http.onDrift",
+                "invalid-on-drift",
+                format!("onDrift {d:?} is not supported"),
+                Some("use reapply or hold".into()),
+            );
         }
     }
 
@@ -516,36 +674,66 @@ impl PlanChecker<'_> {
         if let Some(first) = waves.first()
             && first.regions.len() > 1
         {
-            self.warn("spec.waves[0].regions", "risk-wide-first-wave", format!("first wave {:?} has {} regions", first.name, first.regions.len()), Some("start with a single canary region".into()));
+            self.warn(
+                "spec.waves[0].regions",
+                "risk-wide-first-wave",
+                format!("first wave {:?} has {} regions", first.name, first.regions.len()),
+                Some("start with a single canary region".into()),
+            );
         }
         let mut longest: Option<(Span, &str)> = None;
         for (w, wave) in waves.iter().enumerate() {
             let last = w + 1 == waves.len();
             if raw.spec.waves[w].bake.is_none() && !last {
-                self.warn(&format!("spec.waves[{w}]"), "risk-no-bake", format!("wave {:?} has no bake", wave.name), Some("add bake: so problems surface before the next wave starts".into()));
+                self.warn(
+                    &format!("spec.waves[{w}]"),
+                    "risk-no-bake",
+                    format!("wave {:?} has no bake", wave.name),
+                    Some("add bake: so problems surface before the next wave starts".into()),
+                );
             }
             if let Some((span, name)) = longest
                 && wave.bake < span
                 && raw.spec.waves[w].bake.is_some()
             {
-                self.warn(&format!("spec.waves[{w}].bake"), "risk-shrinking-bake", format!("wave {:?} bakes {} but earlier wave {name:?} bakes {span}", wave.name, wave.bake), Some("later, larger waves should bake at least as long".into()));
+                self.warn(
+                    &format!("spec.waves[{w}].bake"),
+                    "risk-shrinking-bake",
+                    format!("wave {:?} bakes {} but earlier wave {name:?} bakes {span}", wave.name, wave.bake),
+                    Some("later, larger waves should bake at least as long".into()),
+                );
             }
             if longest.is_none_or(|(s, _)| wave.bake > s) {
                 longest = Some((wave.bake, &raw.spec.waves[w].name));
             }
         }
         if health.checks.is_empty() {
-            self.warn("spec", "risk-no-health", "plan has no health checks; steps advance on time alone".into(), Some("add spec.health.checks".into()));
+            self.warn(
+                "spec",
+                "risk-no-health",
+                "plan has no health checks; steps advance on time alone".into(),
+                Some("add spec.health.checks".into()),
+            );
         }
         for (i, check) in health.checks.iter().enumerate() {
             if check.min_samples_query.is_none() {
-                self.warn(&format!("spec.health.checks[{i}]"), "risk-no-traffic-guard", format!("check {:?} has no traffic guard", check.name), Some("add minSamples so a silent region is never read as healthy".into()));
+                self.warn(
+                    &format!("spec.health.checks[{i}]"),
+                    "risk-no-traffic-guard",
+                    format!("check {:?} has no traffic guard", check.name),
+                    Some("add minSamples so a silent region is never read as healthy".into()),
+                );
             }
         }
         for i in 1..steps.len() {
             if steps[i] > steps[i - 1] * 10 {
                 let path = if raw.spec.steps.is_some() { format!("spec.steps[{i}]") } else { "spec".to_string() };
-                self.warn(&path, "risk-big-step", format!("step {} multiplies traffic by more than 10 (from {})", steps[i], steps[i - 1]), Some("add an intermediate step".into()));
+                self.warn(
+                    &path,
+                    "risk-big-step",
+                    format!("step {} multiplies traffic by more than 10 (from {})", steps[i], steps[i - 1]),
+                    Some("add an intermediate step".into()),
+                );
             }
         }
     }
@@ -581,13 +769,24 @@ fn topo_order(services: &[Service]) -> Result<Vec<usize>, Vec<usize>> {
     Ok(order)
 }
 
-fn timestamp(doc: &Document, path: &str, text: Option<&str>, report: &mut Report, errors: &mut usize) -> Option<DateTime<Utc>> {
+fn timestamp(
+    doc: &Document,
+    path: &str,
+    text: Option<&str>,
+    report: &mut Report,
+    errors: &mut usize,
+) -> Option<DateTime<Utc>> {
     let text = text?;
     match DateTime::parse_from_rfc3339(text) {
         Ok(t) => Some(t.with_timezone(&Utc)),
         Err(_) => {
             *errors += 1;
-            report.push(doc.error(path, "invalid-timestamp", format!("invalid timestamp {text:?}"), Some("use RFC 3339, e.g. 2026-12-31T00:00:00Z".into())));
+            report.push(doc.error(
+                path,
+                "invalid-timestamp",
+                format!("invalid timestamp {text:?}"),
+                Some("use RFC 3339, e.g. 2026-12-31T00:00:00Z".into()),
+            ));
             None
         }
     }
@@ -608,43 +807,77 @@ fn check_approval(
     }
     if spec.granted_by.trim().is_empty() {
         errors += 1;
-        report.push(doc.error("spec.grantedBy", "empty-granted-by", "grantedBy is empty".into(), Some("name the person or body that granted it".into())));
+        report.push(doc.error(
+            "spec.grantedBy",
+            "empty-granted-by",
+            "grantedBy is empty".into(),
+            Some("name the person or body that granted it".into()),
+        ));
     }
     let granted_at = timestamp(doc, "spec.grantedAt", spec.granted_at.as_deref(), report, &mut errors);
     let expires = timestamp(doc, "spec.expires", spec.expires.as_deref(), report, &mut errors);
-    let revoked_at = spec
-        .revoked
-        .as_ref()
-        .and_then(|r| timestamp(doc, "spec.revoked.at", Some(r.at.as_str()), report, &mut errors));
+    let revoked_at =
+        spec.revoked.as_ref().and_then(|r| timestamp(doc, "spec.revoked.at", Some(r.at.as_str()), report, &mut errors));
     if let (Some(g), Some(e)) = (granted_at, expires)
         && e <= g
     {
-        report.push(doc.warning("spec.expires", "expires-before-grant", format!("approval expires ({e}) before it is granted ({g})"), Some("it will never be valid".into())));
+        report.push(doc.warning(
+            "spec.expires",
+            "expires-before-grant",
+            format!("approval expires ({e}) before it is granted ({g})"),
+            Some("it will never be valid".into()),
+        ));
     }
     if let (Some(e), Some(now)) = (expires, now)
         && e <= now
     {
-        report.push(doc.warning("spec.expires", "approval-expired", format!("approval {:?} already expired at {e}", raw.metadata.name), Some("renew it with a new expiry".into())));
+        report.push(doc.warning(
+            "spec.expires",
+            "approval-expired",
+            format!("approval {:?} already expired at {e}", raw.metadata.name),
+            Some("renew it with a new expiry".into()),
+        ));
     }
     let scope = spec.scope.clone().unwrap_or_default();
     let known: BTreeMap<&str, &RolloutPlan> = plans.iter().map(|(_, p)| (p.metadata.name.as_str(), *p)).collect();
     if !known.is_empty() {
         for (j, plan) in scope.plans.iter().enumerate() {
             if !known.contains_key(plan.as_str()) {
-                report.push(doc.warning(&format!("spec.scope.plans[{j}]"), "unknown-scope-plan", format!("scope names unknown plan {plan:?}"), did_you_mean(plan, known.keys().copied())));
+                report.push(doc.warning(
+                    &format!("spec.scope.plans[{j}]"),
+                    "unknown-scope-plan",
+                    format!("scope names unknown plan {plan:?}"),
+                    did_you_mean(plan, known.keys().copied()),
+                ));
             }
         }
-        let in_scope: Vec<&RolloutPlan> = known.iter().filter(|(n, _)| scope.plans.is_empty() || scope.plans.iter().any(|p| p == *n)).map(|(_, p)| *p).collect();
-        let regions: HashSet<&str> = in_scope.iter().flat_map(|p| p.spec.regions.iter().map(|r| r.name.as_str())).collect();
-        let services: HashSet<&str> = in_scope.iter().flat_map(|p| p.spec.services.iter().map(|s| s.name.as_str())).collect();
+        let in_scope: Vec<&RolloutPlan> = known
+            .iter()
+            .filter(|(n, _)| scope.plans.is_empty() || scope.plans.iter().any(|p| p == *n))
+            .map(|(_, p)| *p)
+            .collect();
+        let regions: HashSet<&str> =
+            in_scope.iter().flat_map(|p| p.spec.regions.iter().map(|r| r.name.as_str())).collect();
+        let services: HashSet<&str> =
+            in_scope.iter().flat_map(|p| p.spec.services.iter().map(|s| s.name.as_str())).collect();
         for (j, r) in scope.regions.iter().enumerate() {
             if !in_scope.is_empty() && !regions.contains(r.as_str()) {
-                report.push(doc.warning(&format!("spec.scope.regions[{j}]"), "unknown-scope-region", format!("scope names region {r:?} that no plan in scope has"), did_you_mean(r, regions.iter().copied())));
+                report.push(doc.warning(
+                    &format!("spec.scope.regions[{j}]"),
+                    "unknown-scope-region",
+                    format!("scope names region {r:?} that no plan in scope has"),
+                    did_you_mean(r, regions.iter().copied()),
+                ));
             }
         }
         for (j, s) in scope.services.iter().enumerate() {
             if !in_scope.is_empty() && !services.contains(s.as_str()) {
-                report.push(doc.warning(&format!("spec.scope.services[{j}]"), "unknown-scope-service", format!("scope names service {s:?} that no plan in scope has"), did_you_mean(s, services.iter().copied())));
+                report.push(doc.warning(
+                    &format!("spec.scope.services[{j}]"),
+                    "unknown-scope-service",
+                    format!("scope names service {s:?} that no plan in scope has"),
+                    did_you_mean(s, services.iter().copied()),
+                ));
             }
         }
     }
@@ -659,6 +892,10 @@ fn check_approval(
         granted_at,
         expires,
         scope: ApprovalScopeSet { plans: scope.plans, regions: scope.regions, services: scope.services },
-        revoked: spec.revoked.as_ref().zip(revoked_at).map(|(r, at)| RevokedInfo { at, by: r.by.clone(), reason: r.reason.clone() }),
+        revoked: spec.revoked.as_ref().zip(revoked_at).map(|(r, at)| RevokedInfo {
+            at,
+            by: r.by.clone(),
+            reason: r.reason.clone(),
+        }),
     })
 }

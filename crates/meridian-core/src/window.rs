@@ -133,8 +133,7 @@ pub fn parse_clock(text: &str) -> Option<u16> {
 /// Parse a day name (`Mon`, `monday`, ...) into its index, Monday = 0.
 pub fn parse_day(text: &str) -> Option<usize> {
     let lower = text.trim().to_ascii_lowercase();
-    const FULL: [&str; 7] =
-        ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    const FULL: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
     (0..7).find(|&i| lower == DAY_NAMES[i].to_ascii_lowercase() || lower == FULL[i])
 }
 
