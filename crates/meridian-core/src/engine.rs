@@ -427,7 +427,21 @@ impl Engine<'_> {
 
     // ----- 5. progress -----
 
+    /// One move can unlock another at the same instant (an enabled region frees a parallel
+    /// slot for a region visited earlier, a completed wave starts the next), so repeat the
+    /// pass until nothing moves. Bounded, though a pass without a move ends it.
     fn progress(&mut self) {
+        const MAX_ROUNDS: usize = 64;
+        for _ in 0..MAX_ROUNDS {
+            let before = self.state.audit_seq;
+            self.progress_once();
+            if self.state.audit_seq == before {
+                break;
+            }
+        }
+    }
+
+    fn progress_once(&mut self) {
         for w in 0..self.plan.waves.len() {
             let earlier_done = self.state.waves[..w].iter().all(|s| s.phase == WavePhase::Complete);
             if self.state.waves[w].phase == WavePhase::Pending {

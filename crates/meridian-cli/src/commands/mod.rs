@@ -1,0 +1,21 @@
+//! One module per subcommand. Each returns the process exit code; `main` only dispatches.
+
+pub mod plan;
+pub mod schema;
+pub mod validate;
+
+use chrono::{DateTime, Utc};
+
+/// Parse an RFC 3339 time given on the command line.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("invalid time {text:?} ({e}); use RFC 3339, e.g. 2026-06-01T09:00:00Z"))
+}
+
+/// Output format shared by the commands that have one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}

@@ -1,0 +1,79 @@
+//! `meridian validate PATH...`: every problem in one run, located, with hints.
+//!
+//! Exit codes: 0 clean (warnings allowed), 1 errors (or warnings under `--strict`),
+//! 2 usage (bad arguments, unreadable paths).
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use meridian_core::validate::load;
+use serde_json::json;
+
+use super::Format;
+use crate::input::read_manifests;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files or directories (read recursively for *.yaml and *.yml).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Treat warnings (risky but legal choices) as errors.
+    #[arg(long)]
+    pub strict: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
+    /// Judge expiry against this time instead of the clock (RFC 3339).
+    #[arg(long, value_parser = super::parse_time)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+pub fn run(args: &Args) -> i32 {
+    let files = match read_manifests(&args.paths) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("meridian validate: {e:#}");
+            return 2;
+        }
+    };
+    let mut bundle = load(&files, Some(args.now.unwrap_or_else(Utc::now)));
+    if args.strict {
+        bundle.report.make_strict();
+    }
+    let report = &bundle.report;
+    match args.format {
+        Format::Json => {
+            let out = json!({
+                "files": files.len(),
+                "plans": bundle.plans.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "approvals": bundle.approvals.iter().map(|a| &a.name).collect::<Vec<_>>(),
+                "errors": report.errors(),
+                "warnings": report.warnings(),
+                "diagnostics": report.diagnostics,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+        Format::Text => {
+            for d in &report.diagnostics {
+                println!("{d}");
+            }
+            println!(
+                "{} {}, {} {}, {} {}: {} {}, {} {}",
+                files.len(),
+                plural(files.len(), "file", "files"),
+                bundle.plans.len(),
+                plural(bundle.plans.len(), "valid plan", "valid plans"),
+                bundle.approvals.len(),
+                plural(bundle.approvals.len(), "approval", "approvals"),
+                report.errors(),
+                plural(report.errors(), "error", "errors"),
+                report.warnings(),
+                plural(report.warnings(), "warning", "warnings"),
+            );
+        }
+    }
+    if report.has_errors() { 1 } else { 0 }
+}
+
+pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
