@@ -1,0 +1,126 @@
+use std::fs;
+
+use crate::support::{meridian, stderr, stdout};
+
+const NOW: &str = "2026-06-01T00:00:00Z";
+
+#[test]
+fn the_example_configs_are_valid() {
+    let out = meridian(&["validate", "--now", NOW, "config/"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out), "4 files, 2 valid plans, 2 approvals: 0 errors, 0 warnings\n");
+}
+
+#[test]
+fn errors_are_located_with_hints_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    fs::write(
+        &file,
+        "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: bad}
+spec:
+  services: [{name: signin}]
+  regions: [{name: jp, timezone: Asia/Tokio}]
+  waves:
+    - name: asia
+      regions: [jpn]
+      bake: 10m
+  steps: [1, 10, 50]
+",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = meridian(&["validate", "--now", NOW, path]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{path}:6:34: error: unknown time zone \"Asia/Tokio\"; did you mean \"Asia/Tokyo\"?")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{path}:9:17: error: unknown region \"jpn\" in wave \"asia\"; did you mean \"jp\"?")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{path}:6:20: error: region \"jp\" is in no wave")), "{text}");
+    assert!(text.contains(&format!("{path}:11:18: error: the last step must be 100")), "{text}");
+    assert!(text.ends_with("1 file, 0 valid plans, 0 approvals: 4 errors, 1 warning\n"), "{text}");
+}
+
+#[test]
+fn strict_turns_risk_warnings_into_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("risky.yaml");
+    fs::write(
+        &file,
+        "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: risky}
+spec:
+  services: [{name: signin}]
+  regions: [{name: a}, {name: b}]
+  waves: [{name: all, regions: [a, b]}]
+",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let relaxed = meridian(&["validate", path]);
+    assert_eq!(relaxed.status.code(), Some(0), "{}", stdout(&relaxed));
+    assert!(stdout(&relaxed).contains("warning: first wave \"all\" has 2 regions"));
+    let strict = meridian(&["validate", "--strict", path]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(stdout(&strict).contains("error: first wave \"all\" has 2 regions"));
+}
+
+#[test]
+fn json_output_counts_and_locates() {
+    let out = meridian(&["validate", "-o", "json", "--now", NOW, "config/"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["errors"], 0);
+    assert_eq!(v["files"], 4);
+    assert_eq!(v["plans"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = meridian(&["validate", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no/such/dir: no such file or directory"));
+    let out = meridian(&["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let out = meridian(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let committed = fs::read_to_string(crate::support::repo_root().join("deploy/schema/meridian.schema.json")).unwrap();
+    assert_eq!(stdout(&out), committed);
+}
+
+#[test]
+fn every_example_config_points_editors_at_the_schema() {
+    for entry in walk(&crate::support::repo_root().join("config")) {
+        let text = fs::read_to_string(&entry).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        let prefix = "# yaml-language-server: $schema=";
+        assert!(first.starts_with(prefix), "{} does not start with the schema modeline", entry.display());
+        let target = entry.parent().unwrap().join(&first[prefix.len()..]);
+        assert!(target.exists(), "{}: modeline points at missing {}", entry.display(), target.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    out
+}
