@@ -25,6 +25,7 @@ pub mod engine;
 pub mod health;
 pub mod manifest;
 pub mod plan;
+pub mod ports;
 pub mod schema;
 pub mod simulate;
 pub mod source;
