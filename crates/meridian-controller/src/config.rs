@@ -1,0 +1,126 @@
+//! The configuration in force: plans and file approvals read from the paths `meridian run`
+//! was given, validated by the same code path as `meridian validate`.
+//!
+//! Owns loading and the all-or-nothing rule: an edit that validates is applied whole; one
+//! that does not is reported and the last good configuration stays in force. It never
+//! half-applies. Watching for changes is in `watch`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::ApprovalRecord;
+use meridian_core::diagnostics::Report;
+use meridian_core::plan::Plan;
+use meridian_core::validate::load;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Increases by one with every applied edit.
+    pub generation: u64,
+    pub plans: Vec<Arc<Plan>>,
+    /// Approvals found in the watched files (the API's live in the store).
+    pub file_approvals: Vec<ApprovalRecord>,
+    /// Warnings of the applied version.
+    pub warnings: Report,
+    pub loaded_at: DateTime<Utc>,
+    /// Hash of the file names and contents, to tell a real change from a touch.
+    pub fingerprint: u64,
+}
+
+/// Why a configuration could not be applied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("configuration has {} errors; first: {}", .0.errors(), first_error(.0))]
+    Invalid(Report),
+    #[error("no RolloutPlan found in {0}")]
+    NoPlans(String),
+}
+
+impl ConfigError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "read",
+            ConfigError::Invalid(_) => "invalid",
+            ConfigError::NoPlans(_) => "no_plans",
+        }
+    }
+}
+
+fn first_error(report: &Report) -> String {
+    report
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == meridian_core::Severity::Error)
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+/// Read and validate every manifest under `paths`. `previous` supplies the generation.
+pub fn load_config(paths: &[PathBuf], previous: Option<&Config>, now: DateTime<Utc>) -> Result<Config, ConfigError> {
+    let files = read_files(paths)?;
+    let fingerprint = fingerprint(&files);
+    let bundle = load(&files, Some(now));
+    if bundle.report.has_errors() {
+        return Err(ConfigError::Invalid(bundle.report));
+    }
+    if bundle.plans.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(ConfigError::NoPlans(names.join(", ")));
+    }
+    Ok(Config {
+        generation: previous.map_or(1, |p| p.generation + 1),
+        plans: bundle.plans.into_iter().map(Arc::new).collect(),
+        file_approvals: bundle.approvals,
+        warnings: bundle.report,
+        loaded_at: now,
+        fingerprint,
+    })
+}
+
+/// The fingerprint of what is on disk now, to skip reloads when nothing changed.
+pub fn current_fingerprint(paths: &[PathBuf]) -> Result<u64, ConfigError> {
+    read_files(paths).map(|files| fingerprint(&files))
+}
+
+fn fingerprint(files: &[(String, String)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    files.hash(&mut h);
+    h.finish()
+}
+
+/// (name, text) of every `*.yaml`/`*.yml` under `paths`, sorted.
+pub fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut names = Vec::new();
+    for path in paths {
+        collect(path, true, &mut names)?;
+    }
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|p| {
+            fs::read_to_string(&p)
+                .map(|text| (p.display().to_string(), text))
+                .map_err(|e| ConfigError::Read { path: p.display().to_string(), reason: e.to_string() })
+        })
+        .collect()
+}
+
+fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), ConfigError> {
+    let err = |e: std::io::Error| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() };
+    let meta = fs::metadata(path).map_err(err)?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).map_err(err)? {
+            collect(&entry.map_err(err)?.path(), false, out)?;
+        }
+    } else if explicit || matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}

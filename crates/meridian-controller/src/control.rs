@@ -1,0 +1,80 @@
+//! The controller's face towards the API and the CLI: read the published snapshot, follow
+//! audit records as they happen, and ask for changes (commands, approvals). Every request
+//! that changes something is made durable in the store before it returns, then wakes the
+//! decision loop at once.
+//!
+//! A trait, so the HTTP API can be tested against a fake and run against the real thing.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::ApprovalRecord;
+use meridian_core::ports::BoxFuture;
+use meridian_core::{AuditRecord, Command};
+use tokio::sync::broadcast;
+
+use crate::snapshot::Snapshot;
+
+/// Why a control request was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("no plan named {0:?}")]
+    UnknownPlan(String),
+    #[error("no approval named {0:?}")]
+    UnknownApproval(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("an approval named {0:?} already exists")]
+    Conflict(String),
+    #[error("the state store failed: {0}")]
+    Store(String),
+    #[error("the controller is shutting down")]
+    Stopped,
+}
+
+impl ControlError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ControlError::UnknownPlan(_) => "unknown_plan",
+            ControlError::UnknownApproval(_) => "unknown_approval",
+            ControlError::Invalid(_) => "invalid",
+            ControlError::Conflict(_) => "conflict",
+            ControlError::Store(_) => "store",
+            ControlError::Stopped => "stopped",
+        }
+    }
+}
+
+/// Liveness and readiness, for `/healthz` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Why not ready (a failed task, recovery still running, ...).
+    pub reasons: Vec<String>,
+}
+
+/// What the API needs from a controller.
+pub trait ControlPlane: Send + Sync + 'static {
+    /// The latest published view.
+    fn snapshot(&self) -> Arc<Snapshot>;
+    /// Audit records as they are committed.
+    fn subscribe(&self) -> broadcast::Receiver<AuditRecord>;
+    /// Queue a command for `plan`; applied by the next decision, which runs at once.
+    fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>>;
+    /// Record an approval (granted through the API).
+    fn grant(&self, approval: ApprovalRecord) -> BoxFuture<'_, Result<(), ControlError>>;
+    /// Revoke an approval; it is kept, marked revoked, and never valid again.
+    fn revoke(&self, name: &str, by: &str, reason: Option<String>) -> BoxFuture<'_, Result<(), ControlError>>;
+    /// Audit records of one plan (or all) with `seq > after`, oldest first.
+    fn audit(
+        &self,
+        plan: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, ControlError>>;
+    /// Audit that a request was denied (401/403).
+    fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>);
+    /// The metrics registry, rendered.
+    fn metrics(&self) -> String;
+    fn readiness(&self) -> Readiness;
+}

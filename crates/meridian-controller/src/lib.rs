@@ -1,0 +1,6 @@
+//! Meridian's standalone controller: the thin, effectful shell around the pure engine.
+
+pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod snapshot;

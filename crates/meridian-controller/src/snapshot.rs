@@ -1,0 +1,163 @@
+//! What the controller shows the world: a consistent, read-only view of every plan's state,
+//! the approvals on record and the configuration in force, published after every decision.
+//!
+//! Owns the view types (serialized as the API's JSON) and nothing that mutates state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::{ApprovalRecord, flag_holds};
+use meridian_core::plan::Plan;
+use meridian_core::state::{PlanPhase, PlanState};
+use serde::Serialize;
+
+/// One plan as currently decided.
+#[derive(Debug, Clone)]
+pub struct PlanEntry {
+    pub plan: Arc<Plan>,
+    pub state: PlanState,
+    pub updated_at: DateTime<Utc>,
+    /// The earliest moment time alone changes a decision.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// The configuration's status.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigStatus {
+    pub generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loaded_at: Option<DateTime<Utc>>,
+    pub warnings: usize,
+    /// The last edit that was rejected (the previous version stays in force), if any since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<RejectedEdit>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedEdit {
+    pub at: DateTime<Utc>,
+    pub errors: Vec<String>,
+}
+
+/// Everything published.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub plans: BTreeMap<String, PlanEntry>,
+    /// File and API approvals, revoked ones included.
+    pub approvals: Vec<ApprovalRecord>,
+    pub config: ConfigStatus,
+}
+
+/// A plan in the API's summary list.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSummary {
+    pub name: String,
+    pub phase: PlanPhase,
+    pub units: usize,
+    pub enabled: usize,
+    pub waves: Vec<WaveSummary>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveSummary {
+    pub name: String,
+    pub phase: meridian_core::WavePhase,
+}
+
+/// A plan in full: per region and service, state, step, percent, health, why it waits,
+/// and the approvals it needs with whether each holds.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanDetail {
+    pub name: String,
+    pub phase: PlanPhase,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<DateTime<Utc>>,
+    pub state: PlanState,
+    pub regions: Vec<RegionDetail>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionDetail {
+    pub name: String,
+    pub wave: String,
+    pub timezone: String,
+    pub approvals: Vec<FlagStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagStatus {
+    pub flag: String,
+    pub holds: bool,
+    /// The approval carrying it, or why it does not hold.
+    pub detail: String,
+}
+
+impl Snapshot {
+    pub fn summaries(&self) -> Vec<PlanSummary> {
+        self.plans
+            .values()
+            .map(|e| PlanSummary {
+                name: e.plan.name.clone(),
+                phase: e.state.phase(),
+                units: e.state.units.len(),
+                enabled: e.state.units.iter().filter(|u| u.phase == meridian_core::UnitPhase::Enabled).count(),
+                waves: e.state.waves.iter().map(|w| WaveSummary { name: w.name.clone(), phase: w.phase }).collect(),
+                updated_at: e.updated_at,
+            })
+            .collect()
+    }
+
+    pub fn detail(&self, name: &str, now: DateTime<Utc>) -> Option<PlanDetail> {
+        let e = self.plans.get(name)?;
+        let regions = e
+            .plan
+            .regions
+            .iter()
+            .map(|r| RegionDetail {
+                name: r.name.clone(),
+                wave: e.plan.waves[r.wave].name.clone(),
+                timezone: r.timezone.name().to_string(),
+                approvals: r
+                    .approvals
+                    .iter()
+                    .chain(e.plan.waves[r.wave].approvals.iter())
+                    .map(|flag| match flag_holds(&self.approvals, flag, &e.plan.name, &r.name, None, now) {
+                        Ok(a) => FlagStatus {
+                            flag: flag.clone(),
+                            holds: true,
+                            detail: format!(
+                                "{} by {}{}",
+                                a.name,
+                                a.granted_by,
+                                a.reference.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                            ),
+                        },
+                        Err(problem) => FlagStatus {
+                            flag: flag.clone(),
+                            holds: false,
+                            detail: meridian_core::WaitReason::Approval { flag: flag.clone(), problem }.to_string(),
+                        },
+                    })
+                    .collect(),
+            })
+            .collect();
+        Some(PlanDetail {
+            name: e.plan.name.clone(),
+            phase: e.state.phase(),
+            updated_at: e.updated_at,
+            wake_at: e.wake_at,
+            state: e.state.clone(),
+            regions,
+        })
+    }
+}
