@@ -3,4 +3,6 @@
 pub mod config;
 pub mod control;
 pub mod metrics;
+pub mod runtime;
 pub mod snapshot;
+pub mod store;

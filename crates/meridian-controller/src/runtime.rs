@@ -1,0 +1,955 @@
+//! The standalone controller at run time.
+//!
+//! ```text
+//!  config watcher ─┐                                   ┌─> store.commit (state, audit, intents)
+//!  health pollers ─┤                                   ├─> snapshot + /events + metrics
+//!  read-backs ─────┼─> events ─> decision loop: decide ┤
+//!  API requests ───┘        (and timers at wake_at)    └─> actuation workers ─> actuator
+//!                                                            (one per target, in order)
+//! ```
+//!
+//! Event-driven: an approval, a command, a file change or a health result wakes the loop at
+//! once; timers (bakes, windows, expiries) wake it at the engine's `wake_at`. The loop is the
+//! only writer of plan state. Actuation is crash-safe by the store contract (see `store`):
+//! every intent is durable before it is sent, and startup resolves open intents by reading
+//! each target back before anything else runs. A background task that dies takes readiness
+//! down with it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::ApprovalRecord;
+use meridian_core::plan::Plan;
+use meridian_core::ports::{Actuator, BoxFuture, EvalRequest, HealthSource, Target};
+use meridian_core::state::{UnitPhase, WavePhase};
+use meridian_core::{AuditRecord, Command, HealthSample, Observations, PlanState, TrafficReading, decide};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+
+use crate::config::{Config, ConfigError, current_fingerprint, load_config};
+use crate::control::{ControlError, ControlPlane, Readiness};
+use crate::metrics::Metrics;
+use crate::snapshot::{ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
+use crate::store::{ControllerEvent, Intent, IntentOutcome, StateStore, StoreFailure};
+
+/// The time source; tests may supply their own.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The effectful parts, supplied by the binary (or a test).
+#[derive(Clone)]
+pub struct Adapters {
+    pub store: Arc<dyn StateStore>,
+    pub health: Arc<dyn HealthSource>,
+    pub actuator: Arc<dyn Actuator>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Tunables of the run loop.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Plan and approval files or directories, watched for changes.
+    pub paths: Vec<PathBuf>,
+    /// How often targets with traffic are read back to detect drift.
+    pub readback_interval: Duration,
+    /// First delay before re-sending an intent that failed with a retryable error (doubles,
+    /// up to a minute).
+    pub intent_retry: Duration,
+    /// Safety net for the file watcher: re-check the files this often.
+    pub config_poll: Duration,
+}
+
+impl Settings {
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Settings {
+            paths,
+            readback_interval: Duration::from_secs(30),
+            intent_retry: Duration::from_secs(1),
+            config_poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("failed to read the state store: {0}")]
+    Store(#[from] StoreFailure),
+}
+
+/// What wakes the decision loop.
+enum Event {
+    Kick,
+    Health { plan: String, samples: Vec<HealthSample> },
+    Readings { plan: String, readings: Vec<(TrafficReading, DateTime<Utc>)> },
+    Config(Arc<Config>),
+    ConfigRejected(ConfigError),
+}
+
+/// The running controller; implements [`ControlPlane`] for the API.
+pub struct Controller {
+    adapters: Adapters,
+    settings: Settings,
+    metrics: Metrics,
+    snapshot: RwLock<Arc<Snapshot>>,
+    events: mpsc::UnboundedSender<Event>,
+    audit_tx: broadcast::Sender<AuditRecord>,
+    readiness: Mutex<Readiness>,
+    /// Targets with an actuation worker running; `true` = new intents arrived meanwhile.
+    inflight: Mutex<HashMap<Target, bool>>,
+    plans: RwLock<BTreeMap<String, Arc<Plan>>>,
+}
+
+/// Handles of the background tasks; dropping it does not stop them, `shutdown` does.
+pub struct Running {
+    pub controller: Arc<Controller>,
+    tasks: JoinSet<&'static str>,
+}
+
+impl Running {
+    /// Wait until a background task ends (which only happens on failure) and name it.
+    pub async fn join_failure(&mut self) -> Option<&'static str> {
+        self.tasks.join_next().await.map(|r| r.unwrap_or("a background task (panicked)"))
+    }
+
+    pub fn shutdown(mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Start the controller: load and validate the configuration, load state, resolve open
+/// intents, then start the loop and its helpers.
+pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, StartError> {
+    let now = adapters.clock.now();
+    let config = Arc::new(load_config(&settings.paths, None, now)?);
+    let (events, rx) = mpsc::unbounded_channel();
+    let (audit_tx, _) = broadcast::channel(4096);
+    let controller = Arc::new(Controller {
+        adapters: adapters.clone(),
+        settings: settings.clone(),
+        metrics: Metrics::new(),
+        snapshot: RwLock::new(Arc::new(Snapshot::default())),
+        events,
+        audit_tx,
+        readiness: Mutex::new(Readiness { ready: false, reasons: vec!["resolving open intents".into()] }),
+        inflight: Mutex::new(HashMap::new()),
+        plans: RwLock::new(BTreeMap::new()),
+    });
+    let mut state =
+        LoopState { plans: BTreeMap::new(), samples: HashMap::new(), readings: HashMap::new(), config: None };
+    controller.apply_config(&mut state, config).await?;
+    controller.publish(&state, None).await;
+    controller.recover().await;
+    controller.set_ready(true, Vec::new());
+
+    let mut tasks = JoinSet::new();
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.decision_loop(state, rx).await;
+        "decision loop"
+    });
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.health_loop().await;
+        "health poller"
+    });
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.readback_loop().await;
+        "read-back"
+    });
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.intent_reconciler().await;
+        "intent reconciler"
+    });
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.config_watcher().await;
+        "config watcher"
+    });
+    Ok(Running { controller, tasks })
+}
+
+/// State owned by the decision loop alone.
+struct LoopState {
+    plans: BTreeMap<String, PlanRun>,
+    samples: HashMap<String, Vec<HealthSample>>,
+    readings: HashMap<String, Vec<(TrafficReading, DateTime<Utc>)>>,
+    config: Option<Arc<Config>>,
+}
+
+struct PlanRun {
+    plan: Arc<Plan>,
+    state: PlanState,
+    wake_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl Controller {
+    fn now(&self) -> DateTime<Utc> {
+        self.adapters.clock.now()
+    }
+
+    fn store(&self) -> Arc<dyn StateStore> {
+        self.adapters.store.clone()
+    }
+
+    pub fn metrics_registry(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn set_ready(&self, ready: bool, reasons: Vec<String>) {
+        if let Ok(mut r) = self.readiness.lock() {
+            *r = Readiness { ready, reasons };
+        }
+    }
+
+    fn kick(&self) {
+        let _ = self.events.send(Event::Kick);
+    }
+
+    // ----- configuration -----
+
+    /// Apply a validated configuration: sync file approvals into the store, align states.
+    async fn apply_config(&self, state: &mut LoopState, config: Arc<Config>) -> Result<(), StoreFailure> {
+        let store = self.store();
+        let now = self.now();
+        let previous: Vec<ApprovalRecord> = state.config.as_ref().map(|c| c.file_approvals.clone()).unwrap_or_default();
+        let files = config.file_approvals.clone();
+        blocking(move || sync_file_approvals(store.as_ref(), &previous, &files, now)).await?;
+        let mut plans = BTreeMap::new();
+        for plan in &config.plans {
+            let existing = state.plans.remove(&plan.name);
+            let plan_state = match existing {
+                Some(run) => run.state,
+                None => {
+                    let store = self.store();
+                    let name = plan.name.clone();
+                    blocking(move || store.load_state(&name)).await?.unwrap_or_else(|| PlanState::new(plan))
+                }
+            };
+            plans.insert(
+                plan.name.clone(),
+                PlanRun { plan: plan.clone(), state: plan_state, wake_at: Some(now), updated_at: now },
+            );
+        }
+        // Plans removed from the files keep their stored state; nothing is deleted.
+        state.plans = plans;
+        if let Ok(mut p) = self.plans.write() {
+            *p = state.plans.iter().map(|(k, v)| (k.clone(), v.plan.clone())).collect();
+        }
+        self.metrics.config_generation.set(config.generation as i64);
+        state.config = Some(config);
+        Ok(())
+    }
+
+    async fn config_watcher(self: Arc<Self>) {
+        let mut last = None;
+        let mut watch_rx = spawn_fs_watch(&self.settings.paths);
+        let mut poll = tokio::time::interval(self.settings.config_poll);
+        loop {
+            tokio::select! {
+                _ = poll.tick() => {}
+                Some(()) = watch_rx.recv() => {
+                    // Let a burst of writes (an editor's save) settle.
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    while watch_rx.try_recv().is_ok() {}
+                }
+            }
+            let paths = self.settings.paths.clone();
+            let fingerprint = blocking(move || current_fingerprint(&paths)).await;
+            let current = self.snapshot().config.generation;
+            match fingerprint {
+                Ok(f) if Some(f) == last => continue,
+                Ok(f) => {
+                    if last.is_none() {
+                        // First look: the configuration loaded at start is this one.
+                        last = Some(f);
+                        continue;
+                    }
+                    last = Some(f);
+                }
+                Err(e) => {
+                    let _ = self.events.send(Event::ConfigRejected(e));
+                    continue;
+                }
+            }
+            let paths = self.settings.paths.clone();
+            let now = self.now();
+            let loaded = blocking(move || load_config(&paths, None, now)).await;
+            match loaded {
+                Ok(mut config) => {
+                    config.generation = current + 1;
+                    let _ = self.events.send(Event::Config(Arc::new(config)));
+                }
+                Err(e) => {
+                    let _ = self.events.send(Event::ConfigRejected(e));
+                }
+            }
+        }
+    }
+
+    // ----- the decision loop -----
+
+    async fn decision_loop(self: Arc<Self>, mut state: LoopState, mut rx: mpsc::UnboundedReceiver<Event>) {
+        loop {
+            let wake = state.plans.values().filter_map(|p| p.wake_at).min();
+            let sleep_for =
+                wake.map(|w| (w - self.now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => self.absorb(&mut state, event).await,
+                    None => return,
+                },
+                _ = tokio::time::sleep(sleep_for) => {}
+            }
+            while let Ok(event) = rx.try_recv() {
+                self.absorb(&mut state, event).await;
+            }
+            let mut rejected = None;
+            let names: Vec<String> = state.plans.keys().cloned().collect();
+            for name in names {
+                if let Err(e) = self.decide_plan(&mut state, &name).await {
+                    tracing_error(&format!("decision for plan {name} not committed: {e}"));
+                    self.set_ready(false, vec![format!("state store: {e}")]);
+                    rejected = Some(());
+                    // Retry soon; the in-memory state was not advanced.
+                    if let Some(run) = state.plans.get_mut(&name) {
+                        run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
+                    }
+                }
+            }
+            if rejected.is_none()
+                && !self.readiness().ready
+                && self.readiness().reasons.iter().all(|r| r.starts_with("state store"))
+            {
+                self.set_ready(true, Vec::new());
+            }
+        }
+    }
+
+    async fn absorb(&self, state: &mut LoopState, event: Event) {
+        match event {
+            Event::Kick => {}
+            Event::Health { plan, samples } => {
+                self.metrics.observe_samples(&plan, &samples);
+                state.samples.entry(plan).or_default().extend(samples);
+            }
+            Event::Readings { plan, readings } => state.readings.entry(plan).or_default().extend(readings),
+            Event::Config(config) => {
+                let generation = config.generation;
+                match self.apply_config(state, config).await {
+                    Ok(()) => {
+                        self.metrics.config_reloads.with_label_values(&["applied"]).inc();
+                        self.record_event("config-applied", "config", serde_json::json!({ "generation": generation }));
+                        self.publish(state, None).await;
+                    }
+                    Err(e) => tracing_error(&format!("configuration not applied: {e}")),
+                }
+            }
+            Event::ConfigRejected(error) => {
+                self.metrics.config_reloads.with_label_values(&[error.metric_label()]).inc();
+                let errors: Vec<String> = match &error {
+                    ConfigError::Invalid(report) => report
+                        .diagnostics
+                        .iter()
+                        .filter(|d| d.severity == meridian_core::Severity::Error)
+                        .map(ToString::to_string)
+                        .collect(),
+                    other => vec![other.to_string()],
+                };
+                tracing_error(&format!(
+                    "configuration edit rejected; the previous version stays in force: {}",
+                    errors.join(" | ")
+                ));
+                self.record_event("config-rejected", "config", serde_json::json!({ "errors": errors }));
+                let rejected = RejectedEdit { at: self.now(), errors };
+                self.publish(state, Some(rejected)).await;
+            }
+        }
+    }
+
+    /// Decide one plan, commit the decision, publish it, and start its actuations.
+    async fn decide_plan(self: &Arc<Self>, state: &mut LoopState, name: &str) -> Result<(), StoreFailure> {
+        let started = std::time::Instant::now();
+        let store = self.store();
+        let plan_name = name.to_string();
+        let (approvals, commands) = blocking(move || {
+            let approvals = store.approvals()?;
+            let commands = store.pending_commands(&plan_name)?;
+            Ok::<_, StoreFailure>((approvals, commands))
+        })
+        .await?;
+        let now = self.now();
+        let Some(run) = state.plans.get_mut(name) else { return Ok(()) };
+        let samples = state.samples.remove(name).unwrap_or_default();
+        let inflight: Vec<Target> = self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let readings: Vec<TrafficReading> = state
+            .readings
+            .remove(name)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(r, read_at)| {
+                let unit = run.state.unit(&r.region, &r.service);
+                let settled = unit.is_some_and(|u| u.since.is_none_or(|s| s < *read_at));
+                let busy = inflight.iter().any(|t| t.plan == name && t.region == r.region && t.service == r.service);
+                settled && !busy
+            })
+            .map(|(r, _)| r)
+            .collect();
+        let command_list: Vec<Command> = commands.iter().map(|c| c.command.clone()).collect();
+        let obs = Observations { approvals: &approvals, health: &samples, traffic: &readings, commands: &command_list };
+        let decision = decide(&run.plan, run.state.clone(), &obs, now);
+        let changed = decision.state != run.state || !decision.audit.is_empty() || !commands.is_empty();
+        run.wake_at = decision.wake_at;
+        if !changed {
+            return Ok(());
+        }
+        let store = self.store();
+        let (plan_name, new_state, audit, actions) =
+            (name.to_string(), decision.state.clone(), decision.audit.clone(), decision.actions.clone());
+        let command_ids: Vec<i64> = commands.iter().map(|c| c.id).collect();
+        let intents = blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids)).await?;
+        run.state = decision.state;
+        run.updated_at = now;
+        self.metrics.observe_state(&run.state, &run.state.phase().to_string());
+        self.metrics.observe_audit(&decision.audit);
+        self.metrics.observe_approvals(&approvals, now);
+        for record in &decision.audit {
+            let _ = self.audit_tx.send(record.clone());
+        }
+        self.metrics.decision_duration.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+        for intent in intents {
+            self.dispatch(intent);
+        }
+        self.publish_with_approvals(state, None, Some(approvals)).await;
+        Ok(())
+    }
+
+    async fn publish(&self, state: &LoopState, rejected: Option<RejectedEdit>) {
+        self.publish_with_approvals(state, rejected, None).await;
+    }
+
+    async fn publish_with_approvals(
+        &self,
+        state: &LoopState,
+        rejected: Option<RejectedEdit>,
+        approvals: Option<Vec<ApprovalRecord>>,
+    ) {
+        let approvals = match approvals {
+            Some(a) => a,
+            None => {
+                let store = self.store();
+                blocking(move || store.approvals()).await.unwrap_or_else(|_| self.snapshot().approvals.clone())
+            }
+        };
+        let previous = self.snapshot();
+        let config = state.config.as_ref();
+        let snapshot = Snapshot {
+            plans: state
+                .plans
+                .iter()
+                .map(|(name, run)| {
+                    (
+                        name.clone(),
+                        PlanEntry {
+                            plan: run.plan.clone(),
+                            state: run.state.clone(),
+                            updated_at: run.updated_at,
+                            wake_at: run.wake_at,
+                        },
+                    )
+                })
+                .collect(),
+            approvals,
+            config: ConfigStatus {
+                generation: config.map_or(0, |c| c.generation),
+                loaded_at: config.map(|c| c.loaded_at),
+                warnings: config.map_or(0, |c| c.warnings.warnings()),
+                rejected: rejected
+                    .or_else(|| previous.config.rejected.clone().filter(|r| config.is_none_or(|c| r.at > c.loaded_at))),
+            },
+        };
+        if let Ok(mut s) = self.snapshot.write() {
+            *s = Arc::new(snapshot);
+        }
+    }
+
+    // ----- actuation -----
+
+    fn plan(&self, name: &str) -> Option<Arc<Plan>> {
+        self.plans.read().ok().and_then(|p| p.get(name).cloned())
+    }
+
+    /// Hand an intent to its target's worker, starting one if none runs.
+    fn dispatch(self: &Arc<Self>, intent: Intent) {
+        let target =
+            Target { plan: intent.plan.clone(), region: intent.region.clone(), service: intent.service.clone() };
+        let start = match self.inflight.lock() {
+            Ok(mut map) => match map.get_mut(&target) {
+                Some(dirty) => {
+                    *dirty = true;
+                    false
+                }
+                None => {
+                    map.insert(target.clone(), false);
+                    true
+                }
+            },
+            Err(_) => false,
+        };
+        if start {
+            let me = self.clone();
+            tokio::spawn(async move { me.actuation_worker(target).await });
+        }
+        self.metrics.open_intents.inc();
+    }
+
+    /// Send the newest open intent of `target` until none is left; in order, one at a time.
+    async fn actuation_worker(self: Arc<Self>, target: Target) {
+        let mut delay = self.settings.intent_retry;
+        loop {
+            let store = self.store();
+            let t = target.clone();
+            let open = blocking(move || store.open_intents()).await;
+            let newest = match open {
+                Ok(list) => list
+                    .into_iter()
+                    .filter(|i| i.plan == t.plan && i.region == t.region && i.service == t.service)
+                    .max_by_key(|i| i.id),
+                Err(e) => {
+                    tracing_error(&format!("cannot read open intents: {e}"));
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
+            let Some(intent) = newest else {
+                let done = match self.inflight.lock() {
+                    Ok(mut map) => {
+                        if map.get(&target).copied().unwrap_or(false) {
+                            map.insert(target.clone(), false);
+                            false
+                        } else {
+                            map.remove(&target);
+                            true
+                        }
+                    }
+                    Err(_) => true,
+                };
+                if done {
+                    return;
+                }
+                continue;
+            };
+            match self.send_intent(&intent).await {
+                Ok(()) => delay = self.settings.intent_retry,
+                Err(retryable) if retryable => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// One attempt (with the actuator's own retries). `Err(true)`: try again later.
+    async fn send_intent(&self, intent: &Intent) -> Result<(), bool> {
+        let Some(plan) = self.plan(&intent.plan) else {
+            let store = self.store();
+            let id = intent.id;
+            let now = self.now();
+            let _ = blocking(move || {
+                store.complete(id, IntentOutcome::Failed { error: "plan no longer configured".into() }, now)
+            })
+            .await;
+            return Err(false);
+        };
+        let target =
+            Target { plan: intent.plan.clone(), region: intent.region.clone(), service: intent.service.clone() };
+        let store = self.store();
+        let (id, now) = (intent.id, self.now());
+        let _ = blocking(move || store.mark_sent(id, now)).await;
+        let started = std::time::Instant::now();
+        let result = self.adapters.actuator.set_traffic(&plan, &target, intent.percent, &intent.idempotency_key).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let store = self.store();
+        let now = self.now();
+        match result {
+            Ok(()) => {
+                self.metrics.actuation_duration.with_label_values(&["ok"]).observe(elapsed);
+                self.metrics.open_intents.dec();
+                let percent = intent.percent;
+                let _ = blocking(move || store.complete(id, IntentOutcome::Done { observed: percent }, now)).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.actuation_duration.with_label_values(&["error"]).observe(elapsed);
+                self.metrics.actuation_errors.with_label_values(&[e.label]).inc();
+                tracing_error(&format!(
+                    "actuation {}/{}/{} -> {}% failed: {}",
+                    target.plan, target.region, target.service, intent.percent, e.message
+                ));
+                if e.retryable {
+                    return Err(true);
+                }
+                self.metrics.open_intents.dec();
+                let error = e.message.clone();
+                let _ = blocking(move || store.complete(id, IntentOutcome::Failed { error }, now)).await;
+                Err(false)
+            }
+        }
+    }
+
+    /// Startup: every open intent is resolved by reading its target back first: already
+    /// applied → done; otherwise sent again with the same idempotency key. Never guessed.
+    async fn recover(self: &Arc<Self>) {
+        let store = self.store();
+        let open = match blocking(move || store.open_intents()).await {
+            Ok(open) => open,
+            Err(e) => {
+                self.set_ready(false, vec![format!("state store: {e}")]);
+                return;
+            }
+        };
+        for intent in open {
+            let Some(plan) = self.plan(&intent.plan) else { continue };
+            let target =
+                Target { plan: intent.plan.clone(), region: intent.region.clone(), service: intent.service.clone() };
+            match self.adapters.actuator.read_traffic(&plan, &target).await {
+                Ok(Some(observed)) if observed == intent.percent => {
+                    let store = self.store();
+                    let (id, now) = (intent.id, self.now());
+                    let _ = blocking(move || store.complete(id, IntentOutcome::Done { observed }, now)).await;
+                    self.record_event(
+                        "intent-recovered",
+                        "controller",
+                        serde_json::json!({"intent": intent.id, "plan": intent.plan, "region": intent.region,
+                            "service": intent.service, "percent": intent.percent, "resolution": "already applied"}),
+                    );
+                }
+                other => {
+                    let observed = other.as_ref().ok().cloned().flatten();
+                    self.record_event(
+                        "intent-recovered",
+                        "controller",
+                        serde_json::json!({"intent": intent.id, "plan": intent.plan, "region": intent.region,
+                            "service": intent.service, "percent": intent.percent, "observed": observed,
+                            "resolution": "re-sent"}),
+                    );
+                    self.dispatch(intent);
+                }
+            }
+        }
+    }
+
+    /// Re-dispatch open intents whose worker is not running (e.g. after a retryable failure
+    /// of the read-back at startup).
+    async fn intent_reconciler(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.intent_retry.max(Duration::from_millis(200)) * 5);
+        loop {
+            tick.tick().await;
+            let store = self.store();
+            let Ok(open) = blocking(move || store.open_intents()).await else { continue };
+            self.metrics.open_intents.set(open.len() as i64);
+            for intent in open {
+                let target = Target {
+                    plan: intent.plan.clone(),
+                    region: intent.region.clone(),
+                    service: intent.service.clone(),
+                };
+                let running = self.inflight.lock().map(|m| m.contains_key(&target)).unwrap_or(true);
+                if !running {
+                    self.dispatch(intent);
+                }
+            }
+        }
+    }
+
+    // ----- health and read-back -----
+
+    /// Evaluate every plan's checks on its interval, for the units under watch.
+    async fn health_loop(self: Arc<Self>) {
+        let mut next: HashMap<String, tokio::time::Instant> = HashMap::new();
+        loop {
+            let snapshot = self.snapshot();
+            let now_instant = tokio::time::Instant::now();
+            let mut soonest = now_instant + Duration::from_secs(1);
+            for (name, entry) in &snapshot.plans {
+                if entry.plan.health.checks.is_empty() {
+                    continue;
+                }
+                let interval = Duration::from_millis(entry.plan.health.interval.as_millis().max(100));
+                let due = *next.get(name).unwrap_or(&now_instant);
+                if due > now_instant {
+                    soonest = soonest.min(due);
+                    continue;
+                }
+                next.insert(name.clone(), now_instant + interval);
+                soonest = soonest.min(now_instant + interval);
+                let requests = watch_requests(&entry.plan, &entry.state, self.now());
+                if requests.is_empty() {
+                    continue;
+                }
+                let me = self.clone();
+                let plan = entry.plan.clone();
+                tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    for request in &requests {
+                        samples.extend(me.adapters.health.evaluate(&plan, request).await);
+                    }
+                    let _ = me.events.send(Event::Health { plan: plan.name.clone(), samples });
+                });
+            }
+            tokio::time::sleep_until(soonest).await;
+        }
+    }
+
+    /// Read back the traffic of units that should serve some, to detect drift.
+    async fn readback_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.readback_interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let snapshot = self.snapshot();
+            for (name, entry) in &snapshot.plans {
+                let mut readings = Vec::new();
+                for u in entry.state.units.iter().filter(|u| u.percent > 0) {
+                    let target = Target { plan: name.clone(), region: u.region.clone(), service: u.service.clone() };
+                    let read_at = self.now();
+                    if let Ok(Some(percent)) = self.adapters.actuator.read_traffic(&entry.plan, &target).await {
+                        readings.push((
+                            TrafficReading { region: u.region.clone(), service: u.service.clone(), percent },
+                            read_at,
+                        ));
+                    }
+                }
+                if !readings.is_empty() {
+                    let _ = self.events.send(Event::Readings { plan: name.clone(), readings });
+                }
+            }
+        }
+    }
+
+    fn record_event(&self, kind: &str, who: &str, detail: serde_json::Value) {
+        let event = ControllerEvent { at: self.now(), kind: kind.to_string(), who: who.to_string(), detail };
+        let store = self.store();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.record_event(&event) {
+                tracing_error(&format!("failed to record {} event: {e}", event.kind));
+            }
+        });
+    }
+}
+
+/// Units whose health is watched: serving traffic, in a wave that has not completed. One
+/// request per (service, wave), so one query per check per service covers every region.
+pub fn watch_requests(plan: &Plan, state: &PlanState, now: DateTime<Utc>) -> Vec<EvalRequest> {
+    let mut by_key: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+    for (i, u) in state.units.iter().enumerate() {
+        let (r, s) = (i / plan.services.len(), i % plan.services.len());
+        let wave = plan.regions[r].wave;
+        let watched = u.percent > 0
+            && matches!(u.phase, UnitPhase::Progressing | UnitPhase::Paused | UnitPhase::Enabled)
+            && state.waves.get(wave).is_some_and(|w| w.phase != WavePhase::Complete);
+        if watched {
+            by_key.entry((s, wave)).or_default().push(u.region.clone());
+        }
+    }
+    by_key
+        .into_iter()
+        .map(|((s, w), regions)| EvalRequest {
+            service: plan.services[s].name.clone(),
+            wave: plan.waves[w].name.clone(),
+            regions,
+            now,
+        })
+        .collect()
+}
+
+/// Mirror the watched files' approvals into the store: new ones are granted, changed ones
+/// updated, vanished ones revoked ("file removed"). A revocation is never undone by a file.
+fn sync_file_approvals(
+    store: &dyn StateStore,
+    previous: &[ApprovalRecord],
+    current: &[ApprovalRecord],
+    now: DateTime<Utc>,
+) -> Result<(), StoreFailure> {
+    let stored: HashMap<String, ApprovalRecord> = store.approvals()?.into_iter().map(|a| (a.name.clone(), a)).collect();
+    for a in current {
+        match stored.get(&a.name) {
+            Some(s) if s.revoked.is_some() => {}
+            Some(s) if same_grant(s, a) => {}
+            _ => store.put_approval(a, "file", &a.granted_by, now)?,
+        }
+    }
+    for gone in previous.iter().filter(|p| current.iter().all(|c| c.name != p.name)) {
+        if stored.get(&gone.name).is_some_and(|s| s.revoked.is_none()) {
+            store.revoke_approval(&gone.name, "config", Some("approval file removed"), now)?;
+        }
+    }
+    Ok(())
+}
+
+fn same_grant(a: &ApprovalRecord, b: &ApprovalRecord) -> bool {
+    let mut b = b.clone();
+    b.revoked.clone_from(&a.revoked);
+    *a == b
+}
+
+fn spawn_fs_watch(paths: &[PathBuf]) -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let paths = paths.to_vec();
+    std::thread::Builder::new()
+        .name("meridian-fs-watch".into())
+        .spawn(move || {
+            use notify::{RecursiveMode, Watcher};
+            let sender = tx.clone();
+            let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if res.is_ok() {
+                    let _ = sender.send(());
+                }
+            });
+            let Ok(mut watcher) = watcher else { return };
+            for p in &paths {
+                let _ = watcher.watch(p, RecursiveMode::Recursive);
+            }
+            // Keep the watcher alive for as long as someone listens.
+            while !tx.is_closed() {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+        .ok();
+    rx
+}
+
+fn tracing_error(message: &str) {
+    eprintln!("meridian: {message}");
+}
+
+impl ControlPlane for Controller {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
+        self.audit_tx.subscribe()
+    }
+
+    fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>> {
+        let plan = plan.to_string();
+        Box::pin(async move {
+            let p = self.plan(&plan).ok_or_else(|| ControlError::UnknownPlan(plan.clone()))?;
+            if let Some(w) = &command.wave
+                && p.wave_index(w).is_none()
+            {
+                return Err(ControlError::Invalid(format!("plan {plan:?} has no wave {w:?}")));
+            }
+            if let Some(r) = &command.region
+                && p.region_index(r).is_none()
+            {
+                return Err(ControlError::Invalid(format!("plan {plan:?} has no region {r:?}")));
+            }
+            let store = self.store();
+            blocking(move || store.enqueue_command(&plan, &command))
+                .await
+                .map_err(|e| ControlError::Store(e.message))?;
+            self.kick();
+            Ok(())
+        })
+    }
+
+    fn grant(&self, approval: ApprovalRecord) -> BoxFuture<'_, Result<(), ControlError>> {
+        Box::pin(async move {
+            if approval.flag.trim().is_empty()
+                || approval.name.trim().is_empty()
+                || approval.granted_by.trim().is_empty()
+            {
+                return Err(ControlError::Invalid("an approval needs a name, a flag and grantedBy".into()));
+            }
+            if let (Some(g), Some(e)) = (approval.granted_at, approval.expires)
+                && e <= g
+            {
+                return Err(ControlError::Invalid("the approval expires before it is granted".into()));
+            }
+            if self.snapshot().approvals.iter().any(|a| a.name == approval.name) {
+                return Err(ControlError::Conflict(approval.name.clone()));
+            }
+            let store = self.store();
+            let now = self.now();
+            let by = approval.granted_by.clone();
+            blocking(move || store.put_approval(&approval, "api", &by, now))
+                .await
+                .map_err(|e| ControlError::Store(e.message))?;
+            self.kick();
+            Ok(())
+        })
+    }
+
+    fn revoke(&self, name: &str, by: &str, reason: Option<String>) -> BoxFuture<'_, Result<(), ControlError>> {
+        let (name, by) = (name.to_string(), by.to_string());
+        Box::pin(async move {
+            let store = self.store();
+            let now = self.now();
+            let n = name.clone();
+            let found = blocking(move || store.revoke_approval(&n, &by, reason.as_deref(), now))
+                .await
+                .map_err(|e| ControlError::Store(e.message))?;
+            if !found {
+                return Err(ControlError::UnknownApproval(name));
+            }
+            self.kick();
+            Ok(())
+        })
+    }
+
+    fn audit(
+        &self,
+        plan: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, ControlError>> {
+        let plan = plan.map(str::to_string);
+        Box::pin(async move {
+            let store = self.store();
+            blocking(move || store.audit(plan.as_deref(), after, limit))
+                .await
+                .map_err(|e| ControlError::Store(e.message))
+        })
+    }
+
+    fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>) {
+        let _ = at;
+        self.record_event("access-denied", who, serde_json::json!({ "request": what }));
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn readiness(&self) -> Readiness {
+        self.readiness.lock().map(|r| r.clone()).unwrap_or(Readiness { ready: false, reasons: vec!["poisoned".into()] })
+    }
+}

@@ -1,0 +1,91 @@
+//! What the controller needs from durable storage, as one narrow trait, so the decision loop
+//! does not care which database keeps it. `meridian-store` implements it on one embedded
+//! database file (see `sqlite`); calls are blocking and run on tokio's blocking pool.
+//!
+//! The contract that makes progress crash-safe: `commit` writes the new state, the audit
+//! records, the applied commands and one intent per traffic change in ONE transaction; an
+//! intent is completed only after the target confirmed it. A crash therefore leaves either
+//! the old decision (nothing to repair) or the new one with open intents, which startup
+//! resolves by reading each target back.
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::ApprovalRecord;
+use meridian_core::{Action, AuditRecord, Command, PlanState};
+
+/// An actuation the controller has decided on and must see confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub id: i64,
+    pub plan: String,
+    pub region: String,
+    pub service: String,
+    pub percent: u32,
+    /// Sent with every attempt, so a repeat is harmless.
+    pub idempotency_key: String,
+}
+
+/// How an intent ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentOutcome {
+    /// The target confirmed (or read back) this percent.
+    Done { observed: u32 },
+    /// The target refused for good; the error says why.
+    Failed { error: String },
+}
+
+/// A queued operator command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedCommand {
+    pub id: i64,
+    pub command: Command,
+}
+
+/// A controller-level event that is not a plan transition: approvals granted or withdrawn,
+/// configuration edits rejected, API requests denied.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerEvent {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub who: String,
+    pub detail: serde_json::Value,
+}
+
+/// A store failure; the loop retries and reports itself unready meanwhile.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreFailure {
+    pub message: String,
+}
+
+pub type StoreResult<T> = Result<T, StoreFailure>;
+
+/// Durable state of the standalone controller.
+pub trait StateStore: Send + Sync + 'static {
+    fn load_state(&self, plan: &str) -> StoreResult<Option<PlanState>>;
+    /// Atomically: the new state, its audit records, the commands it applied, and one intent
+    /// per `SetTraffic` action (superseding older open intents of the same target).
+    fn commit(
+        &self,
+        plan: &str,
+        state: &PlanState,
+        audit: &[AuditRecord],
+        actions: &[Action],
+        applied_commands: &[i64],
+    ) -> StoreResult<Vec<Intent>>;
+    fn open_intents(&self) -> StoreResult<Vec<Intent>>;
+    fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
+    fn complete(&self, id: i64, outcome: IntentOutcome, at: DateTime<Utc>) -> StoreResult<()>;
+
+    fn enqueue_command(&self, plan: &str, command: &Command) -> StoreResult<i64>;
+    fn pending_commands(&self, plan: &str) -> StoreResult<Vec<QueuedCommand>>;
+
+    /// Every approval on record, revoked ones included.
+    fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>>;
+    /// Record (or update) an approval; `source` is `api` or `file:PATH`.
+    fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    fn revoke_approval(&self, name: &str, by: &str, reason: Option<&str>, at: DateTime<Utc>) -> StoreResult<bool>;
+
+    fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>>;
+    fn record_event(&self, event: &ControllerEvent) -> StoreResult<()>;
+}
