@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod control;
+pub mod memory;
 pub mod metrics;
 pub mod runtime;
 pub mod snapshot;

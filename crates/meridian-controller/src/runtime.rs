@@ -144,6 +144,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, StartError> {
     let now = adapters.clock.now();
     let config = Arc::new(load_config(&settings.paths, None, now)?);
+    let initial_fingerprint = config.fingerprint;
     let (events, rx) = mpsc::unbounded_channel();
     let (audit_tx, _) = broadcast::channel(4096);
     let controller = Arc::new(Controller {
@@ -187,7 +188,7 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
     });
     let c = controller.clone();
     tasks.spawn(async move {
-        c.config_watcher().await;
+        c.config_watcher(initial_fingerprint).await;
         "config watcher"
     });
     Ok(Running { controller, tasks })
@@ -266,8 +267,9 @@ impl Controller {
         Ok(())
     }
 
-    async fn config_watcher(self: Arc<Self>) {
-        let mut last = None;
+    /// Reload on every change of the files' contents since `initial` (what `start` loaded).
+    async fn config_watcher(self: Arc<Self>, initial: u64) {
+        let mut last = initial;
         let mut watch_rx = spawn_fs_watch(&self.settings.paths);
         let mut poll = tokio::time::interval(self.settings.config_poll);
         loop {
@@ -283,15 +285,8 @@ impl Controller {
             let fingerprint = blocking(move || current_fingerprint(&paths)).await;
             let current = self.snapshot().config.generation;
             match fingerprint {
-                Ok(f) if Some(f) == last => continue,
-                Ok(f) => {
-                    if last.is_none() {
-                        // First look: the configuration loaded at start is this one.
-                        last = Some(f);
-                        continue;
-                    }
-                    last = Some(f);
-                }
+                Ok(f) if f == last => continue,
+                Ok(f) => last = f,
                 Err(e) => {
                     let _ = self.events.send(Event::ConfigRejected(e));
                     continue;

@@ -1,0 +1,182 @@
+//! An in-memory [`StateStore`] with the same contract as the database-backed one (atomic
+//! commits, gapless audit, intents superseded per target). For tests of the run loop; it
+//! keeps nothing across restarts, so `meridian run` never uses it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::{ApprovalRecord, RevokedInfo};
+use meridian_core::{Action, AuditRecord, Command, PlanState};
+
+use crate::store::{ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult};
+
+#[derive(Default)]
+struct Inner {
+    states: BTreeMap<String, PlanState>,
+    audit: Vec<AuditRecord>,
+    intents: Vec<(Intent, Option<IntentOutcome>)>,
+    commands: Vec<(String, QueuedCommand, bool)>,
+    approvals: BTreeMap<String, ApprovalRecord>,
+    events: Vec<ControllerEvent>,
+    next_id: i64,
+}
+
+/// See the module doc.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> StoreResult<T>) -> StoreResult<T> {
+        let mut inner = self.inner.lock().map_err(|_| StoreFailure { message: "memory store poisoned".into() })?;
+        f(&mut inner)
+    }
+
+    /// Every controller event recorded so far.
+    pub fn events(&self) -> Vec<ControllerEvent> {
+        self.with(|i| Ok(i.events.clone())).unwrap_or_default()
+    }
+
+    /// Every intent with its outcome (`None` while open).
+    pub fn intents(&self) -> Vec<(Intent, Option<IntentOutcome>)> {
+        self.with(|i| Ok(i.intents.clone())).unwrap_or_default()
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn load_state(&self, plan: &str) -> StoreResult<Option<PlanState>> {
+        self.with(|i| Ok(i.states.get(plan).cloned()))
+    }
+
+    fn commit(
+        &self,
+        plan: &str,
+        state: &PlanState,
+        audit: &[AuditRecord],
+        actions: &[Action],
+        applied_commands: &[i64],
+    ) -> StoreResult<Vec<Intent>> {
+        self.with(|i| {
+            let last = i.audit.iter().filter(|r| r.plan == plan).map(|r| r.seq).max().unwrap_or(0);
+            for (k, r) in audit.iter().enumerate() {
+                if r.seq != last + 1 + k as u64 {
+                    return Err(StoreFailure {
+                        message: format!("audit gap: expected seq {}, got {}", last + 1 + k as u64, r.seq),
+                    });
+                }
+            }
+            i.states.insert(plan.to_string(), state.clone());
+            i.audit.extend(audit.iter().cloned());
+            for c in &mut i.commands {
+                if applied_commands.contains(&c.1.id) {
+                    c.2 = true;
+                }
+            }
+            let mut created = Vec::new();
+            for Action::SetTraffic { region, service, percent, .. } in actions {
+                for (old, outcome) in &mut i.intents {
+                    if outcome.is_none() && old.plan == plan && old.region == *region && old.service == *service {
+                        *outcome = Some(IntentOutcome::Failed { error: "superseded".into() });
+                    }
+                }
+                i.next_id += 1;
+                let intent = Intent {
+                    id: i.next_id,
+                    plan: plan.to_string(),
+                    region: region.clone(),
+                    service: service.clone(),
+                    percent: *percent,
+                    idempotency_key: format!("{plan}/{region}/{service}/{}", i.next_id),
+                };
+                i.intents.push((intent.clone(), None));
+                created.push(intent);
+            }
+            Ok(created)
+        })
+    }
+
+    fn open_intents(&self) -> StoreResult<Vec<Intent>> {
+        self.with(|i| Ok(i.intents.iter().filter(|(_, o)| o.is_none()).map(|(x, _)| x.clone()).collect()))
+    }
+
+    fn mark_sent(&self, _id: i64, _at: DateTime<Utc>) -> StoreResult<()> {
+        Ok(())
+    }
+
+    fn complete(&self, id: i64, outcome: IntentOutcome, _at: DateTime<Utc>) -> StoreResult<()> {
+        self.with(|i| {
+            if let Some((_, o)) = i.intents.iter_mut().find(|(x, o)| x.id == id && o.is_none()) {
+                *o = Some(outcome);
+            }
+            Ok(())
+        })
+    }
+
+    fn enqueue_command(&self, plan: &str, command: &Command) -> StoreResult<i64> {
+        self.with(|i| {
+            i.next_id += 1;
+            let id = i.next_id;
+            i.commands.push((plan.to_string(), QueuedCommand { id, command: command.clone() }, false));
+            Ok(id)
+        })
+    }
+
+    fn pending_commands(&self, plan: &str) -> StoreResult<Vec<QueuedCommand>> {
+        self.with(|i| {
+            Ok(i.commands.iter().filter(|(p, _, done)| p == plan && !done).map(|(_, c, _)| c.clone()).collect())
+        })
+    }
+
+    fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>> {
+        self.with(|i| Ok(i.approvals.values().cloned().collect()))
+    }
+
+    fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        self.with(|i| {
+            i.approvals.insert(approval.name.clone(), approval.clone());
+            i.events.push(ControllerEvent {
+                at,
+                kind: "approval-granted".into(),
+                who: by.to_string(),
+                detail: serde_json::json!({ "approval": approval.name, "flag": approval.flag, "source": source }),
+            });
+            Ok(())
+        })
+    }
+
+    fn revoke_approval(&self, name: &str, by: &str, reason: Option<&str>, at: DateTime<Utc>) -> StoreResult<bool> {
+        self.with(|i| {
+            let Some(a) = i.approvals.get_mut(name) else { return Ok(false) };
+            if a.revoked.is_none() {
+                a.revoked = Some(RevokedInfo { at, by: by.to_string(), reason: reason.map(str::to_string) });
+            }
+            i.events.push(ControllerEvent {
+                at,
+                kind: "approval-revoked".into(),
+                who: by.to_string(),
+                detail: serde_json::json!({ "approval": name, "reason": reason }),
+            });
+            Ok(true)
+        })
+    }
+
+    fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+        self.with(|i| {
+            Ok(i.audit
+                .iter()
+                .filter(|r| plan.is_none_or(|p| r.plan == p) && r.seq > after)
+                .take(limit)
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn record_event(&self, event: &ControllerEvent) -> StoreResult<()> {
+        self.with(|i| {
+            i.events.push(event.clone());
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,238 @@
+//! The run loop end to end with in-memory adapters: a real plan file, the real engine, a
+//! fake fleet that records every actuation. Waits are on conditions with deadlines.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use meridian_controller::control::ControlPlane;
+use meridian_controller::memory::MemoryStore;
+use meridian_controller::runtime::{Adapters, Settings, SystemClock, start};
+use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
+use meridian_core::plan::Plan;
+use meridian_core::ports::{ActuationError, Actuator, BoxFuture, EvalRequest, HealthSource, Target};
+use meridian_core::{Command, CommandKind, HealthSample, HealthVerdict, PlanPhase};
+
+#[derive(Default)]
+struct FakeFleet {
+    traffic: Mutex<HashMap<(String, String), u32>>,
+    log: Mutex<Vec<(String, String, u32, chrono::DateTime<Utc>)>>,
+    unhealthy: Mutex<Vec<String>>,
+}
+
+impl Actuator for FakeFleet {
+    fn set_traffic<'a>(
+        &'a self,
+        _plan: &'a Plan,
+        t: &'a Target,
+        percent: u32,
+        _key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActuationError>> {
+        Box::pin(async move {
+            self.traffic.lock().unwrap().insert((t.region.clone(), t.service.clone()), percent);
+            self.log.lock().unwrap().push((t.region.clone(), t.service.clone(), percent, Utc::now()));
+            Ok(())
+        })
+    }
+
+    fn read_traffic<'a>(
+        &'a self,
+        _plan: &'a Plan,
+        t: &'a Target,
+    ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
+        Box::pin(async move { Ok(self.traffic.lock().unwrap().get(&(t.region.clone(), t.service.clone())).copied()) })
+    }
+}
+
+impl HealthSource for FakeFleet {
+    fn evaluate<'a>(&'a self, plan: &'a Plan, req: &'a EvalRequest) -> BoxFuture<'a, Vec<HealthSample>> {
+        Box::pin(async move {
+            let bad = self.unhealthy.lock().unwrap().clone();
+            req.regions
+                .iter()
+                .flat_map(|r| {
+                    let verdict = if bad.contains(r) { HealthVerdict::Unhealthy } else { HealthVerdict::Healthy };
+                    plan.health.checks.iter().map(move |c| HealthSample {
+                        region: r.clone(),
+                        service: req.service.clone(),
+                        check: c.name.clone(),
+                        verdict,
+                        value: Some(0.0),
+                        detail: None,
+                        at: Utc::now(),
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+const PLAN: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: quick}
+spec:
+  services: [{name: signin}, {name: store, after: [signin]}]
+  regions: [{name: a}, {name: b}, {name: jp, approvals: [jp-regulator]}]
+  waves:
+    - {name: one, regions: [a], bake: 200ms}
+    - {name: two, regions: [b, jp], bake: 200ms}
+  steps: [50, 100]
+  stepBake: 200ms
+  health:
+    interval: 100ms
+    checks: [{name: errors, prometheus: {query: 'x'}, max: 0.01}]
+";
+
+async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + deadline;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn setup(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.yaml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_completes_only_after_the_regulator_grants() {
+    let (_dir, path) = setup(PLAN);
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let adapters =
+        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let running = start(Settings::new(vec![path]), adapters).await.expect("start");
+    let c = running.controller.clone();
+
+    let phase = |c: &meridian_controller::runtime::Controller| c.snapshot().plans["quick"].state.phase();
+    let jp_signin = |c: &meridian_controller::runtime::Controller| {
+        c.snapshot().plans["quick"].state.unit("jp", "signin").map(|u| u.waiting.clone())
+    };
+    // b finishes; jp waits for its approval.
+    wait_for("b enabled", Duration::from_secs(20), || {
+        c.snapshot().plans["quick"]
+            .state
+            .unit("b", "store")
+            .is_some_and(|u| u.phase == meridian_core::UnitPhase::Enabled)
+    })
+    .await;
+    assert!(matches!(jp_signin(&c), Some(Some(meridian_core::WaitReason::Approval { .. }))), "{:?}", jp_signin(&c));
+    assert!(fleet.log.lock().unwrap().iter().all(|(r, _, _, _)| r != "jp"), "jp got traffic before its approval");
+
+    let granted_at = Utc::now();
+    c.grant(ApprovalRecord {
+        name: "jp-letter".into(),
+        flag: "jp-regulator".into(),
+        granted_by: "ministry".into(),
+        reference: Some("letter 17".into()),
+        granted_at: None,
+        expires: None,
+        scope: ApprovalScopeSet::default(),
+        revoked: None,
+    })
+    .await
+    .unwrap();
+    wait_for("plan complete", Duration::from_secs(20), || phase(&c) == PlanPhase::Complete).await;
+
+    let log = fleet.log.lock().unwrap().clone();
+    let first_jp = log.iter().find(|(r, _, _, _)| r == "jp").unwrap();
+    assert!(first_jp.3 >= granted_at, "jp actuated before the grant");
+    // Every unit ends at 100 % at the fleet, as the state says.
+    for u in &c.snapshot().plans["quick"].state.units {
+        assert_eq!(fleet.traffic.lock().unwrap().get(&(u.region.clone(), u.service.clone())), Some(&100));
+    }
+    // The audit log is gapless and names the approval as evidence of jp's first step.
+    let audit = c.audit(Some("quick"), 0, 10_000).await.unwrap();
+    for (k, r) in audit.iter().enumerate() {
+        assert_eq!(r.seq, k as u64 + 1);
+    }
+    assert!(audit.iter().any(|r| r.region.as_deref() == Some("jp")
+        && matches!(&r.cause, meridian_core::Cause::Started { approvals } if approvals == &vec!["jp-letter".to_string()])));
+    assert!(store.open_intents_count() == 0);
+    running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_region_is_rolled_back_and_a_command_pauses() {
+    let text = PLAN.replace("approvals: [jp-regulator]", "approvals: []");
+    let (_dir, path) = setup(&text);
+    let fleet = Arc::new(FakeFleet::default());
+    fleet.unhealthy.lock().unwrap().push("jp".into());
+    let store = Arc::new(MemoryStore::default());
+    let adapters =
+        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let running = start(Settings::new(vec![path]), adapters).await.expect("start");
+    let c = running.controller.clone();
+    wait_for("wave two halted", Duration::from_secs(20), || {
+        c.snapshot().plans["quick"].state.phase() == PlanPhase::Halted
+    })
+    .await;
+    let s = c.snapshot();
+    let jp = s.plans["quick"].state.unit("jp", "signin").unwrap();
+    assert_eq!(jp.phase, meridian_core::UnitPhase::RolledBack);
+    wait_for("fleet rolled back", Duration::from_secs(5), || {
+        fleet.traffic.lock().unwrap().get(&("jp".into(), "signin".into())) == Some(&0)
+    })
+    .await;
+    // Commands are validated and applied.
+    let bad = c
+        .command(
+            "quick",
+            Command { region: Some("nope".into()), ..Command::plan_wide(CommandKind::Pause, "op", Utc::now()) },
+        )
+        .await;
+    assert!(bad.is_err());
+    c.command("quick", Command::plan_wide(CommandKind::Pause, "op", Utc::now())).await.unwrap();
+    wait_for("paused recorded", Duration::from_secs(5), || c.snapshot().plans["quick"].state.paused.plan).await;
+    running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_edit_is_rejected_and_the_last_good_plan_stays() {
+    let (_dir, path) = setup(PLAN);
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let adapters =
+        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let mut settings = Settings::new(vec![path.clone()]);
+    settings.config_poll = Duration::from_millis(100);
+    let running = start(settings, adapters).await.expect("start");
+    let c = running.controller.clone();
+    assert_eq!(c.snapshot().config.generation, 1);
+    std::fs::write(&path, PLAN.replace("regions: [a]", "regions: [zz]")).unwrap();
+    wait_for("edit rejected", Duration::from_secs(10), || c.snapshot().config.rejected.is_some()).await;
+    let s = c.snapshot();
+    assert_eq!(s.config.generation, 1, "the broken edit must not apply");
+    assert!(
+        s.config
+            .rejected
+            .as_ref()
+            .unwrap()
+            .errors
+            .iter()
+            .any(|e| e.contains("plan.yaml:8:29: error: unknown region \"zz\"")),
+        "{:?}",
+        s.config.rejected
+    );
+    assert!(store.events().iter().any(|e| e.kind == "config-rejected"));
+    std::fs::write(&path, PLAN.replace("stepBake: 200ms", "stepBake: 300ms")).unwrap();
+    wait_for("edit applied", Duration::from_secs(10), || c.snapshot().config.generation == 2).await;
+    assert!(c.snapshot().config.rejected.is_none());
+    running.shutdown();
+}
+
+trait OpenCount {
+    fn open_intents_count(&self) -> usize;
+}
+
+impl OpenCount for MemoryStore {
+    fn open_intents_count(&self) -> usize {
+        self.intents().iter().filter(|(_, o)| o.is_none()).count()
+    }
+}
