@@ -7,7 +7,12 @@ use clap::{Parser, Subcommand};
 
 /// Meridian: phased regional rollouts with approval gates and health analysis.
 #[derive(Debug, Parser)]
-#[command(name = "meridian", version, about, propagate_version = true)]
+#[command(
+    name = "meridian",
+    version,
+    about = "Meridian: phased regional rollouts with approval gates and health analysis",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
