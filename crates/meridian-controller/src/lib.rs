@@ -6,4 +6,5 @@ pub mod memory;
 pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
+pub mod sqlite;
 pub mod store;

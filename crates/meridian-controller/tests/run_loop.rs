@@ -10,6 +10,8 @@ use chrono::Utc;
 use meridian_controller::control::ControlPlane;
 use meridian_controller::memory::MemoryStore;
 use meridian_controller::runtime::{Adapters, Settings, SystemClock, start};
+use meridian_controller::sqlite::SqliteStore;
+use meridian_controller::store::StateStore;
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::plan::Plan;
 use meridian_core::ports::{ActuationError, Actuator, BoxFuture, EvalRequest, HealthSource, Target};
@@ -101,10 +103,24 @@ fn setup(text: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollout_completes_only_after_the_regulator_grants() {
+async fn a_rollout_completes_only_after_the_regulator_grants_in_memory() {
+    rollout_completes_only_after_the_regulator_grants(Arc::new(MemoryStore::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_completes_only_after_the_regulator_grants_on_the_database_file() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
+    rollout_completes_only_after_the_regulator_grants(store).await;
+    // The state survived in the file: a new store on the same dir reads it back.
+    let reopened = SqliteStore::open(state_dir.path()).unwrap();
+    let state = reopened.load_state("quick").unwrap().unwrap();
+    assert_eq!(state.phase(), PlanPhase::Complete);
+}
+
+async fn rollout_completes_only_after_the_regulator_grants(store: Arc<dyn StateStore>) {
     let (_dir, path) = setup(PLAN);
     let fleet = Arc::new(FakeFleet::default());
-    let store = Arc::new(MemoryStore::default());
     let adapters =
         Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
     let running = start(Settings::new(vec![path]), adapters).await.expect("start");
@@ -154,7 +170,7 @@ async fn a_rollout_completes_only_after_the_regulator_grants() {
     }
     assert!(audit.iter().any(|r| r.region.as_deref() == Some("jp")
         && matches!(&r.cause, meridian_core::Cause::Started { approvals } if approvals == &vec!["jp-letter".to_string()])));
-    assert!(store.open_intents_count() == 0);
+    wait_for("every intent confirmed", Duration::from_secs(10), || store.open_intents().unwrap().is_empty()).await;
     running.shutdown();
 }
 
@@ -225,14 +241,4 @@ async fn a_broken_edit_is_rejected_and_the_last_good_plan_stays() {
     wait_for("edit applied", Duration::from_secs(10), || c.snapshot().config.generation == 2).await;
     assert!(c.snapshot().config.rejected.is_none());
     running.shutdown();
-}
-
-trait OpenCount {
-    fn open_intents_count(&self) -> usize;
-}
-
-impl OpenCount for MemoryStore {
-    fn open_intents_count(&self) -> usize {
-        self.intents().iter().filter(|(_, o)| o.is_none()).count()
-    }
 }

@@ -1,0 +1,120 @@
+//! [`StateStore`] on `meridian-store`'s embedded database file: the store `meridian run`
+//! uses. A thin mapping; the database does the real work (transactions, gapless audit,
+//! intent supersession, the state-dir lock).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::ApprovalRecord;
+use meridian_core::{Action, AuditRecord, Command, PlanState};
+use meridian_store::{CommandId, IntentId, Store, StoreError};
+
+use crate::store::{ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult};
+
+/// The database-backed store.
+pub struct SqliteStore {
+    store: Mutex<Store>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) and lock the state dir. A second controller on the same dir
+    /// fails here with an error naming the holder's pid.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Ok(SqliteStore { store: Mutex::new(Store::open(dir)?) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> StoreResult<T> {
+        let mut store = self.store.lock().map_err(|_| StoreFailure { message: "state store lock poisoned".into() })?;
+        f(&mut store).map_err(|e| StoreFailure { message: error_chain(&e) })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+fn intent(i: meridian_store::Intent) -> Intent {
+    Intent {
+        id: i.id.0,
+        plan: i.plan,
+        region: i.region,
+        service: i.service,
+        percent: i.percent,
+        idempotency_key: i.idempotency_key,
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn load_state(&self, plan: &str) -> StoreResult<Option<PlanState>> {
+        self.with(|s| s.load_state(plan))
+    }
+
+    fn commit(
+        &self,
+        plan: &str,
+        state: &PlanState,
+        audit: &[AuditRecord],
+        actions: &[Action],
+        applied_commands: &[i64],
+    ) -> StoreResult<Vec<Intent>> {
+        let ids: Vec<CommandId> = applied_commands.iter().map(|&i| CommandId(i)).collect();
+        self.with(|s| s.commit_decision(plan, state, audit, actions, &ids, Utc::now()))
+            .map(|v| v.into_iter().map(intent).collect())
+    }
+
+    fn open_intents(&self) -> StoreResult<Vec<Intent>> {
+        self.with(|s| s.open_intents()).map(|v| v.into_iter().map(intent).collect())
+    }
+
+    fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()> {
+        self.with(|s| s.mark_intent_sent(IntentId(id), at).map(|_| ()))
+    }
+
+    fn complete(&self, id: i64, outcome: IntentOutcome, at: DateTime<Utc>) -> StoreResult<()> {
+        let outcome = match outcome {
+            IntentOutcome::Done { observed } => meridian_store::IntentOutcome::Done { observed_percent: observed },
+            IntentOutcome::Failed { error } => meridian_store::IntentOutcome::Failed { error },
+        };
+        self.with(|s| s.complete_intent(IntentId(id), outcome, at).map(|_| ()))
+    }
+
+    fn enqueue_command(&self, plan: &str, command: &Command) -> StoreResult<i64> {
+        self.with(|s| s.enqueue_command(plan, command).map(|id| id.0))
+    }
+
+    fn pending_commands(&self, plan: &str) -> StoreResult<Vec<QueuedCommand>> {
+        self.with(|s| s.pending_commands(plan))
+            .map(|v| v.into_iter().map(|c| QueuedCommand { id: c.id.0, command: c.command }).collect())
+    }
+
+    fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>> {
+        self.with(|s| s.approvals())
+    }
+
+    fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        self.with(|s| s.put_approval(approval, source, by, at).map(|_| ()))
+    }
+
+    fn revoke_approval(&self, name: &str, by: &str, reason: Option<&str>, at: DateTime<Utc>) -> StoreResult<bool> {
+        self.with(|s| match s.revoke_approval(name, by, reason, at) {
+            Err(StoreError::ApprovalNotFound { .. }) => Ok(false),
+            other => other,
+        })
+    }
+
+    fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+        self.with(|s| s.audit(plan, after, limit))
+    }
+
+    fn record_event(&self, event: &ControllerEvent) -> StoreResult<()> {
+        self.with(|s| s.record_event(event.at, &event.kind, &event.who, &event.detail).map(|_| ()))
+    }
+}
