@@ -102,16 +102,14 @@ fn weekday_index(date: NaiveDate) -> usize {
 /// Local wall-clock time to UTC. A time skipped by a DST jump resolves to the first valid
 /// minute after it; a repeated time resolves to its first occurrence.
 fn local_to_utc(tz: Tz, date: NaiveDate, minutes: u16) -> Option<DateTime<Utc>> {
-    let mut minute = u32::from(minutes);
     // A DST gap is at most a few hours; scan forward minute by minute through it.
-    for _ in 0..=240 {
+    for minute in u32::from(minutes)..=u32::from(minutes) + 240 {
         let (day_offset, m) = (minute / 1440, minute % 1440);
         let day = date.checked_add_days(Days::new(u64::from(day_offset)))?;
         let time = NaiveTime::from_hms_opt(m / 60, m % 60, 0)?;
         if let Some(t) = tz.from_local_datetime(&day.and_time(time)).earliest() {
             return Some(t.with_timezone(&Utc));
         }
-        minute += 1;
     }
     None
 }
