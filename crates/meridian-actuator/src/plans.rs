@@ -1,0 +1,89 @@
+//! One actuator per plan, behind the core's `Actuator` port: what the controller holds.
+//!
+//! Owns the choice of actuator for each plan and the sharing of one HTTP client (one
+//! connection pool) and one dry run between plans. It rebuilds a plan's HTTP actuator only
+//! when the plan's `actuator.http` section changed, so a config reload that leaves it alone
+//! keeps the jitter state and pool, and an edit takes effect at the next call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use meridian_core::manifest::HttpActuatorSpec;
+use meridian_core::plan::Plan;
+use meridian_core::ports::{ActuationError, Actuator, BoxFuture, Target};
+
+use crate::error::ActuatorError;
+use crate::http::{HttpActuator, build_client};
+use crate::log::LogActuator;
+use crate::{ActuatorOptions, Kind, TrafficActuator, resolve_kind};
+
+/// Every plan's actuator. Implements [`meridian_core::ports::Actuator`]; errors are turned
+/// into [`ActuationError`] with [`ActuatorError::is_retryable`] and
+/// [`ActuatorError::metric_label`].
+#[derive(Debug)]
+pub struct PlanActuators {
+    options: ActuatorOptions,
+    client: reqwest::Client,
+    /// Shared by every plan without an `http` actuator; targets carry the plan's name.
+    dry_run: Arc<LogActuator>,
+    /// By plan name, with the settings it was built from.
+    http: Mutex<HashMap<String, (HttpActuatorSpec, Arc<HttpActuator>)>>,
+}
+
+impl PlanActuators {
+    pub fn new(options: ActuatorOptions) -> Result<Self, ActuatorError> {
+        Ok(PlanActuators {
+            options,
+            client: build_client()?,
+            dry_run: Arc::new(LogActuator::new()),
+            http: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The actuator for `plan`, as its `actuator:` section says now.
+    pub fn for_plan(&self, plan: &Plan) -> Result<TrafficActuator, ActuatorError> {
+        let spec = match resolve_kind(plan.actuator.as_ref())? {
+            Kind::Log => return Ok(TrafficActuator::Log(self.dry_run.clone())),
+            Kind::Http(spec) => spec,
+        };
+        // The map only ever holds complete entries, so a poisoned lock is still usable.
+        let mut cache = self.http.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((built_from, actuator)) = cache.get(&plan.name)
+            && built_from == spec
+        {
+            return Ok(TrafficActuator::Http(actuator.clone()));
+        }
+        let actuator = Arc::new(HttpActuator::with_client(spec, &self.options, self.client.clone())?);
+        cache.insert(plan.name.clone(), (spec.clone(), actuator.clone()));
+        Ok(TrafficActuator::Http(actuator))
+    }
+
+    /// The dry run shared by plans without an `http` actuator; take its records to log them.
+    pub fn dry_run(&self) -> &Arc<LogActuator> {
+        &self.dry_run
+    }
+}
+
+impl Actuator for PlanActuators {
+    fn set_traffic<'a>(
+        &'a self,
+        plan: &'a Plan,
+        target: &'a Target,
+        percent: u32,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActuationError>> {
+        Box::pin(async move {
+            let actuator = self.for_plan(plan)?;
+            actuator.set_traffic(target, percent, idempotency_key).await?;
+            Ok(())
+        })
+    }
+
+    fn read_traffic<'a>(
+        &'a self,
+        plan: &'a Plan,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
+        Box::pin(async move { Ok(self.for_plan(plan)?.read_traffic(target).await?) })
+    }
+}
