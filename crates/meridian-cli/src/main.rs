@@ -26,6 +26,8 @@ enum Command {
     Plan(commands::plan::Args),
     /// Print the JSON Schema of plans and approvals (for editor completion).
     Schema,
+    /// Run the standalone controller: watch plans, decide, actuate, serve the API.
+    Run(commands::run::Args),
 }
 
 fn main() {
@@ -34,6 +36,7 @@ fn main() {
         Command::Validate(args) => commands::validate::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Schema => commands::schema::run(),
+        Command::Run(args) => commands::run::run(args),
     };
     std::process::exit(code);
 }

@@ -4,6 +4,7 @@ pub mod config;
 pub mod control;
 pub mod memory;
 pub mod metrics;
+pub mod nohealth;
 pub mod runtime;
 pub mod snapshot;
 pub mod sqlite;

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each returns the process exit code; `main` only dispatches.
 
 pub mod plan;
+pub mod run;
 pub mod schema;
 pub mod validate;
 

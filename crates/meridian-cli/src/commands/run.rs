@@ -1,0 +1,139 @@
+//! `meridian run PATH... --state-dir DIR --listen ADDR`: the standalone controller.
+//!
+//! Wiring only: the database-backed store, the health providers, the actuators and the API
+//! around `meridian_controller::runtime`. Exits 1 when the controller cannot start (invalid
+//! configuration, state dir in use) or when a background task fails; 0 on SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_actuator::{ActuatorOptions, PlanActuators};
+use meridian_controller::nohealth::Unreadable;
+use meridian_controller::runtime::{Adapters, Running, Settings, SystemClock, start};
+use meridian_controller::sqlite::SqliteStore;
+use meridian_core::duration::Span;
+use meridian_core::ports::HealthSource;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Plan and approval files or directories, watched for changes.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Directory of the state database (created if missing; one controller per directory).
+    #[arg(long, default_value = "meridian-state")]
+    pub state_dir: PathBuf,
+    /// Address of the API, dashboard and /metrics.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Base URL of the Prometheus server for `prometheus` checks without their own `url`.
+    #[arg(long, env = "MERIDIAN_PROMETHEUS")]
+    pub prometheus: Option<String>,
+    /// How often targets with traffic are read back to detect drift.
+    #[arg(long, default_value = "30s")]
+    pub readback_interval: Span,
+}
+
+pub fn run(args: &Args) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meridian run: failed to start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(run_async(args))
+}
+
+/// Build the adapters for `meridian run` and `meridian demo`.
+pub fn adapters(state_dir: &std::path::Path, health: Arc<dyn HealthSource>) -> Result<Adapters, String> {
+    let store = SqliteStore::open(state_dir).map_err(|e| error_chain(&e))?;
+    let actuator = PlanActuators::new(ActuatorOptions::default()).map_err(|e| e.to_string())?;
+    Ok(Adapters { store: Arc::new(store), health, actuator: Arc::new(actuator), clock: Arc::new(SystemClock) })
+}
+
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// The configuration's diagnostics, one per line, for a failed start.
+pub fn start_error(e: &meridian_controller::runtime::StartError) -> String {
+    use meridian_controller::config::ConfigError;
+    use meridian_controller::runtime::StartError;
+    match e {
+        StartError::Config(ConfigError::Invalid(report)) => report
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .chain(std::iter::once(format!("{} errors; fix them and start again", report.errors())))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => error_chain(other),
+    }
+}
+
+async fn run_async(args: &Args) -> i32 {
+    let health: Arc<dyn HealthSource> =
+        Arc::new(Unreadable { reason: "no health provider is available in this build".into() });
+    let adapters = match adapters(&args.state_dir, health) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("meridian run: {e}");
+            return 1;
+        }
+    };
+    let mut settings = Settings::new(args.paths.clone());
+    settings.readback_interval = Duration::from_millis(args.readback_interval.as_millis().max(100));
+    let running = match start(settings, adapters).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meridian run: {}", start_error(&e));
+            return 1;
+        }
+    };
+    eprintln!(
+        "meridian run: watching {}, state in {}",
+        args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        args.state_dir.display()
+    );
+    supervise(running).await
+}
+
+/// Run until a signal (exit 0) or a failed background task (exit 1).
+pub async fn supervise(mut running: Running) -> i32 {
+    let code = tokio::select! {
+        failed = running.join_failure() => {
+            eprintln!("meridian run: {} stopped unexpectedly; exiting so a supervisor can restart it", failed.unwrap_or("a task"));
+            1
+        }
+        _ = shutdown_signal() => 0,
+    };
+    running.shutdown();
+    code
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
