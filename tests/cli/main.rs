@@ -1,5 +1,6 @@
 //! End-to-end tests of the `meridian` binary: real processes, real files, exit codes and output.
 
+mod crash;
 mod plan;
 mod support;
 mod validate;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_actuator::{ActuatorOptions, PlanActuators};
+use meridian_controller::control::ControlPlane;
 use meridian_controller::nohealth::Unreadable;
 use meridian_controller::runtime::{Adapters, Running, Settings, SystemClock, start};
 use meridian_controller::sqlite::SqliteStore;
@@ -32,6 +33,10 @@ pub struct Args {
     /// How often targets with traffic are read back to detect drift.
     #[arg(long, default_value = "30s")]
     pub readback_interval: Span,
+    /// Exit once every plan is complete (0), or once one is halted or aborted (1); for CI
+    /// jobs and scripts. Default: run until stopped.
+    #[arg(long)]
+    pub exit_when_done: bool,
 }
 
 pub fn run(args: &Args) -> i32 {
@@ -103,20 +108,47 @@ async fn run_async(args: &Args) -> i32 {
         args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         args.state_dir.display()
     );
-    supervise(running).await
+    supervise(running, args.exit_when_done).await
 }
 
-/// Run until a signal (exit 0) or a failed background task (exit 1).
-pub async fn supervise(mut running: Running) -> i32 {
+/// Run until a signal (exit 0), a failed background task (exit 1), or, with `until_done`,
+/// until every plan is complete (0) or one is halted or aborted (1).
+pub async fn supervise(mut running: Running, until_done: bool) -> i32 {
+    let controller = running.controller.clone();
+    let done = async move {
+        if !until_done {
+            return std::future::pending().await;
+        }
+        loop {
+            if let Some(code) = outcome(&controller.snapshot()) {
+                return code;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
     let code = tokio::select! {
         failed = running.join_failure() => {
             eprintln!("meridian run: {} stopped unexpectedly; exiting so a supervisor can restart it", failed.unwrap_or("a task"));
             1
         }
+        code = done => code,
         _ = shutdown_signal() => 0,
     };
     running.shutdown();
     code
+}
+
+/// 0 when every plan is complete, 1 when any is halted or aborted, `None` while running.
+pub fn outcome(snapshot: &meridian_controller::snapshot::Snapshot) -> Option<i32> {
+    use meridian_core::PlanPhase;
+    let phases: Vec<PlanPhase> = snapshot.plans.values().map(|p| p.state.phase()).collect();
+    if phases.iter().any(|p| matches!(p, PlanPhase::Halted | PlanPhase::Aborted)) {
+        Some(1)
+    } else if !phases.is_empty() && phases.iter().all(|p| *p == PlanPhase::Complete) {
+        Some(0)
+    } else {
+        None
+    }
 }
 
 async fn shutdown_signal() {
