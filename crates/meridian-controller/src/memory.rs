@@ -179,4 +179,8 @@ impl StateStore for MemoryStore {
             Ok(())
         })
     }
+
+    fn events(&self, kind: &str) -> StoreResult<Vec<ControllerEvent>> {
+        self.with(|i| Ok(i.events.iter().filter(|e| e.kind == kind).cloned().collect()))
+    }
 }

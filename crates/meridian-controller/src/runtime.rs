@@ -158,8 +158,14 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
         inflight: Mutex::new(HashMap::new()),
         plans: RwLock::new(BTreeMap::new()),
     });
+    let store = adapters.store.clone();
+    let expired = blocking(move || store.events("approval-expired"))
+        .await?
+        .into_iter()
+        .filter_map(|e| e.detail["approval"].as_str().map(str::to_string))
+        .collect();
     let mut state =
-        LoopState { plans: BTreeMap::new(), samples: HashMap::new(), readings: HashMap::new(), config: None };
+        LoopState { plans: BTreeMap::new(), expired, samples: HashMap::new(), readings: HashMap::new(), config: None };
     controller.apply_config(&mut state, config).await?;
     controller.publish(&state, None).await;
     controller.recover().await;
@@ -197,6 +203,8 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
 /// State owned by the decision loop alone.
 struct LoopState {
     plans: BTreeMap<String, PlanRun>,
+    /// Approvals whose expiry has been recorded (seeded from the store, so never twice).
+    expired: std::collections::HashSet<String>,
     samples: HashMap<String, Vec<HealthSample>>,
     readings: HashMap<String, Vec<(TrafficReading, DateTime<Utc>)>>,
     config: Option<Arc<Config>>,
@@ -399,6 +407,7 @@ impl Controller {
         })
         .await?;
         let now = self.now();
+        self.announce_expiries(&mut state.expired, &approvals, now);
         let Some(run) = state.plans.get_mut(name) else { return Ok(()) };
         let samples = state.samples.remove(name).unwrap_or_default();
         let inflight: Vec<Target> = self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default();
@@ -744,6 +753,28 @@ impl Controller {
                 if !readings.is_empty() {
                     let _ = self.events.send(Event::Readings { plan: name.clone(), readings });
                 }
+            }
+        }
+    }
+
+    /// Expiry is an event of its own: recorded once per approval when its time has come.
+    fn announce_expiries(
+        &self,
+        announced: &mut std::collections::HashSet<String>,
+        approvals: &[ApprovalRecord],
+        now: DateTime<Utc>,
+    ) {
+        for a in approvals {
+            if let Some(expires) = a.expires
+                && expires <= now
+                && a.revoked.is_none()
+                && announced.insert(a.name.clone())
+            {
+                self.record_event(
+                    "approval-expired",
+                    "clock",
+                    serde_json::json!({ "approval": a.name, "flag": a.flag, "expires": expires }),
+                );
             }
         }
     }

@@ -117,4 +117,21 @@ impl StateStore for SqliteStore {
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()> {
         self.with(|s| s.record_event(event.at, &event.kind, &event.who, &event.detail).map(|_| ()))
     }
+
+    fn events(&self, kind: &str) -> StoreResult<Vec<ControllerEvent>> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.with(|s| s.events(after, 1000))?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            out.extend(page.into_iter().filter(|e| e.kind == kind).map(|e| ControllerEvent {
+                at: e.at,
+                kind: e.kind,
+                who: e.who,
+                detail: e.detail,
+            }));
+        }
+        Ok(out)
+    }
 }

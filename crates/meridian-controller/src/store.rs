@@ -88,4 +88,6 @@ pub trait StateStore: Send + Sync + 'static {
 
     fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()>;
+    /// Controller events of one kind, oldest first.
+    fn events(&self, kind: &str) -> StoreResult<Vec<ControllerEvent>>;
 }

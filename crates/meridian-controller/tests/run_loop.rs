@@ -242,3 +242,69 @@ async fn a_broken_edit_is_rejected_and_the_last_good_plan_stays() {
     assert!(c.snapshot().config.rejected.is_none());
     running.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_approval_is_recorded_once_and_holds_the_region() {
+    let text = PLAN
+        .replace("stepBake: 200ms", "stepBake: 2s")
+        .replace("regions: [a]", "regions: [jp]")
+        .replace("regions: [b, jp]", "regions: [b, a]");
+    let (_dir, path) = setup(&text);
+    let state_dir = tempfile::tempdir().unwrap();
+    let fleet = Arc::new(FakeFleet::default());
+    let expires = Utc::now() + chrono::TimeDelta::milliseconds(1500);
+    for round in 0..2 {
+        let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
+        let adapters = Adapters {
+            store: store.clone(),
+            health: fleet.clone(),
+            actuator: fleet.clone(),
+            clock: Arc::new(SystemClock),
+        };
+        let running = start(Settings::new(vec![path.clone()]), adapters).await.expect("start");
+        let c = running.controller.clone();
+        if round == 0 {
+            c.grant(ApprovalRecord {
+                name: "jp-short".into(),
+                flag: "jp-regulator".into(),
+                granted_by: "ministry".into(),
+                reference: None,
+                granted_at: None,
+                expires: Some(expires),
+                scope: ApprovalScopeSet::default(),
+                revoked: None,
+            })
+            .await
+            .unwrap();
+            wait_for("jp started", Duration::from_secs(10), || {
+                c.snapshot().plans["quick"].state.unit("jp", "signin").is_some_and(|u| u.percent > 0)
+            })
+            .await;
+        }
+        wait_for("expiry recorded", Duration::from_secs(10), || {
+            store.events("approval-expired").map(|e| !e.is_empty()).unwrap_or(false)
+        })
+        .await;
+        wait_for("jp held by the expiry", Duration::from_secs(10), || {
+            let s = c.snapshot();
+            let u = s.plans["quick"].state.unit("jp", "signin").cloned().unwrap();
+            matches!(
+                u.waiting,
+                Some(meridian_core::WaitReason::Approval {
+                    problem: meridian_core::approval::ApprovalProblem::Expired { .. },
+                    ..
+                })
+            ) && u.percent == 50
+        })
+        .await;
+        running.shutdown();
+        drop(c);
+        // The lock is released once the store is dropped; let the tasks let go of it.
+        wait_for("store released", Duration::from_secs(10), || Arc::strong_count(&store) == 1).await;
+        assert_eq!(
+            store.events("approval-expired").unwrap().len(),
+            1,
+            "expiry recorded more than once (round {round})"
+        );
+    }
+}
