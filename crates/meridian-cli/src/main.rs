@@ -28,6 +28,8 @@ enum Command {
     Schema,
     /// Run the standalone controller: watch plans, decide, actuate, serve the API.
     Run(commands::run::Args),
+    /// A complete rollout against a built-in simulated fleet, on embedded defaults.
+    Demo(commands::demo::Args),
 }
 
 fn main() {
@@ -37,6 +39,7 @@ fn main() {
         Command::Plan(args) => commands::plan::run(args),
         Command::Schema => commands::schema::run(),
         Command::Run(args) => commands::run::run(args),
+        Command::Demo(args) => commands::demo::run(args),
     };
     std::process::exit(code);
 }

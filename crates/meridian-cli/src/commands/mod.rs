@@ -1,5 +1,6 @@
 //! One module per subcommand. Each returns the process exit code; `main` only dispatches.
 
+pub mod demo;
 pub mod plan;
 pub mod run;
 pub mod schema;

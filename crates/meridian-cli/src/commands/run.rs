@@ -84,9 +84,24 @@ pub fn start_error(e: &meridian_controller::runtime::StartError) -> String {
     }
 }
 
+/// The health providers: Prometheus (at `prometheus`, or each check's own `url`) and HTTP.
+pub fn health_source(prometheus: Option<&str>) -> Arc<dyn HealthSource> {
+    let _ = prometheus;
+    Arc::new(Unreadable { reason: "no health provider is available in this build".into() })
+}
+
+/// Serve the API, dashboard and /metrics on `listen`; returns the bound address.
+pub async fn serve_api(
+    controller: Arc<meridian_controller::runtime::Controller>,
+    listen: &str,
+    no_auth: bool,
+) -> Result<std::net::SocketAddr, String> {
+    let _ = (controller, listen, no_auth);
+    Err("the HTTP API is not part of this build yet".into())
+}
+
 async fn run_async(args: &Args) -> i32 {
-    let health: Arc<dyn HealthSource> =
-        Arc::new(Unreadable { reason: "no health provider is available in this build".into() });
+    let health = health_source(args.prometheus.as_deref());
     let adapters = match adapters(&args.state_dir, health) {
         Ok(a) => a,
         Err(e) => {
