@@ -17,10 +17,13 @@ use meridian_core::plan::Plan;
 use meridian_core::ports::{ActuationError, Actuator, BoxFuture, EvalRequest, HealthSource, Target};
 use meridian_core::{Command, CommandKind, HealthSample, HealthVerdict, PlanPhase};
 
+/// (region, service, percent, when) of one actuation the fake fleet received.
+type Actuation = (String, String, u32, chrono::DateTime<Utc>);
+
 #[derive(Default)]
 struct FakeFleet {
     traffic: Mutex<HashMap<(String, String), u32>>,
-    log: Mutex<Vec<(String, String, u32, chrono::DateTime<Utc>)>>,
+    log: Mutex<Vec<Actuation>>,
     unhealthy: Mutex<Vec<String>>,
 }
 
