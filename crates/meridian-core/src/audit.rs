@@ -79,6 +79,9 @@ pub enum Cause {
     RegionFailed { service: String, policy: OnFailure },
     /// A required approval stopped holding; `onApprovalRevoked` applies.
     ApprovalLost { flag: String, problem: ApprovalProblem, policy: OnApprovalRevoked },
+    /// Every required approval holds again for a unit that `onApprovalRevoked: hold` kept at
+    /// its traffic; `approvals` names those now in force (evidence).
+    ApprovalRestored { approvals: Vec<String> },
     /// An operator command.
     Command { command: CommandKind, by: String },
     /// Every region of the wave is enabled.
@@ -89,6 +92,9 @@ pub enum Cause {
     WaveHalted { failed_regions: Vec<String> },
     /// A retry cleared the failures that halted the wave.
     WaveResumed,
+    /// Regions of a baking wave are no longer fully enabled (e.g. disabled for a lost
+    /// approval); the wave runs again and bakes anew once they are.
+    WaveReopened { regions: Vec<String> },
     /// The pause or failure that held it was lifted.
     Resumed,
     /// The actuator read back a different percent than the state holds.
@@ -122,6 +128,7 @@ impl fmt::Display for Cause {
                 let why = WaitReason::Approval { flag: flag.clone(), problem: problem.clone() };
                 write!(f, "{why}; onApprovalRevoked {policy:?}")
             }
+            Cause::ApprovalRestored { approvals } => write!(f, "approvals hold again{}", evidence(approvals)),
             Cause::Command { command, by } => write!(f, "{command} by {by}"),
             Cause::WaveEnabled => f.write_str("every region enabled"),
             Cause::WaveBaked { promoted } => {
@@ -131,6 +138,7 @@ impl fmt::Display for Cause {
                 write!(f, "failed regions: {}", failed_regions.join(", "))
             }
             Cause::WaveResumed => f.write_str("failed regions retried"),
+            Cause::WaveReopened { regions } => write!(f, "no longer fully enabled: {}", regions.join(", ")),
             Cause::Resumed => f.write_str("no longer held"),
             Cause::Drift => f.write_str("read-back differs from state"),
         }

@@ -14,12 +14,16 @@ pub enum CommandKind {
     Pause,
     /// Undo a pause.
     Resume,
-    /// Stop: roll back every unit in scope that is not enabled; nothing in scope starts again.
+    /// Stop: roll back every unit in scope that is not enabled; nothing in scope starts again
+    /// (not even on retry). An aborted region or wave is left out of its wave, which then
+    /// completes without it; abort plan-wide to stop the whole rollout.
     Abort,
-    /// Skip the current step bake (and wave bake, or a wave's halt) once. Never skips
-    /// approvals, windows or health.
+    /// Skip the current step bake of progressing units in scope, once. Plan-wide or scoped to
+    /// a wave, also skip the bake of a baking wave or accept the failures of a halted one.
+    /// Never skips approvals, windows or health, and is not kept for a later gate.
     Promote,
-    /// Send failed and rolled-back units in scope back to the start.
+    /// Send failed units in scope back to progressing at their step, and rolled-back ones
+    /// back to the start.
     Retry,
 }
 

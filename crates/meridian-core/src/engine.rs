@@ -14,10 +14,69 @@
 //! 3. failures: a streak at `failureLimit` fails the unit and applies `onFailure`;
 //! 4. approvals: a unit with traffic whose required flags stopped holding applies
 //!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %);
-//! 5. progress: waves in order; inside a wave, regions in order under `maxParallel`;
-//!    inside a region, services in dependency order; each move needs approvals, a window,
-//!    a baked step and fresh healthy verdicts;
+//! 5. progress: waves in order; inside a wave, first every started region moves (steps,
+//!    resumes), then regions start in order under `maxParallel`; inside a region, services
+//!    in dependency order; each move needs approvals, a window, a baked step and fresh
+//!    healthy verdicts;
 //! 6. actions: one `SetTraffic` per unit whose percent changed, or whose read-back drifted.
+//!
+//! # Semantics
+//!
+//! - **Approvals.** A unit needs its region's flags at all times and its wave's flags until
+//!   the wave is complete, each granted, unexpired, not revoked and in scope for the plan,
+//!   region and service at `now` (`approval::flag_holds`). Traffic is never raised without
+//!   them. When one stops holding under traffic, `hold` keeps the traffic and takes no
+//!   further step (audited once per loss, and once when restored); `disable` sets the unit to
+//!   0 % and it restarts from the first step once they hold again (a failed unit becomes
+//!   rolled back instead, so its region stays failed). A wave does not complete while a unit
+//!   of it with traffic lacks its approvals. Every raise names the approvals that held
+//!   (`Cause::Started` / `Cause::Advanced`): that is the evidence trail.
+//! - **Health.** A sample older than (or as old as) the verdict already held is ignored; a
+//!   sample dated after `now` counts as measured at `now`. Only units under watch (traffic
+//!   in a progressing or paused unit, or an enabled unit of an incomplete wave) count
+//!   failures. An unhealthy verdict, or no data/error under `noData: fail`, extends the
+//!   failure streak; a healthy one resets it; no data under `hold` leaves the streak alone.
+//!   Every non-healthy evaluation (except no data under `ignore`) restarts the unit's healthy
+//!   hold. A unit advances only when its step has baked (`stepBake` since the hold began, or
+//!   an operator's promote) and every check has a healthy verdict measured after the hold
+//!   began and at most three health intervals before `now` (`stale_after`). A check with
+//!   `noData: ignore` is left out of that, except that its latest verdict must not be
+//!   unhealthy. The engine judges the evaluations it is given; a silent health source only
+//!   ever holds a rollout, it never fails one (adapters report no data each interval).
+//! - **Windows.** A unit starts a step (including its first) only inside one of its
+//!   region's windows, read in the region's time zone; reaching `enabled` after the last
+//!   step has baked needs no window. Outside, it holds and `wake_at` names the next opening.
+//! - **Failures.** `rollback-region` sets every unit of the region that had started to 0 %
+//!   (rolled back); `pause` freezes the failed unit at its traffic and holds the rest of the
+//!   region. A failed or rolled-back region starts nothing until a retry. The other regions
+//!   of the wave go on; once none of them can move any more, the wave halts, and later waves
+//!   wait until a retry clears the failure or a promote of the wave accepts it.
+//! - **Parallelism.** A region is in progress while it has started (some unit has traffic,
+//!   a step, or is enabled), not every unit is enabled, and it is not aborted. A failed
+//!   region that still serves traffic (`onFailure: pause`) stays in progress; a rolled-back
+//!   one does not. A region starts only while fewer than `maxParallel` regions of its wave
+//!   are in progress, also after the wave completed.
+//! - **Commands.** Pause holds units in scope at their traffic; resume lifts a pause of the
+//!   same scope (plan-wide resume lifts every pause). Abort rolls back every unit in scope
+//!   that is not enabled and nothing in scope starts again, retry included; an aborted region
+//!   (or wave) is left out of its wave, which completes without it, so later waves still
+//!   run: abort plan-wide to stop everything. Promote skips the current step bake of
+//!   progressing units in scope, once; plan-wide or wave-scoped, it also skips the bake of a
+//!   baking wave or accepts the failures of a halted wave. A promote never skips approvals,
+//!   windows or health, and is not remembered for later phases of a wave. Retry sends failed
+//!   units back to progressing at their step (the hold restarts) and rolled-back ones back to
+//!   the start.
+//! - **Waves.** Waves run strictly in order; a wave starts when every earlier one is
+//!   complete, and complete is final. It bakes once every region (aborted ones aside) is
+//!   enabled: its bake runs from the latest healthy-hold start of its units, and needs fresh
+//!   healthy verdicts from all of them at its end. A unit of a baking wave that stops being
+//!   enabled sends the wave back to running.
+//! - **Drift.** A read-back that differs from the traffic the state held before this
+//!   decision, for a unit this decision did not move, is audited and re-applied.
+//! - **`wake_at`** is the earliest moment at which time alone could change a decision: a
+//!   step or wave bake ending, a window opening for a unit that waits for it, an approval
+//!   becoming valid, expiring or being revoked. Between decisions and before `wake_at`,
+//!   deciding again without new observations changes nothing.
 //!
 //! The engine never raises traffic for a unit whose required approvals do not all hold at
 //! `now`, and never advances on missing, stale or failing health.
@@ -159,18 +218,23 @@ impl Engine<'_> {
     }
 
     /// Record what a unit waits for; entering `Blocked`, or a new kind of block, is audited.
+    /// A unit held at its traffic for a lost approval keeps saying so: that outranks any
+    /// other reason, and keeping it is what audits the loss only once.
     fn block(&mut self, i: usize, phase: UnitPhase, reason: WaitReason) {
         let u = &self.state.units[i];
+        let held_for_approval = u.percent > 0 && matches!(u.waiting, Some(WaitReason::Approval { .. }));
         let new_kind = !u.waiting.as_ref().is_some_and(|w| same_kind(w, &reason));
         let (from, step, percent) = (u.phase, u.step, u.percent);
         let cause = Cause::Blocked { waiting: reason.clone() };
         if from != phase {
             self.move_unit(i, phase, step, percent, cause);
-        } else if new_kind && phase != UnitPhase::Pending {
+        } else if new_kind && !held_for_approval && phase != UnitPhase::Pending {
             let event = AuditEvent::Unit { from, to: phase, step, from_percent: percent, to_percent: percent };
             self.record(None, Some(i), event, cause);
         }
-        self.state.units[i].waiting = Some(reason);
+        if !held_for_approval {
+            self.state.units[i].waiting = Some(reason);
+        }
     }
 
     fn region_units(&self, r: usize) -> std::ops::Range<usize> {
@@ -261,20 +325,21 @@ impl Engine<'_> {
                             }
                         }
                     }
-                    for (w, wave) in self.state.waves.iter_mut().enumerate() {
-                        let named = cmd.wave.as_ref().is_none_or(|n| *n == wave.name);
-                        let has_region = cmd
-                            .region
-                            .as_ref()
-                            .is_none_or(|n| self.plan.region_index(n).is_some_and(|r| self.plan.regions[r].wave == w));
-                        if named && has_region && wave.phase != WavePhase::Complete && wave.phase != WavePhase::Pending
-                        {
-                            wave.promoted = true;
+                    // Only a wave's current gate, and only from a command about the wave: a
+                    // promote of one region, or of a running wave, must not later skip a
+                    // wave bake or accept a halt nobody has seen yet.
+                    if cmd.region.is_none() {
+                        for wave in &mut self.state.waves {
+                            let named = cmd.wave.as_ref().is_none_or(|n| *n == wave.name);
+                            if named && matches!(wave.phase, WavePhase::Baking | WavePhase::Halted) {
+                                wave.promoted = true;
+                            }
                         }
                     }
                 }
                 CommandKind::Retry => {
-                    for &r in &regions {
+                    let live: Vec<usize> = regions.iter().copied().filter(|&r| !self.region_aborted(r)).collect();
+                    for r in live {
                         for i in self.region_units(r) {
                             let u = &self.state.units[i];
                             let (phase, step, percent) = (u.phase, u.step, u.percent);
@@ -318,13 +383,16 @@ impl Engine<'_> {
             let i = self.plan.unit_index(r, s);
             let watched = self.watched(i);
             let policy = self.plan.regions[r].settings.checks[c].no_data;
+            // A clock ahead of ours must not make a sample count as taken after a hold that
+            // begins now: it counts as measured now.
+            let at = sample.at.min(self.now);
             let check = &mut self.state.units[i].checks[c];
-            if check.at.is_some_and(|t| sample.at <= t) {
+            if check.at.is_some_and(|t| at <= t) {
                 continue; // not newer than what we hold
             }
             check.verdict = Some(sample.verdict);
             check.value = sample.value;
-            check.at = Some(sample.at);
+            check.at = Some(at);
             if !watched {
                 continue;
             }
@@ -338,7 +406,7 @@ impl Engine<'_> {
             let breaks_hold = failing || (missing && policy == NoDataPolicy::Hold);
             if breaks_hold {
                 let u = &mut self.state.units[i];
-                u.bake_since = Some(u.bake_since.map_or(sample.at, |b| b.max(sample.at)));
+                u.bake_since = Some(u.bake_since.map_or(at, |b| b.max(at)));
             }
         }
     }
@@ -379,7 +447,7 @@ impl Engine<'_> {
                             0,
                             Cause::RegionFailed { service: service.clone(), policy },
                         );
-                        self.state.units[j].waiting = None;
+                        self.state.units[j].waiting = Some(WaitReason::RegionFailed { service: service.clone() });
                     }
                 }
             }
@@ -390,26 +458,45 @@ impl Engine<'_> {
 
     fn apply_approvals(&mut self) {
         let policy = self.plan.on_approval_revoked;
+        if self.plan.regions.iter().all(|r| r.approvals.is_empty())
+            && self.plan.waves.iter().all(|w| w.approvals.is_empty())
+        {
+            return;
+        }
         for i in 0..self.state.units.len() {
             let u = &self.state.units[i];
-            if u.percent == 0 || matches!(u.phase, UnitPhase::RolledBack) {
+            if u.percent == 0 {
                 continue;
             }
-            if self.plan.regions[self.region_of(i)].approvals.is_empty()
-                && self.plan.waves.iter().all(|w| w.approvals.is_empty())
-            {
-                continue;
-            }
-            let Err((flag, problem)) = self.approvals_hold(i) else { continue };
+            let held = matches!(u.waiting, Some(WaitReason::Approval { .. }));
+            let (flag, problem) = match self.approvals_hold(i) {
+                Ok(evidence) => {
+                    if held {
+                        // The loss was audited; so is its end, with the approvals now in force.
+                        let u = &self.state.units[i];
+                        let event = AuditEvent::Unit {
+                            from: u.phase,
+                            to: u.phase,
+                            step: u.step,
+                            from_percent: u.percent,
+                            to_percent: u.percent,
+                        };
+                        self.record(None, Some(i), event, Cause::ApprovalRestored { approvals: evidence });
+                        self.state.units[i].waiting = None;
+                    }
+                    continue;
+                }
+                Err(lost) => lost,
+            };
             let reason = WaitReason::Approval { flag: flag.clone(), problem: problem.clone() };
             let cause = Cause::ApprovalLost { flag, problem, policy };
-            let already = self.state.units[i].waiting.as_ref().is_some_and(|w| same_kind(w, &reason));
             match policy {
                 OnApprovalRevoked::Disable => {
-                    self.move_unit(i, UnitPhase::Blocked, None, 0, cause);
+                    // A failed unit stays failed (rolled back), so its region still needs a retry.
+                    let to = if u.phase == UnitPhase::Failed { UnitPhase::RolledBack } else { UnitPhase::Blocked };
+                    self.move_unit(i, to, None, 0, cause);
                 }
-                OnApprovalRevoked::Hold if !already => {
-                    let u = &self.state.units[i];
+                OnApprovalRevoked::Hold if !held => {
                     let event = AuditEvent::Unit {
                         from: u.phase,
                         to: u.phase,
@@ -474,9 +561,8 @@ impl Engine<'_> {
         wave.phase = to;
         wave.since = Some(self.now);
         wave.waiting = None;
-        if matches!(to, WavePhase::Complete | WavePhase::Running) {
-            wave.promoted = false;
-        }
+        // A promote is for the gate in front of the operator, never for a later one.
+        wave.promoted = false;
         self.record(Some(w), None, AuditEvent::Wave { from, to }, cause);
     }
 
@@ -491,8 +577,18 @@ impl Engine<'_> {
         self.region_units(r).all(|i| self.state.units[i].phase == UnitPhase::Enabled)
     }
 
+    /// Failed or rolled back after a failure; an aborted region is not failed, it is gone.
     fn region_failed(&self, r: usize) -> bool {
-        self.region_units(r).any(|i| matches!(self.state.units[i].phase, UnitPhase::Failed | UnitPhase::RolledBack))
+        !self.region_aborted(r)
+            && self
+                .region_units(r)
+                .any(|i| matches!(self.state.units[i].phase, UnitPhase::Failed | UnitPhase::RolledBack))
+    }
+
+    /// Counts against `maxParallel`: started, not fully enabled, not aborted. A failed region
+    /// still serving traffic counts; a rolled-back one has no step and no traffic left.
+    fn region_in_progress(&self, r: usize) -> bool {
+        !self.region_aborted(r) && self.region_started(r) && !self.region_enabled(r)
     }
 
     fn region_aborted(&self, r: usize) -> bool {
@@ -513,17 +609,12 @@ impl Engine<'_> {
         }
     }
 
+    /// Started regions move first (so a region that finishes frees its slot), then regions
+    /// start in order while slots are free.
     fn progress_wave(&mut self, w: usize) {
-        let wave = &self.plan.waves[w];
-        let complete = self.state.waves[w].phase == WavePhase::Complete;
-        let mut active: Vec<usize> = wave
-            .regions
-            .iter()
-            .copied()
-            .filter(|&r| {
-                self.region_started(r) && !self.region_enabled(r) && !self.region_failed(r) && !self.region_aborted(r)
-            })
-            .collect();
+        let plan = self.plan;
+        let wave = &plan.waves[w];
+        let mut free = Vec::with_capacity(wave.regions.len());
         for &r in &wave.regions {
             if self.region_aborted(r) {
                 self.abort_region(r);
@@ -554,46 +645,75 @@ impl Engine<'_> {
                 }
                 continue;
             }
-            for k in 0..self.plan.service_order.len() {
-                let s = self.plan.service_order[k];
-                let i = self.plan.unit_index(r, s);
+            free.push(r);
+            for &s in &plan.service_order {
+                let i = plan.unit_index(r, s);
                 let u = &self.state.units[i];
                 match (u.phase, u.step) {
-                    (UnitPhase::Enabled | UnitPhase::Failed | UnitPhase::RolledBack, _) => {}
                     (UnitPhase::Paused, Some(step)) => {
                         let percent = u.percent;
                         self.move_unit(i, UnitPhase::Progressing, Some(step), percent, Cause::Resumed);
-                        self.state.units[i].waiting = None;
+                        if !matches!(self.state.units[i].waiting, Some(WaitReason::Approval { .. })) {
+                            self.state.units[i].waiting = None;
+                        }
                         self.try_advance(i);
                     }
                     (UnitPhase::Progressing, Some(_)) => self.try_advance(i),
-                    _ => self.try_start(i, w, complete, &mut active),
+                    _ => {}
+                }
+            }
+        }
+        let mut active: Vec<usize> = wave.regions.iter().copied().filter(|&r| self.region_in_progress(r)).collect();
+        for r in free {
+            for &s in &plan.service_order {
+                let i = plan.unit_index(r, s);
+                let u = &self.state.units[i];
+                let waiting_to_start = match u.phase {
+                    UnitPhase::Enabled | UnitPhase::Failed | UnitPhase::RolledBack => false,
+                    UnitPhase::Pending | UnitPhase::Blocked => true,
+                    UnitPhase::Progressing | UnitPhase::Paused => u.step.is_none(),
+                };
+                if waiting_to_start {
+                    self.try_start(i, w, &mut active);
                 }
             }
         }
     }
 
+    /// The service whose failure holds region `r`, if it is failed or rolled back.
     fn failed_service(&self, r: usize) -> Option<String> {
-        self.region_units(r)
-            .find(|&i| self.state.units[i].phase == UnitPhase::Failed)
-            .map(|i| self.state.units[i].service.clone())
+        if !self.region_failed(r) {
+            return None;
+        }
+        let units = &self.state.units[self.region_units(r)];
+        let failed = units.iter().find(|u| u.phase == UnitPhase::Failed).map(|u| u.service.clone());
+        let rolled_back = || {
+            units.iter().find_map(|u| match &u.waiting {
+                Some(WaitReason::RegionFailed { service }) if u.phase == UnitPhase::RolledBack => Some(service.clone()),
+                _ => None,
+            })
+        };
+        let any = || units.iter().find(|u| u.phase == UnitPhase::RolledBack).map(|u| u.service.clone());
+        failed.or_else(rolled_back).or_else(any)
     }
 
     fn abort_region(&mut self, r: usize) {
         for i in self.region_units(r) {
             let u = &self.state.units[i];
             match u.phase {
-                UnitPhase::Enabled | UnitPhase::RolledBack => {}
+                UnitPhase::Enabled => {}
+                UnitPhase::RolledBack if u.waiting == Some(WaitReason::Aborted) => {}
                 _ if u.percent > 0 || u.step.is_some() => {
                     self.move_unit(i, UnitPhase::RolledBack, None, 0, Cause::Blocked { waiting: WaitReason::Aborted });
                     self.state.units[i].waiting = Some(WaitReason::Aborted);
                 }
+                UnitPhase::RolledBack => self.state.units[i].waiting = Some(WaitReason::Aborted),
                 _ => self.block(i, UnitPhase::Blocked, WaitReason::Aborted),
             }
         }
     }
 
-    fn try_start(&mut self, i: usize, w: usize, wave_complete: bool, active: &mut Vec<usize>) {
+    fn try_start(&mut self, i: usize, w: usize, active: &mut Vec<usize>) {
         let r = self.region_of(i);
         let s = i % self.plan.services.len();
         let waiting_on: Vec<String> = self.plan.services[s]
@@ -606,7 +726,7 @@ impl Engine<'_> {
             return self.block(i, UnitPhase::Blocked, WaitReason::Dependency { services: waiting_on });
         }
         let limit = self.plan.waves[w].max_parallel;
-        if !wave_complete && !active.contains(&r) && active.len() >= limit {
+        if !active.contains(&r) && active.len() >= limit {
             let active = active.iter().map(|&a| self.plan.regions[a].name.clone()).collect();
             return self.block(i, UnitPhase::Blocked, WaitReason::Parallelism { limit, active });
         }
@@ -632,21 +752,46 @@ impl Engine<'_> {
         self.note_step_wait(i);
     }
 
-    /// Which checks lack a fresh healthy verdict for the current hold.
-    fn unhealthy_checks(&self, i: usize) -> Vec<String> {
+    /// Checks of unit `i` that do not vouch for it: for each check, a healthy verdict
+    /// measured after `since` and within `stale_after` of now, or (with `noData: ignore`)
+    /// at least not an unhealthy latest verdict.
+    fn unvouched_checks(&self, i: usize, since: DateTime<Utc>) -> impl Iterator<Item = &str> {
         let u = &self.state.units[i];
         let settings = &self.plan.regions[self.region_of(i)].settings;
         let stale = stale_after(self.plan);
         u.checks
             .iter()
-            .enumerate()
-            .filter(|(c, _)| settings.checks[*c].no_data != NoDataPolicy::Ignore)
-            .filter(|(_, check)| {
+            .zip(&settings.checks)
+            .filter(move |(check, limits)| {
+                if limits.no_data == NoDataPolicy::Ignore {
+                    return check.verdict == Some(HealthVerdict::Unhealthy);
+                }
                 let fresh_healthy = check.verdict == Some(HealthVerdict::Healthy)
-                    && check.at.is_some_and(|at| u.bake_since.is_none_or(|b| at > b) && self.now - at <= stale);
+                    && check.at.is_some_and(|at| at > since && self.now - at <= stale);
                 !fresh_healthy
             })
-            .map(|(_, check)| check.name.clone())
+            .map(|(check, _)| check.name.as_str())
+    }
+
+    /// Which checks lack a fresh healthy verdict for the current hold.
+    fn unhealthy_checks(&self, i: usize) -> Vec<String> {
+        let since = self.state.units[i].bake_since.unwrap_or(self.now);
+        self.unvouched_checks(i, since).map(str::to_string).collect()
+    }
+
+    /// Checks whose latest verdict broke the hold (what a unit that keeps re-baking waits for).
+    fn failing_checks(&self, i: usize) -> Vec<String> {
+        let u = &self.state.units[i];
+        let settings = &self.plan.regions[self.region_of(i)].settings;
+        u.checks
+            .iter()
+            .zip(&settings.checks)
+            .filter(|(check, limits)| match check.verdict {
+                None | Some(HealthVerdict::Healthy) => false,
+                Some(HealthVerdict::Unhealthy) => true,
+                Some(HealthVerdict::NoData | HealthVerdict::Error) => limits.no_data != NoDataPolicy::Ignore,
+            })
+            .map(|(check, _)| check.name.clone())
             .collect()
     }
 
@@ -672,7 +817,12 @@ impl Engine<'_> {
         let promoted = u.promoted;
         if !promoted && self.now < until {
             self.wake(until);
-            self.state.units[i].waiting = Some(WaitReason::StepBake { until });
+            let failing = self.failing_checks(i);
+            self.state.units[i].waiting = Some(if failing.is_empty() {
+                WaitReason::StepBake { until }
+            } else {
+                WaitReason::Health { checks: failing }
+            });
             return;
         }
         let unhealthy = self.unhealthy_checks(i);
@@ -709,26 +859,35 @@ impl Engine<'_> {
 
     /// Wave-level transitions after its units moved.
     fn settle_wave(&mut self, w: usize) {
-        let wave = &self.plan.waves[w];
+        let plan = self.plan;
+        let wave = &plan.waves[w];
         let phase = self.state.waves[w].phase;
         if phase == WavePhase::Complete {
             return;
         }
-        let failed: Vec<String> = wave
-            .regions
-            .iter()
-            .filter(|&&r| !self.region_aborted(r) && self.region_failed(r))
-            .map(|&r| self.plan.regions[r].name.clone())
-            .collect();
-        let settled =
-            wave.regions.iter().all(|&r| self.region_aborted(r) || self.region_enabled(r) || self.region_failed(r));
-        let all_enabled = wave.regions.iter().all(|&r| self.region_aborted(r) || self.region_enabled(r));
+        // Aborted regions are out of the wave; it completes without them.
+        let live: Vec<usize> = wave.regions.iter().copied().filter(|&r| !self.region_aborted(r)).collect();
+        let failed: Vec<String> =
+            live.iter().filter(|&&r| self.region_failed(r)).map(|&r| plan.regions[r].name.clone()).collect();
         if !failed.is_empty() {
-            if self.state.waves[w].promoted && settled {
-                self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: true });
-            } else if settled && phase != WavePhase::Halted {
+            // Halt once nothing else in the wave can move: every region is enabled or failed,
+            // or may not start because failed regions hold every parallel slot.
+            let in_progress: Vec<usize> = live.iter().copied().filter(|&r| self.region_in_progress(r)).collect();
+            let slots_held =
+                in_progress.len() >= wave.max_parallel && in_progress.iter().all(|&r| self.region_failed(r));
+            let settled = live.iter().all(|&r| {
+                self.region_enabled(r) || self.region_failed(r) || (slots_held && !self.region_in_progress(r))
+            });
+            if settled && self.state.waves[w].promoted {
+                if let Some(reason) = self.wave_approval_problem(&live) {
+                    self.state.waves[w].waiting = Some(reason);
+                    return;
+                }
+                return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: true });
+            }
+            if settled && phase != WavePhase::Halted {
                 self.move_wave(w, WavePhase::Halted, Cause::WaveHalted { failed_regions: failed.clone() });
-            } else if phase == WavePhase::Baking {
+            } else if !settled && phase == WavePhase::Baking {
                 self.move_wave(w, WavePhase::Running, Cause::WaveHalted { failed_regions: failed.clone() });
             }
             if self.state.waves[w].phase == WavePhase::Halted {
@@ -740,15 +899,27 @@ impl Engine<'_> {
         if phase == WavePhase::Halted {
             self.move_wave(w, WavePhase::Running, Cause::WaveResumed);
         }
-        if !all_enabled || self.state.aborted {
+        if self.state.aborted {
+            return;
+        }
+        let not_enabled: Vec<String> =
+            live.iter().filter(|&&r| !self.region_enabled(r)).map(|&r| plan.regions[r].name.clone()).collect();
+        if !not_enabled.is_empty() {
+            if self.state.waves[w].phase == WavePhase::Baking {
+                self.move_wave(w, WavePhase::Running, Cause::WaveReopened { regions: not_enabled });
+            }
             return;
         }
         if self.state.waves[w].phase == WavePhase::Running {
             self.move_wave(w, WavePhase::Baking, Cause::WaveEnabled);
         }
+        if let Some(reason) = self.wave_approval_problem(&live) {
+            self.state.waves[w].waiting = Some(reason);
+            return;
+        }
         // Baking: hold healthy for the wave's bake, measured from the latest healthy-hold start.
         let bake = wave.bake.to_delta();
-        let units: Vec<usize> = wave.regions.iter().flat_map(|&r| self.region_units(r)).collect();
+        let units: Vec<usize> = live.iter().flat_map(|&r| self.region_units(r)).collect();
         let since = units
             .iter()
             .filter_map(|&i| self.state.units[i].bake_since)
@@ -765,31 +936,30 @@ impl Engine<'_> {
             self.state.waves[w].waiting = Some(WaitReason::WaveBake { wave: wave.name.clone(), until });
             return;
         }
-        let unhealthy: Vec<String> = units.iter().flat_map(|&i| self.unhealthy_checks_since(i, since)).collect();
-        if unhealthy.is_empty() {
+        let mut checks: Vec<String> = units
+            .iter()
+            .flat_map(|&i| {
+                let u = &self.state.units[i];
+                self.unvouched_checks(i, since).map(move |c| format!("{}/{}: {c}", u.region, u.service))
+            })
+            .collect();
+        if checks.is_empty() {
             self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: false });
         } else {
-            let mut checks = unhealthy;
             checks.sort();
             checks.dedup();
             self.state.waves[w].waiting = Some(WaitReason::Health { checks });
         }
     }
 
-    fn unhealthy_checks_since(&self, i: usize, since: DateTime<Utc>) -> Vec<String> {
-        let u = &self.state.units[i];
-        let settings = &self.plan.regions[self.region_of(i)].settings;
-        let stale = stale_after(self.plan);
-        u.checks
+    /// A wave does not complete while a unit of it serves traffic without its approvals
+    /// (held there by `onApprovalRevoked: hold`).
+    fn wave_approval_problem(&self, regions: &[usize]) -> Option<WaitReason> {
+        regions
             .iter()
-            .enumerate()
-            .filter(|(c, _)| settings.checks[*c].no_data != NoDataPolicy::Ignore)
-            .filter(|(_, check)| {
-                !(check.verdict == Some(HealthVerdict::Healthy)
-                    && check.at.is_some_and(|at| at > since && self.now - at <= stale))
-            })
-            .map(|(_, check)| format!("{}/{}: {}", u.region, u.service, check.name))
-            .collect()
+            .flat_map(|&r| self.region_units(r))
+            .filter(|&i| self.state.units[i].percent > 0)
+            .find_map(|i| self.approvals_hold(i).err().map(|(flag, problem)| WaitReason::Approval { flag, problem }))
     }
 
     // ----- 6. drift and actions -----

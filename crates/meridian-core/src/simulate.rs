@@ -123,11 +123,13 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
     timeline(plan, state, audit, opts, now, decisions)
 }
 
-/// A healthy verdict at `now` for every check of every unit that serves traffic under watch.
+/// A healthy verdict at `now` for every check of every unit that serves traffic and is not
+/// yet done with (an enabled unit of a complete wave is; a unit restarting after a lost
+/// approval in a complete wave is not).
 fn healthy_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, out: &mut Vec<HealthSample>) {
     for (i, unit) in state.units.iter().enumerate() {
         let wave = plan.regions[i / plan.services.len()].wave;
-        if unit.percent == 0 || state.waves[wave].phase == WavePhase::Complete {
+        if unit.percent == 0 || (unit.phase == UnitPhase::Enabled && state.waves[wave].phase == WavePhase::Complete) {
             continue;
         }
         for check in &plan.health.checks {

@@ -1,0 +1,1079 @@
+//! Scenario tests of the decision engine: small plans written as YAML, a scripted fleet that
+//! reports health, and an injected clock. Every scenario is deterministic; no test sleeps.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo};
+use meridian_core::command::{Command, CommandKind};
+use meridian_core::engine::{Action, Decision, Observations, TrafficReading, decide};
+use meridian_core::health::{HealthSample, HealthVerdict};
+use meridian_core::plan::Plan;
+use meridian_core::state::{PlanPhase, PlanState, UnitPhase, UnitState, WaitReason, WavePhase};
+use meridian_core::validate::load;
+use meridian_core::{AuditEvent, AuditRecord, Cause};
+
+// ----- builders -----
+
+/// 2026-06-01 is a Monday.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
+}
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+}
+
+fn mins(m: i64) -> TimeDelta {
+    TimeDelta::minutes(m)
+}
+
+/// A plan from the body of its `spec:` (each line indented by two spaces).
+fn mk_plan(spec: &str) -> Plan {
+    let text =
+        format!("apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{ name: test }}\nspec:\n{spec}");
+    let bundle = load(&[("test.yaml".into(), text)], None);
+    assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
+    bundle.plans.into_iter().next().expect("one plan")
+}
+
+/// One check `errors` with the given extra settings, 30s interval.
+fn mk_health(extra: &str) -> String {
+    format!(
+        "  health:\n    interval: 30s\n    checks:\n      - name: errors\n        prometheus: {{ query: 'x' }}\n        max: 0.01\n{extra}"
+    )
+}
+
+fn mk_approval(name: &str, flag: &str, granted_at: DateTime<Utc>) -> ApprovalRecord {
+    ApprovalRecord {
+        name: name.into(),
+        flag: flag.into(),
+        granted_by: "tester".into(),
+        reference: Some("letter 1".into()),
+        granted_at: Some(granted_at),
+        expires: None,
+        scope: ApprovalScopeSet::default(),
+        revoked: None,
+    }
+}
+
+fn mk_command(kind: CommandKind, wave: Option<&str>, region: Option<&str>, at: DateTime<Utc>) -> Command {
+    Command { kind, wave: wave.map(Into::into), region: region.map(Into::into), by: "oncall".into(), at }
+}
+
+fn mk_sample(region: &str, service: &str, check: &str, verdict: HealthVerdict, at: DateTime<Utc>) -> HealthSample {
+    HealthSample {
+        region: region.into(),
+        service: service.into(),
+        check: check.into(),
+        verdict,
+        value: None,
+        detail: None,
+        at,
+    }
+}
+
+/// A rollout driven on an injected clock by a scripted fleet.
+struct Rollout {
+    plan: Plan,
+    state: PlanState,
+    now: DateTime<Utc>,
+    approvals: Vec<ApprovalRecord>,
+    audit: Vec<AuditRecord>,
+    actions: Vec<(DateTime<Utc>, Action)>,
+    wake_at: Option<DateTime<Utc>>,
+    /// What the fleet reports per region (or `region/service`); default healthy.
+    verdicts: BTreeMap<String, HealthVerdict>,
+    /// Regions (or `region/service`) that report nothing at all.
+    silent: Vec<String>,
+}
+
+impl Rollout {
+    fn new(plan: Plan, start: DateTime<Utc>) -> Self {
+        let state = PlanState::new(&plan);
+        Rollout {
+            plan,
+            state,
+            now: start,
+            approvals: Vec::new(),
+            audit: Vec::new(),
+            actions: Vec::new(),
+            wake_at: None,
+            verdicts: BTreeMap::new(),
+            silent: Vec::new(),
+        }
+    }
+
+    fn decide_with(&mut self, health: &[HealthSample], traffic: &[TrafficReading], commands: &[Command]) -> Decision {
+        let obs = Observations { approvals: &self.approvals, health, traffic, commands };
+        let d = decide(&self.plan, self.state.clone(), &obs, self.now);
+        // Determinism: the same inputs give the same outputs.
+        assert_eq!(d, decide(&self.plan, self.state.clone(), &obs, self.now));
+        let last = self.audit.last().map_or(0, |l| l.seq);
+        for (k, r) in d.audit.iter().enumerate() {
+            assert_eq!(r.seq, last + k as u64 + 1, "gapless audit");
+            assert_eq!(r.at, self.now);
+        }
+        self.audit.extend(d.audit.iter().cloned());
+        self.actions.extend(d.actions.iter().map(|a| (self.now, a.clone())));
+        self.wake_at = d.wake_at;
+        self.state = d.state.clone();
+        d
+    }
+
+    fn verdict_for(&self, u: &UnitState) -> Option<HealthVerdict> {
+        let key = format!("{}/{}", u.region, u.service);
+        if self.silent.contains(&u.region) || self.silent.contains(&key) {
+            return None;
+        }
+        Some(
+            self.verdicts.get(&key).or_else(|| self.verdicts.get(&u.region)).copied().unwrap_or(HealthVerdict::Healthy),
+        )
+    }
+
+    /// What the fleet reports at `now` for every unit that serves traffic.
+    fn samples(&self) -> Vec<HealthSample> {
+        let mut out = Vec::new();
+        for u in &self.state.units {
+            if u.percent == 0 {
+                continue;
+            }
+            let Some(verdict) = self.verdict_for(u) else { continue };
+            for c in &self.plan.health.checks {
+                out.push(mk_sample(&u.region, &u.service, &c.name, verdict, self.now));
+            }
+        }
+        out
+    }
+
+    /// One decision with the fleet's health at `now`.
+    fn tick(&mut self) -> Decision {
+        let samples = self.samples();
+        self.decide_with(&samples, &[], &[])
+    }
+
+    fn command(&mut self, kind: CommandKind, wave: Option<&str>, region: Option<&str>) -> Decision {
+        let cmd = mk_command(kind, wave, region, self.now);
+        self.decide_with(&[], &[], &[cmd])
+    }
+
+    /// Tick every health interval (and at every wake-up) until `pred` holds or `until` passes.
+    fn run_until(&mut self, until: DateTime<Utc>, mut pred: impl FnMut(&Rollout) -> bool) -> bool {
+        let interval = self.plan.health.interval.to_delta();
+        loop {
+            self.tick();
+            if pred(self) {
+                return true;
+            }
+            let next = self.now + interval;
+            let next = self.wake_at.map_or(next, |w| w.min(next));
+            if next > until {
+                return false;
+            }
+            self.now = next;
+        }
+    }
+
+    /// Tick until `until`, whatever happens.
+    fn run_for(&mut self, d: TimeDelta) {
+        let until = self.now + d;
+        self.run_until(until, |_| false);
+        self.now = until;
+    }
+
+    fn unit(&self, region: &str, service: &str) -> &UnitState {
+        self.state.unit(region, service).expect("unit exists")
+    }
+
+    fn region_percents(&self, region: &str) -> Vec<u32> {
+        self.state.units.iter().filter(|u| u.region == region).map(|u| u.percent).collect()
+    }
+
+    fn wave(&self, name: &str) -> WavePhase {
+        self.state.waves.iter().find(|w| w.name == name).expect("wave exists").phase
+    }
+
+    fn region_enabled(&self, region: &str) -> bool {
+        self.state.units.iter().filter(|u| u.region == region).all(|u| u.phase == UnitPhase::Enabled)
+    }
+
+    /// Times at which a unit's traffic was raised, with the new percent.
+    fn raises(&self, region: &str, service: &str) -> Vec<(DateTime<Utc>, u32)> {
+        self.audit
+            .iter()
+            .filter(|r| r.region.as_deref() == Some(region) && r.service.as_deref() == Some(service))
+            .filter_map(|r| match r.event {
+                AuditEvent::Unit { from_percent, to_percent, .. } if to_percent > from_percent => {
+                    Some((r.at, to_percent))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn records_for(&self, region: &str) -> Vec<&AuditRecord> {
+        self.audit.iter().filter(|r| r.region.as_deref() == Some(region)).collect()
+    }
+}
+
+const TWO_WAVES: &str = r#"
+  services:
+    - name: signin
+    - name: store
+      after: [signin]
+  regions:
+    - name: a
+    - name: b
+    - name: c
+    - name: d
+  waves:
+    - name: first
+      regions: [a, b, c]
+      bake: 5m
+    - name: second
+      regions: [d]
+  steps: [10, 50, 100]
+  stepBake: 1m
+"#;
+
+fn mk_two_waves(extra: &str) -> Plan {
+    mk_plan(&format!("{TWO_WAVES}{extra}{}", mk_health("")))
+}
+
+// ----- the restoration story -----
+
+const RESTORATION: &str = r#"
+  services:
+    - name: signin
+    - name: store
+      after: [signin]
+    - name: music
+      after: [signin]
+  regions:
+    - name: us-east
+      timezone: America/New_York
+    - name: eu-west
+      timezone: Europe/Dublin
+    - name: jp
+      timezone: Asia/Tokyo
+      approvals: [jp-regulator]
+  waves:
+    - name: canary
+      regions: [us-east]
+      bake: 10m
+      approvals: [ops-go]
+    - name: rest
+      regions: [eu-west, jp]
+  steps: [1, 10, 50, 100]
+  stepBake: 2m
+"#;
+
+#[test]
+fn restoration_holds_the_regulated_region_until_its_approval_then_enables_it() {
+    let plan = mk_plan(&format!("{RESTORATION}{}", mk_health("        failureLimit: 2\n")));
+    let mut run = Rollout::new(plan, t0());
+
+    // Without the operator's go, the canary wave does not start anywhere.
+    run.tick();
+    assert_eq!(run.wave("canary"), WavePhase::Running);
+    assert!(run.state.units.iter().all(|u| u.percent == 0));
+    let signin = run.unit("us-east", "signin");
+    assert_eq!(signin.phase, UnitPhase::Blocked);
+    assert!(matches!(&signin.waiting, Some(WaitReason::Approval { flag, .. }) if flag == "ops-go"));
+    assert!(
+        matches!(&run.unit("us-east", "store").waiting, Some(WaitReason::Dependency { services }) if services == &["signin"])
+    );
+
+    run.now += mins(1);
+    run.approvals.push(mk_approval("ops-go-1", "ops-go", run.now));
+    let done = run.run_until(t0() + TimeDelta::hours(2), |r| r.region_enabled("eu-west"));
+    assert!(done, "eu-west finishes: {:#?}", run.state);
+    assert_eq!(run.wave("canary"), WavePhase::Complete);
+
+    // jp is held back, with the reason stated, and never got any traffic.
+    run.run_for(TimeDelta::hours(6));
+    assert_eq!(run.region_percents("jp"), vec![0, 0, 0]);
+    let jp = run.unit("jp", "signin");
+    assert_eq!(jp.phase, UnitPhase::Blocked);
+    assert_eq!(
+        jp.waiting,
+        Some(WaitReason::Approval {
+            flag: "jp-regulator".into(),
+            problem: meridian_core::approval::ApprovalProblem::Missing
+        })
+    );
+    assert_eq!(run.wave("rest"), WavePhase::Running);
+    assert!(run.actions.iter().all(|(_, Action::SetTraffic { region, .. })| region != "jp"));
+
+    // The ministry says yes.
+    let granted = run.now + mins(1);
+    run.now = granted;
+    let mut approval = mk_approval("jp-regulator-2026-05", "jp-regulator", granted);
+    approval.reference = Some("letter 2026-0528-17".into());
+    run.approvals.push(approval);
+    let done = run.run_until(granted + TimeDelta::hours(2), |r| r.state.phase() == PlanPhase::Complete);
+    assert!(done, "{:#?}", run.state);
+    assert!(run.region_enabled("jp"));
+
+    // Every raise of jp's traffic came after the grant and names the approval as evidence.
+    for service in ["signin", "store", "music"] {
+        let raises = run.raises("jp", service);
+        assert_eq!(raises.iter().map(|r| r.1).collect::<Vec<_>>(), vec![1, 10, 50, 100]);
+        assert!(raises.iter().all(|(at, _)| *at >= granted));
+    }
+    for r in run.records_for("jp") {
+        if let AuditEvent::Unit { from_percent, to_percent, .. } = r.event
+            && to_percent > from_percent
+        {
+            let evidence = match &r.cause {
+                Cause::Started { approvals } | Cause::Advanced { approvals, .. } => approvals,
+                other => panic!("raise without evidence: {other:?}"),
+            };
+            assert!(evidence.contains(&"jp-regulator-2026-05".to_string()), "{}", r.summary());
+        }
+    }
+    // Store and music start only once signin is enabled there.
+    let signin_enabled = run
+        .records_for("jp")
+        .into_iter()
+        .find(|r| {
+            r.service.as_deref() == Some("signin") && matches!(r.event, AuditEvent::Unit { to: UnitPhase::Enabled, .. })
+        })
+        .map(|r| r.at)
+        .unwrap();
+    assert!(run.raises("jp", "store")[0].0 >= signin_enabled);
+    assert!(run.raises("jp", "music")[0].0 >= signin_enabled);
+}
+
+// ----- failures -----
+
+#[test]
+fn a_failing_region_is_rolled_back_while_the_others_finish_then_the_wave_halts_until_retry() {
+    let mut run = Rollout::new(mk_two_waves("  onFailure: rollback-region\n"), t0());
+    run.run_until(t0() + mins(3), |r| r.unit("b", "signin").percent == 50);
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    run.now += TimeDelta::seconds(30);
+    let d = run.tick();
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+    assert_eq!(run.unit("b", "signin").phase, UnitPhase::RolledBack);
+    assert!(d.actions.contains(&Action::SetTraffic {
+        region: "b".into(),
+        service: "signin".into(),
+        percent: 0,
+        from: 50
+    }));
+    let failed =
+        run.audit.iter().find(|r| r.region.as_deref() == Some("b") && matches!(r.cause, Cause::HealthFailed { .. }));
+    assert!(failed.is_some());
+
+    // a and c finish; b stays at 0; the wave then halts and d waits.
+    run.verdicts.clear();
+    let halted = run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted);
+    assert!(halted, "{:#?}", run.state.waves);
+    assert!(run.region_enabled("a") && run.region_enabled("c"));
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+    run.run_for(TimeDelta::hours(2));
+    assert_eq!(run.wave("first"), WavePhase::Halted);
+    assert_eq!(run.region_percents("d"), vec![0, 0]);
+    assert_eq!(run.state.phase(), PlanPhase::Halted);
+
+    // A retry of b sends it back to the start; the wave then completes and d runs.
+    run.command(CommandKind::Retry, None, Some("b"));
+    assert_eq!(run.wave("first"), WavePhase::Running);
+    let done = run.run_until(run.now + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Complete);
+    assert!(done, "{:#?}", run.state);
+    assert_eq!(run.raises("b", "signin").iter().map(|r| r.1).collect::<Vec<_>>(), vec![10, 50, 10, 50, 100]);
+}
+
+#[test]
+fn promoting_a_halted_wave_accepts_the_failure_and_lets_the_next_wave_run() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted);
+    assert_eq!(run.wave("first"), WavePhase::Halted);
+    run.command(CommandKind::Promote, Some("first"), None);
+    assert_eq!(run.wave("first"), WavePhase::Complete);
+    run.run_until(run.now + TimeDelta::hours(1), |r| r.region_enabled("d"));
+    assert!(run.region_enabled("d"));
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+}
+
+#[test]
+fn a_promote_while_the_wave_runs_does_not_later_accept_a_halt_or_skip_the_wave_bake() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.tick();
+    run.command(CommandKind::Promote, Some("first"), None);
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") != WavePhase::Running);
+    assert_eq!(run.wave("first"), WavePhase::Halted, "an early promote must not accept a later failure");
+
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.tick();
+    run.command(CommandKind::Promote, None, None);
+    run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Complete);
+    let baking =
+        run.audit.iter().find(|r| matches!(r.event, AuditEvent::Wave { to: WavePhase::Baking, .. })).unwrap().at;
+    let complete =
+        run.audit.iter().find(|r| matches!(r.event, AuditEvent::Wave { to: WavePhase::Complete, .. })).unwrap().at;
+    assert_eq!(complete - baking, mins(5), "the wave still bakes its 5m");
+}
+
+#[test]
+fn on_failure_pause_keeps_traffic_and_freezes_the_region_until_retry() {
+    let mut run = Rollout::new(mk_two_waves("  onFailure: pause\n"), t0());
+    run.run_until(t0() + mins(3), |r| r.unit("b", "signin").percent == 50);
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    run.now += TimeDelta::seconds(30);
+    let d = run.tick();
+    assert!(d.actions.iter().all(|Action::SetTraffic { region, .. }| region != "b"));
+    let b = run.unit("b", "signin");
+    assert_eq!((b.phase, b.percent), (UnitPhase::Failed, 50));
+    run.verdicts.clear();
+    run.run_for(TimeDelta::hours(1));
+    assert_eq!(run.unit("b", "signin").percent, 50);
+    assert_eq!(run.unit("b", "store").percent, 0);
+    assert_eq!(run.wave("first"), WavePhase::Halted);
+    run.command(CommandKind::Retry, Some("first"), None);
+    assert_eq!(run.unit("b", "signin").phase, UnitPhase::Progressing);
+    let done = run.run_until(run.now + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Complete);
+    assert!(done);
+    // Retry resumed from the held step, it did not drop to 0.
+    assert_eq!(run.raises("b", "signin").iter().map(|r| r.1).collect::<Vec<_>>(), vec![10, 50, 100]);
+}
+
+#[test]
+fn failure_limit_counts_consecutive_failing_evaluations_only() {
+    let plan = mk_plan(&format!("{TWO_WAVES}{}", mk_health("        failureLimit: 3\n")));
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    let bad = |run: &Rollout, v| mk_sample("a", "signin", "errors", v, run.now);
+    for _ in 0..2 {
+        run.now += TimeDelta::seconds(30);
+        let s = bad(&run, HealthVerdict::Unhealthy);
+        run.decide_with(&[s], &[], &[]);
+    }
+    assert_eq!(run.unit("a", "signin").checks[0].consecutive_failures, 2);
+    assert_eq!(run.unit("a", "signin").phase, UnitPhase::Progressing);
+    run.now += TimeDelta::seconds(30);
+    let s = bad(&run, HealthVerdict::Healthy);
+    run.decide_with(&[s], &[], &[]);
+    assert_eq!(run.unit("a", "signin").checks[0].consecutive_failures, 0);
+    for k in 0..3 {
+        run.now += TimeDelta::seconds(30);
+        let s = bad(&run, HealthVerdict::Unhealthy);
+        run.decide_with(&[s], &[], &[]);
+        let phase = run.unit("a", "signin").phase;
+        assert_eq!(phase == UnitPhase::RolledBack, k == 2, "after {} failures: {phase}", k + 1);
+    }
+    // A repeated (not newer) sample does not count twice.
+    let plan = mk_plan(&format!("{TWO_WAVES}{}", mk_health("        failureLimit: 2\n")));
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    run.now += TimeDelta::seconds(30);
+    let s = bad(&run, HealthVerdict::Unhealthy);
+    run.decide_with(std::slice::from_ref(&s), &[], &[]);
+    run.now += TimeDelta::seconds(30);
+    run.decide_with(&[s], &[], &[]);
+    assert_eq!(run.unit("a", "signin").checks[0].consecutive_failures, 1);
+}
+
+#[test]
+fn no_data_hold_waits_without_failing() {
+    let plan = mk_plan(&format!("{TWO_WAVES}{}", mk_health("        noData: hold\n")));
+    let mut run = Rollout::new(plan, t0());
+    run.verdicts.insert("a".into(), HealthVerdict::NoData);
+    run.verdicts.insert("b".into(), HealthVerdict::Error);
+    run.silent.push("c".into());
+    run.run_for(TimeDelta::hours(1));
+    for r in ["a", "b", "c"] {
+        let u = run.unit(r, "signin");
+        assert_eq!((u.phase, u.percent), (UnitPhase::Progressing, 10), "{r}");
+        assert!(
+            matches!(&u.waiting, Some(WaitReason::Health { checks }) if checks == &["errors"]),
+            "{r}: {:?}",
+            u.waiting
+        );
+    }
+    // Data comes back: they advance.
+    run.verdicts.clear();
+    run.silent.clear();
+    run.run_for(mins(5));
+    assert!(["a", "b", "c"].iter().all(|r| run.unit(r, "signin").percent == 100));
+}
+
+#[test]
+fn no_data_fail_counts_as_a_failing_evaluation() {
+    let plan = mk_plan(&format!("{TWO_WAVES}{}", mk_health("        noData: fail\n        failureLimit: 2\n")));
+    let mut run = Rollout::new(plan, t0());
+    run.verdicts.insert("a".into(), HealthVerdict::NoData);
+    run.verdicts.insert("b".into(), HealthVerdict::Error);
+    run.run_for(mins(2));
+    assert_eq!(run.unit("a", "signin").phase, UnitPhase::RolledBack);
+    assert_eq!(run.unit("b", "signin").phase, UnitPhase::RolledBack);
+    assert_eq!(run.unit("c", "signin").percent, 100);
+}
+
+#[test]
+fn no_data_ignore_leaves_the_check_out_but_never_ignores_an_unhealthy_verdict() {
+    let plan = mk_plan(&format!("{TWO_WAVES}{}", mk_health("        noData: ignore\n        failureLimit: 3\n")));
+    let mut run = Rollout::new(plan.clone(), t0());
+    run.verdicts.insert("a".into(), HealthVerdict::NoData);
+    run.silent.push("b".into());
+    run.run_for(mins(10));
+    assert_eq!(run.unit("a", "signin").phase, UnitPhase::Enabled);
+    assert_eq!(run.unit("b", "signin").phase, UnitPhase::Enabled);
+
+    // One unhealthy evaluation (below failureLimit) and then silence: it must not advance.
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    run.now += TimeDelta::seconds(30);
+    let s = mk_sample("a", "signin", "errors", HealthVerdict::Unhealthy, run.now);
+    run.decide_with(&[s], &[], &[]);
+    run.silent.push("a".into());
+    run.run_for(mins(10));
+    let u = run.unit("a", "signin");
+    assert_eq!((u.phase, u.percent), (UnitPhase::Progressing, 10));
+}
+
+#[test]
+fn stale_healthy_data_never_advances() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.tick();
+    // Healthy, but measured before... and then nothing newer for more than 3 intervals.
+    run.now += TimeDelta::seconds(30);
+    let s = mk_sample("a", "signin", "errors", HealthVerdict::Healthy, run.now);
+    run.decide_with(&[s], &[], &[]);
+    run.now += mins(2);
+    run.decide_with(&[], &[], &[]);
+    assert_eq!(run.unit("a", "signin").percent, 10);
+    assert!(matches!(run.unit("a", "signin").waiting, Some(WaitReason::Health { .. })));
+    // A sample dated in the past beyond the staleness limit does not help either.
+    let old = mk_sample("a", "signin", "errors", HealthVerdict::Healthy, run.now - mins(2));
+    run.decide_with(&[old], &[], &[]);
+    assert_eq!(run.unit("a", "signin").percent, 10);
+    // A sample dated in the future is not taken for a measurement after the hold began.
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    let future = mk_sample("a", "signin", "errors", HealthVerdict::Healthy, t0() + mins(5));
+    run.decide_with(&[future], &[], &[]);
+    run.now = t0() + mins(1);
+    run.decide_with(&[], &[], &[]);
+    run.now = t0() + mins(2);
+    run.decide_with(&[], &[], &[]);
+    assert_eq!(run.unit("a", "signin").percent, 10);
+}
+
+// ----- approvals -----
+
+const GATED: &str = r#"
+  services:
+    - name: signin
+  regions:
+    - name: us
+    - name: jp
+      approvals: [jp-regulator]
+  waves:
+    - name: all
+      regions: [us, jp]
+  steps: [10, 50, 100]
+  stepBake: 2m
+"#;
+
+fn mk_gated(policy: &str) -> Plan {
+    mk_plan(&format!("{GATED}  onApprovalRevoked: {policy}\n{}", mk_health("")))
+}
+
+/// Revoke the first approval at `now`.
+fn revoke(run: &mut Rollout) {
+    let at = run.now;
+    run.approvals[0].revoked = Some(RevokedInfo { at, by: "ministry".into(), reason: Some("review".into()) });
+}
+
+#[test]
+fn a_revoked_approval_with_hold_keeps_traffic_and_takes_no_further_step() {
+    let mut run = Rollout::new(mk_gated("hold"), t0());
+    run.approvals.push(mk_approval("jp-1", "jp-regulator", t0()));
+    run.run_until(t0() + mins(10), |r| r.unit("jp", "signin").percent == 50);
+    revoke(&mut run);
+    run.run_for(TimeDelta::hours(1));
+    let jp = run.unit("jp", "signin");
+    assert_eq!((jp.phase, jp.percent), (UnitPhase::Progressing, 50));
+    assert!(
+        matches!(&jp.waiting, Some(WaitReason::Approval { flag, problem: meridian_core::approval::ApprovalProblem::Revoked { .. } }) if flag == "jp-regulator")
+    );
+    let lost: Vec<_> = run.audit.iter().filter(|r| matches!(r.cause, Cause::ApprovalLost { .. })).collect();
+    assert_eq!(lost.len(), 1, "recorded once, not at every decision");
+    assert_eq!(run.wave("all"), WavePhase::Running);
+    assert!(run.region_enabled("us"));
+
+    // An operator pause on top of the hold does not re-audit the loss either.
+    run.command(CommandKind::Pause, None, Some("jp"));
+    run.run_for(mins(10));
+    run.command(CommandKind::Resume, None, Some("jp"));
+    run.run_for(mins(10));
+    let lost = run.audit.iter().filter(|r| matches!(r.cause, Cause::ApprovalLost { .. })).count();
+    assert_eq!(lost, 1);
+    assert_eq!(run.unit("jp", "signin").percent, 50);
+
+    // A new approval: it continues from where it held, and the restoration is audited once
+    // with the approval now in force.
+    run.approvals.push(mk_approval("jp-2", "jp-regulator", run.now));
+    run.run_until(run.now + mins(10), |r| r.region_enabled("jp"));
+    assert_eq!(run.raises("jp", "signin").iter().map(|r| r.1).collect::<Vec<_>>(), vec![10, 50, 100]);
+    let restored: Vec<_> = run.audit.iter().filter(|r| matches!(r.cause, Cause::ApprovalRestored { .. })).collect();
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0].cause, Cause::ApprovalRestored { approvals: vec!["jp-2".into()] });
+}
+
+#[test]
+fn a_lost_approval_under_disable_reopens_a_baking_wave_which_bakes_anew() {
+    let plan = mk_plan(&format!(
+        "{}  onApprovalRevoked: disable\n{}",
+        GATED.replace("regions: [us, jp]", "regions: [us, jp]\n      bake: 30m"),
+        mk_health("")
+    ));
+    let mut run = Rollout::new(plan, t0());
+    run.approvals.push(mk_approval("jp-1", "jp-regulator", t0()));
+    assert!(run.run_until(t0() + mins(30), |r| r.wave("all") == WavePhase::Baking));
+    revoke(&mut run);
+    run.tick();
+    assert_eq!(run.unit("jp", "signin").percent, 0);
+    assert_eq!(run.wave("all"), WavePhase::Running);
+    assert!(run.audit.iter().any(|r| r.cause == Cause::WaveReopened { regions: vec!["jp".into()] }));
+    run.run_for(TimeDelta::hours(2));
+    assert_eq!(run.wave("all"), WavePhase::Running, "not without jp");
+    run.approvals.push(mk_approval("jp-2", "jp-regulator", run.now));
+    let regranted = run.now;
+    assert!(run.run_until(run.now + TimeDelta::hours(2), |r| r.wave("all") == WavePhase::Complete));
+    let enabled = run.raises("jp", "signin").last().unwrap().0 + mins(2);
+    assert!(run.now >= enabled + mins(30), "the wave bakes its 30m again after {regranted}");
+}
+
+#[test]
+fn a_failed_unit_losing_its_approval_under_disable_is_rolled_back_and_its_region_stays_failed() {
+    let plan = mk_plan(&format!("{GATED}  onApprovalRevoked: disable\n  onFailure: pause\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.approvals.push(mk_approval("jp-1", "jp-regulator", t0()));
+    run.verdicts.insert("jp".into(), HealthVerdict::Unhealthy);
+    run.run_until(t0() + mins(5), |r| r.unit("jp", "signin").phase == UnitPhase::Failed);
+    assert_eq!(run.unit("jp", "signin").percent, 10);
+    revoke(&mut run);
+    run.tick();
+    let jp = run.unit("jp", "signin");
+    assert_eq!((jp.phase, jp.percent), (UnitPhase::RolledBack, 0));
+    run.verdicts.clear();
+    run.approvals.push(mk_approval("jp-2", "jp-regulator", run.now));
+    run.run_for(mins(30));
+    assert_eq!(run.unit("jp", "signin").percent, 0, "still failed: needs a retry");
+    assert_eq!(run.wave("all"), WavePhase::Halted);
+    run.command(CommandKind::Retry, None, Some("jp"));
+    assert!(run.run_until(run.now + mins(30), |r| r.wave("all") == WavePhase::Complete));
+}
+
+#[test]
+fn a_revoked_approval_with_disable_sets_traffic_to_zero_and_restarts_after_a_new_grant() {
+    let mut run = Rollout::new(mk_gated("disable"), t0());
+    run.approvals.push(mk_approval("jp-1", "jp-regulator", t0()));
+    run.run_until(t0() + mins(10), |r| r.unit("jp", "signin").percent == 50);
+    revoke(&mut run);
+    let d = run.tick();
+    assert!(d.actions.contains(&Action::SetTraffic {
+        region: "jp".into(),
+        service: "signin".into(),
+        percent: 0,
+        from: 50
+    }));
+    run.run_for(TimeDelta::hours(1));
+    let jp = run.unit("jp", "signin");
+    assert_eq!((jp.phase, jp.percent), (UnitPhase::Blocked, 0));
+    run.approvals.push(mk_approval("jp-2", "jp-regulator", run.now));
+    run.run_until(run.now + mins(10), |r| r.region_enabled("jp"));
+    assert_eq!(run.raises("jp", "signin").iter().map(|r| r.1).collect::<Vec<_>>(), vec![10, 50, 10, 50, 100]);
+}
+
+#[test]
+fn an_approval_expiring_mid_flight_applies_the_policy_at_its_expiry() {
+    for policy in ["hold", "disable"] {
+        let mut run = Rollout::new(mk_gated(policy), t0());
+        let expires = t0() + mins(3) + TimeDelta::seconds(7);
+        let mut a = mk_approval("jp-1", "jp-regulator", t0());
+        a.expires = Some(expires);
+        run.approvals.push(a);
+        run.tick();
+        // The engine asks to be woken exactly at the expiry.
+        let mut wakes = Vec::new();
+        while run.now < expires {
+            run.tick();
+            wakes.push(run.wake_at);
+            run.now = run.wake_at.unwrap().min(run.now + TimeDelta::seconds(30));
+        }
+        assert!(wakes.contains(&Some(expires)), "{policy}: {wakes:?}");
+        assert_eq!(run.now, expires);
+        let before = run.unit("jp", "signin").percent;
+        assert_eq!(before, 50);
+        run.tick();
+        let jp = run.unit("jp", "signin");
+        let expected = if policy == "hold" { 50 } else { 0 };
+        assert_eq!(jp.percent, expected, "{policy}");
+        assert!(matches!(
+            &jp.waiting,
+            Some(WaitReason::Approval { problem: meridian_core::approval::ApprovalProblem::Expired { .. }, .. })
+        ));
+        run.run_for(TimeDelta::hours(1));
+        assert_eq!(run.unit("jp", "signin").percent, expected, "{policy}");
+    }
+}
+
+#[test]
+fn a_wave_with_a_lost_approval_does_not_complete() {
+    let plan = mk_plan(
+        &format!("{GATED}  onApprovalRevoked: hold\n{}", mk_health(""))
+            .replace("regions: [us, jp]", "regions: [us, jp]\n      bake: 5m\n    - name: later\n      regions: [eu]")
+            .replace("    - name: jp\n", "    - name: eu\n    - name: jp\n"),
+    );
+    let mut run = Rollout::new(plan, t0());
+    run.approvals.push(mk_approval("jp-1", "jp-regulator", t0()));
+    run.run_until(t0() + mins(30), |r| r.region_enabled("jp"));
+    revoke(&mut run);
+    run.run_for(TimeDelta::hours(1));
+    assert_eq!(run.unit("jp", "signin").percent, 100);
+    assert_ne!(run.wave("all"), WavePhase::Complete);
+    assert_eq!(run.region_percents("eu"), vec![0]);
+}
+
+#[test]
+fn an_approval_scoped_to_one_service_gates_the_others() {
+    let mut run = Rollout::new(mk_plan(&format!("{RESTORATION}{}", mk_health(""))), t0());
+    run.approvals.push(mk_approval("ops", "ops-go", t0()));
+    let mut jp = mk_approval("jp-1", "jp-regulator", t0());
+    jp.scope.services = vec!["signin".into(), "store".into()];
+    run.approvals.push(jp);
+    run.run_for(TimeDelta::hours(3));
+    assert!(run.unit("jp", "store").phase == UnitPhase::Enabled);
+    let music = run.unit("jp", "music");
+    assert_eq!(music.percent, 0);
+    assert!(matches!(
+        &music.waiting,
+        Some(WaitReason::Approval { problem: meridian_core::approval::ApprovalProblem::OutOfScope { .. }, .. })
+    ));
+}
+
+#[test]
+fn a_rolled_back_region_starts_nothing_new_until_retried() {
+    // music is held by an approval scoped to other services; signin then fails and the region
+    // is rolled back. Granting music's approval later must not start it in the failed region.
+    let mut run = Rollout::new(mk_plan(&format!("{RESTORATION}{}", mk_health(""))), t0());
+    run.approvals.push(mk_approval("ops", "ops-go", t0()));
+    let mut jp = mk_approval("jp-1", "jp-regulator", t0());
+    jp.scope.services = vec!["signin".into(), "store".into()];
+    run.approvals.push(jp);
+    run.run_until(t0() + TimeDelta::hours(2), |r| r.unit("jp", "store").percent == 10);
+    run.verdicts.insert("jp".into(), HealthVerdict::Unhealthy);
+    run.now += TimeDelta::seconds(30);
+    run.tick();
+    assert_eq!(run.region_percents("jp"), vec![0, 0, 0]);
+    run.verdicts.clear();
+    run.approvals.push(mk_approval("jp-music", "jp-regulator", run.now));
+    run.run_for(TimeDelta::hours(1));
+    assert_eq!(run.region_percents("jp"), vec![0, 0, 0]);
+    assert!(matches!(run.unit("jp", "music").waiting, Some(WaitReason::RegionFailed { .. })));
+}
+
+// ----- windows -----
+
+#[test]
+fn a_window_closing_mid_rollout_holds_the_unit_until_the_next_opening() {
+    let plan = mk_plan(&format!(
+        "{}  windows:\n    - from: \"09:00\"\n      to: \"10:00\"\n{}",
+        GATED.replace("stepBake: 2m", "stepBake: 20m").replace("steps: [10, 50, 100]", "steps: [1, 10, 50, 100]"),
+        mk_health("")
+    ));
+    let start = t0() + TimeDelta::hours(9) + mins(30);
+    let mut run = Rollout::new(plan, t0());
+    // Before the window: blocked, and woken exactly when it opens.
+    run.tick();
+    assert_eq!(
+        run.unit("us", "signin").waiting,
+        Some(WaitReason::Window { opens_at: Some(t0() + TimeDelta::hours(9)) })
+    );
+    assert_eq!(run.wake_at, Some(t0() + TimeDelta::hours(9)));
+    run.now = start;
+    run.run_for(TimeDelta::hours(1));
+    let next_open = t0() + TimeDelta::hours(24 + 9);
+    let us = run.unit("us", "signin");
+    assert_eq!(us.percent, 10);
+    assert_eq!(us.waiting, Some(WaitReason::Window { opens_at: Some(next_open) }));
+    assert_eq!(run.wake_at, Some(next_open));
+    run.run_until(next_open + TimeDelta::hours(2), |r| r.unit("us", "signin").phase == UnitPhase::Enabled);
+    let raises = run.raises("us", "signin");
+    assert_eq!(
+        raises,
+        vec![(start, 1), (start + mins(20), 10), (next_open, 50), (next_open + mins(20), 100)],
+        "enabling at 100 needs no window, starting a step does"
+    );
+}
+
+/// Steps held an hour, in a one-hour morning window: one step a day, across spring-forward.
+fn dst_plan(tz: &str) -> Plan {
+    mk_plan(&format!(
+        r#"
+  services:
+    - name: signin
+  regions:
+    - name: r
+      timezone: {tz}
+  waves:
+    - name: w
+      regions: [r]
+  steps: [10, 50, 100]
+  stepBake: 1h
+  windows:
+    - from: "09:00"
+      to: "10:00"
+  health:
+    interval: 5m
+    checks:
+      - name: errors
+        prometheus: {{ query: 'x' }}
+        max: 0.01
+"#
+    ))
+}
+
+#[test]
+fn windows_follow_local_time_across_the_spring_forward_change() {
+    // New York springs forward on Sunday 2026-03-08: 09:00 is 14:00 UTC before, 13:00 after.
+    let plan = dst_plan("America/New_York");
+    let mut run = Rollout::new(plan, utc(2026, 3, 7, 0, 0));
+    run.tick();
+    assert_eq!(run.wake_at, Some(utc(2026, 3, 7, 14, 0)));
+    // Each step starts inside the morning window and holds an hour, so the window has closed
+    // when it has baked: 10 % on Saturday 09:00 EST, 50 % on Sunday 09:00 EDT (one hour
+    // earlier in UTC), 100 % on Monday 09:00 EDT, enabled an hour later (no window needed).
+    run.run_until(utc(2026, 3, 11, 0, 0), |r| r.unit("r", "signin").phase == UnitPhase::Enabled);
+    assert_eq!(
+        run.raises("r", "signin"),
+        vec![(utc(2026, 3, 7, 14, 0), 10), (utc(2026, 3, 8, 13, 0), 50), (utc(2026, 3, 9, 13, 0), 100)]
+    );
+    assert_eq!(run.unit("r", "signin").since, Some(utc(2026, 3, 9, 14, 0)));
+    // Berlin springs forward on Sunday 2026-03-29: 09:00 is 08:00 UTC before, 07:00 after.
+    let mut run = Rollout::new(dst_plan("Europe/Berlin"), utc(2026, 3, 28, 0, 0));
+    run.run_until(utc(2026, 4, 1, 0, 0), |r| r.unit("r", "signin").phase == UnitPhase::Enabled);
+    assert_eq!(
+        run.raises("r", "signin"),
+        vec![(utc(2026, 3, 28, 8, 0), 10), (utc(2026, 3, 29, 7, 0), 50), (utc(2026, 3, 30, 7, 0), 100)]
+    );
+}
+
+// ----- operator commands -----
+
+#[test]
+fn pause_and_resume_plan_wide_hold_every_unit_where_it_is() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.run_until(t0() + mins(3), |r| r.unit("a", "signin").percent == 50);
+    let d = run.command(CommandKind::Pause, None, None);
+    assert!(d.actions.is_empty());
+    assert_eq!(run.state.phase(), PlanPhase::Paused);
+    let held: Vec<u32> = run.state.units.iter().map(|u| u.percent).collect();
+    run.run_for(TimeDelta::hours(1));
+    assert_eq!(run.state.units.iter().map(|u| u.percent).collect::<Vec<_>>(), held);
+    assert_eq!(run.unit("a", "signin").phase, UnitPhase::Paused);
+    assert!(matches!(&run.unit("a", "store").waiting, Some(WaitReason::Paused { scope }) if scope == "plan"));
+    run.command(CommandKind::Resume, None, None);
+    assert_eq!(run.unit("a", "signin").phase, UnitPhase::Progressing);
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Complete));
+}
+
+#[test]
+fn pause_scoped_to_a_region_or_a_wave_holds_only_that_scope() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.tick();
+    run.command(CommandKind::Pause, None, Some("b"));
+    run.run_for(mins(30));
+    assert!(run.region_enabled("a") && run.region_enabled("c"));
+    assert_eq!(run.unit("b", "signin").percent, 10);
+    assert_ne!(run.wave("first"), WavePhase::Complete);
+    run.command(CommandKind::Resume, None, Some("b"));
+    run.command(CommandKind::Pause, Some("second"), None);
+    run.run_for(TimeDelta::hours(1));
+    assert_eq!(run.wave("first"), WavePhase::Complete);
+    assert_eq!(run.region_percents("d"), vec![0, 0]);
+    assert!(matches!(&run.unit("d", "signin").waiting, Some(WaitReason::Paused { scope }) if scope == "wave second"));
+    run.command(CommandKind::Resume, Some("second"), None);
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Complete));
+}
+
+#[test]
+fn abort_plan_wide_rolls_back_everything_not_enabled() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.run_until(t0() + mins(10), |r| r.unit("a", "signin").phase == UnitPhase::Enabled);
+    let d = run.command(CommandKind::Abort, None, None);
+    assert_eq!(run.state.phase(), PlanPhase::Aborted);
+    assert_eq!(run.unit("a", "signin").percent, 100, "enabled units stay");
+    assert!(run.state.units.iter().all(|u| u.phase == UnitPhase::Enabled || u.percent == 0));
+    assert!(!d.actions.is_empty());
+    run.run_for(TimeDelta::hours(2));
+    assert_eq!(run.region_percents("d"), vec![0, 0]);
+    assert!(run.state.units.iter().all(|u| u.phase == UnitPhase::Enabled || u.percent == 0));
+}
+
+#[test]
+fn abort_of_a_region_rolls_it_back_and_the_wave_completes_without_it() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.tick();
+    run.command(CommandKind::Abort, None, Some("b"));
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+    assert!(run.run_until(t0() + TimeDelta::hours(2), |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+    assert_eq!(run.unit("b", "store").waiting, Some(WaitReason::Aborted));
+    // A retry does not bring an aborted region back.
+    run.command(CommandKind::Retry, None, Some("b"));
+    run.run_for(mins(30));
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+}
+
+#[test]
+fn abort_of_a_wave_leaves_it_out_and_the_next_wave_still_runs() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.run_until(t0() + mins(3), |r| r.unit("a", "signin").percent == 50);
+    run.command(CommandKind::Abort, Some("first"), None);
+    for r in ["a", "b", "c"] {
+        assert_eq!(run.region_percents(r), vec![0, 0]);
+    }
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Complete));
+    assert!(run.region_enabled("d"));
+    assert_eq!(run.region_percents("a"), vec![0, 0]);
+}
+
+#[test]
+fn retry_plan_wide_restarts_every_failed_region() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.verdicts.insert("a".into(), HealthVerdict::Unhealthy);
+    run.verdicts.insert("c".into(), HealthVerdict::Unhealthy);
+    run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted);
+    assert_eq!(run.wave("first"), WavePhase::Halted);
+    assert!(run.region_enabled("b"));
+    run.verdicts.clear();
+    run.command(CommandKind::Retry, None, None);
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Complete));
+}
+
+#[test]
+fn promote_skips_a_step_bake_but_never_health() {
+    let plan = mk_plan(&TWO_WAVES.replace("stepBake: 1m", "stepBake: 1h").add_health());
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    // No health data yet: a promote does not advance.
+    run.now += TimeDelta::seconds(10);
+    run.command(CommandKind::Promote, None, Some("a"));
+    assert_eq!(run.unit("a", "signin").percent, 10);
+    // With fresh healthy data after the step began, the promoted unit moves, once.
+    run.now += TimeDelta::seconds(20);
+    let d = run.tick();
+    assert_eq!(run.unit("a", "signin").percent, 50, "{:?}", d.audit);
+    assert_eq!(run.unit("b", "signin").percent, 10, "not in scope");
+    run.now += TimeDelta::seconds(30);
+    run.tick();
+    assert_eq!(run.unit("a", "signin").percent, 50, "a promote skips one bake only");
+    let promoted = run.audit.iter().any(|r| matches!(r.cause, Cause::Advanced { promoted: true, .. }));
+    assert!(promoted);
+}
+
+#[test]
+fn promote_of_a_baking_wave_skips_its_bake() {
+    let plan = mk_plan(&TWO_WAVES.replace("bake: 5m", "bake: 2h").add_health());
+    let mut run = Rollout::new(plan, t0());
+    run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Baking);
+    run.command(CommandKind::Promote, Some("first"), None);
+    assert_eq!(run.wave("first"), WavePhase::Complete);
+    assert!(run.audit.iter().any(|r| r.cause == Cause::WaveBaked { promoted: true }));
+}
+
+trait AddHealth {
+    fn add_health(self) -> String;
+}
+
+impl AddHealth for String {
+    fn add_health(self) -> String {
+        self + &mk_health("")
+    }
+}
+
+// ----- parallelism -----
+
+#[test]
+fn max_parallel_limits_regions_in_progress_and_the_next_starts_as_soon_as_one_finishes() {
+    let plan = mk_plan(&TWO_WAVES.replace("bake: 5m", "bake: 5m\n      maxParallel: 1").add_health());
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    assert_eq!(run.unit("a", "signin").percent, 10);
+    assert!(
+        matches!(&run.unit("b", "signin").waiting, Some(WaitReason::Parallelism { limit: 1, active }) if active == &["a"])
+    );
+    assert!(run.run_until(t0() + TimeDelta::hours(2), |r| r.region_enabled("a")));
+    let enabled_at = run.now;
+    // b starts in the very decision that enabled a (nothing else would wake the engine).
+    assert_eq!(run.unit("b", "signin").percent, 10, "{:?}", run.unit("b", "signin"));
+    assert_eq!(run.raises("b", "signin")[0].0, enabled_at);
+    assert!(run.run_until(t0() + TimeDelta::hours(2), |r| r.state.phase() == PlanPhase::Complete));
+    // At no time were two regions of the wave in progress.
+    let mut starts: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for r in ["a", "b", "c"] {
+        let first = run.raises(r, "signin")[0].0;
+        let done = run
+            .records_for(r)
+            .into_iter()
+            .filter(|x| matches!(x.event, AuditEvent::Unit { to: UnitPhase::Enabled, .. }))
+            .map(|x| x.at)
+            .max()
+            .unwrap();
+        starts.push((first, done));
+    }
+    assert!(starts[0].1 <= starts[1].0 && starts[1].1 <= starts[2].0, "{starts:?}");
+}
+
+#[test]
+fn a_retried_paused_failure_does_not_exceed_max_parallel() {
+    let plan = mk_plan(
+        &TWO_WAVES
+            .replace("bake: 5m", "bake: 5m\n      maxParallel: 1")
+            .replace("stepBake: 1m", "stepBake: 1m\n  onFailure: pause")
+            .add_health(),
+    );
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    run.verdicts.insert("a".into(), HealthVerdict::Unhealthy);
+    run.run_for(mins(1));
+    assert_eq!(run.unit("a", "signin").phase, UnitPhase::Failed);
+    run.verdicts.clear();
+    run.run_for(mins(5));
+    run.command(CommandKind::Retry, None, Some("a"));
+    run.run_for(mins(1));
+    let in_progress = ["a", "b", "c"]
+        .iter()
+        .filter(|r| {
+            let units: Vec<_> = run.state.units.iter().filter(|u| u.region == **r).collect();
+            units.iter().any(|u| u.percent > 0) && !units.iter().all(|u| u.phase == UnitPhase::Enabled)
+        })
+        .count();
+    assert!(in_progress <= 1, "{:#?}", run.state.units);
+}
+
+// ----- drift -----
+
+#[test]
+fn a_traffic_read_back_that_differs_from_state_is_recorded_and_reapplied() {
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.tick();
+    run.now += TimeDelta::seconds(5);
+    let reading = TrafficReading { region: "a".into(), service: "signin".into(), percent: 0 };
+    let same = TrafficReading { region: "b".into(), service: "signin".into(), percent: 10 };
+    let d = run.decide_with(&[], &[reading, same], &[]);
+    assert_eq!(
+        d.actions,
+        vec![Action::SetTraffic { region: "a".into(), service: "signin".into(), percent: 10, from: 10 }]
+    );
+    assert!(
+        matches!(d.audit.as_slice(), [r] if r.event == AuditEvent::Drift { expected: 10, observed: 0 } && r.cause == Cause::Drift)
+    );
+    assert_eq!(run.unit("a", "signin").percent, 10);
+}
