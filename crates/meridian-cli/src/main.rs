@@ -1,5 +1,6 @@
 //! The `meridian` command: parse arguments, run one subcommand, map its outcome to an exit code.
 
+mod client;
 mod commands;
 mod input;
 
@@ -30,16 +31,40 @@ enum Command {
     Run(commands::run::Args),
     /// A complete rollout against a built-in simulated fleet, on embedded defaults.
     Demo(commands::demo::Args),
+    /// Show the plans, or one plan's regions x services; `--wait` for CI (exit codes in --help).
+    Status(commands::status::Args),
+    /// Grant an approval flag through the API.
+    Approve(commands::approve::ApproveArgs),
+    /// Revoke an approval through the API; it is never valid again.
+    Revoke(commands::approve::RevokeArgs),
+    /// Hold a plan, wave or region at its current traffic.
+    Pause(commands::control::Args),
+    /// Undo a pause.
+    Resume(commands::control::Args),
+    /// Stop: roll back everything in scope that is not enabled; nothing in scope starts again.
+    Abort(commands::control::Args),
+    /// Skip the current bake (or accept a wave's halt) once; never skips approvals, windows or health.
+    Promote(commands::control::Args),
+    /// Send failed and rolled-back units in scope back to the start.
+    Retry(commands::control::Args),
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| client::exit_on_parse_error(e));
     let code = match &cli.command {
         Command::Validate(args) => commands::validate::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Schema => commands::schema::run(),
         Command::Run(args) => commands::run::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Approve(args) => commands::approve::approve(args),
+        Command::Revoke(args) => commands::approve::revoke(args),
+        Command::Pause(args) => commands::control::run(meridian_core::CommandKind::Pause, args),
+        Command::Resume(args) => commands::control::run(meridian_core::CommandKind::Resume, args),
+        Command::Abort(args) => commands::control::run(meridian_core::CommandKind::Abort, args),
+        Command::Promote(args) => commands::control::run(meridian_core::CommandKind::Promote, args),
+        Command::Retry(args) => commands::control::run(meridian_core::CommandKind::Retry, args),
     };
     std::process::exit(code);
 }

@@ -1,9 +1,12 @@
 //! One module per subcommand. Each returns the process exit code; `main` only dispatches.
 
+pub mod approve;
+pub mod control;
 pub mod demo;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod status;
 pub mod validate;
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,111 @@
+//! `GET /audit` (records on request) and `GET /events` (records as they are committed, as
+//! server-sent events).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Extension, Query, State};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use meridian_core::AuditRecord;
+use serde_json::json;
+use tokio::sync::{broadcast, watch};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Most records one `GET /audit` returns.
+pub const MAX_AUDIT_LIMIT: usize = 1000;
+const DEFAULT_AUDIT_LIMIT: usize = 100;
+
+fn check_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => {
+            Err(ApiError::bad_request(format!("unknown parameter {k:?}"), format!("use {}", allowed.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
+
+fn number<T: std::str::FromStr>(params: &HashMap<String, String>, key: &str, default: T) -> Result<T, ApiError> {
+    match params.get(key) {
+        None => Ok(default),
+        Some(text) => text
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("{key} must be a non-negative integer, not {text:?}"), "")),
+    }
+}
+
+/// `GET /audit?plan=P&after=SEQ&limit=N`: records with `seq > after`, oldest first.
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_params(&params, &["plan", "after", "limit"])?;
+    let after: u64 = number(&params, "after", 0)?;
+    let limit: usize = number(&params, "limit", DEFAULT_AUDIT_LIMIT)?;
+    if limit == 0 || limit > MAX_AUDIT_LIMIT {
+        return Err(ApiError::bad_request(
+            format!("limit must be between 1 and {MAX_AUDIT_LIMIT}"),
+            "page with after=<the last seq you got>",
+        ));
+    }
+    let plan = params.get("plan").map(String::as_str).filter(|p| !p.is_empty());
+    let records = state.control.audit(plan, after, limit).await?;
+    Ok(Json(json!({ "records": records })))
+}
+
+/// Set by `serve` when the server shuts down, so open event streams end and a graceful
+/// shutdown does not wait for them forever.
+#[derive(Clone)]
+pub(crate) struct Closing(pub watch::Receiver<bool>);
+
+/// `GET /events?plan=P`: `event: audit` with each committed record as JSON (`id` is its
+/// `seq`), `event: lagged` when this client fell behind and records were skipped (re-read
+/// them with `GET /audit`), and a keep-alive comment on quiet streams.
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    closing: Option<Extension<Closing>>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_params(&params, &["plan"])?;
+    let plan = params.get("plan").cloned().filter(|p| !p.is_empty());
+    let receiver = state.control.subscribe();
+    let closing = closing.map(|Extension(c)| c.0);
+    let keep_alive = KeepAlive::new().interval(state.limits.keep_alive).text("keep-alive");
+    Ok(Sse::new(records(receiver, plan, closing)).keep_alive(keep_alive))
+}
+
+fn records(
+    receiver: broadcast::Receiver<AuditRecord>,
+    plan: Option<String>,
+    closing: Option<watch::Receiver<bool>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold((receiver, plan, closing), |(mut receiver, plan, mut closing)| async move {
+        loop {
+            let received = match closing.as_mut() {
+                Some(c) => tokio::select! {
+                    r = receiver.recv() => r,
+                    _ = c.wait_for(|closed| *closed) => return None,
+                },
+                None => receiver.recv().await,
+            };
+            let event = match received {
+                Ok(record) if plan.as_ref().is_some_and(|p| *p != record.plan) => continue,
+                Ok(record) => Event::default()
+                    .event("audit")
+                    .id(record.seq.to_string())
+                    .json_data(&record)
+                    .unwrap_or_else(|e| Event::default().event("error").data(e.to_string())),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => Event::default().event("lagged").data(
+                    json!({ "skipped": skipped, "hint": "records were skipped; re-read them with GET /api/v1/audit" })
+                        .to_string(),
+                ),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), (receiver, plan, closing)));
+        }
+    })
+}

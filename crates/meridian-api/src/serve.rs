@@ -1,0 +1,170 @@
+//! The listener: plain TCP, or TLS (rustls) when a certificate and key are given; graceful
+//! shutdown that also ends open event streams.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Extension;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio_rustls::server::TlsStream;
+
+use crate::events::Closing;
+
+/// A PEM certificate chain and its PEM private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("failed to load the TLS certificate {path}: {message}")]
+    Certificate { path: String, message: String },
+    #[error("failed to load the TLS private key {path}: {message}")]
+    Key { path: String, message: String },
+    #[error("invalid TLS certificate or key: {0}")]
+    Tls(String),
+    #[error("the HTTP server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long requests in flight may finish after shutdown was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serve `router` on `listener` until `shutdown` completes; then stop accepting, end event
+/// streams, and give requests in flight up to 10 s to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsFiles>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let router = router.layer(Extension(Closing(closing_rx)));
+    let (grace_tx, mut grace_rx) = watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+        let _ = grace_tx.send(true);
+    };
+    let grace = async move {
+        let _ = grace_rx.wait_for(|started| *started).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    match tls {
+        None => {
+            let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+            tokio::select! {
+                r = server => r?,
+                _ = grace => {}
+            }
+        }
+        Some(files) => {
+            let listener = TlsListener::new(listener, acceptor(&files)?)?;
+            let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+            tokio::select! {
+                r = server => r?,
+                _ = grace => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServeError::Certificate { path: files.cert.display().to_string(), message: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(ServeError::Certificate {
+            path: files.cert.display().to_string(),
+            message: "no PEM certificate in the file".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| ServeError::Key { path: files.key.display().to_string(), message: e.to_string() })?;
+    // Name the provider: with several rustls providers compiled in, none is the default.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A listener that yields connections whose TLS handshake is done. Handshakes run in their
+/// own tasks, so a slow or silent client never holds up the others.
+struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    acceptor_task: JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        let acceptor_task = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        eprintln!("meridian-api: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local, acceptor_task })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.acceptor_task.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The acceptor task only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

@@ -1,0 +1,446 @@
+//! The router driven in-process (`tower::ServiceExt::oneshot`) against the fake control plane:
+//! every endpoint, the role and flag matrix, denials recorded, scope validation, limits and
+//! the error shape.
+
+mod support;
+
+use axum::http::StatusCode;
+use meridian_api::Limits;
+use meridian_controller::control::{ControlError, ControlPlane, Readiness};
+use meridian_core::{AuditEvent, AuditRecord, Cause, CommandKind, WavePhase};
+use support::*;
+
+#[tokio::test]
+async fn every_token_reads_plans_and_detail() {
+    let (_, app) = app(Limits::default());
+    for token in [VIEWER, OPERATOR, APPROVER, CI] {
+        let a = call(&app, "GET", "/api/v1/plans", Some(token), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        let plans = a.json();
+        assert_eq!(plans["plans"][0]["name"], "restore");
+        assert_eq!(plans["plans"][0]["units"], 4);
+        assert_eq!(plans["plans"][0]["phase"], "pending");
+    }
+    let d = call(&app, "GET", "/api/v1/plans/restore", Some(VIEWER), None).await.json();
+    assert_eq!(d["name"], "restore");
+    assert_eq!(d["state"]["units"].as_array().unwrap().len(), 4);
+    assert_eq!(d["state"]["units"][0]["phase"], "pending");
+    assert_eq!(d["state"]["units"][0]["percent"], 0);
+    let jp = d["regions"].as_array().unwrap().iter().find(|r| r["name"] == "jp").unwrap().clone();
+    assert_eq!(jp["wave"], "asia");
+    assert_eq!(jp["approvals"][0]["flag"], "jp-regulator");
+    assert_eq!(jp["approvals"][0]["holds"], false);
+    let us = d["regions"].as_array().unwrap().iter().find(|r| r["name"] == "us-east").unwrap().clone();
+    assert_eq!(us["approvals"][0]["flag"], "ops-go");
+    assert_eq!(us["approvals"][0]["holds"], true, "{us}");
+
+    let missing = call(&app, "GET", "/api/v1/plans/restor", Some(VIEWER), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.error(), ("no plan named \"restor\"".into(), "known plans: restore".into()));
+}
+
+#[tokio::test]
+async fn missing_and_invalid_tokens_get_401_and_are_recorded() {
+    let (control, app) = app(Limits::default());
+    let a = call(&app, "GET", "/api/v1/plans", None, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.headers["www-authenticate"], "Bearer");
+    assert_eq!(a.error().0, "missing bearer token");
+    assert!(a.error().1.contains("Authorization: Bearer"));
+    let b = call(&app, "POST", "/api/v1/plans/restore/pause", Some("not-a-real-token-at-all"), None).await;
+    assert_eq!(b.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.error().0, "invalid token");
+    let denials = control.denials();
+    assert_eq!(denials.len(), 2, "{denials:?}");
+    assert_eq!(denials[0].who, "anonymous");
+    assert!(denials[0].what.starts_with("GET /api/v1/plans (401"), "{:?}", denials[0]);
+    assert_eq!(denials[1].who, "unknown token");
+    assert!(denials[1].what.starts_with("POST /api/v1/plans/restore/pause (401"));
+    assert!(control.commands().is_empty());
+}
+
+#[tokio::test]
+async fn probes_need_no_token() {
+    let (control, app) = app(Limits::default());
+    let h = call(&app, "GET", "/healthz", None, None).await;
+    assert_eq!((h.status, h.text.as_str()), (StatusCode::OK, "ok\n"));
+    let r = call(&app, "GET", "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["ready"], true);
+    control.set_readiness(Readiness { ready: false, reasons: vec!["recovering intents".into()] });
+    let r = call(&app, "GET", "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["reasons"][0], "recovering intents");
+    assert_eq!(r.error().0, "not ready: recovering intents");
+    let m = call(&app, "GET", "/metrics", None, None).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert_eq!(m.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert!(m.text.contains("meridian_fake_plans 1"));
+    let i = call(&app, "GET", "/", None, None).await;
+    assert_eq!(i.status, StatusCode::OK);
+    assert!(i.text.contains("/api/v1/plans"));
+    assert!(control.denials().is_empty());
+}
+
+#[tokio::test]
+async fn operator_commands_with_scope() {
+    let (control, app) = app(Limits::default());
+    let a = call(&app, "POST", "/api/v1/plans/restore/pause", Some(OPERATOR), None).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    assert_eq!(a.json()["command"]["kind"], "pause");
+    assert_eq!(a.json()["command"]["by"], "olga");
+    let b = call(&app, "POST", "/api/v1/plans/restore/resume", Some(OPERATOR), Some(r#"{"wave": "asia"}"#)).await;
+    assert_eq!(b.status, StatusCode::ACCEPTED, "{}", b.text);
+    let c = call(&app, "POST", "/api/v1/plans/restore/abort", Some(OPERATOR), Some(r#"{"region": "jp"}"#)).await;
+    assert_eq!(c.status, StatusCode::ACCEPTED, "{}", c.text);
+    let commands = control.commands();
+    assert_eq!(commands.len(), 3);
+    assert_eq!(commands[0].1.kind, CommandKind::Pause);
+    assert_eq!((commands[0].1.wave.as_deref(), commands[0].1.region.as_deref()), (None, None));
+    assert_eq!(commands[1].1.wave.as_deref(), Some("asia"));
+    assert_eq!(commands[2].1.region.as_deref(), Some("jp"));
+    assert!(commands.iter().all(|(plan, c)| plan == "restore" && c.by == "olga"));
+    let state = call(&app, "GET", "/api/v1/plans/restore", Some(VIEWER), None).await.json();
+    assert_eq!(state["phase"], "paused");
+    assert_eq!(state["state"]["abortedRegions"][0], "jp");
+}
+
+#[tokio::test]
+async fn command_scope_and_shape_are_validated() {
+    let (control, app) = app(Limits::default());
+    let cases: [(&str, &str, StatusCode, &str, &str); 7] = [
+        (
+            "pause",
+            r#"{"wave": "asai"}"#,
+            StatusCode::BAD_REQUEST,
+            "plan \"restore\" has no wave \"asai\"",
+            "known waves: canary, asia",
+        ),
+        (
+            "pause",
+            r#"{"region": "kr"}"#,
+            StatusCode::BAD_REQUEST,
+            "plan \"restore\" has no region \"kr\"",
+            "known regions: us-east, jp",
+        ),
+        (
+            "pause",
+            r#"{"wave": "asia", "region": "jp"}"#,
+            StatusCode::BAD_REQUEST,
+            "give a wave or a region, not both",
+            "send no body",
+        ),
+        (
+            "pause",
+            r#"{"zone": "x"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid command body: unknown field `zone`",
+            "send no body",
+        ),
+        ("pause", "{not json", StatusCode::BAD_REQUEST, "invalid command body", "{\"wave\": \"W\"}"),
+        ("halt", "", StatusCode::NOT_FOUND, "no action \"halt\"", "use pause, resume, abort, promote or retry"),
+        ("pause", "", StatusCode::OK, "", ""),
+    ];
+    for (action, body, status, error, hint) in cases {
+        let uri = format!("/api/v1/plans/restore/{action}");
+        let a = call(&app, "POST", &uri, Some(OPERATOR), Some(body)).await;
+        if status == StatusCode::OK {
+            assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+            continue;
+        }
+        assert_eq!(a.status, status, "{body}: {}", a.text);
+        let (e, h) = a.error();
+        assert!(e.starts_with(error), "{e:?} does not start with {error:?}");
+        assert!(h.contains(hint), "{h:?} does not contain {hint:?}");
+    }
+    let missing = call(&app, "POST", "/api/v1/plans/nope/pause", Some(OPERATOR), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.error().0, "no plan named \"nope\"");
+    assert_eq!(control.commands().len(), 1);
+}
+
+#[tokio::test]
+async fn command_role_matrix_and_denials() {
+    let (control, app) = app(Limits::default());
+    let mut expected_denials = 0;
+    for kind in ["pause", "resume", "abort", "promote", "retry"] {
+        let uri = format!("/api/v1/plans/restore/{kind}");
+        for (token, who, allowed) in [
+            (VIEWER, "vic", false),
+            (OPERATOR, "olga", true),
+            (APPROVER, "alice", false),
+            (CI, "ci-pipeline", kind == "promote" || kind == "resume"),
+        ] {
+            let a = call(&app, "POST", &uri, Some(token), None).await;
+            if allowed {
+                assert_eq!(a.status, StatusCode::ACCEPTED, "{who} {kind}: {}", a.text);
+            } else {
+                expected_denials += 1;
+                assert_eq!(a.status, StatusCode::FORBIDDEN, "{who} {kind}: {}", a.text);
+                let (error, hint) = a.error();
+                assert!(error.contains(who) && error.contains(kind), "{error}");
+                assert!(!hint.is_empty());
+                let last = control.denials().pop().unwrap();
+                assert_eq!(last.who, who);
+                assert!(last.what.starts_with(&format!("POST /api/v1/plans/restore/{kind} (403 ")), "{last:?}");
+            }
+        }
+    }
+    assert_eq!(control.denials().len(), expected_denials);
+    let by: Vec<(CommandKind, String)> = control.commands().into_iter().map(|(_, c)| (c.kind, c.by)).collect();
+    assert_eq!(by.iter().filter(|(_, b)| b == "olga").count(), 5);
+    assert_eq!(
+        by.iter().filter(|(_, b)| b == "ci-pipeline").map(|(k, _)| *k).collect::<Vec<_>>(),
+        vec![CommandKind::Resume, CommandKind::Promote]
+    );
+}
+
+#[tokio::test]
+async fn approvers_grant_only_their_flags() {
+    let (control, app) = app(Limits::default());
+    let a =
+        call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json("jp-ok-1", "jp-regulator"))).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    assert_eq!(a.headers["location"], "/api/v1/approvals/jp-ok-1");
+    let body = a.json();
+    assert_eq!(body["approval"]["grantedBy"], "Ministry liaison office (via alice)");
+    assert_eq!(body["approval"]["status"], "active");
+    assert_eq!(body["warnings"].as_array().unwrap().len(), 0, "{body}");
+    // The flag now holds for jp.
+    let d = call(&app, "GET", "/api/v1/plans/restore", Some(VIEWER), None).await.json();
+    let jp = d["regions"].as_array().unwrap().iter().find(|r| r["name"] == "jp").unwrap().clone();
+    assert_eq!(jp["approvals"][0]["holds"], true, "{jp}");
+
+    // Another flag: 403, recorded, nothing granted.
+    let b = call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json("go-2", "ops-go"))).await;
+    assert_eq!(b.status, StatusCode::FORBIDDEN);
+    assert!(b.error().0.contains("may not grant flag \"ops-go\" (it may grant: jp-regulator)"), "{}", b.text);
+    let last = control.denials().pop().unwrap();
+    assert_eq!(last.who, "alice");
+    assert!(last.what.contains("flag ops-go"), "{last:?}");
+
+    // CI grants its own flag; viewer and operator may not grant at all.
+    let c = call(&app, "POST", "/api/v1/approvals", Some(CI), Some(&approval_json("go-2", "ops-go"))).await;
+    assert_eq!(c.status, StatusCode::CREATED, "{}", c.text);
+    for token in [VIEWER, OPERATOR] {
+        let d = call(&app, "POST", "/api/v1/approvals", Some(token), Some(&approval_json("x-1", "jp-regulator"))).await;
+        assert_eq!(d.status, StatusCode::FORBIDDEN);
+        assert!(d.error().0.contains("may not grant approvals"), "{}", d.text);
+    }
+    assert_eq!(control.denials().len(), 3);
+
+    let list = call(&app, "GET", "/api/v1/approvals", Some(VIEWER), None).await.json();
+    let names: Vec<&str> = list["approvals"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ops-go-1", "jp-ok-1", "go-2"]);
+
+    // Same name again: 409.
+    let e =
+        call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json("jp-ok-1", "jp-regulator"))).await;
+    assert_eq!(e.status, StatusCode::CONFLICT, "{}", e.text);
+}
+
+#[tokio::test]
+async fn granted_by_defaults_to_the_token_and_warnings_flag_typos() {
+    let (_, app) = app(Limits::default());
+    let body = serde_json::json!({
+        "apiVersion": "meridian.dev/v1alpha1", "kind": "Approval", "metadata": {"name": "jp-2"},
+        "spec": {"flag": "jp-regulator", "reference": "r", "scope": {"plans": ["restor"], "services": ["music"]}}
+    });
+    let a = call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&body.to_string())).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let v = a.json();
+    assert_eq!(v["approval"]["grantedBy"], "alice");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("unknown plan \\\"restor\\\""), "{warnings}");
+}
+
+#[tokio::test]
+async fn invalid_approvals_get_400_with_every_problem() {
+    let (control, app) = app(Limits::default());
+    let bad = serde_json::json!({
+        "apiVersion": "meridian.dev/v1alpha1", "kind": "Approval", "metadata": {"name": "Bad_Name"},
+        "spec": {"flag": "jp-regulator", "grantedBy": "m", "expires": "tomorrow"}
+    });
+    let a = call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&bad.to_string())).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    let v = a.json();
+    assert!(v["error"].as_str().unwrap().starts_with("invalid approval: "), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("(and 1 more in details)"), "{v}");
+    let details = v["details"].as_array().unwrap();
+    let paths: Vec<&str> = details.iter().map(|d| d["path"].as_str().unwrap()).collect();
+    assert!(paths.contains(&"metadata.name") && paths.contains(&"spec.expires"), "{paths:?}");
+
+    let cases: [(&str, &str); 6] = [
+        ("{", "invalid JSON body"),
+        ("[1]", "the body is not a JSON object"),
+        (r#"{"kind": "RolloutPlan"}"#, "takes an Approval, not a RolloutPlan"),
+        (
+            r#"{"kind": "Approval", "apiVersion": "meridian.dev/v1alpha1", "metadata": {"name": "a"}, "spec": {"flag": "jp-regulator", "color": "red"}}"#,
+            "invalid approval: ",
+        ),
+        (
+            r#"{"kind": "Approval", "apiVersion": "meridian.dev/v1alpha1", "metadata": {"name": "a"}, "spec": {"flag": "jp-regulator", "revoked": {"at": "2026-01-01T00:00:00Z", "by": "x"}}}"#,
+            "spec.revoked cannot be set",
+        ),
+        (
+            r#"{"kind": "Approval", "apiVersion": "v0", "metadata": {"name": "a"}, "spec": {"flag": "jp-regulator"}}"#,
+            "invalid approval: apiVersion: unsupported apiVersion",
+        ),
+    ];
+    for (body, error) in cases {
+        let a = call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(body)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {}", a.text);
+        let (e, h) = a.error();
+        assert!(e.contains(error), "{e:?} lacks {error:?}");
+        assert!(!h.is_empty(), "{body}: no hint");
+    }
+    assert_eq!(control.snapshot().approvals.len(), 1, "nothing was granted");
+}
+
+#[tokio::test]
+async fn revoke_checks_the_flag_and_takes_a_reason() {
+    let (control, app) = app(Limits::default());
+    let a =
+        call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json("jp-ok-1", "jp-regulator"))).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+
+    // Not alice's flag, and not an approver: 403, recorded.
+    let b = call(&app, "DELETE", "/api/v1/approvals/ops-go-1", Some(APPROVER), None).await;
+    assert_eq!(b.status, StatusCode::FORBIDDEN, "{}", b.text);
+    assert!(b.error().0.contains("may not revoke approvals of flag \"ops-go\""));
+    let c = call(&app, "DELETE", "/api/v1/approvals/jp-ok-1", Some(OPERATOR), None).await;
+    assert_eq!(c.status, StatusCode::FORBIDDEN);
+    assert_eq!(control.denials().len(), 2);
+
+    let d = call(&app, "DELETE", "/api/v1/approvals/jp-ok-1?reason=letter%20withdrawn", Some(APPROVER), None).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    assert_eq!(d.json()["by"], "alice");
+    assert_eq!(d.json()["reason"], "letter withdrawn");
+    let list = call(&app, "GET", "/api/v1/approvals", Some(VIEWER), None).await.json();
+    let jp = list["approvals"].as_array().unwrap().iter().find(|a| a["name"] == "jp-ok-1").unwrap().clone();
+    assert_eq!(jp["status"], "revoked");
+    assert_eq!(jp["revoked"]["by"], "alice");
+    assert_eq!(jp["revoked"]["reason"], "letter withdrawn");
+
+    let again = call(&app, "DELETE", "/api/v1/approvals/jp-ok-1", Some(APPROVER), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(again.error().0.contains("already revoked by alice"));
+
+    // The reason in a JSON body; CI revokes its own flag.
+    let e = call(&app, "DELETE", "/api/v1/approvals/ops-go-1", Some(CI), Some(r#"{"reason": "tests failed"}"#)).await;
+    assert_eq!(e.status, StatusCode::OK, "{}", e.text);
+    assert_eq!(e.json()["reason"], "tests failed");
+
+    let missing = call(&app, "DELETE", "/api/v1/approvals/nope", Some(APPROVER), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.error().1.starts_with("known approvals: "));
+}
+
+fn record(plan: &str) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        at: chrono::Utc::now(),
+        plan: plan.into(),
+        wave: Some("canary".into()),
+        region: None,
+        service: None,
+        event: AuditEvent::Wave { from: WavePhase::Pending, to: WavePhase::Running },
+        cause: Cause::WaveStarted,
+    }
+}
+
+#[tokio::test]
+async fn audit_pages_and_validates_its_parameters() {
+    let (control, app) = app(Limits::default());
+    for _ in 0..3 {
+        control.commit(record("restore"));
+    }
+    control.commit(record("other"));
+    let all = call(&app, "GET", "/api/v1/audit", Some(VIEWER), None).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(all.json()["records"].as_array().unwrap().len(), 4);
+    let page = call(&app, "GET", "/api/v1/audit?plan=restore&after=1&limit=1", Some(VIEWER), None).await.json();
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0]["seq"].as_u64(), records[0]["plan"].as_str()), (Some(2), Some("restore")));
+    for (query, error) in [
+        ("limit=0", "limit must be between 1 and 1000"),
+        ("limit=5000", "limit must be between 1 and 1000"),
+        ("after=-1", "after must be a non-negative integer, not \"-1\""),
+        ("plan=restore&colour=red", "unknown parameter \"colour\""),
+    ] {
+        let a = call(&app, "GET", &format!("/api/v1/audit?{query}"), Some(VIEWER), None).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(a.error().0, error);
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_as_json() {
+    let (control, app) = app(Limits { body_bytes: 1024, ..Limits::default() });
+    let big = format!(r#"{{"wave": "{}"}}"#, "x".repeat(4096));
+    let a = call(&app, "POST", "/api/v1/plans/restore/pause", Some(OPERATOR), Some(&big)).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
+    assert_eq!(a.error().0, "request body too large (limit 1024 bytes)");
+    let b = call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&big)).await;
+    assert_eq!(b.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(control.commands().is_empty());
+}
+
+#[tokio::test]
+async fn slow_requests_time_out_with_503() {
+    let (control, app) = app(Limits { request_timeout: std::time::Duration::from_millis(100), ..Limits::default() });
+    control.stall_next(std::time::Duration::from_secs(5));
+    let a = call(&app, "POST", "/api/v1/plans/restore/pause", Some(OPERATOR), None).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
+    assert_eq!(a.error().0, "request not answered within 100ms");
+    assert!(control.commands().is_empty());
+}
+
+#[tokio::test]
+async fn control_plane_failures_map_to_statuses() {
+    let (control, app) = app(Limits::default());
+    for (error, status) in [
+        (ControlError::Stopped, StatusCode::SERVICE_UNAVAILABLE),
+        (ControlError::Store("disk full".into()), StatusCode::INTERNAL_SERVER_ERROR),
+        (ControlError::Invalid("no".into()), StatusCode::BAD_REQUEST),
+        (ControlError::Conflict("x".into()), StatusCode::CONFLICT),
+    ] {
+        control.fail_next(error.clone());
+        let a = call(&app, "POST", "/api/v1/plans/restore/pause", Some(OPERATOR), None).await;
+        assert_eq!(a.status, status, "{error:?}");
+        assert_eq!(a.error().0, error.to_string());
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_the_error_shape() {
+    let (_, app) = app(Limits::default());
+    let a = call(&app, "GET", "/api/v1/nothing", Some(VIEWER), None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.error().0, "no endpoint at /api/v1/nothing");
+    let b = call(&app, "GET", "/nothing", None, None).await;
+    assert_eq!(b.status, StatusCode::NOT_FOUND);
+    let c = call(&app, "DELETE", "/api/v1/plans", Some(OPERATOR), None).await;
+    assert_eq!(c.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(c.error().0, "method not allowed on this path");
+    let d = call(&app, "GET", "/api/v1/whoami", Some(APPROVER), None).await.json();
+    assert_eq!(d["identity"]["name"], "alice");
+    assert_eq!(d["identity"]["role"], "approver");
+    assert_eq!(d["identity"]["flags"][0], "jp-regulator");
+    assert_eq!(d["authDisabled"], false);
+}
+
+#[tokio::test]
+async fn disabled_auth_allows_everything_as_anonymous() {
+    let control = meridian_api::fake::FakeControl::from_yaml(PLAN);
+    let app = meridian_api::router(control.clone(), meridian_api::Auth::disabled(), Limits::default());
+    let a = call(&app, "POST", "/api/v1/plans/restore/abort", None, None).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    assert_eq!(control.commands()[0].1.by, "anonymous");
+    let b = call(&app, "POST", "/api/v1/approvals", None, Some(&approval_json("jp-1", "jp-regulator"))).await;
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.text);
+    // No token to attribute it to: grantedBy is kept as sent.
+    assert_eq!(b.json()["approval"]["grantedBy"], "Ministry liaison office");
+    assert_eq!(call(&app, "GET", "/api/v1/whoami", None, None).await.json()["authDisabled"], true);
+}

@@ -1,0 +1,232 @@
+//! The API client behind `status`, `approve`, `revoke` and the five commands: where the server
+//! is, which token to send, and the server's `{"error", "hint"}` answers turned into messages
+//! and exit codes.
+//!
+//! Owns no command logic; each subcommand module builds its requests and decides its output.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+/// Exit codes shared by the client subcommands.
+pub mod exit {
+    /// Done: the request was accepted, or the awaited rollout completed.
+    pub const OK: i32 = 0;
+    /// The server refused the request, or the awaited rollout failed, halted or was aborted.
+    pub const FAILED: i32 = 1;
+    /// `status --wait` gave up at `--timeout`.
+    pub const TIMED_OUT: i32 = 2;
+    /// Bad arguments, or the server could not be reached or understood.
+    pub const USAGE: i32 = 3;
+}
+
+/// Where the API is and how to authenticate: flags, else environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Base URL of the Meridian API.
+    #[arg(long, env = "MERIDIAN_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// Bearer token (from the server's tokens file).
+    #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM certificate to trust for an https server with a private or self-signed certificate.
+    #[arg(long, env = "MERIDIAN_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach {server}: {message}")]
+    Connection { server: String, message: String },
+    #[error("{error}")]
+    Api { status: u16, error: String, hint: Option<String> },
+    #[error("unexpected answer from {server}: {message}")]
+    Decode { server: String, message: String },
+}
+
+impl ClientError {
+    /// `Api` errors are the server's refusal (1); the rest are usage or connection (3).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::Api { .. } => exit::FAILED,
+            _ => exit::USAGE,
+        }
+    }
+
+    /// Worth retrying while waiting: the server is down, restarting, or busy.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Connection { .. } => true,
+            ClientError::Api { status, .. } => *status == 503,
+            _ => false,
+        }
+    }
+
+    /// Print to stderr, prefixed with the command, with the hint on its own line.
+    pub fn report(&self, command: &str) {
+        eprintln!("meridian {command}: {self}");
+        match self {
+            ClientError::Api { hint: Some(hint), .. } => eprintln!("  hint: {hint}"),
+            ClientError::Api { status: 401, .. } => {
+                eprintln!("  hint: pass --token or set MERIDIAN_TOKEN")
+            }
+            ClientError::Connection { .. } => {
+                eprintln!("  hint: is the controller running? pass --server or set MERIDIAN_SERVER")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A configured client of one server.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Client {
+    pub fn new(args: &ServerArgs) -> Result<Self, ClientError> {
+        let base = args.server.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Usage(format!(
+                "invalid --server {:?}; use a URL such as {DEFAULT_SERVER}",
+                args.server
+            )));
+        }
+        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(Duration::from_secs(5));
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| ClientError::Usage(format!("failed to read --ca-cert {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ClientError::Usage(format!("invalid --ca-cert {}: {e}", path.display())))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| ClientError::Usage(format!("failed to set up the HTTP client: {e}")))?;
+        let token = args.token.clone().filter(|t| !t.trim().is_empty());
+        Ok(Client { http, base, token })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.http.get(self.url(path)), path).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: Option<&Value>) -> Result<T, ClientError> {
+        let mut request = self.http.post(self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request, path).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str, body: Option<&Value>) -> Result<T, ClientError> {
+        let mut request = self.http.delete(self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.send(request, path).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Connection { server: self.base.clone(), message: error_chain(&e) })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Connection { server: self.base.clone(), message: error_chain(&e) })?;
+        if !status.is_success() {
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let error = body["error"].as_str().map(str::to_string).unwrap_or_else(|| {
+                format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("error")).to_lowercase()
+            });
+            let hint = body["hint"].as_str().map(str::to_string);
+            return Err(ClientError::Api { status: status.as_u16(), error, hint });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            server: self.base.clone(),
+            message: format!("GET/POST {path}: {e}; is this a Meridian server of the same version?"),
+        })
+    }
+}
+
+/// "error sending request: connection refused", not only the outermost layer.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}
+
+/// Percent-encode one path segment (plan and approval names are Kubernetes names, but be safe).
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Run a client future on a small runtime of its own; `None` when the runtime cannot start.
+pub fn block_on<F: Future>(command: &str, future: F) -> Option<F::Output> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => Some(runtime.block_on(future)),
+        Err(e) => {
+            eprintln!("meridian {command}: failed to start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// The client subcommands exit 3 on bad arguments (clap's own code, 2, means "timed out" for
+/// `status --wait`); every other subcommand keeps clap's behaviour.
+pub fn exit_on_parse_error(error: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    const CLIENT_COMMANDS: [&str; 8] = ["status", "approve", "revoke", "pause", "resume", "abort", "promote", "retry"];
+    let is_client = std::env::args().nth(1).is_some_and(|a| CLIENT_COMMANDS.contains(&a.as_str()));
+    let is_usage = !matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if is_client && is_usage {
+        let _ = error.print();
+        std::process::exit(exit::USAGE);
+    }
+    error.exit()
+}

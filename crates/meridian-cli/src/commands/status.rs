@@ -1,0 +1,607 @@
+//! `meridian status [PLAN]`: the plans, or one plan's regions x services, from the API; with
+//! `--wait`, follow the rollout until it is complete, fails, or the timeout passes.
+//!
+//! Waiting polls `GET /api/v1/plans/{name}` every `--interval` (never a busy loop); a lost
+//! connection or a 503 is retried for up to 30 s, so a controller restart does not end the wait.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use meridian_core::duration::Span;
+use meridian_core::state::{PlanState, UnitState};
+use meridian_core::{PlanPhase, UnitPhase, WavePhase};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Format;
+use crate::client::{self, Client, ClientError, ServerArgs, exit, segment};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  shown; with --wait: the plan (or --wave / --region, or every plan) is complete
+  1  with --wait: it failed, halted or was aborted
+  2  with --wait: --timeout passed first
+  3  usage error, unknown plan, wave or region, or the server could not be reached
+     (while waiting, a lost connection is retried for 30 s first)";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct Args {
+    /// A plan: show its regions x services (default: list every plan).
+    pub plan: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
+    /// Wait until the plan (every plan without PLAN) is complete; exit 1 as soon as it
+    /// fails, halts or is aborted.
+    #[arg(long)]
+    pub wait: bool,
+    /// Only this wave: show its regions; with --wait, wait until it is complete.
+    #[arg(long, requires = "plan", conflicts_with = "region")]
+    pub wave: Option<String>,
+    /// Only this region: show its services; with --wait, wait until all are enabled.
+    #[arg(long, requires = "plan")]
+    pub region: Option<String>,
+    /// With --wait: give up after this long (exit 2).
+    #[arg(long, default_value = "30m")]
+    pub timeout: Span,
+    /// With --wait: how often to ask the server.
+    #[arg(long, default_value = "2s")]
+    pub interval: Span,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// A plan as `GET /api/v1/plans/{name}` serves it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    pub name: String,
+    pub phase: PlanPhase,
+    pub state: PlanState,
+    pub regions: Vec<RegionView>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionView {
+    pub name: String,
+    pub wave: String,
+    #[serde(default)]
+    pub approvals: Vec<FlagView>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FlagView {
+    pub flag: String,
+    pub holds: bool,
+    pub detail: String,
+}
+
+/// A plan as `GET /api/v1/plans` lists it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SummaryView {
+    pub name: String,
+    pub phase: PlanPhase,
+    pub units: usize,
+    pub enabled: usize,
+    #[serde(default)]
+    pub waves: Vec<WaveView>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WaveView {
+    pub name: String,
+    pub phase: WavePhase,
+}
+
+#[derive(Deserialize)]
+struct PlanList {
+    plans: Vec<SummaryView>,
+}
+
+/// What `--wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Plan,
+    Wave(&'a str),
+    Region(&'a str),
+}
+
+/// How a wait ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed(String),
+}
+
+/// Has `target` reached an end? `Err` for a wave or region the plan does not have.
+pub fn outcome(plan: &PlanView, target: Target<'_>) -> Result<Option<Outcome>, String> {
+    let state = &plan.state;
+    match target {
+        Target::Plan => Ok(match plan.phase {
+            PlanPhase::Complete => Some(Outcome::Done),
+            PlanPhase::Aborted => Some(Outcome::Failed(format!("plan {} was aborted", plan.name))),
+            PlanPhase::Halted => Some(Outcome::Failed(halted(state))),
+            _ => None,
+        }),
+        Target::Wave(name) => {
+            let wave = state.waves.iter().find(|w| w.name == name).ok_or_else(|| {
+                format!(
+                    "plan {} has no wave {name:?} (waves: {})",
+                    plan.name,
+                    names(state.waves.iter().map(|w| &w.name))
+                )
+            })?;
+            Ok(match wave.phase {
+                WavePhase::Complete => Some(Outcome::Done),
+                _ if state.aborted => Some(Outcome::Failed(format!("plan {} was aborted", plan.name))),
+                WavePhase::Halted => Some(Outcome::Failed(halted(state))),
+                _ => None,
+            })
+        }
+        Target::Region(name) => {
+            let units: Vec<&UnitState> = state.units.iter().filter(|u| u.region == name).collect();
+            if units.is_empty() {
+                return Err(format!(
+                    "plan {} has no region {name:?} (regions: {})",
+                    plan.name,
+                    names(plan.regions.iter().map(|r| &r.name))
+                ));
+            }
+            if state.aborted || state.aborted_regions.contains(name) {
+                return Ok(Some(Outcome::Failed(format!("region {name} of plan {} was aborted", plan.name))));
+            }
+            if let Some(u) = units.iter().find(|u| matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack)) {
+                return Ok(Some(Outcome::Failed(format!("{}/{} is {}", u.region, u.service, u.phase))));
+            }
+            Ok(units.iter().all(|u| u.phase == UnitPhase::Enabled).then_some(Outcome::Done))
+        }
+    }
+}
+
+fn halted(state: &PlanState) -> String {
+    let waves: Vec<String> = state
+        .waves
+        .iter()
+        .filter(|w| w.phase == WavePhase::Halted)
+        .map(|w| match &w.waiting {
+            Some(why) => format!("{} ({why})", w.name),
+            None => w.name.clone(),
+        })
+        .collect();
+    format!("plan {} halted: wave {}", state.plan, waves.join(", "))
+}
+
+/// Every plan at once: 1 as soon as one failed, 0 once all are complete.
+pub fn overall(plans: &[SummaryView]) -> Option<Outcome> {
+    if let Some(p) = plans.iter().find(|p| matches!(p.phase, PlanPhase::Halted | PlanPhase::Aborted)) {
+        return Some(Outcome::Failed(format!("plan {} is {}", p.name, p.phase)));
+    }
+    (!plans.is_empty() && plans.iter().all(|p| p.phase == PlanPhase::Complete)).then_some(Outcome::Done)
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    names.map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+pub fn run(args: &Args) -> i32 {
+    client::block_on("status", run_async(args)).unwrap_or(exit::USAGE)
+}
+
+async fn run_async(args: &Args) -> i32 {
+    let client = match Client::new(&args.server) {
+        Ok(c) => c,
+        Err(e) => {
+            e.report("status");
+            return exit::USAGE;
+        }
+    };
+    let result = match &args.plan {
+        Some(plan) => one_plan(&client, args, plan).await,
+        None => every_plan(&client, args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            e.report("status");
+            // A refusal here (unknown plan, bad token) is not the rollout failing.
+            exit::USAGE
+        }
+    }
+}
+
+/// Poll until `done` gives an exit code or the deadline passes. Transient errors are
+/// retried for `RECONNECT_GRACE`.
+struct Poller {
+    deadline: Instant,
+    interval: Duration,
+    failing_since: Option<Instant>,
+}
+
+const RECONNECT_GRACE: Duration = Duration::from_secs(30);
+
+impl Poller {
+    fn new(args: &Args) -> Self {
+        Poller {
+            deadline: Instant::now() + Duration::from_millis(args.timeout.as_millis()),
+            interval: Duration::from_millis(args.interval.as_millis().max(100)),
+            failing_since: None,
+        }
+    }
+
+    /// Ok(true) to poll again, after sleeping; Ok(false) when the time is up.
+    async fn next(&mut self, result: Result<(), ClientError>) -> Result<bool, ClientError> {
+        match result {
+            Ok(()) => self.failing_since = None,
+            Err(e) if e.is_transient() => {
+                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RECONNECT_GRACE {
+                    return Err(e);
+                }
+                eprintln!("meridian status: {e}; retrying");
+            }
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(self.interval.min(self.deadline - now)).await;
+        Ok(true)
+    }
+}
+
+async fn one_plan(client: &Client, args: &Args, name: &str) -> Result<i32, ClientError> {
+    let path = format!("/plans/{}", segment(name));
+    let target = match (&args.wave, &args.region) {
+        (Some(w), _) => Target::Wave(w),
+        (None, Some(r)) => Target::Region(r),
+        (None, None) => Target::Plan,
+    };
+    // The first answer decides whether the plan (and wave or region) exist at all.
+    let mut raw: Value = client.get(&path).await?;
+    let mut view = decode(client, &raw)?;
+    if let Err(e) = outcome(&view, target) {
+        eprintln!("meridian status: {e}");
+        return Ok(exit::USAGE);
+    }
+    if !args.wait {
+        show_plan(args, &raw, &view);
+        return Ok(exit::OK);
+    }
+    let mut poller = Poller::new(args);
+    let mut last_line = String::new();
+    loop {
+        let line = progress_line(&view);
+        if line != last_line && args.format == Format::Text {
+            eprintln!("{line}");
+            last_line = line;
+        }
+        match outcome(&view, target) {
+            Ok(Some(end)) => {
+                show_plan(args, &raw, &view);
+                return Ok(match end {
+                    Outcome::Done => exit::OK,
+                    Outcome::Failed(why) => {
+                        eprintln!("meridian status: {why}");
+                        exit::FAILED
+                    }
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // The plan was edited while we waited and lost the wave or region.
+                eprintln!("meridian status: {e}");
+                return Ok(exit::USAGE);
+            }
+        }
+        let mut fetched = Ok(());
+        loop {
+            if !poller.next(fetched).await? {
+                show_plan(args, &raw, &view);
+                eprintln!(
+                    "meridian status: timed out after {} waiting for {}; it is {}",
+                    args.timeout,
+                    describe(target, name),
+                    view.phase
+                );
+                return Ok(exit::TIMED_OUT);
+            }
+            match client.get::<Value>(&path).await {
+                Ok(fresh) => {
+                    raw = fresh;
+                    view = decode(client, &raw)?;
+                    break;
+                }
+                Err(e) => fetched = Err(e),
+            }
+        }
+    }
+}
+
+async fn every_plan(client: &Client, args: &Args) -> Result<i32, ClientError> {
+    let mut list: PlanList = client.get("/plans").await?;
+    if !args.wait {
+        show_list(args, &list.plans);
+        return Ok(exit::OK);
+    }
+    if list.plans.is_empty() {
+        eprintln!("meridian status: the server has no plans to wait for");
+        return Ok(exit::USAGE);
+    }
+    let mut poller = Poller::new(args);
+    loop {
+        if let Some(end) = overall(&list.plans) {
+            show_list(args, &list.plans);
+            return Ok(match end {
+                Outcome::Done => exit::OK,
+                Outcome::Failed(why) => {
+                    eprintln!("meridian status: {why}");
+                    exit::FAILED
+                }
+            });
+        }
+        let mut fetched = Ok(());
+        loop {
+            if !poller.next(fetched).await? {
+                show_list(args, &list.plans);
+                eprintln!("meridian status: timed out after {} waiting for every plan", args.timeout);
+                return Ok(exit::TIMED_OUT);
+            }
+            match client.get::<PlanList>("/plans").await {
+                Ok(fresh) => {
+                    list = fresh;
+                    break;
+                }
+                Err(e) => fetched = Err(e),
+            }
+        }
+    }
+}
+
+fn decode(client: &Client, raw: &Value) -> Result<PlanView, ClientError> {
+    serde_json::from_value(raw.clone())
+        .map_err(|e| ClientError::Decode { server: client.server().to_string(), message: format!("plan detail: {e}") })
+}
+
+fn describe(target: Target<'_>, plan: &str) -> String {
+    match target {
+        Target::Plan => format!("plan {plan}"),
+        Target::Wave(w) => format!("wave {w} of plan {plan}"),
+        Target::Region(r) => format!("region {r} of plan {plan}"),
+    }
+}
+
+fn progress_line(view: &PlanView) -> String {
+    let enabled = view.state.units.iter().filter(|u| u.phase == UnitPhase::Enabled).count();
+    let waves: Vec<String> = view.state.waves.iter().map(|w| format!("{} {}", w.name, w.phase)).collect();
+    format!("{}: {} ({enabled}/{} enabled; {})", view.name, view.phase, view.state.units.len(), waves.join(", "))
+}
+
+fn show_plan(args: &Args, raw: &Value, view: &PlanView) {
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(raw).unwrap_or_default()),
+        Format::Text => print!("{}", plan_table(view, args.wave.as_deref(), args.region.as_deref())),
+    }
+}
+
+fn show_list(args: &Args, plans: &[SummaryView]) {
+    match args.format {
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "plans": plans_json(plans) })).unwrap_or_default()
+            )
+        }
+        Format::Text => print!("{}", list_table(plans)),
+    }
+}
+
+fn plans_json(plans: &[SummaryView]) -> Vec<Value> {
+    plans
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name,
+                "phase": p.phase,
+                "units": p.units,
+                "enabled": p.enabled,
+                "waves": p.waves.iter().map(|w| serde_json::json!({"name": w.name, "phase": w.phase})).collect::<Vec<_>>(),
+                "updatedAt": p.updated_at,
+            })
+        })
+        .collect()
+}
+
+/// The plan list as a table.
+pub fn list_table(plans: &[SummaryView]) -> String {
+    if plans.is_empty() {
+        return "no plans\n".to_string();
+    }
+    let mut rows = vec![vec!["PLAN".into(), "PHASE".into(), "ENABLED".into(), "WAVES".into(), "UPDATED".into()]];
+    for p in plans {
+        rows.push(vec![
+            p.name.clone(),
+            p.phase.to_string(),
+            format!("{}/{}", p.enabled, p.units),
+            p.waves.iter().map(|w| format!("{}:{}", w.name, w.phase)).collect::<Vec<_>>().join(" "),
+            p.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        ]);
+    }
+    table(&rows)
+}
+
+/// One plan: a header, then a row per (region, service) with what each waits for.
+pub fn plan_table(view: &PlanView, wave: Option<&str>, region: Option<&str>) -> String {
+    let mut out = format!("{}\n", progress_line(view));
+    let mut rows = vec![
+        ["WAVE", "REGION", "SERVICE", "STATE", "STEP", "TRAFFIC", "HEALTH", "WAITING FOR"].map(String::from).to_vec(),
+    ];
+    for r in &view.regions {
+        if wave.is_some_and(|w| w != r.wave) || region.is_some_and(|x| x != r.name) {
+            continue;
+        }
+        let missing: Vec<String> =
+            r.approvals.iter().filter(|a| !a.holds).map(|a| format!("{} ({})", a.flag, a.detail)).collect();
+        for u in view.state.units.iter().filter(|u| u.region == r.name) {
+            let waiting = match (&u.waiting, u.phase) {
+                (Some(why), _) => why.to_string(),
+                // The engine names the first reason; say which approvals are missing too.
+                (None, UnitPhase::Pending | UnitPhase::Blocked) if !missing.is_empty() => missing.join("; "),
+                _ => String::new(),
+            };
+            rows.push(vec![
+                r.wave.clone(),
+                r.name.clone(),
+                u.service.clone(),
+                u.phase.to_string(),
+                u.step.map(|s| (s + 1).to_string()).unwrap_or_else(|| "-".into()),
+                format!("{}%", u.percent),
+                health(u),
+                waiting,
+            ]);
+        }
+    }
+    out.push_str(&table(&rows));
+    out
+}
+
+fn health(u: &UnitState) -> String {
+    if u.checks.is_empty() {
+        return "-".into();
+    }
+    u.checks
+        .iter()
+        .map(|c| {
+            let verdict = match c.verdict {
+                None => "-".to_string(),
+                Some(v) => {
+                    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+                }
+            };
+            match c.value {
+                Some(v) => format!("{} {verdict} ({})", c.name, trim_float(v)),
+                None => format!("{} {verdict}", c.name),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn trim_float(v: f64) -> String {
+    let text = format!("{v:.4}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Left-aligned columns, two spaces apart, no trailing spaces.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(yaml_state: impl FnOnce(&mut PlanState)) -> PlanView {
+        let bundle = meridian_core::validate::load(
+            &[(
+                "p.yaml".into(),
+                "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: p}\nspec:\n  services: [{name: a}, {name: b}]\n  regions: [{name: r1}, {name: r2}]\n  waves: [{name: w1, regions: [r1]}, {name: w2, regions: [r2]}]\n  actuator: {log: {}}\n".into(),
+            )],
+            None,
+        );
+        let plan = &bundle.plans[0];
+        let mut state = PlanState::new(plan);
+        yaml_state(&mut state);
+        PlanView {
+            name: "p".into(),
+            phase: state.phase(),
+            regions: plan
+                .regions
+                .iter()
+                .map(|r| RegionView { name: r.name.clone(), wave: plan.waves[r.wave].name.clone(), approvals: vec![] })
+                .collect(),
+            state,
+        }
+    }
+
+    #[test]
+    fn outcomes_per_target() {
+        let running = view(|s| s.waves[0].phase = WavePhase::Running);
+        assert_eq!(outcome(&running, Target::Plan), Ok(None));
+        assert_eq!(outcome(&running, Target::Wave("w1")), Ok(None));
+        assert!(outcome(&running, Target::Wave("w9")).unwrap_err().contains("waves: w1, w2"));
+        assert!(outcome(&running, Target::Region("r9")).unwrap_err().contains("regions: r1, r2"));
+
+        let w1_done = view(|s| {
+            s.waves[0].phase = WavePhase::Complete;
+            s.units.iter_mut().filter(|u| u.region == "r1").for_each(|u| u.phase = UnitPhase::Enabled);
+        });
+        assert_eq!(outcome(&w1_done, Target::Wave("w1")), Ok(Some(Outcome::Done)));
+        assert_eq!(outcome(&w1_done, Target::Region("r1")), Ok(Some(Outcome::Done)));
+        assert_eq!(outcome(&w1_done, Target::Region("r2")), Ok(None));
+        assert_eq!(outcome(&w1_done, Target::Plan), Ok(None));
+
+        let rolled_back = view(|s| {
+            s.waves[1].phase = WavePhase::Halted;
+            s.units[2].phase = UnitPhase::RolledBack;
+        });
+        assert!(
+            matches!(outcome(&rolled_back, Target::Plan), Ok(Some(Outcome::Failed(why))) if why.contains("halted: wave w2"))
+        );
+        assert!(
+            matches!(outcome(&rolled_back, Target::Region("r2")), Ok(Some(Outcome::Failed(why))) if why == "r2/a is rolled-back")
+        );
+        assert_eq!(outcome(&rolled_back, Target::Wave("w1")), Ok(None));
+
+        let aborted = view(|s| s.aborted = true);
+        assert!(matches!(outcome(&aborted, Target::Plan), Ok(Some(Outcome::Failed(_)))));
+        assert!(matches!(outcome(&aborted, Target::Region("r1")), Ok(Some(Outcome::Failed(_)))));
+        let region_aborted = view(|s| _ = s.aborted_regions.insert("r2".into()));
+        assert!(matches!(outcome(&region_aborted, Target::Region("r2")), Ok(Some(Outcome::Failed(_)))));
+
+        let complete = view(|s| s.waves.iter_mut().for_each(|w| w.phase = WavePhase::Complete));
+        assert_eq!(outcome(&complete, Target::Plan), Ok(Some(Outcome::Done)));
+    }
+
+    #[test]
+    fn tables_align_and_say_what_units_wait_for() {
+        let v = view(|s| {
+            s.waves[0].phase = WavePhase::Running;
+            s.units[0].phase = UnitPhase::Progressing;
+            s.units[0].step = Some(1);
+            s.units[0].percent = 10;
+            s.units[1].phase = UnitPhase::Blocked;
+            s.units[1].waiting = Some(meridian_core::WaitReason::Dependency { services: vec!["a".into()] });
+        });
+        let text = plan_table(&v, None, None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "p: running (0/4 enabled; w1 running, w2 pending)");
+        assert!(
+            lines[1].starts_with("WAVE  REGION  SERVICE  STATE        STEP  TRAFFIC  HEALTH  WAITING FOR"),
+            "{text}"
+        );
+        assert!(lines[2].starts_with("w1    r1      a        progressing  2     10%      -"), "{text}");
+        assert!(lines[3].ends_with("waiting for a to be enabled first"), "{text}");
+        assert_eq!(plan_table(&v, None, Some("r2")).lines().count(), 4);
+        assert_eq!(plan_table(&v, Some("w1"), None).lines().count(), 4);
+    }
+}

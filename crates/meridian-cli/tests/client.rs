@@ -1,0 +1,380 @@
+//! The `meridian` client subcommands (status, approve, revoke, pause, ...) run as the real
+//! binary against the real API router on 127.0.0.1, backed by the fake control plane.
+
+use std::net::SocketAddr;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_api::fake::FakeControl;
+use meridian_api::{Auth, Limits, TlsFiles, router, serve};
+use meridian_controller::control::ControlPlane;
+use meridian_core::{CommandKind, UnitPhase, WavePhase};
+
+const PLAN: &str = r#"
+apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: restore}
+spec:
+  services: [{name: signin}, {name: store, after: [signin]}]
+  regions:
+    - {name: us-east}
+    - {name: jp, approvals: [jp-regulator]}
+  waves:
+    - {name: canary, regions: [us-east]}
+    - {name: asia, regions: [jp]}
+  steps: [10, 100]
+  actuator: {log: {}}
+"#;
+
+const VIEWER: &str = "viewer-token-0000000001";
+const OPERATOR: &str = "operator-token-00000001";
+const APPROVER: &str = "approver-token-00000001";
+
+struct Server {
+    base: String,
+    control: Arc<FakeControl>,
+}
+
+async fn start(tls: Option<TlsFiles>) -> Server {
+    let control = FakeControl::from_yaml(PLAN);
+    let auth = Auth::from_yaml(
+        "tokens.yaml",
+        &format!(
+            "tokens:\n- {{name: vic, token: {VIEWER}, role: viewer}}\n- {{name: olga, token: {OPERATOR}, role: operator}}\n\
+             - {{name: alice, token: {APPROVER}, role: approver, flags: [jp-regulator]}}\n"
+        ),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let scheme = if tls.is_some() { "https://localhost" } else { "http://127.0.0.1" };
+    tokio::spawn(serve(listener, router(control.clone(), auth, Limits::default()), tls, std::future::pending()));
+    Server { base: format!("{scheme}:{}", addr.port()), control }
+}
+
+/// Run `meridian ARGS` with `--server` pointing at `server` (unless given) and a clean env.
+async fn meridian(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(&args)
+            .env_remove("MERIDIAN_SERVER")
+            .env_remove("MERIDIAN_TOKEN")
+            .env_remove("MERIDIAN_CA_CERT")
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// A port nothing listens on.
+async fn closed_port() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+fn complete_everything(control: &FakeControl) {
+    control.update("restore", |s| {
+        s.units.iter_mut().for_each(|u| {
+            u.phase = UnitPhase::Enabled;
+            u.percent = 100;
+        });
+        s.waves.iter_mut().for_each(|w| w.phase = WavePhase::Complete);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_plans_and_shows_one_as_a_table_or_json() {
+    let s = start(None).await;
+    let list = meridian(&["status", "--server", &s.base, "--token", VIEWER], &[]).await;
+    assert_eq!(code(&list), 0, "{}", err(&list));
+    let text = out(&list);
+    assert!(text.starts_with("PLAN     PHASE    ENABLED  WAVES"), "{text}");
+    assert!(text.contains("restore  pending  0/4      canary:pending asia:pending"), "{text}");
+
+    // Server and token from the environment.
+    let env = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", VIEWER)];
+    let one = meridian(&["status", "restore"], &env).await;
+    assert_eq!(code(&one), 0, "{}", err(&one));
+    let table = out(&one);
+    assert!(table.contains("WAVE    REGION   SERVICE  STATE    STEP  TRAFFIC  HEALTH  WAITING FOR"), "{table}");
+    assert!(
+        table.contains(
+            "asia    jp       signin   pending  -     0%       -       jp-regulator (approval jp-regulator not granted)"
+        ),
+        "{table}"
+    );
+
+    let json = meridian(&["status", "restore", "-o", "json"], &env).await;
+    assert_eq!(code(&json), 0);
+    let v: serde_json::Value = serde_json::from_str(&out(&json)).unwrap();
+    assert_eq!(v["name"], "restore");
+    assert_eq!(v["state"]["units"].as_array().unwrap().len(), 4);
+    let list: serde_json::Value = serde_json::from_str(&out(&meridian(&["status", "-o", "json"], &env).await)).unwrap();
+    assert_eq!(list["plans"][0]["enabled"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_wait_exits_0_when_complete() {
+    let s = start(None).await;
+    let control = s.control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        complete_everything(&control);
+    });
+    let o = meridian(
+        &[
+            "status",
+            "restore",
+            "--wait",
+            "--interval",
+            "100ms",
+            "--timeout",
+            "20s",
+            "--server",
+            &s.base,
+            "--token",
+            VIEWER,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).contains("restore: complete (4/4 enabled"), "{}", out(&o));
+    assert!(err(&o).contains("restore: pending (0/4 enabled"), "progress goes to stderr: {}", err(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_wait_for_a_wave_or_region() {
+    let s = start(None).await;
+    s.control.update("restore", |st| {
+        st.waves[0].phase = WavePhase::Complete;
+        st.units.iter_mut().filter(|u| u.region == "us-east").for_each(|u| u.phase = UnitPhase::Enabled);
+    });
+    let common = ["--wait", "--interval", "100ms", "--timeout", "1s", "--server", &s.base, "--token", VIEWER];
+    let wave = meridian(&[&["status", "restore", "--wave", "canary"][..], &common].concat(), &[]).await;
+    assert_eq!(code(&wave), 0, "{}", err(&wave));
+    let region = meridian(&[&["status", "restore", "--region", "us-east"][..], &common].concat(), &[]).await;
+    assert_eq!(code(&region), 0, "{}", err(&region));
+    let other = meridian(&[&["status", "restore", "--region", "jp"][..], &common].concat(), &[]).await;
+    assert_eq!(code(&other), 2, "jp is not done: {}", err(&other));
+    let unknown = meridian(&[&["status", "restore", "--wave", "europe"][..], &common].concat(), &[]).await;
+    assert_eq!(code(&unknown), 3);
+    assert!(err(&unknown).contains("plan restore has no wave \"europe\" (waves: canary, asia)"), "{}", err(&unknown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_wait_exits_1_when_halted_or_aborted() {
+    let s = start(None).await;
+    let control = s.control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        control.update("restore", |st| {
+            st.waves[0].phase = WavePhase::Halted;
+            st.units[0].phase = UnitPhase::RolledBack;
+        });
+    });
+    let o =
+        meridian(&["status", "restore", "--wait", "--interval", "100ms", "--server", &s.base, "--token", VIEWER], &[])
+            .await;
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(err(&o).contains("plan restore halted: wave canary"), "{}", err(&o));
+
+    // Aborted through the CLI itself, then waited on.
+    let abort = meridian(&["abort", "restore", "--server", &s.base, "--token", OPERATOR], &[]).await;
+    assert_eq!(code(&abort), 0, "{}", err(&abort));
+    let o = meridian(&["status", "--wait", "--server", &s.base, "--token", VIEWER], &[]).await;
+    assert_eq!(code(&o), 1, "{}", err(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_wait_exits_2_on_timeout() {
+    let s = start(None).await;
+    let began = std::time::Instant::now();
+    let o = meridian(
+        &[
+            "status",
+            "restore",
+            "--wait",
+            "--interval",
+            "100ms",
+            "--timeout",
+            "700ms",
+            "--server",
+            &s.base,
+            "--token",
+            VIEWER,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code(&o), 2, "{}", err(&o));
+    assert!(err(&o).contains("timed out after 700ms waiting for plan restore; it is pending"), "{}", err(&o));
+    assert!(began.elapsed() >= Duration::from_millis(700));
+    assert!(out(&o).contains("WAVE"), "the last table is shown: {}", out(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_exits_3_on_usage_and_connection_errors() {
+    let s = start(None).await;
+    let nobody = format!("http://{}", closed_port().await);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["status", "--server", &nobody, "--token", VIEWER], "cannot reach"),
+        (vec!["status", "restore", "--wait", "--server", &nobody], "hint: is the controller running?"),
+        (vec!["status", "nope", "--server", &s.base, "--token", VIEWER], "no plan named \"nope\""),
+        (vec!["status", "restore", "--server", &s.base], "missing bearer token"),
+        (vec!["status", "restore", "--server", &s.base, "--token", "wrong-token-000000000"], "invalid token"),
+        (vec!["status", "--wave", "canary", "--server", &s.base], "--wave"),
+        (vec!["status", "restore", "--timeout", "soon"], "soon"),
+        (vec!["status", "--server", "localhost:7070"], "invalid --server"),
+    ];
+    for (args, needle) in cases {
+        let o = meridian(&args, &[]).await;
+        assert_eq!(code(&o), 3, "{args:?}: {}", err(&o));
+        assert!(err(&o).contains(needle), "{args:?}: {needle:?} not in {}", err(&o));
+    }
+    let help = meridian(&["status", "--help"], &[]).await;
+    assert_eq!(code(&help), 0);
+    assert!(out(&help).contains("2  with --wait: --timeout passed first"), "{}", out(&help));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_and_revoke_round_trip() {
+    let s = start(None).await;
+    let env = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", APPROVER)];
+    let o = meridian(
+        &[
+            "approve",
+            "jp-regulator",
+            "--plan",
+            "restore",
+            "--region",
+            "jp",
+            "--service",
+            "signin",
+            "--service",
+            "store",
+            "--reference",
+            "letter 2026-0528-17",
+            "--expires",
+            "30d",
+            "--name",
+            "jp-ok-1",
+            "--granted-by",
+            "Ministry liaison office",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        out(&o).starts_with("granted jp-regulator as approval jp-ok-1 for plan restore, regions jp, services signin, store (by Ministry liaison office (via alice)); expires "),
+        "{}",
+        out(&o)
+    );
+    let approvals = s.control.snapshot().approvals.clone();
+    let a = approvals.iter().find(|a| a.name == "jp-ok-1").unwrap();
+    assert_eq!(a.scope.plans, ["restore"]);
+    assert_eq!(a.scope.regions, ["jp"]);
+    assert_eq!(a.scope.services, ["signin", "store"]);
+    assert_eq!(a.reference.as_deref(), Some("letter 2026-0528-17"));
+    assert!(a.expires.unwrap() > chrono::Utc::now() + chrono::Duration::days(29));
+
+    // The same name again: refused by the server (1), its error and hint printed.
+    let again =
+        meridian(&["approve", "jp-regulator", "--plan", "restore", "--reference", "x", "--name", "jp-ok-1"], &env)
+            .await;
+    assert_eq!(code(&again), 1);
+    assert!(err(&again).contains("meridian approve: an approval named \"jp-ok-1\" already exists"), "{}", err(&again));
+    assert!(err(&again).contains("  hint: choose another name"), "{}", err(&again));
+
+    // A flag this token may not grant: 1, with the server's reason.
+    let other = meridian(&["approve", "ops-go", "--plan", "restore", "--reference", "x"], &env).await;
+    assert_eq!(code(&other), 1);
+    assert!(err(&other).contains("may not grant flag \"ops-go\""), "{}", err(&other));
+    assert!(s.control.denials().iter().any(|d| d.who == "alice"));
+
+    let bad =
+        meridian(&["approve", "jp-regulator", "--plan", "restore", "--reference", "x", "--expires", "someday"], &env)
+            .await;
+    assert_eq!(code(&bad), 3);
+    let missing = meridian(&["approve", "jp-regulator", "--plan", "restore"], &env).await;
+    assert_eq!(code(&missing), 3, "--reference is required: {}", err(&missing));
+
+    let revoke = meridian(&["revoke", "jp-ok-1", "--reason", "letter withdrawn"], &env).await;
+    assert_eq!(code(&revoke), 0, "{}", err(&revoke));
+    assert!(out(&revoke).contains("revoked approval jp-ok-1 (flag jp-regulator) by alice"), "{}", out(&revoke));
+    let approvals = s.control.snapshot().approvals.clone();
+    let revoked = approvals.iter().find(|a| a.name == "jp-ok-1").unwrap().revoked.clone().unwrap();
+    assert_eq!((revoked.by.as_str(), revoked.reason.as_deref()), ("alice", Some("letter withdrawn")));
+    let twice = meridian(&["revoke", "jp-ok-1"], &env).await;
+    assert_eq!(code(&twice), 1);
+    assert!(err(&twice).contains("already revoked"), "{}", err(&twice));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_round_trip_with_scope_and_errors() {
+    let s = start(None).await;
+    let env = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", OPERATOR)];
+    for (args, line) in [
+        (vec!["pause", "restore", "--wave", "asia"], "pause accepted for plan restore, wave asia (by olga)"),
+        (vec!["resume", "restore", "--wave", "asia"], "resume accepted for plan restore, wave asia (by olga)"),
+        (vec!["promote", "restore"], "promote accepted for plan restore (by olga)"),
+        (vec!["retry", "restore", "--region", "jp"], "retry accepted for plan restore, region jp (by olga)"),
+        (vec!["abort", "restore", "--region", "us-east"], "abort accepted for plan restore, region us-east (by olga)"),
+    ] {
+        let o = meridian(&args, &env).await;
+        assert_eq!(code(&o), 0, "{args:?}: {}", err(&o));
+        assert!(out(&o).starts_with(line), "{}", out(&o));
+    }
+    let kinds: Vec<CommandKind> = s.control.commands().iter().map(|(_, c)| c.kind).collect();
+    use CommandKind::*;
+    assert_eq!(kinds, [Pause, Resume, Promote, Retry, Abort]);
+
+    let unknown = meridian(&["pause", "restore", "--region", "kr"], &env).await;
+    assert_eq!(code(&unknown), 1);
+    assert!(err(&unknown).contains("plan \"restore\" has no region \"kr\""), "{}", err(&unknown));
+    assert!(err(&unknown).contains("hint: known regions: us-east, jp"), "{}", err(&unknown));
+    let viewer = meridian(&["pause", "restore", "--server", &s.base, "--token", VIEWER], &[]).await;
+    assert_eq!(code(&viewer), 1);
+    assert!(err(&viewer).contains("may not pause; that needs role operator"), "{}", err(&viewer));
+    let both = meridian(&["pause", "restore", "--wave", "asia", "--region", "jp"], &env).await;
+    assert_eq!(code(&both), 3);
+    let nobody = format!("http://{}", closed_port().await);
+    let down = meridian(&["pause", "restore", "--server", &nobody], &env).await;
+    assert_eq!(code(&down), 3, "{}", err(&down));
+    assert_eq!(s.control.commands().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_over_tls_with_a_ca_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let s = start(Some(TlsFiles { cert: cert_path.clone(), key: key_path })).await;
+    complete_everything(&s.control);
+    let ca = cert_path.to_str().unwrap();
+    let o =
+        meridian(&["status", "restore", "--wait", "--server", &s.base, "--token", VIEWER, "--ca-cert", ca], &[]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let untrusted = meridian(&["status", "restore", "--server", &s.base, "--token", VIEWER], &[]).await;
+    assert_eq!(code(&untrusted), 3, "{}", err(&untrusted));
+}
