@@ -67,7 +67,7 @@ fn spawn(config: &Path, state: &Path, extra: &[&str]) -> Child {
         .arg(config)
         .arg("--state-dir")
         .arg(state)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--no-auth"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

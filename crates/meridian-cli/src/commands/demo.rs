@@ -131,10 +131,20 @@ async fn demo(args: &Args) -> i32 {
     let controller = running.controller.clone();
     say(&format!("simulated fleet of 6 regions x 3 services on {}", fleet.base_url()));
     say(&format!("state in {}", state_dir.display()));
-    match super::run::serve_api(controller.clone(), &args.listen, true).await {
-        Ok(addr) => say(&format!("dashboard and API on http://{addr}/ (metrics on http://{addr}/metrics)")),
-        Err(e) => say(&format!("API not started: {e}")),
-    }
+    // The demo's API takes no token: it listens on loopback and lives as long as the demo.
+    let api = match super::run::serve_api(controller.clone(), &args.listen, meridian_api::Auth::disabled(), None).await
+    {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("meridian demo: {e}; pass --listen 127.0.0.1:0 for any free port");
+            running.shutdown();
+            return 1;
+        }
+    };
+    let addr = api.addr;
+    say(&format!(
+        "dashboard and API on http://{addr}/ (metrics on http://{addr}/metrics); try `meridian status demo --server http://{addr}`"
+    ));
 
     let mut audit = controller.subscribe();
     let printer = tokio::spawn(async move {
@@ -203,6 +213,7 @@ async fn demo(args: &Args) -> i32 {
         }
     };
     running.shutdown();
+    api.task.abort();
     let _ = fleet.shutdown().await;
     code
 }

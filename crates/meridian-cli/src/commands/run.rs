@@ -37,6 +37,18 @@ pub struct Args {
     /// jobs and scripts. Default: run until stopped.
     #[arg(long)]
     pub exit_when_done: bool,
+    /// Bearer tokens with their roles (YAML); required unless --no-auth.
+    #[arg(long, value_name = "FILE", required_unless_present = "no_auth")]
+    pub tokens: Option<PathBuf>,
+    /// Accept every API request as `anonymous` with every permission. Local experiments only.
+    #[arg(long, conflicts_with = "tokens")]
+    pub no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> i32 {
@@ -85,19 +97,82 @@ pub fn start_error(e: &meridian_controller::runtime::StartError) -> String {
 }
 
 /// The health providers: Prometheus (at `prometheus`, or each check's own `url`) and HTTP.
+/// A provider that cannot be built (a malformed `--prometheus` URL) fails closed: every
+/// verdict is "no data" with the reason, and the reason is printed once.
 pub fn health_source(prometheus: Option<&str>) -> Arc<dyn HealthSource> {
-    let _ = prometheus;
-    Arc::new(Unreadable { reason: "no health provider is available in this build".into() })
+    let config = match prometheus.map(reqwest::Url::parse).transpose() {
+        Ok(url) => meridian_health::PrometheusConfig { url, ..Default::default() },
+        Err(e) => {
+            let reason = format!("--prometheus is not a valid URL: {e}");
+            eprintln!("meridian: {reason}");
+            return Arc::new(Unreadable { reason });
+        }
+    };
+    match meridian_health::CheckRouter::new(config, meridian_health::HttpSourceConfig::default()) {
+        Ok(router) => Arc::new(RouterHealth { router, reported: Default::default() }),
+        Err(e) => {
+            let reason = format!("health providers unavailable: {}", error_chain(&e));
+            eprintln!("meridian: {reason}");
+            Arc::new(Unreadable { reason })
+        }
+    }
 }
 
-/// Serve the API, dashboard and /metrics on `listen`; returns the bound address.
+/// `meridian-health`'s providers behind the core's health port.
+struct RouterHealth {
+    router: meridian_health::CheckRouter,
+    /// Errors already printed, so a down Prometheus is reported once, not every interval.
+    reported: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl HealthSource for RouterHealth {
+    fn evaluate<'a>(
+        &'a self,
+        plan: &'a meridian_core::Plan,
+        request: &'a meridian_core::ports::EvalRequest,
+    ) -> meridian_core::ports::BoxFuture<'a, Vec<meridian_core::HealthSample>> {
+        Box::pin(async move {
+            let request = meridian_health::EvalRequest {
+                service: request.service.clone(),
+                wave: request.wave.clone(),
+                regions: request.regions.clone(),
+                now: request.now,
+            };
+            let evaluation = meridian_health::HealthSource::evaluate(&self.router, plan, &request).await;
+            if let Ok(mut reported) = self.reported.lock() {
+                for e in &evaluation.errors {
+                    let message = format!("plan {}: {}", plan.name, error_chain(e));
+                    if reported.insert(message.clone()) {
+                        eprintln!("meridian: health: {message}");
+                    }
+                }
+            }
+            evaluation.samples
+        })
+    }
+}
+
+/// The API server running in the background.
+pub struct ApiServer {
+    pub addr: std::net::SocketAddr,
+    pub task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Bind `listen` and serve the API, dashboard and /metrics there.
 pub async fn serve_api(
     controller: Arc<meridian_controller::runtime::Controller>,
     listen: &str,
-    no_auth: bool,
-) -> Result<std::net::SocketAddr, String> {
-    let _ = (controller, listen, no_auth);
-    Err("the HTTP API is not part of this build yet".into())
+    auth: meridian_api::Auth,
+    tls: Option<meridian_api::TlsFiles>,
+) -> Result<ApiServer, String> {
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let router = meridian_api::router(controller, auth, meridian_api::Limits::default());
+    let task = tokio::spawn(async move {
+        meridian_api::serve(listener, router, tls, std::future::pending()).await.map_err(|e| error_chain(&e))
+    });
+    Ok(ApiServer { addr, task })
 }
 
 async fn run_async(args: &Args) -> i32 {
@@ -111,6 +186,17 @@ async fn run_async(args: &Args) -> i32 {
     };
     let mut settings = Settings::new(args.paths.clone());
     settings.readback_interval = Duration::from_millis(args.readback_interval.as_millis().max(100));
+    let auth = match &args.tokens {
+        Some(path) => match meridian_api::Auth::from_file(path) {
+            Ok(auth) => auth,
+            Err(e) => {
+                eprintln!("meridian run: {}", error_chain(&e));
+                return 1;
+            }
+        },
+        None => meridian_api::Auth::disabled(),
+    };
+    let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| meridian_api::TlsFiles { cert, key });
     let running = match start(settings, adapters).await {
         Ok(r) => r,
         Err(e) => {
@@ -118,17 +204,27 @@ async fn run_async(args: &Args) -> i32 {
             return 1;
         }
     };
+    let api = match serve_api(running.controller.clone(), &args.listen, auth, tls).await {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("meridian run: {e}");
+            running.shutdown();
+            return 1;
+        }
+    };
     eprintln!(
-        "meridian run: watching {}, state in {}",
+        "meridian run: watching {}, state in {}, API on {}://{}",
         args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-        args.state_dir.display()
+        args.state_dir.display(),
+        if args.tls_cert.is_some() { "https" } else { "http" },
+        api.addr
     );
-    supervise(running, args.exit_when_done).await
+    supervise(running, Some(api), args.exit_when_done).await
 }
 
 /// Run until a signal (exit 0), a failed background task (exit 1), or, with `until_done`,
 /// until every plan is complete (0) or one is halted or aborted (1).
-pub async fn supervise(mut running: Running, until_done: bool) -> i32 {
+pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done: bool) -> i32 {
     let controller = running.controller.clone();
     let done = async move {
         if !until_done {
@@ -141,7 +237,21 @@ pub async fn supervise(mut running: Running, until_done: bool) -> i32 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
+    let api_task = async move {
+        match api {
+            Some(api) => match api.task.await {
+                Ok(Ok(())) => "the API server stopped".to_string(),
+                Ok(Err(e)) => format!("the API server failed: {e}"),
+                Err(e) => format!("the API server panicked: {e}"),
+            },
+            None => std::future::pending().await,
+        }
+    };
     let code = tokio::select! {
+        failed = api_task => {
+            eprintln!("meridian run: {failed}; exiting so a supervisor can restart it");
+            1
+        }
         failed = running.join_failure() => {
             eprintln!("meridian run: {} stopped unexpectedly; exiting so a supervisor can restart it", failed.unwrap_or("a task"));
             1
