@@ -92,10 +92,55 @@ impl Report {
 
 /// The closest of `candidates` to `word`, if close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, c)| *score > 0.8 && *c != word)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean {c:?}?"))
+    closest(word, candidates).map(|c| format!("did you mean {c:?}?"))
+}
+
+/// The candidate `word` most likely misspells: one that differs only in case, else the
+/// most similar above a threshold. Ties go to the alphabetically first, so the answer does
+/// not depend on the candidates' order.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(f64, &'a str)> = None;
+    for c in candidates {
+        if c == word {
+            continue;
+        }
+        let score = if c.eq_ignore_ascii_case(word) { 2.0 } else { strsim::jaro_winkler(word, c) };
+        if score <= 0.8 {
+            continue;
+        }
+        best = match best {
+            Some((s, b)) if s > score || (s == score && b <= c) => Some((s, b)),
+            _ => Some((score, c)),
+        };
+    }
+    best.map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_closest_name_whatever_the_order() {
+        assert_eq!(did_you_mean("jpn", ["kr", "jp", "hk"]), Some("did you mean \"jp\"?".into()));
+        assert_eq!(closest("ab", ["ac", "aa"]), closest("ab", ["aa", "ac"]));
+        assert_eq!(closest("Asia/tokyo", ["Asia/Tokyo", "Asia/Tomsk"]), Some("Asia/Tokyo"));
+        assert_eq!(closest("jp", ["jp"]), None);
+        assert_eq!(closest("zzz", ["jp"]), None);
+    }
+
+    #[test]
+    fn displays_file_line_column_message_and_hint() {
+        let d = Diagnostic {
+            severity: Severity::Warning,
+            file: "p.yaml".into(),
+            line: 3,
+            column: 7,
+            path: "spec".into(),
+            code: "x",
+            message: "something is off".into(),
+            hint: Some("fix it".into()),
+        };
+        assert_eq!(d.to_string(), "p.yaml:3:7: warning: something is off; fix it");
+    }
 }

@@ -7,18 +7,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
 use crate::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo};
-use crate::diagnostics::{Report, did_you_mean};
-use crate::duration::Span;
-use crate::manifest::{Approval, CheckSpec, RolloutPlan};
+use crate::diagnostics::{Report, closest, did_you_mean};
+use crate::duration::{Span, SpanError};
+use crate::manifest::{Approval, CheckSpec, HealthSpec, RolloutPlan, RolloutPlanSpec, WindowSpec};
 use crate::plan::{
     Check, CheckLimits, CheckSource, DEFAULT_HEALTH_INTERVAL, DEFAULT_REGION_LABEL, DEFAULT_STEP_BAKE, DEFAULT_STEPS,
     Health, Plan, Region, RegionSettings, Service, Wave, template_placeholders,
 };
-use crate::source::{Document, Manifest, parse_file};
+use crate::source::{Document, Manifest, Recovered, parse_file_recovering};
 use crate::window::{DAY_NAMES, Window, parse_clock, parse_day};
 
 /// Everything read from a set of files.
@@ -41,15 +41,26 @@ impl Bundle {
 
 /// Parse and validate (file name, text) pairs. `now` enables time-dependent warnings
 /// (approvals already expired); pass `None` for a time-free check.
+///
+/// Documents with schema problems are still checked semantically where serde could read
+/// them (see [`parse_file_recovering`]), so one run reports as much as it can; they never
+/// become plans or approvals.
 pub fn load(files: &[(String, String)], now: Option<DateTime<Utc>>) -> Bundle {
     let mut report = Report::default();
     let mut documents = Vec::new();
+    let mut recovered = Vec::new();
     for (name, text) in files {
-        let (docs, r) = parse_file(name, text);
-        documents.extend(docs);
-        report.extend(r);
+        let parsed = parse_file_recovering(name, text);
+        documents.extend(parsed.documents);
+        recovered.extend(parsed.recovered);
+        report.extend(parsed.report);
     }
-    let mut bundle = validate_documents(&documents, now);
+    let mut entries: Vec<(&Document, Option<&Recovered>)> =
+        documents.iter().map(|d| (d, None)).chain(recovered.iter().map(|r| (&r.document, Some(r)))).collect();
+    // File order as given, then document order: "first defined" must mean first read.
+    let file_rank: HashMap<&str, usize> = files.iter().enumerate().rev().map(|(i, (n, _))| (n.as_str(), i)).collect();
+    entries.sort_by_key(|(d, _)| (file_rank.get(d.file.as_str()).copied().unwrap_or(usize::MAX), d.index));
+    let mut bundle = validate_entries(&entries, now);
     bundle.report.extend(report);
     bundle.report.sort();
     bundle.documents = documents;
@@ -58,47 +69,84 @@ pub fn load(files: &[(String, String)], now: Option<DateTime<Utc>>) -> Bundle {
 
 /// Validate parsed documents.
 pub fn validate_documents(documents: &[Document], now: Option<DateTime<Utc>>) -> Bundle {
+    let entries: Vec<(&Document, Option<&Recovered>)> = documents.iter().map(|d| (d, None)).collect();
+    validate_entries(&entries, now)
+}
+
+/// Keep the semantic diagnostics of a recovered document that are not about what the
+/// recovery dropped (those would judge a plan the user did not write).
+fn keep_relevant(local: Report, recovered: Option<&Recovered>, into: &mut Report) {
+    for d in local.diagnostics {
+        if recovered.is_none_or(|r| !r.touches(&d.path)) {
+            into.push(d);
+        }
+    }
+}
+
+fn validate_entries(entries: &[(&Document, Option<&Recovered>)], now: Option<DateTime<Utc>>) -> Bundle {
     let mut bundle = Bundle::default();
-    let mut plan_names: HashMap<String, &Document> = HashMap::new();
-    let mut approval_names: HashMap<String, &Document> = HashMap::new();
-    let raw_plans: Vec<(&Document, &RolloutPlan)> = documents
+    let mut plan_names: HashMap<&str, &Document> = HashMap::new();
+    let mut approval_names: HashMap<&str, &Document> = HashMap::new();
+    let raw_plans: Vec<(&Document, &RolloutPlan)> = entries
         .iter()
-        .filter_map(|d| match &d.manifest {
-            Manifest::Plan(p) => Some((d, p.as_ref())),
+        .filter_map(|(d, _)| match &d.manifest {
+            Manifest::Plan(p) => Some((*d, p.as_ref())),
             Manifest::Approval(_) => None,
         })
         .collect();
-    for (doc, raw) in &raw_plans {
-        check_name(doc, &raw.metadata.name, &mut bundle.report);
-        if let Some(first) = plan_names.get(&raw.metadata.name) {
-            bundle.report.push(doc.error(
+    for (doc, recovered) in entries {
+        let Manifest::Plan(raw) = &doc.manifest else { continue };
+        let mut local = Report::default();
+        check_name(doc, "plan", &raw.metadata.name, &mut local);
+        if let Some(first) = plan_names.get(raw.metadata.name.as_str()) {
+            local.push(doc.error(
                 "metadata.name",
                 "duplicate-plan",
                 format!("plan {:?} is defined twice", raw.metadata.name),
-                Some(format!("first defined at {}:{}", first.file, first.locations.value("metadata.name").line)),
+                Some(format!(
+                    "it is first defined at {}:{}; rename one of them",
+                    first.file,
+                    first.locations.value("metadata.name").line
+                )),
             ));
-            continue;
         }
-        plan_names.insert(raw.metadata.name.clone(), doc);
-        let mut checker = PlanChecker { doc, report: &mut bundle.report, errors: 0 };
-        if let Some(plan) = checker.check(raw) {
+        let duplicate = plan_names.contains_key(raw.metadata.name.as_str());
+        plan_names.entry(raw.metadata.name.as_str()).or_insert(doc);
+        // A duplicate is still checked, so that fixing its name reveals nothing new.
+        let mut checker = PlanChecker { doc, report: &mut local, errors: 0 };
+        let plan = checker.check(raw);
+        keep_relevant(local, *recovered, &mut bundle.report);
+        if let Some(plan) = plan
+            && recovered.is_none()
+            && !duplicate
+        {
             bundle.plans.push(plan);
         }
     }
-    for doc in documents {
+    for (doc, recovered) in entries {
         let Manifest::Approval(raw) = &doc.manifest else { continue };
-        check_name(doc, &raw.metadata.name, &mut bundle.report);
-        if let Some(first) = approval_names.get(&raw.metadata.name) {
-            bundle.report.push(doc.error(
+        let mut local = Report::default();
+        check_name(doc, "approval", &raw.metadata.name, &mut local);
+        if let Some(first) = approval_names.get(raw.metadata.name.as_str()) {
+            local.push(doc.error(
                 "metadata.name",
                 "duplicate-approval",
                 format!("approval {:?} is defined twice", raw.metadata.name),
-                Some(format!("first defined at {}:{}", first.file, first.locations.value("metadata.name").line)),
+                Some(format!(
+                    "it is first defined at {}:{}; rename one of them",
+                    first.file,
+                    first.locations.value("metadata.name").line
+                )),
             ));
-            continue;
         }
-        approval_names.insert(raw.metadata.name.clone(), doc);
-        if let Some(a) = check_approval(doc, raw, &raw_plans, now, &mut bundle.report) {
+        let duplicate = approval_names.contains_key(raw.metadata.name.as_str());
+        approval_names.entry(raw.metadata.name.as_str()).or_insert(doc);
+        let approval = check_approval(doc, raw, &raw_plans, now, &mut local);
+        keep_relevant(local, *recovered, &mut bundle.report);
+        if let Some(a) = approval
+            && recovered.is_none()
+            && !duplicate
+        {
             bundle.approvals.push(a);
         }
     }
@@ -107,21 +155,75 @@ pub fn validate_documents(documents: &[Document], now: Option<DateTime<Utc>>) ->
 }
 
 /// Object names follow Kubernetes rules so the same file works as a custom resource.
-fn check_name(doc: &Document, name: &str, report: &mut Report) {
+fn check_name(doc: &Document, what: &str, name: &str, report: &mut Report) {
     let valid = !name.is_empty()
         && name.len() <= 253
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
         && name.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric);
-    if !valid {
-        report.push(doc.error(
-            "metadata.name",
-            "invalid-name",
-            format!("invalid name {name:?}"),
-            Some("use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit".into()),
-        ));
+    if valid {
+        return;
     }
+    let rule = "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit";
+    let suggestion: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '.') => c,
+            _ => '-',
+        })
+        .collect();
+    let suggestion = suggestion.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let hint = if suggestion.is_empty() || suggestion.len() > 253 {
+        rule.to_string()
+    } else {
+        format!("{rule}, e.g. {suggestion:?}")
+    };
+    let message = if name.is_empty() {
+        format!("{what} name is empty")
+    } else {
+        format!("{what} name {name:?} is not a valid object name")
+    };
+    report.push(doc.error("metadata.name", "invalid-name", message, Some(hint)));
 }
+
+/// What a malformed duration most likely means: `2 hours` -> `2h`, `1w` -> `7d`.
+fn duration_suggestion(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut rest = compact.as_str();
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, factor) = match rest[..unit_len].to_ascii_lowercase().as_str() {
+            "ms" | "msec" | "millis" | "milliseconds" => ("ms", 1),
+            "s" | "sec" | "secs" | "second" | "seconds" => ("s", 1),
+            "m" | "min" | "mins" | "minute" | "minutes" => ("m", 1),
+            "h" | "hr" | "hrs" | "hour" | "hours" => ("h", 1),
+            "d" | "day" | "days" => ("d", 1),
+            "w" | "wk" | "week" | "weeks" => ("d", 7),
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        out.push_str(&format!("{}{unit}", number.checked_mul(factor)?));
+    }
+    (out != text && out.parse::<Span>().is_ok_and(|s| !s.is_zero())).then_some(out)
+}
+
+/// The last field name of a path: `spec.waves[2].bake` -> `bake`.
+fn field_of(path: &str) -> &str {
+    let end = path.rfind('[').filter(|&i| !path[i..].contains('.')).unwrap_or(path.len());
+    let head = &path[..end];
+    head.rsplit('.').next().unwrap_or(head)
+}
+
+/// Placeholders a health query may use: it covers every region at once.
+const QUERY_VARS: [&str; 3] = ["service", "plan", "wave"];
+/// Placeholders an HTTP health check URL may use: it is read per region.
+const CHECK_URL_VARS: [&str; 4] = ["region", "service", "plan", "wave"];
+/// Placeholders an actuator URL may use.
+const ACTUATOR_URL_VARS: [&str; 3] = ["region", "service", "plan"];
 
 struct PlanChecker<'a> {
     doc: &'a Document,
@@ -139,45 +241,75 @@ impl PlanChecker<'_> {
         self.report.push(self.doc.warning(path, code, message, hint));
     }
 
-    fn span(&mut self, path: &str, text: Option<&str>, default: Span, allow_zero: bool) -> Span {
+    fn line_of(&self, path: &str) -> usize {
+        self.doc.locations.value(path).line
+    }
+
+    /// A duration field. Zero is never a useful value for any of them.
+    fn span(&mut self, path: &str, text: Option<&str>, default: Span) -> Span {
         let Some(text) = text else { return default };
+        let field = field_of(path);
+        const FORMAT: &str = "write durations like 90s, 5m or 1h30m";
+        if text.trim_start().starts_with('-') {
+            self.error(
+                path,
+                "negative-duration",
+                format!("{field} {text:?} is negative"),
+                Some("use a positive duration such as 5m".into()),
+            );
+            return default;
+        }
         match text.parse::<Span>() {
-            Ok(span) if span.is_zero() && !allow_zero => {
-                self.error(path, "zero-duration", format!("duration {text:?} must be greater than zero"), None);
+            Ok(span) if span.is_zero() => {
+                self.error(
+                    path,
+                    "zero-duration",
+                    format!("{field} {text:?} must be longer than zero"),
+                    Some("use a positive duration such as 5m".into()),
+                );
                 default
             }
             Ok(span) => span,
             Err(e) => {
-                self.error(
-                    path,
-                    "invalid-duration",
-                    e.to_string(),
-                    Some("write durations like 90s, 5m or 1h30m".into()),
-                );
+                let message = match &e {
+                    SpanError::Empty => format!("{field} is empty"),
+                    SpanError::MissingUnit(..) => format!("{field} {text:?} has no unit"),
+                    SpanError::UnknownUnit(_, unit) => format!("{field} {text:?} has unknown unit {unit:?}"),
+                    SpanError::NotANumber(_) => format!("{field} {text:?} is not a duration"),
+                    SpanError::Overflow(_) => format!("{field} {text:?} is too long"),
+                };
+                let hint = match (e, duration_suggestion(text)) {
+                    (_, Some(better)) => format!("did you mean {better}?"),
+                    (SpanError::MissingUnit(_, n), None) => format!("write {n}s, {n}m or {n}h"),
+                    (SpanError::Overflow(_), None) => "use a duration of at most a few days".into(),
+                    (SpanError::UnknownUnit(..), None) => format!("units are ms, s, m, h and d; {FORMAT}"),
+                    _ => FORMAT.into(),
+                };
+                self.error(path, "invalid-duration", message, Some(hint));
                 default
             }
         }
     }
 
-    /// Names must be present and unique; returns name -> index.
-    fn names<'n>(
-        &mut self,
-        what: &str,
-        list: &'n str,
-        names: impl Iterator<Item = &'n str>,
-    ) -> HashMap<&'n str, usize> {
+    /// Names must be present and unique; returns name -> index of its first definition.
+    fn names<'n>(&mut self, what: &str, list: &str, names: impl Iterator<Item = &'n str>) -> HashMap<&'n str, usize> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, name) in names.enumerate() {
-            let path = format!("spec.{list}[{i}].name");
+            let path = format!("{list}[{i}].name");
             if name.trim().is_empty() {
-                self.error(&path, "empty-name", format!("{what} name is empty"), None);
+                self.error(
+                    &path,
+                    "empty-name",
+                    format!("{what} name is empty"),
+                    Some(format!("give the {what} a name")),
+                );
             } else if let Some(first) = seen.get(name) {
-                let first_line = self.doc.locations.value(&format!("spec.{list}[{first}].name")).line;
+                let first_line = self.line_of(&format!("{list}[{first}].name"));
                 self.error(
                     &path,
                     "duplicate-name",
                     format!("duplicate {what} {name:?}"),
-                    Some(format!("first defined on line {first_line}")),
+                    Some(format!("it is first defined on line {first_line}; rename or remove one of them")),
                 );
             } else {
                 seen.insert(name, i);
@@ -189,62 +321,38 @@ impl PlanChecker<'_> {
     fn check(&mut self, raw: &RolloutPlan) -> Option<Plan> {
         let spec = &raw.spec;
         if spec.services.is_empty() {
-            self.error("spec.services", "empty-services", "a plan needs at least one service".into(), None);
+            self.error(
+                "spec.services",
+                "empty-services",
+                "plan has no services".into(),
+                Some("list at least one, e.g. services: [{name: signin}]".into()),
+            );
         }
         if spec.regions.is_empty() {
-            self.error("spec.regions", "empty-regions", "a plan needs at least one region".into(), None);
+            self.error(
+                "spec.regions",
+                "empty-regions",
+                "plan has no regions".into(),
+                Some("list at least one, e.g. regions: [{name: us-east, timezone: America/New_York}]".into()),
+            );
         }
         if spec.waves.is_empty() {
-            self.error("spec.waves", "empty-waves", "a plan needs at least one wave".into(), None);
+            self.error(
+                "spec.waves",
+                "empty-waves",
+                "plan has no waves".into(),
+                Some("list at least one, e.g. waves: [{name: canary, regions: [us-east]}]".into()),
+            );
         }
-        let service_idx = self.names("service", "services", spec.services.iter().map(|s| s.name.as_str()));
-        let region_idx = self.names("region", "regions", spec.regions.iter().map(|r| r.name.as_str()));
-        let wave_idx = self.names("wave", "waves", spec.waves.iter().map(|w| w.name.as_str()));
-        let _ = wave_idx;
+        let service_idx = self.names("service", "spec.services", spec.services.iter().map(|s| s.name.as_str()));
+        let region_idx = self.names("region", "spec.regions", spec.regions.iter().map(|r| r.name.as_str()));
+        self.names("wave", "spec.waves", spec.waves.iter().map(|w| w.name.as_str()));
 
-        // Services and their dependencies.
-        let mut services = Vec::new();
-        for (i, s) in spec.services.iter().enumerate() {
-            let mut after = Vec::new();
-            for (j, dep) in s.after.iter().enumerate() {
-                let path = format!("spec.services[{i}].after[{j}]");
-                match service_idx.get(dep.as_str()) {
-                    Some(&d) if d == i => {
-                        self.error(&path, "self-dependency", format!("service {:?} depends on itself", s.name), None)
-                    }
-                    Some(&d) => after.push(d),
-                    None => {
-                        let hint = did_you_mean(dep, service_idx.keys().copied());
-                        self.error(
-                            &path,
-                            "unknown-service",
-                            format!("unknown service {dep:?} in after of service {:?}", s.name),
-                            hint,
-                        )
-                    }
-                }
-            }
-            after.sort_unstable();
-            after.dedup();
-            services.push(Service { name: s.name.clone(), after });
-        }
-        let service_order = match topo_order(&services) {
-            Ok(order) => order,
-            Err(cycle) => {
-                let names: Vec<&str> = cycle.iter().map(|&i| services[i].name.as_str()).collect();
-                self.error(
-                    &format!("spec.services[{}].after", cycle[0]),
-                    "dependency-cycle",
-                    format!("services depend on each other in a cycle: {} -> {}", names.join(" -> "), names[0]),
-                    Some("remove one of these after entries".into()),
-                );
-                (0..services.len()).collect()
-            }
-        };
+        let (services, service_order) = self.services(spec, &service_idx);
 
         // Plan-wide settings.
         let steps = self.steps("spec.steps", spec.steps.as_deref());
-        let step_bake = self.span("spec.stepBake", spec.step_bake.as_deref(), DEFAULT_STEP_BAKE, false);
+        let step_bake = self.span("spec.stepBake", spec.step_bake.as_deref(), DEFAULT_STEP_BAKE);
         let windows = self.windows("spec.windows", &spec.windows);
         let on_failure = spec.on_failure.unwrap_or_default();
         let health = self.health(spec.health.as_ref());
@@ -258,28 +366,12 @@ impl PlanChecker<'_> {
                 Some(text) => match text.parse::<Tz>() {
                     Ok(tz) => tz,
                     Err(_) => {
-                        let hint = did_you_mean(text, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()))
-                            .or_else(|| Some("use an IANA name such as Europe/Berlin or Asia/Tokyo".into()));
-                        self.error(
-                            &format!("spec.regions[{i}].timezone"),
-                            "unknown-timezone",
-                            format!("unknown time zone {text:?}"),
-                            hint,
-                        );
+                        self.unknown_timezone(i, &r.name, text);
                         Tz::UTC
                     }
                 },
             };
-            for (j, flag) in r.approvals.iter().enumerate() {
-                if flag.trim().is_empty() {
-                    self.error(
-                        &format!("spec.regions[{i}].approvals[{j}]"),
-                        "empty-flag",
-                        "approval flag is empty".into(),
-                        None,
-                    );
-                }
-            }
+            self.flags(&format!("spec.regions[{i}].approvals"), &r.approvals);
             regions.push(Region {
                 name: r.name.clone(),
                 timezone,
@@ -295,87 +387,7 @@ impl PlanChecker<'_> {
             });
         }
 
-        // Waves.
-        let mut waves = Vec::new();
-        let mut placed: HashMap<usize, String> = HashMap::new();
-        for (w, raw_wave) in spec.waves.iter().enumerate() {
-            let base = format!("spec.waves[{w}]");
-            if raw_wave.regions.is_empty() {
-                self.error(
-                    &format!("{base}.regions"),
-                    "empty-wave",
-                    format!("wave {:?} has no regions", raw_wave.name),
-                    None,
-                );
-            }
-            let mut members = Vec::new();
-            for (j, name) in raw_wave.regions.iter().enumerate() {
-                let path = format!("{base}.regions[{j}]");
-                let Some(&r) = region_idx.get(name.as_str()) else {
-                    let hint = did_you_mean(name, region_idx.keys().copied());
-                    self.error(
-                        &path,
-                        "unknown-region",
-                        format!("unknown region {name:?} in wave {:?}", raw_wave.name),
-                        hint,
-                    );
-                    continue;
-                };
-                if let Some(first) = placed.get(&r) {
-                    let message = if *first == raw_wave.name {
-                        format!("region {name:?} is listed twice in wave {:?}", raw_wave.name)
-                    } else {
-                        format!("region {name:?} is in wave {first:?} and again in wave {:?}", raw_wave.name)
-                    };
-                    self.error(
-                        &path,
-                        "region-in-two-waves",
-                        message,
-                        Some("a region belongs to exactly one wave".into()),
-                    );
-                    continue;
-                }
-                placed.insert(r, raw_wave.name.clone());
-                regions[r].wave = w;
-                members.push(r);
-            }
-            let max_parallel = match raw_wave.max_parallel {
-                None => members.len().max(1),
-                Some(n) if n <= 0 => {
-                    self.error(
-                        &format!("{base}.maxParallel"),
-                        "invalid-max-parallel",
-                        format!("maxParallel must be at least 1, not {n}"),
-                        None,
-                    );
-                    1
-                }
-                Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(members.len().max(1)),
-            };
-            let bake = self.span(&format!("{base}.bake"), raw_wave.bake.as_deref(), Span::ZERO, false);
-            for (j, flag) in raw_wave.approvals.iter().enumerate() {
-                if flag.trim().is_empty() {
-                    self.error(&format!("{base}.approvals[{j}]"), "empty-flag", "approval flag is empty".into(), None);
-                }
-            }
-            waves.push(Wave {
-                name: raw_wave.name.clone(),
-                regions: members,
-                max_parallel,
-                bake,
-                approvals: raw_wave.approvals.clone(),
-            });
-        }
-        for (i, r) in spec.regions.iter().enumerate() {
-            if !r.name.is_empty() && !placed.contains_key(&i) && region_idx.get(r.name.as_str()) == Some(&i) {
-                self.error(
-                    &format!("spec.regions[{i}].name"),
-                    "region-in-no-wave",
-                    format!("region {:?} is in no wave", r.name),
-                    Some("add it to a wave's regions, or remove it".into()),
-                );
-            }
-        }
+        let waves = self.waves(spec, &region_idx, &mut regions);
         self.risks(raw, &waves, &steps, &health);
 
         if self.errors > 0 {
@@ -397,6 +409,214 @@ impl PlanChecker<'_> {
         Some(plan)
     }
 
+    /// Services, their `after` dependencies, and the dependency order.
+    fn services(&mut self, spec: &RolloutPlanSpec, index: &HashMap<&str, usize>) -> (Vec<Service>, Vec<usize>) {
+        let mut services = Vec::new();
+        for (i, s) in spec.services.iter().enumerate() {
+            let mut after = Vec::new();
+            for (j, dep) in s.after.iter().enumerate() {
+                let path = format!("spec.services[{i}].after[{j}]");
+                match index.get(dep.as_str()) {
+                    Some(&d) if d == i => self.error(
+                        &path,
+                        "self-dependency",
+                        format!("service {:?} waits for itself", s.name),
+                        Some("remove it from its own after list".into()),
+                    ),
+                    Some(&d) if after.contains(&d) => self.error(
+                        &path,
+                        "duplicate-dependency",
+                        format!("service {:?} lists {dep:?} twice in after", s.name),
+                        Some("remove the repeat".into()),
+                    ),
+                    Some(&d) => after.push(d),
+                    None => {
+                        let hint = did_you_mean(dep, index.keys().copied())
+                            .or_else(|| Some(format!("declare {dep:?} under spec.services, or remove it from after")));
+                        self.error(
+                            &path,
+                            "unknown-service",
+                            format!("unknown service {dep:?} in after of service {:?}", s.name),
+                            hint,
+                        )
+                    }
+                }
+            }
+            after.sort_unstable();
+            services.push(Service { name: s.name.clone(), after });
+        }
+        let (order, cycles) = topo_order(&services);
+        for cycle in cycles {
+            // Point at the entry of the first service in the cycle that names the next one.
+            let (a, b) = (cycle[0], cycle[1 % cycle.len()]);
+            let j = spec.services[a].after.iter().position(|n| *n == services[b].name).unwrap_or(0);
+            let mut names: Vec<&str> = cycle.iter().map(|&i| services[i].name.as_str()).collect();
+            names.push(names[0]);
+            self.error(
+                &format!("spec.services[{a}].after[{j}]"),
+                "dependency-cycle",
+                format!("services wait for each other in a cycle: {}", names.join(" after ")),
+                Some("none of them could ever start; remove one of these after entries".into()),
+            );
+        }
+        (services, order)
+    }
+
+    fn waves(
+        &mut self,
+        spec: &RolloutPlanSpec,
+        region_idx: &HashMap<&str, usize>,
+        regions: &mut [Region],
+    ) -> Vec<Wave> {
+        let mut waves = Vec::new();
+        // Region index -> (wave name, path of its first listing).
+        let mut placed: HashMap<usize, (String, String)> = HashMap::new();
+        // Declared regions that an unknown name in a wave most likely meant.
+        let mut meant: HashSet<&str> = HashSet::new();
+        for (w, raw_wave) in spec.waves.iter().enumerate() {
+            let base = format!("spec.waves[{w}]");
+            if raw_wave.regions.is_empty() {
+                self.error(
+                    &format!("{base}.regions"),
+                    "empty-wave",
+                    format!("wave {:?} has no regions", raw_wave.name),
+                    Some("list its regions, or remove the wave".into()),
+                );
+            }
+            let mut members = Vec::new();
+            for (j, name) in raw_wave.regions.iter().enumerate() {
+                let path = format!("{base}.regions[{j}]");
+                let Some(&r) = region_idx.get(name.as_str()) else {
+                    let guess = closest(name, region_idx.keys().copied());
+                    let hint = match guess {
+                        Some(g) => {
+                            meant.insert(g);
+                            format!("did you mean {g:?}?")
+                        }
+                        None => format!("declare {name:?} under spec.regions, or remove it from this wave"),
+                    };
+                    self.error(
+                        &path,
+                        "unknown-region",
+                        format!("unknown region {name:?} in wave {:?}", raw_wave.name),
+                        Some(hint),
+                    );
+                    continue;
+                };
+                if let Some((first_wave, first_path)) = placed.get(&r) {
+                    let line = self.line_of(first_path);
+                    let (message, hint) = if *first_wave == raw_wave.name {
+                        (
+                            format!("region {name:?} is listed twice in wave {:?}", raw_wave.name),
+                            format!("it is first listed on line {line}; remove the repeat"),
+                        )
+                    } else {
+                        (
+                            format!("region {name:?} is in wave {first_wave:?} and again in wave {:?}", raw_wave.name),
+                            format!("a region belongs to exactly one wave; remove one (the other is on line {line})"),
+                        )
+                    };
+                    self.error(&path, "region-in-two-waves", message, Some(hint));
+                    continue;
+                }
+                placed.insert(r, (raw_wave.name.clone(), path));
+                regions[r].wave = w;
+                members.push(r);
+            }
+            let max_parallel = match raw_wave.max_parallel {
+                None => members.len().max(1),
+                Some(n) if n <= 0 => {
+                    self.error(
+                        &format!("{base}.maxParallel"),
+                        "invalid-max-parallel",
+                        format!("maxParallel of wave {:?} is {n}; it must be at least 1", raw_wave.name),
+                        Some("leave maxParallel out to run every region of the wave at once".into()),
+                    );
+                    1
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(members.len().max(1)),
+            };
+            let bake = self.span(&format!("{base}.bake"), raw_wave.bake.as_deref(), Span::ZERO);
+            self.flags(&format!("{base}.approvals"), &raw_wave.approvals);
+            waves.push(Wave {
+                name: raw_wave.name.clone(),
+                regions: members,
+                max_parallel,
+                bake,
+                approvals: raw_wave.approvals.clone(),
+            });
+        }
+        for (i, r) in spec.regions.iter().enumerate() {
+            let first_definition = region_idx.get(r.name.as_str()) == Some(&i);
+            // A misspelt listing already says "did you mean" this region.
+            if first_definition && !placed.contains_key(&i) && !meant.contains(r.name.as_str()) {
+                self.error(
+                    &format!("spec.regions[{i}].name"),
+                    "region-in-no-wave",
+                    format!("region {:?} is in no wave", r.name),
+                    Some("add it to the regions of a wave, or remove it".into()),
+                );
+            }
+        }
+        waves
+    }
+
+    fn unknown_timezone(&mut self, i: usize, region: &str, text: &str) {
+        const EXAMPLE: &str = "use an IANA time zone name such as Europe/Berlin or Asia/Tokyo";
+        let path = format!("spec.regions[{i}].timezone");
+        if text.trim().is_empty() {
+            self.error(
+                &path,
+                "unknown-timezone",
+                format!("time zone of region {region:?} is empty"),
+                Some(format!("{EXAMPLE}, or leave timezone out for UTC")),
+            );
+            return;
+        }
+        // Abbreviations are ambiguous and ignore daylight saving; suggest the usual zone.
+        let usual = match text.to_ascii_uppercase().as_str() {
+            "JST" => Some("Asia/Tokyo"),
+            "KST" => Some("Asia/Seoul"),
+            "HKT" => Some("Asia/Hong_Kong"),
+            "SGT" => Some("Asia/Singapore"),
+            "IST" => Some("Asia/Kolkata"),
+            "AEST" | "AEDT" => Some("Australia/Sydney"),
+            "BST" => Some("Europe/London"),
+            "CEST" => Some("Europe/Berlin"),
+            "PST" | "PDT" => Some("America/Los_Angeles"),
+            "CDT" => Some("America/Chicago"),
+            "EDT" => Some("America/New_York"),
+            "BRT" => Some("America/Sao_Paulo"),
+            _ => None,
+        };
+        let hint = match usual {
+            Some(zone) => format!("abbreviations are ambiguous and ignore daylight saving; did you mean {zone:?}?"),
+            None => did_you_mean(text, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name())).unwrap_or(EXAMPLE.into()),
+        };
+        self.error(&path, "unknown-timezone", format!("unknown time zone {text:?} for region {region:?}"), Some(hint));
+    }
+
+    /// Approval flags named by a region or a wave.
+    fn flags(&mut self, path: &str, flags: &[String]) {
+        for (j, flag) in flags.iter().enumerate() {
+            if flag.trim().is_empty() {
+                self.error(
+                    &format!("{path}[{j}]"),
+                    "empty-flag",
+                    "approval flag is empty".into(),
+                    Some("name the flag an Approval grants, e.g. jp-regulator".into()),
+                );
+            } else if flags[..j].contains(flag) {
+                self.error(
+                    &format!("{path}[{j}]"),
+                    "duplicate-flag",
+                    format!("approval flag {flag:?} is listed twice"),
+                    Some("remove the repeat".into()),
+                );
+            }
+        }
+    }
+
     fn steps(&mut self, path: &str, raw: Option<&[u32]>) -> Vec<u32> {
         let Some(steps) = raw else { return DEFAULT_STEPS.to_vec() };
         if steps.is_empty() {
@@ -404,52 +624,82 @@ impl PlanChecker<'_> {
                 path,
                 "empty-steps",
                 "steps is empty".into(),
-                Some("list traffic percentages ending at 100, e.g. [1, 10, 50, 100]".into()),
+                Some("list traffic percentages ending at 100, e.g. [1, 10, 50, 100], or leave steps out".into()),
             );
             return DEFAULT_STEPS.to_vec();
         }
         let before = self.errors;
+        let mut last_flagged = false;
         for (i, &step) in steps.iter().enumerate() {
             let p = format!("{path}[{i}]");
+            last_flagged = true;
             if step == 0 || step > 100 {
-                self.error(&p, "step-out-of-range", format!("step {step} is not a percentage from 1 to 100"), None);
+                let hint = if step == 0 {
+                    "a unit at 0 % has no traffic; start at 1 or more"
+                } else {
+                    "steps are traffic percentages; the last one is 100"
+                };
+                self.error(
+                    &p,
+                    "step-out-of-range",
+                    format!("step {step} is not a percentage from 1 to 100"),
+                    Some(hint.into()),
+                );
             } else if i > 0 && step <= steps[i - 1] {
                 self.error(
                     &p,
                     "steps-not-increasing",
-                    format!("step {step} does not increase on {}", steps[i - 1]),
-                    Some("steps must be strictly increasing".into()),
+                    format!("step {step} does not rise above the step before it ({})", steps[i - 1]),
+                    Some("steps must be strictly increasing, e.g. [1, 10, 50, 100]".into()),
                 );
+            } else {
+                last_flagged = false;
             }
         }
-        if steps.last() != Some(&100) && self.errors == before {
+        if let Some(&last) = steps.last()
+            && last != 100
+            && !last_flagged
+        {
             self.error(
                 &format!("{path}[{}]", steps.len() - 1),
                 "steps-not-ending-at-100",
-                "the last step must be 100".into(),
-                Some("append 100 to the steps".into()),
+                format!("steps end at {last}, not 100"),
+                Some("append 100: a rollout is done only at full traffic".into()),
             );
         }
         if self.errors > before { DEFAULT_STEPS.to_vec() } else { steps.to_vec() }
     }
 
-    fn windows(&mut self, path: &str, raw: &[crate::manifest::WindowSpec]) -> Vec<Window> {
+    fn windows(&mut self, path: &str, raw: &[WindowSpec]) -> Vec<Window> {
         let mut out = Vec::new();
         for (i, w) in raw.iter().enumerate() {
             let base = format!("{path}[{i}]");
             let mut days = [w.days.is_empty(); 7];
             for (j, day) in w.days.iter().enumerate() {
                 match parse_day(day) {
+                    Some(d) if days[d] => self.error(
+                        &format!("{base}.days[{j}]"),
+                        "duplicate-day",
+                        format!("day {day:?} is listed twice in this window"),
+                        Some("remove the repeat".into()),
+                    ),
                     Some(d) => days[d] = true,
                     None => {
-                        let hint =
-                            did_you_mean(day, DAY_NAMES).or_else(|| Some(format!("use {}", DAY_NAMES.join(", "))));
-                        self.error(&format!("{base}.days[{j}]"), "invalid-day", format!("unknown day {day:?}"), hint)
+                        let hint = closest(day, DAY_NAMES)
+                            .or_else(|| day.get(..3).and_then(|prefix| closest(prefix, DAY_NAMES)))
+                            .map(|d| format!("did you mean {d:?}?"))
+                            .unwrap_or_else(|| format!("use {}", DAY_NAMES.join(", ")));
+                        self.error(
+                            &format!("{base}.days[{j}]"),
+                            "invalid-day",
+                            format!("unknown day {day:?}"),
+                            Some(hint),
+                        )
                     }
                 }
             }
             let mut clock = |field: &str, text: &str| match parse_clock(text) {
-                Some(m) if field == "from" && m == 1440 => {
+                Some(1440) if field == "from" => {
                     self.error(
                         &format!("{base}.{field}"),
                         "invalid-time",
@@ -460,23 +710,27 @@ impl PlanChecker<'_> {
                 }
                 Some(m) => Some(m),
                 None => {
+                    let hint = match text.split_once(':') {
+                        Some((h, m)) if h.len() == 1 && m.len() == 2 => format!("write it as \"0{h}:{m}\""),
+                        _ => "write local times as HH:MM from 00:00 to 24:00, e.g. 09:00 or 17:30".into(),
+                    };
                     self.error(
                         &format!("{base}.{field}"),
                         "invalid-time",
-                        format!("invalid time {text:?}"),
-                        Some("write local times as HH:MM, e.g. 09:00 or 17:30".into()),
+                        format!("window {field} {text:?} is not a time of day"),
+                        Some(hint),
                     );
                     None
                 }
             };
             let (from, to) = (clock("from", &w.from), clock("to", &w.to));
             let (Some(from), Some(to)) = (from, to) else { continue };
-            if from == to || (from == 0 && to == 1440 && false) {
+            if from == to {
                 self.error(
                     &base,
                     "empty-window",
                     format!("window from {} to {} is empty", w.from, w.to),
-                    Some("a window that runs all day is from 00:00 to 24:00".into()),
+                    Some("a window open all day runs from 00:00 to 24:00".into()),
                 );
                 continue;
             }
@@ -485,7 +739,7 @@ impl PlanChecker<'_> {
         out
     }
 
-    fn health(&mut self, raw: Option<&crate::manifest::HealthSpec>) -> Health {
+    fn health(&mut self, raw: Option<&HealthSpec>) -> Health {
         let Some(raw) = raw else {
             return Health {
                 interval: DEFAULT_HEALTH_INTERVAL,
@@ -493,50 +747,85 @@ impl PlanChecker<'_> {
                 checks: Vec::new(),
             };
         };
-        let interval = self.span("spec.health.interval", raw.interval.as_deref(), DEFAULT_HEALTH_INTERVAL, false);
+        let interval = self.span("spec.health.interval", raw.interval.as_deref(), DEFAULT_HEALTH_INTERVAL);
         let region_label = raw.region_label.clone().unwrap_or_else(|| DEFAULT_REGION_LABEL.into());
         if region_label.trim().is_empty() {
-            self.error("spec.health.regionLabel", "empty-region-label", "regionLabel is empty".into(), None);
+            self.error(
+                "spec.health.regionLabel",
+                "empty-region-label",
+                "regionLabel is empty".into(),
+                Some("name the label that carries the region in query results, or leave it out for \"region\"".into()),
+            );
         }
-        let _ = self.names("check", "health.checks", raw.checks.iter().map(|c| c.name.as_str()));
+        self.names("check", "spec.health.checks", raw.checks.iter().map(|c| c.name.as_str()));
         let checks = raw.checks.iter().enumerate().filter_map(|(i, c)| self.check_spec(i, c)).collect();
         Health { interval, region_label, checks }
     }
 
-    fn template(&mut self, path: &str, template: &str, allowed: &[&str]) {
-        for name in template_placeholders(template) {
-            if !allowed.contains(&name.as_str()) {
-                let hint = did_you_mean(&name, allowed.iter().copied()).or_else(|| {
-                    Some(format!(
-                        "placeholders here: {}",
-                        allowed.iter().map(|a| format!("{{{{{a}}}}}")).collect::<Vec<_>>().join(", ")
-                    ))
-                });
-                self.error(path, "unknown-placeholder", format!("unknown placeholder {{{{{name}}}}}"), hint);
-            }
-        }
+    /// Placeholders in a query or URL; `what` names it in messages.
+    fn template(&mut self, path: &str, what: &str, template: &str, allowed: &[&str]) {
         if template.trim().is_empty() {
-            self.error(path, "empty-template", "empty query or URL".into(), None);
+            let hint = if what == "query" { "write a PromQL query" } else { "write the URL" };
+            self.error(path, "empty-template", format!("{what} is empty"), Some(hint.into()));
+            return;
+        }
+        let listed = allowed.iter().map(|a| format!("{{{{{a}}}}}")).collect::<Vec<_>>().join(", ");
+        for name in template_placeholders(template) {
+            if allowed.contains(&name.as_str()) {
+                continue;
+            }
+            let hint = if name == "region" {
+                format!("a {what} covers every region at once and is split by the region label; use only {listed}")
+            } else if let Some(guess) = closest(&name, allowed.iter().copied()) {
+                format!("did you mean {{{{{guess}}}}}?")
+            } else {
+                format!("placeholders allowed here: {listed}")
+            };
+            self.error(
+                path,
+                "unknown-placeholder",
+                format!("unknown placeholder {{{{{name}}}}} in {what}"),
+                Some(hint),
+            );
+        }
+        // An opening {{ with no closing }} is sent to the server as written.
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            match rest[start + 2..].find("}}") {
+                Some(end) => rest = &rest[start + 2 + end + 2..],
+                None => {
+                    self.error(
+                        path,
+                        "unclosed-placeholder",
+                        format!("placeholder in {what} opens with {{{{ but never closes"),
+                        Some("close it with }}, e.g. {{service}}".into()),
+                    );
+                    break;
+                }
+            }
         }
     }
 
     fn check_spec(&mut self, i: usize, c: &CheckSpec) -> Option<Check> {
         let base = format!("spec.health.checks[{i}]");
-        const QUERY_VARS: [&str; 3] = ["service", "plan", "wave"];
-        const URL_VARS: [&str; 4] = ["region", "service", "plan", "wave"];
         let source = match (&c.prometheus, &c.http) {
             (Some(p), None) => {
-                self.template(&format!("{base}.prometheus.query"), &p.query, &QUERY_VARS);
+                self.template(&format!("{base}.prometheus.query"), "query", &p.query, &QUERY_VARS);
                 CheckSource::Prometheus { query: p.query.clone(), url: p.url.clone() }
             }
             (None, Some(h)) => {
-                self.template(&format!("{base}.http.url"), &h.url, &URL_VARS);
+                self.template(&format!("{base}.http.url"), "url", &h.url, &CHECK_URL_VARS);
                 if h.pointer.is_some() == h.metric.is_some() {
+                    let message = if h.pointer.is_some() {
+                        format!("http check {:?} has both pointer and metric", c.name)
+                    } else {
+                        format!("http check {:?} has neither pointer nor metric", c.name)
+                    };
                     self.error(
                         &format!("{base}.http"),
                         "http-check-reader",
-                        "an http check needs exactly one of pointer or metric".into(),
-                        Some("pointer reads a JSON body, metric a Prometheus text body".into()),
+                        message,
+                        Some("use pointer for a JSON body (e.g. /errorRate), metric for a Prometheus text body".into()),
                     );
                 }
                 CheckSource::Http { url: h.url.clone(), pointer: h.pointer.clone(), metric: h.metric.clone() }
@@ -546,7 +835,7 @@ impl PlanChecker<'_> {
                     &base,
                     "check-source",
                     format!("check {:?} has both prometheus and http", c.name),
-                    Some("keep one source per check".into()),
+                    Some("keep one source per check, or split it into two checks".into()),
                 );
                 return None;
             }
@@ -565,21 +854,26 @@ impl PlanChecker<'_> {
                 &base,
                 "check-without-threshold",
                 format!("check {:?} has neither min nor max", c.name),
-                Some("add max: (e.g. an error rate) or min: (e.g. a success rate)".into()),
+                Some("add max (e.g. for an error rate) or min (e.g. for a success rate)".into()),
             );
         }
         if let (Some(min), Some(max)) = (c.min, c.max)
             && min > max
         {
-            self.error(&format!("{base}.min"), "min-above-max", format!("min {min} is above max {max}"), None);
+            self.error(
+                &format!("{base}.min"),
+                "min-above-max",
+                format!("check {:?} has min {min} above max {max}; no value could be healthy", c.name),
+                Some("swap them, or fix one".into()),
+            );
         }
         for (field, v) in [("min", c.min), ("max", c.max)] {
             if v.is_some_and(|v| !v.is_finite()) {
                 self.error(
                     &format!("{base}.{field}"),
                     "non-finite-threshold",
-                    format!("{field} must be a finite number"),
-                    None,
+                    format!("{field} of check {:?} must be a finite number", c.name),
+                    Some(format!("leave {field} out for no bound on that side")),
                 );
             }
         }
@@ -589,21 +883,21 @@ impl PlanChecker<'_> {
                 self.error(
                     &format!("{base}.failureLimit"),
                     "invalid-failure-limit",
-                    format!("failureLimit must be at least 1, not {n}"),
-                    None,
+                    format!("failureLimit of check {:?} is {n}; it must be at least 1", c.name),
+                    Some("1 fails the region on the first failing evaluation".into()),
                 );
                 1
             }
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
         };
         let min_samples = c.min_samples.as_ref().map(|m| {
-            self.template(&format!("{base}.minSamples.query"), &m.query, &QUERY_VARS);
+            self.template(&format!("{base}.minSamples.query"), "query", &m.query, &QUERY_VARS);
             if !(m.min.is_finite() && m.min >= 0.0) {
                 self.error(
                     &format!("{base}.minSamples.min"),
                     "invalid-min-samples",
-                    "minSamples.min must be a number of at least 0".into(),
-                    None,
+                    format!("minSamples.min of check {:?} must be a number of at least 0", c.name),
+                    Some("set the least request count that makes a verdict conclusive, e.g. 100".into()),
                 );
             }
             m.min
@@ -622,49 +916,62 @@ impl PlanChecker<'_> {
         })
     }
 
-    fn actuator(&mut self, spec: &crate::manifest::RolloutPlanSpec) {
+    fn actuator(&mut self, spec: &RolloutPlanSpec) {
         let Some(a) = &spec.actuator else { return };
         match (&a.http, &a.log) {
             (Some(_), Some(_)) => self.error(
                 "spec.actuator",
                 "actuator-kind",
                 "actuator has both http and log".into(),
-                Some("choose one".into()),
+                Some("keep http to change traffic, or log for a dry run".into()),
             ),
             (None, None) => self.error(
                 "spec.actuator",
                 "actuator-kind",
                 "actuator names no kind".into(),
-                Some("add http: {url: ...} or log: {}".into()),
+                Some("add http: {url: ...}, or log: {} for a dry run".into()),
             ),
             _ => {}
         }
         let Some(h) = &a.http else { return };
-        self.template("spec.actuator.http.url", &h.url, &["region", "service", "plan"]);
+        self.template("spec.actuator.http.url", "url", &h.url, &ACTUATOR_URL_VARS);
         if let Some(m) = &h.method
             && m != "PUT"
             && m != "POST"
         {
+            let hint = if m.eq_ignore_ascii_case("put") || m.eq_ignore_ascii_case("post") {
+                format!("write it in capitals: {}", m.to_ascii_uppercase())
+            } else {
+                "use PUT or POST".into()
+            };
             self.error(
                 "spec.actuator.http.method",
                 "invalid-method",
                 format!("method {m:?} is not supported"),
-                Some("use PUT or POST".into()),
+                Some(hint),
             );
         }
-        self.span("spec.actuator.http.timeout", h.timeout.as_deref(), Span::ZERO, false);
-        if h.retries.is_some_and(|r| r < 0) {
-            self.error("spec.actuator.http.retries", "invalid-retries", "retries cannot be negative".into(), None);
+        self.span("spec.actuator.http.timeout", h.timeout.as_deref(), Span::ZERO);
+        if let Some(r) = h.retries
+            && r < 0
+        {
+            self.error(
+                "spec.actuator.http.retries",
+                "invalid-retries",
+                format!("retries is {r}; it cannot be negative"),
+                Some("use 0 for a single attempt".into()),
+            );
         }
         if let Some(d) = &h.on_drift
             && d != "reapply"
             && d != "hold"
         {
+            let hint = did_you_mean(d, ["reapply", "hold"]).unwrap_or_else(|| "use reapply or hold".into());
             self.error(
                 "spec.actuator.http.onDrift",
                 "invalid-on-drift",
                 format!("onDrift {d:?} is not supported"),
-                Some("use reapply or hold".into()),
+                Some(hint),
             );
         }
     }
@@ -678,40 +985,44 @@ impl PlanChecker<'_> {
                 "spec.waves[0].regions",
                 "risk-wide-first-wave",
                 format!("first wave {:?} has {} regions", first.name, first.regions.len()),
-                Some("start with a single canary region".into()),
+                Some("start with a single canary region, so a bad release reaches one region first".into()),
             );
         }
+        // The longest bake so far, and the wave it belongs to.
         let mut longest: Option<(Span, &str)> = None;
         for (w, wave) in waves.iter().enumerate() {
             let last = w + 1 == waves.len();
-            if raw.spec.waves[w].bake.is_none() && !last {
+            let written = raw.spec.waves.get(w).and_then(|rw| rw.bake.as_deref());
+            // The last wave's bake guards nothing: no wave follows it.
+            if written.is_none() && !last {
                 self.warn(
                     &format!("spec.waves[{w}]"),
                     "risk-no-bake",
                     format!("wave {:?} has no bake", wave.name),
-                    Some("add bake: so problems surface before the next wave starts".into()),
+                    Some("add bake (e.g. 30m) so problems surface before the next wave starts".into()),
                 );
             }
             if let Some((span, name)) = longest
+                && written.is_some()
+                && !wave.bake.is_zero()
                 && wave.bake < span
-                && raw.spec.waves[w].bake.is_some()
             {
                 self.warn(
                     &format!("spec.waves[{w}].bake"),
                     "risk-shrinking-bake",
-                    format!("wave {:?} bakes {} but earlier wave {name:?} bakes {span}", wave.name, wave.bake),
-                    Some("later, larger waves should bake at least as long".into()),
+                    format!("wave {:?} bakes {} but the earlier wave {name:?} bakes {span}", wave.name, wave.bake),
+                    Some(format!("later, larger waves should bake at least as long; use {span} or more")),
                 );
             }
             if longest.is_none_or(|(s, _)| wave.bake > s) {
-                longest = Some((wave.bake, &raw.spec.waves[w].name));
+                longest = Some((wave.bake, wave.name.as_str()));
             }
         }
         if health.checks.is_empty() {
             self.warn(
                 "spec",
                 "risk-no-health",
-                "plan has no health checks; steps advance on time alone".into(),
+                "plan has no health checks, so steps advance on time alone".into(),
                 Some("add spec.health.checks".into()),
             );
         }
@@ -721,71 +1032,104 @@ impl PlanChecker<'_> {
                     &format!("spec.health.checks[{i}]"),
                     "risk-no-traffic-guard",
                     format!("check {:?} has no traffic guard", check.name),
-                    Some("add minSamples so a silent region is never read as healthy".into()),
+                    Some("add minSamples: {query: ..., min: ...} so a silent region is never read as healthy".into()),
                 );
             }
         }
-        for i in 1..steps.len() {
-            if steps[i] > steps[i - 1] * 10 {
-                let path = if raw.spec.steps.is_some() { format!("spec.steps[{i}]") } else { "spec".to_string() };
-                self.warn(
-                    &path,
-                    "risk-big-step",
-                    format!("step {} multiplies traffic by more than 10 (from {})", steps[i], steps[i - 1]),
-                    Some("add an intermediate step".into()),
-                );
+        if raw.spec.steps.as_deref().is_some_and(|s| s == steps) {
+            for i in 1..steps.len() {
+                let (from, to) = (steps[i - 1], steps[i]);
+                if u64::from(to) > u64::from(from) * 10 {
+                    self.warn(
+                        &format!("spec.steps[{i}]"),
+                        "risk-big-step",
+                        format!("step {to} is {} times the step before it ({from})", ratio(from, to)),
+                        Some(format!(
+                            "add a step in between, e.g. {}, so no step multiplies traffic by more than 10",
+                            (u64::from(from) * 10).min(99)
+                        )),
+                    );
+                }
             }
         }
     }
 }
 
-/// Services in dependency order, stable with respect to written order; `Err` names a cycle.
-fn topo_order(services: &[Service]) -> Result<Vec<usize>, Vec<usize>> {
+/// Services in dependency order, stable with respect to written order, and every cycle
+/// found on the way (each as service indices, a service followed by the one it waits for).
+/// Services on a cycle are appended in written order so the order stays complete.
+fn topo_order(services: &[Service]) -> (Vec<usize>, Vec<Vec<usize>>) {
     let n = services.len();
     let mut order = Vec::with_capacity(n);
+    let mut cycles = Vec::new();
     let mut done = vec![false; n];
     while order.len() < n {
-        let next = (0..n).find(|&i| !done[i] && services[i].after.iter().all(|&d| done[d]));
-        match next {
-            Some(i) => {
-                done[i] = true;
-                order.push(i);
-            }
-            None => {
-                // Walk from any remaining service along unfinished dependencies until a repeat.
-                let mut seen = Vec::new();
-                let mut at = (0..n).find(|&i| !done[i]).unwrap_or(0);
-                while !seen.contains(&at) {
-                    seen.push(at);
-                    at = services[at].after.iter().copied().find(|&d| !done[d]).unwrap_or(at);
-                }
-                let start = seen.iter().position(|&s| s == at).unwrap_or(0);
-                let mut cycle = seen[start..].to_vec();
-                cycle.reverse();
-                return Err(cycle);
-            }
+        let next = (0..n).find(|&i| !done[i] && services[i].after.iter().all(|&d| d >= n || done[d]));
+        if let Some(i) = next {
+            done[i] = true;
+            order.push(i);
+            continue;
         }
+        // Every remaining service waits for another remaining one: walk until a repeat.
+        let mut seen: Vec<usize> = Vec::new();
+        let Some(mut at) = (0..n).find(|&i| !done[i]) else { break };
+        while !seen.contains(&at) {
+            seen.push(at);
+            at = services[at].after.iter().copied().find(|&d| d < n && !done[d]).unwrap_or(at);
+        }
+        let start = seen.iter().position(|&s| s == at).unwrap_or(0);
+        let mut cycle = seen[start..].to_vec();
+        // Start the cycle at its first-written service, so the report is stable.
+        if let Some(min_at) = cycle.iter().enumerate().min_by_key(|(_, s)| **s).map(|(k, _)| k) {
+            cycle.rotate_left(min_at);
+        }
+        // Break the cycle so the rest can be ordered (and further cycles found).
+        let mut members = cycle.clone();
+        members.sort_unstable();
+        for m in members {
+            done[m] = true;
+            order.push(m);
+        }
+        cycles.push(cycle);
     }
-    Ok(order)
+    (order, cycles)
+}
+
+/// `to / from`, with one decimal when it is not whole.
+fn ratio(from: u32, to: u32) -> String {
+    if from == 0 {
+        return "infinitely many".into();
+    }
+    if to.is_multiple_of(from) { (to / from).to_string() } else { format!("{:.1}", f64::from(to) / f64::from(from)) }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 fn timestamp(
     doc: &Document,
     path: &str,
+    label: &str,
     text: Option<&str>,
     report: &mut Report,
     errors: &mut usize,
 ) -> Option<DateTime<Utc>> {
     let text = text?;
-    match DateTime::parse_from_rfc3339(text) {
+    match DateTime::parse_from_rfc3339(text.trim()) {
         Ok(t) => Some(t.with_timezone(&Utc)),
         Err(_) => {
             *errors += 1;
+            let hint = if text.len() == 10 && text.as_bytes().get(4) == Some(&b'-') {
+                format!("add a time and zone, e.g. {text}T00:00:00Z")
+            } else {
+                "use RFC 3339 with a zone, e.g. 2026-12-31T00:00:00Z".into()
+            };
             report.push(doc.error(
                 path,
                 "invalid-timestamp",
-                format!("invalid timestamp {text:?}"),
-                Some("use RFC 3339, e.g. 2026-12-31T00:00:00Z".into()),
+                format!("{label} {text:?} is not a valid time"),
+                Some(hint),
             ));
             None
         }
@@ -800,10 +1144,16 @@ fn check_approval(
     report: &mut Report,
 ) -> Option<ApprovalRecord> {
     let spec = &raw.spec;
+    let name = &raw.metadata.name;
     let mut errors = 0;
     if spec.flag.trim().is_empty() {
         errors += 1;
-        report.push(doc.error("spec.flag", "empty-flag", "approval flag is empty".into(), None));
+        report.push(doc.error(
+            "spec.flag",
+            "empty-flag",
+            "approval flag is empty".into(),
+            Some("name the flag a region or wave lists under approvals, e.g. jp-regulator".into()),
+        ));
     }
     if spec.granted_by.trim().is_empty() {
         errors += 1;
@@ -814,28 +1164,44 @@ fn check_approval(
             Some("name the person or body that granted it".into()),
         ));
     }
-    let granted_at = timestamp(doc, "spec.grantedAt", spec.granted_at.as_deref(), report, &mut errors);
-    let expires = timestamp(doc, "spec.expires", spec.expires.as_deref(), report, &mut errors);
-    let revoked_at =
-        spec.revoked.as_ref().and_then(|r| timestamp(doc, "spec.revoked.at", Some(r.at.as_str()), report, &mut errors));
+    let granted_at = timestamp(doc, "spec.grantedAt", "grantedAt", spec.granted_at.as_deref(), report, &mut errors);
+    let expires = timestamp(doc, "spec.expires", "expires", spec.expires.as_deref(), report, &mut errors);
+    let revoked_at = spec
+        .revoked
+        .as_ref()
+        .and_then(|r| timestamp(doc, "spec.revoked.at", "revoked.at", Some(r.at.as_str()), report, &mut errors));
+    if let Some(r) = &spec.revoked
+        && r.by.trim().is_empty()
+    {
+        errors += 1;
+        report.push(doc.error(
+            "spec.revoked.by",
+            "empty-revoked-by",
+            "revoked.by is empty".into(),
+            Some("name who withdrew the approval".into()),
+        ));
+    }
+    let mut never_valid = false;
     if let (Some(g), Some(e)) = (granted_at, expires)
         && e <= g
     {
+        never_valid = true;
         report.push(doc.warning(
             "spec.expires",
             "expires-before-grant",
-            format!("approval expires ({e}) before it is granted ({g})"),
-            Some("it will never be valid".into()),
+            format!("approval {name:?} expires at {}, before it is granted at {}", rfc3339(e), rfc3339(g)),
+            Some("it can never be valid; fix expires or grantedAt".into()),
         ));
     }
     if let (Some(e), Some(now)) = (expires, now)
         && e <= now
+        && !never_valid
     {
         report.push(doc.warning(
             "spec.expires",
             "approval-expired",
-            format!("approval {:?} already expired at {e}", raw.metadata.name),
-            Some("renew it with a new expiry".into()),
+            format!("approval {name:?} expired at {}", rfc3339(e)),
+            Some("it grants nothing; record a new approval with a later expires, or delete this one".into()),
         ));
     }
     let scope = spec.scope.clone().unwrap_or_default();
@@ -847,7 +1213,7 @@ fn check_approval(
                     &format!("spec.scope.plans[{j}]"),
                     "unknown-scope-plan",
                     format!("scope names unknown plan {plan:?}"),
-                    did_you_mean(plan, known.keys().copied()),
+                    did_you_mean(plan, known.keys().copied()).or_else(|| Some("this entry matches nothing".into())),
                 ));
             }
         }
@@ -860,13 +1226,35 @@ fn check_approval(
             in_scope.iter().flat_map(|p| p.spec.regions.iter().map(|r| r.name.as_str())).collect();
         let services: HashSet<&str> =
             in_scope.iter().flat_map(|p| p.spec.services.iter().map(|s| s.name.as_str())).collect();
+        let flags: HashSet<&str> = in_scope
+            .iter()
+            .flat_map(|p| {
+                p.spec
+                    .regions
+                    .iter()
+                    .flat_map(|r| r.approvals.iter())
+                    .chain(p.spec.waves.iter().flat_map(|w| w.approvals.iter()))
+                    .map(String::as_str)
+            })
+            .collect();
+        if !in_scope.is_empty() && !spec.flag.trim().is_empty() && !flags.contains(spec.flag.as_str()) {
+            report.push(
+                doc.warning(
+                    "spec.flag",
+                    "unused-flag",
+                    format!("no region or wave in scope requires flag {:?}", spec.flag),
+                    did_you_mean(&spec.flag, flags.iter().copied())
+                        .or_else(|| Some("check the flag against the approvals lists of the plan".into())),
+                ),
+            );
+        }
         for (j, r) in scope.regions.iter().enumerate() {
             if !in_scope.is_empty() && !regions.contains(r.as_str()) {
                 report.push(doc.warning(
                     &format!("spec.scope.regions[{j}]"),
                     "unknown-scope-region",
                     format!("scope names region {r:?} that no plan in scope has"),
-                    did_you_mean(r, regions.iter().copied()),
+                    did_you_mean(r, regions.iter().copied()).or_else(|| Some("this entry matches nothing".into())),
                 ));
             }
         }
@@ -876,7 +1264,7 @@ fn check_approval(
                     &format!("spec.scope.services[{j}]"),
                     "unknown-scope-service",
                     format!("scope names service {s:?} that no plan in scope has"),
-                    did_you_mean(s, services.iter().copied()),
+                    did_you_mean(s, services.iter().copied()).or_else(|| Some("this entry matches nothing".into())),
                 ));
             }
         }
