@@ -55,7 +55,13 @@
 //!   a step, or is enabled), not every unit is enabled, and it is not aborted. A failed
 //!   region that still serves traffic (`onFailure: pause`) stays in progress; a rolled-back
 //!   one does not. A region starts only while fewer than `maxParallel` regions of its wave
-//!   are in progress, also after the wave completed.
+//!   are in progress, also after the wave completed. A region that had finished and is in
+//!   progress again without starting anything (an enabled unit failing under `pause`, or
+//!   disabled for a lost approval) may take the count above the limit for a while; no
+//!   region starts until it is below again.
+//! - **Dependencies.** `after` orders starts: a service starts in a region once the services
+//!   it comes after are enabled there. Later changes to those (a lost approval, say) do not
+//!   move it; the region's own failure handling does.
 //! - **Commands.** Pause holds units in scope at their traffic; resume lifts a pause of the
 //!   same scope (plan-wide resume lifts every pause). Abort rolls back every unit in scope
 //!   that is not enabled and nothing in scope starts again, retry included; an aborted region
@@ -539,7 +545,9 @@ impl Engine<'_> {
                     };
                     for &r in &self.plan.waves[w].regions {
                         for i in self.region_units(r) {
-                            self.state.units[i].waiting = Some(reason.clone());
+                            if self.state.units[i].waiting.as_ref() != Some(&reason) {
+                                self.state.units[i].waiting = Some(reason.clone());
+                            }
                         }
                     }
                     self.state.waves[w].waiting = Some(reason);
@@ -727,6 +735,19 @@ impl Engine<'_> {
         }
         let limit = self.plan.waves[w].max_parallel;
         if !active.contains(&r) && active.len() >= limit {
+            // Most units of a big wave wait here at every decision: skip rebuilding the
+            // (unchanged) list of region names.
+            let unchanged = match &self.state.units[i].waiting {
+                Some(WaitReason::Parallelism { limit: l, active: names }) => {
+                    *l == limit
+                        && names.len() == active.len()
+                        && names.iter().zip(active.iter()).all(|(n, &a)| *n == self.plan.regions[a].name)
+                }
+                _ => false,
+            };
+            if unchanged && self.state.units[i].phase == UnitPhase::Blocked {
+                return;
+            }
             let active = active.iter().map(|&a| self.plan.regions[a].name.clone()).collect();
             return self.block(i, UnitPhase::Blocked, WaitReason::Parallelism { limit, active });
         }
@@ -902,11 +923,11 @@ impl Engine<'_> {
         if self.state.aborted {
             return;
         }
-        let not_enabled: Vec<String> =
-            live.iter().filter(|&&r| !self.region_enabled(r)).map(|&r| plan.regions[r].name.clone()).collect();
-        if !not_enabled.is_empty() {
+        if !live.iter().all(|&r| self.region_enabled(r)) {
             if self.state.waves[w].phase == WavePhase::Baking {
-                self.move_wave(w, WavePhase::Running, Cause::WaveReopened { regions: not_enabled });
+                let regions =
+                    live.iter().filter(|&&r| !self.region_enabled(r)).map(|&r| plan.regions[r].name.clone()).collect();
+                self.move_wave(w, WavePhase::Running, Cause::WaveReopened { regions });
             }
             return;
         }
