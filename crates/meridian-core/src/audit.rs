@@ -121,12 +121,14 @@ impl fmt::Display for Cause {
             Cause::Blocked { waiting } => write!(f, "{waiting}"),
             Cause::HealthFailed { check, verdict, value, failures } => {
                 let value = value.map(|v| format!(" value {v}")).unwrap_or_default();
-                write!(f, "check {check} {verdict:?}{value}, {failures} failing evaluations in a row")
+                write!(f, "check {check} {}{value}, {failures} failing evaluations in a row", wire_name(verdict))
             }
-            Cause::RegionFailed { service, policy } => write!(f, "{service} failed here; onFailure {policy:?}"),
+            Cause::RegionFailed { service, policy } => {
+                write!(f, "{service} failed here; onFailure: {}", wire_name(policy))
+            }
             Cause::ApprovalLost { flag, problem, policy } => {
                 let why = WaitReason::Approval { flag: flag.clone(), problem: problem.clone() };
-                write!(f, "{why}; onApprovalRevoked {policy:?}")
+                write!(f, "{why}; onApprovalRevoked: {}", wire_name(policy))
             }
             Cause::ApprovalRestored { approvals } => write!(f, "approvals hold again{}", evidence(approvals)),
             Cause::Command { command, by } => write!(f, "{command} by {by}"),
@@ -142,6 +144,14 @@ impl fmt::Display for Cause {
             Cause::Resumed => f.write_str("no longer held"),
             Cause::Drift => f.write_str("read-back differs from state"),
         }
+    }
+}
+
+/// A value as it is written in YAML and JSON (`rollback-region`, `unhealthy`).
+fn wire_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
     }
 }
 
@@ -167,6 +177,10 @@ impl AuditRecord {
                 format!("drift: expected {expected}%, observed {observed}%")
             }
         };
+        if matches!(self.event, AuditEvent::Command { .. }) {
+            // The command is its own cause; say it once.
+            return format!("{} #{} {subject}: {what}", self.at.to_rfc3339(), self.seq);
+        }
         format!("{} #{} {subject}: {what}: {}", self.at.to_rfc3339(), self.seq, self.cause)
     }
 }
