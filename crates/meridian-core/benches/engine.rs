@@ -21,11 +21,15 @@ fn big_plan() -> Plan {
         writeln!(y, "    - {{name: r{r:04}, timezone: {}}}", ZONES[r % ZONES.len()]).unwrap();
     }
     y.push_str("  waves:\n");
-    for (name, from, to, par, bake) in
-        [("canary", 0, 1, 1, "30m"), ("w1", 1, 100, 50, "1h"), ("w2", 100, 500, 100, "1h"), ("w3", 500, 1000, 200, "1h")]
-    {
+    for (name, from, to, par, bake) in [
+        ("canary", 0, 1, 1, "30m"),
+        ("w1", 1, 100, 50, "1h"),
+        ("w2", 100, 500, 100, "1h"),
+        ("w3", 500, 1000, 200, "1h"),
+    ] {
         let regions: Vec<String> = (from..to).map(|r| format!("r{r:04}")).collect();
-        writeln!(y, "    - {{name: {name}, maxParallel: {par}, bake: {bake}, regions: [{}]}}", regions.join(", ")).unwrap();
+        writeln!(y, "    - {{name: {name}, maxParallel: {par}, bake: {bake}, regions: [{}]}}", regions.join(", "))
+            .unwrap();
     }
     y.push_str(
         "  steps: [1, 10, 50, 100]\n  stepBake: 5m\n  windows: [{days: [Mon, Tue, Wed, Thu, Fri], from: \"06:00\", to: \"22:00\"}]\n  health:\n    checks:\n      - name: errors\n        prometheus: {query: 'x{service=\"{{service}}\"}'}\n        max: 0.01\n",
@@ -70,7 +74,8 @@ fn benches(c: &mut Criterion) {
 
     // A state in mid-rollout: wave w2 running with 100 regions in flight.
     let mut mid_opts = opts.clone();
-    mid_opts.horizon = meridian_core::Span::from_millis(meridian_core::Span::from_delta(full.ended_at - start).as_millis() / 2);
+    mid_opts.horizon =
+        meridian_core::Span::from_millis(meridian_core::Span::from_delta(full.ended_at - start).as_millis() / 2);
     let mid = simulate(&plan, &[], &mid_opts);
     let now = mid.ended_at + chrono::TimeDelta::seconds(30);
     let samples = healthy(&plan, &mid.state, now);

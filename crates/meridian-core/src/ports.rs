@@ -59,5 +59,9 @@ pub trait Actuator: Send + Sync {
     ) -> BoxFuture<'a, Result<(), ActuationError>>;
 
     /// The percent the target serves now; `None` when the target has never been set.
-    fn read_traffic<'a>(&'a self, plan: &'a Plan, target: &'a Target) -> BoxFuture<'a, Result<Option<u32>, ActuationError>>;
+    fn read_traffic<'a>(
+        &'a self,
+        plan: &'a Plan,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>>;
 }
