@@ -110,6 +110,31 @@ pub struct Observations<'a> {
     pub traffic: &'a [TrafficReading],
     /// Operator commands to apply in this decision.
     pub commands: &'a [Command],
+    /// Units whose latest traffic change the target has not confirmed yet (an actuation in
+    /// flight, or one to resolve after a restart). They take no further step until it is.
+    pub unconfirmed: &'a [UnitRef],
+    /// Targets that confirmed serving a percent, and when. A confirmation of a unit's current
+    /// percent restarts its healthy hold at that moment, so a step is held for its full bake
+    /// from when traffic really moved, not from when the move was decided.
+    pub confirmations: &'a [Confirmation],
+}
+
+/// A (region, service) by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitRef {
+    pub region: String,
+    pub service: String,
+}
+
+/// A target confirmed that it serves `percent` since `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Confirmation {
+    pub region: String,
+    pub service: String,
+    pub percent: u32,
+    pub at: DateTime<Utc>,
 }
 
 /// A traffic percent read back from a target.
@@ -151,6 +176,7 @@ pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: Da
     let mut engine = Engine { plan, obs, now, state, audit: Vec::new(), wake_at: None, drifted: Vec::new() };
     engine.apply_commands();
     engine.apply_health();
+    engine.apply_confirmations();
     engine.apply_failures();
     engine.apply_approvals();
     engine.progress();
@@ -376,6 +402,26 @@ impl Engine<'_> {
     }
 
     // ----- 2. health -----
+
+    /// Confirmed actuations restart the hold of the step they applied.
+    fn apply_confirmations(&mut self) {
+        for c in self.obs.confirmations {
+            let (Some(r), Some(s)) = (self.plan.region_index(&c.region), self.plan.service_index(&c.service)) else {
+                continue;
+            };
+            let i = self.plan.unit_index(r, s);
+            let at = c.at.min(self.now);
+            let u = &mut self.state.units[i];
+            if u.percent == c.percent && u.bake_since.is_none_or(|b| b < at) {
+                u.bake_since = Some(at);
+            }
+        }
+    }
+
+    fn unconfirmed(&self, i: usize) -> bool {
+        let u = &self.state.units[i];
+        self.obs.unconfirmed.iter().any(|x| x.region == u.region && x.service == u.service)
+    }
 
     fn apply_health(&mut self) {
         for sample in self.obs.health {
@@ -828,6 +874,11 @@ impl Engine<'_> {
     fn try_advance(&mut self, i: usize) {
         if let Err((flag, problem)) = self.approvals_hold(i) {
             self.state.units[i].waiting = Some(WaitReason::Approval { flag, problem });
+            return;
+        }
+        if self.unconfirmed(i) {
+            let percent = self.state.units[i].percent;
+            self.state.units[i].waiting = Some(WaitReason::Actuation { percent });
             return;
         }
         let r = self.region_of(i);

@@ -38,7 +38,7 @@ pub use audit::{AuditEvent, AuditRecord, Cause};
 pub use command::{Command, CommandKind};
 pub use diagnostics::{Diagnostic, Severity};
 pub use duration::Span;
-pub use engine::{Action, Decision, Observations, TrafficReading, decide};
+pub use engine::{Action, Confirmation, Decision, Observations, TrafficReading, UnitRef, decide};
 pub use health::{HealthSample, HealthVerdict};
 pub use plan::Plan;
 pub use state::{PlanPhase, PlanState, UnitPhase, WaitReason, WavePhase};

@@ -99,6 +99,8 @@ pub enum WaitReason {
     Dependency { services: Vec<String> },
     /// The wave's `maxParallel` is used up by these regions.
     Parallelism { limit: usize, active: Vec<String> },
+    /// The target has not confirmed the current percent yet.
+    Actuation { percent: u32 },
     /// Holding the current step until then.
     StepBake { until: DateTime<Utc> },
     /// Holding the wave's bake until then.
@@ -149,6 +151,7 @@ impl fmt::Display for WaitReason {
             WaitReason::Parallelism { limit, active } => {
                 write!(f, "maxParallel {limit} reached ({} in progress)", active.join(", "))
             }
+            WaitReason::Actuation { percent } => write!(f, "waiting for the target to confirm {percent}%"),
             WaitReason::StepBake { until } => write!(f, "baking until {}", until.to_rfc3339()),
             WaitReason::WaveBake { wave, until } => {
                 write!(f, "wave {wave} baking until {}", until.to_rfc3339())

@@ -701,7 +701,13 @@ fn run(spec: &PlanSpec, steps: &[Step], start_hours: u32, grant_all: bool, tally
         };
         let (health, traffic, commands) = m.observations(&state, &step.inputs);
         m.note_inputs(&state, &health, &commands);
-        let obs = Observations { approvals: &m.approvals, health: &health, traffic: &traffic, commands: &commands };
+        let obs = Observations {
+            approvals: &m.approvals,
+            health: &health,
+            traffic: &traffic,
+            commands: &commands,
+            ..Observations::default()
+        };
         let d = decide(&m.plan, state.clone(), &obs, m.now);
         // Determinism: the same inputs give the same outputs.
         let again = decide(&m.plan, state.clone(), &obs, m.now);

@@ -105,7 +105,7 @@ impl Rollout {
     }
 
     fn decide_with(&mut self, health: &[HealthSample], traffic: &[TrafficReading], commands: &[Command]) -> Decision {
-        let obs = Observations { approvals: &self.approvals, health, traffic, commands };
+        let obs = Observations { approvals: &self.approvals, health, traffic, commands, ..Observations::default() };
         let d = decide(&self.plan, self.state.clone(), &obs, self.now);
         // Determinism: the same inputs give the same outputs.
         assert_eq!(d, decide(&self.plan, self.state.clone(), &obs, self.now));

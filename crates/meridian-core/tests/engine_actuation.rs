@@ -1,0 +1,74 @@
+//! A step is held for its bake from when the target confirmed the traffic, not from when the
+//! move was decided; a unit whose actuation is unconfirmed takes no further step. (Found by
+//! the crash test: a controller killed between deciding 10 % and sending it came back after
+//! the bake had "elapsed" and went straight to 50 %.)
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use meridian_core::engine::{Confirmation, UnitRef};
+use meridian_core::state::PlanState;
+use meridian_core::validate::load;
+use meridian_core::{Observations, Plan, WaitReason, decide};
+
+fn mk_plan() -> Plan {
+    let yaml = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: p}
+spec:
+  services: [{name: s}]
+  regions: [{name: r}]
+  waves: [{name: w, regions: [r]}]
+  steps: [10, 50, 100]
+  stepBake: 1m
+";
+    let bundle = load(&[("p.yaml".into(), yaml.into())], None);
+    bundle.plans.into_iter().next().expect("valid plan")
+}
+
+fn t(min: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap() + TimeDelta::minutes(min)
+}
+
+fn unit() -> UnitRef {
+    UnitRef { region: "r".into(), service: "s".into() }
+}
+
+#[test]
+fn an_unconfirmed_step_never_advances_however_long_it_waits() {
+    let plan = mk_plan();
+    let d = decide(&plan, PlanState::new(&plan), &Observations::default(), t(0));
+    assert_eq!(d.state.units[0].percent, 10);
+    let pending = [unit()];
+    let obs = Observations { unconfirmed: &pending, ..Observations::default() };
+    let d = decide(&plan, d.state, &obs, t(30));
+    assert_eq!(d.state.units[0].percent, 10, "advanced before the target confirmed");
+    assert_eq!(d.state.units[0].waiting, Some(WaitReason::Actuation { percent: 10 }));
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn the_bake_counts_from_the_confirmation() {
+    let plan = mk_plan();
+    let d = decide(&plan, PlanState::new(&plan), &Observations::default(), t(0));
+    // The target confirms 10 % only at t(5) (the controller was down meanwhile).
+    let confirmed = [Confirmation { region: "r".into(), service: "s".into(), percent: 10, at: t(5) }];
+    let obs = Observations { confirmations: &confirmed, ..Observations::default() };
+    let d = decide(&plan, d.state, &obs, t(5));
+    assert_eq!(d.state.units[0].percent, 10, "a step confirmed at t(5) was not held for its bake");
+    assert_eq!(d.state.units[0].waiting, Some(WaitReason::StepBake { until: t(6) }));
+    assert_eq!(d.wake_at, Some(t(6)));
+    let d = decide(&plan, d.state, &Observations::default(), t(6));
+    assert_eq!(d.state.units[0].percent, 50);
+}
+
+#[test]
+fn a_confirmation_of_another_percent_changes_nothing() {
+    let plan = mk_plan();
+    let d = decide(&plan, PlanState::new(&plan), &Observations::default(), t(0));
+    let half = t(0) + TimeDelta::seconds(30);
+    let stale = [Confirmation { region: "r".into(), service: "s".into(), percent: 0, at: half }];
+    let obs = Observations { confirmations: &stale, ..Observations::default() };
+    let d = decide(&plan, d.state, &obs, half);
+    assert_eq!(d.state.units[0].bake_since, Some(t(0)));
+    let d = decide(&plan, d.state, &Observations::default(), t(1));
+    assert_eq!(d.state.units[0].percent, 50);
+}
