@@ -101,6 +101,24 @@ impl StateStore for MemoryStore {
         self.with(|i| Ok(i.intents.iter().filter(|(_, o)| o.is_none()).map(|(x, _)| x.clone()).collect()))
     }
 
+    fn unconfirmed(&self, plan: &str) -> StoreResult<Vec<meridian_core::UnitRef>> {
+        self.with(|i| {
+            let mut newest: BTreeMap<(String, String), (i64, bool)> = BTreeMap::new();
+            for (intent, outcome) in i.intents.iter().filter(|(x, _)| x.plan == plan) {
+                let done = matches!(outcome, Some(IntentOutcome::Done { .. }));
+                let key = (intent.region.clone(), intent.service.clone());
+                if newest.get(&key).is_none_or(|(id, _)| *id < intent.id) {
+                    newest.insert(key, (intent.id, done));
+                }
+            }
+            Ok(newest
+                .into_iter()
+                .filter(|(_, (_, done))| !done)
+                .map(|((region, service), _)| meridian_core::UnitRef { region, service })
+                .collect())
+        })
+    }
+
     fn mark_sent(&self, _id: i64, _at: DateTime<Utc>) -> StoreResult<()> {
         Ok(())
     }

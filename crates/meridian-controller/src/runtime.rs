@@ -25,7 +25,9 @@ use meridian_core::approval::ApprovalRecord;
 use meridian_core::plan::Plan;
 use meridian_core::ports::{Actuator, BoxFuture, EvalRequest, HealthSource, Target};
 use meridian_core::state::{UnitPhase, WavePhase};
-use meridian_core::{AuditRecord, Command, HealthSample, Observations, PlanState, TrafficReading, decide};
+use meridian_core::{
+    AuditRecord, Command, Confirmation, HealthSample, Observations, PlanState, TrafficReading, decide,
+};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
@@ -95,8 +97,19 @@ pub enum StartError {
 /// What wakes the decision loop.
 enum Event {
     Kick,
-    Health { plan: String, samples: Vec<HealthSample> },
-    Readings { plan: String, readings: Vec<(TrafficReading, DateTime<Utc>)> },
+    Health {
+        plan: String,
+        samples: Vec<HealthSample>,
+    },
+    Readings {
+        plan: String,
+        readings: Vec<(TrafficReading, DateTime<Utc>)>,
+    },
+    /// A target confirmed an actuation.
+    Confirmed {
+        plan: String,
+        confirmation: Confirmation,
+    },
     Config(Arc<Config>),
     ConfigRejected(ConfigError),
 }
@@ -164,8 +177,14 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
         .into_iter()
         .filter_map(|e| e.detail["approval"].as_str().map(str::to_string))
         .collect();
-    let mut state =
-        LoopState { plans: BTreeMap::new(), expired, samples: HashMap::new(), readings: HashMap::new(), config: None };
+    let mut state = LoopState {
+        plans: BTreeMap::new(),
+        expired,
+        samples: HashMap::new(),
+        readings: HashMap::new(),
+        confirmations: HashMap::new(),
+        config: None,
+    };
     controller.apply_config(&mut state, config).await?;
     controller.publish(&state, None).await;
     controller.recover().await;
@@ -207,6 +226,7 @@ struct LoopState {
     expired: std::collections::HashSet<String>,
     samples: HashMap<String, Vec<HealthSample>>,
     readings: HashMap<String, Vec<(TrafficReading, DateTime<Utc>)>>,
+    confirmations: HashMap<String, Vec<Confirmation>>,
     config: Option<Arc<Config>>,
 }
 
@@ -362,6 +382,7 @@ impl Controller {
                 state.samples.entry(plan).or_default().extend(samples);
             }
             Event::Readings { plan, readings } => state.readings.entry(plan).or_default().extend(readings),
+            Event::Confirmed { plan, confirmation } => state.confirmations.entry(plan).or_default().push(confirmation),
             Event::Config(config) => {
                 let generation = config.generation;
                 match self.apply_config(state, config).await {
@@ -400,16 +421,18 @@ impl Controller {
         let started = std::time::Instant::now();
         let store = self.store();
         let plan_name = name.to_string();
-        let (approvals, commands) = blocking(move || {
+        let (approvals, commands, unconfirmed) = blocking(move || {
             let approvals = store.approvals()?;
             let commands = store.pending_commands(&plan_name)?;
-            Ok::<_, StoreFailure>((approvals, commands))
+            let unconfirmed = store.unconfirmed(&plan_name)?;
+            Ok::<_, StoreFailure>((approvals, commands, unconfirmed))
         })
         .await?;
         let now = self.now();
         self.announce_expiries(&mut state.expired, &approvals, now);
         let Some(run) = state.plans.get_mut(name) else { return Ok(()) };
         let samples = state.samples.remove(name).unwrap_or_default();
+        let confirmations = state.confirmations.remove(name).unwrap_or_default();
         let inflight: Vec<Target> = self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default();
         let readings: Vec<TrafficReading> = state
             .readings
@@ -425,7 +448,14 @@ impl Controller {
             .map(|(r, _)| r)
             .collect();
         let command_list: Vec<Command> = commands.iter().map(|c| c.command.clone()).collect();
-        let obs = Observations { approvals: &approvals, health: &samples, traffic: &readings, commands: &command_list };
+        let obs = Observations {
+            approvals: &approvals,
+            health: &samples,
+            traffic: &readings,
+            commands: &command_list,
+            unconfirmed: &unconfirmed,
+            confirmations: &confirmations,
+        };
         let decision = decide(&run.plan, run.state.clone(), &obs, now);
         let changed = decision.state != run.state || !decision.audit.is_empty() || !commands.is_empty();
         run.wake_at = decision.wake_at;
@@ -607,6 +637,7 @@ impl Controller {
                 self.metrics.open_intents.dec();
                 let percent = intent.percent;
                 let _ = blocking(move || store.complete(id, IntentOutcome::Done { observed: percent }, now)).await;
+                self.confirmed(intent, now);
                 Ok(())
             }
             Err(e) => {
@@ -647,6 +678,8 @@ impl Controller {
                     let store = self.store();
                     let (id, now) = (intent.id, self.now());
                     let _ = blocking(move || store.complete(id, IntentOutcome::Done { observed }, now)).await;
+                    // When it was applied is unknown; the hold restarts now, which never shortens it.
+                    self.confirmed(&intent, now);
                     self.record_event(
                         "intent-recovered",
                         "controller",
@@ -777,6 +810,17 @@ impl Controller {
                 );
             }
         }
+    }
+
+    /// Tell the decision loop a target confirmed an actuation, so the step's hold starts then.
+    fn confirmed(&self, intent: &Intent, at: DateTime<Utc>) {
+        let confirmation = Confirmation {
+            region: intent.region.clone(),
+            service: intent.service.clone(),
+            percent: intent.percent,
+            at,
+        };
+        let _ = self.events.send(Event::Confirmed { plan: intent.plan.clone(), confirmation });
     }
 
     fn record_event(&self, kind: &str, who: &str, detail: serde_json::Value) {

@@ -74,6 +74,11 @@ impl StateStore for SqliteStore {
         self.with(|s| s.open_intents()).map(|v| v.into_iter().map(intent).collect())
     }
 
+    fn unconfirmed(&self, plan: &str) -> StoreResult<Vec<meridian_core::UnitRef>> {
+        self.with(|s| s.unconfirmed_units(plan))
+            .map(|v| v.into_iter().map(|(region, service)| meridian_core::UnitRef { region, service }).collect())
+    }
+
     fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()> {
         self.with(|s| s.mark_intent_sent(IntentId(id), at).map(|_| ()))
     }

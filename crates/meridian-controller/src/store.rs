@@ -74,6 +74,8 @@ pub trait StateStore: Send + Sync + 'static {
         applied_commands: &[i64],
     ) -> StoreResult<Vec<Intent>>;
     fn open_intents(&self) -> StoreResult<Vec<Intent>>;
+    /// Units of `plan` whose newest intent is not done (open, or failed for good).
+    fn unconfirmed(&self, plan: &str) -> StoreResult<Vec<meridian_core::UnitRef>>;
     fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
     fn complete(&self, id: i64, outcome: IntentOutcome, at: DateTime<Utc>) -> StoreResult<()>;
 

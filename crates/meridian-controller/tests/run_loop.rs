@@ -114,7 +114,10 @@ async fn a_rollout_completes_only_after_the_regulator_grants_in_memory() {
 async fn a_rollout_completes_only_after_the_regulator_grants_on_the_database_file() {
     let state_dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
-    rollout_completes_only_after_the_regulator_grants(store).await;
+    rollout_completes_only_after_the_regulator_grants(store.clone()).await;
+    // The stopped tasks let go of the store (and its lock) as they wind down.
+    wait_for("store released", Duration::from_secs(10), || Arc::strong_count(&store) == 1).await;
+    drop(store);
     // The state survived in the file: a new store on the same dir reads it back.
     let reopened = SqliteStore::open(state_dir.path()).unwrap();
     let state = reopened.load_state("quick").unwrap().unwrap();

@@ -237,6 +237,26 @@ impl Store {
         get(&self.conn, id)
     }
 
+    /// Units of `plan` whose newest intent is not done (open, or failed for good): the target
+    /// has not confirmed what the state says, so the engine must not move them further.
+    pub fn unconfirmed_units(&self, plan: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let op = "read unconfirmed units";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT region, service FROM intents AS i
+                 WHERE plan = ?1 AND status <> 'done'
+                   AND id = (SELECT MAX(id) FROM intents
+                             WHERE plan = i.plan AND region = i.region AND service = i.service)
+                 ORDER BY region, service",
+            )
+            .map_err(sql(op))?;
+        stmt.query_map(params![plan], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql(op))?
+            .collect::<Result<_, _>>()
+            .map_err(sql(op))
+    }
+
     /// The newest intent for a unit, whatever its status: the last actuation asked for.
     pub fn latest_intent(&self, plan: &str, region: &str, service: &str) -> Result<Option<Intent>, StoreError> {
         let mut v = query(
@@ -318,6 +338,25 @@ mod tests {
         assert_eq!(done.closed_at, Some(t(4)));
         assert!(store.open_intents().unwrap().is_empty());
         assert_eq!(store.intent(i.id).unwrap(), Some(done));
+    }
+
+    #[test]
+    fn units_are_unconfirmed_until_their_newest_intent_is_done() {
+        let (_tmp, mut store) = temp_store();
+        let s = state("p", 0);
+        let first =
+            store.commit_decision("p", &s, &[], &[set("eu", "web", 10), set("us", "web", 10)], &[], t(1)).unwrap();
+        let units = |store: &Store| store.unconfirmed_units("p").unwrap();
+        assert_eq!(units(&store), vec![("eu".into(), "web".into()), ("us".into(), "web".into())]);
+        store.complete_intent(first[0].id, IntentOutcome::Done { observed_percent: 10 }, t(2)).unwrap();
+        store.complete_intent(first[1].id, IntentOutcome::Failed { error: "400".into() }, t(2)).unwrap();
+        // Done confirms; failed for good does not.
+        assert_eq!(units(&store), vec![("us".to_string(), "web".to_string())]);
+        let next = store.commit_decision("p", &s, &[], &[set("eu", "web", 50)], &[], t(3)).unwrap().remove(0);
+        assert_eq!(units(&store).len(), 2);
+        store.complete_intent(next.id, IntentOutcome::Done { observed_percent: 50 }, t(4)).unwrap();
+        assert_eq!(units(&store), vec![("us".to_string(), "web".to_string())]);
+        assert!(store.unconfirmed_units("other").unwrap().is_empty());
     }
 
     #[test]
