@@ -9,3 +9,15 @@ pub mod runtime;
 pub mod snapshot;
 pub mod sqlite;
 pub mod store;
+
+/// An error and its sources on one line: `failed to open x: permission denied`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}

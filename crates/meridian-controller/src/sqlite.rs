@@ -10,6 +10,7 @@ use meridian_core::approval::ApprovalRecord;
 use meridian_core::{Action, AuditRecord, Command, PlanState};
 use meridian_store::{CommandId, IntentId, Store, StoreError};
 
+use crate::error_chain;
 use crate::store::{ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult};
 
 /// The database-backed store.
@@ -28,17 +29,6 @@ impl SqliteStore {
         let mut store = self.store.lock().map_err(|_| StoreFailure { message: "state store lock poisoned".into() })?;
         f(&mut store).map_err(|e| StoreFailure { message: error_chain(&e) })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 fn intent(i: meridian_store::Intent) -> Intent {

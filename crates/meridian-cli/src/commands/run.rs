@@ -69,16 +69,7 @@ pub fn adapters(state_dir: &std::path::Path, health: Arc<dyn HealthSource>) -> R
     Ok(Adapters { store: Arc::new(store), health, actuator: Arc::new(actuator), clock: Arc::new(SystemClock) })
 }
 
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
+pub use meridian_controller::error_chain;
 
 /// The configuration's diagnostics, one per line, for a failed start.
 pub fn start_error(e: &meridian_controller::runtime::StartError) -> String {
