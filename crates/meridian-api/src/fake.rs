@@ -94,6 +94,14 @@ impl FakeControl {
         self.lock().denials.clone()
     }
 
+    /// Publish this configuration status (e.g. a rejected edit).
+    pub fn set_config(&self, config: meridian_controller::snapshot::ConfigStatus) {
+        let mut inner = self.lock();
+        let mut snapshot = (*inner.snapshot).clone();
+        snapshot.config = config;
+        inner.snapshot = Arc::new(snapshot);
+    }
+
     pub fn set_readiness(&self, readiness: Readiness) {
         self.lock().readiness = Some(readiness);
     }

@@ -81,6 +81,7 @@ pub fn router(control: Arc<dyn ControlPlane>, auth: Auth, limits: Limits) -> Rou
         .route("/approvals/{name}", delete(approvals::revoke))
         .route("/audit", get(events::audit))
         .route("/events", get(events::stream))
+        .route("/config", get(probes::config))
         .route("/whoami", get(probes::whoami))
         .fallback(probes::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));

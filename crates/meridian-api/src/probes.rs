@@ -37,6 +37,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.control.metrics())
 }
 
+/// The configuration in force and the last rejected edit, if any (the previous version stays
+/// in force until an edit validates).
+pub(crate) async fn config(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.control.snapshot().config.clone())
+}
+
 pub(crate) async fn whoami(Extension(identity): Extension<Identity>) -> impl IntoResponse {
     Json(json!({ "identity": identity, "authDisabled": identity.role.is_none() }))
 }

@@ -444,3 +444,24 @@ async fn disabled_auth_allows_everything_as_anonymous() {
     assert_eq!(b.json()["approval"]["grantedBy"], "Ministry liaison office");
     assert_eq!(call(&app, "GET", "/api/v1/whoami", None, None).await.json()["authDisabled"], true);
 }
+
+#[tokio::test]
+async fn config_status_shows_a_rejected_edit() {
+    let (control, app) = app(Limits::default());
+    let fine = call(&app, "GET", "/api/v1/config", Some(VIEWER), None).await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.text);
+    assert!(fine.json().get("rejected").is_none());
+    control.set_config(meridian_controller::snapshot::ConfigStatus {
+        generation: 3,
+        loaded_at: None,
+        warnings: 1,
+        rejected: Some(meridian_controller::snapshot::RejectedEdit {
+            at: chrono::Utc::now(),
+            errors: vec!["plans/a.yaml:3:5: error: unknown region \"zz\"".into()],
+        }),
+    });
+    let v = call(&app, "GET", "/api/v1/config", Some(VIEWER), None).await.json();
+    assert_eq!(v["generation"], 3);
+    assert_eq!(v["rejected"]["errors"][0], "plans/a.yaml:3:5: error: unknown region \"zz\"");
+    assert_eq!(call(&app, "GET", "/api/v1/config", None, None).await.status, StatusCode::UNAUTHORIZED);
+}
