@@ -12,6 +12,7 @@ use meridian_controller::control::{ControlError, ControlPlane, Readiness};
 use meridian_controller::snapshot::{PlanEntry, Snapshot};
 use meridian_core::approval::{ApprovalRecord, RevokedInfo};
 use meridian_core::ports::BoxFuture;
+use meridian_core::state::RuntimeFreeze;
 use meridian_core::{AuditEvent, AuditRecord, Cause, Command, CommandKind, PlanState};
 use tokio::sync::broadcast;
 
@@ -134,8 +135,9 @@ fn command_record(plan: &str, command: &Command) -> AuditRecord {
     }
 }
 
-/// What a pause, resume or abort does to the pause and abort sets; promote and retry leave
-/// them alone (the engine would act on them at its next decision).
+/// What a pause, resume or abort does to the pause and abort sets, and a freeze or unfreeze
+/// to the run-time freezes; promote and retry leave them alone (the engine would act on them
+/// at its next decision).
 fn apply(state: &mut PlanState, command: &Command) {
     match (command.kind, &command.wave, &command.region) {
         (CommandKind::Pause, None, None) => state.paused.plan = true,
@@ -146,6 +148,22 @@ fn apply(state: &mut PlanState, command: &Command) {
         (CommandKind::Resume, None, Some(r)) => _ = state.paused.regions.remove(r),
         (CommandKind::Abort, None, Some(r)) => _ = state.aborted_regions.insert(r.clone()),
         (CommandKind::Abort, _, _) => state.aborted = true,
+        (CommandKind::Freeze, wave, region) => {
+            let Some(request) = &command.freeze else { return };
+            state.freezes.retain(|f| f.name != request.name);
+            state.freezes.push(RuntimeFreeze {
+                name: request.name.clone(),
+                reason: request.reason.clone(),
+                by: command.by.clone(),
+                at: command.at,
+                until: request.until,
+                wave: wave.clone(),
+                region: region.clone(),
+            });
+        }
+        (CommandKind::Unfreeze, _, _) => {
+            state.freezes.retain(|f| command.unfreeze.as_ref().is_some_and(|n| *n != f.name));
+        }
         (CommandKind::Promote | CommandKind::Retry, _, _) => {}
     }
 }

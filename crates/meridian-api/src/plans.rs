@@ -1,14 +1,16 @@
 //! `GET /plans`, `GET /plans/{name}` and `POST /plans/{name}/{action}`: the published views
-//! and operator commands, optionally scoped to one wave or one region.
+//! and operator commands, optionally scoped to one wave or one region. `freeze` and
+//! `unfreeze` carry their parameters in the body as well.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use meridian_controller::snapshot::Snapshot;
-use meridian_core::{Command, CommandKind, Plan};
+use meridian_core::command::FreezeRequest;
+use meridian_core::{Command, CommandKind, Plan, PlanState};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -63,11 +65,112 @@ pub(crate) async fn command(
     state.authorize(&identity, Action::Command(kind), &what)?;
     let snapshot = state.control.snapshot();
     let plan = snapshot.plans.get(&name).map(|e| e.plan.clone()).ok_or_else(|| unknown_plan(&snapshot, &name))?;
-    let scope = parse_scope(&body)?;
-    check_scope(&plan, &scope)?;
-    let command = Command { kind, wave: scope.wave, region: scope.region, by: identity.name.clone(), at: Utc::now() };
+    let now = Utc::now();
+    let command = match kind {
+        CommandKind::Freeze => freeze_command(&plan, &body, &identity.name, now)?,
+        CommandKind::Unfreeze => {
+            let state = snapshot.plans.get(&name).map(|e| &e.state);
+            unfreeze_command(&plan, state, &body, &identity.name, now)?
+        }
+        _ => {
+            let scope = parse_scope(&body)?;
+            check_scope(&plan, &scope)?;
+            Command { wave: scope.wave, region: scope.region, ..Command::plan_wide(kind, &identity.name, now) }
+        }
+    };
     state.control.command(&name, command.clone()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "plan": name, "command": command }))))
+}
+
+/// The body of `POST /plans/{name}/freeze`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeBody {
+    reason: String,
+    #[serde(default)]
+    until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    wave: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+const FREEZE_HINT: &str =
+    r#"send {"reason": "...", "until": "2026-05-06T15:00:00Z"}, optionally with "wave" or "region" and a "name""#;
+
+fn freeze_command(plan: &Plan, body: &[u8], by: &str, now: DateTime<Utc>) -> Result<Command, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("a freeze needs a reason", FREEZE_HINT));
+    }
+    let body: FreezeBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid freeze body: {e}"), FREEZE_HINT))?;
+    if body.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "the freeze's reason is empty",
+            "say why; it is shown as the blocked reason",
+        ));
+    }
+    if let Some(until) = body.until
+        && until <= now
+    {
+        return Err(ApiError::bad_request(
+            format!("until {} is not in the future", until.to_rfc3339()),
+            "give a later time, or leave until out to freeze until an unfreeze",
+        ));
+    }
+    let scope = CommandScope { wave: body.wave, region: body.region };
+    if scope.wave.is_some() && scope.region.is_some() {
+        return Err(ApiError::bad_request("give a wave or a region, not both", FREEZE_HINT));
+    }
+    check_scope(plan, &scope)?;
+    let name = match body.name {
+        Some(n) if n.trim().is_empty() => {
+            return Err(ApiError::bad_request("the freeze's name is empty", "leave name out for a default name"));
+        }
+        Some(n) => n,
+        None => FreezeRequest::default_name(scope.wave.as_deref(), scope.region.as_deref()),
+    };
+    let request = FreezeRequest { name, reason: body.reason.trim().to_string(), until: body.until };
+    Ok(Command { wave: scope.wave, region: scope.region, ..Command::freeze(request, by, now) })
+}
+
+/// The body of `POST /plans/{name}/unfreeze`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnfreezeBody {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn unfreeze_command(
+    plan: &Plan,
+    state: Option<&PlanState>,
+    body: &[u8],
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Command, ApiError> {
+    let body: UnfreezeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        UnfreezeBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                format!("invalid unfreeze body: {e}"),
+                r#"send no body to lift every run-time freeze, or {"name": "N"} for one"#,
+            )
+        })?
+    };
+    if let Some(name) = &body.name {
+        let names: Vec<&String> = state.iter().flat_map(|s| s.freezes.iter().map(|f| &f.name)).collect();
+        if !names.contains(&name) {
+            return Err(ApiError::bad_request(
+                format!("plan {:?} has no run-time freeze {name:?}", plan.name),
+                known("run-time freezes", names.into_iter()),
+            ));
+        }
+    }
+    Ok(Command::unfreeze(body.name, by, now))
 }
 
 fn parse_scope(body: &[u8]) -> Result<CommandScope, ApiError> {

@@ -138,7 +138,13 @@ async fn command_scope_and_shape_are_validated() {
             "send no body",
         ),
         ("pause", "{not json", StatusCode::BAD_REQUEST, "invalid command body", "{\"wave\": \"W\"}"),
-        ("halt", "", StatusCode::NOT_FOUND, "no action \"halt\"", "use pause, resume, abort, promote or retry"),
+        (
+            "halt",
+            "",
+            StatusCode::NOT_FOUND,
+            "no action \"halt\"",
+            "use pause, resume, abort, promote, retry, freeze or unfreeze",
+        ),
         ("pause", "", StatusCode::OK, "", ""),
     ];
     for (action, body, status, error, hint) in cases {

@@ -99,6 +99,19 @@ pub enum Cause {
     Resumed,
     /// The actuator read back a different percent than the state holds.
     Drift,
+    /// An operator declared (or replaced) a run-time freeze on `scope` (`plan`, `wave W`,
+    /// `region R`): no step starts there until it is lifted or `until` passes.
+    FreezeDeclared {
+        name: String,
+        /// The freeze's reason (`reason` names the cause's kind in the serialized record).
+        why: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<DateTime<Utc>>,
+        scope: String,
+        by: String,
+    },
+    /// An operator lifted these run-time freezes (none: nothing matched).
+    FreezeLifted { lifted: Vec<String>, by: String },
 }
 
 impl fmt::Display for Cause {
@@ -143,6 +156,14 @@ impl fmt::Display for Cause {
             Cause::WaveReopened { regions } => write!(f, "no longer fully enabled: {}", regions.join(", ")),
             Cause::Resumed => f.write_str("no longer held"),
             Cause::Drift => f.write_str("read-back differs from state"),
+            Cause::FreezeDeclared { name, why, until, scope, by } => {
+                let until = until.map_or("until lifted".to_string(), |u| format!("until {}", u.to_rfc3339()));
+                write!(f, "freeze {name} on {scope} by {by}: {why}, {until}")
+            }
+            Cause::FreezeLifted { lifted, by } if lifted.is_empty() => {
+                write!(f, "unfreeze by {by}: no run-time freeze to lift")
+            }
+            Cause::FreezeLifted { lifted, by } => write!(f, "unfreeze by {by}: lifted {}", lifted.join(", ")),
         }
     }
 }
@@ -178,7 +199,11 @@ impl AuditRecord {
             }
         };
         if matches!(self.event, AuditEvent::Command { .. }) {
-            // The command is its own cause; say it once.
+            // The command is its own cause; say it once (with what a freeze declares).
+            let what = match &self.cause {
+                Cause::FreezeDeclared { .. } | Cause::FreezeLifted { .. } => self.cause.to_string(),
+                _ => what,
+            };
             return format!("{} #{} {subject}: {what}", self.at.to_rfc3339(), self.seq);
         }
         format!("{} #{} {subject}: {what}: {}", self.at.to_rfc3339(), self.seq, self.cause)

@@ -1,4 +1,4 @@
-//! Operator commands (pause, resume, abort, promote, retry) as engine inputs.
+//! Operator commands (pause, resume, abort, promote, retry, freeze, unfreeze) as engine inputs.
 //!
 //! Owns their shape only; the engine applies them exactly once per decision they are given to.
 
@@ -25,6 +25,11 @@ pub enum CommandKind {
     /// Send failed units in scope back to progressing at their step, and rolled-back ones
     /// back to the start.
     Retry,
+    /// Declare a run-time freeze (`Command::freeze`) on the scope: no step starts there until
+    /// it is lifted or its `until` passes; units keep their traffic.
+    Freeze,
+    /// Lift the run-time freeze named in `Command::unfreeze`, or every one when it names none.
+    Unfreeze,
 }
 
 impl fmt::Display for CommandKind {
@@ -35,6 +40,8 @@ impl fmt::Display for CommandKind {
             CommandKind::Abort => "abort",
             CommandKind::Promote => "promote",
             CommandKind::Retry => "retry",
+            CommandKind::Freeze => "freeze",
+            CommandKind::Unfreeze => "unfreeze",
         })
     }
 }
@@ -48,7 +55,11 @@ impl std::str::FromStr for CommandKind {
             "abort" => Ok(CommandKind::Abort),
             "promote" => Ok(CommandKind::Promote),
             "retry" => Ok(CommandKind::Retry),
-            other => Err(format!("unknown command {other:?}; use pause, resume, abort, promote or retry")),
+            "freeze" => Ok(CommandKind::Freeze),
+            "unfreeze" => Ok(CommandKind::Unfreeze),
+            other => {
+                Err(format!("unknown command {other:?}; use pause, resume, abort, promote, retry, freeze or unfreeze"))
+            }
         }
     }
 }
@@ -65,10 +76,50 @@ pub struct Command {
     /// Who asked (a token's subject, a user name).
     pub by: String,
     pub at: DateTime<Utc>,
+    /// For `freeze`: what it declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<FreezeRequest>,
+    /// For `unfreeze`: the run-time freeze to lift; `None` lifts every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfreeze: Option<String>,
+}
+
+/// A run-time freeze as an operator declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeRequest {
+    /// Names it for `unfreeze`; declaring a name again replaces that freeze.
+    pub name: String,
+    /// Shown as the blocked reason.
+    pub reason: String,
+    /// When it ends by itself; `None`: when lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl FreezeRequest {
+    /// The name of a freeze declared without one: `plan`, `wave-asia`, `region-jp`.
+    pub fn default_name(wave: Option<&str>, region: Option<&str>) -> String {
+        match (region, wave) {
+            (Some(r), _) => format!("region-{r}"),
+            (None, Some(w)) => format!("wave-{w}"),
+            (None, None) => "plan".into(),
+        }
+    }
 }
 
 impl Command {
     pub fn plan_wide(kind: CommandKind, by: &str, at: DateTime<Utc>) -> Self {
-        Command { kind, wave: None, region: None, by: by.to_string(), at }
+        Command { kind, wave: None, region: None, by: by.to_string(), at, freeze: None, unfreeze: None }
+    }
+
+    /// A plan-wide `freeze`; set `wave` or `region` to narrow it.
+    pub fn freeze(request: FreezeRequest, by: &str, at: DateTime<Utc>) -> Self {
+        Command { freeze: Some(request), ..Command::plan_wide(CommandKind::Freeze, by, at) }
+    }
+
+    /// An `unfreeze` of one run-time freeze, or of every one (`None`).
+    pub fn unfreeze(name: Option<String>, by: &str, at: DateTime<Utc>) -> Self {
+        Command { unfreeze: name, ..Command::plan_wide(CommandKind::Unfreeze, by, at) }
     }
 }

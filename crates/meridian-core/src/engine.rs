@@ -77,6 +77,14 @@
 //!   enabled: its bake runs from the latest healthy-hold start of its units, and needs fresh
 //!   healthy verdicts from all of them at its end. A unit of a baking wave that stops being
 //!   enabled sends the wave back to running.
+//! - **Freezes.** No step starts (a first step included) while the unit's region is frozen:
+//!   by a calendar freeze of the plan or the region (whole local days, or a daily time range
+//!   on them, read in the region's time zone), or by a run-time freeze an operator declared
+//!   on the plan, the unit's wave or its region. A unit at a step keeps its traffic and
+//!   waits (`WaitReason::Frozen`, woken when the stretch of back-to-back freezes ends).
+//!   Like windows, a freeze does not keep a unit whose last step has baked from becoming
+//!   enabled, and never holds back what lowers traffic: failures, aborts and lost approvals
+//!   act during a freeze. A run-time freeze ends when lifted (`unfreeze`) or at its `until`.
 //! - **Drift.** A read-back that differs from the traffic the state held before this
 //!   decision, for a unit this decision did not move, is audited and re-applied.
 //! - **`wake_at`** is the earliest moment at which time alone could change a decision: a
@@ -93,10 +101,11 @@ use serde::{Deserialize, Serialize};
 use crate::approval::{ApprovalProblem, ApprovalRecord, flag_holds};
 use crate::audit::{AuditEvent, AuditRecord, Cause};
 use crate::command::{Command, CommandKind};
+use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
 use crate::plan::Plan;
-use crate::state::{PlanState, UnitPhase, WaitReason, WavePhase};
+use crate::state::{PlanState, RuntimeFreeze, UnitPhase, WaitReason, WavePhase};
 use crate::window;
 
 /// Everything observed since the last decision.
@@ -175,6 +184,7 @@ pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: Da
     let before: Vec<u32> = state.units.iter().map(|u| u.percent).collect();
     let mut engine = Engine { plan, obs, now, state, audit: Vec::new(), wake_at: None, drifted: Vec::new() };
     engine.apply_commands();
+    engine.expire_freezes();
     engine.apply_health();
     engine.apply_confirmations();
     engine.apply_failures();
@@ -323,7 +333,7 @@ impl Engine<'_> {
 
     fn apply_commands(&mut self) {
         for cmd in self.obs.commands {
-            let cause = Cause::Command { command: cmd.kind, by: cmd.by.clone() };
+            let cause = self.command_cause(cmd);
             let wave_idx = cmd.wave.as_ref().and_then(|w| self.plan.wave_index(w));
             self.record(wave_idx, None, AuditEvent::Command { command: cmd.kind, by: cmd.by.clone() }, cause.clone());
             if let Some(last) = self.audit.last_mut() {
@@ -369,6 +379,23 @@ impl Engine<'_> {
                         }
                     }
                 }
+                CommandKind::Freeze => {
+                    if let Some(request) = &cmd.freeze {
+                        self.state.freezes.retain(|f| f.name != request.name);
+                        self.state.freezes.push(RuntimeFreeze {
+                            name: request.name.clone(),
+                            reason: request.reason.clone(),
+                            by: cmd.by.clone(),
+                            at: cmd.at,
+                            until: request.until,
+                            wave: if cmd.region.is_none() { cmd.wave.clone() } else { None },
+                            region: cmd.region.clone(),
+                        });
+                    }
+                }
+                CommandKind::Unfreeze => {
+                    self.state.freezes.retain(|f| cmd.unfreeze.as_ref().is_some_and(|n| *n != f.name));
+                }
                 CommandKind::Retry => {
                     let live: Vec<usize> = regions.iter().copied().filter(|&r| !self.region_aborted(r)).collect();
                     for r in live {
@@ -393,6 +420,73 @@ impl Engine<'_> {
                 }
             }
         }
+    }
+
+    /// The cause a command is recorded with; a freeze or unfreeze says what it does.
+    fn command_cause(&self, cmd: &Command) -> Cause {
+        let by = cmd.by.clone();
+        match (cmd.kind, &cmd.freeze) {
+            (CommandKind::Freeze, Some(request)) => Cause::FreezeDeclared {
+                name: request.name.clone(),
+                why: request.reason.clone(),
+                until: request.until,
+                scope: match (&cmd.region, &cmd.wave) {
+                    (Some(r), _) => format!("region {r}"),
+                    (None, Some(w)) => format!("wave {w}"),
+                    (None, None) => "plan".into(),
+                },
+                by,
+            },
+            (CommandKind::Unfreeze, _) => Cause::FreezeLifted {
+                lifted: self
+                    .state
+                    .freezes
+                    .iter()
+                    .filter(|f| cmd.unfreeze.as_ref().is_none_or(|n| *n == f.name))
+                    .map(|f| f.name.clone())
+                    .collect(),
+                by,
+            },
+            _ => Cause::Command { command: cmd.kind, by },
+        }
+    }
+
+    /// Run-time freezes whose `until` has passed are over.
+    fn expire_freezes(&mut self) {
+        let now = self.now;
+        self.state.freezes.retain(|f| f.until.is_none_or(|u| u > now));
+    }
+
+    /// What freezes region `r` now, if anything: run-time freezes in scope first, then the
+    /// calendar freezes of its settings.
+    fn frozen(&self, r: usize) -> Option<Frozen> {
+        let region = &self.plan.regions[r];
+        if self.state.freezes.is_empty() && region.settings.freezes.is_empty() {
+            return None;
+        }
+        let wave = &self.plan.waves[region.wave].name;
+        let mut sources: Vec<&dyn FreezeSource> = Vec::new();
+        for f in &self.state.freezes {
+            let in_scope = match (&f.region, &f.wave) {
+                (Some(name), _) => *name == region.name,
+                (None, Some(w)) => w == wave,
+                (None, None) => true,
+            };
+            if in_scope {
+                sources.push(f);
+            }
+        }
+        sources.extend(region.settings.freezes.iter().map(|f| f as &dyn FreezeSource));
+        freeze::frozen_at(&sources, region.timezone, self.now)
+    }
+
+    /// `Some(reason)` when region `r` is frozen; schedules the wake-up at its end.
+    fn freeze_wait(&mut self, r: usize) -> Option<WaitReason> {
+        let f = self.frozen(r)?;
+        if let Some(until) = f.until {
+            self.wake(until);
+        }
+        Some(WaitReason::Frozen { reason: f.reason, until: f.until, name: f.name })
     }
 
     fn reset_checks(&mut self, i: usize) {
@@ -801,6 +895,9 @@ impl Engine<'_> {
             Ok(evidence) => evidence,
             Err((flag, problem)) => return self.block(i, UnitPhase::Blocked, WaitReason::Approval { flag, problem }),
         };
+        if let Some(reason) = self.freeze_wait(r) {
+            return self.block(i, UnitPhase::Blocked, reason);
+        }
         let region = &self.plan.regions[r];
         if !window::any_open(&region.settings.windows, region.timezone, self.now) {
             let opens_at = window::next_open(&region.settings.windows, region.timezone, self.now);
@@ -902,13 +999,18 @@ impl Engine<'_> {
             self.state.units[i].waiting = Some(WaitReason::Health { checks: unhealthy });
             return;
         }
-        let steps = &region.settings.steps;
-        if step + 1 >= steps.len() {
+        if step + 1 >= region.settings.steps.len() {
             let percent = self.state.units[i].percent;
             self.move_unit(i, UnitPhase::Enabled, Some(step), percent, Cause::Completed { promoted });
             self.state.units[i].waiting = None;
             return;
         }
+        if let Some(reason) = self.freeze_wait(r) {
+            self.state.units[i].waiting = Some(reason);
+            return;
+        }
+        let region = &self.plan.regions[r];
+        let steps = &region.settings.steps;
         if !window::any_open(&region.settings.windows, region.timezone, self.now) {
             let opens_at = window::next_open(&region.settings.windows, region.timezone, self.now);
             if let Some(at) = opens_at {

@@ -22,6 +22,7 @@ pub mod command;
 pub mod diagnostics;
 pub mod duration;
 pub mod engine;
+pub mod freeze;
 pub mod health;
 pub mod manifest;
 pub mod plan;

@@ -74,6 +74,9 @@ pub struct RolloutPlanSpec {
     /// How traffic is set in each region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actuator: Option<ActuatorSpec>,
+    /// Periods in which no step may start in any region, read in each region's local time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<FreezeSpec>,
 }
 
 /// A service enabled region by region.
@@ -86,18 +89,175 @@ pub struct ServiceSpec {
     pub after: Vec<String>,
 }
 
-/// A region and what it requires.
+/// A region, what it requires, and where it differs from the plan. Fields not written here
+/// come from the plan.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegionSpec {
     pub name: String,
-    /// IANA time zone in which windows are read, e.g. `Asia/Tokyo`. Default: `UTC`.
+    /// IANA time zone in which windows and freezes are read, e.g. `Asia/Tokyo`. Default: `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Approval flags that must all be granted, unexpired and in scope before this region
     /// receives any traffic, and for as long as it does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<String>,
+    /// Labels a wave's `selector` picks regions by, e.g. `{continent: asia, tier: low-traffic}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// This region's traffic steps, instead of the plan's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<u32>>,
+    /// This region's hold per step, instead of the plan's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub step_bake: Option<String>,
+    /// This region's windows, instead of the plan's (`[]`: any time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Vec<WindowSpec>>,
+    /// What missing data means for every check in this region, instead of each check's `noData`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoDataPolicy>,
+    /// This region's limits for some of the plan's checks, by check name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckOverrideSpec>,
+    /// What a health failure does to this region, instead of the plan's `onFailure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    /// How traffic is set in this region, replacing the plan's whole `actuator` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actuator: Option<ActuatorSpec>,
+    /// Periods in which no step may start in this region, in addition to the plan's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<FreezeSpec>,
+}
+
+/// One check's limits for one region. Fields not written here come from the plan's check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckOverrideSpec {
+    /// The name of a check under the plan's `health.checks`.
+    pub name: String,
+    /// Least healthy value (inclusive) in this region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Greatest healthy value (inclusive) in this region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Consecutive failing evaluations before this region fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<i64>,
+    /// What missing, stale or unreadable data means for this check in this region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoDataPolicy>,
+}
+
+/// A period in which no step may start: every day from `from` to `to` (inclusive), all day
+/// or, with `daily`, only between those local times. Read in the region's time zone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FreezeSpec {
+    /// Why, shown as the blocked reason: "Golden Week", "carnival", "year-end change freeze".
+    pub reason: String,
+    /// First day, `YYYY-MM-DD`.
+    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    pub from: String,
+    /// Last day (inclusive; may equal `from`), `YYYY-MM-DD`.
+    #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    pub to: String,
+    /// Only between these local times on each of those days. Absent: all day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily: Option<DailySpec>,
+}
+
+/// A time range on each day of a freeze.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DailySpec {
+    /// Local start, `HH:MM`.
+    #[schemars(regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
+    pub from: String,
+    /// Local end, `HH:MM` (`24:00` for midnight). Earlier than `from`: runs past midnight.
+    #[schemars(regex(pattern = r"^[0-2][0-9]:[0-5][0-9]$"))]
+    pub to: String,
+}
+
+/// One region of a plan in a file of its own, so that a regional team owns it. The plan's
+/// regions are its `spec.regions` followed by every `Region` naming it, in file-path order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Region {
+    /// Always `meridian.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `Region`.
+    pub kind: String,
+    /// `name` is the region's name.
+    pub metadata: Metadata,
+    pub spec: RegionDocumentSpec,
+}
+
+/// A region as a document of its own: the plan it belongs to, then the fields of a region
+/// entry (except `name`, which is `metadata.name`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegionDocumentSpec {
+    /// The `RolloutPlan` (by `metadata.name`) this region belongs to.
+    pub plan: String,
+    /// IANA time zone in which windows and freezes are read, e.g. `Asia/Tokyo`. Default: `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Approval flags that must all be granted, unexpired and in scope before this region
+    /// receives any traffic, and for as long as it does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
+    /// Labels a wave's `selector` picks regions by, e.g. `{continent: asia, tier: low-traffic}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// This region's traffic steps, instead of the plan's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<u32>>,
+    /// This region's hold per step, instead of the plan's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub step_bake: Option<String>,
+    /// This region's windows, instead of the plan's (`[]`: any time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Vec<WindowSpec>>,
+    /// What missing data means for every check in this region, instead of each check's `noData`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoDataPolicy>,
+    /// This region's limits for some of the plan's checks, by check name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckOverrideSpec>,
+    /// What a health failure does to this region, instead of the plan's `onFailure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    /// How traffic is set in this region, replacing the plan's whole `actuator` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actuator: Option<ActuatorSpec>,
+    /// Periods in which no step may start in this region, in addition to the plan's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<FreezeSpec>,
+}
+
+impl RegionDocumentSpec {
+    /// The region entry this document stands for.
+    pub fn to_region_spec(&self, name: &str) -> RegionSpec {
+        RegionSpec {
+            name: name.to_string(),
+            timezone: self.timezone.clone(),
+            approvals: self.approvals.clone(),
+            labels: self.labels.clone(),
+            steps: self.steps.clone(),
+            step_bake: self.step_bake.clone(),
+            windows: self.windows.clone(),
+            no_data: self.no_data,
+            checks: self.checks.clone(),
+            on_failure: self.on_failure,
+            actuator: self.actuator.clone(),
+            freezes: self.freezes.clone(),
+        }
+    }
 }
 
 /// A group of regions that run together, after the previous wave has finished and baked.
@@ -105,8 +265,12 @@ pub struct RegionSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WaveSpec {
     pub name: String,
-    /// Regions in this wave, started in this order.
+    /// Regions in this wave by name, started in this order (before any the selector adds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
+    /// Also every region whose labels match, in the order the regions are declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
     /// At most this many regions of the wave in progress at once. Default: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<i64>,
@@ -117,6 +281,43 @@ pub struct WaveSpec {
     /// Approval flags gating every step of this wave (an operator's go, a CI promotion).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<String>,
+}
+
+/// Regions by their labels, as in Kubernetes: every `matchLabels` pair and every
+/// `matchExpressions` requirement must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    /// Labels a region must carry with exactly these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelRequirement>,
+}
+
+/// One requirement on a label.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelRequirement {
+    pub key: String,
+    pub operator: SelectorOperator,
+    /// For `In` and `NotIn`: at least one value. For `Exists` and `DoesNotExist`: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// How a requirement tests its label.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SelectorOperator {
+    /// The label is set to one of `values`.
+    #[default]
+    In,
+    /// The label is not set, or set to none of `values`.
+    NotIn,
+    /// The label is set, to any value.
+    Exists,
+    /// The label is not set.
+    DoesNotExist,
 }
 
 /// A recurring time range, in the region's local time, in which steps may start.

@@ -5,11 +5,13 @@
 //! or validate: `validate` builds it, and a `Plan` that exists is known to be consistent
 //! (every index in range, services topologically ordered, steps increasing to 100).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono_tz::Tz;
+use serde::Serialize;
 
 use crate::duration::Span;
+use crate::freeze::Freeze;
 use crate::manifest::{ActuatorSpec, NoDataPolicy, OnApprovalRevoked, OnFailure};
 use crate::window::Window;
 
@@ -55,12 +57,16 @@ pub struct Region {
     pub approvals: Vec<String>,
     /// Index of the wave this region belongs to.
     pub wave: usize,
+    /// Labels waves select regions by.
+    pub labels: BTreeMap<String, String>,
+    /// Where the region is defined, `file:line` (the plan's file, or a `Region` document's).
+    pub defined_at: String,
     /// Settings in force for this region.
     pub settings: RegionSettings,
 }
 
-/// Everything the engine reads per region. Today every region carries the plan's values;
-/// region overrides replace them field by field.
+/// Everything the engine and the adapters read per region: the plan's values, replaced field
+/// by field where the region overrides them. `origins` says which is which.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionSettings {
     pub steps: Vec<u32>,
@@ -69,6 +75,60 @@ pub struct RegionSettings {
     pub on_failure: OnFailure,
     /// Aligned with `Health::checks`.
     pub checks: Vec<CheckLimits>,
+    /// The actuator for this region: the plan's, or the region's whole replacement.
+    pub actuator: Option<ActuatorSpec>,
+    /// The plan's freezes followed by the region's own.
+    pub freezes: Vec<Freeze>,
+    pub origins: SettingOrigins,
+}
+
+/// Where an effective setting came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// The plan's value, or the default where the plan says nothing.
+    #[default]
+    Plan,
+    /// The region's own value.
+    Region,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Plan => "plan",
+            Origin::Region => "region",
+        })
+    }
+}
+
+/// The origin of each field of [`RegionSettings`] (freezes carry their own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingOrigins {
+    pub steps: Origin,
+    pub step_bake: Origin,
+    pub windows: Origin,
+    pub on_failure: Origin,
+    pub actuator: Origin,
+    /// Aligned with `Health::checks`.
+    pub checks: Vec<CheckOrigins>,
+}
+
+/// The origin of each overridable limit of one check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckOrigins {
+    pub min: Origin,
+    pub max: Origin,
+    pub failure_limit: Origin,
+    pub no_data: Origin,
+}
+
+impl SettingOrigins {
+    /// Does the region override anything (its own freezes included)?
+    pub fn any_region(&self) -> bool {
+        [self.steps, self.step_bake, self.windows, self.on_failure, self.actuator].contains(&Origin::Region)
+            || self.checks.iter().any(|c| [c.min, c.max, c.failure_limit, c.no_data].contains(&Origin::Region))
+    }
 }
 
 /// The parts of a check that decide its verdict and its consequence.
@@ -86,10 +146,31 @@ pub struct Wave {
     pub name: String,
     /// Region indices in start order.
     pub regions: Vec<usize>,
+    /// How each region (aligned with `regions`) came to be in this wave.
+    pub chosen_by: Vec<ChosenBy>,
     /// At least 1, at most the number of regions.
     pub max_parallel: usize,
     pub bake: Span,
     pub approvals: Vec<String>,
+}
+
+/// How a region was put in its wave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "by", content = "selector")]
+pub enum ChosenBy {
+    /// Listed under the wave's `regions`.
+    Name,
+    /// Matched by the wave's `selector`, as written here (`continent=asia,tier notin (core)`).
+    Selector(String),
+}
+
+impl std::fmt::Display for ChosenBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChosenBy::Name => f.write_str("by name"),
+            ChosenBy::Selector(s) => write!(f, "by selector {s}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +238,86 @@ impl Plan {
         flags.sort();
         flags.dedup();
         flags
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+fn sourced<T>(value: T, origin: Origin) -> Sourced<T> {
+    Sourced { value, origin }
+}
+
+/// A region's effective settings with their origins, for displays (`meridian plan`, the
+/// API's plan detail). Durations, windows and the actuator are in words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveSettings {
+    pub steps: Sourced<Vec<u32>>,
+    pub step_bake: Sourced<String>,
+    /// Empty: any time.
+    pub windows: Sourced<Vec<String>>,
+    pub on_failure: Sourced<OnFailure>,
+    pub actuator: Sourced<String>,
+    pub checks: Vec<EffectiveCheck>,
+    /// The plan's and the region's, each with its origin.
+    pub freezes: Vec<Freeze>,
+}
+
+/// One check's effective limits in a region.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveCheck {
+    pub name: String,
+    pub min: Sourced<Option<f64>>,
+    pub max: Sourced<Option<f64>>,
+    pub failure_limit: Sourced<u32>,
+    pub no_data: Sourced<NoDataPolicy>,
+}
+
+/// An actuator section in words: `http PUT https://...`, `log (dry run)`.
+pub fn describe_actuator(actuator: Option<&ActuatorSpec>) -> String {
+    match actuator {
+        Some(ActuatorSpec { http: Some(h), .. }) => {
+            format!("http {} {}", h.method.as_deref().unwrap_or("PUT"), h.url)
+        }
+        Some(ActuatorSpec { log: Some(_), .. }) => "log (dry run)".into(),
+        _ => "none (dry run)".into(),
+    }
+}
+
+impl Plan {
+    /// Region `r`'s effective settings and where each came from.
+    pub fn effective_settings(&self, r: usize) -> EffectiveSettings {
+        let s = &self.regions[r].settings;
+        let o = &s.origins;
+        let checks = self
+            .health
+            .checks
+            .iter()
+            .zip(&s.checks)
+            .zip(&o.checks)
+            .map(|((check, limits), origin)| EffectiveCheck {
+                name: check.name.clone(),
+                min: sourced(limits.min, origin.min),
+                max: sourced(limits.max, origin.max),
+                failure_limit: sourced(limits.failure_limit, origin.failure_limit),
+                no_data: sourced(limits.no_data, origin.no_data),
+            })
+            .collect();
+        EffectiveSettings {
+            steps: sourced(s.steps.clone(), o.steps),
+            step_bake: sourced(s.step_bake.to_string(), o.step_bake),
+            windows: sourced(s.windows.iter().map(ToString::to_string).collect(), o.windows),
+            on_failure: sourced(s.on_failure, o.on_failure),
+            actuator: sourced(describe_actuator(s.actuator.as_ref()), o.actuator),
+            checks,
+            freezes: s.freezes.clone(),
+        }
     }
 }
 

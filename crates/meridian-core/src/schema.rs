@@ -4,19 +4,20 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-use crate::manifest::{API_VERSION, Approval, RolloutPlan};
+use crate::manifest::{API_VERSION, Approval, Region, RolloutPlan};
 
-/// One schema accepting either a `RolloutPlan` or an `Approval` document.
+/// One schema accepting a `RolloutPlan`, a `Region` or an `Approval` document.
 pub fn manifest_schema() -> Value {
     let mut generator = SchemaSettings::draft07().into_generator();
     let plan = generator.subschema_for::<RolloutPlan>();
+    let region = generator.subschema_for::<Region>();
     let approval = generator.subschema_for::<Approval>();
     let mut definitions = serde_json::Map::new();
     for (name, schema) in generator.take_definitions(true) {
         definitions.insert(name, schema);
     }
     // Pin apiVersion and kind so editors can tell the two kinds apart and complete them.
-    for (name, kind) in [("RolloutPlan", "RolloutPlan"), ("Approval", "Approval")] {
+    for (name, kind) in [("RolloutPlan", "RolloutPlan"), ("Region", "Region"), ("Approval", "Approval")] {
         if let Some(props) = definitions.get_mut(name).and_then(|d| d.get_mut("properties")) {
             props["apiVersion"] = json!({ "const": API_VERSION, "description": "Always meridian.dev/v1alpha1." });
             props["kind"] = json!({ "const": kind });
@@ -25,8 +26,8 @@ pub fn manifest_schema() -> Value {
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "Meridian manifest",
-        "description": "A Meridian RolloutPlan or Approval (apiVersion meridian.dev/v1alpha1).",
-        "oneOf": [plan, approval],
+        "description": "A Meridian RolloutPlan, Region or Approval (apiVersion meridian.dev/v1alpha1).",
+        "oneOf": [plan, region, approval],
         "definitions": definitions,
     })
 }

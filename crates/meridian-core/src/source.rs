@@ -19,7 +19,7 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::diagnostics::{Diagnostic, Report, Severity, closest, did_you_mean};
-use crate::manifest::{API_VERSION, Approval, RolloutPlan};
+use crate::manifest::{API_VERSION, Approval, Region, RolloutPlan};
 
 /// A line and column, both 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +209,8 @@ fn collect_locations(text: &str) -> (Vec<Locations>, Option<(String, Pos)>) {
 pub enum Manifest {
     Plan(Box<RolloutPlan>),
     Approval(Box<Approval>),
+    /// One region of a plan, in a document of its own.
+    Region(Box<Region>),
 }
 
 /// A manifest with where it came from.
@@ -287,7 +289,7 @@ pub struct ParsedFile {
     pub report: Report,
 }
 
-const KINDS: [&str; 2] = ["RolloutPlan", "Approval"];
+const KINDS: [&str; 3] = ["RolloutPlan", "Region", "Approval"];
 
 /// serde's problems with one document are retried at most this many times.
 const MAX_SCHEMA_PROBLEMS: usize = 32;
@@ -382,7 +384,7 @@ pub fn parse_file_recovering(file: &str, text: &str) -> ParsedFile {
             };
             let hint = match &guess {
                 Some(g) => Some(format!("did you mean {g:?}?")),
-                None => Some("kind must be RolloutPlan or Approval".into()),
+                None => Some("kind must be RolloutPlan, Region or Approval".into()),
             };
             out.report.push(diag(locs.value(path), path, "unknown-kind", message, hint));
             // A near miss is most likely that kind: check the rest as such.
@@ -417,6 +419,7 @@ pub fn parse_file_recovering(file: &str, text: &str) -> ParsedFile {
         }
         let read = match kind.as_str() {
             "RolloutPlan" => deserialize_all::<RolloutPlan>(value).map(|p| Manifest::Plan(Box::new(p))),
+            "Region" => deserialize_all::<Region>(value).map(|r| Manifest::Region(Box::new(r))),
             _ => deserialize_all::<Approval>(value).map(|a| Manifest::Approval(Box::new(a))),
         };
         for p in &read.problems {
@@ -589,7 +592,7 @@ fn required_stand_in(field: &str) -> Option<Value> {
         "services" | "regions" | "waves" => Some(Value::Sequence(Vec::new())),
         "metadata" | "spec" => Some(Value::Mapping(serde_yaml::Mapping::new())),
         "min" => Some(Value::from(0)),
-        "name" | "flag" | "grantedBy" | "from" | "to" | "query" | "url" | "at" | "by" => {
+        "name" | "flag" | "grantedBy" | "from" | "to" | "query" | "url" | "at" | "by" | "plan" | "reason" | "key" => {
             Some(Value::String(String::new()))
         }
         _ => None,
@@ -782,10 +785,12 @@ fn explain(segments: &[Segment], message: &str) -> Explained {
         let choices = choices_of(&shape);
         let leaf = shape.rsplit('.').next().unwrap_or_default();
         let duration = matches!(leaf, "bake" | "stepBake" | "interval" | "timeout");
+        let date = shape.contains("freezes[]") && !shape.contains("daily");
         let expected_words = match choices {
             Some(c) => format!("one of {c}"),
             None if shape == "spec.steps[]" => "a whole percentage from 1 to 100".to_string(),
             None if duration && expected == "a string" => "a duration with a unit".to_string(),
+            None if date && matches!(leaf, "from" | "to") && expected == "a string" => "a date".to_string(),
             None if matches!(leaf, "from" | "to") && expected == "a string" => "a quoted time of day".to_string(),
             None => expected_in_words(expected),
         };
@@ -851,9 +856,14 @@ fn shape_of(segments: &[Segment]) -> String {
 /// The allowed values of the enum-valued fields.
 fn choices_of(shape: &str) -> Option<&'static str> {
     match shape {
-        "spec.onFailure" => Some("rollback-region, pause"),
+        "spec.onFailure" | "spec.regions[].onFailure" => Some("rollback-region, pause"),
         "spec.onApprovalRevoked" => Some("hold, disable"),
-        "spec.health.checks[].noData" => Some("hold, fail, ignore"),
+        "spec.health.checks[].noData"
+        | "spec.noData"
+        | "spec.checks[].noData"
+        | "spec.regions[].noData"
+        | "spec.regions[].checks[].noData" => Some("hold, fail, ignore"),
+        "spec.waves[].selector.matchExpressions[].operator" => Some("In, NotIn, Exists, DoesNotExist"),
         _ => None,
     }
 }
@@ -895,6 +905,15 @@ fn shape_hint(shape: &str) -> Option<String> {
         }
         "spec.steps" => "steps are traffic percentages from 1 to 100, e.g. [1, 10, 50, 100]",
         "spec.windows[].days" => "list days like [Mon, Tue, Wed]",
+        "spec.freezes" | "spec.regions[].freezes" => {
+            "write freezes as a list of mappings, e.g. [{reason: Golden Week, from: 2026-04-29, to: 2026-05-06}]"
+        }
+        "spec.freezes[].from"
+        | "spec.freezes[].to"
+        | "spec.regions[].freezes[].from"
+        | "spec.regions[].freezes[].to" => "write dates as YYYY-MM-DD, e.g. 2026-04-29",
+        "spec.waves[].selector" => "write a selector as a mapping, e.g. selector: {matchLabels: {continent: asia}}",
+        "spec.labels" | "spec.regions[].labels" => "write labels as a mapping, e.g. labels: {continent: asia}",
         _ => {
             let field = element.rsplit('.').next().unwrap_or(element);
             match field {
@@ -903,7 +922,9 @@ fn shape_hint(shape: &str) -> Option<String> {
                 "maxParallel" | "failureLimit" | "retries" => "write a whole number, e.g. 2",
                 "timezone" => "use an IANA time zone name such as Europe/Berlin or Asia/Tokyo",
                 "min" | "max" => "write a number, e.g. 0.01",
-                "regions" | "after" | "approvals" | "services" | "plans" => "write a list of names, e.g. [a, b]",
+                "regions" | "after" | "approvals" | "services" | "plans" | "values" => {
+                    "write a list of names, e.g. [a, b]"
+                }
                 "grantedAt" | "expires" | "at" => "write an RFC 3339 time, e.g. 2026-12-31T00:00:00Z",
                 "metadata" => "write metadata as a mapping, e.g. metadata: {name: my-plan}",
                 "spec" => "write spec as a mapping of fields",
@@ -983,7 +1004,8 @@ spec:
             [
                 "p.yaml:10:17: error: timezone must be a string, not the number 5; \
                  use an IANA time zone name such as Europe/Berlin or Asia/Tokyo",
-                "p.yaml:11:7: error: unknown field \"colour\"; fields allowed here: name, timezone, approvals",
+                "p.yaml:11:7: error: unknown field \"colour\"; fields allowed here: name, timezone, approvals, \
+                 labels, steps, stepBake, windows, noData, checks, onFailure, actuator, freezes",
                 "p.yaml:14:20: error: maxParallel must be a whole number, not the string \"two\"; \
                  write a whole number, e.g. 2",
             ]

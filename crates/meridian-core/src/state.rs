@@ -113,6 +113,16 @@ pub enum WaitReason {
     Aborted,
     /// Another service of this region failed.
     RegionFailed { service: String },
+    /// A freeze period holds the region: no step starts until it ends (`None`: until an
+    /// operator lifts the run-time freeze `name`).
+    Frozen {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<DateTime<Utc>>,
+        /// The run-time freeze that holds it, if that is what does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
 }
 
 impl fmt::Display for WaitReason {
@@ -163,6 +173,13 @@ impl fmt::Display for WaitReason {
             WaitReason::Aborted => f.write_str("aborted"),
             WaitReason::RegionFailed { service } => {
                 write!(f, "service {service} failed in this region")
+            }
+            WaitReason::Frozen { reason, until: Some(until), .. } => {
+                write!(f, "frozen ({reason}) until {}", until.to_rfc3339())
+            }
+            WaitReason::Frozen { reason, until: None, name } => {
+                let name = name.as_deref().unwrap_or_default();
+                write!(f, "frozen ({reason}) until lifted (meridian unfreeze --name {name})")
             }
         }
     }
@@ -238,6 +255,36 @@ pub struct PauseSet {
     pub regions: BTreeSet<String>,
 }
 
+/// A freeze an operator declared at run time (`freeze` command), in force until it is
+/// lifted (`unfreeze`) or its `until` passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeFreeze {
+    pub name: String,
+    pub reason: String,
+    pub by: String,
+    /// When it was declared.
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// Its scope: one wave, one region, or (neither) the whole plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl RuntimeFreeze {
+    /// `plan`, `wave asia`, `region jp`.
+    pub fn scope(&self) -> String {
+        match (&self.region, &self.wave) {
+            (Some(r), _) => format!("region {r}"),
+            (None, Some(w)) => format!("wave {w}"),
+            (None, None) => "plan".into(),
+        }
+    }
+}
+
 /// The whole rollout's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -255,6 +302,9 @@ pub struct PlanState {
     /// Sequence number of the last audit record issued.
     #[serde(default)]
     pub audit_seq: u64,
+    /// Run-time freezes in force, in the order declared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<RuntimeFreeze>,
 }
 
 /// The rollout as a whole, for status displays and `status --wait`.
@@ -315,6 +365,7 @@ impl PlanState {
             aborted_regions: BTreeSet::new(),
             aborted: false,
             audit_seq: 0,
+            freezes: Vec::new(),
         };
         state.align(plan);
         state

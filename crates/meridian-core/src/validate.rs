@@ -7,16 +7,21 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
 use crate::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo};
 use crate::diagnostics::{Report, closest, did_you_mean};
 use crate::duration::{Span, SpanError};
-use crate::manifest::{Approval, CheckSpec, HealthSpec, RolloutPlan, RolloutPlanSpec, WindowSpec};
+use crate::freeze::{DailyRange, Freeze};
+use crate::manifest::{
+    ActuatorSpec, Approval, CheckSpec, FreezeSpec, HealthSpec, LabelSelector, OnFailure, Region as RegionManifest,
+    RegionSpec, RolloutPlan, RolloutPlanSpec, SelectorOperator, WindowSpec,
+};
 use crate::plan::{
-    Check, CheckLimits, CheckSource, DEFAULT_HEALTH_INTERVAL, DEFAULT_REGION_LABEL, DEFAULT_STEP_BAKE, DEFAULT_STEPS,
-    Health, Plan, Region, RegionSettings, Service, Wave, template_placeholders,
+    Check, CheckLimits, CheckOrigins, CheckSource, ChosenBy, DEFAULT_HEALTH_INTERVAL, DEFAULT_REGION_LABEL,
+    DEFAULT_STEP_BAKE, DEFAULT_STEPS, Health, Origin, Plan, Region, RegionSettings, Service, SettingOrigins, Wave,
+    template_placeholders,
 };
 use crate::source::{Document, Manifest, Recovered, parse_file_recovering};
 use crate::window::{DAY_NAMES, Window, parse_clock, parse_day};
@@ -73,17 +78,27 @@ pub fn validate_documents(documents: &[Document], now: Option<DateTime<Utc>>) ->
     validate_entries(&entries, now)
 }
 
-/// Keep the semantic diagnostics of a recovered document that are not about what the
-/// recovery dropped (those would judge a plan the user did not write).
-fn keep_relevant(local: Report, recovered: Option<&Recovered>, into: &mut Report) {
+/// Keep the semantic diagnostics of recovered documents that are not about what the
+/// recovery dropped (those would judge a plan the user did not write). A plan's checks
+/// also report in the `Region` documents merged into it, so each diagnostic is judged
+/// against the recovered documents of its own file.
+fn keep_relevant(local: Report, recovered: &[&Recovered], into: &mut Report) {
     for d in local.diagnostics {
-        if recovered.is_none_or(|r| !r.touches(&d.path)) {
+        if !recovered.iter().any(|r| r.document.file == d.file && r.touches(&d.path)) {
             into.push(d);
         }
     }
 }
 
-fn validate_entries(entries: &[(&Document, Option<&Recovered>)], now: Option<DateTime<Utc>>) -> Bundle {
+/// A `Region` document merged into the plan it names.
+#[derive(Clone, Copy)]
+struct RegionDocument<'d> {
+    doc: &'d Document,
+    recovered: Option<&'d Recovered>,
+    raw: &'d RegionManifest,
+}
+
+fn validate_entries<'d>(entries: &[(&'d Document, Option<&'d Recovered>)], now: Option<DateTime<Utc>>) -> Bundle {
     let mut bundle = Bundle::default();
     let mut plan_names: HashMap<&str, &Document> = HashMap::new();
     let mut approval_names: HashMap<&str, &Document> = HashMap::new();
@@ -91,9 +106,10 @@ fn validate_entries(entries: &[(&Document, Option<&Recovered>)], now: Option<Dat
         .iter()
         .filter_map(|(d, _)| match &d.manifest {
             Manifest::Plan(p) => Some((*d, p.as_ref())),
-            Manifest::Approval(_) => None,
+            _ => None,
         })
         .collect();
+    let region_documents = region_documents(entries, &raw_plans, &mut bundle.report);
     for (doc, recovered) in entries {
         let Manifest::Plan(raw) = &doc.manifest else { continue };
         let mut local = Report::default();
@@ -113,11 +129,14 @@ fn validate_entries(entries: &[(&Document, Option<&Recovered>)], now: Option<Dat
         let duplicate = plan_names.contains_key(raw.metadata.name.as_str());
         plan_names.entry(raw.metadata.name.as_str()).or_insert(doc);
         // A duplicate is still checked, so that fixing its name reveals nothing new.
+        let merged = region_documents.get(raw.metadata.name.as_str()).map(Vec::as_slice).unwrap_or_default();
         let mut checker = PlanChecker { doc, report: &mut local, errors: 0 };
-        let plan = checker.check(raw);
-        keep_relevant(local, *recovered, &mut bundle.report);
+        let plan = checker.check(raw, merged);
+        let recovered_docs: Vec<&Recovered> =
+            recovered.iter().copied().chain(merged.iter().filter_map(|m| m.recovered)).collect();
+        keep_relevant(local, &recovered_docs, &mut bundle.report);
         if let Some(plan) = plan
-            && recovered.is_none()
+            && recovered_docs.is_empty()
             && !duplicate
         {
             bundle.plans.push(plan);
@@ -141,8 +160,8 @@ fn validate_entries(entries: &[(&Document, Option<&Recovered>)], now: Option<Dat
         }
         let duplicate = approval_names.contains_key(raw.metadata.name.as_str());
         approval_names.entry(raw.metadata.name.as_str()).or_insert(doc);
-        let approval = check_approval(doc, raw, &raw_plans, now, &mut local);
-        keep_relevant(local, *recovered, &mut bundle.report);
+        let approval = check_approval(doc, raw, &raw_plans, &region_documents, now, &mut local);
+        keep_relevant(local, recovered.as_slice(), &mut bundle.report);
         if let Some(a) = approval
             && recovered.is_none()
             && !duplicate
@@ -152,6 +171,57 @@ fn validate_entries(entries: &[(&Document, Option<&Recovered>)], now: Option<Dat
     }
     bundle.report.sort();
     bundle
+}
+
+/// `Region` documents by the plan they name, in the order read. A document naming no known
+/// plan is reported here and checked on its own, as far as that goes without its plan.
+fn region_documents<'d>(
+    entries: &[(&'d Document, Option<&'d Recovered>)],
+    plans: &[(&Document, &RolloutPlan)],
+    report: &mut Report,
+) -> HashMap<&'d str, Vec<RegionDocument<'d>>> {
+    let plan_names: Vec<&str> = plans.iter().map(|(_, p)| p.metadata.name.as_str()).collect();
+    let mut out: HashMap<&str, Vec<RegionDocument<'d>>> = HashMap::new();
+    for (doc, recovered) in entries {
+        let Manifest::Region(raw) = &doc.manifest else { continue };
+        let mut local = Report::default();
+        check_name(doc, "region", &raw.metadata.name, &mut local);
+        if !raw.metadata.labels.is_empty() && raw.spec.labels.is_empty() {
+            local.push(doc.warning(
+                "metadata.labels",
+                "metadata-labels",
+                format!("region {:?} has labels under metadata, which waves do not select by", raw.metadata.name),
+                Some("move them to spec.labels".into()),
+            ));
+        }
+        let plan = raw.spec.plan.as_str();
+        if plan_names.contains(&plan) {
+            out.entry(plan).or_default().push(RegionDocument { doc, recovered: *recovered, raw });
+        } else {
+            let (message, hint) = if plan.trim().is_empty() {
+                (
+                    format!("region {:?} names no plan", raw.metadata.name),
+                    "set spec.plan to the name of the RolloutPlan this region belongs to".to_string(),
+                )
+            } else {
+                let hint =
+                    did_you_mean(plan, plan_names.iter().copied()).unwrap_or_else(|| match plan_names.as_slice() {
+                        [] => {
+                            "no RolloutPlan was read with it; validate the plan's files together with this one".into()
+                        }
+                        known => format!("known plans: {}", known.join(", ")),
+                    });
+                (format!("region {:?} belongs to unknown plan {plan:?}", raw.metadata.name), hint)
+            };
+            local.push(doc.error("spec.plan", "unknown-plan", message, Some(hint)));
+            // Check what can be checked without the plan: the region's own values.
+            let mut checker = PlanChecker { doc, report: &mut local, errors: 0 };
+            let region = raw.spec.to_region_spec(&raw.metadata.name);
+            checker.region(&region, "spec", &Defaults::detached());
+        }
+        keep_relevant(local, recovered.as_slice(), report);
+    }
+    out
 }
 
 /// Object names follow Kubernetes rules so the same file works as a custom resource.
@@ -225,13 +295,75 @@ const CHECK_URL_VARS: [&str; 4] = ["region", "service", "plan", "wave"];
 /// Placeholders an actuator URL may use.
 const ACTUATOR_URL_VARS: [&str; 3] = ["region", "service", "plan"];
 
-struct PlanChecker<'a> {
-    doc: &'a Document,
-    report: &'a mut Report,
+/// What a region inherits from its plan where it does not override it.
+struct Defaults<'p> {
+    steps: Vec<u32>,
+    step_bake: Span,
+    windows: Vec<Window>,
+    on_failure: OnFailure,
+    /// `None` when the plan is unknown: check names cannot be resolved then.
+    checks: Option<&'p [Check]>,
+    actuator: Option<&'p ActuatorSpec>,
+    freezes: Vec<Freeze>,
+}
+
+impl Defaults<'_> {
+    /// For a `Region` document whose plan is unknown.
+    fn detached() -> Self {
+        Defaults {
+            steps: DEFAULT_STEPS.to_vec(),
+            step_bake: DEFAULT_STEP_BAKE,
+            windows: Vec::new(),
+            on_failure: OnFailure::default(),
+            checks: None,
+            actuator: None,
+            freezes: Vec::new(),
+        }
+    }
+}
+
+/// Where a region's name is written, for diagnostics that point at it from elsewhere.
+#[derive(Clone, Copy)]
+struct Site<'d> {
+    doc: &'d Document,
+    /// `spec.regions[3].name`, or `metadata.name` for a `Region` document.
+    from_document: bool,
+    index: usize,
+}
+
+impl Site<'_> {
+    fn name_path(&self) -> String {
+        if self.from_document { "metadata.name".into() } else { format!("spec.regions[{}].name", self.index) }
+    }
+
+    fn at(&self) -> String {
+        format!("{}:{}", self.doc.file, self.doc.locations.value(&self.name_path()).line)
+    }
+}
+
+/// How a region came into the wave it is in, and where that is written.
+struct Placement {
+    wave: String,
+    by: ChosenBy,
+    path: String,
+}
+
+struct PlanChecker<'d, 'r> {
+    /// The document diagnostics point into: the plan's, or a merged `Region` document's.
+    doc: &'d Document,
+    report: &'r mut Report,
     errors: usize,
 }
 
-impl PlanChecker<'_> {
+impl<'d> PlanChecker<'d, '_> {
+    /// Run `f` with diagnostics pointing into `doc`.
+    fn in_doc<T>(&mut self, doc: &'d Document, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = std::mem::replace(&mut self.doc, doc);
+        let out = f(self);
+        self.doc = saved;
+        out
+    }
+
     fn error(&mut self, path: &str, code: &'static str, message: String, hint: Option<String>) {
         self.errors += 1;
         self.report.push(self.doc.error(path, code, message, hint));
@@ -318,7 +450,7 @@ impl PlanChecker<'_> {
         seen
     }
 
-    fn check(&mut self, raw: &RolloutPlan) -> Option<Plan> {
+    fn check(&mut self, raw: &'d RolloutPlan, merged: &[RegionDocument<'d>]) -> Option<Plan> {
         let spec = &raw.spec;
         if spec.services.is_empty() {
             self.error(
@@ -345,50 +477,70 @@ impl PlanChecker<'_> {
             );
         }
         let service_idx = self.names("service", "spec.services", spec.services.iter().map(|s| s.name.as_str()));
-        let region_idx = self.names("region", "spec.regions", spec.regions.iter().map(|r| r.name.as_str()));
+        let mut region_idx = self.names("region", "spec.regions", spec.regions.iter().map(|r| r.name.as_str()));
         self.names("wave", "spec.waves", spec.waves.iter().map(|w| w.name.as_str()));
 
         let (services, service_order) = self.services(spec, &service_idx);
 
         // Plan-wide settings.
         let steps = self.steps("spec.steps", spec.steps.as_deref());
+        if spec.steps.as_deref().is_some_and(|s| s == steps) {
+            self.step_risks("spec.steps", &steps);
+        }
         let step_bake = self.span("spec.stepBake", spec.step_bake.as_deref(), DEFAULT_STEP_BAKE);
         let windows = self.windows("spec.windows", &spec.windows);
         let on_failure = spec.on_failure.unwrap_or_default();
         let health = self.health(spec.health.as_ref());
-        self.actuator(spec);
+        if let Some(a) = &spec.actuator {
+            self.actuator("spec.actuator", a);
+        }
+        let freezes = self.freezes("spec.freezes", &spec.freezes, Origin::Plan);
+        let defaults = Defaults {
+            steps: steps.clone(),
+            step_bake,
+            windows,
+            on_failure,
+            checks: Some(&health.checks),
+            actuator: spec.actuator.as_ref(),
+            freezes,
+        };
 
-        // Regions.
+        // Regions: the plan's own, then those of the Region documents naming it, in order.
         let mut regions = Vec::new();
+        let mut sites = Vec::new();
         for (i, r) in spec.regions.iter().enumerate() {
-            let timezone = match r.timezone.as_deref() {
-                None => Tz::UTC,
-                Some(text) => match text.parse::<Tz>() {
-                    Ok(tz) => tz,
-                    Err(_) => {
-                        self.unknown_timezone(i, &r.name, text);
-                        Tz::UTC
-                    }
-                },
-            };
-            self.flags(&format!("spec.regions[{i}].approvals"), &r.approvals);
-            regions.push(Region {
-                name: r.name.clone(),
-                timezone,
-                approvals: r.approvals.clone(),
-                wave: usize::MAX,
-                settings: RegionSettings {
-                    steps: steps.clone(),
-                    step_bake,
-                    windows: windows.clone(),
-                    on_failure,
-                    checks: health.checks.iter().map(|c| c.limits.clone()).collect(),
-                },
-            });
+            regions.push(self.region(r, &format!("spec.regions[{i}]"), &defaults));
+            sites.push(Site { doc: self.doc, from_document: false, index: i });
+        }
+        for m in merged {
+            let name = m.raw.metadata.name.as_str();
+            let entry = m.raw.spec.to_region_spec(name);
+            let region = self.in_doc(m.doc, |c| c.region(&entry, "spec", &defaults));
+            if let Some(&first) = region_idx.get(name) {
+                let first = sites[first].at();
+                self.in_doc(m.doc, |c| {
+                    c.error(
+                        "metadata.name",
+                        "duplicate-region",
+                        format!("region {name:?} of plan {:?} is defined twice", raw.metadata.name),
+                        Some(format!(
+                            "it is first defined at {first}; define each region once, in the plan's regions \
+                             or in one Region document"
+                        )),
+                    )
+                });
+                continue;
+            }
+            if name.trim().is_empty() {
+                continue; // reported as an invalid name
+            }
+            region_idx.insert(name, regions.len());
+            sites.push(Site { doc: m.doc, from_document: true, index: regions.len() });
+            regions.push(region);
         }
 
-        let waves = self.waves(spec, &region_idx, &mut regions);
-        self.risks(raw, &waves, &steps, &health);
+        let waves = self.waves(spec, &region_idx, &mut regions, &sites);
+        self.risks(raw, &waves, &health);
 
         if self.errors > 0 {
             return None;
@@ -467,23 +619,27 @@ impl PlanChecker<'_> {
         spec: &RolloutPlanSpec,
         region_idx: &HashMap<&str, usize>,
         regions: &mut [Region],
+        sites: &[Site<'d>],
     ) -> Vec<Wave> {
         let mut waves = Vec::new();
-        // Region index -> (wave name, path of its first listing).
-        let mut placed: HashMap<usize, (String, String)> = HashMap::new();
+        let mut placed: HashMap<usize, Placement> = HashMap::new();
         // Declared regions that an unknown name in a wave most likely meant.
         let mut meant: HashSet<&str> = HashSet::new();
+        // A region counts once, at its first definition (repeats are reported as duplicates).
+        let first_definition: Vec<bool> =
+            regions.iter().enumerate().map(|(r, region)| region_idx.get(region.name.as_str()) == Some(&r)).collect();
         for (w, raw_wave) in spec.waves.iter().enumerate() {
             let base = format!("spec.waves[{w}]");
-            if raw_wave.regions.is_empty() {
+            if raw_wave.regions.is_empty() && raw_wave.selector.is_none() {
                 self.error(
                     &format!("{base}.regions"),
                     "empty-wave",
                     format!("wave {:?} has no regions", raw_wave.name),
-                    Some("list its regions, or remove the wave".into()),
+                    Some("list its regions, select them by label with a selector, or remove the wave".into()),
                 );
             }
             let mut members = Vec::new();
+            let mut chosen_by = Vec::new();
             for (j, name) in raw_wave.regions.iter().enumerate() {
                 let path = format!("{base}.regions[{j}]");
                 let Some(&r) = region_idx.get(name.as_str()) else {
@@ -493,7 +649,9 @@ impl PlanChecker<'_> {
                             meant.insert(g);
                             format!("did you mean {g:?}?")
                         }
-                        None => format!("declare {name:?} under spec.regions, or remove it from this wave"),
+                        None => format!(
+                            "declare {name:?} under spec.regions or in a Region document, or remove it from this wave"
+                        ),
                     };
                     self.error(
                         &path,
@@ -503,25 +661,94 @@ impl PlanChecker<'_> {
                     );
                     continue;
                 };
-                if let Some((first_wave, first_path)) = placed.get(&r) {
-                    let line = self.line_of(first_path);
-                    let (message, hint) = if *first_wave == raw_wave.name {
-                        (
+                if let Some(first) = placed.get(&r) {
+                    let line = self.line_of(&first.path);
+                    let (message, hint) = match &first.by {
+                        ChosenBy::Name if first.wave == raw_wave.name => (
                             format!("region {name:?} is listed twice in wave {:?}", raw_wave.name),
                             format!("it is first listed on line {line}; remove the repeat"),
-                        )
-                    } else {
-                        (
-                            format!("region {name:?} is in wave {first_wave:?} and again in wave {:?}", raw_wave.name),
+                        ),
+                        ChosenBy::Name => (
+                            format!(
+                                "region {name:?} is in wave {:?} and again in wave {:?}",
+                                first.wave, raw_wave.name
+                            ),
                             format!("a region belongs to exactly one wave; remove one (the other is on line {line})"),
-                        )
+                        ),
+                        ChosenBy::Selector(sel) => (
+                            format!(
+                                "region {name:?} is in wave {:?} by its selector {sel} and again in wave {:?} by name",
+                                first.wave, raw_wave.name
+                            ),
+                            format!(
+                                "a region belongs to exactly one wave; remove it here, or exclude it from that \
+                                 selector (line {line}) with matchExpressions: [{{key: ..., operator: NotIn, values: [...]}}]"
+                            ),
+                        ),
                     };
                     self.error(&path, "region-in-two-waves", message, Some(hint));
                     continue;
                 }
-                placed.insert(r, (raw_wave.name.clone(), path));
+                placed.insert(r, Placement { wave: raw_wave.name.clone(), by: ChosenBy::Name, path });
                 regions[r].wave = w;
                 members.push(r);
+                chosen_by.push(ChosenBy::Name);
+            }
+            if let Some(selector) = &raw_wave.selector {
+                let path = format!("{base}.selector");
+                if self.selector(&path, &raw_wave.name, selector) {
+                    let text = describe_selector(selector);
+                    let mut matched = 0;
+                    for r in 0..regions.len() {
+                        if !first_definition[r] || !selector_matches(selector, &regions[r].labels) {
+                            continue;
+                        }
+                        matched += 1;
+                        if members.contains(&r) {
+                            continue; // also listed by name in this wave: once is enough
+                        }
+                        if let Some(first) = placed.get(&r) {
+                            let line = self.line_of(&first.path);
+                            let name = &regions[r].name;
+                            self.error(
+                                &path,
+                                "region-in-two-waves",
+                                format!(
+                                    "selector {text} of wave {:?} matches region {name:?}, which is already in wave {:?} {}",
+                                    raw_wave.name, first.wave, first.by
+                                ),
+                                Some(format!(
+                                    "a region belongs to exactly one wave; exclude it here, e.g. with matchExpressions: \
+                                     [{{key: ..., operator: NotIn, values: [...]}}], or take it out of wave {:?} (line {line})",
+                                    first.wave
+                                )),
+                            );
+                            continue;
+                        }
+                        let by = ChosenBy::Selector(text.clone());
+                        placed.insert(r, Placement { wave: raw_wave.name.clone(), by: by.clone(), path: path.clone() });
+                        regions[r].wave = w;
+                        members.push(r);
+                        chosen_by.push(by);
+                    }
+                    if matched == 0 {
+                        let mut in_use: Vec<String> =
+                            regions.iter().flat_map(|r| r.labels.iter().map(|(k, v)| format!("{k}={v}"))).collect();
+                        in_use.sort();
+                        in_use.dedup();
+                        let hint = if in_use.is_empty() {
+                            "no region has labels; give regions labels such as labels: {continent: asia}".to_string()
+                        } else {
+                            format!("labels in use: {}", in_use.join(", "))
+                        };
+                        self.warn(
+                            &path,
+                            "selector-matches-nothing",
+                            format!("selector {text} of wave {:?} matches no region", raw_wave.name),
+                            Some(hint),
+                        );
+                    }
+                }
             }
             let max_parallel = match raw_wave.max_parallel {
                 None => members.len().max(1),
@@ -541,32 +768,395 @@ impl PlanChecker<'_> {
             waves.push(Wave {
                 name: raw_wave.name.clone(),
                 regions: members,
+                chosen_by,
                 max_parallel,
                 bake,
                 approvals: raw_wave.approvals.clone(),
             });
         }
-        for (i, r) in spec.regions.iter().enumerate() {
-            let first_definition = region_idx.get(r.name.as_str()) == Some(&i);
+        for (r, region) in regions.iter().enumerate() {
             // A misspelt listing already says "did you mean" this region.
-            if first_definition && !placed.contains_key(&i) && !meant.contains(r.name.as_str()) {
-                self.error(
-                    &format!("spec.regions[{i}].name"),
-                    "region-in-no-wave",
-                    format!("region {:?} is in no wave", r.name),
-                    Some("add it to the regions of a wave, or remove it".into()),
-                );
+            if !first_definition[r] || placed.contains_key(&r) || meant.contains(region.name.as_str()) {
+                continue;
             }
+            let site = sites[r];
+            let hint = if region.labels.is_empty() {
+                "add it to the regions of a wave, or remove it".to_string()
+            } else {
+                let labels: Vec<String> = region.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(
+                    "no wave's selector matches its labels ({}); add it to the regions of a wave, or fix its labels",
+                    labels.join(", ")
+                )
+            };
+            let message = format!("region {:?} is in no wave", region.name);
+            self.in_doc(site.doc, |c| c.error(&site.name_path(), "region-in-no-wave", message, Some(hint)));
         }
         waves
     }
 
-    fn unknown_timezone(&mut self, i: usize, region: &str, text: &str) {
+    /// A wave's selector: `true` when it can be matched.
+    fn selector(&mut self, path: &str, wave: &str, selector: &LabelSelector) -> bool {
+        let before = self.errors;
+        if selector.match_labels.is_empty() && selector.match_expressions.is_empty() {
+            self.error(
+                path,
+                "empty-selector",
+                format!("selector of wave {wave:?} has neither matchLabels nor matchExpressions"),
+                Some(
+                    "an empty selector would match every region; say which, e.g. matchLabels: {continent: asia}".into(),
+                ),
+            );
+        }
+        for (key, value) in &selector.match_labels {
+            self.label(&format!("{path}.matchLabels.{key}"), key, value);
+        }
+        for (j, e) in selector.match_expressions.iter().enumerate() {
+            let base = format!("{path}.matchExpressions[{j}]");
+            if let Some(problem) = label_key_problem(&e.key) {
+                self.error(
+                    &format!("{base}.key"),
+                    "invalid-label",
+                    format!("label key {:?} {problem}", e.key),
+                    Some(LABEL_RULE.into()),
+                );
+            }
+            let needs_values = matches!(e.operator, SelectorOperator::In | SelectorOperator::NotIn);
+            let operator = operator_name(e.operator);
+            if needs_values && e.values.is_empty() {
+                self.error(
+                    &base,
+                    "selector-values",
+                    format!("operator {operator} needs values"),
+                    Some(format!(
+                        "list the label values, e.g. values: [asia], or use {}",
+                        if e.operator == SelectorOperator::In { "Exists" } else { "DoesNotExist" }
+                    )),
+                );
+            } else if !needs_values && !e.values.is_empty() {
+                self.error(
+                    &format!("{base}.values"),
+                    "selector-values",
+                    format!("operator {operator} takes no values"),
+                    Some(format!(
+                        "remove values, or use {}",
+                        if e.operator == SelectorOperator::Exists { "In" } else { "NotIn" }
+                    )),
+                );
+            }
+            for (k, v) in e.values.iter().enumerate() {
+                if let Some(problem) = label_value_problem(v) {
+                    self.error(
+                        &format!("{base}.values[{k}]"),
+                        "invalid-label",
+                        format!("label value {v:?} {problem}"),
+                        Some(LABEL_RULE.into()),
+                    );
+                }
+            }
+        }
+        self.errors == before
+    }
+
+    /// A region's labels, or a selector's `matchLabels`.
+    fn labels(&mut self, path: &str, labels: &BTreeMap<String, String>) {
+        for (key, value) in labels {
+            self.label(&format!("{path}.{key}"), key, value);
+        }
+    }
+
+    fn label(&mut self, path: &str, key: &str, value: &str) {
+        if let Some(problem) = label_key_problem(key) {
+            self.error(path, "invalid-label", format!("label key {key:?} {problem}"), Some(LABEL_RULE.into()));
+        }
+        if let Some(problem) = label_value_problem(value) {
+            self.error(
+                path,
+                "invalid-label",
+                format!("value {value:?} of label {key:?} {problem}"),
+                Some(LABEL_RULE.into()),
+            );
+        }
+    }
+
+    /// One region entry (of the plan, or of a `Region` document with `base` = `spec`),
+    /// resolved against what it inherits.
+    fn region(&mut self, r: &RegionSpec, base: &str, d: &Defaults<'_>) -> Region {
+        let from_document = base == "spec";
+        let name_path = if from_document { "metadata.name".to_string() } else { format!("{base}.name") };
+        let timezone = match r.timezone.as_deref() {
+            None => Tz::UTC,
+            Some(text) => match text.parse::<Tz>() {
+                Ok(tz) => tz,
+                Err(_) => {
+                    self.unknown_timezone(&format!("{base}.timezone"), &r.name, text);
+                    Tz::UTC
+                }
+            },
+        };
+        self.flags(&format!("{base}.approvals"), &r.approvals);
+        self.labels(&format!("{base}.labels"), &r.labels);
+        let mut origins = SettingOrigins::default();
+        let steps = match r.steps.as_deref() {
+            Some(raw) => {
+                origins.steps = Origin::Region;
+                let steps = self.steps(&format!("{base}.steps"), Some(raw));
+                if steps == raw {
+                    self.step_risks(&format!("{base}.steps"), &steps);
+                }
+                steps
+            }
+            None => d.steps.clone(),
+        };
+        let step_bake = match r.step_bake.as_deref() {
+            Some(text) => {
+                origins.step_bake = Origin::Region;
+                self.span(&format!("{base}.stepBake"), Some(text), d.step_bake)
+            }
+            None => d.step_bake,
+        };
+        let windows = match &r.windows {
+            Some(raw) => {
+                origins.windows = Origin::Region;
+                self.windows(&format!("{base}.windows"), raw)
+            }
+            None => d.windows.clone(),
+        };
+        let on_failure = match r.on_failure {
+            Some(policy) => {
+                origins.on_failure = Origin::Region;
+                policy
+            }
+            None => d.on_failure,
+        };
+        let actuator = match &r.actuator {
+            Some(a) => {
+                origins.actuator = Origin::Region;
+                self.actuator(&format!("{base}.actuator"), a);
+                Some(a.clone())
+            }
+            None => d.actuator.cloned(),
+        };
+        let (checks, check_origins) = self.check_overrides(r, base, d.checks.unwrap_or_default(), d.checks.is_some());
+        origins.checks = check_origins;
+        let mut freezes = d.freezes.clone();
+        freezes.extend(self.freezes(&format!("{base}.freezes"), &r.freezes, Origin::Region));
+        let defined_at = format!("{}:{}", self.doc.file, self.line_of(&name_path));
+        Region {
+            name: r.name.clone(),
+            timezone,
+            approvals: r.approvals.clone(),
+            wave: usize::MAX,
+            labels: r.labels.clone(),
+            defined_at,
+            settings: RegionSettings { steps, step_bake, windows, on_failure, checks, actuator, freezes, origins },
+        }
+    }
+
+    /// A region's `noData` and `checks` over the plan's check limits, field by field.
+    fn check_overrides(
+        &mut self,
+        r: &RegionSpec,
+        base: &str,
+        plan_checks: &[Check],
+        plan_known: bool,
+    ) -> (Vec<CheckLimits>, Vec<CheckOrigins>) {
+        let mut limits: Vec<CheckLimits> = plan_checks.iter().map(|c| c.limits.clone()).collect();
+        let mut origins = vec![CheckOrigins::default(); limits.len()];
+        if let Some(policy) = r.no_data {
+            for (l, o) in limits.iter_mut().zip(origins.iter_mut()) {
+                l.no_data = policy;
+                o.no_data = Origin::Region;
+            }
+        }
+        let mut seen: HashMap<usize, usize> = HashMap::new();
+        for (j, c) in r.checks.iter().enumerate() {
+            let path = format!("{base}.checks[{j}]");
+            if !plan_known {
+                continue; // nothing to check the name against
+            }
+            let Some(k) = plan_checks.iter().position(|p| p.name == c.name) else {
+                let names: Vec<&str> = plan_checks.iter().map(|p| p.name.as_str()).collect();
+                let hint = did_you_mean(&c.name, names.iter().copied()).unwrap_or_else(|| match names.as_slice() {
+                    [] => "the plan has no health checks to override; add them under spec.health.checks".into(),
+                    known => format!("the plan's checks are: {}", known.join(", ")),
+                });
+                self.error(
+                    &format!("{path}.name"),
+                    "unknown-check",
+                    format!("region {:?} overrides unknown check {:?}", r.name, c.name),
+                    Some(hint),
+                );
+                continue;
+            };
+            if let Some(&first) = seen.get(&k) {
+                let line = self.line_of(&format!("{base}.checks[{first}]"));
+                self.error(
+                    &format!("{path}.name"),
+                    "duplicate-name",
+                    format!("region {:?} overrides check {:?} twice", r.name, c.name),
+                    Some(format!("it is first overridden on line {line}; merge the two")),
+                );
+                continue;
+            }
+            seen.insert(k, j);
+            if c.min.is_none() && c.max.is_none() && c.failure_limit.is_none() && c.no_data.is_none() {
+                self.warn(
+                    &path,
+                    "empty-override",
+                    format!("override of check {:?} in region {:?} changes nothing", c.name, r.name),
+                    Some("set min, max, failureLimit or noData, or remove it".into()),
+                );
+            }
+            let (l, o) = (&mut limits[k], &mut origins[k]);
+            for (field, value, slot, origin) in
+                [("min", c.min, &mut l.min, &mut o.min), ("max", c.max, &mut l.max, &mut o.max)]
+            {
+                let Some(v) = value else { continue };
+                if v.is_finite() {
+                    *slot = Some(v);
+                    *origin = Origin::Region;
+                } else {
+                    self.errors += 1;
+                    self.report.push(self.doc.error(
+                        &format!("{path}.{field}"),
+                        "non-finite-threshold",
+                        format!("{field} of check {:?} in region {:?} must be a finite number", c.name, r.name),
+                        Some(format!("leave {field} out to keep the plan's {field}")),
+                    ));
+                }
+            }
+            match c.failure_limit {
+                Some(n) if n <= 0 => self.error(
+                    &format!("{path}.failureLimit"),
+                    "invalid-failure-limit",
+                    format!("failureLimit of check {:?} in region {:?} is {n}; it must be at least 1", c.name, r.name),
+                    Some("1 fails the region on the first failing evaluation".into()),
+                ),
+                Some(n) => {
+                    limits[k].failure_limit = u32::try_from(n).unwrap_or(u32::MAX);
+                    origins[k].failure_limit = Origin::Region;
+                }
+                None => {}
+            }
+            if let Some(policy) = c.no_data {
+                limits[k].no_data = policy;
+                origins[k].no_data = Origin::Region;
+            }
+            if let (Some(min), Some(max)) = (limits[k].min, limits[k].max)
+                && min > max
+            {
+                let from = |o: Origin| if o == Origin::Region { "this region" } else { "the plan" };
+                self.error(
+                    &path,
+                    "min-above-max",
+                    format!(
+                        "in region {:?}, check {:?} has min {min} (from {}) above max {max} (from {}); no value could be healthy",
+                        r.name,
+                        c.name,
+                        from(origins[k].min),
+                        from(origins[k].max)
+                    ),
+                    Some("override the other bound too, or fix one".into()),
+                );
+            }
+        }
+        (limits, origins)
+    }
+
+    /// Calendar freezes of the plan or of a region.
+    fn freezes(&mut self, path: &str, raw: &[FreezeSpec], origin: Origin) -> Vec<Freeze> {
+        let mut out = Vec::new();
+        for (i, f) in raw.iter().enumerate() {
+            let base = format!("{path}[{i}]");
+            let before = self.errors;
+            if f.reason.trim().is_empty() {
+                self.error(
+                    &format!("{base}.reason"),
+                    "empty-reason",
+                    "freeze has no reason".into(),
+                    Some("say why, e.g. reason: Golden Week; it is shown as the blocked reason".into()),
+                );
+            }
+            let mut date = |field: &str, text: &str| match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    let hint = if text.len() > 10 && NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").is_ok() {
+                        format!(
+                            "a freeze covers whole local days: write {}, and add daily: {{from: \"HH:MM\", to: \"HH:MM\"}} for hours",
+                            &text[..10]
+                        )
+                    } else {
+                        "write dates as YYYY-MM-DD, e.g. 2026-04-29".into()
+                    };
+                    self.error(
+                        &format!("{base}.{field}"),
+                        "invalid-date",
+                        format!("freeze {field} {text:?} is not a date"),
+                        Some(hint),
+                    );
+                    None
+                }
+            };
+            let (from, to) = (date("from", &f.from), date("to", &f.to));
+            if let (Some(from), Some(to)) = (from, to)
+                && to < from
+            {
+                self.error(
+                    &format!("{base}.to"),
+                    "freeze-ends-before-start",
+                    format!("freeze ends on {to}, before it starts on {from}"),
+                    Some("to is the last frozen day, inclusive; it may equal from".into()),
+                );
+            }
+            let daily = f.daily.as_ref().and_then(|d| {
+                let mut clock = |field: &str, text: &str| match parse_clock(text) {
+                    Some(1440) if field == "from" => {
+                        self.error(
+                            &format!("{base}.daily.from"),
+                            "invalid-time",
+                            "a daily freeze cannot start at 24:00".into(),
+                            Some("use 00:00".into()),
+                        );
+                        None
+                    }
+                    Some(m) => Some(m),
+                    None => {
+                        self.error(
+                            &format!("{base}.daily.{field}"),
+                            "invalid-time",
+                            format!("daily {field} {text:?} is not a time of day"),
+                            Some("write local times as HH:MM from 00:00 to 24:00, e.g. 09:00".into()),
+                        );
+                        None
+                    }
+                };
+                let (from, to) = (clock("from", &d.from)?, clock("to", &d.to)?);
+                if from == to % 1440 && !(from == 0 && to == 1440) {
+                    self.error(
+                        &format!("{base}.daily"),
+                        "empty-window",
+                        format!("daily range from {} to {} is empty", d.from, d.to),
+                        Some("leave daily out to freeze whole days".into()),
+                    );
+                    return None;
+                }
+                Some(DailyRange { from, to: if to == 1440 && from == 0 { 1440 } else { to % 1440 } })
+            });
+            if self.errors > before {
+                continue;
+            }
+            let (Some(from), Some(to)) = (from, to) else { continue };
+            out.push(Freeze { reason: f.reason.trim().to_string(), from, to, daily, origin });
+        }
+        out
+    }
+
+    fn unknown_timezone(&mut self, path: &str, region: &str, text: &str) {
         const EXAMPLE: &str = "use an IANA time zone name such as Europe/Berlin or Asia/Tokyo";
-        let path = format!("spec.regions[{i}].timezone");
         if text.trim().is_empty() {
             self.error(
-                &path,
+                path,
                 "unknown-timezone",
                 format!("time zone of region {region:?} is empty"),
                 Some(format!("{EXAMPLE}, or leave timezone out for UTC")),
@@ -593,7 +1183,7 @@ impl PlanChecker<'_> {
             Some(zone) => format!("abbreviations are ambiguous and ignore daylight saving; did you mean {zone:?}?"),
             None => did_you_mean(text, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name())).unwrap_or(EXAMPLE.into()),
         };
-        self.error(&path, "unknown-timezone", format!("unknown time zone {text:?} for region {region:?}"), Some(hint));
+        self.error(path, "unknown-timezone", format!("unknown time zone {text:?} for region {region:?}"), Some(hint));
     }
 
     /// Approval flags named by a region or a wave.
@@ -815,6 +1405,9 @@ impl PlanChecker<'_> {
             }
             (None, Some(h)) => {
                 self.template(&format!("{base}.http.url"), "url", &h.url, &CHECK_URL_VARS);
+                if let Some(metric) = &h.metric {
+                    self.template(&format!("{base}.http.metric"), "metric", metric, &CHECK_URL_VARS);
+                }
                 if h.pointer.is_some() == h.metric.is_some() {
                     let message = if h.pointer.is_some() {
                         format!("http check {:?} has both pointer and metric", c.name)
@@ -916,17 +1509,17 @@ impl PlanChecker<'_> {
         })
     }
 
-    fn actuator(&mut self, spec: &RolloutPlanSpec) {
-        let Some(a) = &spec.actuator else { return };
+    /// An `actuator` section at `path` (the plan's, or a region's replacement).
+    fn actuator(&mut self, path: &str, a: &ActuatorSpec) {
         match (&a.http, &a.log) {
             (Some(_), Some(_)) => self.error(
-                "spec.actuator",
+                path,
                 "actuator-kind",
                 "actuator has both http and log".into(),
                 Some("keep http to change traffic, or log for a dry run".into()),
             ),
             (None, None) => self.error(
-                "spec.actuator",
+                path,
                 "actuator-kind",
                 "actuator names no kind".into(),
                 Some("add http: {url: ...}, or log: {} for a dry run".into()),
@@ -934,7 +1527,18 @@ impl PlanChecker<'_> {
             _ => {}
         }
         let Some(h) = &a.http else { return };
-        self.template("spec.actuator.http.url", "url", &h.url, &ACTUATOR_URL_VARS);
+        self.template(&format!("{path}.http.url"), "url", &h.url, &ACTUATOR_URL_VARS);
+        if h.token_file.is_some() && h.token_env.is_some() {
+            self.error(
+                &format!("{path}.http.tokenEnv"),
+                "token-source",
+                "http actuator has both tokenFile and tokenEnv".into(),
+                Some(
+                    "keep one: the token is read from a file (tokenFile) or from an environment variable (tokenEnv)"
+                        .into(),
+                ),
+            );
+        }
         if let Some(m) = &h.method
             && m != "PUT"
             && m != "POST"
@@ -945,18 +1549,18 @@ impl PlanChecker<'_> {
                 "use PUT or POST".into()
             };
             self.error(
-                "spec.actuator.http.method",
+                &format!("{path}.http.method"),
                 "invalid-method",
                 format!("method {m:?} is not supported"),
                 Some(hint),
             );
         }
-        self.span("spec.actuator.http.timeout", h.timeout.as_deref(), Span::ZERO);
+        self.span(&format!("{path}.http.timeout"), h.timeout.as_deref(), Span::ZERO);
         if let Some(r) = h.retries
             && r < 0
         {
             self.error(
-                "spec.actuator.http.retries",
+                &format!("{path}.http.retries"),
                 "invalid-retries",
                 format!("retries is {r}; it cannot be negative"),
                 Some("use 0 for a single attempt".into()),
@@ -968,7 +1572,7 @@ impl PlanChecker<'_> {
         {
             let hint = did_you_mean(d, ["reapply", "hold"]).unwrap_or_else(|| "use reapply or hold".into());
             self.error(
-                "spec.actuator.http.onDrift",
+                &format!("{path}.http.onDrift"),
                 "invalid-on-drift",
                 format!("onDrift {d:?} is not supported"),
                 Some(hint),
@@ -977,7 +1581,7 @@ impl PlanChecker<'_> {
     }
 
     /// Risky but legal choices: warnings, errors under `--strict`.
-    fn risks(&mut self, raw: &RolloutPlan, waves: &[Wave], steps: &[u32], health: &Health) {
+    fn risks(&mut self, raw: &RolloutPlan, waves: &[Wave], health: &Health) {
         if let Some(first) = waves.first()
             && first.regions.len() > 1
         {
@@ -1036,23 +1640,100 @@ impl PlanChecker<'_> {
                 );
             }
         }
-        if raw.spec.steps.as_deref().is_some_and(|s| s == steps) {
-            for i in 1..steps.len() {
-                let (from, to) = (steps[i - 1], steps[i]);
-                if u64::from(to) > u64::from(from) * 10 {
-                    self.warn(
-                        &format!("spec.steps[{i}]"),
-                        "risk-big-step",
-                        format!("step {to} is {} times the step before it ({from})", ratio(from, to)),
-                        Some(format!(
-                            "add a step in between, e.g. {}, so no step multiplies traffic by more than 10",
-                            (u64::from(from) * 10).min(99)
-                        )),
-                    );
-                }
+    }
+
+    /// Steps as written (plan or region) that multiply traffic by more than 10.
+    fn step_risks(&mut self, path: &str, steps: &[u32]) {
+        for i in 1..steps.len() {
+            let (from, to) = (steps[i - 1], steps[i]);
+            if u64::from(to) > u64::from(from) * 10 {
+                self.warn(
+                    &format!("{path}[{i}]"),
+                    "risk-big-step",
+                    format!("step {to} is {} times the step before it ({from})", ratio(from, to)),
+                    Some(format!(
+                        "add a step in between, e.g. {}, so no step multiplies traffic by more than 10",
+                        (u64::from(from) * 10).min(99)
+                    )),
+                );
             }
         }
     }
+}
+
+const LABEL_RULE: &str = "use letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 of them \
+     (a key may have a DNS prefix and '/': example.com/tier)";
+
+/// Why a label key is not one Kubernetes would accept, if it is not.
+fn label_key_problem(key: &str) -> Option<&'static str> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix
+        && (p.is_empty()
+            || p.len() > 253
+            || !p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'))
+    {
+        return Some("has an invalid prefix");
+    }
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    label_value_problem(name)
+}
+
+/// Why a label value is not one Kubernetes would accept, if it is not (empty is fine).
+fn label_value_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        return None;
+    }
+    if value.len() > 63 {
+        return Some("is longer than 63 characters");
+    }
+    let edge = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let inner = value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !inner || !edge(value.bytes().next()) || !edge(value.bytes().last()) {
+        return Some("is not a valid label");
+    }
+    None
+}
+
+fn operator_name(op: SelectorOperator) -> &'static str {
+    match op {
+        SelectorOperator::In => "In",
+        SelectorOperator::NotIn => "NotIn",
+        SelectorOperator::Exists => "Exists",
+        SelectorOperator::DoesNotExist => "DoesNotExist",
+    }
+}
+
+/// Does a region with `labels` match? Every `matchLabels` pair and every requirement must hold.
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    selector.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && selector.match_expressions.iter().all(|e| {
+            let value = labels.get(&e.key);
+            match e.operator {
+                SelectorOperator::In => value.is_some_and(|v| e.values.contains(v)),
+                SelectorOperator::NotIn => value.is_none_or(|v| !e.values.contains(v)),
+                SelectorOperator::Exists => value.is_some(),
+                SelectorOperator::DoesNotExist => value.is_none(),
+            }
+        })
+}
+
+/// A selector as kubectl writes one: `continent=asia,tier notin (core),!legacy`.
+pub fn describe_selector(selector: &LabelSelector) -> String {
+    let mut parts: Vec<String> = selector.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in &selector.match_expressions {
+        parts.push(match e.operator {
+            SelectorOperator::In => format!("{} in ({})", e.key, e.values.join(",")),
+            SelectorOperator::NotIn => format!("{} notin ({})", e.key, e.values.join(",")),
+            SelectorOperator::Exists => e.key.clone(),
+            SelectorOperator::DoesNotExist => format!("!{}", e.key),
+        });
+    }
+    parts.join(",")
 }
 
 /// Services in dependency order, stable with respect to written order, and every cycle
@@ -1140,6 +1821,7 @@ fn check_approval(
     doc: &Document,
     raw: &Approval,
     plans: &[(&Document, &RolloutPlan)],
+    region_documents: &HashMap<&str, Vec<RegionDocument<'_>>>,
     now: Option<DateTime<Utc>>,
     report: &mut Report,
 ) -> Option<ApprovalRecord> {
@@ -1222,8 +1904,20 @@ fn check_approval(
             .filter(|(n, _)| scope.plans.is_empty() || scope.plans.iter().any(|p| p == *n))
             .map(|(_, p)| *p)
             .collect();
-        let regions: HashSet<&str> =
-            in_scope.iter().flat_map(|p| p.spec.regions.iter().map(|r| r.name.as_str())).collect();
+        // Regions of a plan in their own documents count as its regions.
+        let merged = |p: &RolloutPlan| {
+            region_documents.get(p.metadata.name.as_str()).map(Vec::as_slice).unwrap_or_default().to_vec()
+        };
+        let regions: HashSet<&str> = in_scope
+            .iter()
+            .flat_map(|p| {
+                p.spec
+                    .regions
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .chain(merged(p).into_iter().map(|m| m.raw.metadata.name.as_str()))
+            })
+            .collect();
         let services: HashSet<&str> =
             in_scope.iter().flat_map(|p| p.spec.services.iter().map(|s| s.name.as_str())).collect();
         let flags: HashSet<&str> = in_scope
@@ -1233,6 +1927,7 @@ fn check_approval(
                     .regions
                     .iter()
                     .flat_map(|r| r.approvals.iter())
+                    .chain(merged(p).into_iter().flat_map(|m| m.raw.spec.approvals.iter()))
                     .chain(p.spec.waves.iter().flat_map(|w| w.approvals.iter()))
                     .map(String::as_str)
             })

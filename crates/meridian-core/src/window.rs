@@ -82,6 +82,44 @@ impl Window {
     }
 }
 
+impl std::fmt::Display for Window {
+    /// `Mon-Thu 09:00-17:00`, `every day 22:00-02:00`, `Mon, Wed 09:00-24:00`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}-{}", describe_days(&self.days), clock(self.from), clock(self.to))
+    }
+}
+
+/// Minutes after midnight as `HH:MM` (1440 is `24:00`).
+pub fn clock(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// Marked days as runs: `every day`, `Mon-Fri`, `Mon, Wed, Fri-Sun`.
+pub fn describe_days(days: &[bool; 7]) -> String {
+    if days.iter().all(|d| *d) {
+        return "every day".into();
+    }
+    let mut runs = Vec::new();
+    let mut d = 0;
+    while d < 7 {
+        if !days[d] {
+            d += 1;
+            continue;
+        }
+        let start = d;
+        while d + 1 < 7 && days[d + 1] {
+            d += 1;
+        }
+        runs.push(match d - start {
+            0 => DAY_NAMES[start].to_string(),
+            1 => format!("{}, {}", DAY_NAMES[start], DAY_NAMES[d]),
+            _ => format!("{}-{}", DAY_NAMES[start], DAY_NAMES[d]),
+        });
+        d += 1;
+    }
+    runs.join(", ")
+}
+
 /// Any of `windows` open at `now`? No windows means always open.
 pub fn any_open(windows: &[Window], tz: Tz, now: DateTime<Utc>) -> bool {
     windows.is_empty() || windows.iter().any(|w| w.contains(tz, now))
@@ -101,7 +139,7 @@ fn weekday_index(date: NaiveDate) -> usize {
 
 /// Local wall-clock time to UTC. A time skipped by a DST jump resolves to the first valid
 /// minute after it; a repeated time resolves to its first occurrence.
-fn local_to_utc(tz: Tz, date: NaiveDate, minutes: u16) -> Option<DateTime<Utc>> {
+pub(crate) fn local_to_utc(tz: Tz, date: NaiveDate, minutes: u16) -> Option<DateTime<Utc>> {
     // A DST gap is at most a few hours; scan forward minute by minute through it.
     for minute in u32::from(minutes)..=u32::from(minutes) + 240 {
         let (day_offset, m) = (minute / 1440, minute % 1440);
@@ -197,6 +235,16 @@ mod tests {
         assert!(w.contains(Tz::UTC, utc(2026, 6, 6, 1, 0)));
         assert!(!w.contains(Tz::UTC, utc(2026, 6, 6, 23, 0)));
         assert_eq!(w.closes_at(Tz::UTC, utc(2026, 6, 6, 1, 0)), Some(utc(2026, 6, 6, 2, 0)));
+    }
+
+    #[test]
+    fn describes_windows_in_words() {
+        assert_eq!(weekdays_9_to_17().to_string(), "Mon-Thu 09:00-17:00");
+        let w = Window { days: [true, false, true, false, true, true, true], from: 1320, to: 120 };
+        assert_eq!(w.to_string(), "Mon, Wed, Fri-Sun 22:00-02:00");
+        let w = Window { days: [true, true, false, false, false, false, false], from: 0, to: 1440 };
+        assert_eq!(w.to_string(), "Mon, Tue 00:00-24:00");
+        assert_eq!(describe_days(&[true; 7]), "every day");
     }
 
     #[test]

@@ -374,7 +374,7 @@ impl Model {
                         2 => region = Some(self.plan.regions[idx % self.plan.regions.len()].name.clone()),
                         _ => {}
                     }
-                    commands.push(Command { kind, wave, region, by: "prop".into(), at: self.now });
+                    commands.push(Command { wave, region, ..Command::plan_wide(kind, "prop", self.now) });
                 }
                 Input::Reading(u, p) => {
                     let unit = &state.units[u % units];

@@ -58,7 +58,7 @@ fn mk_approval(name: &str, flag: &str, granted_at: DateTime<Utc>) -> ApprovalRec
 }
 
 fn mk_command(kind: CommandKind, wave: Option<&str>, region: Option<&str>, at: DateTime<Utc>) -> Command {
-    Command { kind, wave: wave.map(Into::into), region: region.map(Into::into), by: "oncall".into(), at }
+    Command { wave: wave.map(Into::into), region: region.map(Into::into), ..Command::plan_wide(kind, "oncall", at) }
 }
 
 fn mk_sample(region: &str, service: &str, check: &str, verdict: HealthVerdict, at: DateTime<Utc>) -> HealthSample {

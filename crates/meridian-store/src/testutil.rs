@@ -40,6 +40,7 @@ pub(crate) fn state(plan: &str, audit_seq: u64) -> PlanState {
         aborted_regions: Default::default(),
         aborted: false,
         audit_seq,
+        freezes: Vec::new(),
     }
 }
 

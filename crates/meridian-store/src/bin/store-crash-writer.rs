@@ -95,6 +95,7 @@ fn initial_state() -> PlanState {
         aborted_regions: Default::default(),
         aborted: false,
         audit_seq: 0,
+        freezes: Vec::new(),
     }
 }
 
