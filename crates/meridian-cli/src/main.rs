@@ -47,6 +47,10 @@ enum Command {
     Promote(commands::control::Args),
     /// Send failed and rolled-back units in scope back to the start.
     Retry(commands::control::Args),
+    /// Declare a run-time freeze: no step starts in scope until it ends; traffic is kept.
+    Freeze(commands::control::FreezeArgs),
+    /// Lift a run-time freeze (or every one).
+    Unfreeze(commands::control::UnfreezeArgs),
 }
 
 fn main() {
@@ -65,6 +69,8 @@ fn main() {
         Command::Abort(args) => commands::control::run(meridian_core::CommandKind::Abort, args),
         Command::Promote(args) => commands::control::run(meridian_core::CommandKind::Promote, args),
         Command::Retry(args) => commands::control::run(meridian_core::CommandKind::Retry, args),
+        Command::Freeze(args) => commands::control::freeze(args),
+        Command::Unfreeze(args) => commands::control::unfreeze(args),
     };
     std::process::exit(code);
 }

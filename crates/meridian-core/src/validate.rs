@@ -625,6 +625,8 @@ impl<'d> PlanChecker<'d, '_> {
         let mut placed: HashMap<usize, Placement> = HashMap::new();
         // Declared regions that an unknown name in a wave most likely meant.
         let mut meant: HashSet<&str> = HashSet::new();
+        // A selector with errors matched nothing; regions with labels may be meant for it.
+        let mut broken_selector = false;
         // A region counts once, at its first definition (repeats are reported as duplicates).
         let first_definition: Vec<bool> =
             regions.iter().enumerate().map(|(r, region)| region_idx.get(region.name.as_str()) == Some(&r)).collect();
@@ -696,7 +698,9 @@ impl<'d> PlanChecker<'d, '_> {
             }
             if let Some(selector) = &raw_wave.selector {
                 let path = format!("{base}.selector");
-                if self.selector(&path, &raw_wave.name, selector) {
+                let valid = self.selector(&path, &raw_wave.name, selector);
+                broken_selector |= !valid;
+                if valid {
                     let text = describe_selector(selector);
                     let mut matched = 0;
                     for r in 0..regions.len() {
@@ -776,7 +780,11 @@ impl<'d> PlanChecker<'d, '_> {
         }
         for (r, region) in regions.iter().enumerate() {
             // A misspelt listing already says "did you mean" this region.
-            if !first_definition[r] || placed.contains_key(&r) || meant.contains(region.name.as_str()) {
+            if !first_definition[r]
+                || placed.contains_key(&r)
+                || meant.contains(region.name.as_str())
+                || (broken_selector && !region.labels.is_empty())
+            {
                 continue;
             }
             let site = sites[r];
@@ -1694,7 +1702,7 @@ fn label_value_problem(value: &str) -> Option<&'static str> {
     let edge = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     let inner = value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !inner || !edge(value.bytes().next()) || !edge(value.bytes().last()) {
-        return Some("is not a valid label");
+        return Some("is not valid");
     }
     None
 }

@@ -1,6 +1,7 @@
 //! Golden tests of validation: every `tests/fixtures/validate/NAME.yaml` is loaded on its
 //! own with a fixed clock, and its diagnostics, one `Display` line each, must equal
-//! `NAME.expected` exactly.
+//! `NAME.expected` exactly. A directory `NAME/` is one fixture of several files (a plan
+//! split across files), read together in path order as `meridian validate NAME/` would.
 //!
 //! After an intended change, regenerate with
 //! `UPDATE_GOLDEN=1 cargo test -p meridian-core --test validate_golden`
@@ -23,21 +24,54 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()
 }
 
+fn is_yaml(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+}
+
 fn fixtures() -> Vec<PathBuf> {
     let dir = repo_root().join(FIXTURES);
     let mut out: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| is_yaml(p) || p.is_dir())
         .collect();
     out.sort();
     out
 }
 
+/// Every YAML file under `dir`, recursively.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else if is_yaml(&path) {
+            out.push(path);
+        }
+    }
+}
+
+fn expected_path(fixture: &Path) -> PathBuf {
+    fixture.with_extension("expected")
+}
+
 fn render(path: &Path) -> String {
-    let name = format!("{FIXTURES}/{}", path.file_name().unwrap().to_string_lossy());
-    let text = fs::read_to_string(path).unwrap();
-    let bundle = load(&[(name, text)], Some(now()));
+    let root = repo_root();
+    let mut paths = Vec::new();
+    if path.is_dir() {
+        walk(path, &mut paths);
+    } else {
+        paths.push(path.to_path_buf());
+    }
+    let mut files: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| {
+            let name = p.strip_prefix(&root).unwrap_or(p).to_string_lossy().replace('\\', "/");
+            (name, fs::read_to_string(p).unwrap())
+        })
+        .collect();
+    files.sort();
+    let bundle = load(&files, Some(now()));
     let mut out = String::new();
     for d in &bundle.report.diagnostics {
         out.push_str(&d.to_string());
@@ -53,7 +87,7 @@ fn validation_output_matches_the_expected_files() {
     assert!(fixtures.len() >= 10, "expected the validation fixtures under {FIXTURES}");
     let mut failures = Vec::new();
     for fixture in &fixtures {
-        let expected_path = fixture.with_extension("expected");
+        let expected_path = expected_path(fixture);
         let actual = render(fixture);
         if update {
             fs::write(&expected_path, &actual).unwrap();
@@ -70,7 +104,10 @@ fn validation_output_matches_the_expected_files() {
     // An .expected file without its fixture is a leftover.
     for entry in fs::read_dir(repo_root().join(FIXTURES)).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|x| x == "expected") && !fixtures.contains(&path.with_extension("yaml")) {
+        if path.extension().is_some_and(|x| x == "expected")
+            && !fixtures.contains(&path.with_extension("yaml"))
+            && !fixtures.contains(&path.with_extension(""))
+        {
             failures.push(format!("{} has no fixture", path.display()));
         }
     }

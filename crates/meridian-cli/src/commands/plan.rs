@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::duration::Span;
+use meridian_core::plan::{EffectiveSettings, Origin};
 use meridian_core::simulate::{SimOptions, Timeline, simulate};
 use meridian_core::validate::load;
 use meridian_core::{Plan, UnitPhase};
+use serde_json::{Value, json};
 
 use super::Format;
 use crate::input::read_manifests;
@@ -86,10 +88,21 @@ pub fn run(args: &Args) -> i32 {
     let timelines: Vec<Timeline> = plans.iter().map(|p| simulate(p, &approvals, &opts)).collect();
     match args.format {
         Format::Json => {
+            let with_regions = |plan: &Plan, t: &Timeline| {
+                serde_json::to_value(t).map(|mut v| {
+                    v["regions"] = regions_json(plan);
+                    v
+                })
+            };
             let value = if timelines.len() == 1 {
-                serde_json::to_value(&timelines[0])
+                with_regions(plans[0], &timelines[0])
             } else {
-                serde_json::to_value(&timelines)
+                plans
+                    .iter()
+                    .zip(&timelines)
+                    .map(|(p, t)| with_regions(p, t))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::from)
             };
             println!("{}", value.and_then(|v| serde_json::to_string_pretty(&v)).unwrap_or_default());
         }
@@ -150,6 +163,7 @@ fn render(plan: &Plan, t: &Timeline) -> String {
         "no data (pass --assume-healthy to project a healthy rollout)"
     };
     out.push_str(&format!("  health   {health}\n"));
+    out.push_str(&region_settings(plan));
     for (w, wave) in plan.waves.iter().enumerate() {
         let wt = &t.waves[w];
         let span = match (wt.started_at, wt.completed_at) {
@@ -166,6 +180,13 @@ fn render(plan: &Plan, t: &Timeline) -> String {
             "\nwave {} (maxParallel {}, bake {}{approvals}): {span}\n",
             wave.name, wave.max_parallel, wave.bake
         ));
+        let chosen: Vec<String> = wave
+            .regions
+            .iter()
+            .zip(&wave.chosen_by)
+            .map(|(&r, by)| format!("{} ({by})", plan.regions[r].name))
+            .collect();
+        out.push_str(&format!("  regions: {}\n", if chosen.is_empty() { "none".into() } else { chosen.join(", ") }));
         let mut rows: Vec<Vec<String>> = Vec::new();
         let steps = wave.regions.iter().map(|&r| plan.regions[r].settings.steps.len()).max().unwrap_or(0);
         let mut header = vec!["REGION".to_string(), "SERVICE".to_string()];
@@ -205,6 +226,81 @@ fn render(plan: &Plan, t: &Timeline) -> String {
     }
     out.push('\n');
     out
+}
+
+/// Per region that overrides anything: its effective settings and where each came from.
+fn region_settings(plan: &Plan) -> String {
+    let mut out = String::new();
+    for (r, region) in plan.regions.iter().enumerate() {
+        let s = &region.settings;
+        let own_freezes = s.freezes.iter().any(|f| f.origin == Origin::Region);
+        if !s.origins.any_region() && !own_freezes {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str(
+                "\nregion settings (where a region differs from the plan; FROM says whose value is in force):\n",
+            );
+        }
+        out.push_str(&format!("  {} ({})\n", region.name, region.defined_at));
+        let e: EffectiveSettings = plan.effective_settings(r);
+        let mut rows = vec![["SETTING".to_string(), "VALUE".into(), "FROM".into()]];
+        let steps: Vec<String> = e.steps.value.iter().map(u32::to_string).collect();
+        rows.push(["steps".into(), steps.join(", "), e.steps.origin.to_string()]);
+        rows.push(["stepBake".into(), e.step_bake.value.clone(), e.step_bake.origin.to_string()]);
+        let windows = if e.windows.value.is_empty() { "any time".into() } else { e.windows.value.join("; ") };
+        rows.push(["windows".into(), windows, e.windows.origin.to_string()]);
+        rows.push(["onFailure".into(), wire(&e.on_failure.value), e.on_failure.origin.to_string()]);
+        rows.push(["actuator".into(), e.actuator.value.clone(), e.actuator.origin.to_string()]);
+        let number = |v: Option<f64>| v.map_or("-".to_string(), |v| v.to_string());
+        for c in &e.checks {
+            rows.push([format!("{} min", c.name), number(c.min.value), c.min.origin.to_string()]);
+            rows.push([format!("{} max", c.name), number(c.max.value), c.max.origin.to_string()]);
+            rows.push([
+                format!("{} failureLimit", c.name),
+                c.failure_limit.value.to_string(),
+                c.failure_limit.origin.to_string(),
+            ]);
+            rows.push([format!("{} noData", c.name), wire(&c.no_data.value), c.no_data.origin.to_string()]);
+        }
+        for f in &e.freezes {
+            rows.push(["freeze".into(), f.to_string(), f.origin.to_string()]);
+        }
+        let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+        out.push_str(&table(&rows, "    "));
+    }
+    out
+}
+
+/// A value as it is written in YAML (`rollback-region`, `hold`).
+fn wire<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// Every region of the plan with its wave, how it was chosen, its labels and its effective
+/// settings with their origins: the `regions` of `-o json`.
+fn regions_json(plan: &Plan) -> Value {
+    let regions: Vec<Value> = plan
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(r, region)| {
+            let wave = &plan.waves[region.wave];
+            let chosen_by = wave.regions.iter().position(|&x| x == r).and_then(|k| wave.chosen_by.get(k));
+            json!({
+                "name": region.name,
+                "wave": wave.name,
+                "chosenBy": chosen_by,
+                "labels": region.labels,
+                "definedAt": region.defined_at,
+                "settings": plan.effective_settings(r),
+            })
+        })
+        .collect();
+    Value::from(regions)
 }
 
 /// Left-aligned columns separated by two spaces.
