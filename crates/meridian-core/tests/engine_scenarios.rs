@@ -1077,3 +1077,387 @@ fn a_traffic_read_back_that_differs_from_state_is_recorded_and_reapplied() {
     );
     assert_eq!(run.unit("a", "signin").percent, 10);
 }
+
+// ----- regional settings: overrides, freezes, labels, plans split across files -----
+
+/// Two regions in one wave; `b` holds each step half an hour instead of the plan's 5m.
+const LONG_BAKE: &str = r#"
+  services:
+    - name: signin
+  regions:
+    - name: a
+    - name: b
+      stepBake: 30m
+  waves:
+    - name: all
+      regions: [a, b]
+  steps: [10, 50, 100]
+  stepBake: 5m
+"#;
+
+#[test]
+fn a_region_with_longer_bakes_finishes_later_while_the_others_proceed() {
+    let plan = mk_plan(&format!("{LONG_BAKE}{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    let done = run.run_until(t0() + TimeDelta::hours(3), |r| r.wave("all") == WavePhase::Complete);
+    assert!(done, "{:#?}", run.state);
+    // a moves every 5 minutes, b every 30, from the same start; neither waits for the other.
+    assert_eq!(run.raises("a", "signin"), vec![(t0(), 10), (t0() + mins(5), 50), (t0() + mins(10), 100)]);
+    assert_eq!(run.raises("b", "signin"), vec![(t0(), 10), (t0() + mins(30), 50), (t0() + mins(60), 100)]);
+    let enabled_at = |region: &str| {
+        run.audit
+            .iter()
+            .find(|r| {
+                r.region.as_deref() == Some(region)
+                    && matches!(r.event, AuditEvent::Unit { to: UnitPhase::Enabled, .. })
+            })
+            .map(|r| r.at)
+    };
+    assert_eq!(enabled_at("a"), Some(t0() + mins(15)));
+    assert_eq!(enabled_at("b"), Some(t0() + mins(90)));
+    assert_eq!(run.plan.regions[1].settings.step_bake.to_string(), "30m");
+    assert_eq!(run.plan.regions[0].settings.step_bake.to_string(), "5m");
+}
+
+#[test]
+fn region_overrides_replace_the_plans_values_field_by_field_and_say_where_each_came_from() {
+    use meridian_core::manifest::{NoDataPolicy, OnFailure};
+    use meridian_core::plan::Origin;
+    let plan = mk_plan(
+        r#"
+  services:
+    - name: signin
+  regions:
+    - name: plain
+    - name: tuned
+      steps: [5, 50, 100]
+      noData: fail
+      onFailure: pause
+      checks:
+        - name: errors
+          max: 0.05
+        - name: latency
+          failureLimit: 4
+      actuator:
+        log: {}
+  waves:
+    - name: all
+      regions: [plain, tuned]
+  stepBake: 1m
+  windows:
+    - from: "09:00"
+      to: "17:00"
+  health:
+    checks:
+      - name: errors
+        prometheus: { query: 'x' }
+        max: 0.01
+        failureLimit: 2
+      - name: latency
+        prometheus: { query: 'y' }
+        max: 0.3
+        noData: ignore
+  actuator:
+    http:
+      url: https://control.{{region}}.example.net/{{service}}
+"#,
+    );
+    let (plain, tuned) = (&plan.regions[0].settings, &plan.regions[1].settings);
+    assert!(!plain.origins.any_region());
+    assert_eq!(plain.steps, vec![1, 10, 50, 100]);
+    assert_eq!(tuned.steps, vec![5, 50, 100]);
+    assert_eq!(tuned.origins.steps, Origin::Region);
+    // Not overridden: the plan's value, said to be the plan's.
+    assert_eq!((tuned.step_bake, tuned.origins.step_bake), (plain.step_bake, Origin::Plan));
+    assert_eq!((tuned.windows.len(), tuned.origins.windows), (1, Origin::Plan));
+    assert_eq!((tuned.on_failure, tuned.origins.on_failure), (OnFailure::Pause, Origin::Region));
+    assert!(tuned.actuator.as_ref().is_some_and(|a| a.log.is_some()));
+    assert!(plain.actuator.as_ref().is_some_and(|a| a.http.is_some()));
+    // Checks: the region's noData for every check, then each check's own fields on top.
+    let (errors, latency) = (&tuned.checks[0], &tuned.checks[1]);
+    assert_eq!(
+        (errors.max, errors.min, errors.failure_limit, errors.no_data),
+        (Some(0.05), None, 2, NoDataPolicy::Fail)
+    );
+    assert_eq!((latency.max, latency.failure_limit, latency.no_data), (Some(0.3), 4, NoDataPolicy::Fail));
+    let o = &tuned.origins.checks;
+    assert_eq!(
+        (o[0].max, o[0].min, o[0].failure_limit, o[0].no_data),
+        (Origin::Region, Origin::Plan, Origin::Plan, Origin::Region)
+    );
+    assert_eq!((o[1].max, o[1].failure_limit), (Origin::Plan, Origin::Region));
+    // The plan's check keeps its own limits, for regions that do not override them.
+    assert_eq!((plain.checks[0].max, plain.checks[1].no_data), (Some(0.01), NoDataPolicy::Ignore));
+    // The same, as displays receive it.
+    let shown = serde_json::to_value(plan.effective_settings(1)).unwrap();
+    assert_eq!(shown["steps"], serde_json::json!({"value": [5, 50, 100], "origin": "region"}));
+    assert_eq!(shown["stepBake"], serde_json::json!({"value": "1m", "origin": "plan"}));
+    assert_eq!(shown["windows"]["value"][0], "every day 09:00-17:00");
+    assert_eq!(shown["actuator"], serde_json::json!({"value": "log (dry run)", "origin": "region"}));
+    assert_eq!(shown["checks"][0]["max"], serde_json::json!({"value": 0.05, "origin": "region"}));
+    assert_eq!(shown["checks"][0]["noData"], serde_json::json!({"value": "fail", "origin": "region"}));
+    assert_eq!(shown["checks"][1]["failureLimit"], serde_json::json!({"value": 4, "origin": "region"}));
+}
+
+#[test]
+fn a_regions_own_failure_limit_and_on_failure_decide_its_fate() {
+    let plan = mk_plan(&format!(
+        "{}{}",
+        LONG_BAKE.replace(
+            "      stepBake: 30m\n",
+            "      onFailure: pause\n      checks:\n        - {name: errors, failureLimit: 3}\n"
+        ),
+        mk_health("")
+    ));
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    run.verdicts.insert("a".into(), HealthVerdict::Unhealthy);
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    run.now += TimeDelta::seconds(30);
+    run.tick();
+    // The plan's failureLimit 1: a is rolled back at once. b allows 3 and holds.
+    assert_eq!(run.unit("a", "signin").phase, UnitPhase::RolledBack);
+    assert_eq!(run.unit("b", "signin").phase, UnitPhase::Progressing);
+    run.now += TimeDelta::seconds(30);
+    run.tick();
+    run.now += TimeDelta::seconds(30);
+    run.tick();
+    // Third failing evaluation: b fails, and its own onFailure (pause) keeps its traffic.
+    let b = run.unit("b", "signin");
+    assert_eq!((b.phase, b.percent), (UnitPhase::Failed, 10));
+}
+
+/// New York springs forward on Sunday 2026-03-08. A freeze of that weekend, written for the
+/// region in its local days: from Saturday 00:00 EST (05:00 UTC) to Monday 00:00 EDT (04:00
+/// UTC, not 05:00).
+fn freeze_plan() -> Plan {
+    mk_plan(&format!(
+        r#"
+  services:
+    - name: signin
+  regions:
+    - name: ny
+      timezone: America/New_York
+      freezes:
+        - reason: weekend change freeze
+          from: 2026-03-07
+          to: 2026-03-08
+    - name: eu
+      timezone: Europe/Berlin
+  waves:
+    - name: all
+      regions: [ny, eu]
+  steps: [10, 50, 100]
+  stepBake: 1h
+{}"#,
+        mk_health("").replace("interval: 30s", "interval: 5m")
+    ))
+}
+
+#[test]
+fn a_freeze_starting_mid_rollout_holds_the_region_at_its_step_and_releases_it_when_it_ends_across_dst() {
+    let start = utc(2026, 3, 7, 3, 0); // Friday 22:00 in New York
+    let mut run = Rollout::new(freeze_plan(), start);
+    run.run_until(utc(2026, 3, 7, 4, 59), |_| false);
+    assert_eq!(run.unit("ny", "signin").percent, 50, "50 % at 04:00 UTC, before the freeze");
+    // The freeze begins at 05:00 UTC: ny's 50 % bakes at 05:00 but takes no step.
+    run.now = utc(2026, 3, 7, 5, 0);
+    run.tick();
+    let until = utc(2026, 3, 9, 4, 0);
+    let ny = run.unit("ny", "signin");
+    assert_eq!((ny.phase, ny.percent), (UnitPhase::Progressing, 50));
+    assert_eq!(
+        ny.waiting,
+        Some(WaitReason::Frozen { reason: "weekend change freeze".into(), until: Some(until), name: None })
+    );
+    assert_eq!(
+        ny.waiting.as_ref().unwrap().to_string(),
+        "frozen (weekend change freeze) until 2026-03-09T04:00:00+00:00"
+    );
+    // The freeze is the region's own: eu goes on meanwhile.
+    run.run_until(utc(2026, 3, 9, 3, 59), |_| false);
+    assert!(run.region_enabled("eu"));
+    assert_eq!(run.unit("ny", "signin").percent, 50, "held through the freeze, traffic unchanged");
+    assert_eq!(run.wake_at, Some(until), "woken exactly when the freeze ends");
+    run.now = until;
+    run.run_until(until + TimeDelta::hours(2), |r| r.region_enabled("ny"));
+    assert_eq!(
+        run.raises("ny", "signin"),
+        vec![(start, 10), (utc(2026, 3, 7, 4, 0), 50), (until, 100)],
+        "the next step starts when the freeze ends, at local midnight after the clocks changed"
+    );
+    // Nothing was sent for ny while it was frozen.
+    assert!(
+        run.actions.iter().all(|(at, Action::SetTraffic { region, .. })| region != "ny"
+            || *at <= utc(2026, 3, 7, 4, 0)
+            || *at >= until)
+    );
+}
+
+#[test]
+fn a_unit_waiting_to_start_is_blocked_by_a_freeze_with_its_reason() {
+    // Saturday noon in New York, inside the freeze: ny does not start; eu does.
+    let mut run = Rollout::new(freeze_plan(), utc(2026, 3, 7, 17, 0));
+    run.tick();
+    let ny = run.unit("ny", "signin");
+    assert_eq!((ny.phase, ny.percent), (UnitPhase::Blocked, 0));
+    assert!(matches!(&ny.waiting, Some(WaitReason::Frozen { until: Some(u), .. }) if *u == utc(2026, 3, 9, 4, 0)));
+    assert_eq!(run.unit("eu", "signin").percent, 10);
+    let blocked = run.records_for("ny");
+    assert!(
+        matches!(blocked.as_slice(), [r] if matches!(&r.cause, Cause::Blocked { waiting: WaitReason::Frozen { .. } })),
+        "the block is audited with its reason: {blocked:#?}"
+    );
+}
+
+#[test]
+fn a_run_time_freeze_holds_its_scope_until_unfrozen_and_is_audited() {
+    use meridian_core::command::FreezeRequest;
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.tick();
+    run.now += TimeDelta::seconds(30);
+    let request = FreezeRequest { name: "incident-4711".into(), reason: "incident 4711".into(), until: None };
+    let freeze = Command { region: Some("a".into()), ..Command::freeze(request, "oncall", run.now) };
+    let d = run.decide_with(&[], &[], &[freeze]);
+    let record = &d.audit[0];
+    assert_eq!(record.region.as_deref(), Some("a"));
+    assert_eq!(record.event, AuditEvent::Command { command: CommandKind::Freeze, by: "oncall".into() });
+    assert!(record.summary().ends_with("a: freeze incident-4711 on region a by oncall: incident 4711, until lifted"));
+    assert_eq!(run.state.freezes.len(), 1);
+    // a stays at 10 % however long it bakes; b, in the same wave, goes on.
+    run.run_for(TimeDelta::minutes(10));
+    let a = run.unit("a", "signin");
+    assert_eq!(a.percent, 10);
+    assert_eq!(
+        a.waiting,
+        Some(WaitReason::Frozen { reason: "incident 4711".into(), until: None, name: Some("incident-4711".into()) })
+    );
+    assert!(run.region_enabled("b"));
+    // Lifting it lets a move at once.
+    let unfreeze = Command::unfreeze(Some("incident-4711".into()), "oncall", run.now);
+    let d = run.decide_with(&[], &[], &[unfreeze]);
+    assert_eq!(d.audit[0].cause, Cause::FreezeLifted { lifted: vec!["incident-4711".into()], by: "oncall".into() });
+    assert!(run.state.freezes.is_empty());
+    run.tick();
+    assert_eq!(run.unit("a", "signin").percent, 50);
+}
+
+#[test]
+fn a_run_time_freeze_with_an_end_lifts_itself_and_wakes_the_engine_then() {
+    use meridian_core::command::FreezeRequest;
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    let until = t0() + mins(20);
+    let request = FreezeRequest { name: "plan".into(), reason: "vendor maintenance".into(), until: Some(until) };
+    run.decide_with(&[], &[], &[Command::freeze(request, "oncall", t0())]);
+    // Nothing starts anywhere, and the engine asks to be woken at the end.
+    assert!(run.state.units.iter().all(|u| u.percent == 0));
+    assert_eq!(run.wake_at, Some(until));
+    assert_eq!(
+        run.unit("a", "signin").waiting.as_ref().unwrap().to_string(),
+        format!("frozen (vendor maintenance) until {}", until.to_rfc3339())
+    );
+    run.run_until(until - TimeDelta::seconds(1), |_| false);
+    assert!(run.state.units.iter().all(|u| u.percent == 0));
+    run.now = until;
+    run.tick();
+    assert!(run.state.freezes.is_empty(), "an ended run-time freeze is dropped from the state");
+    assert_eq!(run.unit("a", "signin").percent, 10);
+    // An unfreeze with nothing to lift is still audited, saying so.
+    let d = run.decide_with(&[], &[], &[Command::unfreeze(None, "oncall", run.now)]);
+    assert_eq!(d.audit[0].cause, Cause::FreezeLifted { lifted: vec![], by: "oncall".into() });
+}
+
+const SPLIT_BASE: &str = r#"apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: { name: split }
+spec:
+  services:
+    - name: signin
+  regions:
+    - name: us
+      labels: {tier: canary}
+  waves:
+    - name: canary
+      regions: [us]
+      bake: 10m
+    - name: asia
+      selector:
+        matchLabels: {continent: asia}
+  steps: [10, 100]
+  stepBake: 5m
+  health:
+    interval: 30s
+    checks:
+      - name: errors
+        prometheus: { query: 'x' }
+        max: 0.01
+"#;
+
+fn mk_region_file(name: &str, labels: &str) -> (String, String) {
+    (
+        format!("config/split/regions/{name}.yaml"),
+        format!(
+            "apiVersion: meridian.dev/v1alpha1\nkind: Region\nmetadata: {{ name: {name} }}\nspec:\n  plan: split\n  labels: {labels}\n"
+        ),
+    )
+}
+
+fn mk_split(files: &[(String, String)]) -> Plan {
+    let mut all = vec![("config/split/plan.yaml".to_string(), SPLIT_BASE.to_string())];
+    all.extend(files.iter().cloned());
+    let bundle = load(&all, None);
+    assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
+    bundle.plans.into_iter().next().expect("one plan")
+}
+
+#[test]
+fn a_label_selector_wave_picks_up_a_newly_added_region_file() {
+    use meridian_core::plan::ChosenBy;
+    let jp = mk_region_file("jp", "{continent: asia}");
+    let mut run = Rollout::new(mk_split(std::slice::from_ref(&jp)), t0());
+    run.run_until(t0() + mins(12), |_| false);
+    assert_eq!(run.wave("canary"), WavePhase::Baking);
+
+    // The Korean team adds its file while the canary bakes; nobody edits the base plan.
+    let kr = mk_region_file("kr", "{continent: asia}");
+    let plan = mk_split(&[jp, kr]);
+    let asia = &plan.waves[1];
+    let members: Vec<(&str, &ChosenBy)> =
+        asia.regions.iter().map(|&r| plan.regions[r].name.as_str()).zip(&asia.chosen_by).collect();
+    let by = ChosenBy::Selector("continent=asia".into());
+    assert_eq!(members, vec![("jp", &by), ("kr", &by)]);
+    assert_eq!(plan.regions[2].defined_at, "config/split/regions/kr.yaml:3");
+    run.plan = plan;
+
+    let done = run.run_until(t0() + TimeDelta::hours(2), |r| r.state.phase() == PlanPhase::Complete);
+    assert!(done, "{:#?}", run.state);
+    let canary_done = run
+        .audit
+        .iter()
+        .find(|r| {
+            r.wave.as_deref() == Some("canary")
+                && r.event == AuditEvent::Wave { from: WavePhase::Baking, to: WavePhase::Complete }
+        })
+        .map(|r| r.at)
+        .unwrap();
+    assert_eq!(run.raises("kr", "signin").first().map(|r| r.0), Some(canary_done), "kr starts with its wave");
+    assert!(run.region_enabled("kr") && run.region_enabled("jp"));
+}
+
+#[test]
+fn the_regional_example_validates_clean_and_merges_its_region_files_in_path_order() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/regional");
+    let mut files = Vec::new();
+    for path in [root.join("plan.yaml")]
+        .into_iter()
+        .chain(std::fs::read_dir(root.join("regions")).unwrap().map(|e| e.unwrap().path()))
+    {
+        files.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+    }
+    files.sort();
+    let bundle = load(&files, Some(t0()));
+    assert!(bundle.report.diagnostics.is_empty(), "{:#?}", bundle.report);
+    let plan = &bundle.plans[0];
+    let names: Vec<&str> = plan.regions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["us-east", "eu-west", "br", "in-west", "jp"]);
+}
