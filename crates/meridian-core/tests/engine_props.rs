@@ -6,14 +6,14 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo, flag_holds};
-use meridian_core::command::{Command, CommandKind};
+use meridian_core::command::{Command, CommandKind, FreezeRequest};
 use meridian_core::engine::{Action, Decision, Observations, TrafficReading, decide};
 use meridian_core::health::{HealthSample, HealthVerdict};
 use meridian_core::manifest::{NoDataPolicy, OnApprovalRevoked};
 use meridian_core::plan::Plan;
-use meridian_core::state::{PlanPhase, PlanState, UnitPhase, WavePhase};
+use meridian_core::state::{PlanPhase, PlanState, UnitPhase, WaitReason, WavePhase};
 use meridian_core::validate::load;
 use meridian_core::{AuditEvent, Cause, window};
 use proptest::prelude::*;
@@ -44,6 +44,9 @@ struct PlanSpec {
     checks: Vec<(u32, usize)>,
     pause_on_failure: bool,
     disable_on_revoke: bool,
+    /// Per region: its own stepBake in minutes, and a calendar freeze of its own (days after
+    /// 2026-03-05, and how many more days it lasts).
+    region_extra: Vec<(Option<u32>, Option<(u32, u32)>)>,
 }
 
 fn plan_spec() -> impl Strategy<Value = PlanSpec> {
@@ -52,6 +55,10 @@ fn plan_spec() -> impl Strategy<Value = PlanSpec> {
         (
             prop::collection::vec(any::<u8>(), ns),
             prop::collection::vec((0..ZONES.len(), prop::bool::weighted(0.4)), nr),
+            prop::collection::vec(
+                (prop::option::weighted(0.3, 1..=10u32), prop::option::weighted(0.3, (0..30u32, 0..3u32))),
+                nr,
+            ),
             prop::collection::vec(0..nw, nr),
             prop::collection::vec((0..=3usize, prop::option::of(1..=15u32), prop::bool::weighted(0.3)), nw),
             prop::collection::btree_set(prop::sample::select(vec![1u32, 2, 5, 10, 20, 25, 50, 75]), 0..=3),
@@ -63,7 +70,20 @@ fn plan_spec() -> impl Strategy<Value = PlanSpec> {
             any::<bool>(),
         )
             .prop_map(
-                move |(after, regions, mut wave_of, waves, steps, step_bake_min, interval_s, window, checks, p, d)| {
+                move |(
+                    after,
+                    regions,
+                    region_extra,
+                    mut wave_of,
+                    waves,
+                    steps,
+                    step_bake_min,
+                    interval_s,
+                    window,
+                    checks,
+                    p,
+                    d,
+                )| {
                     // Every wave gets at least one region.
                     for (w, slot) in wave_of.iter_mut().enumerate().take(nw) {
                         *slot = w;
@@ -82,6 +102,7 @@ fn plan_spec() -> impl Strategy<Value = PlanSpec> {
                         checks,
                         pause_on_failure: p,
                         disable_on_revoke: d,
+                        region_extra,
                     }
                 },
             )
@@ -110,6 +131,13 @@ impl PlanSpec {
             y += &format!("    - name: r{r}\n      timezone: {}\n", ZONES[*tz]);
             if *gated {
                 y += &format!("      approvals: [{}]\n", region_flag(r));
+            }
+            let (bake, _) = self.region_extra[r];
+            if let Some(b) = bake {
+                y += &format!("      stepBake: {b}m\n");
+            }
+            if let Some((from, to)) = self.freeze_days(r) {
+                y += &format!("      freezes:\n        - {{reason: r{r} freeze, from: {from}, to: {to}}}\n");
             }
         }
         y += "  waves:\n";
@@ -158,6 +186,14 @@ impl PlanSpec {
         y
     }
 
+    /// Region `r`'s calendar freeze: first and last local day.
+    fn freeze_days(&self, r: usize) -> Option<(NaiveDate, NaiveDate)> {
+        let (offset, len) = self.region_extra[r].1?;
+        let base = NaiveDate::from_ymd_opt(2026, 3, 5)?;
+        let from = base + TimeDelta::days(i64::from(offset));
+        Some((from, from + TimeDelta::days(i64::from(len))))
+    }
+
     fn flags(&self) -> Vec<String> {
         let mut flags: Vec<String> =
             self.regions.iter().enumerate().filter(|(_, (_, g))| *g).map(|(r, _)| region_flag(r)).collect();
@@ -195,6 +231,10 @@ enum Input {
     Command(usize, usize, usize),
     /// A traffic read-back: unit, percent choice.
     Reading(usize, usize),
+    /// A run-time freeze: name index, scope (0 plan, 1 wave, 2 region), index, ends in minutes.
+    Freeze(usize, usize, usize, Option<u32>),
+    /// Lift a run-time freeze by name index, or every one.
+    Unfreeze(Option<usize>),
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +264,9 @@ fn input() -> impl Strategy<Value = Input> {
         1 => (0..16usize).prop_map(Input::Revoke),
         1 => (0..5usize, 0..3usize, 0..6usize).prop_map(|(k, s, i)| Input::Command(k, s, i)),
         1 => (0..18usize, 0..6usize).prop_map(|(u, p)| Input::Reading(u, p)),
+        1 => (0..2usize, 0..3usize, 0..6usize, prop::option::weighted(0.6, 1..=120u32))
+            .prop_map(|(n, s, i, until)| Input::Freeze(n, s, i, until)),
+        1 => prop::option::weighted(0.7, 0..2usize).prop_map(Input::Unfreeze),
     ]
 }
 
@@ -261,6 +304,8 @@ struct Model {
     wave_promoted: Vec<bool>,
     /// Per region: it failed (or was rolled back after a failure) and no retry came since.
     region_failed: Vec<bool>,
+    /// Run-time freezes declared so far and not lifted: name, wave, region, end.
+    freezes: Vec<(String, Option<String>, Option<String>, Option<DateTime<Utc>>)>,
 }
 
 impl Model {
@@ -281,6 +326,30 @@ impl Model {
         let region = &self.plan.regions[i / self.services()].name;
         let service = &self.plan.services[i % self.services()].name;
         flags.iter().all(|f| flag_holds(&self.approvals, f, &self.plan.name, region, Some(service), self.now).is_ok())
+    }
+
+    /// Is region `r` frozen at `now`? Calendar freezes by the region's local date, run-time
+    /// ones by the commands handed over: worked out here, not by the engine's freeze code.
+    fn frozen(&self, r: usize) -> Option<String> {
+        let region = &self.plan.regions[r];
+        if let Some((from, to)) = self.spec.freeze_days(r) {
+            let today = self.now.with_timezone(&region.timezone).date_naive();
+            if from <= today && today <= to {
+                return Some(format!("calendar freeze {from}..{to}"));
+            }
+        }
+        let wave = &self.plan.waves[region.wave].name;
+        self.freezes
+            .iter()
+            .find(|(_, w, reg, until)| {
+                let in_scope = match (reg, w) {
+                    (Some(x), _) => *x == region.name,
+                    (None, Some(x)) => x == wave,
+                    (None, None) => true,
+                };
+                in_scope && until.is_none_or(|u| self.now < u)
+            })
+            .map(|(name, ..)| format!("run-time freeze {name}"))
     }
 
     fn stale_after(&self) -> TimeDelta {
@@ -376,6 +445,21 @@ impl Model {
                     }
                     commands.push(Command { wave, region, ..Command::plan_wide(kind, "prop", self.now) });
                 }
+                Input::Freeze(n, scope, idx, until) => {
+                    let request = FreezeRequest {
+                        name: format!("f{n}"),
+                        reason: "prop".into(),
+                        until: until.map(|m| self.now + TimeDelta::minutes(i64::from(m))),
+                    };
+                    let (mut wave, mut region) = (None, None);
+                    match scope {
+                        1 => wave = Some(self.plan.waves[idx % self.plan.waves.len()].name.clone()),
+                        2 => region = Some(self.plan.regions[idx % self.plan.regions.len()].name.clone()),
+                        _ => {}
+                    }
+                    commands.push(Command { wave, region, ..Command::freeze(request, "prop", self.now) });
+                }
+                Input::Unfreeze(n) => commands.push(Command::unfreeze(n.map(|n| format!("f{n}")), "prop", self.now)),
                 Input::Reading(u, p) => {
                     let unit = &state.units[u % units];
                     let percent = [0, 1, 10, 50, 100, unit.percent][p];
@@ -399,6 +483,16 @@ impl Model {
             let slot = &mut self.latest[self.plan.unit_index(r, sv)][c];
             if slot.is_none_or(|(at, _)| s.at > at) {
                 *slot = Some((s.at, s.verdict));
+            }
+        }
+        for c in commands {
+            match (c.kind, &c.freeze) {
+                (CommandKind::Freeze, Some(f)) => {
+                    self.freezes.retain(|x| x.0 != f.name);
+                    self.freezes.push((f.name.clone(), c.wave.clone(), c.region.clone(), f.until));
+                }
+                (CommandKind::Unfreeze, _) => self.freezes.retain(|x| c.unfreeze.as_ref().is_some_and(|n| *n != x.0)),
+                _ => {}
             }
         }
         if commands.iter().any(|c| c.kind == CommandKind::Retry) {
@@ -552,6 +646,9 @@ fn check_decision(
                 window::any_open(&region.settings.windows, region.timezone, now),
                 "{name} started a step outside its windows"
             );
+            // And never inside a freeze.
+            let frozen = m.frozen(r);
+            ensure!(frozen.is_none(), "{name} raised to {}% during a {}", a.percent, frozen.unwrap_or_default());
         } else if a.percent < b.percent {
             ensure!(a.percent == 0, "{name} went down {}% -> {}% but not to 0", b.percent, a.percent);
         }
@@ -673,6 +770,7 @@ fn run(spec: &PlanSpec, steps: &[Step], start_hours: u32, grant_all: bool, tally
         ever_approved: vec![false; units],
         wave_promoted: vec![false; plan.waves.len()],
         region_failed: vec![false; plan.regions.len()],
+        freezes: Vec::new(),
         plan,
     };
     if grant_all {
@@ -767,6 +865,8 @@ struct Coverage {
     waves_halted: usize,
     drifts: usize,
     plans_completed: usize,
+    /// Decisions that left some unit held by a freeze.
+    frozen: usize,
 }
 
 static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
@@ -780,6 +880,7 @@ static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
     waves_halted: 0,
     drifts: 0,
     plans_completed: 0,
+    frozen: 0,
 });
 
 fn count(d: &Decision, before: &PlanState) {
@@ -801,6 +902,9 @@ fn count(d: &Decision, before: &PlanState) {
     if d.state.phase() == PlanPhase::Complete && before.phase() != PlanPhase::Complete {
         c.plans_completed += 1;
     }
+    if d.state.units.iter().any(|u| matches!(u.waiting, Some(WaitReason::Frozen { .. }))) {
+        c.frozen += 1;
+    }
 }
 
 #[test]
@@ -819,6 +923,7 @@ fn engine_invariants_hold_over_random_plans_and_observations() {
     assert!(c.starts > 100 && c.advances > 100 && c.enabled > 20, "{c:#?}");
     assert!(c.rollbacks > 5 && c.approval_losses > 5 && c.drifts > 5, "{c:#?}");
     assert!(c.waves_completed > 10 && c.waves_halted > 2 && c.plans_completed > 2, "{c:#?}");
+    assert!(c.frozen > 20, "{c:#?}");
 }
 
 /// A long healthy run of one larger plan: invariants hold all the way to the end.
@@ -836,6 +941,7 @@ fn a_healthy_fleet_completes_a_rollout_with_every_invariant_holding() {
         checks: vec![(2, 0), (1, 2)],
         pause_on_failure: false,
         disable_on_revoke: true,
+        region_extra: vec![(None, None), (Some(5), None), (None, None), (None, None), (None, None), (None, None)],
     };
     let steps: Vec<Step> =
         (0..400).map(|_| Step { time: TimeMove::By(30), inputs: vec![Input::AllHealthy], probe: 500 }).collect();
