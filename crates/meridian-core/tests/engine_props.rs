@@ -46,8 +46,14 @@ struct PlanSpec {
     disable_on_revoke: bool,
     /// Per region: its own stepBake in minutes, and a calendar freeze of its own (days after
     /// 2026-03-05, and how many more days it lasts).
-    region_extra: Vec<(Option<u32>, Option<(u32, u32)>)>,
+    region_extra: Vec<RegionExtra>,
 }
+
+/// A region's own stepBake (minutes) and calendar freeze (days after 2026-03-05, extra days).
+type RegionExtra = (Option<u32>, Option<(u32, u32)>);
+
+/// A run-time freeze as the model remembers it: name, wave, region, end.
+type ModelFreeze = (String, Option<String>, Option<String>, Option<DateTime<Utc>>);
 
 fn plan_spec() -> impl Strategy<Value = PlanSpec> {
     (1..=3usize, 1..=6usize, 1..=4usize).prop_flat_map(|(ns, nr, nw)| {
@@ -305,7 +311,7 @@ struct Model {
     /// Per region: it failed (or was rolled back after a failure) and no retry came since.
     region_failed: Vec<bool>,
     /// Run-time freezes declared so far and not lifted: name, wave, region, end.
-    freezes: Vec<(String, Option<String>, Option<String>, Option<DateTime<Utc>>)>,
+    freezes: Vec<ModelFreeze>,
 }
 
 impl Model {
