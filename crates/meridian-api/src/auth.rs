@@ -432,7 +432,7 @@ mod tests {
         let approver = who(Role::Approver, &["jp"]);
         let ci = who(Role::Ci, &["ops-go"]);
         let everyone = Identity { name: "anonymous".into(), role: None, flags: vec![] };
-        for kind in [Pause, Resume, Abort, Promote, Retry] {
+        for kind in [Pause, Resume, Abort, Promote, Retry, Freeze, Unfreeze] {
             let c = Action::Command(kind);
             assert!(viewer.allows(c).is_err());
             assert!(operator.allows(c).is_ok());

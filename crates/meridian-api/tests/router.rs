@@ -471,3 +471,111 @@ async fn config_status_shows_a_rejected_edit() {
     assert_eq!(v["rejected"]["errors"][0], "plans/a.yaml:3:5: error: unknown region \"zz\"");
     assert_eq!(call(&app, "GET", "/api/v1/config", None, None).await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn freeze_and_unfreeze_carry_their_parameters_and_are_kept_in_the_plan_state() {
+    let (control, app) = app(Limits::default());
+    let until = (chrono::Utc::now() + chrono::TimeDelta::hours(2)).to_rfc3339();
+    let body = format!(r#"{{"reason": "incident 4711", "until": "{until}", "region": "jp"}}"#);
+    let a = call(&app, "POST", "/api/v1/plans/restore/freeze", Some(OPERATOR), Some(&body)).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let command = &a.json()["command"];
+    assert_eq!(command["kind"], "freeze");
+    assert_eq!(command["region"], "jp");
+    assert_eq!(command["by"], "olga");
+    assert_eq!(command["freeze"]["name"], "region-jp", "a default name from the scope");
+    assert_eq!(command["freeze"]["reason"], "incident 4711");
+    assert!(command["freeze"]["until"].is_string());
+    let b = call(
+        &app,
+        "POST",
+        "/api/v1/plans/restore/freeze",
+        Some(OPERATOR),
+        Some(r#"{"reason": "year-end change freeze", "name": "year-end"}"#),
+    )
+    .await;
+    assert_eq!(b.status, StatusCode::ACCEPTED, "{}", b.text);
+    let detail = call(&app, "GET", "/api/v1/plans/restore", Some(VIEWER), None).await.json();
+    let freezes = detail["state"]["freezes"].as_array().unwrap();
+    assert_eq!(freezes.len(), 2);
+    assert_eq!((freezes[0]["name"].as_str(), freezes[0]["region"].as_str()), (Some("region-jp"), Some("jp")));
+    assert_eq!((freezes[1]["name"].as_str(), freezes[1].get("until")), (Some("year-end"), None));
+
+    // Unfreeze names one that exists, or lifts every one.
+    let wrong = call(&app, "POST", "/api/v1/plans/restore/unfreeze", Some(OPERATOR), Some(r#"{"name": "nope"}"#)).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        wrong.error(),
+        (
+            "plan \"restore\" has no run-time freeze \"nope\"".into(),
+            "known run-time freezes: region-jp, year-end".into()
+        )
+    );
+    let one =
+        call(&app, "POST", "/api/v1/plans/restore/unfreeze", Some(OPERATOR), Some(r#"{"name": "region-jp"}"#)).await;
+    assert_eq!(one.status, StatusCode::ACCEPTED, "{}", one.text);
+    assert_eq!(one.json()["command"]["unfreeze"], "region-jp");
+    let detail = call(&app, "GET", "/api/v1/plans/restore", Some(VIEWER), None).await.json();
+    assert_eq!(detail["state"]["freezes"][0]["name"], "year-end");
+    let all = call(&app, "POST", "/api/v1/plans/restore/unfreeze", Some(OPERATOR), None).await;
+    assert_eq!(all.status, StatusCode::ACCEPTED, "{}", all.text);
+    let detail = call(&app, "GET", "/api/v1/plans/restore", Some(VIEWER), None).await.json();
+    assert!(detail["state"].get("freezes").is_none(), "{detail}");
+
+    // Every command is audited with who asked.
+    let kinds: Vec<(CommandKind, String)> = control.commands().into_iter().map(|(_, c)| (c.kind, c.by)).collect();
+    assert_eq!(kinds.len(), 4);
+    assert!(kinds.iter().all(|(_, by)| by == "olga"));
+    let audit = call(&app, "GET", "/api/v1/audit?plan=restore", Some(VIEWER), None).await.json();
+    assert_eq!(audit["records"].as_array().unwrap().len(), 4);
+    assert_eq!(audit["records"][0]["event"]["command"], "freeze");
+}
+
+#[tokio::test]
+async fn freeze_bodies_are_validated() {
+    let (control, app) = app(Limits::default());
+    let past = (chrono::Utc::now() - chrono::TimeDelta::minutes(1)).to_rfc3339();
+    let past_body = format!(r#"{{"reason": "x", "until": "{past}"}}"#);
+    let cases: [(&str, StatusCode, &str, &str); 7] = [
+        ("", StatusCode::BAD_REQUEST, "a freeze needs a reason", "\"reason\""),
+        (r#"{"reason": "  "}"#, StatusCode::BAD_REQUEST, "the freeze's reason is empty", "blocked reason"),
+        (&past_body, StatusCode::BAD_REQUEST, "until ", "leave until out"),
+        (r#"{"reason": "x", "wave": "asia", "region": "jp"}"#, StatusCode::BAD_REQUEST, "give a wave or a region", ""),
+        (
+            r#"{"reason": "x", "region": "kr"}"#,
+            StatusCode::BAD_REQUEST,
+            "plan \"restore\" has no region \"kr\"",
+            "us-east, jp",
+        ),
+        (r#"{"reason": "x", "until": "tomorrow"}"#, StatusCode::BAD_REQUEST, "invalid freeze body", "\"until\""),
+        (r#"{"reason": "x", "scope": "jp"}"#, StatusCode::BAD_REQUEST, "invalid freeze body: unknown field", ""),
+    ];
+    for (body, status, error, hint) in cases {
+        let a = call(&app, "POST", "/api/v1/plans/restore/freeze", Some(OPERATOR), Some(body)).await;
+        assert_eq!(a.status, status, "{body}: {}", a.text);
+        let (e, h) = a.error();
+        assert!(e.starts_with(error), "{e:?} does not start with {error:?}");
+        assert!(h.contains(hint), "{h:?} does not contain {hint:?}");
+    }
+    let bad = call(&app, "POST", "/api/v1/plans/restore/unfreeze", Some(OPERATOR), Some(r#"{"wave": "asia"}"#)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.error().0.starts_with("invalid unfreeze body"));
+    assert!(control.commands().is_empty());
+}
+
+#[tokio::test]
+async fn freeze_and_unfreeze_need_the_operator_role_like_pause() {
+    let (control, app) = app(Limits::default());
+    for (kind, body) in [("freeze", r#"{"reason": "x"}"#), ("unfreeze", "")] {
+        let uri = format!("/api/v1/plans/restore/{kind}");
+        for (token, who) in [(VIEWER, "vic"), (APPROVER, "alice"), (CI, "ci-pipeline")] {
+            let a = call(&app, "POST", &uri, Some(token), Some(body)).await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{who} {kind}: {}", a.text);
+            assert!(a.error().0.contains(kind), "{}", a.text);
+        }
+        let a = call(&app, "POST", &uri, Some(OPERATOR), Some(body)).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{kind}: {}", a.text);
+    }
+    assert_eq!(control.denials().len(), 6);
+    assert_eq!(control.commands().len(), 2);
+}
