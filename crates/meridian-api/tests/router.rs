@@ -579,3 +579,45 @@ async fn freeze_and_unfreeze_need_the_operator_role_like_pause() {
     assert_eq!(control.denials().len(), 6);
     assert_eq!(control.commands().len(), 2);
 }
+
+#[tokio::test]
+async fn plan_detail_shows_each_regions_effective_settings_with_their_origins() {
+    let control = meridian_api::fake::FakeControl::from_yaml(
+        r#"
+apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: regional}
+spec:
+  services: [{name: signin}]
+  regions:
+    - {name: us-east}
+    - name: jp
+      timezone: Asia/Tokyo
+      labels: {continent: asia}
+      stepBake: 30m
+      freezes: [{reason: Golden Week, from: 2026-04-29, to: 2026-05-06}]
+  waves:
+    - {name: canary, regions: [us-east]}
+    - {name: asia, selector: {matchLabels: {continent: asia}}}
+  stepBake: 10m
+  actuator: {log: {}}
+"#,
+    );
+    let app = meridian_api::router(control, auth(), Limits::default());
+    let d = call(&app, "GET", "/api/v1/plans/regional", Some(VIEWER), None).await.json();
+    let jp = d["regions"].as_array().unwrap().iter().find(|r| r["name"] == "jp").unwrap().clone();
+    assert_eq!(jp["wave"], "asia");
+    assert_eq!(jp["chosenBy"], serde_json::json!({"by": "selector", "selector": "continent=asia"}));
+    assert_eq!(jp["labels"]["continent"], "asia");
+    assert_eq!(jp["definedAt"], "fixture.yaml:9");
+    assert_eq!(jp["settings"]["stepBake"], serde_json::json!({"value": "30m", "origin": "region"}));
+    assert_eq!(jp["settings"]["steps"]["origin"], "plan");
+    assert_eq!(jp["settings"]["actuator"], serde_json::json!({"value": "log (dry run)", "origin": "plan"}));
+    assert_eq!(
+        jp["settings"]["freezes"][0],
+        serde_json::json!({"reason": "Golden Week", "from": "2026-04-29", "to": "2026-05-06", "origin": "region"})
+    );
+    let us = d["regions"].as_array().unwrap().iter().find(|r| r["name"] == "us-east").unwrap().clone();
+    assert_eq!(us["chosenBy"], serde_json::json!({"by": "name"}));
+    assert_eq!(us["settings"]["stepBake"], serde_json::json!({"value": "10m", "origin": "plan"}));
+}

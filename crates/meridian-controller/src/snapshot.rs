@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use meridian_core::approval::{ApprovalRecord, flag_holds};
-use meridian_core::plan::Plan;
+use meridian_core::plan::{ChosenBy, EffectiveSettings, Plan};
 use meridian_core::state::{PlanPhase, PlanState};
 use serde::Serialize;
 
@@ -91,6 +91,15 @@ pub struct RegionDetail {
     pub wave: String,
     pub timezone: String,
     pub approvals: Vec<FlagStatus>,
+    /// How the region came into its wave: by name, or by the wave's selector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_by: Option<ChosenBy>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `file:line` of its definition (the plan's file, or its own `Region` document).
+    pub defined_at: String,
+    /// The settings in force here, each with where it came from (`plan` or `region`).
+    pub settings: EffectiveSettings,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,10 +132,18 @@ impl Snapshot {
             .plan
             .regions
             .iter()
-            .map(|r| RegionDetail {
+            .enumerate()
+            .map(|(i, r)| RegionDetail {
                 name: r.name.clone(),
                 wave: e.plan.waves[r.wave].name.clone(),
                 timezone: r.timezone.name().to_string(),
+                chosen_by: {
+                    let wave = &e.plan.waves[r.wave];
+                    wave.regions.iter().position(|&x| x == i).and_then(|k| wave.chosen_by.get(k)).cloned()
+                },
+                labels: r.labels.clone(),
+                defined_at: r.defined_at.clone(),
+                settings: e.plan.effective_settings(i),
                 approvals: r
                     .approvals
                     .iter()
