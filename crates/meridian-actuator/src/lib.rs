@@ -12,8 +12,9 @@
 //! ```
 //!
 //! [`PlanActuators`] is what the controller holds: it implements the core's
-//! [`meridian_core::ports::Actuator`] port and picks, per plan, the actuator its `actuator:`
-//! section names (none means the dry run). [`TrafficActuator`] is one plan's actuator, built
+//! [`meridian_core::ports::Actuator`] port and picks, per target, the actuator its region's
+//! effective settings name: the plan's `actuator:` section, or the region's own replacement
+//! (none means the dry run). [`TrafficActuator`] is one plan's actuator, built
 //! by [`from_spec`]. The wire contract of the `http` kind is in [`http`].
 //!
 //! This crate sends; it does not decide. It never records intents, never compares a

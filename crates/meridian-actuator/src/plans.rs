@@ -1,15 +1,17 @@
 //! One actuator per plan, behind the core's `Actuator` port: what the controller holds.
 //!
-//! Owns the choice of actuator for each plan and the sharing of one HTTP client (one
-//! connection pool) and one dry run between plans. It rebuilds a plan's HTTP actuator only
-//! when the plan's `actuator.http` section changed, so a config reload that leaves it alone
-//! keeps the jitter state and pool, and an edit takes effect at the next call.
+//! Owns the choice of actuator for each target and the sharing of one HTTP client (one
+//! connection pool) and one dry run between plans. A target gets its region's effective
+//! actuator (`settings.actuator`: the plan's, or the region's whole replacement). An HTTP
+//! actuator is rebuilt only when its `actuator.http` section changed, so a config reload
+//! that leaves it alone keeps the jitter state and pool, and an edit takes effect at the
+//! next call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use meridian_core::manifest::HttpActuatorSpec;
-use meridian_core::plan::Plan;
+use meridian_core::manifest::{ActuatorSpec, HttpActuatorSpec};
+use meridian_core::plan::{Origin, Plan};
 use meridian_core::ports::{ActuationError, Actuator, BoxFuture, Target};
 
 use crate::error::ActuatorError;
@@ -26,8 +28,9 @@ pub struct PlanActuators {
     client: reqwest::Client,
     /// Shared by every plan without an `http` actuator; targets carry the plan's name.
     dry_run: Arc<LogActuator>,
-    /// By plan name, with the settings it was built from.
-    http: Mutex<HashMap<String, (HttpActuatorSpec, Arc<HttpActuator>)>>,
+    /// By plan name and, for a region with an actuator of its own, region name; with the
+    /// settings it was built from.
+    http: Mutex<HashMap<(String, Option<String>), (HttpActuatorSpec, Arc<HttpActuator>)>>,
 }
 
 impl PlanActuators {
@@ -40,21 +43,42 @@ impl PlanActuators {
         })
     }
 
-    /// The actuator for `plan`, as its `actuator:` section says now.
+    /// The actuator for `plan`, as its `actuator:` section says now (regions that replace
+    /// it aside: see [`PlanActuators::for_target`]).
     pub fn for_plan(&self, plan: &Plan) -> Result<TrafficActuator, ActuatorError> {
-        let spec = match resolve_kind(plan.actuator.as_ref())? {
+        self.build(plan, None, plan.actuator.as_ref())
+    }
+
+    /// The actuator for `target`: its region's effective actuator, the plan's unless the
+    /// region replaces it. An unknown region gets the plan's.
+    pub fn for_target(&self, plan: &Plan, target: &Target) -> Result<TrafficActuator, ActuatorError> {
+        let Some(region) = plan.region_index(&target.region).map(|r| &plan.regions[r]) else {
+            return self.for_plan(plan);
+        };
+        let own = region.settings.origins.actuator == Origin::Region;
+        self.build(plan, own.then_some(region.name.as_str()), region.settings.actuator.as_ref())
+    }
+
+    fn build(
+        &self,
+        plan: &Plan,
+        region: Option<&str>,
+        spec: Option<&ActuatorSpec>,
+    ) -> Result<TrafficActuator, ActuatorError> {
+        let spec = match resolve_kind(spec)? {
             Kind::Log => return Ok(TrafficActuator::Log(self.dry_run.clone())),
             Kind::Http(spec) => spec,
         };
+        let key = (plan.name.clone(), region.map(str::to_string));
         // The map only ever holds complete entries, so a poisoned lock is still usable.
         let mut cache = self.http.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((built_from, actuator)) = cache.get(&plan.name)
+        if let Some((built_from, actuator)) = cache.get(&key)
             && built_from == spec
         {
             return Ok(TrafficActuator::Http(actuator.clone()));
         }
         let actuator = Arc::new(HttpActuator::with_client(spec, &self.options, self.client.clone())?);
-        cache.insert(plan.name.clone(), (spec.clone(), actuator.clone()));
+        cache.insert(key, (spec.clone(), actuator.clone()));
         Ok(TrafficActuator::Http(actuator))
     }
 
@@ -73,7 +97,7 @@ impl Actuator for PlanActuators {
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<(), ActuationError>> {
         Box::pin(async move {
-            let actuator = self.for_plan(plan)?;
+            let actuator = self.for_target(plan, target)?;
             actuator.set_traffic(target, percent, idempotency_key).await?;
             Ok(())
         })
@@ -84,6 +108,6 @@ impl Actuator for PlanActuators {
         plan: &'a Plan,
         target: &'a Target,
     ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
-        Box::pin(async move { Ok(self.for_plan(plan)?.read_traffic(target).await?) })
+        Box::pin(async move { Ok(self.for_target(plan, target)?.read_traffic(target).await?) })
     }
 }

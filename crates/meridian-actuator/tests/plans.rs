@@ -119,3 +119,47 @@ async fn port_futures_are_send() {
     assert_send(&f);
     within(f).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_region_with_its_own_actuator_is_actuated_through_it_and_the_others_through_the_plans() {
+    let shared = Endpoint::start().await;
+    let own = Endpoint::start().await;
+    let yaml = format!(
+        r#"apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata:
+  name: regional
+spec:
+  services:
+    - name: signin
+  regions:
+    - name: jp
+    - name: in-west
+      actuator:
+        http:
+          url: {}
+          method: POST
+  waves:
+    - name: all
+      regions: [jp, in-west]
+  actuator:
+    http:
+      url: {}
+"#,
+        own.url("/v2/{{region}}/{{service}}"),
+        shared.url("/{{region}}/{{service}}")
+    );
+    let bundle = meridian_core::validate::load(&[("regional.yaml".into(), yaml)], None);
+    assert_eq!(bundle.report.errors(), 0, "{:?}", bundle.report);
+    let p = bundle.plan("regional").expect("plan").clone();
+    let actuators = actuators();
+    let jp = Target { plan: "regional".into(), region: "jp".into(), service: "signin".into() };
+    let india = Target { plan: "regional".into(), region: "in-west".into(), service: "signin".into() };
+    within(actuators.set_traffic(&p, &jp, 10, "k1")).await.unwrap();
+    within(actuators.set_traffic(&p, &india, 5, "k2")).await.unwrap();
+    assert_eq!(shared.traffic("/jp/signin"), Some(10));
+    assert_eq!(own.traffic("/v2/in-west/signin"), Some(5));
+    assert_eq!((shared.seen().len(), own.seen().len()), (1, 1));
+    assert_eq!(own.seen()[0].method, "POST");
+    assert_eq!(within(actuators.read_traffic(&p, &india)).await, Ok(Some(5)));
+}
