@@ -19,6 +19,9 @@ use crate::http::{HttpActuator, build_client};
 use crate::log::LogActuator;
 use crate::{ActuatorOptions, Kind, TrafficActuator, resolve_kind};
 
+/// Plan name, and region name for a region with an actuator of its own.
+type ActuatorKey = (String, Option<String>);
+
 /// Every plan's actuator. Implements [`meridian_core::ports::Actuator`]; errors are turned
 /// into [`ActuationError`] with [`ActuatorError::is_retryable`] and
 /// [`ActuatorError::metric_label`].
@@ -30,7 +33,7 @@ pub struct PlanActuators {
     dry_run: Arc<LogActuator>,
     /// By plan name and, for a region with an actuator of its own, region name; with the
     /// settings it was built from.
-    http: Mutex<HashMap<(String, Option<String>), (HttpActuatorSpec, Arc<HttpActuator>)>>,
+    http: Mutex<HashMap<ActuatorKey, (HttpActuatorSpec, Arc<HttpActuator>)>>,
 }
 
 impl PlanActuators {
