@@ -2,5 +2,6 @@
 
 mod crash;
 mod plan;
+mod regional;
 mod support;
 mod validate;
