@@ -177,10 +177,10 @@ impl fmt::Display for WaitReason {
             WaitReason::Frozen { reason, until: Some(until), .. } => {
                 write!(f, "frozen ({reason}) until {}", until.to_rfc3339())
             }
-            WaitReason::Frozen { reason, until: None, name } => {
-                let name = name.as_deref().unwrap_or_default();
-                write!(f, "frozen ({reason}) until lifted (meridian unfreeze --name {name})")
-            }
+            WaitReason::Frozen { reason, until: None, name } => match name {
+                Some(name) => write!(f, "frozen ({reason}; run-time freeze {name}) until lifted with unfreeze"),
+                None => write!(f, "frozen ({reason}) until lifted with unfreeze"),
+            },
         }
     }
 }
