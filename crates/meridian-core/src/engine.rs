@@ -9,15 +9,16 @@
 //! Pure and deterministic: no I/O, no clock, no randomness; the same inputs give the same
 //! outputs. One decision runs these passes in order:
 //!
-//! 1. commands: pause, resume, abort, promote, retry;
+//! 1. commands: pause, resume, abort, promote, retry, freeze, unfreeze; run-time freezes past
+//!    their `until` end;
 //! 2. health: new samples update each check's verdict, failure streak and healthy hold;
 //! 3. failures: a streak at `failureLimit` fails the unit and applies `onFailure`;
 //! 4. approvals: a unit with traffic whose required flags stopped holding applies
 //!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %);
 //! 5. progress: waves in order; inside a wave, first every started region moves (steps,
 //!    resumes), then regions start in order under `maxParallel`; inside a region, services
-//!    in dependency order; each move needs approvals, a window, a baked step and fresh
-//!    healthy verdicts;
+//!    in dependency order; each move needs approvals, no freeze, a window, a baked step and
+//!    fresh healthy verdicts, all by the region's effective settings;
 //! 6. actions: one `SetTraffic` per unit whose percent changed, or whose read-back drifted.
 //!
 //! # Semantics
