@@ -2,6 +2,7 @@
 
 mod crash;
 mod plan;
+mod prometheus;
 mod regional;
 mod support;
 mod validate;

@@ -50,12 +50,19 @@
 //! - `GET|POST|DELETE /fleet/actuator-faults` `{"failNext": 2, "status": 503, "delayMs": 0}`:
 //!   make the traffic endpoints fail or slow down.
 //! - `GET /healthz` → `ok`.
+//!
+//! # Test kit
+//!
+//! With the `testkit` feature, `testkit` starts a real Prometheus on 127.0.0.1 scraping
+//! given targets (this fleet among them) every second, for tests and benchmarks.
 
 pub mod config;
 pub mod error;
 pub mod exposition;
 pub mod model;
 pub mod server;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use config::{Fault, FleetConfig, ScriptedFault};
 pub use error::FleetError;

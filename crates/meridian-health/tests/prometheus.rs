@@ -1,5 +1,6 @@
 //! The Prometheus provider against a real Prometheus (Debian's `prometheus`), started per
-//! test on 127.0.0.1 and scraping a simulated fleet every second.
+//! test on 127.0.0.1 by the shared harness (meridian-fleet's `testkit`) and scraping a
+//! simulated fleet every second.
 
 mod support;
 
@@ -9,7 +10,7 @@ use chrono::{TimeDelta, Utc};
 use meridian_core::health::HealthVerdict::{self, *};
 use meridian_core::plan::Plan;
 use meridian_health::{CheckRouter, EvalRequest, HealthSource, HttpSourceConfig, PrometheusConfig, PrometheusSource};
-use support::{Fleet, Prometheus, eventually, plan, sample_of, verdict_of, verdicts};
+use support::{Fleet, Prometheus, eventually, plan, sample_of, scraping, url_of, verdict_of, verdicts};
 
 const SCRAPED: [&str; 3] = ["us-east", "eu-west", "jp"];
 const WAIT: Duration = Duration::from_secs(30);
@@ -62,7 +63,7 @@ fn request(regions: &[&str]) -> EvalRequest {
 }
 
 fn source(prometheus: &Prometheus) -> PrometheusSource {
-    PrometheusSource::new(PrometheusConfig::with_url(prometheus.url.clone())).expect("source")
+    PrometheusSource::new(PrometheusConfig::with_url(url_of(prometheus))).expect("source")
 }
 
 async fn healthy_fleet() -> (Fleet, Prometheus) {
@@ -70,7 +71,7 @@ async fn healthy_fleet() -> (Fleet, Prometheus) {
     for region in SCRAPED {
         fleet.set_traffic(region, "signin", 100.0, 0.001);
     }
-    let prometheus = Prometheus::scraping(&fleet, &SCRAPED, "region").await;
+    let prometheus = scraping(&fleet, &SCRAPED, "region").await;
     (fleet, prometheus)
 }
 
@@ -126,7 +127,7 @@ async fn regions_without_traffic_or_series_are_no_data() {
     fleet.set_traffic("us-east", "signin", 100.0, 0.0);
     fleet.set_traffic("eu-west", "signin", 1.0, 0.0); // below minSamples
     fleet.set_traffic("jp", "signin", 0.0, 0.0); // 0 / 0
-    let prometheus = Prometheus::scraping(&fleet, &SCRAPED, "region").await;
+    let prometheus = scraping(&fleet, &SCRAPED, "region").await;
     let plan = plan_with("region", "all", ERROR_RATE);
     let source = source(&prometheus);
     let regions = ["us-east", "eu-west", "jp", "kr"];
@@ -158,7 +159,7 @@ async fn a_stopped_prometheus_gives_errors_and_nothing_healthy() {
     })
     .await;
 
-    prometheus.stop();
+    prometheus.stop().await;
     let eval = source.evaluate(&plan, &request(&SCRAPED)).await;
     assert_eq!(eval.samples.len(), 3);
     for s in &eval.samples {
@@ -177,7 +178,7 @@ async fn two_series_for_one_region_is_an_error_for_that_region() {
     fleet.set_gauge("eu-west", r#"meridian_test_error_ratio{service="signin",pod="a"}"#, 0.001);
     fleet.set_gauge("eu-west", r#"meridian_test_error_ratio{service="signin",pod="b"}"#, 0.5);
     fleet.set_gauge("jp", r#"meridian_test_error_ratio{service="signin"}"#, 0.001);
-    let prometheus = Prometheus::scraping(&fleet, &SCRAPED, "region").await;
+    let prometheus = scraping(&fleet, &SCRAPED, "region").await;
     // Not aggregated by region: eu-west has a series per pod.
     let plan = plan_with(
         "region",
@@ -244,10 +245,8 @@ async fn bad_promql_non_vectors_and_unsplit_vectors_are_errors() {
 async fn values_older_than_the_staleness_bound_are_no_data() {
     let (_fleet, prometheus) = healthy_fleet().await;
     let plan = plan_with("region", "all", ERROR_RATE);
-    let config = PrometheusConfig {
-        max_age: Some(Duration::from_secs(10)),
-        ..PrometheusConfig::with_url(prometheus.url.clone())
-    };
+    let config =
+        PrometheusConfig { max_age: Some(Duration::from_secs(10)), ..PrometheusConfig::with_url(url_of(&prometheus)) };
     let source = PrometheusSource::new(config).expect("source");
     eventually("every region healthy", WAIT, || async {
         all(&source.evaluate(&plan, &request(&SCRAPED)).await.samples, Healthy)
@@ -282,7 +281,7 @@ async fn the_region_label_is_configurable_and_plan_and_wave_are_templated() {
         // Another wave's series: excluded by the {{wave}} matcher, or jp would be ambiguous.
         fleet.set_gauge(region, r#"meridian_test_error_ratio{service="signin",plan="health-test",wave="other"}"#, 0.9);
     }
-    let prometheus = Prometheus::scraping(&fleet, &SCRAPED, "zone").await;
+    let prometheus = scraping(&fleet, &SCRAPED, "zone").await;
     let plan = plan_with(
         "zone",
         "canary",
@@ -330,8 +329,8 @@ async fn the_router_runs_an_http_checks_traffic_guard_on_prometheus() {
             fleet.base()
         ),
     );
-    let router = CheckRouter::new(PrometheusConfig::with_url(prometheus.url.clone()), HttpSourceConfig::default())
-        .expect("router");
+    let router =
+        CheckRouter::new(PrometheusConfig::with_url(url_of(&prometheus)), HttpSourceConfig::default()).expect("router");
     let samples = eventually("us-east and jp healthy on both checks", WAIT, || async {
         let samples = router.evaluate(&plan, &request(&SCRAPED)).await.into_samples();
         let ok = ["us-east", "jp"].iter().all(|r| {

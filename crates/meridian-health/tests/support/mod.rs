@@ -1,17 +1,14 @@
 //! Test kit for the health adapters: a simulated fleet serving per-region metrics on
-//! 127.0.0.1, a real Prometheus scraping it, a server that never answers, a scripted fake
-//! of Prometheus' API, and waiting on conditions with deadlines.
+//! 127.0.0.1, a real Prometheus scraping it (the shared harness of meridian-fleet's
+//! `testkit`), a server that never answers, and a scripted fake of Prometheus' API.
 //!
 //! Each test file uses part of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -20,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use meridian_core::health::{HealthSample, HealthVerdict};
 use meridian_core::plan::Plan;
+#[allow(unused_imports)] // each test file uses part of it
+pub use meridian_fleet::testkit::{Prometheus, ScrapeTarget, eventually};
 use reqwest::Url;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -45,25 +44,6 @@ pub fn sample_of<'a>(samples: &'a [HealthSample], check: &str, region: &str) -> 
         .iter()
         .find(|s| s.check == check && s.region == region)
         .unwrap_or_else(|| panic!("no sample for ({check}, {region}) in {samples:#?}"))
-}
-
-/// Poll `attempt` until it returns `Ok`, at most until `deadline` from now; then fail the
-/// test with the last reason. Polls every 200 ms.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        match attempt().await {
-            Ok(t) => return t,
-            Err(last) if Instant::now() >= until => {
-                panic!("timed out after {deadline:?} waiting for {what}; last: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
 }
 
 /// A server task, stopped when dropped.
@@ -223,122 +203,23 @@ async fn fleet_json(State(state): State<Arc<Mutex<FleetState>>>, UrlPath(region)
 
 // ----- a real Prometheus -----
 
-/// The `prometheus` binary: on PATH, or Debian's /usr/bin/prometheus. Fails the test
-/// (never skips it) when there is none.
-pub fn prometheus_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|p| p.join("prometheus")).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path.into_iter().chain([PathBuf::from("/usr/bin/prometheus")]).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!(
-            "the prometheus binary is not installed (looked on PATH and at /usr/bin/prometheus); \
-                 run scripts/install-test-deps, which the project's test script runs, to install Debian's prometheus"
-        )
-    })
+/// A real Prometheus (the shared harness in meridian-fleet's `testkit`) scraping one fleet
+/// endpoint per region every second, the region in `label`. Killed on drop.
+pub async fn scraping(fleet: &Fleet, regions: &[&str], label: &str) -> Prometheus {
+    let targets = regions
+        .iter()
+        .map(|region| {
+            ScrapeTarget::new(format!("fleet-{region}"), fleet.addr())
+                .with_path(format!("/metrics/{region}"))
+                .with_label(label, *region)
+        })
+        .collect();
+    Prometheus::start(targets).await
 }
 
-/// A Prometheus server on a free 127.0.0.1 port with its own temporary storage, scraping
-/// one fleet endpoint per region every second, the region in `label`. Killed on drop.
-pub struct Prometheus {
-    child: Option<Child>,
-    pub url: Url,
-    dir: PathBuf,
-}
-
-impl Prometheus {
-    /// Start it and wait until `/-/ready` answers 200 (30 s deadline).
-    pub async fn scraping(fleet: &Fleet, regions: &[&str], label: &str) -> Prometheus {
-        let binary = prometheus_binary();
-        let mut last_failure = String::new();
-        // A port found free can be taken before Prometheus binds it: try a few.
-        for _attempt in 0..3 {
-            let port = free_port();
-            let dir = temp_dir();
-            write_config(&dir, fleet.addr(), regions, label);
-            let log = std::fs::File::create(dir.join("prometheus.log")).expect("create log");
-            let child = Command::new(&binary)
-                .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--storage.tsdb.retention.time=1h")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("failed to start {}: {e}", binary.display()));
-            let url = Url::parse(&format!("http://127.0.0.1:{port}")).expect("url");
-            let mut prometheus = Prometheus { child: Some(child), url, dir };
-            match prometheus.wait_ready(Duration::from_secs(30)).await {
-                Ok(()) => return prometheus,
-                Err(e) => last_failure = e,
-            }
-        }
-        panic!("prometheus did not become ready: {last_failure}");
-    }
-
-    async fn wait_ready(&mut self, deadline: Duration) -> Result<(), String> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
-        let ready = self.url.join("/-/ready").expect("url");
-        let until = Instant::now() + deadline;
-        while Instant::now() < until {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                return Err(format!("prometheus exited with {status}; log:\n{}", self.log()));
-            }
-            if let Ok(r) = client.get(ready.clone()).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(format!("not ready after {deadline:?}; log:\n{}", self.log()))
-    }
-
-    pub fn log(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// Kill the server now (SIGKILL) and wait for it to exit.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn write_config(dir: &Path, fleet: SocketAddr, regions: &[&str], label: &str) {
-    let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
-    for region in regions {
-        config.push_str(&format!(
-            "  - job_name: fleet-{region}\n    metrics_path: /metrics/{region}\n    static_configs:\n      \
-             - targets: ['{fleet}']\n        labels: {{ {label}: '{region}' }}\n"
-        ));
-    }
-    std::fs::write(dir.join("prometheus.yml"), config).expect("write prometheus.yml");
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-    listener.local_addr().expect("local addr").port()
-}
-
-fn temp_dir() -> PathBuf {
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("meridian-health-test-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// The server's base URL, as the providers take it.
+pub fn url_of(prometheus: &Prometheus) -> Url {
+    Url::parse(&prometheus.url()).expect("prometheus url")
 }
 
 // ----- servers that misbehave -----
