@@ -97,8 +97,13 @@ pub enum Cause {
     WaveReopened { regions: Vec<String> },
     /// The pause or failure that held it was lifted.
     Resumed,
-    /// The actuator read back a different percent than the state holds.
+    /// The actuator read back a different percent than the state holds; it is re-applied.
     Drift,
+    /// The same, under `onDrift: hold`: nothing is re-applied and the unit takes no further
+    /// step until the target serves what the state says again.
+    DriftHeld,
+    /// A held drift ended: the target serves what the state says again.
+    DriftResolved,
     /// An operator declared (or replaced) a run-time freeze on `scope` (`plan`, `wave W`,
     /// `region R`): no step starts there until it is lifted or `until` passes.
     FreezeDeclared {
@@ -155,7 +160,9 @@ impl fmt::Display for Cause {
             Cause::WaveResumed => f.write_str("failed regions retried"),
             Cause::WaveReopened { regions } => write!(f, "no longer fully enabled: {}", regions.join(", ")),
             Cause::Resumed => f.write_str("no longer held"),
-            Cause::Drift => f.write_str("read-back differs from state"),
+            Cause::Drift => f.write_str("read-back differs from state; re-applied"),
+            Cause::DriftHeld => f.write_str("read-back differs from state; held (onDrift: hold)"),
+            Cause::DriftResolved => f.write_str("the target serves what the state says again"),
             Cause::FreezeDeclared { name, why, until, scope, by } => {
                 let until = until.map_or("until lifted".to_string(), |u| format!("until {}", u.to_rfc3339()));
                 write!(f, "freeze {name} on {scope} by {by}: {why}, {until}")

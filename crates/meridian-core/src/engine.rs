@@ -190,8 +190,8 @@ pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: Da
     engine.apply_confirmations();
     engine.apply_failures();
     engine.apply_approvals();
-    engine.progress();
     engine.check_drift(&before);
+    engine.progress();
     engine.schedule_approval_changes();
     engine.finish(&before)
 }
@@ -979,6 +979,11 @@ impl Engine<'_> {
             self.state.units[i].waiting = Some(WaitReason::Actuation { percent });
             return;
         }
+        if let Some(observed) = self.state.units[i].drift {
+            let expected = self.state.units[i].percent;
+            self.state.units[i].waiting = Some(WaitReason::Drift { expected, observed });
+            return;
+        }
         let r = self.region_of(i);
         let region = &self.plan.regions[r];
         let u = &self.state.units[i];
@@ -1139,6 +1144,8 @@ impl Engine<'_> {
 
     // ----- 6. drift and actions -----
 
+    /// Read-backs that differ from the state: re-applied, or under `onDrift: hold` recorded
+    /// once and the unit held until the target serves what the state says again.
     fn check_drift(&mut self, before: &[u32]) {
         for reading in self.obs.traffic {
             let (Some(r), Some(s)) =
@@ -1148,9 +1155,35 @@ impl Engine<'_> {
             };
             let i = self.plan.unit_index(r, s);
             let expected = before[i];
-            if reading.percent != expected && self.state.units[i].percent == expected {
-                self.record(None, Some(i), AuditEvent::Drift { expected, observed: reading.percent }, Cause::Drift);
-                self.drifted.push(i);
+            let observed = reading.percent;
+            if self.state.units[i].percent != expected {
+                continue; // moved in this decision; the reading is about the old percent
+            }
+            let hold = self.plan.regions[r]
+                .settings
+                .actuator
+                .as_ref()
+                .and_then(|a| a.http.as_ref())
+                .and_then(|h| h.on_drift.as_deref())
+                == Some("hold");
+            let event = AuditEvent::Drift { expected, observed };
+            match (observed == expected, self.state.units[i].drift) {
+                (true, Some(_)) => {
+                    self.state.units[i].drift = None;
+                    self.record(None, Some(i), event, Cause::DriftResolved);
+                }
+                (true, None) => {}
+                (false, held) if hold => {
+                    if held != Some(observed) {
+                        self.state.units[i].drift = Some(observed);
+                        self.record(None, Some(i), event, Cause::DriftHeld);
+                    }
+                }
+                (false, _) => {
+                    self.state.units[i].drift = None;
+                    self.record(None, Some(i), event, Cause::Drift);
+                    self.drifted.push(i);
+                }
             }
         }
     }

@@ -101,6 +101,9 @@ pub enum WaitReason {
     Parallelism { limit: usize, active: Vec<String> },
     /// The target has not confirmed the current percent yet.
     Actuation { percent: u32 },
+    /// The target serves another percent than the state says, and the plan holds on drift
+    /// (`onDrift: hold`) until someone restores it.
+    Drift { expected: u32, observed: u32 },
     /// Holding the current step until then.
     StepBake { until: DateTime<Utc> },
     /// Holding the wave's bake until then.
@@ -162,6 +165,10 @@ impl fmt::Display for WaitReason {
                 write!(f, "maxParallel {limit} reached ({} in progress)", active.join(", "))
             }
             WaitReason::Actuation { percent } => write!(f, "waiting for the target to confirm {percent}%"),
+            WaitReason::Drift { expected, observed } => write!(
+                f,
+                "the target serves {observed}% instead of {expected}%; held (onDrift: hold) until it is restored"
+            ),
             WaitReason::StepBake { until } => write!(f, "baking until {}", until.to_rfc3339()),
             WaitReason::WaveBake { wave, until } => {
                 write!(f, "wave {wave} baking until {}", until.to_rfc3339())
@@ -227,6 +234,10 @@ pub struct UnitState {
     pub promoted: bool,
     #[serde(default)]
     pub checks: Vec<CheckState>,
+    /// What the target serves while a drift is held (`onDrift: hold`); cleared once it
+    /// serves `percent` again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -344,6 +355,7 @@ impl UnitState {
             bake_since: None,
             waiting: None,
             promoted: false,
+            drift: None,
             checks: plan
                 .health
                 .checks

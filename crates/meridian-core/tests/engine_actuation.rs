@@ -72,3 +72,65 @@ fn a_confirmation_of_another_percent_changes_nothing() {
     let d = decide(&plan, d.state, &Observations::default(), t(1));
     assert_eq!(d.state.units[0].percent, 50);
 }
+
+fn mk_hold_plan() -> Plan {
+    let yaml = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: p}
+spec:
+  services: [{name: s}]
+  regions: [{name: r}]
+  waves: [{name: w, regions: [r]}]
+  steps: [10, 50, 100]
+  stepBake: 1m
+  actuator:
+    http: {url: 'http://127.0.0.1:1/{{region}}/{{service}}', onDrift: hold}
+";
+    let bundle = load(&[("p.yaml".into(), yaml.into())], None);
+    assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
+    bundle.plans.into_iter().next().expect("valid plan")
+}
+
+fn reading(percent: u32) -> [meridian_core::TrafficReading; 1] {
+    [meridian_core::TrafficReading { region: "r".into(), service: "s".into(), percent }]
+}
+
+#[test]
+fn on_drift_hold_records_once_holds_the_unit_and_never_reapplies() {
+    use meridian_core::{AuditEvent, Cause};
+    let plan = mk_hold_plan();
+    let d = decide(&plan, PlanState::new(&plan), &Observations::default(), t(0));
+    // Someone set the target to 0 % behind Meridian's back.
+    let drifted = reading(0);
+    let obs = Observations { traffic: &drifted, ..Observations::default() };
+    let d = decide(&plan, d.state, &obs, t(0) + TimeDelta::seconds(30));
+    assert!(d.actions.is_empty(), "hold must not re-apply: {:?}", d.actions);
+    assert!(matches!(
+        d.audit.as_slice(),
+        [r] if r.event == AuditEvent::Drift { expected: 10, observed: 0 } && r.cause == Cause::DriftHeld
+    ));
+    // The same drift read again is not recorded again, and the unit does not advance past its bake.
+    let d = decide(&plan, d.state, &obs, t(2));
+    assert!(d.audit.is_empty() && d.actions.is_empty(), "{:?}", d.audit);
+    assert_eq!(d.state.units[0].percent, 10);
+    assert_eq!(d.state.units[0].waiting, Some(WaitReason::Drift { expected: 10, observed: 0 }));
+    // Restored by hand: recorded, and the rollout goes on.
+    let restored = reading(10);
+    let obs = Observations { traffic: &restored, ..Observations::default() };
+    let d = decide(&plan, d.state, &obs, t(3));
+    assert!(d.audit.iter().any(|r| r.cause == Cause::DriftResolved));
+    assert_eq!(d.state.units[0].percent, 50, "a restored unit moves on");
+}
+
+#[test]
+fn drift_by_default_is_reapplied() {
+    let plan = mk_plan();
+    let d = decide(&plan, PlanState::new(&plan), &Observations::default(), t(0));
+    let drifted = reading(0);
+    let obs = Observations { traffic: &drifted, ..Observations::default() };
+    let d = decide(&plan, d.state, &obs, t(0) + TimeDelta::seconds(30));
+    assert_eq!(
+        d.actions,
+        vec![meridian_core::Action::SetTraffic { region: "r".into(), service: "s".into(), percent: 10, from: 10 }]
+    );
+}

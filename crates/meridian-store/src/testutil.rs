@@ -33,6 +33,7 @@ pub(crate) fn state(plan: &str, audit_seq: u64) -> PlanState {
             bake_since: None,
             waiting: None,
             promoted: false,
+            drift: None,
             checks: Vec::new(),
         }],
         waves: Vec::new(),

@@ -87,6 +87,7 @@ fn initial_state() -> PlanState {
                 bake_since: None,
                 waiting: None,
                 promoted: false,
+                drift: None,
                 checks: Vec::new(),
             })
             .collect(),
