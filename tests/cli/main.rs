@@ -1,6 +1,7 @@
 //! End-to-end tests of the `meridian` binary: real processes, real files, exit codes and output.
 
 mod crash;
+mod demo;
 mod plan;
 mod prometheus;
 mod regional;
