@@ -2,7 +2,7 @@
 
 mod client;
 mod commands;
-mod input;
+mod output;
 
 use clap::{Parser, Subcommand};
 

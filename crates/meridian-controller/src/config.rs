@@ -107,13 +107,13 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigErro
         .map(|p| {
             fs::read_to_string(&p)
                 .map(|text| (p.display().to_string(), text))
-                .map_err(|e| ConfigError::Read { path: p.display().to_string(), reason: e.to_string() })
+                .map_err(|e| ConfigError::Read { path: p.display().to_string(), reason: io_reason(&e) })
         })
         .collect()
 }
 
 fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), ConfigError> {
-    let err = |e: std::io::Error| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() };
+    let err = |e: std::io::Error| ConfigError::Read { path: path.display().to_string(), reason: io_reason(&e) };
     let meta = fs::metadata(path).map_err(err)?;
     if meta.is_dir() {
         for entry in fs::read_dir(path).map_err(err)? {
@@ -123,4 +123,13 @@ fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), Co
         out.push(path.to_path_buf());
     }
     Ok(())
+}
+
+/// An I/O error in words a user acts on, without the OS error number.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
 }

@@ -243,5 +243,5 @@ fn summary(_controller: &Arc<Controller>, snapshot: &meridian_controller::snapsh
         }
         rows.push(row);
     }
-    super::plan::table(&rows, "  ")
+    crate::output::table(&rows, "  ")
 }

@@ -14,7 +14,7 @@ use meridian_core::{Plan, UnitPhase};
 use serde_json::{Value, json};
 
 use super::Format;
-use crate::input::read_manifests;
+use meridian_controller::config::read_files as read_manifests;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -209,7 +209,7 @@ fn render(plan: &Plan, t: &Timeline) -> String {
                 rows.push(row);
             }
         }
-        out.push_str(&table(&rows, "  "));
+        out.push_str(&crate::output::table(&rows, "  "));
     }
     let held: Vec<String> = t
         .units
@@ -267,7 +267,7 @@ fn region_settings(plan: &Plan) -> String {
             rows.push(["freeze".into(), f.to_string(), f.origin.to_string()]);
         }
         let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
-        out.push_str(&table(&rows, "    "));
+        out.push_str(&crate::output::table(&rows, "    "));
     }
     out
 }
@@ -301,25 +301,4 @@ fn regions_json(plan: &Plan) -> Value {
         })
         .collect();
     Value::from(regions)
-}
-
-/// Left-aligned columns separated by two spaces.
-pub fn table(rows: &[Vec<String>], indent: &str) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::from(indent);
-        for (c, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if c + 1 < row.len() {
-                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }

@@ -430,7 +430,7 @@ pub fn list_table(plans: &[SummaryView]) -> String {
             p.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
         ]);
     }
-    table(&rows)
+    crate::output::table(&rows, "")
 }
 
 /// One plan: a header, then a row per (region, service) with what each waits for.
@@ -464,7 +464,7 @@ pub fn plan_table(view: &PlanView, wave: Option<&str>, region: Option<&str>) -> 
             ]);
         }
     }
-    out.push_str(&table(&rows));
+    out.push_str(&crate::output::table(&rows, ""));
     out
 }
 
@@ -493,27 +493,6 @@ fn health(u: &UnitState) -> String {
 fn trim_float(v: f64) -> String {
     let text = format!("{v:.4}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-/// Left-aligned columns, two spaces apart, no trailing spaces.
-fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if c + 1 < row.len() {
-                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use meridian_core::validate::load;
 use serde_json::json;
 
 use super::Format;
-use crate::input::read_manifests;
+use meridian_controller::config::read_files as read_manifests;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
