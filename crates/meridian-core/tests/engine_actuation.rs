@@ -9,19 +9,27 @@ use meridian_core::state::PlanState;
 use meridian_core::validate::load;
 use meridian_core::{Observations, Plan, WaitReason, decide};
 
-fn mk_plan() -> Plan {
-    let yaml = "apiVersion: meridian.dev/v1alpha1
+/// A one-unit plan: steps 10, 50, 100 baked for a minute each, plus `extra` spec lines.
+fn mk_plan_with(extra: &str) -> Plan {
+    let yaml = format!(
+        "apiVersion: meridian.dev/v1alpha1
 kind: RolloutPlan
-metadata: {name: p}
+metadata: {{name: p}}
 spec:
-  services: [{name: s}]
-  regions: [{name: r}]
-  waves: [{name: w, regions: [r]}]
+  services: [{{name: s}}]
+  regions: [{{name: r}}]
+  waves: [{{name: w, regions: [r]}}]
   steps: [10, 50, 100]
   stepBake: 1m
-";
-    let bundle = load(&[("p.yaml".into(), yaml.into())], None);
+{extra}"
+    );
+    let bundle = load(&[("p.yaml".into(), yaml)], None);
+    assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
     bundle.plans.into_iter().next().expect("valid plan")
+}
+
+fn mk_plan() -> Plan {
+    mk_plan_with("")
 }
 
 fn t(min: i64) -> DateTime<Utc> {
@@ -74,21 +82,7 @@ fn a_confirmation_of_another_percent_changes_nothing() {
 }
 
 fn mk_hold_plan() -> Plan {
-    let yaml = "apiVersion: meridian.dev/v1alpha1
-kind: RolloutPlan
-metadata: {name: p}
-spec:
-  services: [{name: s}]
-  regions: [{name: r}]
-  waves: [{name: w, regions: [r]}]
-  steps: [10, 50, 100]
-  stepBake: 1m
-  actuator:
-    http: {url: 'http://127.0.0.1:1/{{region}}/{{service}}', onDrift: hold}
-";
-    let bundle = load(&[("p.yaml".into(), yaml.into())], None);
-    assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
-    bundle.plans.into_iter().next().expect("valid plan")
+    mk_plan_with("  actuator:\n    http: {url: 'http://127.0.0.1:1/{{region}}/{{service}}', onDrift: hold}\n")
 }
 
 fn reading(percent: u32) -> [meridian_core::TrafficReading; 1] {
