@@ -196,6 +196,9 @@ impl AuditRecord {
             AuditEvent::Unit { from, to, from_percent, to_percent, .. } if from == to => {
                 format!("{to} {from_percent}% -> {to_percent}%")
             }
+            AuditEvent::Unit { from, to, from_percent, to_percent, .. } if from_percent == to_percent => {
+                format!("{from} -> {to} (at {to_percent}%)")
+            }
             AuditEvent::Unit { from, to, from_percent, to_percent, .. } => {
                 format!("{from} -> {to} ({from_percent}% -> {to_percent}%)")
             }
