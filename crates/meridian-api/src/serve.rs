@@ -83,6 +83,14 @@ pub async fn serve(
     Ok(())
 }
 
+impl TlsFiles {
+    /// Load and check the certificate and key now, so a bad file is reported before the
+    /// controller starts acting rather than when the listener comes up.
+    pub fn check(&self) -> Result<(), ServeError> {
+        acceptor(self).map(|_| ())
+    }
+}
+
 fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())

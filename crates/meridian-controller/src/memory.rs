@@ -18,6 +18,8 @@ struct Inner {
     intents: Vec<(Intent, Option<IntentOutcome>)>,
     commands: Vec<(String, QueuedCommand, bool)>,
     approvals: BTreeMap<String, ApprovalRecord>,
+    /// Where each approval's last grant came from.
+    approval_sources: BTreeMap<String, String>,
     events: Vec<ControllerEvent>,
     next_id: i64,
 }
@@ -154,6 +156,7 @@ impl StateStore for MemoryStore {
     fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
         self.with(|i| {
             i.approvals.insert(approval.name.clone(), approval.clone());
+            i.approval_sources.insert(approval.name.clone(), source.to_string());
             i.events.push(ControllerEvent {
                 at,
                 kind: "approval-granted".into(),
@@ -177,6 +180,16 @@ impl StateStore for MemoryStore {
                 detail: serde_json::json!({ "approval": name, "reason": reason }),
             });
             Ok(true)
+        })
+    }
+
+    fn file_approval_names(&self) -> StoreResult<Vec<String>> {
+        self.with(|i| {
+            Ok(i.approvals
+                .values()
+                .filter(|a| a.revoked.is_none() && i.approval_sources.get(&a.name).is_some_and(|s| s == "file"))
+                .map(|a| a.name.clone())
+                .collect())
         })
     }
 

@@ -126,6 +126,8 @@ pub struct Controller {
     /// Targets with an actuation worker running; `true` = new intents arrived meanwhile.
     inflight: Mutex<HashMap<Target, bool>>,
     plans: RwLock<BTreeMap<String, Arc<Plan>>>,
+    /// Serialises API grants, so two requests for one name cannot both pass the check.
+    grants: Arc<Mutex<()>>,
 }
 
 /// Handles of the background tasks; dropping it does not stop them, `shutdown` does.
@@ -136,8 +138,12 @@ pub struct Running {
 
 impl Running {
     /// Wait until a background task ends (which only happens on failure) and name it.
+    /// The failure is counted and takes readiness down before the caller decides what to do.
     pub async fn join_failure(&mut self) -> Option<&'static str> {
-        self.tasks.join_next().await.map(|r| r.unwrap_or("a background task (panicked)"))
+        let failed = self.tasks.join_next().await.map(|r| r.unwrap_or("a background task (panicked)"))?;
+        self.controller.metrics.task_failures.with_label_values(&[failed]).inc();
+        self.controller.set_ready(false, vec![format!("{failed} stopped")]);
+        Some(failed)
     }
 
     pub fn shutdown(mut self) {
@@ -170,6 +176,7 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
         readiness: Mutex::new(Readiness { ready: false, reasons: vec!["resolving open intents".into()] }),
         inflight: Mutex::new(HashMap::new()),
         plans: RwLock::new(BTreeMap::new()),
+        grants: Arc::new(Mutex::new(())),
     });
     let store = adapters.store.clone();
     let expired = blocking(move || store.events("approval-expired"))
@@ -266,9 +273,8 @@ impl Controller {
     async fn apply_config(&self, state: &mut LoopState, config: Arc<Config>) -> Result<(), StoreFailure> {
         let store = self.store();
         let now = self.now();
-        let previous: Vec<ApprovalRecord> = state.config.as_ref().map(|c| c.file_approvals.clone()).unwrap_or_default();
         let files = config.file_approvals.clone();
-        blocking(move || sync_file_approvals(store.as_ref(), &previous, &files, now)).await?;
+        blocking(move || sync_file_approvals(store.as_ref(), &files, now)).await?;
         let mut plans = BTreeMap::new();
         for plan in &config.plans {
             let existing = state.plans.remove(&plan.name);
@@ -459,7 +465,13 @@ impl Controller {
         let decision = decide(&run.plan, run.state.clone(), &obs, now);
         let changed = decision.state != run.state || !decision.audit.is_empty() || !commands.is_empty();
         run.wake_at = decision.wake_at;
+        self.metrics.decision_duration.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
         if !changed {
+            // An approval granted or revoked with no effect on any unit (a paused or
+            // complete plan) must still show up in the API at once.
+            if self.snapshot().approvals != approvals {
+                self.publish_with_approvals(state, None, Some(approvals)).await;
+            }
             return Ok(());
         }
         let store = self.store();
@@ -469,13 +481,10 @@ impl Controller {
         let intents = blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids)).await?;
         run.state = decision.state;
         run.updated_at = now;
-        self.metrics.observe_state(&run.state, &run.state.phase().to_string());
         self.metrics.observe_audit(&decision.audit);
-        self.metrics.observe_approvals(&approvals, now);
         for record in &decision.audit {
             let _ = self.audit_tx.send(record.clone());
         }
-        self.metrics.decision_duration.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
         for intent in intents {
             self.dispatch(intent);
         }
@@ -861,9 +870,10 @@ pub fn watch_requests(plan: &Plan, state: &PlanState, now: DateTime<Utc>) -> Vec
 
 /// Mirror the watched files' approvals into the store: new ones are granted, changed ones
 /// updated, vanished ones revoked ("file removed"). A revocation is never undone by a file.
+/// "Vanished" is judged against the store, not the last reload, so a file deleted while the
+/// controller was stopped is revoked at the next start.
 fn sync_file_approvals(
     store: &dyn StateStore,
-    previous: &[ApprovalRecord],
     current: &[ApprovalRecord],
     now: DateTime<Utc>,
 ) -> Result<(), StoreFailure> {
@@ -875,10 +885,8 @@ fn sync_file_approvals(
             _ => store.put_approval(a, "file", &a.granted_by, now)?,
         }
     }
-    for gone in previous.iter().filter(|p| current.iter().all(|c| c.name != p.name)) {
-        if stored.get(&gone.name).is_some_and(|s| s.revoked.is_none()) {
-            store.revoke_approval(&gone.name, "config", Some("approval file removed"), now)?;
-        }
+    for gone in store.file_approval_names()?.into_iter().filter(|name| current.iter().all(|c| &c.name != name)) {
+        store.revoke_approval(&gone, "config", Some("approval file removed"), now)?;
     }
     Ok(())
 }
@@ -964,15 +972,25 @@ impl ControlPlane for Controller {
             {
                 return Err(ControlError::Invalid("the approval expires before it is granted".into()));
             }
-            if self.snapshot().approvals.iter().any(|a| a.name == approval.name) {
-                return Err(ControlError::Conflict(approval.name.clone()));
-            }
+            // The store, not the published snapshot, is the truth: a grant made a moment ago
+            // may not be published yet.
             let store = self.store();
             let now = self.now();
             let by = approval.granted_by.clone();
-            blocking(move || store.put_approval(&approval, "api", &by, now))
-                .await
-                .map_err(|e| ControlError::Store(e.message))?;
+            let grants = self.grants.clone();
+            let conflict = blocking(move || {
+                let _one_at_a_time =
+                    grants.lock().map_err(|_| StoreFailure { message: "grant lock poisoned".into() })?;
+                if store.approvals()?.iter().any(|a| a.name == approval.name) {
+                    return Ok(Some(approval.name));
+                }
+                store.put_approval(&approval, "api", &by, now).map(|()| None)
+            })
+            .await
+            .map_err(|e| ControlError::Store(e.message))?;
+            if let Some(name) = conflict {
+                return Err(ControlError::Conflict(name));
+            }
             self.kick();
             Ok(())
         })
@@ -1016,6 +1034,13 @@ impl ControlPlane for Controller {
     }
 
     fn metrics(&self) -> String {
+        // Gauges are refreshed at scrape time from the published snapshot, so they are right
+        // after a restart and seconds-to-expiry counts down between decisions.
+        let snapshot = self.snapshot();
+        for entry in snapshot.plans.values() {
+            self.metrics.observe_state(&entry.state, &entry.state.phase().to_string());
+        }
+        self.metrics.observe_approvals(&snapshot.approvals, self.now());
         self.metrics.render()
     }
 

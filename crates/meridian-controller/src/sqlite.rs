@@ -105,6 +105,10 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn file_approval_names(&self) -> StoreResult<Vec<String>> {
+        self.with(|s| s.file_approval_names())
+    }
+
     fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
         self.with(|s| s.audit(plan, after, limit))
     }

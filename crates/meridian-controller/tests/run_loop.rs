@@ -314,3 +314,97 @@ async fn an_expiring_approval_is_recorded_once_and_holds_the_region() {
         );
     }
 }
+
+fn approval(name: &str, flag: &str) -> ApprovalRecord {
+    ApprovalRecord {
+        name: name.into(),
+        flag: flag.into(),
+        granted_by: "ops".into(),
+        reference: None,
+        granted_at: None,
+        expires: None,
+        scope: ApprovalScopeSet::default(),
+        revoked: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_that_changes_no_unit_is_published_at_once_and_its_name_is_taken() {
+    // Every unit waits for ops-go, so nothing moves and no decision changes: the grant of an
+    // unrelated flag must still appear, and a second grant of its name must conflict.
+    let text = PLAN.replace("regions: [{name: a}", "regions: [{name: a, approvals: [ops-go]}");
+    let (_dir, path) = setup(&text);
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let adapters =
+        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let running = start(Settings::new(vec![path]), adapters).await.expect("start");
+    let c = running.controller.clone();
+    wait_for("a blocked on ops-go", Duration::from_secs(10), || {
+        c.snapshot().plans["quick"].state.unit("a", "signin").is_some_and(|u| u.waiting.is_some())
+    })
+    .await;
+
+    c.grant(approval("unrelated-1", "unrelated")).await.unwrap();
+    wait_for("the grant published", Duration::from_secs(5), || {
+        c.snapshot().approvals.iter().any(|a| a.name == "unrelated-1")
+    })
+    .await;
+    let again = c.grant(approval("unrelated-1", "other")).await;
+    assert!(
+        matches!(again, Err(meridian_controller::control::ControlError::Conflict(ref n)) if n == "unrelated-1"),
+        "{again:?}"
+    );
+    c.revoke("unrelated-1", "ops", Some("test".into())).await.unwrap();
+    wait_for("the revocation published", Duration::from_secs(5), || {
+        c.snapshot().approvals.iter().any(|a| a.name == "unrelated-1" && a.revoked.is_some())
+    })
+    .await;
+    assert!(fleet.log.lock().unwrap().is_empty(), "nothing may move while ops-go is missing");
+    running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_file_deleted_while_stopped_is_revoked_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plan.yaml"), PLAN).unwrap();
+    let approval_file = dir.path().join("jp.yaml");
+    std::fs::write(
+        &approval_file,
+        "apiVersion: meridian.dev/v1alpha1
+kind: Approval
+metadata: {name: jp-letter}
+spec: {flag: jp-regulator, grantedBy: ministry}
+",
+    )
+    .unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let fleet = Arc::new(FakeFleet::default());
+    for round in 0..2 {
+        let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
+        let adapters = Adapters {
+            store: store.clone(),
+            health: fleet.clone(),
+            actuator: fleet.clone(),
+            clock: Arc::new(SystemClock),
+        };
+        let running = start(Settings::new(vec![dir.path().to_path_buf()]), adapters).await.expect("start");
+        let c = running.controller.clone();
+        let jp_letter = || c.snapshot().approvals.iter().find(|a| a.name == "jp-letter").cloned();
+        if round == 0 {
+            let granted = jp_letter().expect("the file's approval is on record");
+            assert!(granted.revoked.is_none());
+        } else {
+            let revoked = jp_letter().and_then(|a| a.revoked).expect("the vanished file's approval is revoked");
+            assert_eq!(revoked.reason.as_deref(), Some("approval file removed"));
+            wait_for("jp held for its approval", Duration::from_secs(10), || {
+                c.snapshot().plans["quick"].state.unit("jp", "signin").is_some_and(|u| u.waiting.is_some())
+            })
+            .await;
+        }
+        running.shutdown();
+        drop(c);
+        wait_for("store released", Duration::from_secs(10), || Arc::strong_count(&store) == 1).await;
+        std::fs::remove_file(&approval_file).ok();
+    }
+}

@@ -199,6 +199,27 @@ impl Store {
         Ok(out)
     }
 
+    /// Names of the approvals in force whose last grant came from a file: the set a file
+    /// watcher mirrors. A file removed while the controller was stopped is found by comparing
+    /// the files read at start with this set.
+    pub fn file_approval_names(&self) -> Result<Vec<String>, StoreError> {
+        let op = "list file approvals";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, record FROM approvals WHERE source = 'file' ORDER BY name")
+            .map_err(sql(op))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql(op))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, json) = row.map_err(sql(op))?;
+            let record: ApprovalRecord = decode(&json, "approval", &name)?;
+            if record.revoked.is_none() {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn approval(&self, name: &str) -> Result<Option<ApprovalRecord>, StoreError> {
         get(&self.conn, name)
     }

@@ -147,6 +147,9 @@ impl HealthSource for RouterHealth {
 pub struct ApiServer {
     pub addr: std::net::SocketAddr,
     pub task: tokio::task::JoinHandle<Result<(), String>>,
+    /// Dropping or sending on it starts the graceful shutdown (event streams end, requests in
+    /// flight get up to 10 s).
+    pub shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Bind `listen` and serve the API, dashboard and /metrics there.
@@ -160,10 +163,14 @@ pub async fn serve_api(
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let router = meridian_api::router(controller, auth, meridian_api::Limits::default());
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        meridian_api::serve(listener, router, tls, std::future::pending()).await.map_err(|e| error_chain(&e))
+        let stop = async move {
+            let _ = stop.await;
+        };
+        meridian_api::serve(listener, router, tls, stop).await.map_err(|e| error_chain(&e))
     });
-    Ok(ApiServer { addr, task })
+    Ok(ApiServer { addr, task, shutdown })
 }
 
 async fn run_async(args: &Args) -> i32 {
@@ -188,6 +195,12 @@ async fn run_async(args: &Args) -> i32 {
         None => meridian_api::Auth::disabled(),
     };
     let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| meridian_api::TlsFiles { cert, key });
+    if let Some(files) = &tls
+        && let Err(e) = files.check()
+    {
+        eprintln!("meridian run: {}", error_chain(&e));
+        return 1;
+    }
     let running = match start(settings, adapters).await {
         Ok(r) => r,
         Err(e) => {
@@ -228,9 +241,13 @@ pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done:
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    let api_task = async move {
-        match api {
-            Some(api) => match api.task.await {
+    let (mut api_task, api_shutdown) = match api {
+        Some(api) => (Some(api.task), Some(api.shutdown)),
+        None => (None, None),
+    };
+    let api_stopped = async {
+        match api_task.as_mut() {
+            Some(task) => match task.await {
                 Ok(Ok(())) => "the API server stopped".to_string(),
                 Ok(Err(e)) => format!("the API server failed: {e}"),
                 Err(e) => format!("the API server panicked: {e}"),
@@ -238,18 +255,24 @@ pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done:
             None => std::future::pending().await,
         }
     };
-    let code = tokio::select! {
-        failed = api_task => {
+    let (code, graceful) = tokio::select! {
+        failed = api_stopped => {
             eprintln!("meridian run: {failed}; exiting so a supervisor can restart it");
-            1
+            (1, false)
         }
         failed = running.join_failure() => {
             eprintln!("meridian run: {} stopped unexpectedly; exiting so a supervisor can restart it", failed.unwrap_or("a task"));
-            1
+            (1, true)
         }
-        code = done => code,
-        _ = shutdown_signal() => 0,
+        code = done => (code, true),
+        _ = shutdown_signal() => (0, true),
     };
+    // The API first: event streams end and requests in flight finish (at most 10 s), while
+    // the controller still answers them; then the background tasks stop.
+    if let (true, Some(stop), Some(task)) = (graceful, api_shutdown, api_task) {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(11), task).await;
+    }
     running.shutdown();
     code
 }
