@@ -57,6 +57,30 @@ pub(crate) async fn audit(
     Ok(Json(json!({ "records": records })))
 }
 
+/// `GET /history?kind=K&after=ID&limit=N`: the controller's own history (approvals
+/// granted, updated, revoked and expired; configuration applied or rejected; requests
+/// denied), oldest first. `next` is the last id read: pass it as `after` for the next page
+/// (with `kind`, a page may hold fewer than `limit` events).
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_params(&params, &["kind", "after", "limit"])?;
+    let after: i64 = number(&params, "after", 0)?;
+    let limit: usize = number(&params, "limit", DEFAULT_AUDIT_LIMIT)?;
+    if limit == 0 || limit > MAX_AUDIT_LIMIT || after < 0 {
+        return Err(ApiError::bad_request(
+            format!("limit must be between 1 and {MAX_AUDIT_LIMIT} and after not negative"),
+            "page with after=<the next you got>",
+        ));
+    }
+    let page = state.control.history(after, limit).await?;
+    let next = page.last().map_or(after, |e| e.id);
+    let kind = params.get("kind").filter(|k| !k.is_empty());
+    let events: Vec<_> = page.into_iter().filter(|e| kind.is_none_or(|k| *k == e.event.kind)).collect();
+    Ok(Json(json!({ "events": events, "next": next })))
+}
+
 /// Set by `serve` when the server shuts down, so open event streams end and a graceful
 /// shutdown does not wait for them forever.
 #[derive(Clone)]

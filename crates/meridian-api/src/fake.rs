@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use meridian_controller::control::{ControlError, ControlPlane, Readiness};
 use meridian_controller::snapshot::{PlanEntry, Snapshot};
+use meridian_controller::store::{ControllerEvent, StoredEvent};
 use meridian_core::approval::{ApprovalRecord, RevokedInfo};
 use meridian_core::ports::BoxFuture;
 use meridian_core::state::RuntimeFreeze;
@@ -21,6 +22,7 @@ use tokio::sync::broadcast;
 pub struct Denial {
     pub who: String,
     pub what: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -240,8 +242,32 @@ impl ControlPlane for FakeControl {
         })
     }
 
-    fn record_denial(&self, who: &str, what: &str, _at: DateTime<Utc>) {
-        self.lock().denials.push(Denial { who: who.to_string(), what: what.to_string() });
+    fn history(&self, after: i64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>, ControlError>> {
+        Box::pin(async move {
+            self.take_failure()?;
+            // The fake's history is its denials, in order.
+            Ok(self
+                .lock()
+                .denials
+                .iter()
+                .zip(1_i64..)
+                .filter(|(_, id)| *id > after)
+                .take(limit)
+                .map(|(d, id)| StoredEvent {
+                    id,
+                    event: ControllerEvent {
+                        at: d.at,
+                        kind: "access-denied".into(),
+                        who: d.who.clone(),
+                        detail: serde_json::json!({ "request": d.what }),
+                    },
+                })
+                .collect())
+        })
+    }
+
+    fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>) {
+        self.lock().denials.push(Denial { who: who.to_string(), what: what.to_string(), at });
     }
 
     fn metrics(&self) -> String {

@@ -621,3 +621,35 @@ spec:
     assert_eq!(us["chosenBy"], serde_json::json!({"by": "name"}));
     assert_eq!(us["settings"]["stepBake"], serde_json::json!({"value": "10m", "origin": "plan"}));
 }
+
+#[tokio::test]
+async fn history_pages_and_filters_the_controllers_events() {
+    let (_, app) = app(Limits::default());
+    // Three denials make three history events in the fake.
+    for _ in 0..3 {
+        let denied = call(&app, "POST", "/api/v1/plans/restore/pause", Some(VIEWER), None).await;
+        assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    }
+    let all = call(&app, "GET", "/api/v1/history", Some(VIEWER), None).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let all = all.json();
+    let events = all["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3, "{all}");
+    assert_eq!(events[0]["kind"], "access-denied");
+    assert_eq!(events[0]["id"], 1);
+    assert!(events[0]["detail"]["request"].as_str().unwrap().starts_with("POST /api/v1/plans/restore/pause"));
+    assert_eq!(all["next"], 3);
+
+    let page = call(&app, "GET", "/api/v1/history?after=1&limit=1", Some(VIEWER), None).await.json();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(page["events"][0]["id"], 2);
+    assert_eq!(page["next"], 2);
+    let none = call(&app, "GET", "/api/v1/history?kind=approval-granted", Some(VIEWER), None).await.json();
+    assert_eq!(none["events"].as_array().unwrap().len(), 0);
+    assert_eq!(none["next"], 3, "the page was read even though nothing matched");
+
+    for bad in ["/api/v1/history?limit=0", "/api/v1/history?after=-1", "/api/v1/history?plan=restore"] {
+        let r = call(&app, "GET", bad, Some(VIEWER), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+    }
+}

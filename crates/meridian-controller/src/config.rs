@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use meridian_core::approval::ApprovalRecord;
 use meridian_core::diagnostics::Report;
 use meridian_core::plan::Plan;
-use meridian_core::validate::load;
+use meridian_core::source::decode;
+use meridian_core::validate::{Bundle, load};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -62,9 +63,9 @@ fn first_error(report: &Report) -> String {
 
 /// Read and validate every manifest under `paths`. `previous` supplies the generation.
 pub fn load_config(paths: &[PathBuf], previous: Option<&Config>, now: DateTime<Utc>) -> Result<Config, ConfigError> {
-    let files = read_files(paths)?;
-    let fingerprint = fingerprint(&files);
-    let bundle = load(&files, Some(now));
+    let sources = read_sources(paths)?;
+    let fingerprint = fingerprint(&sources);
+    let bundle = sources.load(Some(now));
     if bundle.report.has_errors() {
         return Err(ConfigError::Invalid(bundle.report));
     }
@@ -84,32 +85,65 @@ pub fn load_config(paths: &[PathBuf], previous: Option<&Config>, now: DateTime<U
 
 /// The fingerprint of what is on disk now, to skip reloads when nothing changed.
 pub fn current_fingerprint(paths: &[PathBuf]) -> Result<u64, ConfigError> {
-    read_files(paths).map(|files| fingerprint(&files))
+    read_sources(paths).map(|sources| fingerprint(&sources))
 }
 
-fn fingerprint(files: &[(String, String)]) -> u64 {
+fn fingerprint(sources: &Sources) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    files.hash(&mut h);
+    sources.files.hash(&mut h);
+    // A file that is not UTF-8 counts by its error, which is all a load makes of it.
+    sources.not_utf8.diagnostics.iter().for_each(|d| d.to_string().hash(&mut h));
     h.finish()
 }
 
-/// (name, text) of every `*.yaml`/`*.yml` under `paths`, sorted.
-pub fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, ConfigError> {
+/// Every `*.yaml`/`*.yml` under `paths`, as [`read_sources`] found them.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// (name, text) of every file that is UTF-8, sorted by name.
+    pub files: Vec<(String, String)>,
+    /// One located error (at 1:1) per file that is not UTF-8: it is counted and reported,
+    /// never parsed.
+    pub not_utf8: Report,
+}
+
+impl Sources {
+    /// How many files were read, UTF-8 or not.
+    pub fn count(&self) -> usize {
+        self.files.len() + self.not_utf8.diagnostics.len()
+    }
+
+    /// Validate the files, with the error of every file that is not UTF-8 in the report.
+    pub fn load(&self, now: Option<DateTime<Utc>>) -> Bundle {
+        let mut bundle = load(&self.files, now);
+        if !self.not_utf8.diagnostics.is_empty() {
+            bundle.report.extend(self.not_utf8.clone());
+            bundle.report.sort();
+        }
+        bundle
+    }
+}
+
+/// Read every `*.yaml`/`*.yml` under `paths` (and every file named explicitly), sorted. A
+/// file that cannot be read is an error; one that is not UTF-8 is a diagnostic in
+/// [`Sources::not_utf8`], so that it is reported, located, with the other problems.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Sources, ConfigError> {
     let mut names = Vec::new();
     for path in paths {
         collect(path, true, &mut names)?;
     }
     names.sort();
     names.dedup();
-    names
-        .into_iter()
-        .map(|p| {
-            fs::read_to_string(&p)
-                .map(|text| (p.display().to_string(), text))
-                .map_err(|e| ConfigError::Read { path: p.display().to_string(), reason: io_reason(&e) })
-        })
-        .collect()
+    let mut sources = Sources::default();
+    for p in names {
+        let name = p.display().to_string();
+        let bytes = fs::read(&p).map_err(|e| ConfigError::Read { path: name.clone(), reason: io_reason(&e) })?;
+        match decode(&name, bytes) {
+            Ok(text) => sources.files.push((name, text)),
+            Err(d) => sources.not_utf8.push(d),
+        }
+    }
+    Ok(sources)
 }
 
 fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), ConfigError> {

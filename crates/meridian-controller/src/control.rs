@@ -14,6 +14,7 @@ use meridian_core::{AuditRecord, Command};
 use tokio::sync::broadcast;
 
 use crate::snapshot::Snapshot;
+use crate::store::StoredEvent;
 
 /// Why a control request was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +73,10 @@ pub trait ControlPlane: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<AuditRecord>, ControlError>>;
+    /// The controller's own history with `id > after`, oldest first, at most `limit`:
+    /// approvals granted, updated, revoked and expired, configuration applied or rejected,
+    /// requests denied. Plan transitions are in `audit`.
+    fn history(&self, after: i64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>, ControlError>>;
     /// Audit that a request was denied (401/403).
     fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>);
     /// The metrics registry, rendered.

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use meridian_core::approval::{ApprovalRecord, RevokedInfo};
 use meridian_core::{Action, AuditRecord, Command, PlanState};
 
-use crate::store::{ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult};
+use crate::store::{
+    ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult, StoredEvent,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -213,5 +215,17 @@ impl StateStore for MemoryStore {
 
     fn events(&self, kind: &str) -> StoreResult<Vec<ControllerEvent>> {
         self.with(|i| Ok(i.events.iter().filter(|e| e.kind == kind).cloned().collect()))
+    }
+
+    fn history(&self, after: i64, limit: usize) -> StoreResult<Vec<StoredEvent>> {
+        self.with(|i| {
+            Ok(i.events
+                .iter()
+                .zip(1_i64..)
+                .filter(|(_, id)| *id > after)
+                .take(limit)
+                .map(|(e, id)| StoredEvent { id, event: e.clone() })
+                .collect())
+        })
     }
 }

@@ -35,7 +35,7 @@ use crate::config::{Config, ConfigError, current_fingerprint, load_config};
 use crate::control::{ControlError, ControlPlane, Readiness};
 use crate::metrics::Metrics;
 use crate::snapshot::{ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
-use crate::store::{ControllerEvent, Intent, IntentOutcome, StateStore, StoreFailure};
+use crate::store::{ControllerEvent, Intent, IntentOutcome, StateStore, StoreFailure, StoredEvent};
 
 /// The time source; tests may supply their own.
 pub trait Clock: Send + Sync + 'static {
@@ -1025,6 +1025,13 @@ impl ControlPlane for Controller {
             blocking(move || store.audit(plan.as_deref(), after, limit))
                 .await
                 .map_err(|e| ControlError::Store(e.message))
+        })
+    }
+
+    fn history(&self, after: i64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>, ControlError>> {
+        Box::pin(async move {
+            let store = self.store();
+            blocking(move || store.history(after, limit)).await.map_err(|e| ControlError::Store(e.message))
         })
     }
 

@@ -11,7 +11,9 @@ use meridian_core::{Action, AuditRecord, Command, PlanState};
 use meridian_store::{CommandId, IntentId, Store, StoreError};
 
 use crate::error_chain;
-use crate::store::{ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult};
+use crate::store::{
+    ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult, StoredEvent,
+};
 
 /// The database-backed store.
 pub struct SqliteStore {
@@ -115,6 +117,17 @@ impl StateStore for SqliteStore {
 
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()> {
         self.with(|s| s.record_event(event.at, &event.kind, &event.who, &event.detail).map(|_| ()))
+    }
+
+    fn history(&self, after: i64, limit: usize) -> StoreResult<Vec<StoredEvent>> {
+        let page = self.with(|s| s.events(after, limit))?;
+        Ok(page
+            .into_iter()
+            .map(|e| StoredEvent {
+                id: e.id,
+                event: ControllerEvent { at: e.at, kind: e.kind, who: e.who, detail: e.detail },
+            })
+            .collect())
     }
 
     fn events(&self, kind: &str) -> StoreResult<Vec<ControllerEvent>> {

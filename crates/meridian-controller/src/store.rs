@@ -51,6 +51,16 @@ pub struct ControllerEvent {
     pub detail: serde_json::Value,
 }
 
+/// A controller event as stored, with its place in the history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    /// Increasing; page with `history(after, ..)`.
+    pub id: i64,
+    #[serde(flatten)]
+    pub event: ControllerEvent,
+}
+
 /// A store failure; the loop retries and reports itself unready meanwhile.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -94,4 +104,8 @@ pub trait StateStore: Send + Sync + 'static {
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()>;
     /// Controller events of one kind, oldest first.
     fn events(&self, kind: &str) -> StoreResult<Vec<ControllerEvent>>;
+    /// Every controller event with `id > after`, oldest first, at most `limit`: approvals
+    /// granted, updated, revoked and expired, configuration applied or rejected, requests
+    /// denied.
+    fn history(&self, after: i64, limit: usize) -> StoreResult<Vec<StoredEvent>>;
 }

@@ -397,6 +397,15 @@ spec: {flag: jp-regulator, grantedBy: ministry}
         } else {
             let revoked = jp_letter().and_then(|a| a.revoked).expect("the vanished file's approval is revoked");
             assert_eq!(revoked.reason.as_deref(), Some("approval file removed"));
+            // Both the grant and the revocation are in the controller's history, in order.
+            let history = c.history(0, 1000).await.unwrap();
+            let kinds: Vec<&str> = history
+                .iter()
+                .filter(|e| e.event.detail["approval"] == "jp-letter")
+                .map(|e| e.event.kind.as_str())
+                .collect();
+            assert_eq!(kinds, ["approval-granted", "approval-revoked"], "{history:?}");
+            assert!(history.windows(2).all(|w| w[0].id < w[1].id));
             wait_for("jp held for its approval", Duration::from_secs(10), || {
                 c.snapshot().plans["quick"].state.unit("jp", "signin").is_some_and(|u| u.waiting.is_some())
             })

@@ -119,6 +119,21 @@ fn write(
         params![record.name, kind.as_str(), by, source, ts(at), reason, json],
     )
     .map_err(sql(op))?;
+    // The same change in the controller's event log, in the same transaction, so one
+    // ordered history (`events`) holds grants and revocations next to expiries, rejected
+    // edits and denied requests.
+    let detail = serde_json::json!({
+        "approval": record.name,
+        "flag": record.flag,
+        "source": source,
+        "reason": reason,
+        "record": record,
+    });
+    conn.execute(
+        "INSERT INTO events (at, kind, who, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![ts(at), format!("approval-{}", kind.as_str()), by, encode(&detail, "event detail")?],
+    )
+    .map_err(sql(op))?;
     Ok(())
 }
 
