@@ -177,7 +177,36 @@ async fn rollout_completes_only_after_the_regulator_grants(store: Arc<dyn StateS
     assert!(audit.iter().any(|r| r.region.as_deref() == Some("jp")
         && matches!(&r.cause, meridian_core::Cause::Started { approvals } if approvals == &vec!["jp-letter".to_string()])));
     wait_for("every intent confirmed", Duration::from_secs(10), || store.open_intents().unwrap().is_empty()).await;
+    // /metrics says the same as the state.
+    let page = c.metrics();
+    for u in &c.snapshot().plans["quick"].state.units {
+        let labels = [("plan", "quick"), ("region", u.region.as_str()), ("service", u.service.as_str())];
+        assert_eq!(metric(&page, "meridian_unit_traffic_percent", &labels), Some(100.0), "{page}");
+        let enabled =
+            [("plan", "quick"), ("region", u.region.as_str()), ("service", u.service.as_str()), ("state", "enabled")];
+        assert_eq!(metric(&page, "meridian_unit_state", &enabled), Some(1.0));
+    }
+    assert_eq!(metric(&page, "meridian_plan_phase", &[("plan", "quick"), ("phase", "complete")]), Some(1.0));
+    assert_eq!(
+        metric(&page, "meridian_approval_valid", &[("approval", "jp-letter"), ("flag", "jp-regulator")]),
+        Some(1.0)
+    );
+    assert!(metric(&page, "meridian_decision_duration_seconds_count", &[("plan", "quick")]).is_some_and(|n| n > 0.0));
+    assert!(
+        metric(&page, "meridian_transitions_total", &[("plan", "quick"), ("to", "enabled")]).is_some_and(|n| n >= 6.0)
+    );
     running.shutdown();
+}
+
+/// The value of the sample `name{labels...}` on a Prometheus text page (labels in any order,
+/// others allowed).
+fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric_name, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let matches = metric_name == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        if matches { value.parse().ok() } else { None }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,6 +424,12 @@ spec: {flag: jp-regulator, grantedBy: ministry}
             let granted = jp_letter().expect("the file's approval is on record");
             assert!(granted.revoked.is_none());
         } else {
+            // Right after the restart, before any decision changed anything, /metrics knows.
+            let page = c.metrics();
+            assert_eq!(metric(&page, "meridian_approval_valid", &[("approval", "jp-letter")]), Some(0.0), "{page}");
+            assert!(
+                metric(&page, "meridian_unit_traffic_percent", &[("region", "a"), ("service", "signin")]).is_some()
+            );
             let revoked = jp_letter().and_then(|a| a.revoked).expect("the vanished file's approval is revoked");
             assert_eq!(revoked.reason.as_deref(), Some("approval file removed"));
             // Both the grant and the revocation are in the controller's history, in order.

@@ -24,7 +24,7 @@ pub struct Args {
     /// Directory of the state database (created if missing; one controller per directory).
     #[arg(long, default_value = "meridian-state")]
     pub state_dir: PathBuf,
-    /// Address of the API, dashboard and /metrics.
+    /// Address of the API and /metrics.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: String,
     /// Base URL of the Prometheus server for `prometheus` checks without their own `url`.
@@ -152,7 +152,7 @@ pub struct ApiServer {
     pub shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Bind `listen` and serve the API, dashboard and /metrics there.
+/// Bind `listen` and serve the API and /metrics there.
 pub async fn serve_api(
     controller: Arc<meridian_controller::runtime::Controller>,
     listen: &str,
