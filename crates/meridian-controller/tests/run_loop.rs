@@ -452,3 +452,117 @@ spec: {flag: jp-regulator, grantedBy: ministry}
         std::fs::remove_file(&approval_file).ok();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_file_and_an_approval_file_added_while_running_are_picked_up() {
+    // Wave "asia" selects by label; kr joins it by dropping a Region file into the watched
+    // directory, and is gated by a flag whose approval arrives as a file later still.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.yaml"),
+        "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: quick}
+spec:
+  services: [{name: signin}]
+  regions: [{name: a}, {name: jp, labels: {continent: asia}}]
+  waves:
+    - {name: one, regions: [a], bake: 100ms}
+    - {name: asia, selector: {matchLabels: {continent: asia}}}
+  steps: [50, 100]
+  stepBake: 100ms
+  health:
+    interval: 100ms
+    checks: [{name: errors, prometheus: {query: 'x'}, max: 0.01}]
+",
+    )
+    .unwrap();
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let adapters =
+        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
+    settings.config_poll = Duration::from_millis(100);
+    let running = start(settings, adapters).await.expect("start");
+    let c = running.controller.clone();
+    let unit = |region: &str| c.snapshot().plans["quick"].state.unit(region, "signin").cloned();
+
+    std::fs::create_dir(dir.path().join("regions")).unwrap();
+    std::fs::write(
+        dir.path().join("regions/kr.yaml"),
+        "apiVersion: meridian.dev/v1alpha1
+kind: Region
+metadata: {name: kr}
+spec: {plan: quick, timezone: Asia/Seoul, labels: {continent: asia}, approvals: [kr-go]}
+",
+    )
+    .unwrap();
+    wait_for("kr joins wave asia", Duration::from_secs(10), || unit("kr").is_some()).await;
+    let s = c.snapshot();
+    let plan = &s.plans["quick"].plan;
+    let kr = plan.region_index("kr").map(|r| plan.waves[plan.regions[r].wave].name.clone());
+    assert_eq!(kr.as_deref(), Some("asia"));
+    wait_for("jp enabled, kr waiting for kr-go", Duration::from_secs(20), || {
+        unit("jp").is_some_and(|u| u.phase == meridian_core::UnitPhase::Enabled)
+            && unit("kr").is_some_and(
+                |u| matches!(&u.waiting, Some(meridian_core::WaitReason::Approval { flag, .. }) if flag == "kr-go"),
+            )
+    })
+    .await;
+    assert!(fleet.log.lock().unwrap().iter().all(|(r, _, _, _)| r != "kr"), "kr moved before its approval");
+
+    std::fs::write(
+        dir.path().join("kr-go.yaml"),
+        "apiVersion: meridian.dev/v1alpha1
+kind: Approval
+metadata: {name: kr-go-1}
+spec: {flag: kr-go, grantedBy: seoul office}
+",
+    )
+    .unwrap();
+    wait_for("plan complete", Duration::from_secs(20), || {
+        c.snapshot().plans["quick"].state.phase() == PlanPhase::Complete
+    })
+    .await;
+    assert_eq!(fleet.traffic.lock().unwrap().get(&("kr".into(), "signin".into())), Some(&100));
+    assert!(c.snapshot().config.generation >= 3, "two edits applied: {}", c.snapshot().config.generation);
+    running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_is_acted_on_at_once_not_at_the_next_timer() {
+    // Only jp, gated; nothing else to do, so the loop has no timer due for an hour or more.
+    let text = PLAN
+        .replace("    - {name: one, regions: [a], bake: 200ms}\n", "")
+        .replace("regions: [b, jp], bake: 200ms", "regions: [jp]")
+        .replace("regions: [{name: a}, {name: b}, {name: jp,", "regions: [{name: jp,")
+        .replace("stepBake: 200ms", "stepBake: 1h")
+        .replace("interval: 100ms", "interval: 1h");
+    let (_dir, path) = setup(&text);
+    let fleet = Arc::new(FakeFleet::default());
+    let adapters = Adapters {
+        store: Arc::new(MemoryStore::default()),
+        health: fleet.clone(),
+        actuator: fleet.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let mut settings = Settings::new(vec![path]);
+    settings.config_poll = Duration::from_secs(3600);
+    settings.readback_interval = Duration::from_secs(3600);
+    let running = start(settings, adapters).await.expect("start");
+    let c = running.controller.clone();
+    wait_for("jp waits for its approval", Duration::from_secs(10), || {
+        c.snapshot().plans["quick"].state.unit("jp", "signin").is_some_and(|u| u.waiting.is_some())
+    })
+    .await;
+    let wake = c.snapshot().plans["quick"].wake_at;
+    assert!(wake.is_none_or(|w| w - Utc::now() > chrono::TimeDelta::minutes(30)), "a timer is due soon: {wake:?}");
+
+    c.grant(approval("jp-letter", "jp-regulator")).await.unwrap();
+    // Far sooner than any timer or poll (an hour): the grant itself woke the loop.
+    wait_for("jp's first actuation", Duration::from_secs(10), || {
+        fleet.log.lock().unwrap().iter().any(|(r, s, p, _)| r == "jp" && s == "signin" && *p == 50)
+    })
+    .await;
+    running.shutdown();
+}
