@@ -782,7 +782,13 @@ impl Controller {
             let snapshot = self.snapshot();
             for (name, entry) in &snapshot.plans {
                 let mut readings = Vec::new();
-                for u in entry.state.units.iter().filter(|u| u.percent > 0) {
+                // Every unit Meridian has moved, those it took back to 0 included: a rolled-back
+                // region switched on behind its back is drift too. Units never started are left
+                // alone, so adopting a service that is already live never switches it off.
+                let moved = |u: &&meridian_core::state::UnitState| {
+                    u.percent > 0 || u.step.is_some() || matches!(u.phase, UnitPhase::RolledBack | UnitPhase::Failed)
+                };
+                for u in entry.state.units.iter().filter(moved) {
                     let target = Target { plan: name.clone(), region: u.region.clone(), service: u.service.clone() };
                     let read_at = self.now();
                     if let Ok(Some(percent)) = self.adapters.actuator.read_traffic(&entry.plan, &target).await {

@@ -566,3 +566,43 @@ async fn a_grant_is_acted_on_at_once_not_at_the_next_timer() {
     .await;
     running.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_switched_on_behind_the_controllers_back_in_a_rolled_back_region_is_drift_and_is_undone() {
+    let text = PLAN.replace("approvals: [jp-regulator]", "approvals: []");
+    let (_dir, path) = setup(&text);
+    let fleet = Arc::new(FakeFleet::default());
+    fleet.unhealthy.lock().unwrap().push("jp".into());
+    let store = Arc::new(MemoryStore::default());
+    let adapters =
+        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let mut settings = Settings::new(vec![path]);
+    settings.readback_interval = Duration::from_millis(100);
+    let running = start(settings, adapters).await.expect("start");
+    let c = running.controller.clone();
+    wait_for("jp rolled back at the fleet", Duration::from_secs(20), || {
+        c.snapshot().plans["quick"]
+            .state
+            .unit("jp", "signin")
+            .is_some_and(|u| u.phase == meridian_core::UnitPhase::RolledBack)
+            && fleet.traffic.lock().unwrap().get(&("jp".into(), "signin".into())) == Some(&0)
+    })
+    .await;
+    // Someone switches jp back on by hand.
+    fleet.traffic.lock().unwrap().insert(("jp".into(), "signin".into()), 50);
+    wait_for("the drift undone", Duration::from_secs(10), || {
+        fleet.traffic.lock().unwrap().get(&("jp".into(), "signin".into())) == Some(&0)
+    })
+    .await;
+    let audit = c.audit(Some("quick"), 0, 10_000).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.region.as_deref() == Some("jp")
+            && matches!(r.event, meridian_core::AuditEvent::Drift { expected: 0, observed: 50 })),
+        "no drift record: {audit:?}"
+    );
+    assert_eq!(
+        c.snapshot().plans["quick"].state.unit("jp", "signin").unwrap().phase,
+        meridian_core::UnitPhase::RolledBack
+    );
+    running.shutdown();
+}
