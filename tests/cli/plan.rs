@@ -77,3 +77,114 @@ fn plan_rejects_invalid_input_and_unknown_plans() {
     let out = meridian(&["plan", "config/", "--grant", "@2026-01-01T00:00:00Z"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// An approval for demo's regulator-gated region jp, granted half an hour after `START`.
+const JP_LETTER: &str = "apiVersion: meridian.dev/v1alpha1
+kind: Approval
+metadata: {name: jp-letter}
+spec:
+  flag: jp-regulator
+  grantedBy: Ministry liaison office
+  reference: letter 17
+  grantedAt: 2026-11-30T13:30:00Z
+  scope: {plans: [demo], regions: [jp]}
+";
+
+#[test]
+fn approvals_from_the_approvals_path_release_the_gated_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let letter = dir.path().join("jp-letter.yaml");
+    std::fs::write(&letter, JP_LETTER).unwrap();
+    let approvals = dir.path().to_str().unwrap();
+    let base = ["plan", "config/demo.yaml", "--assume-healthy", "--start", START];
+
+    // Without the approval file jp is blocked on its flag to the end of the projection.
+    let held = meridian(&base);
+    assert_eq!(held.status.code(), Some(0), "{}", stderr(&held));
+    let text = stdout(&held);
+    assert!(text.contains("  jp/signin: approval jp-regulator not granted\n"), "{text}");
+    let jp_row = |text: &str| text.lines().find(|l| l.starts_with("  jp      signin")).map(str::to_string);
+    assert!(jp_row(&text).is_some_and(|row| row.ends_with("blocked")), "{text}");
+
+    // With it (a directory here), jp starts at the approval's grantedAt, and nothing is held.
+    let released = meridian(&[&base[..], &["--approvals", approvals]].concat());
+    assert_eq!(released.status.code(), Some(0), "{}", stderr(&released));
+    let text = stdout(&released);
+    assert!(jp_row(&text).is_some_and(|row| row.contains("10% 11-30 13:30:00")), "{text}");
+    assert!(!text.contains("held when the projection ends"), "{text}");
+
+    // Evidence (the file itself this time): jp's first step names the approval from the file.
+    let json = meridian(&[&base[..], &["--approvals", letter.to_str().unwrap(), "-o", "json"]].concat());
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(v["finishedAt"].is_string(), "{v}");
+    let start = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "jp" && r["service"] == "signin" && r["cause"]["reason"] == "started")
+        .unwrap_or_else(|| panic!("no start of jp/signin in the audit: {v}"));
+    assert_eq!(start["cause"]["approvals"], serde_json::json!(["jp-letter"]));
+    assert_eq!(start["at"], "2026-11-30T13:30:00Z");
+}
+
+#[test]
+fn an_invalid_plan_exits_1_with_located_errors_and_no_projection() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: bad}
+spec:
+  services: [{name: signin}]
+  regions: [{name: jp, timezone: Asia/Tokio}]
+  waves:
+    - name: asia
+      regions: [jpn]
+      bake: 10m
+  steps: [1, 10, 50]
+",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    for format in ["text", "json"] {
+        let out = meridian(&["plan", path, "--assume-healthy", "--start", START, "-o", format]);
+        assert_eq!(out.status.code(), Some(1), "{format}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{format}: no projection of an invalid plan");
+        let text = stderr(&out);
+        for expected in [
+            format!(
+                "{path}:6:34: error: unknown time zone \"Asia/Tokio\" for region \"jp\"; did you mean \"Asia/Tokyo\"?\n"
+            ),
+            format!("{path}:9:17: error: unknown region \"jpn\" in wave \"asia\"; did you mean \"jp\"?\n"),
+            format!(
+                "{path}:11:18: error: steps end at 50, not 100; append 100: a rollout is done only at full traffic\n"
+            ),
+        ] {
+            assert!(text.contains(&expected), "{format}: missing {expected:?} in:\n{text}");
+        }
+        assert!(
+            text.ends_with("meridian plan: fix the errors above first (see `meridian validate`)\n"),
+            "{format}: {text}"
+        );
+    }
+
+    // An error in a file given with --approvals blocks the projection the same way, located there.
+    let letter = dir.path().join("letter.yaml");
+    std::fs::write(&letter, JP_LETTER.replace("2026-11-30T13:30:00Z", "next tuesday")).unwrap();
+    let out = meridian(&["plan", "config/demo.yaml", "--start", START, "--approvals", letter.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let expected = format!("{}:8:14: error: grantedAt \"next tuesday\" is not a valid time", letter.display());
+    assert!(stderr(&out).contains(&expected), "missing {expected:?} in:\n{}", stderr(&out));
+
+    // So does a file that is not UTF-8: located, exit 1, not a usage error.
+    std::fs::write(&file, b"apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: caf\xE9}\n")
+        .unwrap();
+    let out = meridian(&["plan", path, "--start", START]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let expected =
+        format!("{path}:1:1: error: the file is not valid UTF-8: the first invalid byte, 0xE9, is at line 3");
+    assert!(stderr(&out).starts_with(&expected), "missing {expected:?} in:\n{}", stderr(&out));
+}

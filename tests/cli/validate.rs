@@ -1,8 +1,131 @@
-use std::fs;
+//! `meridian validate` end to end, including golden tests of its exact output: see
+//! [`output_matches_the_committed_golden_files`]. After an intended change of that output,
+//! regenerate the expected files with
+//! `UPDATE_GOLDEN=1 cargo test -p meridian-cli --test cli validate::` and review the diff.
 
-use crate::support::{meridian, stderr, stdout};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{meridian, repo_root, stderr, stdout};
 
 const NOW: &str = "2026-06-01T00:00:00Z";
+
+/// Fixtures of the golden tests, under tests/fixtures/validate/: each is validated as
+/// `meridian validate --now NOW [-o json] FIXTURE` from that directory, so that the paths in
+/// the output are relative and the same on every machine, and its whole stdout must equal
+/// `FIXTURE.stdout` (text) and `FIXTURE.json` (`-o json`) next to it. The fixtures are
+/// shared with meridian-core's validate_golden test (their `.expected` files).
+const GOLDEN: [&str; 2] = ["approvals.yaml", "regional_conflicts"];
+
+/// `meridian validate`'s whole stdout on the [`GOLDEN`] fixtures, summary line included,
+/// against the committed expected files. With `UPDATE_GOLDEN=1` in the environment the
+/// expected files are (re)written from the actual output instead of compared.
+#[test]
+fn output_matches_the_committed_golden_files() {
+    let bless = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| !v.is_empty() && v != "0");
+    let dir = repo_root().join("tests/fixtures/validate");
+    let mut failures = Vec::new();
+    for fixture in GOLDEN {
+        for (format, extension) in [("text", "stdout"), ("json", "json")] {
+            let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+                .args(["validate", "--now", NOW, "-o", format, fixture])
+                .current_dir(&dir)
+                .output()
+                .expect("run meridian");
+            // Every golden fixture is broken on purpose: exit 1, everything on stdout.
+            assert_eq!(out.status.code(), Some(1), "{fixture} -o {format}: {}", stderr(&out));
+            assert_eq!(stderr(&out), "", "{fixture} -o {format}");
+            let actual = stdout(&out);
+            let expected_path = dir.join(Path::new(fixture).with_extension(extension));
+            if bless {
+                fs::write(&expected_path, &actual).unwrap();
+                continue;
+            }
+            let expected = fs::read_to_string(&expected_path)
+                .unwrap_or_else(|e| panic!("{}: {e}; create it with UPDATE_GOLDEN=1", expected_path.display()));
+            if actual != expected {
+                failures.push(first_difference(&expected_path, &expected, &actual));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n\nif the new output is intended, rerun with UPDATE_GOLDEN=1 and review the diff",
+        failures.join("\n")
+    );
+}
+
+/// The first line where `actual` departs from the expected file, then the whole output.
+fn first_difference(path: &Path, expected: &str, actual: &str) -> String {
+    let (mut e, mut a) = (expected.lines(), actual.lines());
+    let mut line = 1;
+    loop {
+        match (e.next(), a.next()) {
+            (Some(x), Some(y)) if x == y => line += 1,
+            (x, y) => {
+                return format!(
+                    "{}:{line}: output differs\n  expected: {}\n  actual:   {}\n--- whole actual output:\n{actual}",
+                    path.display(),
+                    x.unwrap_or("<end of file>"),
+                    y.unwrap_or("<end of output>"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_a_located_error_not_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Latin-1 "café" on line 3: byte 0xE9 after 72 bytes, in column 21.
+    let latin1 = dir.path().join("latin1.yaml");
+    fs::write(&latin1, b"apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: caf\xE9}\n").unwrap();
+    let utf16 = dir.path().join("utf16.yaml");
+    let text: Vec<u8> = "kind: Approval\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    fs::write(&utf16, [&[0xFF, 0xFE][..], &text].concat()).unwrap();
+    fs::write(dir.path().join("good.yaml"), GOOD_PLAN).unwrap();
+    let path = dir.path().to_str().unwrap();
+
+    let out = meridian(&["validate", "--now", NOW, path]);
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stderr(&out), "");
+    let text = stdout(&out);
+    let latin1 = latin1.display();
+    let utf16 = utf16.display();
+    for expected in [
+        format!(
+            "{latin1}:1:1: error: the file is not valid UTF-8: the first invalid byte, 0xE9, is at line 3, column 21 \
+             (byte offset 72), so nothing in it was checked; save it as UTF-8 (from Latin-1, for example: iconv -f \
+             LATIN1 -t UTF-8)\n"
+        ),
+        format!(
+            "{utf16}:1:1: error: the file is not valid UTF-8: the first invalid byte, 0xFF, is at line 1, column 1 \
+             (byte offset 0), so nothing in it was checked; it starts with a UTF-16 byte-order mark; save it as UTF-8\n"
+        ),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+    // The other file is still checked, and every file is counted.
+    assert!(text.ends_with("3 files, 1 valid plan, 0 approvals: 2 errors, 1 warning\n"), "{text}");
+
+    let out = meridian(&["validate", "--now", NOW, "-o", "json", &latin1.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["files"].as_u64(), v["errors"].as_u64()), (Some(1), Some(1)), "{v}");
+    let d = &v["diagnostics"][0];
+    assert_eq!((d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()), (Some("not-utf8"), Some(1), Some(1)));
+}
+
+/// A valid plan (one warning: it has no health checks).
+const GOOD_PLAN: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: good}
+spec:
+  services: [{name: signin}]
+  regions: [{name: jp}]
+  waves: [{name: all, regions: [jp]}]
+";
 
 #[test]
 fn the_example_configs_are_valid() {

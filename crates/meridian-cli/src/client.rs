@@ -221,7 +221,8 @@ pub fn block_on<F: Future>(command: &str, future: F) -> Option<F::Output> {
 /// `status --wait`); every other subcommand keeps clap's behaviour.
 pub fn exit_on_parse_error(error: clap::Error) -> ! {
     use clap::error::ErrorKind;
-    const CLIENT_COMMANDS: [&str; 8] = ["status", "approve", "revoke", "pause", "resume", "abort", "promote", "retry"];
+    const CLIENT_COMMANDS: [&str; 10] =
+        ["status", "approve", "revoke", "pause", "resume", "abort", "promote", "retry", "freeze", "unfreeze"];
     let is_client = std::env::args().nth(1).is_some_and(|a| CLIENT_COMMANDS.contains(&a.as_str()));
     let is_usage = !matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
     if is_client && is_usage {

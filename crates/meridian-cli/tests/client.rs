@@ -362,6 +362,176 @@ async fn commands_round_trip_with_scope_and_errors() {
     assert_eq!(s.control.commands().len(), 5);
 }
 
+/// The run-time freezes of plan restore, as the server holds them: (name, wave, region, reason, until, by).
+type FreezeRow = (String, Option<String>, Option<String>, String, Option<chrono::DateTime<chrono::Utc>>, String);
+
+fn freezes(control: &FakeControl) -> Vec<FreezeRow> {
+    control.snapshot().plans["restore"]
+        .state
+        .freezes
+        .iter()
+        .map(|f| (f.name.clone(), f.wave.clone(), f.region.clone(), f.reason.clone(), f.until, f.by.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeze_and_unfreeze_round_trip_with_scope_and_errors() {
+    use chrono::{TimeZone, Utc};
+    let s = start(None).await;
+    let env = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", OPERATOR)];
+    let some = |v: &str| Some(v.to_string());
+
+    // A region, until a span from now: the server gets the region, the reason and now + 2h.
+    let before = Utc::now();
+    let o =
+        meridian(&["freeze", "restore", "--reason", "incident 4711", "--region", "jp", "--until", "2h"], &env).await;
+    let after = Utc::now();
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("freeze region-jp accepted for plan restore, region jp, until 20"), "{}", out(&o));
+    assert!(out(&o).ends_with(" (by olga); no step starts there meanwhile\n"), "{}", out(&o));
+    let (_, command) = s.control.commands().last().cloned().unwrap();
+    assert_eq!(
+        (command.kind, command.wave.as_deref(), command.region.as_deref()),
+        (CommandKind::Freeze, None, Some("jp"))
+    );
+    let request = command.freeze.unwrap();
+    assert_eq!((request.name.as_str(), request.reason.as_str()), ("region-jp", "incident 4711"));
+    let until = request.until.unwrap();
+    let two_hours = chrono::Duration::hours(2);
+    // Sent in whole seconds.
+    assert!(
+        before + two_hours - chrono::Duration::seconds(1) <= until && until <= after + two_hours,
+        "until {until}, sent between {before} and {after}"
+    );
+
+    // A wave, until an RFC 3339 time, under a name of its own.
+    let o = meridian(
+        &[
+            "freeze",
+            "restore",
+            "--reason",
+            "canary check",
+            "--wave",
+            "canary",
+            "--until",
+            "2030-01-01T00:00:00Z",
+            "--name",
+            "canary-hold",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "freeze canary-hold accepted for plan restore, wave canary, until 2030-01-01T00:00:00Z (by olga); \
+         no step starts there meanwhile\n"
+    );
+    // The whole plan, until lifted.
+    let o = meridian(&["freeze", "restore", "--reason", "year-end change freeze"], &env).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "freeze plan accepted for plan restore, the whole plan, until lifted (by olga); no step starts there meanwhile\n"
+    );
+    let jan_2030 = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+    assert_eq!(
+        freezes(&s.control),
+        [
+            ("region-jp".into(), None, some("jp"), "incident 4711".into(), Some(until), "olga".into()),
+            ("canary-hold".into(), some("canary"), None, "canary check".into(), Some(jan_2030), "olga".into()),
+            ("plan".into(), None, None, "year-end change freeze".into(), None, "olga".into()),
+        ]
+    );
+
+    // Refusals: exit 1 with the server's error and hint; bad arguments: exit 3, nothing sent.
+    let sent = s.control.commands().len();
+    let cases: Vec<(Vec<&str>, i32, &[&str])> = vec![
+        (
+            vec!["freeze", "nope", "--reason", "x"],
+            1,
+            &["meridian freeze: no plan named \"nope\"", "hint: known plans: restore"],
+        ),
+        (
+            vec!["freeze", "restore", "--reason", "x", "--wave", "europe"],
+            1,
+            &["plan \"restore\" has no wave \"europe\"", "hint: known waves: canary, asia"],
+        ),
+        (
+            vec!["freeze", "restore", "--reason", "x", "--until", "2020-01-01T00:00:00Z"],
+            1,
+            &["meridian freeze: until 2020-01-01T00:00:00+00:00 is not in the future", "hint: give a later time"],
+        ),
+        (vec!["freeze", "restore", "--reason", " "], 1, &["meridian freeze: the freeze's reason is empty"]),
+        (
+            vec!["freeze", "restore", "--reason", "x", "--until", "someday"],
+            3,
+            &["meridian freeze: invalid --until \"someday\"; use RFC 3339 (2026-12-31T00:00:00Z) or a span such as 7d"],
+        ),
+        (
+            vec!["unfreeze", "restore", "--name", "region-kr"],
+            1,
+            &[
+                "meridian unfreeze: plan \"restore\" has no run-time freeze \"region-kr\"",
+                "hint: known run-time freezes: region-jp, canary-hold, plan",
+            ],
+        ),
+        (vec!["unfreeze", "nope"], 1, &["meridian unfreeze: no plan named \"nope\""]),
+    ];
+    for (args, expected, needles) in cases {
+        let o = meridian(&args, &env).await;
+        assert_eq!(code(&o), expected, "{args:?}: {}", err(&o));
+        for needle in needles {
+            assert!(err(&o).contains(needle), "{args:?}: {needle:?} not in {}", err(&o));
+        }
+        assert_eq!(out(&o), "", "{args:?}");
+    }
+    let viewer = meridian(&["freeze", "restore", "--reason", "x", "--server", &s.base, "--token", VIEWER], &[]).await;
+    assert_eq!(code(&viewer), 1);
+    assert!(err(&viewer).contains("may not freeze; that needs role operator"), "{}", err(&viewer));
+    assert_eq!(s.control.commands().len(), sent, "no refused freeze or unfreeze reaches the controller");
+    assert_eq!(freezes(&s.control).len(), 3);
+
+    // Lift one by name, then every other one.
+    let o = meridian(&["unfreeze", "restore", "--name", "region-jp"], &env).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "unfreeze of freeze region-jp accepted for plan restore (by olga); the controller applies it at once\n"
+    );
+    let (_, command) = s.control.commands().last().cloned().unwrap();
+    assert_eq!((command.kind, command.unfreeze.as_deref()), (CommandKind::Unfreeze, Some("region-jp")));
+    let names: Vec<String> = freezes(&s.control).into_iter().map(|f| f.0).collect();
+    assert_eq!(names, ["canary-hold", "plan"]);
+    let o = meridian(&["unfreeze", "restore"], &env).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "unfreeze of every run-time freeze accepted for plan restore (by olga); the controller applies it at once\n"
+    );
+    let (_, command) = s.control.commands().last().cloned().unwrap();
+    assert_eq!((command.kind, command.unfreeze), (CommandKind::Unfreeze, None));
+    assert_eq!(freezes(&s.control), []);
+}
+
+/// Arguments clap rejects get the client commands' usage code, 3, like `pause` does above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeze_and_unfreeze_usage_errors_exit_3() {
+    let s = start(None).await;
+    let env = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", OPERATOR)];
+    let cases: [(&[&str], &str); 3] = [
+        (&["freeze", "restore", "--reason", "x", "--wave", "asia", "--region", "jp"], "cannot be used with"),
+        (&["freeze", "restore"], "--reason"),
+        (&["unfreeze"], "<PLAN>"),
+    ];
+    for (args, needle) in cases {
+        let o = meridian(args, &env).await;
+        assert_eq!(code(&o), 3, "{args:?}: {}", err(&o));
+        assert!(err(&o).contains(needle), "{args:?}: {needle:?} not in {}", err(&o));
+    }
+    assert_eq!(s.control.commands().len(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_over_tls_with_a_ca_certificate() {
     let dir = tempfile::tempdir().unwrap();

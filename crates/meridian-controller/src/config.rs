@@ -140,7 +140,7 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Sources, ConfigError> {
         let bytes = fs::read(&p).map_err(|e| ConfigError::Read { path: name.clone(), reason: io_reason(&e) })?;
         match decode(&name, bytes) {
             Ok(text) => sources.files.push((name, text)),
-            Err(d) => sources.not_utf8.push(d),
+            Err(d) => sources.not_utf8.push(*d),
         }
     }
     Ok(sources)

@@ -82,6 +82,17 @@ pub struct PlanDetail {
     pub wake_at: Option<DateTime<Utc>>,
     pub state: PlanState,
     pub regions: Vec<RegionDetail>,
+    /// Every unit that waits, with what it waits for in words (the same text as
+    /// `meridian status`), for people and dashboards; `state.units[].waiting` has it typed.
+    pub waiting: Vec<UnitWaiting>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitWaiting {
+    pub region: String,
+    pub service: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +186,18 @@ impl Snapshot {
             wake_at: e.wake_at,
             state: e.state.clone(),
             regions,
+            waiting: e
+                .state
+                .units
+                .iter()
+                .filter_map(|u| {
+                    u.waiting.as_ref().map(|w| UnitWaiting {
+                        region: u.region.clone(),
+                        service: u.service.clone(),
+                        reason: w.to_string(),
+                    })
+                })
+                .collect(),
         })
     }
 }

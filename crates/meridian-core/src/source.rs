@@ -294,6 +294,39 @@ const KINDS: [&str; 3] = ["RolloutPlan", "Region", "Approval"];
 /// serde's problems with one document are retried at most this many times.
 const MAX_SCHEMA_PROBLEMS: usize = 32;
 
+/// The text of a file read as `bytes`, or, when it is not UTF-8 (the only encoding read),
+/// one error for the whole file. The error sits at 1:1, since nothing in the file can be
+/// checked; its message says where the first invalid byte is.
+pub fn decode(file: &str, bytes: Vec<u8>) -> Result<String, Box<Diagnostic>> {
+    let error = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let (bytes, at) = (error.as_bytes(), error.utf8_error().valid_up_to());
+    let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+    let what = match error.utf8_error().error_len() {
+        Some(_) => format!("the first invalid byte, 0x{:02X}, is at line {line}, column {column}", bytes[at]),
+        None => format!("it ends in the middle of a character at line {line}, column {column}"),
+    };
+    let hint = if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        "it starts with a UTF-16 byte-order mark; save it as UTF-8"
+    } else {
+        "save it as UTF-8 (from Latin-1, for example: iconv -f LATIN1 -t UTF-8)"
+    };
+    Err(Box::new(Diagnostic {
+        severity: Severity::Error,
+        file: file.to_string(),
+        line: 1,
+        column: 1,
+        path: String::new(),
+        code: "not-utf8",
+        message: format!("the file is not valid UTF-8: {what} (byte offset {at}), so nothing in it was checked"),
+        hint: Some(hint.into()),
+    }))
+}
+
 /// Parse every document of one file. Documents that fail to parse become diagnostics;
 /// the rest are returned. Empty documents are skipped.
 pub fn parse_file(file: &str, text: &str) -> (Vec<Document>, Report) {
@@ -1059,5 +1092,25 @@ spec:
         assert_eq!(report.diagnostics.len(), 1);
         assert_eq!(report.diagnostics[0].code, "yaml-syntax");
         assert_eq!(report.diagnostics[0].file, "bad.yaml");
+    }
+
+    #[test]
+    fn decodes_utf8_and_locates_the_first_invalid_byte_otherwise() {
+        assert_eq!(decode("p.yaml", "name: café\n".as_bytes().to_vec()), Ok("name: café\n".to_string()));
+        let d = decode("p.yaml", b"a: 1\nname: caf\xE9\n".to_vec()).unwrap_err();
+        assert_eq!(
+            d.to_string(),
+            "p.yaml:1:1: error: the file is not valid UTF-8: the first invalid byte, 0xE9, is at line 2, column 10 \
+             (byte offset 14), so nothing in it was checked; save it as UTF-8 (from Latin-1, for example: \
+             iconv -f LATIN1 -t UTF-8)"
+        );
+        assert_eq!((d.severity, d.code), (Severity::Error, "not-utf8"));
+        // Columns count characters, not bytes; a truncated character is named as such.
+        let mut bytes = "é: x".as_bytes().to_vec();
+        bytes.push(0xC3);
+        let d = decode("p.yaml", bytes).unwrap_err();
+        assert!(d.message.contains("it ends in the middle of a character at line 1, column 5 (byte offset 5)"), "{d}");
+        let d = decode("p.yaml", vec![0xFF, 0xFE, b'a', 0]).unwrap_err();
+        assert_eq!(d.hint.as_deref(), Some("it starts with a UTF-16 byte-order mark; save it as UTF-8"));
     }
 }

@@ -976,6 +976,18 @@ impl<'d> PlanChecker<'d, '_> {
                 l.no_data = policy;
                 o.no_data = Origin::Region;
             }
+            // It would apply to every check, and there is none: an override that changes nothing.
+            if plan_known && plan_checks.is_empty() {
+                self.warn(
+                    &format!("{base}.noData"),
+                    "empty-override",
+                    format!(
+                        "region {:?} sets noData, but the plan has no health checks, so it changes nothing",
+                        r.name
+                    ),
+                    Some("add checks under spec.health.checks, or remove noData".into()),
+                );
+            }
         }
         let mut seen: HashMap<usize, usize> = HashMap::new();
         for (j, c) in r.checks.iter().enumerate() {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo, flag_holds};
@@ -913,23 +914,72 @@ fn count(d: &Decision, before: &PlanState) {
     }
 }
 
+/// Random cases per run when `PROPTEST_CASES` is not set; the coverage floors below are
+/// tuned to it.
+const DEFAULT_CASES: u32 = 256;
+
+/// Cases per property run: `PROPTEST_CASES` when set (the README's way to run longer),
+/// `default` otherwise. A value that is not a number stops the run instead of being ignored.
+fn cases(default: u32) -> u32 {
+    match std::env::var("PROPTEST_CASES") {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().unwrap_or_else(|_| panic!("PROPTEST_CASES={v:?} is not a number of cases"))
+        }
+        _ => default,
+    }
+}
+
 #[test]
 fn engine_invariants_hold_over_random_plans_and_observations() {
-    let config = Config { cases: 256, failure_persistence: None, ..Config::default() };
+    let cases = cases(DEFAULT_CASES);
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
     let strategy = (plan_spec(), steps(), 0..(24 * 30u32), prop::bool::weighted(0.6));
     let mut runner = TestRunner::new(config);
-    let result =
-        runner.run(&strategy, |(spec, steps, start_hours, grant_all)| run(&spec, &steps, start_hours, grant_all, true));
+    let ran = AtomicU32::new(0);
+    let result = runner.run(&strategy, |(spec, steps, start_hours, grant_all)| {
+        ran.fetch_add(1, Ordering::Relaxed);
+        run(&spec, &steps, start_hours, grant_all, true)
+    });
     if let Err(e) = result {
         panic!("{e}");
     }
-    // The random runs must actually reach what they are meant to exercise.
+    let ran = ran.into_inner();
+    assert_eq!(ran, cases, "every case runs once when all pass (no filters, no shrinking)");
+    // The random runs must actually reach what they are meant to exercise. The floors hold
+    // for the default number of cases and any larger one; a shorter run only reports.
     let c = COVERAGE.lock().unwrap_or_else(|e| e.into_inner());
-    println!("{c:#?}");
+    println!("ran {ran} random cases: {c:#?}");
+    if cases < DEFAULT_CASES {
+        println!("coverage floors not checked: fewer than {DEFAULT_CASES} cases");
+        return;
+    }
     assert!(c.starts > 100 && c.advances > 100 && c.enabled > 20, "{c:#?}");
     assert!(c.rollbacks > 5 && c.approval_losses > 5 && c.drifts > 5, "{c:#?}");
     assert!(c.waves_completed > 10 && c.waves_halted > 2 && c.plans_completed > 2, "{c:#?}");
     assert!(c.frozen > 20, "{c:#?}");
+}
+
+/// `PROPTEST_CASES` sets how many random cases the property above runs (README,
+/// "Development"): the test binary runs it again in a child process with a small count.
+#[test]
+fn proptest_cases_sets_how_many_random_cases_run() {
+    let child = |value: &str| {
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["engine_invariants_hold_over_random_plans_and_observations", "--exact", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env("PROPTEST_CASES", value)
+            .output()
+            .expect("run the test binary");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (ok, text) = child("3");
+    assert!(ok, "{text}");
+    assert!(text.contains("ran 3 random cases"), "{text}");
+    assert!(text.contains("coverage floors not checked: fewer than 256 cases"), "{text}");
+    let (ok, text) = child("lots");
+    assert!(!ok, "{text}");
+    assert!(text.contains("PROPTEST_CASES=\"lots\" is not a number of cases"), "{text}");
 }
 
 /// A long healthy run of one larger plan: invariants hold all the way to the end.

@@ -86,12 +86,21 @@ fn load_checked(text: &str) -> Bundle {
     bundle
 }
 
-/// 256 cases per property by default (seconds in a debug build); set `PROPTEST_CASES`
-/// to search longer.
+/// Cases per property run: `PROPTEST_CASES` when set (the README's way to search longer),
+/// `default` otherwise. A value that is not a number stops the run instead of being ignored.
+fn cases(default: u32) -> u32 {
+    match std::env::var("PROPTEST_CASES") {
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().unwrap_or_else(|_| panic!("PROPTEST_CASES={v:?} is not a number of cases"))
+        }
+        _ => default,
+    }
+}
+
+/// 256 cases per property by default (seconds in a debug build).
 fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     // Failures are printed with their input; no regression files next to the sources.
-    Config { cases, failure_persistence: None, ..Config::default() }
+    Config { cases: cases(256), failure_persistence: None, ..Config::default() }
 }
 
 /// YAML-significant fragments, to reach deeper than random characters do.

@@ -111,7 +111,7 @@ fn freeze_body(args: &FreezeArgs, now: chrono::DateTime<Utc>) -> Result<Value, S
     let mut body = json!({ "reason": args.reason });
     if let Some(until) = &args.until {
         let at = super::approve::parse_expires(until, now).map_err(|e| e.replace("--expires", "--until"))?;
-        body["until"] = json!(at.to_rfc3339());
+        body["until"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     }
     for (key, value) in [("wave", &args.wave), ("region", &args.region), ("name", &args.name)] {
         if let Some(v) = value {
@@ -214,7 +214,7 @@ mod tests {
     fn freeze_body_takes_a_time_or_a_span_and_the_scope() {
         let now = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
         let body = freeze_body(&args(Some("2h")), now).unwrap();
-        assert_eq!(body, json!({"reason": "incident 4711", "until": "2026-06-01T11:00:00+00:00", "region": "jp"}));
+        assert_eq!(body, json!({"reason": "incident 4711", "until": "2026-06-01T11:00:00Z", "region": "jp"}));
         assert_eq!(freeze_body(&args(None), now).unwrap(), json!({"reason": "incident 4711", "region": "jp"}));
         assert!(freeze_body(&args(Some("soon")), now).unwrap_err().contains("invalid --until"));
     }

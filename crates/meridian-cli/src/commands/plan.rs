@@ -9,12 +9,11 @@ use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::duration::Span;
 use meridian_core::plan::{EffectiveSettings, Origin};
 use meridian_core::simulate::{SimOptions, Timeline, simulate};
-use meridian_core::validate::load;
 use meridian_core::{Plan, UnitPhase};
 use serde_json::{Value, json};
 
 use super::Format;
-use meridian_controller::config::read_files as read_manifests;
+use meridian_controller::config::read_sources;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,8 +46,8 @@ pub struct Args {
 pub fn run(args: &Args) -> i32 {
     let mut paths = args.paths.clone();
     paths.extend(args.approvals.iter().cloned());
-    let files = match read_manifests(&paths) {
-        Ok(files) => files,
+    let sources = match read_sources(&paths) {
+        Ok(sources) => sources,
         Err(e) => {
             eprintln!("meridian plan: {e:#}");
             return 2;
@@ -56,7 +55,7 @@ pub fn run(args: &Args) -> i32 {
     };
     let start =
         args.start.unwrap_or_else(|| Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap_or_else(|_| Utc::now()));
-    let bundle = load(&files, Some(start));
+    let bundle = sources.load(Some(start));
     for d in &bundle.report.diagnostics {
         eprintln!("{d}");
     }

@@ -6,11 +6,10 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use meridian_core::validate::load;
 use serde_json::json;
 
 use super::Format;
-use meridian_controller::config::read_files as read_manifests;
+use meridian_controller::config::read_sources;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,14 +27,16 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> i32 {
-    let files = match read_manifests(&args.paths) {
-        Ok(files) => files,
+    // A file that is not UTF-8 is a located error in the report, not a usage error.
+    let sources = match read_sources(&args.paths) {
+        Ok(sources) => sources,
         Err(e) => {
             eprintln!("meridian validate: {e:#}");
             return 2;
         }
     };
-    let mut bundle = load(&files, Some(args.now.unwrap_or_else(Utc::now)));
+    let files = sources.count();
+    let mut bundle = sources.load(Some(args.now.unwrap_or_else(Utc::now)));
     if args.strict {
         bundle.report.make_strict();
     }
@@ -43,7 +44,7 @@ pub fn run(args: &Args) -> i32 {
     match args.format {
         Format::Json => {
             let out = json!({
-                "files": files.len(),
+                "files": files,
                 "plans": bundle.plans.iter().map(|p| &p.name).collect::<Vec<_>>(),
                 "approvals": bundle.approvals.iter().map(|a| &a.name).collect::<Vec<_>>(),
                 "errors": report.errors(),
@@ -58,8 +59,8 @@ pub fn run(args: &Args) -> i32 {
             }
             println!(
                 "{} {}, {} {}, {} {}: {} {}, {} {}",
-                files.len(),
-                plural(files.len(), "file", "files"),
+                files,
+                plural(files, "file", "files"),
                 bundle.plans.len(),
                 plural(bundle.plans.len(), "valid plan", "valid plans"),
                 bundle.approvals.len(),
