@@ -23,7 +23,7 @@ fn the_demo_tells_its_whole_story() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let position = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{text}"));
-    position("API on http://127.0.0.1:");
+    position("dashboard on http://127.0.0.1:");
     // br-south fails and is rolled back; the operator promotes the halted wave.
     position("br-south/signin: enabled -> failed");
     let halted = position("wave main: running -> halted: failed regions: br-south");

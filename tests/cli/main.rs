@@ -1,9 +1,11 @@
 //! End-to-end tests of the `meridian` binary: real processes, real files, exit codes and output.
 
 mod crash;
+mod dashboard;
 mod demo;
 mod plan;
 mod prometheus;
 mod regional;
+mod run;
 mod support;
 mod validate;

@@ -19,3 +19,71 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A `meridian run` process; SIGKILLed on drop. `base` is its API's `http://ADDR`.
+pub struct RunningMeridian {
+    pub child: std::process::Child,
+    pub base: String,
+    /// What it printed to stderr up to and including its start line.
+    pub stderr_head: String,
+}
+
+impl Drop for RunningMeridian {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `meridian run CONFIG --state-dir STATE --listen 127.0.0.1:0 EXTRA...` and wait (up to
+/// 30 s) for the line that names the API's address. `Err` carries what it printed when it
+/// exited instead.
+pub fn spawn_run(config: &Path, state: &Path, extra: &[&str]) -> Result<RunningMeridian, (Option<i32>, String)> {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("run")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn meridian run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut head = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                head.push_str(&line);
+                head.push('\n');
+                if let Some(addr) = line.split(" API on ").nth(1) {
+                    let base = addr.trim().to_string();
+                    return Ok(RunningMeridian { child, base, stderr_head: head });
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                // Its stderr closed: it is exiting.
+                let code = child.wait().ok().and_then(|s| s.code());
+                return Err((code, head));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err((None, head));
+            }
+        }
+    }
+}

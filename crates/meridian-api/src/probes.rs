@@ -54,24 +54,19 @@ pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     )
 }
 
-/// Until the dashboard lands: where things are.
-pub(crate) async fn index() -> Html<&'static str> {
-    Html(
-        r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Meridian</title></head>
-<body>
-<h1>Meridian</h1>
-<p>The dashboard is not part of this build yet. The API:</p>
-<ul>
-<li><a href="/api/v1/plans">/api/v1/plans</a> (needs a bearer token unless authentication is disabled)</li>
-<li><a href="/api/v1/approvals">/api/v1/approvals</a></li>
-<li><a href="/api/v1/audit">/api/v1/audit</a></li>
-<li><a href="/api/v1/events">/api/v1/events</a> (server-sent events)</li>
-<li><a href="/metrics">/metrics</a>, <a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a></li>
-</ul>
-</body>
-</html>
-"#,
+/// The live dashboard: one self-contained page (no external assets) that reads the same
+/// `/api/v1` JSON as the CLI, with the viewer's bearer token, and follows `/api/v1/events`.
+pub(crate) async fn index() -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            // Everything is inline and same-origin; nothing else may load or be framed.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+        ],
+        Html(include_str!("dashboard.html")),
     )
 }

@@ -78,7 +78,9 @@ async fn probes_need_no_token() {
     assert!(m.text.contains("meridian_fake_plans 1"));
     let i = call(&app, "GET", "/", None, None).await;
     assert_eq!(i.status, StatusCode::OK);
-    assert!(i.text.contains("/api/v1/plans"));
+    // The dashboard: one page, reading the API, loading nothing from elsewhere.
+    assert!(i.text.contains("<title>Meridian</title>") && i.text.contains("fetch(\"/api/v1\" + path"));
+    assert!(i.headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
     assert!(control.denials().is_empty());
 }
 

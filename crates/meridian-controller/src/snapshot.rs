@@ -85,6 +85,15 @@ pub struct PlanDetail {
     /// Every unit that waits, with what it waits for in words (the same text as
     /// `meridian status`), for people and dashboards; `state.units[].waiting` has it typed.
     pub waiting: Vec<UnitWaiting>,
+    /// The same for waves.
+    pub wave_waiting: Vec<WaveWaiting>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveWaiting {
+    pub wave: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,6 +206,12 @@ impl Snapshot {
                         reason: w.to_string(),
                     })
                 })
+                .collect(),
+            wave_waiting: e
+                .state
+                .waves
+                .iter()
+                .filter_map(|w| w.waiting.as_ref().map(|r| WaveWaiting { wave: w.name.clone(), reason: r.to_string() }))
                 .collect(),
         })
     }

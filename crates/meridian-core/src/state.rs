@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::approval::ApprovalProblem;
@@ -140,20 +140,28 @@ impl fmt::Display for WaitReason {
             WaitReason::Approval { flag, problem } => match problem {
                 ApprovalProblem::Missing => write!(f, "approval {flag} not granted"),
                 ApprovalProblem::NotYetValid { name, at } => {
-                    write!(f, "approval {flag} ({name}) valid only from {}", at.to_rfc3339())
+                    write!(
+                        f,
+                        "approval {flag} ({name}) valid only from {}",
+                        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    )
                 }
                 ApprovalProblem::Expired { name, at } => {
-                    write!(f, "approval {flag} ({name}) expired at {}", at.to_rfc3339())
+                    write!(f, "approval {flag} ({name}) expired at {}", at.to_rfc3339_opts(SecondsFormat::Secs, true))
                 }
                 ApprovalProblem::Revoked { name, at, by } => {
-                    write!(f, "approval {flag} ({name}) revoked by {by} at {}", at.to_rfc3339())
+                    write!(
+                        f,
+                        "approval {flag} ({name}) revoked by {by} at {}",
+                        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    )
                 }
                 ApprovalProblem::OutOfScope { name } => {
                     write!(f, "approval {flag} ({name}) does not cover this region or service")
                 }
             },
             WaitReason::Window { opens_at: Some(at) } => {
-                write!(f, "outside its windows; next opens {}", at.to_rfc3339())
+                write!(f, "outside its windows; next opens {}", at.to_rfc3339_opts(SecondsFormat::Secs, true))
             }
             WaitReason::Window { opens_at: None } => {
                 write!(f, "outside its windows; none opens within 8 days")
@@ -169,9 +177,11 @@ impl fmt::Display for WaitReason {
                 f,
                 "the target serves {observed}% instead of {expected}%; held (onDrift: hold) until it is restored"
             ),
-            WaitReason::StepBake { until } => write!(f, "baking until {}", until.to_rfc3339()),
+            WaitReason::StepBake { until } => {
+                write!(f, "baking until {}", until.to_rfc3339_opts(SecondsFormat::Secs, true))
+            }
             WaitReason::WaveBake { wave, until } => {
-                write!(f, "wave {wave} baking until {}", until.to_rfc3339())
+                write!(f, "wave {wave} baking until {}", until.to_rfc3339_opts(SecondsFormat::Secs, true))
             }
             WaitReason::Health { checks } => {
                 write!(f, "waiting for fresh healthy data from {}", checks.join(", "))
@@ -182,7 +192,7 @@ impl fmt::Display for WaitReason {
                 write!(f, "service {service} failed in this region")
             }
             WaitReason::Frozen { reason, until: Some(until), .. } => {
-                write!(f, "frozen ({reason}) until {}", until.to_rfc3339())
+                write!(f, "frozen ({reason}) until {}", until.to_rfc3339_opts(SecondsFormat::Secs, true))
             }
             WaitReason::Frozen { reason, until: None, name } => match name {
                 Some(name) => write!(f, "frozen ({reason}; run-time freeze {name}) until lifted with unfreeze"),

@@ -281,6 +281,21 @@ fn duration_suggestion(text: &str) -> Option<String> {
     (out != text && out.parse::<Span>().is_ok_and(|s| !s.is_zero())).then_some(out)
 }
 
+/// A check's plan-level limits as written; values out of range (reported where the check is
+/// checked) read as their defaults.
+fn written_limits(c: &CheckSpec) -> CheckLimits {
+    CheckLimits {
+        min: c.min,
+        max: c.max,
+        failure_limit: match c.failure_limit {
+            Some(n) if n > 0 => u32::try_from(n).unwrap_or(u32::MAX),
+            _ => 1,
+        },
+        no_data: c.no_data.unwrap_or_default(),
+        min_samples: c.min_samples.as_ref().map(|m| m.min),
+    }
+}
+
 /// The last field name of a path: `spec.waves[2].bake` -> `bake`.
 fn field_of(path: &str) -> &str {
     let end = path.rfind('[').filter(|&i| !path[i..].contains('.')).unwrap_or(path.len());
@@ -302,7 +317,7 @@ struct Defaults<'p> {
     windows: Vec<Window>,
     on_failure: OnFailure,
     /// `None` when the plan is unknown: check names cannot be resolved then.
-    checks: Option<&'p [Check]>,
+    checks: Option<PlanChecks<'p>>,
     actuator: Option<&'p ActuatorSpec>,
     freezes: Vec<Freeze>,
 }
@@ -320,6 +335,19 @@ impl Defaults<'_> {
             freezes: Vec::new(),
         }
     }
+}
+
+/// A plan's health checks as region overrides see them. A check with an error in its own
+/// definition (e.g. no source) does not resolve, but it is still written: an override naming
+/// it names a check that exists.
+#[derive(Clone, Copy)]
+struct PlanChecks<'p> {
+    /// Every check as written under `spec.health.checks`, resolved or not.
+    written: &'p [CheckSpec],
+    /// The checks that resolved, aligned with `Health::checks` and with each region's limits.
+    resolved: &'p [Check],
+    /// For each resolved check, its index in `written` (and under `spec.health.checks`).
+    written_index: &'p [usize],
 }
 
 /// Where a region's name is written, for diagnostics that point at it from elsewhere.
@@ -490,7 +518,9 @@ impl<'d> PlanChecker<'d, '_> {
         let step_bake = self.span("spec.stepBake", spec.step_bake.as_deref(), DEFAULT_STEP_BAKE);
         let windows = self.windows("spec.windows", &spec.windows);
         let on_failure = spec.on_failure.unwrap_or_default();
-        let health = self.health(spec.health.as_ref());
+        // `check_index[k]` is where `health.checks[k]` is written: checks that do not
+        // resolve are left out, so the two differ after the first of those.
+        let (health, check_index) = self.health(spec.health.as_ref());
         if let Some(a) = &spec.actuator {
             self.actuator("spec.actuator", a);
         }
@@ -500,7 +530,11 @@ impl<'d> PlanChecker<'d, '_> {
             step_bake,
             windows,
             on_failure,
-            checks: Some(&health.checks),
+            checks: Some(PlanChecks {
+                written: spec.health.as_ref().map(|h| h.checks.as_slice()).unwrap_or_default(),
+                resolved: &health.checks,
+                written_index: &check_index,
+            }),
             actuator: spec.actuator.as_ref(),
             freezes,
         };
@@ -540,7 +574,7 @@ impl<'d> PlanChecker<'d, '_> {
         }
 
         let waves = self.waves(spec, &region_idx, &mut regions, &sites);
-        self.risks(raw, &waves, &health);
+        self.risks(raw, &waves, &health, &check_index);
 
         if self.errors > 0 {
             return None;
@@ -945,7 +979,7 @@ impl<'d> PlanChecker<'d, '_> {
             }
             None => d.actuator.cloned(),
         };
-        let (checks, check_origins) = self.check_overrides(r, base, d.checks.unwrap_or_default(), d.checks.is_some());
+        let (checks, check_origins) = self.check_overrides(r, base, d.checks);
         origins.checks = check_origins;
         let mut freezes = d.freezes.clone();
         freezes.extend(self.freezes(&format!("{base}.freezes"), &r.freezes, Origin::Region));
@@ -962,14 +996,17 @@ impl<'d> PlanChecker<'d, '_> {
     }
 
     /// A region's `noData` and `checks` over the plan's check limits, field by field.
+    /// `plan_checks` is `None` when the plan is unknown.
     fn check_overrides(
         &mut self,
         r: &RegionSpec,
         base: &str,
-        plan_checks: &[Check],
-        plan_known: bool,
+        plan_checks: Option<PlanChecks<'_>>,
     ) -> (Vec<CheckLimits>, Vec<CheckOrigins>) {
-        let mut limits: Vec<CheckLimits> = plan_checks.iter().map(|c| c.limits.clone()).collect();
+        let plan_known = plan_checks.is_some();
+        let PlanChecks { written, resolved, written_index } =
+            plan_checks.unwrap_or(PlanChecks { written: &[], resolved: &[], written_index: &[] });
+        let mut limits: Vec<CheckLimits> = resolved.iter().map(|c| c.limits.clone()).collect();
         let mut origins = vec![CheckOrigins::default(); limits.len()];
         if let Some(policy) = r.no_data {
             for (l, o) in limits.iter_mut().zip(origins.iter_mut()) {
@@ -977,7 +1014,7 @@ impl<'d> PlanChecker<'d, '_> {
                 o.no_data = Origin::Region;
             }
             // It would apply to every check, and there is none: an override that changes nothing.
-            if plan_known && plan_checks.is_empty() {
+            if plan_known && written.is_empty() {
                 self.warn(
                     &format!("{base}.noData"),
                     "empty-override",
@@ -995,8 +1032,9 @@ impl<'d> PlanChecker<'d, '_> {
             if !plan_known {
                 continue; // nothing to check the name against
             }
-            let Some(k) = plan_checks.iter().position(|p| p.name == c.name) else {
-                let names: Vec<&str> = plan_checks.iter().map(|p| p.name.as_str()).collect();
+            // By the checks as written: one with an error of its own still exists.
+            let Some(w) = written.iter().position(|p| p.name == c.name) else {
+                let names: Vec<&str> = written.iter().map(|p| p.name.as_str()).collect();
                 let hint = did_you_mean(&c.name, names.iter().copied()).unwrap_or_else(|| match names.as_slice() {
                     [] => "the plan has no health checks to override; add them under spec.health.checks".into(),
                     known => format!("the plan's checks are: {}", known.join(", ")),
@@ -1009,7 +1047,7 @@ impl<'d> PlanChecker<'d, '_> {
                 );
                 continue;
             };
-            if let Some(&first) = seen.get(&k) {
+            if let Some(&first) = seen.get(&w) {
                 let line = self.line_of(&format!("{base}.checks[{first}]"));
                 self.error(
                     &format!("{path}.name"),
@@ -1019,7 +1057,7 @@ impl<'d> PlanChecker<'d, '_> {
                 );
                 continue;
             }
-            seen.insert(k, j);
+            seen.insert(w, j);
             if c.min.is_none() && c.max.is_none() && c.failure_limit.is_none() && c.no_data.is_none() {
                 self.warn(
                     &path,
@@ -1028,7 +1066,13 @@ impl<'d> PlanChecker<'d, '_> {
                     Some("set min, max, failureLimit or noData, or remove it".into()),
                 );
             }
-            let (l, o) = (&mut limits[k], &mut origins[k]);
+            // A check that did not resolve has its error where it is written; its override
+            // is still checked, against the limits as written, and then set aside.
+            let mut unresolved = (written_limits(&written[w]), CheckOrigins::default());
+            let (l, o) = match written_index.iter().position(|&i| i == w) {
+                Some(k) => (&mut limits[k], &mut origins[k]),
+                None => (&mut unresolved.0, &mut unresolved.1),
+            };
             for (field, value, slot, origin) in
                 [("min", c.min, &mut l.min, &mut o.min), ("max", c.max, &mut l.max, &mut o.max)]
             {
@@ -1054,19 +1098,19 @@ impl<'d> PlanChecker<'d, '_> {
                     Some("1 fails the region on the first failing evaluation".into()),
                 ),
                 Some(n) => {
-                    limits[k].failure_limit = u32::try_from(n).unwrap_or(u32::MAX);
-                    origins[k].failure_limit = Origin::Region;
+                    l.failure_limit = u32::try_from(n).unwrap_or(u32::MAX);
+                    o.failure_limit = Origin::Region;
                 }
                 None => {}
             }
             if let Some(policy) = c.no_data {
-                limits[k].no_data = policy;
-                origins[k].no_data = Origin::Region;
+                l.no_data = policy;
+                o.no_data = Origin::Region;
             }
-            if let (Some(min), Some(max)) = (limits[k].min, limits[k].max)
+            if let (Some(min), Some(max)) = (l.min, l.max)
                 && min > max
             {
-                let from = |o: Origin| if o == Origin::Region { "this region" } else { "the plan" };
+                let from = |origin: Origin| if origin == Origin::Region { "this region" } else { "the plan" };
                 self.error(
                     &path,
                     "min-above-max",
@@ -1074,8 +1118,8 @@ impl<'d> PlanChecker<'d, '_> {
                         "in region {:?}, check {:?} has min {min} (from {}) above max {max} (from {}); no value could be healthy",
                         r.name,
                         c.name,
-                        from(origins[k].min),
-                        from(origins[k].max)
+                        from(o.min),
+                        from(o.max)
                     ),
                     Some("override the other bound too, or fix one".into()),
                 );
@@ -1349,13 +1393,16 @@ impl<'d> PlanChecker<'d, '_> {
         out
     }
 
-    fn health(&mut self, raw: Option<&HealthSpec>) -> Health {
+    /// The plan's health section, and for each check that resolved the index it is written
+    /// at under `spec.health.checks` (a check with an error in its source is left out).
+    fn health(&mut self, raw: Option<&HealthSpec>) -> (Health, Vec<usize>) {
         let Some(raw) = raw else {
-            return Health {
+            let health = Health {
                 interval: DEFAULT_HEALTH_INTERVAL,
                 region_label: DEFAULT_REGION_LABEL.into(),
                 checks: Vec::new(),
             };
+            return (health, Vec::new());
         };
         let interval = self.span("spec.health.interval", raw.interval.as_deref(), DEFAULT_HEALTH_INTERVAL);
         let region_label = raw.region_label.clone().unwrap_or_else(|| DEFAULT_REGION_LABEL.into());
@@ -1368,8 +1415,9 @@ impl<'d> PlanChecker<'d, '_> {
             );
         }
         self.names("check", "spec.health.checks", raw.checks.iter().map(|c| c.name.as_str()));
-        let checks = raw.checks.iter().enumerate().filter_map(|(i, c)| self.check_spec(i, c)).collect();
-        Health { interval, region_label, checks }
+        let (index, checks) =
+            raw.checks.iter().enumerate().filter_map(|(i, c)| self.check_spec(i, c).map(|c| (i, c))).unzip();
+        (Health { interval, region_label, checks }, index)
     }
 
     /// Placeholders in a query or URL; `what` names it in messages.
@@ -1490,20 +1538,17 @@ impl<'d> PlanChecker<'d, '_> {
                 );
             }
         }
-        let failure_limit = match c.failure_limit {
-            None => 1,
-            Some(n) if n <= 0 => {
-                self.error(
-                    &format!("{base}.failureLimit"),
-                    "invalid-failure-limit",
-                    format!("failureLimit of check {:?} is {n}; it must be at least 1", c.name),
-                    Some("1 fails the region on the first failing evaluation".into()),
-                );
-                1
-            }
-            Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
-        };
-        let min_samples = c.min_samples.as_ref().map(|m| {
+        if let Some(n) = c.failure_limit
+            && n <= 0
+        {
+            self.error(
+                &format!("{base}.failureLimit"),
+                "invalid-failure-limit",
+                format!("failureLimit of check {:?} is {n}; it must be at least 1", c.name),
+                Some("1 fails the region on the first failing evaluation".into()),
+            );
+        }
+        if let Some(m) = &c.min_samples {
             self.template(&format!("{base}.minSamples.query"), "query", &m.query, &QUERY_VARS);
             if !(m.min.is_finite() && m.min >= 0.0) {
                 self.error(
@@ -1513,18 +1558,11 @@ impl<'d> PlanChecker<'d, '_> {
                     Some("set the least request count that makes a verdict conclusive, e.g. 100".into()),
                 );
             }
-            m.min
-        });
+        }
         Some(Check {
             name: c.name.clone(),
             source,
-            limits: CheckLimits {
-                min: c.min,
-                max: c.max,
-                failure_limit,
-                no_data: c.no_data.unwrap_or_default(),
-                min_samples,
-            },
+            limits: written_limits(c),
             min_samples_query: c.min_samples.as_ref().map(|m| m.query.clone()),
         })
     }
@@ -1600,8 +1638,9 @@ impl<'d> PlanChecker<'d, '_> {
         }
     }
 
-    /// Risky but legal choices: warnings, errors under `--strict`.
-    fn risks(&mut self, raw: &RolloutPlan, waves: &[Wave], health: &Health) {
+    /// Risky but legal choices: warnings, errors under `--strict`. `check_index[k]` is where
+    /// `health.checks[k]` is written under `spec.health.checks`.
+    fn risks(&mut self, raw: &RolloutPlan, waves: &[Wave], health: &Health, check_index: &[usize]) {
         if let Some(first) = waves.first()
             && first.regions.len() > 1
         {
@@ -1642,7 +1681,8 @@ impl<'d> PlanChecker<'d, '_> {
                 longest = Some((wave.bake, wave.name.as_str()));
             }
         }
-        if health.checks.is_empty() {
+        // Checks written but all in error are reported as such, not as missing.
+        if raw.spec.health.as_ref().is_none_or(|h| h.checks.is_empty()) {
             self.warn(
                 "spec",
                 "risk-no-health",
@@ -1650,7 +1690,7 @@ impl<'d> PlanChecker<'d, '_> {
                 Some("add spec.health.checks".into()),
             );
         }
-        for (i, check) in health.checks.iter().enumerate() {
+        for (check, &i) in health.checks.iter().zip(check_index) {
             if check.min_samples_query.is_none() {
                 self.warn(
                     &format!("spec.health.checks[{i}]"),

@@ -1270,10 +1270,7 @@ fn a_freeze_starting_mid_rollout_holds_the_region_at_its_step_and_releases_it_wh
         ny.waiting,
         Some(WaitReason::Frozen { reason: "weekend change freeze".into(), until: Some(until), name: None })
     );
-    assert_eq!(
-        ny.waiting.as_ref().unwrap().to_string(),
-        "frozen (weekend change freeze) until 2026-03-09T04:00:00+00:00"
-    );
+    assert_eq!(ny.waiting.as_ref().unwrap().to_string(), "frozen (weekend change freeze) until 2026-03-09T04:00:00Z");
     // The freeze is the region's own: eu goes on meanwhile.
     run.run_until(utc(2026, 3, 9, 3, 59), |_| false);
     assert!(run.region_enabled("eu"));
@@ -1354,7 +1351,7 @@ fn a_run_time_freeze_with_an_end_lifts_itself_and_wakes_the_engine_then() {
     assert_eq!(run.wake_at, Some(until));
     assert_eq!(
         run.unit("a", "signin").waiting.as_ref().unwrap().to_string(),
-        format!("frozen (vendor maintenance) until {}", until.to_rfc3339())
+        format!("frozen (vendor maintenance) until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     );
     run.run_until(until - TimeDelta::seconds(1), |_| false);
     assert!(run.state.units.iter().all(|u| u.percent == 0));

@@ -35,7 +35,7 @@ pub struct Args {
     /// Short bakes and intervals: the whole story in a few seconds (for tests).
     #[arg(long)]
     pub fast: bool,
-    /// Address of the API and /metrics.
+    /// Address of the dashboard, the API and /metrics.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: String,
     /// Keep the state database here instead of a temporary directory.
@@ -143,7 +143,7 @@ async fn demo(args: &Args) -> i32 {
     };
     let addr = api.addr;
     say(&format!(
-        "API on http://{addr}/api/v1/plans/demo (metrics on http://{addr}/metrics); try `meridian status demo --server http://{addr}`"
+        "dashboard on http://{addr}/ (API under /api/v1, metrics on /metrics); try `meridian status demo --server http://{addr}`"
     ));
 
     let mut audit = controller.subscribe();

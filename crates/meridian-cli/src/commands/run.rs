@@ -24,7 +24,7 @@ pub struct Args {
     /// Directory of the state database (created if missing; one controller per directory).
     #[arg(long, default_value = "meridian-state")]
     pub state_dir: PathBuf,
-    /// Address of the API and /metrics.
+    /// Address of the dashboard, the API and /metrics.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: String,
     /// Base URL of the Prometheus server for `prometheus` checks without their own `url`.

@@ -1,0 +1,130 @@
+//! The dashboard at `/` in a real headless Chromium against a real `meridian run`: it renders
+//! regions x services with state and traffic, what blocked units wait for, each region's
+//! effective settings with where they came from, approvals and recent transitions; and it
+//! asks for a token when the API needs one.
+//!
+//! Needs Debian's `chromium` (`scripts/install-test-deps` installs it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::spawn_run;
+
+const PLAN: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: restore}
+spec:
+  services: [{name: signin}, {name: store, after: [signin]}]
+  regions:
+    - {name: us-east, timezone: America/New_York}
+    - {name: jp, timezone: Asia/Tokyo, labels: {continent: asia}, approvals: [jp-regulator], stepBake: 2h}
+  waves:
+    - {name: canary, regions: [us-east], bake: 1h}
+    - {name: asia, selector: {matchLabels: {continent: asia}}}
+  steps: [1, 10, 100]
+  stepBake: 1h
+";
+
+fn chromium() -> PathBuf {
+    for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("chromium is not installed; run scripts/install-test-deps (Debian's chromium package)");
+}
+
+/// The DOM of `url` once its scripts settled (Chromium's virtual time budget), at most 60 s.
+fn dump_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdout(out.reopen().unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "chromium failed: {status}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::read_to_string(out.path()).unwrap()
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("plan.yaml"), PLAN).unwrap();
+    let state = dir.path().join("state");
+    (dir, config, state)
+}
+
+#[test]
+fn the_dashboard_shows_units_reasons_settings_with_origins_approvals_and_transitions() {
+    let (_dir, config, state) = setup();
+    let run = spawn_run(&config, &state, &["--no-auth"]).expect("meridian run starts");
+    // Wait until us-east took its first step, so the page has something to show.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut dom = dump_dom(&format!("{}/", run.base));
+    while !dom.contains(r#"data-unit="us-east/signin" data-phase="progressing" data-percent="1""#) {
+        assert!(Instant::now() < deadline, "us-east never shown at 1 %:\n{dom}");
+        std::thread::sleep(Duration::from_millis(200));
+        dom = dump_dom(&format!("{}/", run.base));
+    }
+    assert!(dom.contains(r#"data-ready="true""#), "{dom}");
+    // The grid: every unit with its phase and percent.
+    for unit in [
+        r#"data-unit="us-east/store" data-phase="blocked" data-percent="0""#,
+        r#"data-unit="jp/signin" data-phase="pending" data-percent="0""#,
+        r#"data-unit="jp/store" data-phase="pending" data-percent="0""#,
+    ] {
+        assert!(dom.contains(unit), "missing {unit}:\n{dom}");
+    }
+    // What blocked units and waves wait for, in words.
+    assert!(dom.contains("waiting for signin to be enabled first"), "{dom}");
+    assert!(dom.contains("waiting for wave canary to complete"), "{dom}");
+    // jp's regulator flag does not hold, and it says so.
+    assert!(dom.contains("✗ jp-regulator: approval jp-regulator not granted"), "{dom}");
+    // jp came into its wave by selector, and its own stepBake is marked as the region's.
+    assert!(dom.contains("by selector continent=asia"), "{dom}");
+    assert!(dom.contains(r#"<span class="origin-region">2h</span> <span class="origin">(region)</span>"#), "{dom}");
+    assert!(dom.contains(r#"<span class="">1h</span> <span class="origin">(plan)</span>"#), "{dom}");
+    // Recent transitions, in words.
+    assert!(dom.contains("us-east/signin: pending -&gt; progressing (0% -&gt; 1%): started"), "{dom}");
+}
+
+#[test]
+fn without_a_token_the_dashboard_asks_for_one() {
+    let (dir, config, state) = setup();
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(&tokens, "tokens:\n  - {name: oncall, token: a-long-random-token-for-tests, role: viewer}\n")
+        .unwrap();
+    let run = spawn_run(&config, &state, &["--tokens", tokens.to_str().unwrap()]).expect("meridian run starts");
+    let dom = dump_dom(&format!("{}/", run.base));
+    assert!(dom.contains(r#"id="token-form" style="display: block;""#), "{dom}");
+    assert!(dom.contains("cannot read the API: this API needs a token"), "{dom}");
+    assert!(!dom.contains("data-unit="), "nothing is shown without a token:\n{dom}");
+}

@@ -1,0 +1,39 @@
+//! `meridian run` as a process: what it refuses at start.
+
+use crate::support::{repo_root, spawn_run};
+
+#[test]
+fn a_second_run_on_the_same_state_dir_refuses_and_names_the_first() {
+    let state = tempfile::tempdir().unwrap();
+    let config = repo_root().join("config/demo.yaml");
+    let first = spawn_run(&config, state.path(), &["--no-auth"]).expect("the first run starts");
+    let (code, printed) = match spawn_run(&config, state.path(), &["--no-auth"]) {
+        Ok(second) => panic!("a second run started on the same state dir: {}", second.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains(&first.child.id().to_string()), "the holder's pid is named: {printed}");
+    assert!(printed.contains(&state.path().display().to_string()), "the state dir is named: {printed}");
+    drop(first);
+}
+
+#[test]
+fn bad_tls_files_stop_it_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let config = repo_root().join("config/demo.yaml");
+    let state = dir.path().join("state");
+    let args = ["--no-auth", "--tls-cert", cert.to_str().unwrap(), "--tls-key", cert.to_str().unwrap()];
+    let (code, printed) = match spawn_run(&config, &state, &args) {
+        Ok(run) => panic!("it started with a bad certificate: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains("cert.pem"), "the file is named: {printed}");
+    // Nothing was decided: the state dir holds no rollout progress.
+    if state.exists() {
+        let store = meridian_store::Store::open(&state).expect("open the state");
+        assert_eq!(store.audit(None, 0, 10).unwrap().len(), 0, "decisions were made before the TLS check");
+    }
+}
