@@ -1,4 +1,4 @@
-use crate::support::{meridian, stderr, stdout};
+use crate::support::{INVALID_PLAN, meridian, stderr, stdout};
 
 const START: &str = "2026-11-30T13:00:00Z"; // a Monday, 08:00 in New York
 
@@ -132,22 +132,7 @@ fn approvals_from_the_approvals_path_release_the_gated_region() {
 fn an_invalid_plan_exits_1_with_located_errors_and_no_projection() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
-    std::fs::write(
-        &file,
-        "apiVersion: meridian.dev/v1alpha1
-kind: RolloutPlan
-metadata: {name: bad}
-spec:
-  services: [{name: signin}]
-  regions: [{name: jp, timezone: Asia/Tokio}]
-  waves:
-    - name: asia
-      regions: [jpn]
-      bake: 10m
-  steps: [1, 10, 50]
-",
-    )
-    .unwrap();
+    std::fs::write(&file, INVALID_PLAN).unwrap();
     let path = file.to_str().unwrap();
     for format in ["text", "json"] {
         let out = meridian(&["plan", path, "--assume-healthy", "--start", START, "-o", format]);

@@ -7,6 +7,20 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
+/// A plan with an unknown time zone, an unknown region in a wave and steps not ending at 100.
+pub const INVALID_PLAN: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: bad}
+spec:
+  services: [{name: signin}]
+  regions: [{name: jp, timezone: Asia/Tokio}]
+  waves:
+    - name: asia
+      regions: [jpn]
+      bake: 10m
+  steps: [1, 10, 50]
+";
+
 /// Run `meridian ARGS` in the repository root.
 pub fn meridian(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meridian")).args(args).current_dir(repo_root()).output().expect("run meridian")

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{meridian, repo_root, stderr, stdout};
+use crate::support::{INVALID_PLAN, meridian, repo_root, stderr, stdout};
 
 const NOW: &str = "2026-06-01T00:00:00Z";
 
@@ -145,22 +145,7 @@ fn the_example_configs_are_valid() {
 fn errors_are_located_with_hints_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
-    fs::write(
-        &file,
-        "apiVersion: meridian.dev/v1alpha1
-kind: RolloutPlan
-metadata: {name: bad}
-spec:
-  services: [{name: signin}]
-  regions: [{name: jp, timezone: Asia/Tokio}]
-  waves:
-    - name: asia
-      regions: [jpn]
-      bake: 10m
-  steps: [1, 10, 50]
-",
-    )
-    .unwrap();
+    fs::write(&file, INVALID_PLAN).unwrap();
     let path = file.to_str().unwrap();
     let out = meridian(&["validate", "--now", NOW, path]);
     assert_eq!(out.status.code(), Some(1));

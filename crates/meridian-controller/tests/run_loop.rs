@@ -90,6 +90,11 @@ spec:
     checks: [{name: errors, prometheus: {query: 'x'}, max: 0.01}]
 ";
 
+/// The fake fleet as health source and actuator, on the wall clock.
+fn fake_adapters(store: Arc<dyn StateStore>, fleet: &Arc<FakeFleet>) -> Adapters {
+    Adapters { store, health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) }
+}
+
 async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
     let end = tokio::time::Instant::now() + deadline;
     while !cond() {
@@ -127,8 +132,7 @@ async fn a_rollout_completes_only_after_the_regulator_grants_on_the_database_fil
 async fn rollout_completes_only_after_the_regulator_grants(store: Arc<dyn StateStore>) {
     let (_dir, path) = setup(PLAN);
     let fleet = Arc::new(FakeFleet::default());
-    let adapters =
-        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let adapters = fake_adapters(store.clone(), &fleet);
     let running = start(Settings::new(vec![path]), adapters).await.expect("start");
     let c = running.controller.clone();
 
@@ -216,8 +220,7 @@ async fn an_unhealthy_region_is_rolled_back_and_a_command_pauses() {
     let fleet = Arc::new(FakeFleet::default());
     fleet.unhealthy.lock().unwrap().push("jp".into());
     let store = Arc::new(MemoryStore::default());
-    let adapters =
-        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let adapters = fake_adapters(store.clone(), &fleet);
     let running = start(Settings::new(vec![path]), adapters).await.expect("start");
     let c = running.controller.clone();
     wait_for("wave two halted", Duration::from_secs(20), || {
@@ -249,8 +252,7 @@ async fn a_broken_edit_is_rejected_and_the_last_good_plan_stays() {
     let (_dir, path) = setup(PLAN);
     let fleet = Arc::new(FakeFleet::default());
     let store = Arc::new(MemoryStore::default());
-    let adapters =
-        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let adapters = fake_adapters(store.clone(), &fleet);
     let mut settings = Settings::new(vec![path.clone()]);
     settings.config_poll = Duration::from_millis(100);
     let running = start(settings, adapters).await.expect("start");
@@ -290,12 +292,7 @@ async fn an_expiring_approval_is_recorded_once_and_holds_the_region() {
     let expires = Utc::now() + chrono::TimeDelta::milliseconds(1500);
     for round in 0..2 {
         let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
-        let adapters = Adapters {
-            store: store.clone(),
-            health: fleet.clone(),
-            actuator: fleet.clone(),
-            clock: Arc::new(SystemClock),
-        };
+        let adapters = fake_adapters(store.clone(), &fleet);
         let running = start(Settings::new(vec![path.clone()]), adapters).await.expect("start");
         let c = running.controller.clone();
         if round == 0 {
@@ -365,8 +362,7 @@ async fn a_grant_that_changes_no_unit_is_published_at_once_and_its_name_is_taken
     let (_dir, path) = setup(&text);
     let fleet = Arc::new(FakeFleet::default());
     let store = Arc::new(MemoryStore::default());
-    let adapters =
-        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let adapters = fake_adapters(store.clone(), &fleet);
     let running = start(Settings::new(vec![path]), adapters).await.expect("start");
     let c = running.controller.clone();
     wait_for("a blocked on ops-go", Duration::from_secs(10), || {
@@ -411,12 +407,7 @@ spec: {flag: jp-regulator, grantedBy: ministry}
     let fleet = Arc::new(FakeFleet::default());
     for round in 0..2 {
         let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
-        let adapters = Adapters {
-            store: store.clone(),
-            health: fleet.clone(),
-            actuator: fleet.clone(),
-            clock: Arc::new(SystemClock),
-        };
+        let adapters = fake_adapters(store.clone(), &fleet);
         let running = start(Settings::new(vec![dir.path().to_path_buf()]), adapters).await.expect("start");
         let c = running.controller.clone();
         let jp_letter = || c.snapshot().approvals.iter().find(|a| a.name == "jp-letter").cloned();
@@ -479,8 +470,7 @@ spec:
     .unwrap();
     let fleet = Arc::new(FakeFleet::default());
     let store = Arc::new(MemoryStore::default());
-    let adapters =
-        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let adapters = fake_adapters(store.clone(), &fleet);
     let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
     settings.config_poll = Duration::from_millis(100);
     let running = start(settings, adapters).await.expect("start");
@@ -540,12 +530,7 @@ async fn a_grant_is_acted_on_at_once_not_at_the_next_timer() {
         .replace("interval: 100ms", "interval: 1h");
     let (_dir, path) = setup(&text);
     let fleet = Arc::new(FakeFleet::default());
-    let adapters = Adapters {
-        store: Arc::new(MemoryStore::default()),
-        health: fleet.clone(),
-        actuator: fleet.clone(),
-        clock: Arc::new(SystemClock),
-    };
+    let adapters = fake_adapters(Arc::new(MemoryStore::default()), &fleet);
     let mut settings = Settings::new(vec![path]);
     settings.config_poll = Duration::from_secs(3600);
     settings.readback_interval = Duration::from_secs(3600);
@@ -574,8 +559,7 @@ async fn traffic_switched_on_behind_the_controllers_back_in_a_rolled_back_region
     let fleet = Arc::new(FakeFleet::default());
     fleet.unhealthy.lock().unwrap().push("jp".into());
     let store = Arc::new(MemoryStore::default());
-    let adapters =
-        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) };
+    let adapters = fake_adapters(store.clone(), &fleet);
     let mut settings = Settings::new(vec![path]);
     settings.readback_interval = Duration::from_millis(100);
     let running = start(settings, adapters).await.expect("start");
