@@ -38,20 +38,26 @@ fn number<T: std::str::FromStr>(params: &HashMap<String, String>, key: &str, def
     }
 }
 
+/// `after` (default 0) and `limit` (default 100, 1 to 1000) of a paged read.
+fn page_params<T: std::str::FromStr + Default>(
+    params: &HashMap<String, String>,
+    hint: &str,
+) -> Result<(T, usize), ApiError> {
+    let after: T = number(params, "after", T::default())?;
+    let limit: usize = number(params, "limit", DEFAULT_AUDIT_LIMIT)?;
+    if limit == 0 || limit > MAX_AUDIT_LIMIT {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_AUDIT_LIMIT}"), hint));
+    }
+    Ok((after, limit))
+}
+
 /// `GET /audit?plan=P&after=SEQ&limit=N`: records with `seq > after`, oldest first.
 pub(crate) async fn audit(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_params(&params, &["plan", "after", "limit"])?;
-    let after: u64 = number(&params, "after", 0)?;
-    let limit: usize = number(&params, "limit", DEFAULT_AUDIT_LIMIT)?;
-    if limit == 0 || limit > MAX_AUDIT_LIMIT {
-        return Err(ApiError::bad_request(
-            format!("limit must be between 1 and {MAX_AUDIT_LIMIT}"),
-            "page with after=<the last seq you got>",
-        ));
-    }
+    let (after, limit) = page_params::<u64>(&params, "page with after=<the last seq you got>")?;
     let plan = params.get("plan").map(String::as_str).filter(|p| !p.is_empty());
     let records = state.control.audit(plan, after, limit).await?;
     Ok(Json(json!({ "records": records })))
@@ -66,14 +72,8 @@ pub(crate) async fn history(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_params(&params, &["kind", "after", "limit"])?;
-    let after: i64 = number(&params, "after", 0)?;
-    let limit: usize = number(&params, "limit", DEFAULT_AUDIT_LIMIT)?;
-    if limit == 0 || limit > MAX_AUDIT_LIMIT || after < 0 {
-        return Err(ApiError::bad_request(
-            format!("limit must be between 1 and {MAX_AUDIT_LIMIT} and after not negative"),
-            "page with after=<the next you got>",
-        ));
-    }
+    let (after, limit) = page_params::<u64>(&params, "page with after=<the next you got>")?;
+    let after = i64::try_from(after).map_err(|_| ApiError::bad_request("after is out of range", ""))?;
     let page = state.control.history(after, limit).await?;
     let next = page.last().map_or(after, |e| e.id);
     let kind = params.get("kind").filter(|k| !k.is_empty());
