@@ -12,7 +12,20 @@ const START: &str = "2026-04-28T00:00:00Z";
 fn the_regional_example_validates_clean() {
     let out = meridian(&["validate", "--now", "2026-04-01T00:00:00Z", "config/regional/"]);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
-    assert_eq!(stdout(&out), "4 files, 1 valid plan, 0 approvals: 0 errors, 0 warnings\n");
+    // Clean, and it says which selector chose which regions.
+    assert_eq!(
+        stdout(&out),
+        "note: plan store-relaunch, wave west: selector continent in (america,europe,south-america),tier notin (canary) \
+         chose eu-west, br\n\
+         note: plan store-relaunch, wave asia: selector continent=asia chose in-west, jp\n\
+         4 files, 1 valid plan, 0 approvals: 0 errors, 0 warnings\n"
+    );
+    let json = meridian(&["validate", "-o", "json", "--now", "2026-04-01T00:00:00Z", "config/regional/"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(
+        json["selections"][1],
+        serde_json::json!({"plan": "store-relaunch", "wave": "asia", "selector": "continent=asia", "regions": ["in-west", "jp"]})
+    );
 }
 
 /// `text` with runs of spaces squeezed to one, so table alignment does not matter.

@@ -50,12 +50,22 @@ pub fn run(args: &Args) -> i32 {
                 "errors": report.errors(),
                 "warnings": report.warnings(),
                 "diagnostics": report.diagnostics,
+                "selections": selections(&bundle.plans),
             });
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Text => {
             for d in &report.diagnostics {
                 println!("{d}");
+            }
+            for s in selections(&bundle.plans) {
+                println!(
+                    "note: plan {}, wave {}: selector {} chose {}",
+                    s.plan,
+                    s.wave,
+                    s.selector,
+                    s.regions.join(", ")
+                );
             }
             println!(
                 "{} {}, {} {}, {} {}: {} {}, {} {}",
@@ -73,6 +83,33 @@ pub fn run(args: &Args) -> i32 {
         }
     }
     if report.has_errors() { 1 } else { 0 }
+}
+
+/// The regions a wave's label selector chose (validation already made sure each region is in
+/// exactly one wave; this says which selector put it there).
+#[derive(serde::Serialize)]
+struct Selection<'a> {
+    plan: &'a str,
+    wave: &'a str,
+    selector: &'a str,
+    regions: Vec<&'a str>,
+}
+
+fn selections(plans: &[meridian_core::Plan]) -> Vec<Selection<'_>> {
+    let mut out: Vec<Selection<'_>> = Vec::new();
+    for plan in plans {
+        for wave in &plan.waves {
+            for (&r, chosen) in wave.regions.iter().zip(&wave.chosen_by) {
+                let meridian_core::plan::ChosenBy::Selector(selector) = chosen else { continue };
+                let region = plan.regions[r].name.as_str();
+                match out.last_mut() {
+                    Some(s) if s.plan == plan.name && s.wave == wave.name => s.regions.push(region),
+                    _ => out.push(Selection { plan: &plan.name, wave: &wave.name, selector, regions: vec![region] }),
+                }
+            }
+        }
+    }
+    out
 }
 
 pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
