@@ -127,4 +127,20 @@ fn without_a_token_the_dashboard_asks_for_one() {
     assert!(dom.contains(r#"id="token-form" style="display: block;""#), "{dom}");
     assert!(dom.contains("cannot read the API: this API needs a token"), "{dom}");
     assert!(!dom.contains("data-unit="), "nothing is shown without a token:\n{dom}");
+    // It stopped asking after the first refusals (the page's 5 s of timers ran), so an open
+    // tab without a token does not fill the controller's log with denials.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let history: serde_json::Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/history?kind=access-denied", run.base))
+            .bearer_auth("a-long-random-token-for-tests")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let denials = history["events"].as_array().unwrap().len();
+    assert!((1..=4).contains(&denials), "{denials} denials: {history}");
 }

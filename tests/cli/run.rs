@@ -1,6 +1,6 @@
 //! `meridian run` as a process: what it refuses at start.
 
-use crate::support::{repo_root, spawn_run};
+use crate::support::{repo_root, spawn_run, spawn_run_on};
 
 #[test]
 fn a_second_run_on_the_same_state_dir_refuses_and_names_the_first() {
@@ -31,9 +31,26 @@ fn bad_tls_files_stop_it_before_anything_starts() {
     };
     assert_eq!(code, Some(1), "{printed}");
     assert!(printed.contains("cert.pem"), "the file is named: {printed}");
-    // Nothing was decided: the state dir holds no rollout progress.
-    if state.exists() {
-        let store = meridian_store::Store::open(&state).expect("open the state");
-        assert_eq!(store.audit(None, 0, 10).unwrap().len(), 0, "decisions were made before the TLS check");
-    }
+    assert_no_decision(&state);
+}
+
+#[test]
+fn a_taken_listen_address_stops_it_before_anything_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (code, printed) = match spawn_run_on(&addr, &repo_root().join("config/demo.yaml"), &state, &["--no-auth"]) {
+        Ok(run) => panic!("it started on a taken address: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains(&format!("cannot listen on {addr}")), "{printed}");
+    assert_no_decision(&state);
+}
+
+/// The state dir (created when the store opened) holds no decision: nothing ran.
+fn assert_no_decision(state: &std::path::Path) {
+    let store = meridian_store::Store::open(state).expect("open the state");
+    assert_eq!(store.audit(None, 0, 10).unwrap().len(), 0, "decisions were made before the start-up check");
 }

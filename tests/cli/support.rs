@@ -53,13 +53,23 @@ impl Drop for RunningMeridian {
 /// 30 s) for the line that names the API's address. `Err` carries what it printed when it
 /// exited instead.
 pub fn spawn_run(config: &Path, state: &Path, extra: &[&str]) -> Result<RunningMeridian, (Option<i32>, String)> {
+    spawn_run_on("127.0.0.1:0", config, state, extra)
+}
+
+/// [`spawn_run`] with `--listen LISTEN`.
+pub fn spawn_run_on(
+    listen: &str,
+    config: &Path,
+    state: &Path,
+    extra: &[&str],
+) -> Result<RunningMeridian, (Option<i32>, String)> {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .arg("run")
         .arg(config)
         .arg("--state-dir")
         .arg(state)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -68,11 +78,11 @@ pub fn spawn_run(config: &Path, state: &Path, extra: &[&str]) -> Result<RunningM
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keep draining after the start line too: a closed pipe would make its later
+        // messages fail.
         for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

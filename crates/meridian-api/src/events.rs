@@ -73,7 +73,8 @@ pub(crate) async fn history(
 ) -> Result<impl IntoResponse, ApiError> {
     check_params(&params, &["kind", "after", "limit"])?;
     let (after, limit) = page_params::<u64>(&params, "page with after=<the next you got>")?;
-    let after = i64::try_from(after).map_err(|_| ApiError::bad_request("after is out of range", ""))?;
+    let after = i64::try_from(after)
+        .map_err(|_| ApiError::bad_request("after is out of range", "pass the next you got from the previous page"))?;
     let page = state.control.history(after, limit).await?;
     let next = page.last().map_or(after, |e| e.id);
     let kind = params.get("kind").filter(|k| !k.is_empty());

@@ -80,7 +80,8 @@ async fn probes_need_no_token() {
     assert_eq!(i.status, StatusCode::OK);
     // The dashboard: one page, reading the API, loading nothing from elsewhere.
     assert!(i.text.contains("<title>Meridian</title>") && i.text.contains("fetch(\"/api/v1\" + path"));
-    assert!(i.headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    let csp = i.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"), "only the page's own script runs: {csp}");
     assert!(control.denials().is_empty());
 }
 

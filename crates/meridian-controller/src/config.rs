@@ -24,6 +24,8 @@ pub struct Config {
     pub plans: Vec<Arc<Plan>>,
     /// Approvals found in the watched files (the API's live in the store).
     pub file_approvals: Vec<ApprovalRecord>,
+    /// The file each of `file_approvals` is written in (canonical where it can be), by name.
+    pub approval_files: std::collections::HashMap<String, PathBuf>,
     /// Warnings of the applied version.
     pub warnings: Report,
     pub loaded_at: DateTime<Utc>,
@@ -73,10 +75,22 @@ pub fn load_config(paths: &[PathBuf], previous: Option<&Config>, now: DateTime<U
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(ConfigError::NoPlans(names.join(", ")));
     }
+    let approval_files = bundle
+        .documents
+        .iter()
+        .filter_map(|d| match &d.manifest {
+            meridian_core::source::Manifest::Approval(a) => {
+                let path = PathBuf::from(&d.file);
+                Some((a.metadata.name.clone(), path.canonicalize().unwrap_or(path)))
+            }
+            _ => None,
+        })
+        .collect();
     Ok(Config {
         generation: previous.map_or(1, |p| p.generation + 1),
         plans: bundle.plans.into_iter().map(Arc::new).collect(),
         file_approvals: bundle.approvals,
+        approval_files,
         warnings: bundle.report,
         loaded_at: now,
         fingerprint,

@@ -185,12 +185,15 @@ impl StateStore for MemoryStore {
         })
     }
 
-    fn file_approval_names(&self) -> StoreResult<Vec<String>> {
+    fn file_approvals(&self) -> StoreResult<Vec<(String, String)>> {
         self.with(|i| {
             Ok(i.approvals
                 .values()
-                .filter(|a| a.revoked.is_none() && i.approval_sources.get(&a.name).is_some_and(|s| s == "file"))
-                .map(|a| a.name.clone())
+                .filter(|a| a.revoked.is_none())
+                .filter_map(|a| {
+                    let source = i.approval_sources.get(&a.name)?;
+                    source.starts_with("file").then(|| (a.name.clone(), source.clone()))
+                })
                 .collect())
         })
     }

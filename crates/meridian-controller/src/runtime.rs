@@ -128,6 +128,8 @@ pub struct Controller {
     plans: RwLock<BTreeMap<String, Arc<Plan>>>,
     /// Serialises API grants, so two requests for one name cannot both pass the check.
     grants: Arc<Mutex<()>>,
+    /// The watched paths, canonical where they can be: approval files under them are mirrored.
+    watched: Vec<PathBuf>,
 }
 
 /// Handles of the background tasks; dropping it does not stop them, `shutdown` does.
@@ -146,7 +148,10 @@ impl Running {
         Some(failed)
     }
 
+    /// Stop deciding and acting: `/readyz` turns 503 ("shutting down") and the background
+    /// tasks end. The published snapshot stays readable and requests still reach the store.
     pub fn shutdown(mut self) {
+        self.controller.set_ready(false, vec!["shutting down".into()]);
         self.tasks.abort_all();
     }
 }
@@ -177,6 +182,7 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
         inflight: Mutex::new(HashMap::new()),
         plans: RwLock::new(BTreeMap::new()),
         grants: Arc::new(Mutex::new(())),
+        watched: settings.paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
     });
     let store = adapters.store.clone();
     let expired = blocking(move || store.events("approval-expired"))
@@ -273,8 +279,15 @@ impl Controller {
     async fn apply_config(&self, state: &mut LoopState, config: Arc<Config>) -> Result<(), StoreFailure> {
         let store = self.store();
         let now = self.now();
-        let files = config.file_approvals.clone();
-        blocking(move || sync_file_approvals(store.as_ref(), &files, now)).await?;
+        let config_for_sync = config.clone();
+        let watched = self.watched.clone();
+        let kept = blocking(move || sync_file_approvals(store.as_ref(), &config_for_sync, &watched, now)).await?;
+        for (name, source) in kept {
+            tracing_error(&format!(
+                "approval {name} was granted from {source}, which is outside the watched paths; it stays in \
+                 force; revoke it with `meridian revoke {name}` if it should not"
+            ));
+        }
         let mut plans = BTreeMap::new();
         for plan in &config.plans {
             let existing = state.plans.remove(&plan.name);
@@ -782,12 +795,11 @@ impl Controller {
             let snapshot = self.snapshot();
             for (name, entry) in &snapshot.plans {
                 let mut readings = Vec::new();
-                // Every unit Meridian has moved, those it took back to 0 included: a rolled-back
-                // region switched on behind its back is drift too. Units never started are left
-                // alone, so adopting a service that is already live never switches it off.
-                let moved = |u: &&meridian_core::state::UnitState| {
-                    u.percent > 0 || u.step.is_some() || matches!(u.phase, UnitPhase::RolledBack | UnitPhase::Failed)
-                };
+                // Every unit Meridian has moved, those it took back to 0 included: a region rolled
+                // back or disabled for a lost approval and switched on behind its back is drift
+                // too. Units never moved are left alone, so adopting a service that is already
+                // live never switches it off.
+                let moved = |u: &&meridian_core::state::UnitState| u.actuated || u.percent > 0;
                 for u in entry.state.units.iter().filter(moved) {
                     let target = Target { plan: name.clone(), region: u.region.clone(), service: u.service.clone() };
                     let read_at = self.now();
@@ -874,27 +886,49 @@ pub fn watch_requests(plan: &Plan, state: &PlanState, now: DateTime<Utc>) -> Vec
         .collect()
 }
 
-/// Mirror the watched files' approvals into the store: new ones are granted, changed ones
-/// updated, vanished ones revoked ("file removed"). A revocation is never undone by a file.
+/// Mirror the watched files' approvals into the store: new ones are granted (source
+/// `file:PATH`), changed ones updated, vanished ones revoked ("approval file removed").
 /// "Vanished" is judged against the store, not the last reload, so a file deleted while the
-/// controller was stopped is revoked at the next start.
+/// controller was stopped is revoked at the next start; but only a file under a watched path
+/// can vanish: one granted from elsewhere (the controller started with other paths) is kept
+/// and returned, as (name, source), to be reported. A revocation is never undone by a file,
+/// except the one its own removal caused: putting the file back grants it again.
 fn sync_file_approvals(
     store: &dyn StateStore,
-    current: &[ApprovalRecord],
+    config: &Config,
+    watched: &[PathBuf],
     now: DateTime<Utc>,
-) -> Result<(), StoreFailure> {
+) -> Result<Vec<(String, String)>, StoreFailure> {
     let stored: HashMap<String, ApprovalRecord> = store.approvals()?.into_iter().map(|a| (a.name.clone(), a)).collect();
-    for a in current {
+    for a in &config.file_approvals {
+        let source = config.approval_files.get(&a.name).map_or("file".to_string(), |p| format!("file:{}", p.display()));
         match stored.get(&a.name) {
-            Some(s) if s.revoked.is_some() => {}
-            Some(s) if same_grant(s, a) => {}
-            _ => store.put_approval(a, "file", &a.granted_by, now)?,
+            Some(s) if s.revoked.is_some() && !meridian_store::revoked_by_file_removal(s) => {}
+            Some(s) if s.revoked.is_none() && same_grant(s, a) => {}
+            _ => store.put_approval(a, &source, &a.granted_by, now)?,
         }
     }
-    for gone in store.file_approval_names()?.into_iter().filter(|name| current.iter().all(|c| &c.name != name)) {
-        store.revoke_approval(&gone, "config", Some("approval file removed"), now)?;
+    let mut kept = Vec::new();
+    for (name, source) in store.file_approvals()? {
+        if config.file_approvals.iter().any(|c| c.name == name) {
+            continue;
+        }
+        let under_watch = match source.strip_prefix("file:") {
+            Some(path) => watched.iter().any(|w| std::path::Path::new(path).starts_with(w)),
+            None => true,
+        };
+        if under_watch {
+            store.revoke_approval(
+                &name,
+                meridian_store::FILE_REMOVED_BY,
+                Some(meridian_store::FILE_REMOVED_REASON),
+                now,
+            )?;
+        } else {
+            kept.push((name, source));
+        }
     }
-    Ok(())
+    Ok(kept)
 }
 
 fn same_grant(a: &ApprovalRecord, b: &ApprovalRecord) -> bool {
@@ -930,7 +964,10 @@ fn spawn_fs_watch(paths: &[PathBuf]) -> mpsc::UnboundedReceiver<()> {
 }
 
 fn tracing_error(message: &str) {
-    eprintln!("meridian: {message}");
+    // Never `eprintln!`: it panics when stderr is a closed pipe (a log collector gone), and a
+    // log line must not take a task down.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "meridian: {message}");
 }
 
 impl ControlPlane for Controller {

@@ -107,8 +107,8 @@ impl StateStore for SqliteStore {
         })
     }
 
-    fn file_approval_names(&self) -> StoreResult<Vec<String>> {
-        self.with(|s| s.file_approval_names())
+    fn file_approvals(&self) -> StoreResult<Vec<(String, String)>> {
+        self.with(|s| s.file_approvals())
     }
 
     fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>> {

@@ -97,8 +97,9 @@ pub trait StateStore: Send + Sync + 'static {
     /// Record (or update) an approval; `source` is `api` or `file:PATH`.
     fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()>;
     fn revoke_approval(&self, name: &str, by: &str, reason: Option<&str>, at: DateTime<Utc>) -> StoreResult<bool>;
-    /// Names of unrevoked approvals whose last grant came from a file (`source` `file`).
-    fn file_approval_names(&self) -> StoreResult<Vec<String>>;
+    /// Unrevoked approvals whose last grant came from a file, as (name, source), the source
+    /// being `file:PATH` (or `file` from before paths were kept).
+    fn file_approvals(&self) -> StoreResult<Vec<(String, String)>>;
 
     fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()>;

@@ -380,6 +380,16 @@ async fn a_grant_that_changes_no_unit_is_published_at_once_and_its_name_is_taken
         matches!(again, Err(meridian_controller::control::ControlError::Conflict(ref n)) if n == "unrelated-1"),
         "{again:?}"
     );
+    // Two grants of one new name at once: exactly one wins.
+    for round in 0..20 {
+        let name = format!("race-{round}");
+        let (x, y) = tokio::join!(c.grant(approval(&name, "unrelated")), c.grant(approval(&name, "unrelated")));
+        let conflicts = [&x, &y]
+            .iter()
+            .filter(|r| matches!(r, Err(meridian_controller::control::ControlError::Conflict(_))))
+            .count();
+        assert!(x.is_ok() != y.is_ok() && conflicts == 1, "round {round}: {x:?} {y:?}");
+    }
     c.revoke("unrelated-1", "ops", Some("test".into())).await.unwrap();
     wait_for("the revocation published", Duration::from_secs(5), || {
         c.snapshot().approvals.iter().any(|a| a.name == "unrelated-1" && a.revoked.is_some())
@@ -389,58 +399,92 @@ async fn a_grant_that_changes_no_unit_is_published_at_once_and_its_name_is_taken
     running.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_approval_file_deleted_while_stopped_is_revoked_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("plan.yaml"), PLAN).unwrap();
-    let approval_file = dir.path().join("jp.yaml");
-    std::fs::write(
-        &approval_file,
-        "apiVersion: meridian.dev/v1alpha1
+const JP_LETTER: &str = "apiVersion: meridian.dev/v1alpha1
 kind: Approval
 metadata: {name: jp-letter}
 spec: {flag: jp-regulator, grantedBy: ministry}
-",
-    )
-    .unwrap();
+";
+
+/// The kinds of the controller's history events about `approval`, oldest first.
+async fn approval_history(c: &meridian_controller::runtime::Controller, approval: &str) -> Vec<String> {
+    let history = c.history(0, 1000).await.unwrap();
+    assert!(history.windows(2).all(|w| w[0].id < w[1].id), "history out of order");
+    history.into_iter().filter(|e| e.event.detail["approval"] == approval).map(|e| e.event.kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_file_deleted_while_stopped_is_revoked_at_the_next_start_and_put_back_grants_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plan.yaml"), PLAN).unwrap();
+    let approval_file = dir.path().join("jp.yaml");
+    std::fs::write(&approval_file, JP_LETTER).unwrap();
     let state_dir = tempfile::tempdir().unwrap();
     let fleet = Arc::new(FakeFleet::default());
-    for round in 0..2 {
+    for round in 0..3 {
         let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
         let adapters = fake_adapters(store.clone(), &fleet);
         let running = start(Settings::new(vec![dir.path().to_path_buf()]), adapters).await.expect("start");
         let c = running.controller.clone();
         let jp_letter = || c.snapshot().approvals.iter().find(|a| a.name == "jp-letter").cloned();
-        if round == 0 {
-            let granted = jp_letter().expect("the file's approval is on record");
-            assert!(granted.revoked.is_none());
-        } else {
-            // Right after the restart, before any decision changed anything, /metrics knows.
-            let page = c.metrics();
-            assert_eq!(metric(&page, "meridian_approval_valid", &[("approval", "jp-letter")]), Some(0.0), "{page}");
-            assert!(
-                metric(&page, "meridian_unit_traffic_percent", &[("region", "a"), ("service", "signin")]).is_some()
-            );
-            let revoked = jp_letter().and_then(|a| a.revoked).expect("the vanished file's approval is revoked");
-            assert_eq!(revoked.reason.as_deref(), Some("approval file removed"));
-            // Both the grant and the revocation are in the controller's history, in order.
-            let history = c.history(0, 1000).await.unwrap();
-            let kinds: Vec<&str> = history
-                .iter()
-                .filter(|e| e.event.detail["approval"] == "jp-letter")
-                .map(|e| e.event.kind.as_str())
-                .collect();
-            assert_eq!(kinds, ["approval-granted", "approval-revoked"], "{history:?}");
-            assert!(history.windows(2).all(|w| w[0].id < w[1].id));
-            wait_for("jp held for its approval", Duration::from_secs(10), || {
-                c.snapshot().plans["quick"].state.unit("jp", "signin").is_some_and(|u| u.waiting.is_some())
-            })
-            .await;
+        match round {
+            0 => {
+                let granted = jp_letter().expect("the file's approval is on record");
+                assert!(granted.revoked.is_none());
+                std::fs::remove_file(&approval_file).unwrap();
+            }
+            1 => {
+                // Right after the restart, before any decision changed anything, /metrics knows.
+                let page = c.metrics();
+                assert_eq!(metric(&page, "meridian_approval_valid", &[("approval", "jp-letter")]), Some(0.0), "{page}");
+                assert!(
+                    metric(&page, "meridian_unit_traffic_percent", &[("region", "a"), ("service", "signin")]).is_some()
+                );
+                let revoked = jp_letter().and_then(|a| a.revoked).expect("the vanished file's approval is revoked");
+                assert_eq!(revoked.reason.as_deref(), Some("approval file removed"));
+                assert_eq!(approval_history(&c, "jp-letter").await, ["approval-granted", "approval-revoked"]);
+                wait_for("jp held for its approval", Duration::from_secs(10), || {
+                    c.snapshot().plans["quick"].state.unit("jp", "signin").is_some_and(|u| u.waiting.is_some())
+                })
+                .await;
+                std::fs::write(&approval_file, JP_LETTER).unwrap();
+            }
+            _ => {
+                // The file is back: its removal's revocation is undone, on the record.
+                assert!(jp_letter().expect("on record").revoked.is_none(), "putting the file back grants again");
+                assert_eq!(
+                    approval_history(&c, "jp-letter").await,
+                    ["approval-granted", "approval-revoked", "approval-granted"]
+                );
+            }
         }
         running.shutdown();
         drop(c);
         wait_for("store released", Duration::from_secs(10), || Arc::strong_count(&store) == 1).await;
-        std::fs::remove_file(&approval_file).ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_approval_outside_the_watched_paths_is_kept_not_revoked() {
+    // Started once with the approvals directory, then without it (a forgotten argument):
+    // the approval was not removed, only not watched, so it stays in force.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(&plan, PLAN).unwrap();
+    let approvals = dir.path().join("approvals");
+    std::fs::create_dir(&approvals).unwrap();
+    std::fs::write(approvals.join("jp.yaml"), JP_LETTER).unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let fleet = Arc::new(FakeFleet::default());
+    for paths in [vec![plan.clone(), approvals.clone()], vec![plan.clone()]] {
+        let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
+        let running = start(Settings::new(paths), fake_adapters(store.clone(), &fleet)).await.expect("start");
+        let c = running.controller.clone();
+        let letter = c.snapshot().approvals.iter().find(|a| a.name == "jp-letter").cloned().expect("on record");
+        assert!(letter.revoked.is_none(), "{letter:?}");
+        assert_eq!(approval_history(&c, "jp-letter").await, ["approval-granted"]);
+        running.shutdown();
+        drop(c);
+        wait_for("store released", Duration::from_secs(10), || Arc::strong_count(&store) == 1).await;
     }
 }
 
@@ -587,6 +631,39 @@ async fn traffic_switched_on_behind_the_controllers_back_in_a_rolled_back_region
     assert_eq!(
         c.snapshot().plans["quick"].state.unit("jp", "signin").unwrap().phase,
         meridian_core::UnitPhase::RolledBack
+    );
+    running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_disabled_for_a_lost_approval_and_switched_on_by_hand_is_switched_off_again() {
+    let text = PLAN.replace("stepBake: 200ms", "stepBake: 200ms\n  onApprovalRevoked: disable");
+    let (_dir, path) = setup(&text);
+    let fleet = Arc::new(FakeFleet::default());
+    let mut settings = Settings::new(vec![path]);
+    settings.readback_interval = Duration::from_millis(100);
+    let running = start(settings, fake_adapters(Arc::new(MemoryStore::default()), &fleet)).await.expect("start");
+    let c = running.controller.clone();
+    let jp = || fleet.traffic.lock().unwrap().get(&("jp".into(), "signin".into())).copied();
+    c.grant(approval("jp-letter", "jp-regulator")).await.unwrap();
+    wait_for("jp serving", Duration::from_secs(20), || jp().is_some_and(|p| p > 0)).await;
+    c.revoke("jp-letter", "ministry", Some("measures withdrawn".into())).await.unwrap();
+    wait_for("jp disabled at the fleet", Duration::from_secs(10), || {
+        jp() == Some(0)
+            && c.snapshot().plans["quick"]
+                .state
+                .unit("jp", "signin")
+                .is_some_and(|u| u.percent == 0 && u.step.is_none())
+    })
+    .await;
+    // Someone switches jp back on by hand, with no approval in force.
+    fleet.traffic.lock().unwrap().insert(("jp".into(), "signin".into()), 50);
+    wait_for("the drift undone", Duration::from_secs(10), || jp() == Some(0)).await;
+    let audit = c.audit(Some("quick"), 0, 10_000).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.region.as_deref() == Some("jp")
+            && matches!(r.event, meridian_core::AuditEvent::Drift { expected: 0, observed: 50 })),
+        "no drift record"
     );
     running.shutdown();
 }

@@ -1205,10 +1205,11 @@ impl Engine<'_> {
         }
     }
 
-    fn finish(self, before: &[u32]) -> Decision {
+    fn finish(mut self, before: &[u32]) -> Decision {
         let mut actions = Vec::new();
-        for (i, u) in self.state.units.iter().enumerate() {
+        for (i, u) in self.state.units.iter_mut().enumerate() {
             if u.percent != before[i] || self.drifted.contains(&i) {
+                u.actuated = true;
                 actions.push(Action::SetTraffic {
                     region: u.region.clone(),
                     service: u.service.clone(),

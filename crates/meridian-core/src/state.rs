@@ -248,6 +248,11 @@ pub struct UnitState {
     /// serves `percent` again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<u32>,
+    /// Meridian has sent this unit a traffic change at least once (never reset): its target
+    /// is read back for drift from then on, at 0 % too, so traffic switched on by hand after a
+    /// rollback or a lost approval is undone. Units never moved are left alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub actuated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,6 +371,7 @@ impl UnitState {
             waiting: None,
             promoted: false,
             drift: None,
+            actuated: false,
             checks: plan
                 .health
                 .checks

@@ -4,8 +4,10 @@
 //! `put_approval` is level-triggered: putting what is already stored changes nothing and
 //! appends no event, so a file watcher may put every approval on every reload. A revoked
 //! approval is kept with its revocation forever: putting it again unchanged is a no-op (the
-//! revocation stands, even if its file still says otherwise), changing it is refused. Nothing
-//! here deletes; a removed file is the shell's to turn into a revocation.
+//! revocation stands, even if its file still says otherwise), changing it is refused. The one
+//! exception: an approval revoked because its file was removed ([`FILE_REMOVED_REASON`]) is
+//! granted again when a file (`source` `file:...`) puts it back. Nothing here deletes; a
+//! removed file is the shell's to turn into a revocation.
 
 use std::fmt;
 
@@ -137,6 +139,16 @@ fn write(
     Ok(())
 }
 
+/// Who revokes an approval whose file was removed, and why: such a revocation, and only such,
+/// is undone when a file grants the approval again.
+pub const FILE_REMOVED_BY: &str = "config";
+pub const FILE_REMOVED_REASON: &str = "approval file removed";
+
+/// Whether `record` was revoked because its file was removed.
+pub fn revoked_by_file_removal(record: &ApprovalRecord) -> bool {
+    record.revoked.as_ref().is_some_and(|r| r.by == FILE_REMOVED_BY && r.reason.as_deref() == Some(FILE_REMOVED_REASON))
+}
+
 fn without_revocation(record: &ApprovalRecord) -> ApprovalRecord {
     ApprovalRecord { revoked: None, ..record.clone() }
 }
@@ -155,6 +167,12 @@ impl Store {
         let tx = self.write_tx("record an approval")?;
         let change = match get(&tx, &record.name)? {
             None => ApprovalChange::Granted,
+            // A file put back after its removal revoked the approval grants it again.
+            Some(stored)
+                if source.starts_with("file") && record.revoked.is_none() && revoked_by_file_removal(&stored) =>
+            {
+                ApprovalChange::Granted
+            }
             Some(stored) => match &stored.revoked {
                 Some(_) if without_revocation(&stored) == without_revocation(record) => ApprovalChange::Unchanged,
                 Some(revoked) => {
@@ -214,22 +232,26 @@ impl Store {
         Ok(out)
     }
 
-    /// Names of the approvals in force whose last grant came from a file: the set a file
-    /// watcher mirrors. A file removed while the controller was stopped is found by comparing
-    /// the files read at start with this set.
-    pub fn file_approval_names(&self) -> Result<Vec<String>, StoreError> {
+    /// The approvals in force whose last grant came from a file, with that source (`file` or
+    /// `file:PATH`): the set a file watcher mirrors. A file removed while the controller was
+    /// stopped is found by comparing the files read at start with this set.
+    pub fn file_approvals(&self) -> Result<Vec<(String, String)>, StoreError> {
         let op = "list file approvals";
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT name, record FROM approvals WHERE source = 'file' ORDER BY name")
+            .prepare_cached(
+                "SELECT name, record, source FROM approvals WHERE source = 'file' OR source LIKE 'file:%' ORDER BY name",
+            )
             .map_err(sql(op))?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(sql(op))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(sql(op))?;
         let mut out = Vec::new();
         for row in rows {
-            let (name, json) = row.map_err(sql(op))?;
+            let (name, json, source) = row.map_err(sql(op))?;
             let record: ApprovalRecord = decode(&json, "approval", &name)?;
             if record.revoked.is_none() {
-                out.push(name);
+                out.push((name, source));
             }
         }
         Ok(out)

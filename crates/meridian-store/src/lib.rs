@@ -50,7 +50,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-pub use approval::{ApprovalChange, ApprovalEvent, ApprovalEventKind};
+pub use approval::{
+    ApprovalChange, ApprovalEvent, ApprovalEventKind, FILE_REMOVED_BY, FILE_REMOVED_REASON, revoked_by_file_removal,
+};
 pub use command::{CommandId, PendingCommand};
 pub use error::StoreError;
 pub use event::EventRecord;

@@ -34,6 +34,7 @@ pub(crate) fn state(plan: &str, audit_seq: u64) -> PlanState {
             waiting: None,
             promoted: false,
             drift: None,
+            actuated: true,
             checks: Vec::new(),
         }],
         waves: Vec::new(),

@@ -119,6 +119,13 @@ async fn demo(args: &Args) -> i32 {
             return 1;
         }
     };
+    let listener = match super::run::bind_api(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("meridian demo: {e}; pass --listen 127.0.0.1:0 for any free port");
+            return 1;
+        }
+    };
     let mut settings = Settings::new(vec![config_dir.clone()]);
     settings.readback_interval = Duration::from_secs(5);
     let running = match start(settings, adapters).await {
@@ -132,11 +139,10 @@ async fn demo(args: &Args) -> i32 {
     say(&format!("simulated fleet of 6 regions x 3 services on {}", fleet.base_url()));
     say(&format!("state in {}", state_dir.display()));
     // The demo's API takes no token: it listens on loopback and lives as long as the demo.
-    let api = match super::run::serve_api(controller.clone(), &args.listen, meridian_api::Auth::disabled(), None).await
-    {
+    let api = match super::run::serve_api(controller.clone(), listener, meridian_api::Auth::disabled(), None).await {
         Ok(api) => api,
         Err(e) => {
-            eprintln!("meridian demo: {e}; pass --listen 127.0.0.1:0 for any free port");
+            eprintln!("meridian demo: {e}");
             running.shutdown();
             return 1;
         }

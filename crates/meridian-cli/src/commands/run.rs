@@ -134,7 +134,11 @@ impl HealthSource for RouterHealth {
                 for e in &evaluation.errors {
                     let message = format!("plan {}: {}", plan.name, error_chain(e));
                     if reported.insert(message.clone()) {
-                        eprintln!("meridian: health: {message}");
+                        // Not `eprintln!`, which panics on a closed stderr.
+                        let _ = std::io::Write::write_fmt(
+                            &mut std::io::stderr(),
+                            format_args!("meridian: health: {message}\n"),
+                        );
                     }
                 }
             }
@@ -152,15 +156,19 @@ pub struct ApiServer {
     pub shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Bind `listen` and serve the API and /metrics there.
+/// Bind `listen`; done before the controller starts, so a taken address stops `run` before
+/// anything is decided.
+pub async fn bind_api(listen: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))
+}
+
+/// Serve the dashboard, the API and /metrics on `listener`.
 pub async fn serve_api(
     controller: Arc<meridian_controller::runtime::Controller>,
-    listen: &str,
+    listener: tokio::net::TcpListener,
     auth: meridian_api::Auth,
     tls: Option<meridian_api::TlsFiles>,
 ) -> Result<ApiServer, String> {
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let router = meridian_api::router(controller, auth, meridian_api::Limits::default());
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -201,6 +209,13 @@ async fn run_async(args: &Args) -> i32 {
         eprintln!("meridian run: {}", error_chain(&e));
         return 1;
     }
+    let listener = match bind_api(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("meridian run: {e}");
+            return 1;
+        }
+    };
     let running = match start(settings, adapters).await {
         Ok(r) => r,
         Err(e) => {
@@ -208,7 +223,7 @@ async fn run_async(args: &Args) -> i32 {
             return 1;
         }
     };
-    let api = match serve_api(running.controller.clone(), &args.listen, auth, tls).await {
+    let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
         Ok(api) => api,
         Err(e) => {
             eprintln!("meridian run: {e}");
@@ -267,13 +282,14 @@ pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done:
         code = done => (code, true),
         _ = shutdown_signal() => (0, true),
     };
-    // The API first: event streams end and requests in flight finish (at most 10 s), while
-    // the controller still answers them; then the background tasks stop.
+    // Stop deciding and acting first (readiness turns 503), then let the API finish: event
+    // streams end and requests in flight get up to 10 s; reads are served from the last
+    // snapshot and commands or grants still become durable, for the next start to apply.
+    running.shutdown();
     if let (true, Some(stop), Some(task)) = (graceful, api_shutdown, api_task) {
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(11), task).await;
     }
-    running.shutdown();
     code
 }
 

@@ -88,6 +88,7 @@ fn initial_state() -> PlanState {
                 waiting: None,
                 promoted: false,
                 drift: None,
+                actuated: false,
                 checks: Vec::new(),
             })
             .collect(),
