@@ -90,6 +90,17 @@ spec:
     checks: [{name: errors, prometheus: {query: 'x'}, max: 0.01}]
 ";
 
+/// Stop the controller and wait until its tasks let go of the store (and its file lock).
+async fn stop_and_release<S: ?Sized>(
+    running: meridian_controller::runtime::Running,
+    c: Arc<meridian_controller::runtime::Controller>,
+    store: &Arc<S>,
+) {
+    running.shutdown();
+    drop(c);
+    wait_for("store released", Duration::from_secs(10), || Arc::strong_count(store) == 1).await;
+}
+
 /// The fake fleet as health source and actuator, on the wall clock.
 fn fake_adapters(store: Arc<dyn StateStore>, fleet: &Arc<FakeFleet>) -> Adapters {
     Adapters { store, health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) }
@@ -329,10 +340,7 @@ async fn an_expiring_approval_is_recorded_once_and_holds_the_region() {
             ) && u.percent == 50
         })
         .await;
-        running.shutdown();
-        drop(c);
-        // The lock is released once the store is dropped; let the tasks let go of it.
-        wait_for("store released", Duration::from_secs(10), || Arc::strong_count(&store) == 1).await;
+        stop_and_release(running, c, &store).await;
         assert_eq!(
             store.events("approval-expired").unwrap().len(),
             1,
@@ -457,9 +465,7 @@ async fn an_approval_file_deleted_while_stopped_is_revoked_at_the_next_start_and
                 );
             }
         }
-        running.shutdown();
-        drop(c);
-        wait_for("store released", Duration::from_secs(10), || Arc::strong_count(&store) == 1).await;
+        stop_and_release(running, c, &store).await;
     }
 }
 
@@ -482,9 +488,7 @@ async fn a_file_approval_outside_the_watched_paths_is_kept_not_revoked() {
         let letter = c.snapshot().approvals.iter().find(|a| a.name == "jp-letter").cloned().expect("on record");
         assert!(letter.revoked.is_none(), "{letter:?}");
         assert_eq!(approval_history(&c, "jp-letter").await, ["approval-granted"]);
-        running.shutdown();
-        drop(c);
-        wait_for("store released", Duration::from_secs(10), || Arc::strong_count(&store) == 1).await;
+        stop_and_release(running, c, &store).await;
     }
 }
 
