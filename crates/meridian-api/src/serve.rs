@@ -133,11 +133,7 @@ impl TlsListener {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        // Not `eprintln!`, which panics on a closed stderr.
-                        let _ = std::io::Write::write_fmt(
-                            &mut std::io::stderr(),
-                            format_args!("meridian-api: accept failed: {e}\n"),
-                        );
+                        meridian_controller::log_line(&format!("meridian-api: accept failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }

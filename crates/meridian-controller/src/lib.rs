@@ -10,6 +10,13 @@ pub mod snapshot;
 pub mod sqlite;
 pub mod store;
 
+/// Write one line to stderr for long-running code. Never `eprintln!` there: it panics when
+/// stderr is a closed pipe (a log collector gone), and a log line must not take a task down.
+pub fn log_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// An error and its sources on one line: `failed to open x: permission denied`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();

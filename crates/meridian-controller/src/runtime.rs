@@ -282,11 +282,15 @@ impl Controller {
         let config_for_sync = config.clone();
         let watched = self.watched.clone();
         let kept = blocking(move || sync_file_approvals(store.as_ref(), &config_for_sync, &watched, now)).await?;
-        for (name, source) in kept {
-            tracing_error(&format!(
-                "approval {name} was granted from {source}, which is outside the watched paths; it stays in \
-                 force; revoke it with `meridian revoke {name}` if it should not"
-            ));
+        // The watched paths never change while running, so only the first apply (at start)
+        // can find approvals from elsewhere; say so once, not on every reload.
+        if state.config.is_none() {
+            for (name, source) in kept {
+                tracing_error(&format!(
+                    "approval {name} was granted from {source}, which is outside the watched paths; it stays \
+                     in force; revoke it with `meridian revoke {name}` if it should not"
+                ));
+            }
         }
         let mut plans = BTreeMap::new();
         for plan in &config.plans {
@@ -964,10 +968,7 @@ fn spawn_fs_watch(paths: &[PathBuf]) -> mpsc::UnboundedReceiver<()> {
 }
 
 fn tracing_error(message: &str) {
-    // Never `eprintln!`: it panics when stderr is a closed pipe (a log collector gone), and a
-    // log line must not take a task down.
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "meridian: {message}");
+    crate::log_line(&format!("meridian: {message}"));
 }
 
 impl ControlPlane for Controller {

@@ -134,15 +134,10 @@ impl StateStore for SqliteStore {
         let mut out = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.with(|s| s.events(after, 1000))?;
+            let page = self.history(after, 1000)?;
             let Some(last) = page.last() else { break };
             after = last.id;
-            out.extend(page.into_iter().filter(|e| e.kind == kind).map(|e| ControllerEvent {
-                at: e.at,
-                kind: e.kind,
-                who: e.who,
-                detail: e.detail,
-            }));
+            out.extend(page.into_iter().map(|e| e.event).filter(|e| e.kind == kind));
         }
         Ok(out)
     }

@@ -134,11 +134,7 @@ impl HealthSource for RouterHealth {
                 for e in &evaluation.errors {
                     let message = format!("plan {}: {}", plan.name, error_chain(e));
                     if reported.insert(message.clone()) {
-                        // Not `eprintln!`, which panics on a closed stderr.
-                        let _ = std::io::Write::write_fmt(
-                            &mut std::io::stderr(),
-                            format_args!("meridian: health: {message}\n"),
-                        );
+                        meridian_controller::log_line(&format!("meridian: health: {message}"));
                     }
                 }
             }
