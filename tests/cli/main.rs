@@ -1,5 +1,6 @@
 //! End-to-end tests of the `meridian` binary: real processes, real files, exit codes and output.
 
+mod approvals;
 mod crash;
 mod dashboard;
 mod demo;

@@ -42,12 +42,14 @@ fn status(a: &ApprovalRecord, now: DateTime<Utc>) -> &'static str {
     }
 }
 
-pub(crate) async fn list(State(state): State<AppState>) -> impl IntoResponse {
-    let snapshot = state.control.snapshot();
+/// Read from the store, not the published snapshot: an approval a 201 answered a moment ago
+/// is listed.
+pub(crate) async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let records = state.control.approvals().await?;
     let now = Utc::now();
     let approvals: Vec<ApprovalView> =
-        snapshot.approvals.iter().map(|record| ApprovalView { record, status: status(record, now) }).collect();
-    Json(json!({ "approvals": approvals })).into_response()
+        records.iter().map(|record| ApprovalView { record, status: status(record, now) }).collect();
+    Ok(Json(json!({ "approvals": approvals })))
 }
 
 const MANIFEST_HINT: &str = r#"send an Approval manifest as JSON: {"apiVersion": "meridian.dev/v1alpha1", "kind": "Approval", "metadata": {"name": "..."}, "spec": {"flag": "...", "reference": "..."}}"#;
@@ -201,11 +203,14 @@ pub(crate) async fn revoke(
         })?
     };
     let reason = body_params.reason.or(query.reason).filter(|r| !r.trim().is_empty());
-    let snapshot = state.control.snapshot();
-    let Some(approval) = snapshot.approvals.iter().find(|a| a.name == name) else {
+    let what = format!("DELETE /api/v1/approvals/{name}");
+    state.authorize(&identity, Action::RevokeAny, &what)?;
+    // The store is the truth: an approval granted a moment ago may not be published yet.
+    let approvals = state.control.approvals().await?;
+    let Some(approval) = approvals.iter().find(|a| a.name == name) else {
         return Err(ApiError::not_found(
             format!("no approval named {name:?}"),
-            crate::plans::known("approvals", snapshot.approvals.iter().map(|a| &a.name)),
+            crate::plans::known("approvals", approvals.iter().map(|a| &a.name)),
         ));
     };
     let what = format!("DELETE /api/v1/approvals/{name} (flag {})", approval.flag);

@@ -81,6 +81,9 @@ pub enum Action<'a> {
     Revoke {
         flag: &'a str,
     },
+    /// Revoke an approval at all (checked before the approval is looked up, so a token
+    /// that may revoke nothing learns nothing from a 404).
+    RevokeAny,
 }
 
 impl Identity {
@@ -101,7 +104,7 @@ impl Identity {
             (Action::Command(kind), _) => {
                 Err(format!("token {:?} (role {role}) may not {kind}; that needs role operator", self.name))
             }
-            (Action::GrantAny, Role::Approver | Role::Ci) => Ok(()),
+            (Action::GrantAny | Action::RevokeAny, Role::Approver | Role::Ci) => Ok(()),
             (Action::Grant { flag } | Action::Revoke { flag }, Role::Approver | Role::Ci) if has_flag(flag) => Ok(()),
             (Action::Grant { flag }, Role::Approver | Role::Ci) => {
                 Err(format!("token {:?} may not grant flag {flag:?} (it may grant: {})", self.name, flags()))
@@ -113,7 +116,7 @@ impl Identity {
                 "token {:?} (role {role}) may not grant approvals; that needs role approver or ci with the flag",
                 self.name
             )),
-            (Action::Revoke { .. }, _) => Err(format!(
+            (Action::Revoke { .. } | Action::RevokeAny, _) => Err(format!(
                 "token {:?} (role {role}) may not revoke approvals; that needs role approver or ci with the flag",
                 self.name
             )),

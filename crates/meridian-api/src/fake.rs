@@ -209,6 +209,13 @@ impl ControlPlane for FakeControl {
         })
     }
 
+    fn approvals(&self) -> BoxFuture<'_, Result<Vec<ApprovalRecord>, ControlError>> {
+        Box::pin(async move {
+            self.take_failure()?;
+            Ok(self.lock().snapshot.approvals.clone())
+        })
+    }
+
     fn revoke(&self, name: &str, by: &str, reason: Option<String>) -> BoxFuture<'_, Result<(), ControlError>> {
         let (name, by) = (name.to_string(), by.to_string());
         Box::pin(async move {

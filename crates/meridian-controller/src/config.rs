@@ -42,6 +42,9 @@ pub enum ConfigError {
     Invalid(Report),
     #[error("no RolloutPlan found in {0}")]
     NoPlans(String),
+    /// Plans in flight that the edit would drop; each entry is one whole message.
+    #[error("{}", .0.join("; "))]
+    PlansVanished(Vec<String>),
 }
 
 impl ConfigError {
@@ -50,6 +53,7 @@ impl ConfigError {
             ConfigError::Read { .. } => "read",
             ConfigError::Invalid(_) => "invalid",
             ConfigError::NoPlans(_) => "no_plans",
+            ConfigError::PlansVanished(_) => "plan_vanished",
         }
     }
 }
@@ -61,6 +65,31 @@ fn first_error(report: &Report) -> String {
         .find(|d| d.severity == meridian_core::Severity::Error)
         .map(ToString::to_string)
         .unwrap_or_default()
+}
+
+/// Plans in force with traffic in flight (`PlanState::units_in_flight`) that `next` no longer
+/// defines, one message each: an edit that drops them is rejected whole, so a file emptied or
+/// deleted by mistake never takes a live rollout out of control. A settled plan (complete,
+/// aborted, or without traffic) may leave.
+pub fn vanished_in_flight<'a>(
+    in_force: impl IntoIterator<Item = (&'a str, &'a meridian_core::PlanState)>,
+    next: &Config,
+) -> Vec<String> {
+    in_force
+        .into_iter()
+        .filter(|(name, _)| !next.plans.iter().any(|p| p.name == *name))
+        .filter_map(|(name, state)| {
+            let units = state.units_in_flight();
+            (units > 0).then(|| {
+                format!(
+                    "plan {name:?} vanished from the files while {units} of its units serve traffic (phase {}); it \
+                     stays in force; restore its file, or abort it (`meridian abort {name}`) or let it complete \
+                     before removing it",
+                    state.phase()
+                )
+            })
+        })
+        .collect()
 }
 
 /// Read and validate every manifest under `paths`. `previous` supplies the generation.
@@ -179,5 +208,62 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod vanished_tests {
+    use super::*;
+    use meridian_core::{PlanState, UnitPhase};
+
+    fn mk_plan(name: &str) -> Plan {
+        let text = format!(
+            "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: {name}}}\nspec:\n  services: \
+             [{{name: s}}]\n  regions: [{{name: a}}, {{name: b}}]\n  waves: [{{name: w, regions: [a, b]}}]\n  steps: \
+             [50, 100]\n"
+        );
+        let bundle = load(&[(format!("{name}.yaml"), text)], None);
+        assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
+        bundle.plans.into_iter().next().unwrap()
+    }
+
+    fn mk_config(plans: &[&Plan]) -> Config {
+        Config {
+            generation: 2,
+            plans: plans.iter().map(|p| Arc::new((*p).clone())).collect(),
+            file_approvals: Vec::new(),
+            approval_files: Default::default(),
+            warnings: Report::default(),
+            loaded_at: Utc::now(),
+            fingerprint: 0,
+        }
+    }
+
+    #[test]
+    fn only_plans_with_traffic_in_flight_may_not_vanish() {
+        let (keep, gone) = (mk_plan("keep"), mk_plan("gone"));
+        let next = mk_config(&[&keep]);
+        let fresh = PlanState::new(&gone);
+        assert!(vanished_in_flight([("gone", &fresh)], &next).is_empty(), "no traffic yet: may leave");
+
+        let mut flying = PlanState::new(&gone);
+        flying.units[0].percent = 50;
+        flying.units[0].phase = UnitPhase::Progressing;
+        let messages = vanished_in_flight([("gone", &flying), ("keep", &PlanState::new(&keep))], &next);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].starts_with("plan \"gone\" vanished from the files while 1 of its units serve traffic"));
+
+        let mut aborted = flying.clone();
+        aborted.aborted = true;
+        assert!(vanished_in_flight([("gone", &aborted)], &next).is_empty(), "aborted: may leave");
+
+        let mut complete = flying;
+        for u in &mut complete.units {
+            (u.percent, u.phase) = (100, UnitPhase::Enabled);
+        }
+        for w in &mut complete.waves {
+            w.phase = meridian_core::WavePhase::Complete;
+        }
+        assert!(vanished_in_flight([("gone", &complete)], &next).is_empty(), "complete: may leave");
     }
 }

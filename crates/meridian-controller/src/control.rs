@@ -64,6 +64,9 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>>;
     /// Record an approval (granted through the API).
     fn grant(&self, approval: ApprovalRecord) -> BoxFuture<'_, Result<(), ControlError>>;
+    /// Every approval on record, read from the store: the truth, which a grant or revoke
+    /// just answered is already part of (the published snapshot may lag behind it).
+    fn approvals(&self) -> BoxFuture<'_, Result<Vec<ApprovalRecord>, ControlError>>;
     /// Revoke an approval; it is kept, marked revoked, and never valid again.
     fn revoke(&self, name: &str, by: &str, reason: Option<String>) -> BoxFuture<'_, Result<(), ControlError>>;
     /// Audit records of one plan (or all) with `seq > after`, oldest first.

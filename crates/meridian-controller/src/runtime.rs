@@ -23,15 +23,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use meridian_core::approval::ApprovalRecord;
 use meridian_core::plan::Plan;
-use meridian_core::ports::{Actuator, BoxFuture, EvalRequest, HealthSource, Target};
-use meridian_core::state::{UnitPhase, WavePhase};
+use meridian_core::ports::{Actuator, BoxFuture, HealthSource, Target};
 use meridian_core::{
     AuditRecord, Command, Confirmation, HealthSample, Observations, PlanState, TrafficReading, decide,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, ConfigError, current_fingerprint, load_config};
+use crate::config::{Config, ConfigError, current_fingerprint, load_config, vanished_in_flight};
 use crate::control::{ControlError, ControlPlane, Readiness};
 use crate::metrics::Metrics;
 use crate::snapshot::{ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
@@ -408,6 +407,11 @@ impl Controller {
             Event::Confirmed { plan, confirmation } => state.confirmations.entry(plan).or_default().push(confirmation),
             Event::Config(config) => {
                 let generation = config.generation;
+                let vanished =
+                    vanished_in_flight(state.plans.iter().map(|(name, run)| (name.as_str(), &run.state)), &config);
+                if !vanished.is_empty() {
+                    return self.reject_config(state, ConfigError::PlansVanished(vanished)).await;
+                }
                 match self.apply_config(state, config).await {
                     Ok(()) => {
                         self.metrics.config_reloads.with_label_values(&["applied"]).inc();
@@ -417,26 +421,31 @@ impl Controller {
                     Err(e) => tracing_error(&format!("configuration not applied: {e}")),
                 }
             }
-            Event::ConfigRejected(error) => {
-                self.metrics.config_reloads.with_label_values(&[error.metric_label()]).inc();
-                let errors: Vec<String> = match &error {
-                    ConfigError::Invalid(report) => report
-                        .diagnostics
-                        .iter()
-                        .filter(|d| d.severity == meridian_core::Severity::Error)
-                        .map(ToString::to_string)
-                        .collect(),
-                    other => vec![other.to_string()],
-                };
-                tracing_error(&format!(
-                    "configuration edit rejected; the previous version stays in force: {}",
-                    errors.join(" | ")
-                ));
-                self.record_event("config-rejected", "config", serde_json::json!({ "errors": errors }));
-                let rejected = RejectedEdit { at: self.now(), errors };
-                self.publish(state, Some(rejected)).await;
-            }
+            Event::ConfigRejected(error) => self.reject_config(state, error).await,
         }
+    }
+
+    /// Report an edit that is not applied (the last good configuration stays in force):
+    /// counted, logged, recorded and published with its errors.
+    async fn reject_config(&self, state: &LoopState, error: ConfigError) {
+        self.metrics.config_reloads.with_label_values(&[error.metric_label()]).inc();
+        let errors: Vec<String> = match &error {
+            ConfigError::Invalid(report) => report
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == meridian_core::Severity::Error)
+                .map(ToString::to_string)
+                .collect(),
+            ConfigError::PlansVanished(messages) => messages.clone(),
+            other => vec![other.to_string()],
+        };
+        tracing_error(&format!(
+            "configuration edit rejected; the previous version stays in force: {}",
+            errors.join(" | ")
+        ));
+        self.record_event("config-rejected", "config", serde_json::json!({ "errors": errors }));
+        let rejected = RejectedEdit { at: self.now(), errors };
+        self.publish(state, Some(rejected)).await;
     }
 
     /// Decide one plan, commit the decision, publish it, and start its actuations.
@@ -772,7 +781,7 @@ impl Controller {
                 }
                 next.insert(name.clone(), now_instant + interval);
                 soonest = soonest.min(now_instant + interval);
-                let requests = watch_requests(&entry.plan, &entry.state, self.now());
+                let requests = meridian_core::watch::health_requests(&entry.plan, &entry.state, self.now());
                 if requests.is_empty() {
                     continue;
                 }
@@ -863,31 +872,6 @@ impl Controller {
             }
         });
     }
-}
-
-/// Units whose health is watched: serving traffic, in a wave that has not completed. One
-/// request per (service, wave), so one query per check per service covers every region.
-pub fn watch_requests(plan: &Plan, state: &PlanState, now: DateTime<Utc>) -> Vec<EvalRequest> {
-    let mut by_key: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
-    for (i, u) in state.units.iter().enumerate() {
-        let (r, s) = (i / plan.services.len(), i % plan.services.len());
-        let wave = plan.regions[r].wave;
-        let watched = u.percent > 0
-            && matches!(u.phase, UnitPhase::Progressing | UnitPhase::Paused | UnitPhase::Enabled)
-            && state.waves.get(wave).is_some_and(|w| w.phase != WavePhase::Complete);
-        if watched {
-            by_key.entry((s, wave)).or_default().push(u.region.clone());
-        }
-    }
-    by_key
-        .into_iter()
-        .map(|((s, w), regions)| EvalRequest {
-            service: plan.services[s].name.clone(),
-            wave: plan.waves[w].name.clone(),
-            regions,
-            now,
-        })
-        .collect()
 }
 
 /// Mirror the watched files' approvals into the store: new ones are granted (source
@@ -1037,6 +1021,13 @@ impl ControlPlane for Controller {
             }
             self.kick();
             Ok(())
+        })
+    }
+
+    fn approvals(&self) -> BoxFuture<'_, Result<Vec<ApprovalRecord>, ControlError>> {
+        Box::pin(async move {
+            let store = self.store();
+            blocking(move || store.approvals()).await.map_err(|e| ControlError::Store(e.message))
         })
     }
 

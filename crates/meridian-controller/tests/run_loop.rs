@@ -671,3 +671,103 @@ async fn a_region_disabled_for_a_lost_approval_and_switched_on_by_hand_is_switch
     );
     running.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_retried_after_its_halted_wave_was_promoted_reaches_100() {
+    // Halt, promote (accepting the failure), heal, retry: the retried region is in a complete
+    // wave, and must still be watched for health until it is enabled.
+    let text = PLAN.replace("approvals: [jp-regulator]", "approvals: []");
+    let (_dir, path) = setup(&text);
+    let fleet = Arc::new(FakeFleet::default());
+    fleet.unhealthy.lock().unwrap().push("jp".into());
+    let running =
+        start(Settings::new(vec![path]), fake_adapters(Arc::new(MemoryStore::default()), &fleet)).await.expect("start");
+    let c = running.controller.clone();
+    let unit = |c: &meridian_controller::runtime::Controller, service: &str| {
+        c.snapshot().plans["quick"].state.unit("jp", service).cloned().unwrap()
+    };
+    wait_for("wave two halted", Duration::from_secs(20), || {
+        c.snapshot().plans["quick"].state.phase() == PlanPhase::Halted
+    })
+    .await;
+    let promote = Command { wave: Some("two".into()), ..Command::plan_wide(CommandKind::Promote, "op", Utc::now()) };
+    c.command("quick", promote).await.unwrap();
+    wait_for("wave two complete", Duration::from_secs(10), || {
+        c.snapshot().plans["quick"].state.waves[1].phase == meridian_core::WavePhase::Complete
+    })
+    .await;
+    assert_eq!(unit(&c, "signin").phase, meridian_core::UnitPhase::RolledBack);
+    fleet.unhealthy.lock().unwrap().clear();
+    let retry = Command { region: Some("jp".into()), ..Command::plan_wide(CommandKind::Retry, "op", Utc::now()) };
+    c.command("quick", retry).await.unwrap();
+    wait_for("jp enabled after the retry", Duration::from_secs(20), || {
+        ["signin", "store"].iter().all(|s| {
+            let u = unit(&c, s);
+            u.phase == meridian_core::UnitPhase::Enabled && u.percent == 100
+        })
+    })
+    .await;
+    for s in ["signin", "store"] {
+        assert_eq!(fleet.traffic.lock().unwrap().get(&("jp".into(), s.to_string())), Some(&100), "jp/{s} at the fleet");
+    }
+    running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_file_emptied_mid_rollout_is_rejected_and_the_plan_stays_in_control() {
+    // Two plans in one watched directory. "quick" is in flight (jp waits for its approval
+    // while a and b serve traffic); "done" completes. Emptying quick's file (what `>` or an
+    // editor does first) must not drop it; deleting the settled plan's file may.
+    let dir = tempfile::tempdir().unwrap();
+    let quick = dir.path().join("quick.yaml");
+    let done = dir.path().join("done.yaml");
+    std::fs::write(&quick, PLAN).unwrap();
+    std::fs::write(
+        &done,
+        PLAN.replace("name: quick", "name: done").replace("approvals: [jp-regulator]", "approvals: []"),
+    )
+    .unwrap();
+    let fleet = Arc::new(FakeFleet::default());
+    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
+    settings.config_poll = Duration::from_millis(100);
+    let running = start(settings, fake_adapters(Arc::new(MemoryStore::default()), &fleet)).await.expect("start");
+    let c = running.controller.clone();
+    wait_for("quick serving in b and done complete", Duration::from_secs(20), || {
+        let s = c.snapshot();
+        s.plans["quick"].state.unit("b", "store").is_some_and(|u| u.percent == 100)
+            && s.plans["done"].state.phase() == PlanPhase::Complete
+    })
+    .await;
+
+    std::fs::write(&quick, "").unwrap();
+    wait_for("the edit rejected", Duration::from_secs(10), || c.snapshot().config.rejected.is_some()).await;
+    let s = c.snapshot();
+    let errors = &s.config.rejected.as_ref().unwrap().errors;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("plan \"quick\" vanished from the files") && e.contains("meridian abort quick")),
+        "{errors:?}"
+    );
+    assert_eq!(s.config.generation, 1, "the edit must not apply");
+    assert!(s.plans.contains_key("quick"), "quick left control");
+    // Still under control: a command on it is accepted and applied.
+    c.command("quick", Command::plan_wide(CommandKind::Pause, "op", Utc::now())).await.unwrap();
+    wait_for("quick paused", Duration::from_secs(5), || c.snapshot().plans["quick"].state.paused.plan).await;
+
+    // Put back, the file applies again.
+    std::fs::write(&quick, PLAN).unwrap();
+    wait_for("quick's file back", Duration::from_secs(10), || {
+        let s = c.snapshot();
+        s.config.rejected.is_none() && s.config.generation == 2
+    })
+    .await;
+    // A settled plan may leave: done's file removed is an applied edit.
+    std::fs::remove_file(&done).unwrap();
+    wait_for("done removed", Duration::from_secs(10), || {
+        let s = c.snapshot();
+        s.config.generation == 3 && !s.plans.contains_key("done") && s.plans.contains_key("quick")
+    })
+    .await;
+    running.shutdown();
+}

@@ -318,16 +318,10 @@ impl Engine<'_> {
             && cmd.wave.as_ref().is_none_or(|w| *w == self.plan.waves[region.wave].name)
     }
 
-    /// Is unit `i` serving traffic under watch (health failures count)?
+    /// Is unit `i` serving traffic under watch (health failures count)? The one rule in
+    /// `watch`, which the shells ask too.
     fn watched(&self, i: usize) -> bool {
-        let u = &self.state.units[i];
-        let wave = self.plan.regions[self.region_of(i)].wave;
-        u.percent > 0
-            && match u.phase {
-                UnitPhase::Progressing | UnitPhase::Paused => true,
-                UnitPhase::Enabled => self.state.waves[wave].phase != WavePhase::Complete,
-                _ => false,
-            }
+        crate::watch::under_watch(self.plan, &self.state, i)
     }
 
     // ----- 1. commands -----

@@ -32,6 +32,7 @@ pub mod simulate;
 pub mod source;
 pub mod state;
 pub mod validate;
+pub mod watch;
 pub mod window;
 
 pub use approval::ApprovalRecord;

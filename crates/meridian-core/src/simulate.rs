@@ -123,25 +123,22 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
     timeline(plan, state, audit, opts, now, decisions)
 }
 
-/// A healthy verdict at `now` for every check of every unit that serves traffic and is not
-/// yet done with (an enabled unit of a complete wave is; a unit restarting after a lost
-/// approval in a complete wave is not).
+/// A healthy verdict at `now` for every check of every unit under watch, by the engine's one
+/// rule (`watch::health_requests`): what the controller would ask a healthy fleet for.
 fn healthy_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, out: &mut Vec<HealthSample>) {
-    for (i, unit) in state.units.iter().enumerate() {
-        let wave = plan.regions[i / plan.services.len()].wave;
-        if unit.percent == 0 || (unit.phase == UnitPhase::Enabled && state.waves[wave].phase == WavePhase::Complete) {
-            continue;
-        }
-        for check in &plan.health.checks {
-            out.push(HealthSample {
-                region: unit.region.clone(),
-                service: unit.service.clone(),
-                check: check.name.clone(),
-                verdict: HealthVerdict::Healthy,
-                value: None,
-                detail: None,
-                at: now,
-            });
+    for request in crate::watch::health_requests(plan, state, now) {
+        for region in &request.regions {
+            for check in &plan.health.checks {
+                out.push(HealthSample {
+                    region: region.clone(),
+                    service: request.service.clone(),
+                    check: check.name.clone(),
+                    verdict: HealthVerdict::Healthy,
+                    value: None,
+                    detail: None,
+                    at: now,
+                });
+            }
         }
     }
 }

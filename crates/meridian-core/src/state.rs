@@ -463,6 +463,18 @@ impl PlanState {
     }
 
     /// The rollout's overall phase.
+    /// Units serving traffic that are not done with: every unit with traffic, unless the
+    /// plan is aborted, or complete with that unit enabled. A plan with any of these must not
+    /// leave control (its definition vanishing from the configuration): its traffic would
+    /// stay where it is, unwatched and beyond `pause` or `abort`.
+    pub fn units_in_flight(&self) -> usize {
+        if self.aborted {
+            return 0;
+        }
+        let complete = self.phase() == PlanPhase::Complete;
+        self.units.iter().filter(|u| u.percent > 0 && !(complete && u.phase == UnitPhase::Enabled)).count()
+    }
+
     pub fn phase(&self) -> PlanPhase {
         if self.aborted {
             PlanPhase::Aborted

@@ -603,6 +603,31 @@ fn check_decision(
     }
     ensure!(after.audit_seq == before.audit_seq + d.audit.len() as u64, "audit_seq out of step");
 
+    // Health watch: every unit the engine waits on for health (a health wait, a step bake
+    // whose end needs fresh verdicts, an enabled unit of a baking wave) is in what the shells
+    // are asked to evaluate, so no unit waits for verdicts nobody fetches.
+    if !plan.health.checks.is_empty() {
+        let requested: BTreeSet<(String, String)> = meridian_core::watch::health_requests(plan, after, now)
+            .into_iter()
+            .flat_map(|r| r.regions.into_iter().map(move |region| (region, r.service.clone())))
+            .collect();
+        for (i, u) in after.units.iter().enumerate() {
+            let waits_on_health = (u.phase == UnitPhase::Progressing
+                && matches!(u.waiting, Some(WaitReason::Health { .. } | WaitReason::StepBake { .. })))
+                || (u.phase == UnitPhase::Enabled && after.waves[plan.regions[i / n].wave].phase == WavePhase::Baking);
+            if u.percent > 0 && waits_on_health {
+                ensure!(
+                    requested.contains(&(u.region.clone(), u.service.clone())),
+                    "{}/{} waits on health ({:?}, {:?}) but is not requested",
+                    u.region,
+                    u.service,
+                    u.phase,
+                    u.waiting
+                );
+            }
+        }
+    }
+
     // Actions: one per unit whose traffic changed or drifted, nothing else.
     let mut seen = BTreeSet::new();
     for Action::SetTraffic { region, service, percent, from } in &d.actions {

@@ -131,16 +131,17 @@ impl Rollout {
         )
     }
 
-    /// What the fleet reports at `now` for every unit that serves traffic.
+    /// What the fleet reports at `now` for every unit under watch: what the controller asks
+    /// for, by the engine's one rule.
     fn samples(&self) -> Vec<HealthSample> {
         let mut out = Vec::new();
-        for u in &self.state.units {
-            if u.percent == 0 {
-                continue;
-            }
-            let Some(verdict) = self.verdict_for(u) else { continue };
-            for c in &self.plan.health.checks {
-                out.push(mk_sample(&u.region, &u.service, &c.name, verdict, self.now));
+        for request in meridian_core::watch::health_requests(&self.plan, &self.state, self.now) {
+            for region in &request.regions {
+                let Some(u) = self.state.unit(region, &request.service) else { continue };
+                let Some(verdict) = self.verdict_for(u) else { continue };
+                for c in &self.plan.health.checks {
+                    out.push(mk_sample(&u.region, &u.service, &c.name, verdict, self.now));
+                }
             }
         }
         out
@@ -396,6 +397,28 @@ fn promoting_a_halted_wave_accepts_the_failure_and_lets_the_next_wave_run() {
     run.run_until(run.now + TimeDelta::hours(1), |r| r.region_enabled("d"));
     assert!(run.region_enabled("d"));
     assert_eq!(run.region_percents("b"), vec![0, 0]);
+}
+
+#[test]
+fn a_region_retried_after_its_halted_wave_was_promoted_is_watched_and_reaches_100() {
+    // The on-call story: b fails, the wave halts, the operator promotes it (accepting the
+    // failure), heals b and retries it. Its wave is complete, yet b must be watched again.
+    let mut run = Rollout::new(mk_two_waves(""), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted);
+    run.command(CommandKind::Promote, Some("first"), None);
+    assert_eq!(run.wave("first"), WavePhase::Complete);
+    run.verdicts.clear();
+    run.command(CommandKind::Retry, None, Some("b"));
+    run.tick();
+    assert_eq!(run.unit("b", "signin").percent, 10);
+    let watched = meridian_core::watch::health_requests(&run.plan, &run.state, run.now);
+    assert!(
+        watched.iter().any(|r| r.service == "signin" && r.regions.contains(&"b".to_string())),
+        "b/signin is not watched: {watched:?}"
+    );
+    assert!(run.run_until(run.now + TimeDelta::hours(2), |r| r.region_enabled("b")), "{:#?}", run.state);
+    assert_eq!(run.region_percents("b"), vec![100, 100]);
 }
 
 #[test]
