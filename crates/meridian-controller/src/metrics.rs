@@ -1,13 +1,22 @@
 //! Prometheus metrics of the controller, in one registry the API serves at `/metrics`.
 //!
-//! Owns metric names, labels and how a snapshot of state maps onto them. Label sets stay
-//! bounded: per (plan, region, service) for state and traffic, per check for health, per
-//! approval for validity and expiry.
+//! Owns metric names, labels and how the published snapshot maps onto them. The default set
+//! stays small at any fleet size: aggregates per plan (units by wave and phase, regions by
+//! state, traffic per service, the plan's phase), per check, per approval and per error kind;
+//! 1,000 plans of 50 regions x 3 services export a few thousand series, not a million.
+//! Per-unit series (`meridian_unit_*`, `meridian_health_value`) are opt-in
+//! (`Metrics::with_unit_series`, `meridian run --unit-metrics`).
+//!
+//! State gauges are rebuilt from the snapshot at every scrape (reset, then set, under one
+//! lock), so a plan that left or a phase no longer held leaves no stale series behind.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 
+use crate::snapshot::Snapshot;
 use chrono::{DateTime, Utc};
 use meridian_core::approval::ApprovalRecord;
+use meridian_core::plan::Plan;
 use meridian_core::state::{PlanState, UnitPhase};
 use meridian_core::{AuditEvent, AuditRecord, HealthSample};
 use prometheus::{
@@ -27,10 +36,12 @@ const PHASES: [UnitPhase; 7] = [
 /// Every metric the controller exports.
 pub struct Metrics {
     pub registry: Registry,
-    unit_state: IntGaugeVec,
-    unit_traffic: IntGaugeVec,
+    /// Per-unit series, opt-in; `None` by default.
+    unit_series: Option<UnitSeries>,
+    units: IntGaugeVec,
+    regions: IntGaugeVec,
+    service_traffic: GaugeVec,
     plan_phase: IntGaugeVec,
-    health_value: GaugeVec,
     health_verdicts: IntCounterVec,
     approval_valid: IntGaugeVec,
     approval_expiry: GaugeVec,
@@ -43,6 +54,17 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub open_intents: IntGauge,
     pub task_failures: IntCounterVec,
+    /// Held from the reset of the state gauges to the end of rendering, so concurrent
+    /// scrapes never see a half-rebuilt set.
+    scrape: Mutex<()>,
+}
+
+/// The per-unit series: one per (plan, region, service), so 150,000 units are over a million
+/// series. For small fleets, or for debugging one.
+struct UnitSeries {
+    state: IntGaugeVec,
+    traffic: IntGaugeVec,
+    health_value: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -52,7 +74,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The default set: aggregates only.
     pub fn new() -> Self {
+        Self::with_unit_series(false)
+    }
+
+    /// The default set, plus one series per unit (state, traffic, health value) when
+    /// `unit_series` is true.
+    pub fn with_unit_series(unit_series: bool) -> Self {
         let registry = Registry::new();
         let unit = ["plan", "region", "service"];
         macro_rules! reg {
@@ -63,22 +92,43 @@ impl Metrics {
             }};
         }
         let seconds = vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-        Metrics {
-            unit_state: reg!(IntGaugeVec::new(
+        let unit_series = unit_series.then(|| UnitSeries {
+            state: reg!(IntGaugeVec::new(
                 Opts::new("meridian_unit_state", "1 for the phase each (region, service) is in"),
                 &["plan", "region", "service", "state"]
             )),
-            unit_traffic: reg!(IntGaugeVec::new(
+            traffic: reg!(IntGaugeVec::new(
                 Opts::new("meridian_unit_traffic_percent", "Traffic percent each (region, service) is meant to serve"),
                 &unit
-            )),
-            plan_phase: reg!(IntGaugeVec::new(
-                Opts::new("meridian_plan_phase", "1 for the phase each plan is in"),
-                &["plan", "phase"]
             )),
             health_value: reg!(GaugeVec::new(
                 Opts::new("meridian_health_value", "Latest measured value of each check"),
                 &["plan", "region", "service", "check"]
+            )),
+        });
+        Metrics {
+            unit_series,
+            units: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "meridian_units",
+                    "Units (region, service) by plan, wave and phase; phases with none are absent"
+                ),
+                &["plan", "wave", "phase"]
+            )),
+            regions: reg!(IntGaugeVec::new(
+                Opts::new("meridian_regions", "Regions by plan and state; states with none are absent"),
+                &["plan", "state"]
+            )),
+            service_traffic: reg!(GaugeVec::new(
+                Opts::new(
+                    "meridian_service_traffic_percent",
+                    "Mean traffic percent a service is meant to serve over the plan's regions"
+                ),
+                &["plan", "service"]
+            )),
+            plan_phase: reg!(IntGaugeVec::new(
+                Opts::new("meridian_plan_phase", "1 for the phase each plan is in (other phases absent)"),
+                &["plan", "phase"]
             )),
             health_verdicts: reg!(IntCounterVec::new(
                 Opts::new("meridian_health_verdicts_total", "Health evaluations by verdict"),
@@ -98,7 +148,7 @@ impl Metrics {
             )),
             drift: reg!(IntCounterVec::new(
                 Opts::new("meridian_drift_total", "Read-backs that differed from the state"),
-                &unit
+                &["plan"]
             )),
             actuation_duration: reg!(HistogramVec::new(
                 HistogramOpts::new("meridian_actuation_duration_seconds", "Time to apply a traffic change")
@@ -112,10 +162,10 @@ impl Metrics {
             decision_duration: reg!(HistogramVec::new(
                 HistogramOpts::new(
                     "meridian_decision_duration_seconds",
-                    "Time of one decision loop pass (decide + commit)"
+                    "Time of one plan's decision (decide + commit); not per plan, to stay small"
                 )
                 .buckets(seconds),
-                &["plan"]
+                &[]
             )),
             config_reloads: reg!(IntCounterVec::new(
                 Opts::new("meridian_config_reloads_total", "Configuration reloads by result"),
@@ -130,27 +180,74 @@ impl Metrics {
                 Opts::new("meridian_task_failures_total", "Background tasks that failed"),
                 &["task"]
             )),
+            scrape: Mutex::new(()),
             registry,
         }
     }
 
-    /// Mirror a plan's state onto the gauges.
-    pub fn observe_state(&self, state: &PlanState, phase_name: &str) {
-        for u in &state.units {
-            for p in PHASES {
-                let v = i64::from(u.phase == p);
-                self.unit_state.with_label_values(&[&state.plan, &u.region, &u.service, p.as_str()]).set(v);
+    /// Mirror one plan's state onto the gauges (after a reset of them, at scrape time).
+    fn observe_state(&self, plan: &Plan, state: &PlanState) {
+        let n = plan.services.len().max(1);
+        let mut units: BTreeMap<(usize, &'static str), i64> = BTreeMap::new();
+        let mut traffic = vec![0u64; plan.services.len()];
+        for (i, u) in state.units.iter().enumerate() {
+            let wave = plan.regions.get(i / n).map_or(0, |r| r.wave);
+            *units.entry((wave, u.phase.as_str())).or_default() += 1;
+            if let Some(t) = traffic.get_mut(i % n) {
+                *t += u64::from(u.percent);
             }
-            self.unit_traffic.with_label_values(&[&state.plan, &u.region, &u.service]).set(i64::from(u.percent));
-            for c in &u.checks {
-                if let Some(v) = c.value {
-                    self.health_value.with_label_values(&[&state.plan, &u.region, &u.service, &c.name]).set(v);
+        }
+        for ((w, phase), count) in units {
+            let wave = plan.waves.get(w).map_or("", |w| w.name.as_str());
+            self.units.with_label_values(&[&state.plan, wave, phase]).set(count);
+        }
+        let mut regions: BTreeMap<&'static str, i64> = BTreeMap::new();
+        for region in state.units.chunks(n) {
+            *regions.entry(region_state(region)).or_default() += 1;
+        }
+        for (region_state, count) in regions {
+            self.regions.with_label_values(&[&state.plan, region_state]).set(count);
+        }
+        let region_count = plan.regions.len().max(1) as f64;
+        for (service, total) in plan.services.iter().zip(traffic) {
+            self.service_traffic.with_label_values(&[&state.plan, &service.name]).set(total as f64 / region_count);
+        }
+        self.plan_phase.with_label_values(&[&state.plan, &state.phase().to_string()]).set(1);
+        if let Some(series) = &self.unit_series {
+            for u in &state.units {
+                for p in PHASES {
+                    let v = i64::from(u.phase == p);
+                    series.state.with_label_values(&[&state.plan, &u.region, &u.service, p.as_str()]).set(v);
+                }
+                series.traffic.with_label_values(&[&state.plan, &u.region, &u.service]).set(i64::from(u.percent));
+                for c in &u.checks {
+                    if let Some(v) = c.value {
+                        series.health_value.with_label_values(&[&state.plan, &u.region, &u.service, &c.name]).set(v);
+                    }
                 }
             }
         }
-        for phase in ["pending", "running", "paused", "halted", "complete", "aborted"] {
-            self.plan_phase.with_label_values(&[&state.plan, phase]).set(i64::from(phase == phase_name));
+    }
+
+    /// Rebuild the state gauges from the published snapshot and render the registry.
+    pub fn scrape(&self, snapshot: &Snapshot, now: DateTime<Utc>) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.units.reset();
+        self.regions.reset();
+        self.service_traffic.reset();
+        self.plan_phase.reset();
+        self.approval_valid.reset();
+        self.approval_expiry.reset();
+        if let Some(series) = &self.unit_series {
+            series.state.reset();
+            series.traffic.reset();
+            series.health_value.reset();
         }
+        for entry in snapshot.plans.values() {
+            self.observe_state(&entry.plan, &entry.state);
+        }
+        self.observe_approvals(&snapshot.approvals, now);
+        self.render()
     }
 
     pub fn observe_audit(&self, records: &[AuditRecord]) {
@@ -159,11 +256,7 @@ impl Metrics {
                 AuditEvent::Unit { from, to, .. } if from != to => {
                     self.transitions.with_label_values(&[&r.plan, to.as_str()]).inc();
                 }
-                AuditEvent::Drift { .. } => {
-                    let region = r.region.as_deref().unwrap_or_default();
-                    let service = r.service.as_deref().unwrap_or_default();
-                    self.drift.with_label_values(&[&r.plan, region, service]).inc();
-                }
+                AuditEvent::Drift { .. } => self.drift.with_label_values(&[&r.plan]).inc(),
                 _ => {}
             }
         }
@@ -178,7 +271,7 @@ impl Metrics {
     }
 
     /// Approval validity (ignoring scope) and seconds to expiry.
-    pub fn observe_approvals(&self, approvals: &[ApprovalRecord], now: DateTime<Utc>) {
+    fn observe_approvals(&self, approvals: &[ApprovalRecord], now: DateTime<Utc>) {
         let mut seen = HashSet::new();
         for a in approvals {
             if !seen.insert(&a.name) {
@@ -197,9 +290,115 @@ impl Metrics {
     }
 
     /// The registry in Prometheus text format.
-    pub fn render(&self) -> String {
+    fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// A region's state from its units: the worst thing that holds wins (failed, rolled back,
+/// paused), then enabled when every unit is, progressing while any serves traffic or steps,
+/// blocked when any waits, else pending.
+fn region_state(units: &[meridian_core::state::UnitState]) -> &'static str {
+    let any = |p: UnitPhase| units.iter().any(|u| u.phase == p);
+    if any(UnitPhase::Failed) {
+        "failed"
+    } else if any(UnitPhase::RolledBack) {
+        "rolled-back"
+    } else if any(UnitPhase::Paused) {
+        "paused"
+    } else if units.iter().all(|u| u.phase == UnitPhase::Enabled) {
+        "enabled"
+    } else if units.iter().any(|u| u.percent > 0 || matches!(u.phase, UnitPhase::Progressing | UnitPhase::Enabled)) {
+        "progressing"
+    } else if any(UnitPhase::Blocked) {
+        "blocked"
+    } else {
+        "pending"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::snapshot::PlanEntry;
+
+    /// One plan of `regions` regions x 3 services in two waves (the first region a canary).
+    fn mk_plan(regions: usize) -> Plan {
+        let names: Vec<String> = (0..regions).map(|r| format!("r{r}")).collect();
+        let text = format!(
+            "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: p}}\nspec:\n  services: [{{name: \
+             a}}, {{name: b}}, {{name: c}}]\n  regions: [{}]\n  waves:\n    - {{name: canary, regions: [r0]}}\n    - \
+             {{name: rest, regions: [{}]}}\n  steps: [50, 100]\n",
+            names.iter().map(|n| format!("{{name: {n}}}")).collect::<Vec<_>>().join(", "),
+            names[1..].join(", ")
+        );
+        let bundle = meridian_core::validate::load(&[("p.yaml".to_string(), text)], None);
+        assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
+        bundle.plans.into_iter().next().unwrap()
+    }
+
+    fn mk_snapshot(plans: usize, regions: usize) -> Snapshot {
+        let template = mk_plan(regions);
+        let mut snapshot = Snapshot::default();
+        for k in 0..plans {
+            let mut plan = template.clone();
+            plan.name = format!("plan-{k}");
+            let mut state = PlanState::new(&plan);
+            // The canary region is enabled; r1's first service failed; the rest wait.
+            for u in &mut state.units[..3] {
+                (u.phase, u.percent) = (UnitPhase::Enabled, 100);
+            }
+            (state.units[3].phase, state.units[3].percent) = (UnitPhase::Failed, 50);
+            state.waves[0].phase = meridian_core::WavePhase::Complete;
+            state.waves[1].phase = meridian_core::WavePhase::Running;
+            let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+            snapshot.plans.insert(entry.plan.name.clone(), entry);
+        }
+        snapshot
+    }
+
+    fn series(page: &str) -> Vec<&str> {
+        page.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect()
+    }
+
+    #[test]
+    fn the_default_set_stays_small_and_counts_units_regions_and_traffic() {
+        let snapshot = mk_snapshot(200, 50);
+        let metrics = Metrics::new();
+        let page = metrics.scrape(&snapshot, Utc::now());
+        let lines = series(&page);
+        // 200 plans x 7,500 units would be 1.2 M per-unit series; the aggregates are a few per plan.
+        assert!(lines.len() <= 200 * 12 + 100, "{} series", lines.len());
+        assert!(!page.contains("meridian_unit_"), "per-unit series are opt-in");
+        assert!(!page.contains("meridian_health_value"), "per-unit series are opt-in");
+        let has = |line: &str| lines.contains(&line);
+        assert!(has(r#"meridian_units{phase="enabled",plan="plan-7",wave="canary"} 3"#), "{page}");
+        assert!(has(r#"meridian_units{phase="failed",plan="plan-7",wave="rest"} 1"#));
+        assert!(has(r#"meridian_units{phase="pending",plan="plan-7",wave="rest"} 146"#));
+        assert!(has(r#"meridian_regions{plan="plan-7",state="enabled"} 1"#));
+        assert!(has(r#"meridian_regions{plan="plan-7",state="failed"} 1"#));
+        assert!(has(r#"meridian_regions{plan="plan-7",state="pending"} 48"#));
+        // signin ("a"): 100 % in r0 and 50 % in r1 over 50 regions.
+        assert!(has(r#"meridian_service_traffic_percent{plan="plan-7",service="a"} 3"#));
+        assert!(has(r#"meridian_service_traffic_percent{plan="plan-7",service="b"} 2"#));
+        assert!(has(r#"meridian_plan_phase{phase="running",plan="plan-7"} 1"#));
+        assert!(!page.contains(r#"meridian_plan_phase{phase="pending",plan="plan-7"}"#));
+    }
+
+    #[test]
+    fn a_plan_that_left_leaves_no_series_and_unit_series_come_on_request() {
+        let metrics = Metrics::with_unit_series(true);
+        let mut snapshot = mk_snapshot(2, 3);
+        let page = metrics.scrape(&snapshot, Utc::now());
+        assert!(page.contains(r#"meridian_unit_traffic_percent{plan="plan-1",region="r0",service="a"} 100"#), "{page}");
+        assert!(page.contains(r#"meridian_unit_state{plan="plan-1",region="r1",service="a",state="failed"} 1"#));
+        snapshot.plans.remove("plan-1");
+        let page = metrics.scrape(&snapshot, Utc::now());
+        assert!(!page.contains(r#"plan="plan-1""#), "stale series of a plan that left:\n{page}");
+        assert!(page.contains(r#"plan="plan-0""#));
     }
 }

@@ -71,6 +71,9 @@ pub struct Settings {
     pub intent_retry: Duration,
     /// Safety net for the file watcher: re-check the files this often.
     pub config_poll: Duration,
+    /// Export per-unit series on `/metrics` (a million of them at 150,000 units); off by
+    /// default, the aggregates are always there.
+    pub unit_metrics: bool,
 }
 
 impl Settings {
@@ -80,6 +83,7 @@ impl Settings {
             readback_interval: Duration::from_secs(30),
             intent_retry: Duration::from_secs(1),
             config_poll: Duration::from_secs(2),
+            unit_metrics: false,
         }
     }
 }
@@ -173,7 +177,7 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
     let controller = Arc::new(Controller {
         adapters: adapters.clone(),
         settings: settings.clone(),
-        metrics: Metrics::new(),
+        metrics: Metrics::with_unit_series(settings.unit_metrics),
         snapshot: RwLock::new(Arc::new(Snapshot::default())),
         events,
         audit_tx,
@@ -491,7 +495,7 @@ impl Controller {
         let decision = decide(&run.plan, run.state.clone(), &obs, now);
         let changed = decision.state != run.state || !decision.audit.is_empty() || !commands.is_empty();
         run.wake_at = decision.wake_at;
-        self.metrics.decision_duration.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+        self.metrics.decision_duration.with_label_values(&[] as &[&str]).observe(started.elapsed().as_secs_f64());
         if !changed {
             // An approval granted or revoked with no effect on any unit (a paused or
             // complete plan) must still show up in the API at once.
@@ -1078,12 +1082,7 @@ impl ControlPlane for Controller {
     fn metrics(&self) -> String {
         // Gauges are refreshed at scrape time from the published snapshot, so they are right
         // after a restart and seconds-to-expiry counts down between decisions.
-        let snapshot = self.snapshot();
-        for entry in snapshot.plans.values() {
-            self.metrics.observe_state(&entry.state, &entry.state.phase().to_string());
-        }
-        self.metrics.observe_approvals(&snapshot.approvals, self.now());
-        self.metrics.render()
+        self.metrics.scrape(&self.snapshot(), self.now())
     }
 
     fn readiness(&self) -> Readiness {

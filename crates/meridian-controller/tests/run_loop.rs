@@ -144,7 +144,9 @@ async fn rollout_completes_only_after_the_regulator_grants(store: Arc<dyn StateS
     let (_dir, path) = setup(PLAN);
     let fleet = Arc::new(FakeFleet::default());
     let adapters = fake_adapters(store.clone(), &fleet);
-    let running = start(Settings::new(vec![path]), adapters).await.expect("start");
+    let mut settings = Settings::new(vec![path]);
+    settings.unit_metrics = true;
+    let running = start(settings, adapters).await.expect("start");
     let c = running.controller.clone();
 
     let phase = |c: &meridian_controller::runtime::Controller| c.snapshot().plans["quick"].state.phase();
@@ -202,11 +204,19 @@ async fn rollout_completes_only_after_the_regulator_grants(store: Arc<dyn StateS
         assert_eq!(metric(&page, "meridian_unit_state", &enabled), Some(1.0));
     }
     assert_eq!(metric(&page, "meridian_plan_phase", &[("plan", "quick"), ("phase", "complete")]), Some(1.0));
+    assert_eq!(metric(&page, "meridian_plan_phase", &[("plan", "quick"), ("phase", "running")]), None);
+    // The aggregates, always exported.
+    let units = [("plan", "quick"), ("wave", "two"), ("phase", "enabled")];
+    assert_eq!(metric(&page, "meridian_units", &units), Some(4.0), "{page}");
+    assert_eq!(metric(&page, "meridian_units", &[("plan", "quick"), ("phase", "pending")]), None);
+    assert_eq!(metric(&page, "meridian_regions", &[("plan", "quick"), ("state", "enabled")]), Some(3.0));
+    let signin = [("plan", "quick"), ("service", "signin")];
+    assert_eq!(metric(&page, "meridian_service_traffic_percent", &signin), Some(100.0));
     assert_eq!(
         metric(&page, "meridian_approval_valid", &[("approval", "jp-letter"), ("flag", "jp-regulator")]),
         Some(1.0)
     );
-    assert!(metric(&page, "meridian_decision_duration_seconds_count", &[("plan", "quick")]).is_some_and(|n| n > 0.0));
+    assert!(metric(&page, "meridian_decision_duration_seconds_count", &[]).is_some_and(|n| n > 0.0));
     assert!(
         metric(&page, "meridian_transitions_total", &[("plan", "quick"), ("to", "enabled")]).is_some_and(|n| n >= 6.0)
     );
@@ -444,9 +454,8 @@ async fn an_approval_file_deleted_while_stopped_is_revoked_at_the_next_start_and
                 // Right after the restart, before any decision changed anything, /metrics knows.
                 let page = c.metrics();
                 assert_eq!(metric(&page, "meridian_approval_valid", &[("approval", "jp-letter")]), Some(0.0), "{page}");
-                assert!(
-                    metric(&page, "meridian_unit_traffic_percent", &[("region", "a"), ("service", "signin")]).is_some()
-                );
+                assert!(metric(&page, "meridian_units", &[("plan", "quick"), ("wave", "one")]).is_some(), "{page}");
+                assert_eq!(metric(&page, "meridian_unit_traffic_percent", &[]), None, "per-unit series are opt-in");
                 let revoked = jp_letter().and_then(|a| a.revoked).expect("the vanished file's approval is revoked");
                 assert_eq!(revoked.reason.as_deref(), Some("approval file removed"));
                 assert_eq!(approval_history(&c, "jp-letter").await, ["approval-granted", "approval-revoked"]);

@@ -49,6 +49,11 @@ pub struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Also export one series per unit on /metrics (meridian_unit_state,
+    /// meridian_unit_traffic_percent, meridian_health_value): about 8 per (region, service),
+    /// so keep it for small fleets. The per-plan aggregates are always exported.
+    #[arg(long)]
+    pub unit_metrics: bool,
 }
 
 pub fn run(args: &Args) -> i32 {
@@ -187,6 +192,7 @@ async fn run_async(args: &Args) -> i32 {
         }
     };
     let mut settings = Settings::new(args.paths.clone());
+    settings.unit_metrics = args.unit_metrics;
     settings.readback_interval = Duration::from_millis(args.readback_interval.as_millis().max(100));
     let auth = match &args.tokens {
         Some(path) => match meridian_api::Auth::from_file(path) {
