@@ -25,7 +25,7 @@ fn the_demo_tells_its_whole_story() {
     let position = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{text}"));
     position("dashboard on http://127.0.0.1:");
     // br-south fails and is rolled back; the operator promotes the halted wave.
-    position("br-south/signin: enabled -> failed");
+    position("br-south/store: progressing -> failed");
     let halted = position("wave main: running -> halted: failed regions: br-south");
     assert!(position("promoting wave main") > halted);
     // jp is held until the ministry's grant, and its first step names the approval.

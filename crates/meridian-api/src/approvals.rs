@@ -10,9 +10,9 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use meridian_controller::snapshot::Snapshot;
 use meridian_core::approval::ApprovalRecord;
 use meridian_core::diagnostics::Severity;
+use meridian_core::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -46,7 +46,7 @@ fn status(a: &ApprovalRecord, now: DateTime<Utc>) -> &'static str {
 /// is listed.
 pub(crate) async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let records = state.control.approvals().await?;
-    let now = Utc::now();
+    let now = state.control.now();
     let approvals: Vec<ApprovalView> =
         records.iter().map(|record| ApprovalView { record, status: status(record, now) }).collect();
     Ok(Json(json!({ "approvals": approvals })))
@@ -61,7 +61,7 @@ pub(crate) async fn grant(
 ) -> Result<impl IntoResponse, ApiError> {
     let what = "POST /api/v1/approvals";
     state.authorize(&identity, Action::GrantAny, what)?;
-    let now = Utc::now();
+    let now = state.control.now();
     let (mut record, mut warnings) = parse_manifest(&body, &identity, now)?;
     state.authorize(&identity, Action::Grant { flag: &record.flag }, &format!("{what} (flag {})", record.flag))?;
     let snapshot = state.control.snapshot();

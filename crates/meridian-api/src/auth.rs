@@ -19,7 +19,6 @@ use axum::extract::{OriginalUri, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use meridian_core::CommandKind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -342,7 +341,7 @@ pub(crate) async fn require_token(State(state): State<AppState>, mut request: Re
                 AuthFailure::Unknown => ("unknown token", "invalid token"),
             };
             let what = format!("{} (401 {error})", request_line(&request));
-            state.control.record_denial(who, &what, Utc::now());
+            state.control.record_denial(who, &what, state.control.now());
             ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
                 error,
@@ -357,7 +356,7 @@ impl AppState {
     /// Check `action` for `identity`; a refusal is recorded and becomes a 403.
     pub(crate) fn authorize(&self, identity: &Identity, action: Action<'_>, what: &str) -> Result<(), ApiError> {
         identity.allows(action).map_err(|why| {
-            self.control.record_denial(&identity.name, &format!("{what} (403 {why})"), Utc::now());
+            self.control.record_denial(&identity.name, &format!("{what} (403 {why})"), self.control.now());
             ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 why,

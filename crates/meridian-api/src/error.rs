@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use meridian_controller::control::ControlError;
+use meridian_core::ports::control::ControlError;
 use serde::Serialize;
 
 use crate::Limits;

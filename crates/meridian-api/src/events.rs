@@ -9,9 +9,9 @@ use axum::extract::{Extension, Query, State};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
-use meridian_core::AuditRecord;
+use meridian_core::ports::control::{AuditFeed, FeedItem};
 use serde_json::json;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -104,33 +104,33 @@ pub(crate) async fn stream(
 }
 
 fn records(
-    receiver: broadcast::Receiver<AuditRecord>,
+    feed: Box<dyn AuditFeed>,
     plan: Option<String>,
     closing: Option<watch::Receiver<bool>>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    stream::unfold((receiver, plan, closing), |(mut receiver, plan, mut closing)| async move {
+    stream::unfold((feed, plan, closing), |(mut feed, plan, mut closing)| async move {
         loop {
             let received = match closing.as_mut() {
                 Some(c) => tokio::select! {
-                    r = receiver.recv() => r,
+                    r = feed.next() => r,
                     _ = c.wait_for(|closed| *closed) => return None,
                 },
-                None => receiver.recv().await,
+                None => feed.next().await,
             };
             let event = match received {
-                Ok(record) if plan.as_ref().is_some_and(|p| *p != record.plan) => continue,
-                Ok(record) => Event::default()
+                FeedItem::Record(record) if plan.as_ref().is_some_and(|p| *p != record.plan) => continue,
+                FeedItem::Record(record) => Event::default()
                     .event("audit")
                     .id(record.seq.to_string())
                     .json_data(&record)
                     .unwrap_or_else(|e| Event::default().event("error").data(e.to_string())),
-                Err(broadcast::error::RecvError::Lagged(skipped)) => Event::default().event("lagged").data(
+                FeedItem::Lagged(skipped) => Event::default().event("lagged").data(
                     json!({ "skipped": skipped, "hint": "records were skipped; re-read them with GET /api/v1/audit" })
                         .to_string(),
                 ),
-                Err(broadcast::error::RecvError::Closed) => return None,
+                FeedItem::Closed => return None,
             };
-            return Some((Ok(event), (receiver, plan, closing)));
+            return Some((Ok(event), (feed, plan, closing)));
         }
     })
 }

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use meridian_controller::control::{ControlError, ControlPlane, Readiness};
-use meridian_controller::snapshot::{PlanEntry, Snapshot};
-use meridian_controller::store::{ControllerEvent, StoredEvent};
 use meridian_core::approval::{ApprovalRecord, RevokedInfo};
 use meridian_core::ports::BoxFuture;
+use meridian_core::ports::control::{AuditFeed, ControlError, ControlPlane, FeedItem, Readiness};
+use meridian_core::ports::store::{ControllerEvent, StoredEvent};
+use meridian_core::snapshot::{PlanEntry, Snapshot};
 use meridian_core::state::RuntimeFreeze;
 use meridian_core::{AuditEvent, AuditRecord, Cause, Command, CommandKind, PlanState};
 use tokio::sync::broadcast;
@@ -98,7 +98,7 @@ impl FakeControl {
     }
 
     /// Publish this configuration status (e.g. a rejected edit).
-    pub fn set_config(&self, config: meridian_controller::snapshot::ConfigStatus) {
+    pub fn set_config(&self, config: meridian_core::snapshot::ConfigStatus) {
         let mut inner = self.lock();
         let mut snapshot = (*inner.snapshot).clone();
         snapshot.config = config;
@@ -170,13 +170,32 @@ fn apply(state: &mut PlanState, command: &Command) {
     }
 }
 
+/// The fake's audit feed: its broadcast channel.
+struct FakeFeed(broadcast::Receiver<AuditRecord>);
+
+impl AuditFeed for FakeFeed {
+    fn next(&mut self) -> BoxFuture<'_, FeedItem> {
+        Box::pin(async move {
+            match self.0.recv().await {
+                Ok(record) => FeedItem::Record(Box::new(record)),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => FeedItem::Lagged(skipped),
+                Err(broadcast::error::RecvError::Closed) => FeedItem::Closed,
+            }
+        })
+    }
+}
+
 impl ControlPlane for FakeControl {
     fn snapshot(&self) -> Arc<Snapshot> {
         self.lock().snapshot.clone()
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
-        self.audit_tx.subscribe()
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn subscribe(&self) -> Box<dyn AuditFeed> {
+        Box::new(FakeFeed(self.audit_tx.subscribe()))
     }
 
     fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>> {

@@ -13,7 +13,9 @@
 //!
 //! This crate owns the wire format, authentication and authorization, request limits and the
 //! listener (plain TCP or rustls). It decides nothing about rollouts: every change goes
-//! through the `ControlPlane` trait, which makes it durable before it answers.
+//! through the core's `ControlPlane` port, which makes it durable before it answers. It
+//! depends on that port alone (`meridian-core`), never on a runtime, a watcher or a
+//! database, so the standalone and the Kubernetes controller serve the same API.
 
 mod approvals;
 pub mod auth;
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
-use meridian_controller::control::ControlPlane;
+use meridian_core::ports::control::ControlPlane;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 

@@ -8,8 +8,8 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use meridian_controller::snapshot::Snapshot;
 use meridian_core::command::FreezeRequest;
+use meridian_core::snapshot::Snapshot;
 use meridian_core::{Command, CommandKind, Plan, PlanState};
 use serde::Deserialize;
 use serde_json::json;
@@ -27,7 +27,7 @@ pub(crate) async fn detail(
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let snapshot = state.control.snapshot();
-    snapshot.detail(&name, Utc::now()).map(Json).ok_or_else(|| unknown_plan(&snapshot, &name))
+    snapshot.detail(&name, state.control.now()).map(Json).ok_or_else(|| unknown_plan(&snapshot, &name))
 }
 
 pub(crate) fn unknown_plan(snapshot: &Snapshot, name: &str) -> ApiError {
@@ -65,7 +65,7 @@ pub(crate) async fn command(
     state.authorize(&identity, Action::Command(kind), &what)?;
     let snapshot = state.control.snapshot();
     let plan = snapshot.plans.get(&name).map(|e| e.plan.clone()).ok_or_else(|| unknown_plan(&snapshot, &name))?;
-    let now = Utc::now();
+    let now = state.control.now();
     let command = match kind {
         CommandKind::Freeze => freeze_command(&plan, &body, &identity.name, now)?,
         CommandKind::Unfreeze => {

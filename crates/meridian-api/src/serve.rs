@@ -133,7 +133,7 @@ impl TlsListener {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        meridian_controller::log_line(&format!("meridian-api: accept failed: {e}"));
+                        log_line(&format!("meridian-api: accept failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -175,4 +175,11 @@ impl axum::serve::Listener for TlsListener {
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
     }
+}
+
+/// One line to stderr that never panics (`eprintln!` does when stderr is a closed pipe, and a
+/// log line must not take the accept loop down).
+fn log_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -6,7 +6,7 @@ mod support;
 
 use axum::http::StatusCode;
 use meridian_api::Limits;
-use meridian_controller::control::{ControlError, ControlPlane, Readiness};
+use meridian_core::ports::control::{ControlError, ControlPlane, Readiness};
 use meridian_core::{AuditEvent, AuditRecord, Cause, CommandKind, WavePhase};
 use support::*;
 
@@ -460,11 +460,11 @@ async fn config_status_shows_a_rejected_edit() {
     let fine = call(&app, "GET", "/api/v1/config", Some(VIEWER), None).await;
     assert_eq!(fine.status, StatusCode::OK, "{}", fine.text);
     assert!(fine.json().get("rejected").is_none());
-    control.set_config(meridian_controller::snapshot::ConfigStatus {
+    control.set_config(meridian_core::snapshot::ConfigStatus {
         generation: 3,
         loaded_at: None,
         warnings: 1,
-        rejected: Some(meridian_controller::snapshot::RejectedEdit {
+        rejected: Some(meridian_core::snapshot::RejectedEdit {
             at: chrono::Utc::now(),
             errors: vec!["plans/a.yaml:3:5: error: unknown region \"zz\"".into()],
         }),

@@ -1,99 +1,27 @@
-//! The configuration in force: plans and file approvals read from the paths `meridian run`
-//! was given, validated by the same code path as `meridian validate`.
+//! The file source of configuration: plans, regions and approvals read from the files and
+//! directories `meridian run` was given, validated by the same code path as `meridian
+//! validate`, and watched for changes (file events, with a poll as a safety net).
 //!
-//! Owns loading and the all-or-nothing rule: an edit that validates is applied whole; one
-//! that does not is reported and the last good configuration stays in force. It never
-//! half-applies. Watching for changes is in `watch`.
+//! Owns reading and fingerprinting files and the [`FileSource`] implementation of the core's
+//! `ConfigSource` port. It must not decide what an edit does to a rollout: the runtime applies
+//! a loaded configuration whole or not at all, by the port's rules.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use meridian_core::approval::ApprovalRecord;
 use meridian_core::diagnostics::Report;
-use meridian_core::plan::Plan;
+use meridian_core::ports::BoxFuture;
+pub use meridian_core::ports::config::{Config, ConfigError, ConfigSource, vanished_in_flight};
 use meridian_core::source::decode;
 use meridian_core::validate::{Bundle, load};
+use tokio::sync::{Mutex, mpsc};
 
-/// A validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Increases by one with every applied edit.
-    pub generation: u64,
-    pub plans: Vec<Arc<Plan>>,
-    /// Approvals found in the watched files (the API's live in the store).
-    pub file_approvals: Vec<ApprovalRecord>,
-    /// The file each of `file_approvals` is written in (canonical where it can be), by name.
-    pub approval_files: std::collections::HashMap<String, PathBuf>,
-    /// Warnings of the applied version.
-    pub warnings: Report,
-    pub loaded_at: DateTime<Utc>,
-    /// Hash of the file names and contents, to tell a real change from a touch.
-    pub fingerprint: u64,
-}
-
-/// Why a configuration could not be applied.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ConfigError {
-    #[error("failed to read {path}: {reason}")]
-    Read { path: String, reason: String },
-    #[error("configuration has {} errors; first: {}", .0.errors(), first_error(.0))]
-    Invalid(Report),
-    #[error("no RolloutPlan found in {0}")]
-    NoPlans(String),
-    /// Plans in flight that the edit would drop; each entry is one whole message.
-    #[error("{}", .0.join("; "))]
-    PlansVanished(Vec<String>),
-}
-
-impl ConfigError {
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            ConfigError::Read { .. } => "read",
-            ConfigError::Invalid(_) => "invalid",
-            ConfigError::NoPlans(_) => "no_plans",
-            ConfigError::PlansVanished(_) => "plan_vanished",
-        }
-    }
-}
-
-fn first_error(report: &Report) -> String {
-    report
-        .diagnostics
-        .iter()
-        .find(|d| d.severity == meridian_core::Severity::Error)
-        .map(ToString::to_string)
-        .unwrap_or_default()
-}
-
-/// Plans in force with traffic in flight (`PlanState::units_in_flight`) that `next` no longer
-/// defines, one message each: an edit that drops them is rejected whole, so a file emptied or
-/// deleted by mistake never takes a live rollout out of control. A settled plan (complete,
-/// aborted, or without traffic) may leave.
-pub fn vanished_in_flight<'a>(
-    in_force: impl IntoIterator<Item = (&'a str, &'a meridian_core::PlanState)>,
-    next: &Config,
-) -> Vec<String> {
-    in_force
-        .into_iter()
-        .filter(|(name, _)| !next.plans.iter().any(|p| p.name == *name))
-        .filter_map(|(name, state)| {
-            let units = state.units_in_flight();
-            (units > 0).then(|| {
-                format!(
-                    "plan {name:?} vanished from the files while {units} of its units serve traffic (phase {}); it \
-                     stays in force; restore its file, or abort it (`meridian abort {name}`) or let it complete \
-                     before removing it",
-                    state.phase()
-                )
-            })
-        })
-        .collect()
-}
-
-/// Read and validate every manifest under `paths`. `previous` supplies the generation.
-pub fn load_config(paths: &[PathBuf], previous: Option<&Config>, now: DateTime<Utc>) -> Result<Config, ConfigError> {
+/// Read and validate every manifest under `paths`, as generation 1 (the runtime numbers the
+/// generations it applies).
+pub fn load_config(paths: &[PathBuf], now: DateTime<Utc>) -> Result<Config, ConfigError> {
     let sources = read_sources(paths)?;
     let fingerprint = fingerprint(&sources);
     let bundle = sources.load(Some(now));
@@ -104,26 +32,130 @@ pub fn load_config(paths: &[PathBuf], previous: Option<&Config>, now: DateTime<U
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(ConfigError::NoPlans(names.join(", ")));
     }
-    let approval_files = bundle
+    let approval_sources = bundle
         .documents
         .iter()
         .filter_map(|d| match &d.manifest {
             meridian_core::source::Manifest::Approval(a) => {
                 let path = PathBuf::from(&d.file);
-                Some((a.metadata.name.clone(), path.canonicalize().unwrap_or(path)))
+                let path = path.canonicalize().unwrap_or(path);
+                Some((a.metadata.name.clone(), format!("file:{}", path.display())))
             }
             _ => None,
         })
         .collect();
     Ok(Config {
-        generation: previous.map_or(1, |p| p.generation + 1),
+        generation: 1,
         plans: bundle.plans.into_iter().map(Arc::new).collect(),
-        file_approvals: bundle.approvals,
-        approval_files,
+        approvals: bundle.approvals,
+        approval_sources,
         warnings: bundle.report,
         loaded_at: now,
         fingerprint,
     })
+}
+
+/// Plans and approvals from files and directories, watched.
+pub struct FileSource {
+    paths: Vec<PathBuf>,
+    /// The paths, canonical where they can be: approvals stored from files under them are
+    /// this source's.
+    canonical: Vec<PathBuf>,
+    poll: Duration,
+    watch: Mutex<FileWatch>,
+}
+
+struct FileWatch {
+    events: mpsc::UnboundedReceiver<()>,
+    /// What the files were when last loaded or looked at: a fingerprint, or the read error.
+    /// Only a difference from it is a change, so an unreadable file is reported once, not on
+    /// every poll, and its repair is noticed.
+    last_seen: Option<Result<u64, String>>,
+}
+
+impl FileSource {
+    /// Watch `paths`; `poll` is the safety net for missed file events.
+    pub fn new(paths: Vec<PathBuf>, poll: Duration) -> Self {
+        let canonical = paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
+        let events = spawn_fs_watch(&paths);
+        FileSource { paths, canonical, poll, watch: Mutex::new(FileWatch { events, last_seen: None }) }
+    }
+}
+
+impl ConfigSource for FileSource {
+    fn load(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<Config, ConfigError>> {
+        Box::pin(async move {
+            let paths = self.paths.clone();
+            let loaded = tokio::task::spawn_blocking(move || load_config(&paths, now))
+                .await
+                .unwrap_or_else(|e| Err(ConfigError::Read { path: "config".into(), reason: e.to_string() }));
+            self.watch.lock().await.last_seen = Some(loaded.as_ref().map(|c| c.fingerprint).map_err(|e| e.to_string()));
+            loaded
+        })
+    }
+
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut watch = self.watch.lock().await;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.poll) => {}
+                    Some(()) = watch.events.recv() => {
+                        // Let a burst of writes (an editor's save) settle.
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        while watch.events.try_recv().is_ok() {}
+                    }
+                }
+                let paths = self.paths.clone();
+                let seen = tokio::task::spawn_blocking(move || current_fingerprint(&paths).map_err(|e| e.to_string()))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                if watch.last_seen.as_ref() != Some(&seen) {
+                    watch.last_seen = Some(seen);
+                    return;
+                }
+            }
+        })
+    }
+
+    fn owns(&self, source: &str) -> bool {
+        match source.strip_prefix("file:") {
+            Some(path) => self.canonical.iter().any(|w| Path::new(path).starts_with(w)),
+            // Stored before paths were kept: assume ours, as before.
+            None => source == "file",
+        }
+    }
+
+    fn describe(&self) -> String {
+        "the watched paths".to_string()
+    }
+}
+
+/// File events under `paths`, one `()` per event (coalesced by the reader).
+fn spawn_fs_watch(paths: &[PathBuf]) -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let paths = paths.to_vec();
+    std::thread::Builder::new()
+        .name("meridian-fs-watch".into())
+        .spawn(move || {
+            use notify::{RecursiveMode, Watcher};
+            let sender = tx.clone();
+            let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if res.is_ok() {
+                    let _ = sender.send(());
+                }
+            });
+            let Ok(mut watcher) = watcher else { return };
+            for p in &paths {
+                let _ = watcher.watch(p, RecursiveMode::Recursive);
+            }
+            // Keep the watcher alive for as long as someone listens.
+            while !tx.is_closed() {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+        .ok();
+    rx
 }
 
 /// The fingerprint of what is on disk now, to skip reloads when nothing changed.
@@ -208,62 +240,5 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod vanished_tests {
-    use super::*;
-    use meridian_core::{PlanState, UnitPhase};
-
-    fn mk_plan(name: &str) -> Plan {
-        let text = format!(
-            "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: {name}}}\nspec:\n  services: \
-             [{{name: s}}]\n  regions: [{{name: a}}, {{name: b}}]\n  waves: [{{name: w, regions: [a, b]}}]\n  steps: \
-             [50, 100]\n"
-        );
-        let bundle = load(&[(format!("{name}.yaml"), text)], None);
-        assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
-        bundle.plans.into_iter().next().unwrap()
-    }
-
-    fn mk_config(plans: &[&Plan]) -> Config {
-        Config {
-            generation: 2,
-            plans: plans.iter().map(|p| Arc::new((*p).clone())).collect(),
-            file_approvals: Vec::new(),
-            approval_files: Default::default(),
-            warnings: Report::default(),
-            loaded_at: Utc::now(),
-            fingerprint: 0,
-        }
-    }
-
-    #[test]
-    fn only_plans_with_traffic_in_flight_may_not_vanish() {
-        let (keep, gone) = (mk_plan("keep"), mk_plan("gone"));
-        let next = mk_config(&[&keep]);
-        let fresh = PlanState::new(&gone);
-        assert!(vanished_in_flight([("gone", &fresh)], &next).is_empty(), "no traffic yet: may leave");
-
-        let mut flying = PlanState::new(&gone);
-        flying.units[0].percent = 50;
-        flying.units[0].phase = UnitPhase::Progressing;
-        let messages = vanished_in_flight([("gone", &flying), ("keep", &PlanState::new(&keep))], &next);
-        assert_eq!(messages.len(), 1, "{messages:?}");
-        assert!(messages[0].starts_with("plan \"gone\" vanished from the files while 1 of its units serve traffic"));
-
-        let mut aborted = flying.clone();
-        aborted.aborted = true;
-        assert!(vanished_in_flight([("gone", &aborted)], &next).is_empty(), "aborted: may leave");
-
-        let mut complete = flying;
-        for u in &mut complete.units {
-            (u.percent, u.phase) = (100, UnitPhase::Enabled);
-        }
-        for w in &mut complete.waves {
-            w.phase = meridian_core::WavePhase::Complete;
-        }
-        assert!(vanished_in_flight([("gone", &complete)], &next).is_empty(), "complete: may leave");
     }
 }

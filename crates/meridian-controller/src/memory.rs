@@ -61,6 +61,7 @@ impl StateStore for MemoryStore {
         audit: &[AuditRecord],
         actions: &[Action],
         applied_commands: &[i64],
+        _at: DateTime<Utc>,
     ) -> StoreResult<Vec<Intent>> {
         self.with(|i| {
             let last = i.audit.iter().filter(|r| r.plan == plan).map(|r| r.seq).max().unwrap_or(0);

@@ -30,16 +30,17 @@ use meridian_core::{
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, ConfigError, current_fingerprint, load_config, vanished_in_flight};
-use crate::control::{ControlError, ControlPlane, Readiness};
+use crate::config::FileSource;
+use crate::control::{AuditFeed, ControlError, ControlPlane, FeedItem, Readiness};
 use crate::metrics::Metrics;
 use crate::snapshot::{ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
 use crate::store::{ControllerEvent, Intent, IntentOutcome, StateStore, StoreFailure, StoredEvent};
+use meridian_core::approval::{FILE_REMOVED_BY, FILE_REMOVED_REASON};
+use meridian_core::ports::config::{
+    ApprovalSync, Config, ConfigError, ConfigSource, sync_source_approvals, vanished_in_flight,
+};
 
-/// The time source; tests may supply their own.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> DateTime<Utc>;
-}
+pub use meridian_core::ports::Clock;
 
 /// The system clock.
 pub struct SystemClock;
@@ -131,8 +132,8 @@ pub struct Controller {
     plans: RwLock<BTreeMap<String, Arc<Plan>>>,
     /// Serialises API grants, so two requests for one name cannot both pass the check.
     grants: Arc<Mutex<()>>,
-    /// The watched paths, canonical where they can be: approval files under them are mirrored.
-    watched: Vec<PathBuf>,
+    /// Where plans and approvals come from (files, or Kubernetes resources).
+    source: Arc<dyn ConfigSource>,
 }
 
 /// Handles of the background tasks; dropping it does not stop them, `shutdown` does.
@@ -166,12 +167,23 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     }
 }
 
-/// Start the controller: load and validate the configuration, load state, resolve open
-/// intents, then start the loop and its helpers.
+/// Start the controller on the files and directories of `settings.paths`, watched: load and
+/// validate the configuration, load state, resolve open intents, then start the loop and its
+/// helpers.
 pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, StartError> {
+    let source = Arc::new(FileSource::new(settings.paths.clone(), settings.config_poll));
+    start_with(source, settings, adapters).await
+}
+
+/// [`start`] on any source of configuration: the runtime reads plans and approvals only
+/// through it.
+pub async fn start_with(
+    source: Arc<dyn ConfigSource>,
+    settings: Settings,
+    adapters: Adapters,
+) -> Result<Running, StartError> {
     let now = adapters.clock.now();
-    let config = Arc::new(load_config(&settings.paths, None, now)?);
-    let initial_fingerprint = config.fingerprint;
+    let config = Arc::new(source.load(now).await?);
     let (events, rx) = mpsc::unbounded_channel();
     let (audit_tx, _) = broadcast::channel(4096);
     let controller = Arc::new(Controller {
@@ -185,7 +197,7 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
         inflight: Mutex::new(HashMap::new()),
         plans: RwLock::new(BTreeMap::new()),
         grants: Arc::new(Mutex::new(())),
-        watched: settings.paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
+        source,
     });
     let store = adapters.store.clone();
     let expired = blocking(move || store.events("approval-expired"))
@@ -229,7 +241,7 @@ pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, St
     });
     let c = controller.clone();
     tasks.spawn(async move {
-        c.config_watcher(initial_fingerprint).await;
+        c.config_watcher().await;
         "config watcher"
     });
     Ok(Running { controller, tasks })
@@ -283,15 +295,17 @@ impl Controller {
         let store = self.store();
         let now = self.now();
         let config_for_sync = config.clone();
-        let watched = self.watched.clone();
-        let kept = blocking(move || sync_file_approvals(store.as_ref(), &config_for_sync, &watched, now)).await?;
-        // The watched paths never change while running, so only the first apply (at start)
-        // can find approvals from elsewhere; say so once, not on every reload.
+        let source = self.source.clone();
+        let kept =
+            blocking(move || mirror_source_approvals(store.as_ref(), &config_for_sync, source.as_ref(), now)).await?;
+        // What the source reads never changes while running, so only the first apply (at
+        // start) can find approvals from elsewhere; say so once, not on every reload.
         if state.config.is_none() {
-            for (name, source) in kept {
+            for (name, from) in kept {
                 tracing_error(&format!(
-                    "approval {name} was granted from {source}, which is outside the watched paths; it stays \
-                     in force; revoke it with `meridian revoke {name}` if it should not"
+                    "approval {name} was granted from {from}, which is outside {}; it stays in force; revoke it \
+                     with `meridian revoke {name}` if it should not",
+                    self.source.describe()
                 ));
             }
         }
@@ -322,34 +336,11 @@ impl Controller {
     }
 
     /// Reload on every change of the files' contents since `initial` (what `start` loaded).
-    async fn config_watcher(self: Arc<Self>, initial: u64) {
-        let mut last = initial;
-        let mut watch_rx = spawn_fs_watch(&self.settings.paths);
-        let mut poll = tokio::time::interval(self.settings.config_poll);
+    async fn config_watcher(self: Arc<Self>) {
         loop {
-            tokio::select! {
-                _ = poll.tick() => {}
-                Some(()) = watch_rx.recv() => {
-                    // Let a burst of writes (an editor's save) settle.
-                    tokio::time::sleep(Duration::from_millis(150)).await;
-                    while watch_rx.try_recv().is_ok() {}
-                }
-            }
-            let paths = self.settings.paths.clone();
-            let fingerprint = blocking(move || current_fingerprint(&paths)).await;
+            self.source.changed().await;
             let current = self.snapshot().config.generation;
-            match fingerprint {
-                Ok(f) if f == last => continue,
-                Ok(f) => last = f,
-                Err(e) => {
-                    let _ = self.events.send(Event::ConfigRejected(e));
-                    continue;
-                }
-            }
-            let paths = self.settings.paths.clone();
-            let now = self.now();
-            let loaded = blocking(move || load_config(&paths, None, now)).await;
-            match loaded {
+            match self.source.load(self.now()).await {
                 Ok(mut config) => {
                     config.generation = current + 1;
                     let _ = self.events.send(Event::Config(Arc::new(config)));
@@ -433,16 +424,7 @@ impl Controller {
     /// counted, logged, recorded and published with its errors.
     async fn reject_config(&self, state: &LoopState, error: ConfigError) {
         self.metrics.config_reloads.with_label_values(&[error.metric_label()]).inc();
-        let errors: Vec<String> = match &error {
-            ConfigError::Invalid(report) => report
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == meridian_core::Severity::Error)
-                .map(ToString::to_string)
-                .collect(),
-            ConfigError::PlansVanished(messages) => messages.clone(),
-            other => vec![other.to_string()],
-        };
+        let errors = error.messages();
         tracing_error(&format!(
             "configuration edit rejected; the previous version stays in force: {}",
             errors.join(" | ")
@@ -508,7 +490,9 @@ impl Controller {
         let (plan_name, new_state, audit, actions) =
             (name.to_string(), decision.state.clone(), decision.audit.clone(), decision.actions.clone());
         let command_ids: Vec<i64> = commands.iter().map(|c| c.id).collect();
-        let intents = blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids)).await?;
+        let at = self.now();
+        let intents =
+            blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids, at)).await?;
         run.state = decision.state;
         run.updated_at = now;
         self.metrics.observe_audit(&decision.audit);
@@ -878,81 +862,44 @@ impl Controller {
     }
 }
 
-/// Mirror the watched files' approvals into the store: new ones are granted (source
-/// `file:PATH`), changed ones updated, vanished ones revoked ("approval file removed").
-/// "Vanished" is judged against the store, not the last reload, so a file deleted while the
-/// controller was stopped is revoked at the next start; but only a file under a watched path
-/// can vanish: one granted from elsewhere (the controller started with other paths) is kept
-/// and returned, as (name, source), to be reported. A revocation is never undone by a file,
-/// except the one its own removal caused: putting the file back grants it again.
-fn sync_file_approvals(
+/// Mirror the source's approvals into the store by the core's one diff
+/// (`sync_source_approvals`); returns the approvals kept because they came from elsewhere, as
+/// (name, source), to be reported.
+fn mirror_source_approvals(
     store: &dyn StateStore,
     config: &Config,
-    watched: &[PathBuf],
+    source: &dyn ConfigSource,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, String)>, StoreFailure> {
-    let stored: HashMap<String, ApprovalRecord> = store.approvals()?.into_iter().map(|a| (a.name.clone(), a)).collect();
-    for a in &config.file_approvals {
-        let source = config.approval_files.get(&a.name).map_or("file".to_string(), |p| format!("file:{}", p.display()));
-        match stored.get(&a.name) {
-            Some(s) if s.revoked.is_some() && !meridian_store::revoked_by_file_removal(s) => {}
-            Some(s) if s.revoked.is_none() && same_grant(s, a) => {}
-            _ => store.put_approval(a, &source, &a.granted_by, now)?,
-        }
-    }
+    let changes = sync_source_approvals(config, &store.approvals()?, &store.file_approvals()?, |s| source.owns(s));
     let mut kept = Vec::new();
-    for (name, source) in store.file_approvals()? {
-        if config.file_approvals.iter().any(|c| c.name == name) {
-            continue;
-        }
-        let under_watch = match source.strip_prefix("file:") {
-            Some(path) => watched.iter().any(|w| std::path::Path::new(path).starts_with(w)),
-            None => true,
-        };
-        if under_watch {
-            store.revoke_approval(
-                &name,
-                meridian_store::FILE_REMOVED_BY,
-                Some(meridian_store::FILE_REMOVED_REASON),
-                now,
-            )?;
-        } else {
-            kept.push((name, source));
+    for change in changes {
+        match change {
+            ApprovalSync::Put { approval, source } => {
+                store.put_approval(&approval, &source, &approval.granted_by, now)?;
+            }
+            ApprovalSync::Revoke { name } => {
+                store.revoke_approval(&name, FILE_REMOVED_BY, Some(FILE_REMOVED_REASON), now)?;
+            }
+            ApprovalSync::KeepForeign { name, source } => kept.push((name, source)),
         }
     }
     Ok(kept)
 }
 
-fn same_grant(a: &ApprovalRecord, b: &ApprovalRecord) -> bool {
-    let mut b = b.clone();
-    b.revoked.clone_from(&a.revoked);
-    *a == b
-}
+/// The audit feed port over the controller's broadcast channel.
+struct BroadcastFeed(broadcast::Receiver<AuditRecord>);
 
-fn spawn_fs_watch(paths: &[PathBuf]) -> mpsc::UnboundedReceiver<()> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let paths = paths.to_vec();
-    std::thread::Builder::new()
-        .name("meridian-fs-watch".into())
-        .spawn(move || {
-            use notify::{RecursiveMode, Watcher};
-            let sender = tx.clone();
-            let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if res.is_ok() {
-                    let _ = sender.send(());
-                }
-            });
-            let Ok(mut watcher) = watcher else { return };
-            for p in &paths {
-                let _ = watcher.watch(p, RecursiveMode::Recursive);
-            }
-            // Keep the watcher alive for as long as someone listens.
-            while !tx.is_closed() {
-                std::thread::sleep(Duration::from_millis(500));
+impl AuditFeed for BroadcastFeed {
+    fn next(&mut self) -> BoxFuture<'_, FeedItem> {
+        Box::pin(async move {
+            match self.0.recv().await {
+                Ok(record) => FeedItem::Record(Box::new(record)),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => FeedItem::Lagged(skipped),
+                Err(broadcast::error::RecvError::Closed) => FeedItem::Closed,
             }
         })
-        .ok();
-    rx
+    }
 }
 
 fn tracing_error(message: &str) {
@@ -964,8 +911,12 @@ impl ControlPlane for Controller {
         self.snapshot.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<AuditRecord> {
-        self.audit_tx.subscribe()
+    fn subscribe(&self) -> Box<dyn AuditFeed> {
+        Box::new(BroadcastFeed(self.audit_tx.subscribe()))
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.adapters.clock.now()
     }
 
     fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>> {

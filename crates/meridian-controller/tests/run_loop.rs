@@ -10,12 +10,12 @@ use chrono::Utc;
 use meridian_controller::control::ControlPlane;
 use meridian_controller::memory::MemoryStore;
 use meridian_controller::runtime::{Adapters, Settings, SystemClock, start};
-use meridian_controller::sqlite::SqliteStore;
 use meridian_controller::store::StateStore;
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::plan::Plan;
 use meridian_core::ports::{ActuationError, Actuator, BoxFuture, EvalRequest, HealthSource, Target};
 use meridian_core::{Command, CommandKind, HealthSample, HealthVerdict, PlanPhase};
+use meridian_store::SqliteStore;
 
 /// (region, service, percent, when) of one actuation the fake fleet received.
 type Actuation = (String, String, u32, chrono::DateTime<Utc>);

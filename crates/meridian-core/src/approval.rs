@@ -147,6 +147,16 @@ fn rank(problem: &ApprovalProblem) -> u8 {
     }
 }
 
+/// Who revokes an approval whose file (or resource) was removed, and why: such a revocation,
+/// and only such, is undone when its source grants the approval again.
+pub const FILE_REMOVED_BY: &str = "config";
+pub const FILE_REMOVED_REASON: &str = "approval file removed";
+
+/// Whether `record` was revoked because its file was removed.
+pub fn revoked_by_file_removal(record: &ApprovalRecord) -> bool {
+    record.revoked.as_ref().is_some_and(|r| r.by == FILE_REMOVED_BY && r.reason.as_deref() == Some(FILE_REMOVED_REASON))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@ pub mod plan;
 pub mod ports;
 pub mod schema;
 pub mod simulate;
+pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod validate;
@@ -44,3 +45,15 @@ pub use engine::{Action, Confirmation, Decision, Observations, TrafficReading, U
 pub use health::{HealthSample, HealthVerdict};
 pub use plan::Plan;
 pub use state::{PlanPhase, PlanState, UnitPhase, WaitReason, WavePhase};
+
+/// An error and its sources on one line: `failed to open x: permission denied`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}

@@ -5,7 +5,7 @@
 //! appends no event, so a file watcher may put every approval on every reload. A revoked
 //! approval is kept with its revocation forever: putting it again unchanged is a no-op (the
 //! revocation stands, even if its file still says otherwise), changing it is refused. The one
-//! exception: an approval revoked because its file was removed ([`FILE_REMOVED_REASON`]) is
+//! exception: an approval revoked because its file was removed ([`crate::FILE_REMOVED_REASON`]) is
 //! granted again when a file (`source` `file:...`) puts it back. Nothing here deletes; a
 //! removed file is the shell's to turn into a revocation.
 
@@ -13,7 +13,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use meridian_core::ApprovalRecord;
-use meridian_core::approval::RevokedInfo;
+use meridian_core::approval::{RevokedInfo, revoked_by_file_removal};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -137,16 +137,6 @@ fn write(
     )
     .map_err(sql(op))?;
     Ok(())
-}
-
-/// Who revokes an approval whose file was removed, and why: such a revocation, and only such,
-/// is undone when a file grants the approval again.
-pub const FILE_REMOVED_BY: &str = "config";
-pub const FILE_REMOVED_REASON: &str = "approval file removed";
-
-/// Whether `record` was revoked because its file was removed.
-pub fn revoked_by_file_removal(record: &ApprovalRecord) -> bool {
-    record.revoked.as_ref().is_some_and(|r| r.by == FILE_REMOVED_BY && r.reason.as_deref() == Some(FILE_REMOVED_REASON))
 }
 
 fn without_revocation(record: &ApprovalRecord) -> ApprovalRecord {

@@ -43,6 +43,7 @@ mod error;
 mod event;
 mod intent;
 mod lock;
+mod port;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -50,13 +51,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-pub use approval::{
-    ApprovalChange, ApprovalEvent, ApprovalEventKind, FILE_REMOVED_BY, FILE_REMOVED_REASON, revoked_by_file_removal,
-};
+pub use approval::{ApprovalChange, ApprovalEvent, ApprovalEventKind};
 pub use command::{CommandId, PendingCommand};
 pub use error::StoreError;
 pub use event::EventRecord;
 pub use intent::{Intent, IntentId, IntentOutcome, IntentStatus};
+pub use meridian_core::approval::{FILE_REMOVED_BY, FILE_REMOVED_REASON, revoked_by_file_removal};
+pub use port::SqliteStore;
 pub use schema::SCHEMA_VERSION;
 
 use crate::codec::sql;

@@ -4,7 +4,7 @@
 //! The story, scripted against real parts (the controller, its database file, HTTP
 //! actuators, HTTP health checks, a fleet of endpoints on 127.0.0.1):
 //! - the canary region, then the main wave two regions at a time;
-//! - br-south turns unhealthy once its store reaches 50 % and is rolled back, which halts
+//! - br-south's store turns unhealthy once it reaches 50 %, and the region is rolled back, which halts
 //!   the wave; the on-call engineer accepts the rollback and promotes the wave;
 //! - jp waits for its regulator's approval, which the ministry grants part-way;
 //! - everything else finishes. About a minute and a half (`--fast`: a few seconds).
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use meridian_controller::control::ControlPlane;
+use meridian_controller::control::FeedItem;
 use meridian_controller::runtime::{Controller, Settings, start};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::state::{UnitPhase, WavePhase};
@@ -96,7 +97,8 @@ async fn demo(args: &Args) -> i32 {
         trigger_service: "store".into(),
         at_percent: 50,
         error_ratio: 0.3,
-        service: None,
+        // Only the store: which service fails first is then the same on every run.
+        service: Some("store".into()),
     });
     let fleet = match Fleet::start(fleet_config).await {
         Ok(f) => f,
@@ -154,11 +156,15 @@ async fn demo(args: &Args) -> i32 {
 
     let mut audit = controller.subscribe();
     let printer = tokio::spawn(async move {
-        while let Ok(record) = audit.recv().await {
-            println!(
-                "          {}",
-                record.summary().split_once(' ').map_or(record.summary(), |(_, rest)| rest.to_string())
-            );
+        loop {
+            match audit.next().await {
+                FeedItem::Record(record) => println!(
+                    "          {}",
+                    record.summary().split_once(' ').map_or(record.summary(), |(_, rest)| rest.to_string())
+                ),
+                FeedItem::Lagged(_) => continue,
+                FeedItem::Closed => break,
+            }
         }
     });
 

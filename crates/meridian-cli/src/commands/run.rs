@@ -12,9 +12,9 @@ use meridian_actuator::{ActuatorOptions, PlanActuators};
 use meridian_controller::control::ControlPlane;
 use meridian_controller::nohealth::Unreadable;
 use meridian_controller::runtime::{Adapters, Running, Settings, SystemClock, start};
-use meridian_controller::sqlite::SqliteStore;
 use meridian_core::duration::Span;
 use meridian_core::ports::HealthSource;
+use meridian_store::SqliteStore;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,6 +1,7 @@
 //! What the controller needs from durable storage, as one narrow trait, so the decision loop
 //! does not care which database keeps it. `meridian-store` implements it on one embedded
-//! database file (see `sqlite`); calls are blocking and run on tokio's blocking pool.
+//! database file; the controller's `memory` module in memory for tests. Calls are blocking
+//! (an async caller runs them on a blocking pool).
 //!
 //! The contract that makes progress crash-safe: `commit` writes the new state, the audit
 //! records, the applied commands and one intent per traffic change in ONE transaction; an
@@ -9,8 +10,12 @@
 //! resolves by reading each target back.
 
 use chrono::{DateTime, Utc};
-use meridian_core::approval::ApprovalRecord;
-use meridian_core::{Action, AuditRecord, Command, PlanState};
+
+use crate::approval::ApprovalRecord;
+use crate::audit::AuditRecord;
+use crate::command::Command;
+use crate::engine::{Action, UnitRef};
+use crate::state::PlanState;
 
 /// An actuation the controller has decided on and must see confirmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +79,8 @@ pub type StoreResult<T> = Result<T, StoreFailure>;
 pub trait StateStore: Send + Sync + 'static {
     fn load_state(&self, plan: &str) -> StoreResult<Option<PlanState>>;
     /// Atomically: the new state, its audit records, the commands it applied, and one intent
-    /// per `SetTraffic` action (superseding older open intents of the same target).
+    /// per `SetTraffic` action (superseding older open intents of the same target), as of
+    /// `at` (the controller's clock).
     fn commit(
         &self,
         plan: &str,
@@ -82,10 +88,11 @@ pub trait StateStore: Send + Sync + 'static {
         audit: &[AuditRecord],
         actions: &[Action],
         applied_commands: &[i64],
+        at: DateTime<Utc>,
     ) -> StoreResult<Vec<Intent>>;
     fn open_intents(&self) -> StoreResult<Vec<Intent>>;
     /// Units of `plan` whose newest intent is not done (open, or failed for good).
-    fn unconfirmed(&self, plan: &str) -> StoreResult<Vec<meridian_core::UnitRef>>;
+    fn unconfirmed(&self, plan: &str) -> StoreResult<Vec<UnitRef>>;
     fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
     fn complete(&self, id: i64, outcome: IntentOutcome, at: DateTime<Utc>) -> StoreResult<()>;
 

@@ -3,18 +3,20 @@
 //! that changes something is made durable in the store before it returns, then wakes the
 //! decision loop at once.
 //!
-//! A trait, so the HTTP API can be tested against a fake and run against the real thing.
+//! A trait, so the HTTP API can be tested against a fake and run against the real thing, and
+//! depends on this port alone: not on the runtime, the file watcher or the database. A
+//! Kubernetes controller implements it too.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use meridian_core::approval::ApprovalRecord;
-use meridian_core::ports::BoxFuture;
-use meridian_core::{AuditRecord, Command};
-use tokio::sync::broadcast;
 
+use super::BoxFuture;
+use super::store::StoredEvent;
+use crate::approval::ApprovalRecord;
+use crate::audit::AuditRecord;
+use crate::command::Command;
 use crate::snapshot::Snapshot;
-use crate::store::StoredEvent;
 
 /// Why a control request was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,12 +56,32 @@ pub struct Readiness {
     pub reasons: Vec<String>,
 }
 
+/// What a subscriber to the audit feed receives next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// A record just committed.
+    Record(Box<AuditRecord>),
+    /// This subscriber fell behind and this many records were skipped (re-read them with
+    /// `ControlPlane::audit`).
+    Lagged(u64),
+    /// The feed ended: the controller is stopping.
+    Closed,
+}
+
+/// A subscription to audit records as they are committed.
+pub trait AuditFeed: Send {
+    fn next(&mut self) -> BoxFuture<'_, FeedItem>;
+}
+
 /// What the API needs from a controller.
 pub trait ControlPlane: Send + Sync + 'static {
     /// The latest published view.
     fn snapshot(&self) -> Arc<Snapshot>;
     /// Audit records as they are committed.
-    fn subscribe(&self) -> broadcast::Receiver<AuditRecord>;
+    fn subscribe(&self) -> Box<dyn AuditFeed>;
+    /// The controller's clock: the time every handler judges by (expiry, status), injected
+    /// so that tests can drive it.
+    fn now(&self) -> DateTime<Utc>;
     /// Queue a command for `plan`; applied by the next decision, which runs at once.
     fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>>;
     /// Record an approval (granted through the API).

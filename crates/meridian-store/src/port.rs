@@ -1,19 +1,19 @@
-//! [`StateStore`] on `meridian-store`'s embedded database file: the store `meridian run`
-//! uses. A thin mapping; the database does the real work (transactions, gapless audit,
-//! intent supersession, the state-dir lock).
+//! The core's [`StateStore`] port on the embedded database file: the store `meridian run`
+//! uses. The store's own records carry more (intent status, timestamps); this is the one
+//! place they are mapped to the port's types.
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use meridian_core::approval::ApprovalRecord;
-use meridian_core::{Action, AuditRecord, Command, PlanState};
-use meridian_store::{CommandId, IntentId, Store, StoreError};
-
-use crate::error_chain;
-use crate::store::{
+use meridian_core::error_chain;
+use meridian_core::ports::store::{
     ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult, StoredEvent,
 };
+use meridian_core::{Action, AuditRecord, Command, PlanState};
+
+use crate::{CommandId, IntentId, Store, StoreError};
 
 /// The database-backed store.
 pub struct SqliteStore {
@@ -33,7 +33,7 @@ impl SqliteStore {
     }
 }
 
-fn intent(i: meridian_store::Intent) -> Intent {
+fn intent(i: crate::Intent) -> Intent {
     Intent {
         id: i.id.0,
         plan: i.plan,
@@ -56,9 +56,10 @@ impl StateStore for SqliteStore {
         audit: &[AuditRecord],
         actions: &[Action],
         applied_commands: &[i64],
+        at: DateTime<Utc>,
     ) -> StoreResult<Vec<Intent>> {
         let ids: Vec<CommandId> = applied_commands.iter().map(|&i| CommandId(i)).collect();
-        self.with(|s| s.commit_decision(plan, state, audit, actions, &ids, Utc::now()))
+        self.with(|s| s.commit_decision(plan, state, audit, actions, &ids, at))
             .map(|v| v.into_iter().map(intent).collect())
     }
 
@@ -77,8 +78,8 @@ impl StateStore for SqliteStore {
 
     fn complete(&self, id: i64, outcome: IntentOutcome, at: DateTime<Utc>) -> StoreResult<()> {
         let outcome = match outcome {
-            IntentOutcome::Done { observed } => meridian_store::IntentOutcome::Done { observed_percent: observed },
-            IntentOutcome::Failed { error } => meridian_store::IntentOutcome::Failed { error },
+            IntentOutcome::Done { observed } => crate::IntentOutcome::Done { observed_percent: observed },
+            IntentOutcome::Failed { error } => crate::IntentOutcome::Failed { error },
         };
         self.with(|s| s.complete_intent(IntentId(id), outcome, at).map(|_| ()))
     }

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::approval::{ApprovalRecord, flag_holds};
+use crate::plan::{ChosenBy, EffectiveSettings, Plan};
+use crate::state::{PlanPhase, PlanState};
 use chrono::{DateTime, Utc};
-use meridian_core::approval::{ApprovalRecord, flag_holds};
-use meridian_core::plan::{ChosenBy, EffectiveSettings, Plan};
-use meridian_core::state::{PlanPhase, PlanState};
 use serde::Serialize;
 
 /// One plan as currently decided.
@@ -67,7 +67,7 @@ pub struct PlanSummary {
 #[serde(rename_all = "camelCase")]
 pub struct WaveSummary {
     pub name: String,
-    pub phase: meridian_core::WavePhase,
+    pub phase: crate::state::WavePhase,
 }
 
 /// A plan in full: per region and service, state, step, percent, health, why it waits,
@@ -139,7 +139,7 @@ impl Snapshot {
                 name: e.plan.name.clone(),
                 phase: e.state.phase(),
                 units: e.state.units.len(),
-                enabled: e.state.units.iter().filter(|u| u.phase == meridian_core::UnitPhase::Enabled).count(),
+                enabled: e.state.units.iter().filter(|u| u.phase == crate::state::UnitPhase::Enabled).count(),
                 waves: e.state.waves.iter().map(|w| WaveSummary { name: w.name.clone(), phase: w.phase }).collect(),
                 updated_at: e.updated_at,
             })
@@ -182,7 +182,7 @@ impl Snapshot {
                         Err(problem) => FlagStatus {
                             flag: flag.clone(),
                             holds: false,
-                            detail: meridian_core::WaitReason::Approval { flag: flag.clone(), problem }.to_string(),
+                            detail: crate::state::WaitReason::Approval { flag: flag.clone(), problem }.to_string(),
                         },
                     })
                     .collect(),

@@ -1,6 +1,22 @@
-//! The narrow interfaces the shells implement: where health comes from and how traffic is
-//! set. Defined here, next to the engine they feed, so adapters depend on the core and never
-//! the other way round. Async without a runtime: futures are boxed `std` futures.
+//! The narrow interfaces the shells implement, defined next to the engine they feed so every
+//! adapter depends on the core and never the other way round:
+//!
+//! ```text
+//!   ConfigSource (files | Kubernetes) ──> runtime ──> StateStore (SQLite | Kubernetes)
+//!                                           │  │
+//!   HealthSource (Prometheus, HTTP) ──> observe  actuate ──> Actuator (HTTP | Kubernetes)
+//!                                           │
+//!                           ControlPlane <──┘ (the API and the CLI's commands read and ask through it)
+//! ```
+//!
+//! Here: where health comes from (`HealthSource`), how traffic is set (`Actuator`); in
+//! `store`, what is kept durably (`StateStore`); in `control`, the controller's face to the
+//! API (`ControlPlane`); in `config`, where plans and approvals come from (`ConfigSource`).
+//! Async without a runtime: futures are boxed `std` futures, subscriptions a small trait.
+
+pub mod config;
+pub mod control;
+pub mod store;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +28,11 @@ use crate::plan::Plan;
 
 /// A boxed, sendable future (object-safe async trait methods without extra crates).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The time source: the controller reads time only through it, so tests can drive it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
 
 /// One (plan, region, service) whose traffic is set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
