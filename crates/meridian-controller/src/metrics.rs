@@ -54,6 +54,7 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub open_intents: IntGauge,
     pub task_failures: IntCounterVec,
+    pub store_errors: IntCounterVec,
     /// Held from the reset of the state gauges to the end of rendering, so concurrent
     /// scrapes never see a half-rebuilt set.
     scrape: Mutex<()>,
@@ -179,6 +180,10 @@ impl Metrics {
             task_failures: reg!(IntCounterVec::new(
                 Opts::new("meridian_task_failures_total", "Background tasks that failed"),
                 &["task"]
+            )),
+            store_errors: reg!(IntCounterVec::new(
+                Opts::new("meridian_store_errors_total", "Failed state store operations by operation"),
+                &["op"]
             )),
             scrape: Mutex::new(()),
             registry,

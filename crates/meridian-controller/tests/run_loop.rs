@@ -780,3 +780,114 @@ async fn a_plan_file_emptied_mid_rollout_is_rejected_and_the_plan_stays_in_contr
     .await;
     running.shutdown();
 }
+
+/// The fake fleet, but the first actuation of `panic_on` and the first `panic_evals`
+/// evaluations panic, and evaluations take `eval_delay`, counting how many run at once.
+#[derive(Default)]
+struct UnrulyFleet {
+    fleet: FakeFleet,
+    panic_on: Option<(String, String)>,
+    panicked: std::sync::atomic::AtomicBool,
+    panic_evals: std::sync::atomic::AtomicUsize,
+    eval_delay: Duration,
+    evaluating: std::sync::atomic::AtomicUsize,
+    most_at_once: std::sync::atomic::AtomicUsize,
+}
+
+impl Actuator for UnrulyFleet {
+    fn set_traffic<'a>(
+        &'a self,
+        plan: &'a Plan,
+        t: &'a Target,
+        percent: u32,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActuationError>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mine = self.panic_on.as_ref().is_some_and(|(r, s)| *r == t.region && *s == t.service);
+        if mine && !self.panicked.swap(true, SeqCst) {
+            panic!("actuator bug on {}/{}", t.region, t.service);
+        }
+        self.fleet.set_traffic(plan, t, percent, key)
+    }
+
+    fn read_traffic<'a>(&'a self, plan: &'a Plan, t: &'a Target) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
+        self.fleet.read_traffic(plan, t)
+    }
+}
+
+impl HealthSource for UnrulyFleet {
+    fn evaluate<'a>(&'a self, plan: &'a Plan, req: &'a EvalRequest) -> BoxFuture<'a, Vec<HealthSample>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            let now = self.evaluating.fetch_add(1, SeqCst) + 1;
+            self.most_at_once.fetch_max(now, SeqCst);
+            tokio::time::sleep(self.eval_delay).await;
+            self.evaluating.fetch_sub(1, SeqCst);
+            if self.panic_evals.load(SeqCst) > 0 {
+                self.panic_evals.fetch_sub(1, SeqCst);
+                panic!("health source bug");
+            }
+            self.fleet.evaluate(plan, req).await
+        })
+    }
+}
+
+async fn run_unruly(fleet: Arc<UnrulyFleet>) -> (tempfile::TempDir, meridian_controller::runtime::Running) {
+    let text = PLAN.replace("approvals: [jp-regulator]", "approvals: []");
+    let (dir, path) = setup(&text);
+    let adapters = Adapters {
+        store: Arc::new(MemoryStore::default()),
+        health: fleet.clone(),
+        actuator: fleet.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let mut settings = Settings::new(vec![path]);
+    settings.intent_retry = Duration::from_millis(100);
+    (dir, start(settings, adapters).await.expect("start"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actuation_worker_that_panics_takes_readiness_down_and_its_intent_is_sent_again() {
+    let fleet = Arc::new(UnrulyFleet { panic_on: Some(("a".into(), "signin".into())), ..UnrulyFleet::default() });
+    let (_dir, running) = run_unruly(fleet.clone()).await;
+    let c = running.controller.clone();
+    wait_for("readiness down naming the worker", Duration::from_secs(10), || {
+        c.readiness().reasons.iter().any(|r| r == "actuation worker for quick/a/signin panicked")
+    })
+    .await;
+    assert!(!c.readiness().ready);
+    assert_eq!(metric(&c.metrics(), "meridian_task_failures_total", &[("task", "actuation worker")]), Some(1.0));
+    // Not left "in flight": the reconciler sends the open intent again, and the rollout ends.
+    wait_for("plan complete", Duration::from_secs(30), || {
+        c.snapshot().plans["quick"].state.phase() == PlanPhase::Complete
+    })
+    .await;
+    wait_for("ready again", Duration::from_secs(10), || c.readiness().ready).await;
+    assert_eq!(fleet.fleet.traffic.lock().unwrap().get(&("a".into(), "signin".into())), Some(&100));
+    running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_evaluation_that_panics_is_reported_and_evaluations_never_pile_up() {
+    let fleet = Arc::new(UnrulyFleet {
+        panic_evals: std::sync::atomic::AtomicUsize::new(1),
+        // 150 ms a request, two services: three health intervals per evaluation, which a poller
+        // that did not wait would overlap.
+        eval_delay: Duration::from_millis(150),
+        ..UnrulyFleet::default()
+    });
+    let (_dir, running) = run_unruly(fleet.clone()).await;
+    let c = running.controller.clone();
+    wait_for("readiness down naming the evaluation", Duration::from_secs(10), || {
+        c.readiness().reasons.iter().any(|r| r == "health evaluation of plan quick panicked")
+    })
+    .await;
+    assert_eq!(metric(&c.metrics(), "meridian_task_failures_total", &[("task", "health evaluation")]), Some(1.0));
+    wait_for("plan complete", Duration::from_secs(40), || {
+        c.snapshot().plans["quick"].state.phase() == PlanPhase::Complete
+    })
+    .await;
+    wait_for("ready again", Duration::from_secs(10), || c.readiness().ready).await;
+    assert_eq!(fleet.most_at_once.load(std::sync::atomic::Ordering::SeqCst), 1, "evaluations of one plan overlapped");
+    running.shutdown();
+}

@@ -6,6 +6,10 @@
 //! paused at a step (whatever its wave's phase, so a region retried after its wave was
 //! promoted past it is watched again), or enabled in a wave that has not completed (the
 //! wave bake needs its fresh verdicts). An enabled unit of a complete wave is done with.
+//!
+//! Read-back (drift) has its rule here too: every unit Meridian has moved is read back, those
+//! it took back to 0 included, and a reading counts only when it was taken after the unit's
+//! last change and while no actuation of it was in flight.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::plan::Plan;
 use crate::ports::EvalRequest;
-use crate::state::{PlanState, UnitPhase, WavePhase};
+use crate::state::{PlanState, UnitPhase, UnitState, WavePhase};
 
 /// Is unit `i` (region-major, as in `PlanState::units`) under health watch?
 pub fn under_watch(plan: &Plan, state: &PlanState, i: usize) -> bool {
@@ -50,4 +54,58 @@ pub fn health_requests(plan: &Plan, state: &PlanState, now: DateTime<Utc>) -> Ve
             now,
         })
         .collect()
+}
+
+/// Units whose traffic is read back for drift: every unit Meridian has moved, those it took
+/// back to 0 included (a region rolled back, or disabled for a lost approval, and switched on
+/// behind its back is drift too). Units never moved are left alone, so adopting a service that
+/// is already live never switches it off.
+pub fn readback_units(state: &PlanState) -> impl Iterator<Item = &UnitState> {
+    state.units.iter().filter(|u| u.actuated || u.percent > 0)
+}
+
+/// Does a reading of `unit` taken at `read_at` count? Only when taken after the unit's last
+/// change (an older one describes the traffic before it) and while no actuation of it was in
+/// flight (`busy`: the target may be mid-change).
+pub fn reading_counts(unit: &UnitState, read_at: DateTime<Utc>, busy: bool) -> bool {
+    unit.since.is_none_or(|since| since < read_at) && !busy
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::validate::load;
+
+    fn mk_state() -> (Plan, PlanState) {
+        let text = "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: p}\nspec:\n  services: \
+                    [{name: s}]\n  regions: [{name: a}, {name: b}, {name: c}]\n  waves: [{name: w, regions: [a, b, \
+                    c]}]\n  steps: [50, 100]\n";
+        let bundle = load(&[("p.yaml".to_string(), text.to_string())], None);
+        let plan = bundle.plans.into_iter().next().unwrap();
+        let state = PlanState::new(&plan);
+        (plan, state)
+    }
+
+    #[test]
+    fn units_meridian_moved_are_read_back_those_taken_to_zero_included() {
+        let (_, mut state) = mk_state();
+        state.units[0].percent = 50; // serving
+        state.units[1].actuated = true; // rolled back to 0 by Meridian
+        let read: Vec<&str> = readback_units(&state).map(|u| u.region.as_str()).collect();
+        assert_eq!(read, ["a", "b"], "c was never moved: never read, never switched off");
+    }
+
+    #[test]
+    fn a_reading_counts_only_after_the_last_change_and_with_nothing_in_flight() {
+        let (_, mut state) = mk_state();
+        let t = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::hours(1);
+        state.units[0].since = Some(t);
+        assert!(!reading_counts(&state.units[0], t - TimeDelta::seconds(1), false), "older than the change");
+        assert!(!reading_counts(&state.units[0], t, false), "as old as the change");
+        assert!(reading_counts(&state.units[0], t + TimeDelta::seconds(1), false));
+        assert!(!reading_counts(&state.units[0], t + TimeDelta::seconds(1), true), "an actuation in flight");
+        assert!(reading_counts(&state.units[1], t, false), "a unit never changed");
+    }
 }

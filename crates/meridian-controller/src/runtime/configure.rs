@@ -1,0 +1,95 @@
+//! Configuration sync: applying what the `ConfigSource` yields (mirroring its approvals into
+//! the store, aligning plan states), rejecting what must not apply, and watching the source.
+//! Must not decide rollouts: an applied configuration only changes what the next decision
+//! sees.
+
+use super::*;
+
+impl Controller {
+    /// Apply a validated configuration: sync file approvals into the store, align states.
+    pub(super) async fn apply_config(&self, state: &mut LoopState, config: Arc<Config>) -> Result<(), StoreFailure> {
+        let store = self.store();
+        let now = self.now();
+        let config_for_sync = config.clone();
+        let source = self.source.clone();
+        let kept =
+            blocking(move || mirror_source_approvals(store.as_ref(), &config_for_sync, source.as_ref(), now)).await?;
+        // What the source reads never changes while running, so only the first apply (at
+        // start) can find approvals from elsewhere; say so once, not on every reload.
+        if state.config.is_none() {
+            for (name, from) in kept {
+                tracing_error(&format!(
+                    "approval {name} was granted from {from}, which is outside {}; it stays in force; revoke it \
+                     with `meridian revoke {name}` if it should not",
+                    self.source.describe()
+                ));
+            }
+        }
+        let mut plans = BTreeMap::new();
+        for plan in &config.plans {
+            let existing = state.plans.remove(&plan.name);
+            let plan_state = match existing {
+                Some(run) => run.state,
+                None => {
+                    let store = self.store();
+                    let name = plan.name.clone();
+                    blocking(move || store.load_state(&name)).await?.unwrap_or_else(|| PlanState::new(plan))
+                }
+            };
+            plans.insert(
+                plan.name.clone(),
+                PlanRun { plan: plan.clone(), state: plan_state, wake_at: Some(now), updated_at: now },
+            );
+        }
+        // Plans removed from the files keep their stored state; nothing is deleted.
+        state.plans = plans;
+        if let Ok(mut p) = self.plans.write() {
+            *p = state.plans.iter().map(|(k, v)| (k.clone(), v.plan.clone())).collect();
+        }
+        self.metrics.config_generation.set(config.generation as i64);
+        state.config = Some(config);
+        Ok(())
+    }
+
+    /// Reload on every change of the files' contents since `initial` (what `start` loaded).
+    pub(super) async fn config_watcher(self: Arc<Self>) {
+        loop {
+            self.source.changed().await;
+            let current = self.snapshot().config.generation;
+            match self.source.load(self.now()).await {
+                Ok(mut config) => {
+                    config.generation = current + 1;
+                    let _ = self.events.send(Event::Config(Arc::new(config)));
+                }
+                Err(e) => {
+                    let _ = self.events.send(Event::ConfigRejected(e));
+                }
+            }
+        }
+    }
+}
+
+/// Mirror the source's approvals into the store by the core's one diff
+/// (`sync_source_approvals`); returns the approvals kept because they came from elsewhere, as
+/// (name, source), to be reported.
+fn mirror_source_approvals(
+    store: &dyn StateStore,
+    config: &Config,
+    source: &dyn ConfigSource,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, StoreFailure> {
+    let changes = sync_source_approvals(config, &store.approvals()?, &store.file_approvals()?, |s| source.owns(s));
+    let mut kept = Vec::new();
+    for change in changes {
+        match change {
+            ApprovalSync::Put { approval, source } => {
+                store.put_approval(&approval, &source, &approval.granted_by, now)?;
+            }
+            ApprovalSync::Revoke { name } => {
+                store.revoke_approval(&name, FILE_REMOVED_BY, Some(FILE_REMOVED_REASON), now)?;
+            }
+            ApprovalSync::KeepForeign { name, source } => kept.push((name, source)),
+        }
+    }
+    Ok(kept)
+}

@@ -1,0 +1,155 @@
+//! The controller's `ControlPlane`: what the API reads (the published snapshot, the audit
+//! feed, the store's approvals and history) and asks (commands, grants, revocations), each
+//! made durable in the store before it returns, then a kick of the decision loop.
+
+use super::*;
+
+/// The audit feed port over the controller's broadcast channel.
+struct BroadcastFeed(broadcast::Receiver<AuditRecord>);
+
+impl AuditFeed for BroadcastFeed {
+    fn next(&mut self) -> BoxFuture<'_, FeedItem> {
+        Box::pin(async move {
+            match self.0.recv().await {
+                Ok(record) => FeedItem::Record(Box::new(record)),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => FeedItem::Lagged(skipped),
+                Err(broadcast::error::RecvError::Closed) => FeedItem::Closed,
+            }
+        })
+    }
+}
+
+impl ControlPlane for Controller {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn subscribe(&self) -> Box<dyn AuditFeed> {
+        Box::new(BroadcastFeed(self.audit_tx.subscribe()))
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.adapters.clock.now()
+    }
+
+    fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>> {
+        let plan = plan.to_string();
+        Box::pin(async move {
+            let p = self.plan(&plan).ok_or_else(|| ControlError::UnknownPlan(plan.clone()))?;
+            if let Some(w) = &command.wave
+                && p.wave_index(w).is_none()
+            {
+                return Err(ControlError::Invalid(format!("plan {plan:?} has no wave {w:?}")));
+            }
+            if let Some(r) = &command.region
+                && p.region_index(r).is_none()
+            {
+                return Err(ControlError::Invalid(format!("plan {plan:?} has no region {r:?}")));
+            }
+            let store = self.store();
+            blocking(move || store.enqueue_command(&plan, &command))
+                .await
+                .map_err(|e| ControlError::Store(e.message))?;
+            self.kick();
+            Ok(())
+        })
+    }
+
+    fn grant(&self, approval: ApprovalRecord) -> BoxFuture<'_, Result<(), ControlError>> {
+        Box::pin(async move {
+            if approval.flag.trim().is_empty()
+                || approval.name.trim().is_empty()
+                || approval.granted_by.trim().is_empty()
+            {
+                return Err(ControlError::Invalid("an approval needs a name, a flag and grantedBy".into()));
+            }
+            if let (Some(g), Some(e)) = (approval.granted_at, approval.expires)
+                && e <= g
+            {
+                return Err(ControlError::Invalid("the approval expires before it is granted".into()));
+            }
+            // The store, not the published snapshot, is the truth: a grant made a moment ago
+            // may not be published yet.
+            let store = self.store();
+            let now = self.now();
+            let by = approval.granted_by.clone();
+            let grants = self.grants.clone();
+            let conflict = blocking(move || {
+                let _one_at_a_time =
+                    grants.lock().map_err(|_| StoreFailure { message: "grant lock poisoned".into() })?;
+                if store.approvals()?.iter().any(|a| a.name == approval.name) {
+                    return Ok(Some(approval.name));
+                }
+                store.put_approval(&approval, "api", &by, now).map(|()| None)
+            })
+            .await
+            .map_err(|e| ControlError::Store(e.message))?;
+            if let Some(name) = conflict {
+                return Err(ControlError::Conflict(name));
+            }
+            self.kick();
+            Ok(())
+        })
+    }
+
+    fn approvals(&self) -> BoxFuture<'_, Result<Vec<ApprovalRecord>, ControlError>> {
+        Box::pin(async move {
+            let store = self.store();
+            blocking(move || store.approvals()).await.map_err(|e| ControlError::Store(e.message))
+        })
+    }
+
+    fn revoke(&self, name: &str, by: &str, reason: Option<String>) -> BoxFuture<'_, Result<(), ControlError>> {
+        let (name, by) = (name.to_string(), by.to_string());
+        Box::pin(async move {
+            let store = self.store();
+            let now = self.now();
+            let n = name.clone();
+            let found = blocking(move || store.revoke_approval(&n, &by, reason.as_deref(), now))
+                .await
+                .map_err(|e| ControlError::Store(e.message))?;
+            if !found {
+                return Err(ControlError::UnknownApproval(name));
+            }
+            self.kick();
+            Ok(())
+        })
+    }
+
+    fn audit(
+        &self,
+        plan: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, ControlError>> {
+        let plan = plan.map(str::to_string);
+        Box::pin(async move {
+            let store = self.store();
+            blocking(move || store.audit(plan.as_deref(), after, limit))
+                .await
+                .map_err(|e| ControlError::Store(e.message))
+        })
+    }
+
+    fn history(&self, after: i64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>, ControlError>> {
+        Box::pin(async move {
+            let store = self.store();
+            blocking(move || store.history(after, limit)).await.map_err(|e| ControlError::Store(e.message))
+        })
+    }
+
+    fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>) {
+        let _ = at;
+        self.record_event("access-denied", who, serde_json::json!({ "request": what }));
+    }
+
+    fn metrics(&self) -> String {
+        // Gauges are refreshed at scrape time from the published snapshot, so they are right
+        // after a restart and seconds-to-expiry counts down between decisions.
+        self.metrics.scrape(&self.snapshot(), self.now())
+    }
+
+    fn readiness(&self) -> Readiness {
+        self.problems.readiness()
+    }
+}

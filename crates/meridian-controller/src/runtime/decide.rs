@@ -1,0 +1,223 @@
+//! Deciding: the decision loop, the only writer of plan state. It absorbs events, runs the
+//! engine for each plan, commits each decision (state, audit, intents) before anything acts
+//! on it, publishes the snapshot and hands intents to the actuation workers. Must not talk to
+//! targets or health sources.
+
+use meridian_core::watch::reading_counts;
+
+use super::*;
+
+impl Controller {
+    pub(super) async fn decision_loop(self: Arc<Self>, mut state: LoopState, mut rx: mpsc::UnboundedReceiver<Event>) {
+        loop {
+            let wake = state.plans.values().filter_map(|p| p.wake_at).min();
+            let sleep_for =
+                wake.map(|w| (w - self.now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => self.absorb(&mut state, event).await,
+                    None => return,
+                },
+                _ = tokio::time::sleep(sleep_for) => {}
+            }
+            while let Ok(event) = rx.try_recv() {
+                self.absorb(&mut state, event).await;
+            }
+            let names: Vec<String> = state.plans.keys().cloned().collect();
+            for name in names {
+                if let Err(e) = self.decide_plan(&mut state, &name).await {
+                    self.store_write_failed("decide", &e);
+                    // Retry soon; the in-memory state was not advanced.
+                    if let Some(run) = state.plans.get_mut(&name) {
+                        run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn absorb(&self, state: &mut LoopState, event: Event) {
+        match event {
+            Event::Kick => {}
+            Event::Health { plan, samples } => {
+                self.metrics.observe_samples(&plan, &samples);
+                state.samples.entry(plan).or_default().extend(samples);
+            }
+            Event::Readings { plan, readings } => state.readings.entry(plan).or_default().extend(readings),
+            Event::Confirmed { plan, confirmation } => state.confirmations.entry(plan).or_default().push(confirmation),
+            Event::Config(config) => {
+                let generation = config.generation;
+                let vanished =
+                    vanished_in_flight(state.plans.iter().map(|(name, run)| (name.as_str(), &run.state)), &config);
+                if !vanished.is_empty() {
+                    return self.reject_config(state, ConfigError::PlansVanished(vanished)).await;
+                }
+                match self.apply_config(state, config).await {
+                    Ok(()) => {
+                        self.metrics.config_reloads.with_label_values(&["applied"]).inc();
+                        self.record_event("config-applied", "config", serde_json::json!({ "generation": generation }));
+                        self.publish(state, None).await;
+                    }
+                    Err(e) => tracing_error(&format!("configuration not applied: {e}")),
+                }
+            }
+            Event::ConfigRejected(error) => self.reject_config(state, error).await,
+        }
+    }
+
+    /// Report an edit that is not applied (the last good configuration stays in force):
+    /// counted, logged, recorded and published with its errors.
+    pub(super) async fn reject_config(&self, state: &LoopState, error: ConfigError) {
+        self.metrics.config_reloads.with_label_values(&[error.metric_label()]).inc();
+        let errors = error.messages();
+        tracing_error(&format!(
+            "configuration edit rejected; the previous version stays in force: {}",
+            errors.join(" | ")
+        ));
+        self.record_event("config-rejected", "config", serde_json::json!({ "errors": errors }));
+        let rejected = RejectedEdit { at: self.now(), errors };
+        self.publish(state, Some(rejected)).await;
+    }
+
+    /// Decide one plan, commit the decision, publish it, and start its actuations.
+    pub(super) async fn decide_plan(self: &Arc<Self>, state: &mut LoopState, name: &str) -> Result<(), StoreFailure> {
+        // Observed when this returns, committed or not: decide and commit together.
+        let _timer = self.metrics.decision_duration.with_label_values(&[] as &[&str]).start_timer();
+        let store = self.store();
+        let plan_name = name.to_string();
+        let (approvals, commands, unconfirmed) = blocking(move || {
+            let approvals = store.approvals()?;
+            let commands = store.pending_commands(&plan_name)?;
+            let unconfirmed = store.unconfirmed(&plan_name)?;
+            Ok::<_, StoreFailure>((approvals, commands, unconfirmed))
+        })
+        .await?;
+        let now = self.now();
+        self.announce_expiries(&mut state.expired, &approvals, now);
+        let Some(run) = state.plans.get_mut(name) else { return Ok(()) };
+        let samples = state.samples.remove(name).unwrap_or_default();
+        let confirmations = state.confirmations.remove(name).unwrap_or_default();
+        let inflight: Vec<Target> = self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let readings: Vec<TrafficReading> = state
+            .readings
+            .remove(name)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(r, read_at)| {
+                let busy = inflight.iter().any(|t| t.plan == name && t.region == r.region && t.service == r.service);
+                run.state.unit(&r.region, &r.service).is_some_and(|u| reading_counts(u, *read_at, busy))
+            })
+            .map(|(r, _)| r)
+            .collect();
+        let command_list: Vec<Command> = commands.iter().map(|c| c.command.clone()).collect();
+        let obs = Observations {
+            approvals: &approvals,
+            health: &samples,
+            traffic: &readings,
+            commands: &command_list,
+            unconfirmed: &unconfirmed,
+            confirmations: &confirmations,
+        };
+        let decision = decide(&run.plan, run.state.clone(), &obs, now);
+        let changed = decision.state != run.state || !decision.audit.is_empty() || !commands.is_empty();
+        run.wake_at = decision.wake_at;
+        if !changed {
+            // An approval granted or revoked with no effect on any unit (a paused or
+            // complete plan) must still show up in the API at once.
+            if self.snapshot().approvals != approvals {
+                self.publish_with_approvals(state, None, Some(approvals)).await;
+            }
+            return Ok(());
+        }
+        let store = self.store();
+        let (plan_name, new_state, audit, actions) =
+            (name.to_string(), decision.state.clone(), decision.audit.clone(), decision.actions.clone());
+        let command_ids: Vec<i64> = commands.iter().map(|c| c.id).collect();
+        let at = self.now();
+        let intents =
+            blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids, at)).await?;
+        self.problems.clear(key::STORE);
+        run.state = decision.state;
+        run.updated_at = now;
+        self.metrics.observe_audit(&decision.audit);
+        for record in &decision.audit {
+            let _ = self.audit_tx.send(record.clone());
+        }
+        for intent in intents {
+            self.dispatch(intent);
+        }
+        self.publish_with_approvals(state, None, Some(approvals)).await;
+        Ok(())
+    }
+
+    pub(super) async fn publish(&self, state: &LoopState, rejected: Option<RejectedEdit>) {
+        self.publish_with_approvals(state, rejected, None).await;
+    }
+
+    pub(super) async fn publish_with_approvals(
+        &self,
+        state: &LoopState,
+        rejected: Option<RejectedEdit>,
+        approvals: Option<Vec<ApprovalRecord>>,
+    ) {
+        let approvals = match approvals {
+            Some(a) => a,
+            None => {
+                let store = self.store();
+                blocking(move || store.approvals()).await.unwrap_or_else(|_| self.snapshot().approvals.clone())
+            }
+        };
+        let previous = self.snapshot();
+        let config = state.config.as_ref();
+        let snapshot = Snapshot {
+            plans: state
+                .plans
+                .iter()
+                .map(|(name, run)| {
+                    (
+                        name.clone(),
+                        PlanEntry {
+                            plan: run.plan.clone(),
+                            state: run.state.clone(),
+                            updated_at: run.updated_at,
+                            wake_at: run.wake_at,
+                        },
+                    )
+                })
+                .collect(),
+            approvals,
+            config: ConfigStatus {
+                generation: config.map_or(0, |c| c.generation),
+                loaded_at: config.map(|c| c.loaded_at),
+                warnings: config.map_or(0, |c| c.warnings.warnings()),
+                rejected: rejected
+                    .or_else(|| previous.config.rejected.clone().filter(|r| config.is_none_or(|c| r.at > c.loaded_at))),
+            },
+        };
+        if let Ok(mut s) = self.snapshot.write() {
+            *s = Arc::new(snapshot);
+        }
+    }
+
+    /// Expiry is an event of its own: recorded once per approval when its time has come.
+    pub(super) fn announce_expiries(
+        &self,
+        announced: &mut std::collections::HashSet<String>,
+        approvals: &[ApprovalRecord],
+        now: DateTime<Utc>,
+    ) {
+        for a in approvals {
+            if let Some(expires) = a.expires
+                && expires <= now
+                && a.revoked.is_none()
+                && announced.insert(a.name.clone())
+            {
+                self.record_event(
+                    "approval-expired",
+                    "clock",
+                    serde_json::json!({ "approval": a.name, "flag": a.flag, "expires": expires }),
+                );
+            }
+        }
+    }
+}

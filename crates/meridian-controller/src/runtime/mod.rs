@@ -1,0 +1,351 @@
+//! The controller at run time: the same loop for every source of configuration and every
+//! store (files and SQLite standalone; Kubernetes resources next).
+//!
+//! ```text
+//!  configure (ConfigSource) ─┐                              ┌─> StateStore::commit (state, audit, intents)
+//!  observe: health, reads ───┤                              ├─> snapshot + audit feed + metrics
+//!  control (API requests) ───┼─> events ─> decide: engine ──┤
+//!                            │     (and timers at wake_at)  └─> actuate: one worker per target ─> Actuator
+//! ```
+//!
+//! One job per module: `configure` (apply, reject and watch configuration), `decide` (the
+//! loop, the only writer of plan state), `actuate` (workers, recovery, reconciler), `observe`
+//! (health evaluations and read-backs), `control` (the `ControlPlane` the API uses),
+//! `problems` (what keeps it from being ready). This module wires them and owns their shared
+//! state.
+//!
+//! Event-driven: an approval, a command, a configuration change or a health result wakes the
+//! loop at once; timers (bakes, windows, expiries) wake it at the engine's `wake_at`.
+//! Actuation is crash-safe by the store contract (see `ports::store`): every intent is durable
+//! before it is sent, and startup resolves open intents by reading each target back before
+//! anything else runs. Everything spawned is supervised: a background task that ends takes
+//! readiness down; an actuation worker or a health evaluation that panics is counted, takes
+//! readiness down until that job succeeds again, and leaves nothing "in flight"; a failed
+//! store write is logged, counted and takes readiness down until a write succeeds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::ApprovalRecord;
+use meridian_core::plan::Plan;
+use meridian_core::ports::{Actuator, BoxFuture, HealthSource, Target};
+use meridian_core::{
+    AuditRecord, Command, Confirmation, HealthSample, Observations, PlanState, TrafficReading, decide,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+
+mod actuate;
+mod configure;
+mod control;
+mod decide;
+mod observe;
+mod problems;
+
+use problems::{Problems, key};
+
+use crate::config::FileSource;
+use crate::control::{AuditFeed, ControlError, ControlPlane, FeedItem, Readiness};
+use crate::metrics::Metrics;
+use crate::snapshot::{ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
+use crate::store::{ControllerEvent, Intent, IntentOutcome, StateStore, StoreFailure, StoredEvent};
+use meridian_core::approval::{FILE_REMOVED_BY, FILE_REMOVED_REASON};
+use meridian_core::ports::config::{
+    ApprovalSync, Config, ConfigError, ConfigSource, sync_source_approvals, vanished_in_flight,
+};
+
+pub use meridian_core::ports::Clock;
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The effectful parts, supplied by the binary (or a test).
+#[derive(Clone)]
+pub struct Adapters {
+    pub store: Arc<dyn StateStore>,
+    pub health: Arc<dyn HealthSource>,
+    pub actuator: Arc<dyn Actuator>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Tunables of the run loop.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Plan and approval files or directories, watched for changes.
+    pub paths: Vec<PathBuf>,
+    /// How often targets with traffic are read back to detect drift.
+    pub readback_interval: Duration,
+    /// First delay before re-sending an intent that failed with a retryable error (doubles,
+    /// up to a minute).
+    pub intent_retry: Duration,
+    /// Safety net for the file watcher: re-check the files this often.
+    pub config_poll: Duration,
+    /// Export per-unit series on `/metrics` (a million of them at 150,000 units); off by
+    /// default, the aggregates are always there.
+    pub unit_metrics: bool,
+}
+
+impl Settings {
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Settings {
+            paths,
+            readback_interval: Duration::from_secs(30),
+            intent_retry: Duration::from_secs(1),
+            config_poll: Duration::from_secs(2),
+            unit_metrics: false,
+        }
+    }
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("failed to read the state store: {0}")]
+    Store(#[from] StoreFailure),
+}
+
+/// What wakes the decision loop.
+enum Event {
+    Kick,
+    Health {
+        plan: String,
+        samples: Vec<HealthSample>,
+    },
+    Readings {
+        plan: String,
+        readings: Vec<(TrafficReading, DateTime<Utc>)>,
+    },
+    /// A target confirmed an actuation.
+    Confirmed {
+        plan: String,
+        confirmation: Confirmation,
+    },
+    Config(Arc<Config>),
+    ConfigRejected(ConfigError),
+}
+
+/// The running controller; implements [`ControlPlane`] for the API.
+pub struct Controller {
+    adapters: Adapters,
+    settings: Settings,
+    metrics: Metrics,
+    snapshot: RwLock<Arc<Snapshot>>,
+    events: mpsc::UnboundedSender<Event>,
+    audit_tx: broadcast::Sender<AuditRecord>,
+    /// What keeps it from being ready, by cause.
+    problems: Problems,
+    /// Plans with a health evaluation running: at most one at a time each.
+    health_inflight: Mutex<std::collections::HashSet<String>>,
+    /// Targets with an actuation worker running; `true` = new intents arrived meanwhile.
+    inflight: Mutex<HashMap<Target, bool>>,
+    plans: RwLock<BTreeMap<String, Arc<Plan>>>,
+    /// Serialises API grants, so two requests for one name cannot both pass the check.
+    grants: Arc<Mutex<()>>,
+    /// Where plans and approvals come from (files, or Kubernetes resources).
+    source: Arc<dyn ConfigSource>,
+}
+
+/// Handles of the background tasks; dropping it does not stop them, `shutdown` does.
+pub struct Running {
+    pub controller: Arc<Controller>,
+    tasks: JoinSet<&'static str>,
+}
+
+impl Running {
+    /// Wait until a background task ends (which only happens on failure) and name it.
+    /// The failure is counted and takes readiness down before the caller decides what to do.
+    pub async fn join_failure(&mut self) -> Option<&'static str> {
+        let failed = self.tasks.join_next().await.map(|r| r.unwrap_or("a background task (panicked)"))?;
+        self.controller.metrics.task_failures.with_label_values(&[failed]).inc();
+        self.controller.problems.raise(&format!("task:{failed}"), format!("{failed} stopped"));
+        Some(failed)
+    }
+
+    /// Stop deciding and acting: `/readyz` turns 503 ("shutting down") and the background
+    /// tasks end. The published snapshot stays readable and requests still reach the store.
+    pub fn shutdown(mut self) {
+        self.controller.problems.raise(key::SHUTTING_DOWN, "shutting down");
+        self.tasks.abort_all();
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Start the controller on the files and directories of `settings.paths`, watched: load and
+/// validate the configuration, load state, resolve open intents, then start the loop and its
+/// helpers.
+pub async fn start(settings: Settings, adapters: Adapters) -> Result<Running, StartError> {
+    let source = Arc::new(FileSource::new(settings.paths.clone(), settings.config_poll));
+    start_with(source, settings, adapters).await
+}
+
+/// [`start`] on any source of configuration: the runtime reads plans and approvals only
+/// through it.
+pub async fn start_with(
+    source: Arc<dyn ConfigSource>,
+    settings: Settings,
+    adapters: Adapters,
+) -> Result<Running, StartError> {
+    let now = adapters.clock.now();
+    let config = Arc::new(source.load(now).await?);
+    let (events, rx) = mpsc::unbounded_channel();
+    let (audit_tx, _) = broadcast::channel(4096);
+    let controller = Arc::new(Controller {
+        adapters: adapters.clone(),
+        settings: settings.clone(),
+        metrics: Metrics::with_unit_series(settings.unit_metrics),
+        snapshot: RwLock::new(Arc::new(Snapshot::default())),
+        events,
+        audit_tx,
+        problems: Problems::starting(),
+        health_inflight: Mutex::new(std::collections::HashSet::new()),
+        inflight: Mutex::new(HashMap::new()),
+        plans: RwLock::new(BTreeMap::new()),
+        grants: Arc::new(Mutex::new(())),
+        source,
+    });
+    let store = adapters.store.clone();
+    let expired = blocking(move || store.events("approval-expired"))
+        .await?
+        .into_iter()
+        .filter_map(|e| e.detail["approval"].as_str().map(str::to_string))
+        .collect();
+    let mut state = LoopState {
+        plans: BTreeMap::new(),
+        expired,
+        samples: HashMap::new(),
+        readings: HashMap::new(),
+        confirmations: HashMap::new(),
+        config: None,
+    };
+    controller.apply_config(&mut state, config).await?;
+    controller.publish(&state, None).await;
+    controller.recover().await;
+    controller.problems.clear(key::STARTING);
+
+    let mut tasks = JoinSet::new();
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.decision_loop(state, rx).await;
+        "decision loop"
+    });
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.health_loop().await;
+        "health poller"
+    });
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.readback_loop().await;
+        "read-back"
+    });
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.intent_reconciler().await;
+        "intent reconciler"
+    });
+    let c = controller.clone();
+    tasks.spawn(async move {
+        c.config_watcher().await;
+        "config watcher"
+    });
+    Ok(Running { controller, tasks })
+}
+
+/// State owned by the decision loop alone.
+struct LoopState {
+    plans: BTreeMap<String, PlanRun>,
+    /// Approvals whose expiry has been recorded (seeded from the store, so never twice).
+    expired: std::collections::HashSet<String>,
+    samples: HashMap<String, Vec<HealthSample>>,
+    readings: HashMap<String, Vec<(TrafficReading, DateTime<Utc>)>>,
+    confirmations: HashMap<String, Vec<Confirmation>>,
+    config: Option<Arc<Config>>,
+}
+
+struct PlanRun {
+    plan: Arc<Plan>,
+    state: PlanState,
+    wake_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl Controller {
+    fn now(&self) -> DateTime<Utc> {
+        self.adapters.clock.now()
+    }
+
+    fn store(&self) -> Arc<dyn StateStore> {
+        self.adapters.store.clone()
+    }
+
+    pub fn metrics_registry(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The one funnel for a failed store write: logged, counted by operation, and readiness
+    /// down until a decision commits again. Nothing a write was meant to keep is pretended.
+    fn store_write_failed(&self, op: &'static str, e: &StoreFailure) {
+        tracing_error(&format!("state store: {op} failed: {e}"));
+        self.metrics.store_errors.with_label_values(&[op]).inc();
+        self.problems.raise(key::STORE, format!("state store: {op} failed: {e}"));
+    }
+
+    /// Spawn `work` and watch it: a panic is counted (`meridian_task_failures_total{task}`),
+    /// logged, and takes readiness down under `problem` until `cleanup` (which also runs after
+    /// a normal end) says otherwise. `cleanup` gets whether it panicked.
+    fn spawn_watched<F>(
+        self: &Arc<Self>,
+        task: &'static str,
+        problem: String,
+        work: F,
+        cleanup: impl FnOnce(&Arc<Self>, bool) + Send + 'static,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let panicked = tokio::spawn(work).await.is_err_and(|e| e.is_panic());
+            if panicked {
+                me.metrics.task_failures.with_label_values(&[task]).inc();
+                tracing_error(&format!("{problem}: it panicked"));
+                me.problems.raise(&problem, format!("{problem} panicked"));
+            }
+            cleanup(&me, panicked);
+        });
+    }
+
+    fn kick(&self) {
+        let _ = self.events.send(Event::Kick);
+    }
+
+    fn record_event(&self, kind: &str, who: &str, detail: serde_json::Value) {
+        let event = ControllerEvent { at: self.now(), kind: kind.to_string(), who: who.to_string(), detail };
+        let store = self.store();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.record_event(&event) {
+                tracing_error(&format!("failed to record {} event: {e}", event.kind));
+            }
+        });
+    }
+}
+
+fn tracing_error(message: &str) {
+    crate::log_line(&format!("meridian: {message}"));
+}
