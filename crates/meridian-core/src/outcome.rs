@@ -423,6 +423,27 @@ impl Outcome {
     }
 }
 
+/// How a wait on several plans at once ends: failed as soon as one of them fails, else once
+/// every one is complete (`Enabled` only when all are clean). `None` while any still runs,
+/// and without plans.
+pub fn overall<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>, fail_fast: bool) -> Option<End> {
+    let mut exceptions = Vec::new();
+    let (mut any, mut open) = (false, false);
+    for o in outcomes {
+        any = true;
+        match o.end(None, fail_fast) {
+            Ok(Some(End::Failed(why))) => return Some(End::Failed(why)),
+            Ok(Some(End::CompleteWithExceptions(why))) => exceptions.push(why),
+            Ok(Some(End::Enabled)) => {}
+            Ok(None) | Err(_) => open = true,
+        }
+    }
+    if !any || open {
+        return None;
+    }
+    Some(if exceptions.is_empty() { End::Enabled } else { End::CompleteWithExceptions(exceptions.join("\n")) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,6 +612,28 @@ mod tests {
         assert_eq!(o.summary, "aborted, 1 region aborted: kr");
         assert_eq!(o.end(None, false), Ok(Some(End::Failed("plan p was aborted".into()))));
         assert_eq!(o.end(Some("canary"), false), Ok(Some(End::Enabled)), "the canary completed before the abort");
+    }
+
+    #[test]
+    fn several_plans_fail_as_soon_as_one_fails_and_are_clean_only_when_all_are() {
+        let (plan, running) = jp_rolled_back();
+        let mut clean = running.clone();
+        for r in ["jp", "kr"] {
+            enable(&mut clean, r);
+        }
+        clean.waves.iter_mut().for_each(|w| w.phase = WavePhase::Complete);
+        let mut accepted = running.clone();
+        enable(&mut accepted, "kr");
+        accepted.waves[1].phase = WavePhase::Complete;
+        accepted.waves[1].accepted = Some(AcceptedFailures { by: "bob".into(), at: t(99), regions: vec!["jp".into()] });
+        let [running, clean, accepted] = [running, clean, accepted].map(|s| outcome(&plan, &s));
+        assert_eq!(overall([&clean, &clean], true), Some(End::Enabled));
+        assert!(
+            matches!(overall([&clean, &accepted], true), Some(End::CompleteWithExceptions(w)) if w.contains("bob"))
+        );
+        assert!(matches!(overall([&clean, &running], true), Some(End::Failed(_))));
+        assert_eq!(overall([&clean, &running], false), None, "without fail-fast it waits for the halt");
+        assert_eq!(overall([], true), None);
     }
 
     #[test]
