@@ -637,6 +637,16 @@ mod tests {
     }
 
     #[test]
+    fn a_state_stored_before_acceptances_were_recorded_still_loads() {
+        let stored = r#"{"plan": "p", "units": [{"region": "us", "service": "signin", "phase": "rolled-back",
+            "percent": 0, "checks": []}], "waves": [{"name": "canary", "phase": "complete", "promoted": false}]}"#;
+        let state: PlanState = serde_json::from_str(stored).unwrap();
+        assert_eq!(state.waves[0].accepted, None);
+        assert_eq!(state.waves[0].promoted_by, None);
+        assert_eq!(state.units[0].failure, None);
+    }
+
+    #[test]
     fn region_states_worst_first() {
         let plan = mk_plan();
         let mut state = PlanState::new(&plan);
