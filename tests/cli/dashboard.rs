@@ -36,7 +36,7 @@ fn chromium() -> PathBuf {
 }
 
 /// The DOM of `url` once its scripts settled (Chromium's virtual time budget), at most 60 s.
-fn dump_dom(url: &str) -> String {
+pub(crate) fn dump_dom(url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(chromium())

@@ -4,6 +4,7 @@ mod approvals;
 mod crash;
 mod dashboard;
 mod demo;
+mod outcomes;
 mod plan;
 mod prometheus;
 mod regional;

@@ -40,6 +40,32 @@ pub struct RunningMeridian {
     pub base: String,
     /// What it printed to stderr up to and including its start line.
     pub stderr_head: String,
+    /// The lines it prints to stderr after that.
+    pub stderr_rest: std::sync::mpsc::Receiver<String>,
+}
+
+impl RunningMeridian {
+    /// Wait (at most `deadline`) for it to exit by itself: its exit code and what it printed
+    /// to stderr after its start line. Fails the test when it is still running.
+    pub fn wait_exit(&mut self, deadline: std::time::Duration) -> (Option<i32>, String) {
+        let until = std::time::Instant::now() + deadline;
+        let mut printed = String::new();
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.stderr_rest.recv_timeout(left) {
+                Ok(line) => {
+                    printed.push_str(&line);
+                    printed.push('\n');
+                }
+                // Its stderr closed: it is exiting.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("meridian run did not exit within {deadline:?}; it printed:\n{printed}")
+                }
+            }
+        }
+        (self.child.wait().ok().and_then(|s| s.code()), printed)
+    }
 }
 
 impl Drop for RunningMeridian {
@@ -95,7 +121,7 @@ pub fn spawn_run_on(
                 head.push('\n');
                 if let Some(addr) = line.split(" API on ").nth(1) {
                     let base = addr.trim().to_string();
-                    return Ok(RunningMeridian { child, base, stderr_head: head });
+                    return Ok(RunningMeridian { child, base, stderr_head: head, stderr_rest: rx });
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {

@@ -7,7 +7,8 @@ mod support;
 use axum::http::StatusCode;
 use meridian_api::Limits;
 use meridian_core::ports::control::{ControlError, ControlPlane, Readiness};
-use meridian_core::{AuditEvent, AuditRecord, Cause, CommandKind, WavePhase};
+use meridian_core::state::{AcceptedFailures, UnitFailure};
+use meridian_core::{AuditEvent, AuditRecord, Cause, CommandKind, UnitPhase, WavePhase};
 use support::*;
 
 #[tokio::test]
@@ -655,4 +656,49 @@ async fn history_pages_and_filters_the_controllers_events() {
         let r = call(&app, "GET", bad, Some(VIEWER), None).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
     }
+}
+
+#[tokio::test]
+async fn plans_and_detail_carry_the_outcome_with_accepted_failures() {
+    let (control, app) = app(Limits::default());
+    let running = call(&app, "GET", "/api/v1/plans", Some(VIEWER), None).await.json();
+    assert_eq!(running["plans"][0]["outcome"]["summary"], "pending");
+    assert_eq!(running["plans"][0]["outcome"]["failed"], serde_json::json!([]));
+    // us-east is enabled; jp's signin failed and jp was rolled back; alice promoted asia.
+    control.update("restore", |s| {
+        for u in &mut s.units {
+            (u.phase, u.percent) =
+                if u.region == "jp" { (UnitPhase::RolledBack, 0) } else { (UnitPhase::Enabled, 100) };
+        }
+        s.units[2].failure = Some(UnitFailure {
+            at: "2026-06-01T10:00:00Z".parse().unwrap(),
+            check: "error-rate".into(),
+            verdict: meridian_core::HealthVerdict::Unhealthy,
+            value: Some(0.2),
+            failures: 2,
+        });
+        for w in &mut s.waves {
+            w.phase = WavePhase::Complete;
+        }
+        s.waves[1].accepted = Some(AcceptedFailures {
+            by: "alice".into(),
+            at: "2026-06-01T11:00:00Z".parse().unwrap(),
+            regions: vec!["jp".into()],
+        });
+    });
+    let list = call(&app, "GET", "/api/v1/plans", Some(VIEWER), None).await.json();
+    let outcome = &list["plans"][0]["outcome"];
+    assert_eq!(list["plans"][0]["phase"], "complete");
+    assert_eq!(outcome["summary"], "complete, 1 region rolled back: jp (accepted by alice)");
+    let detail = call(&app, "GET", "/api/v1/plans/restore", Some(VIEWER), None).await.json();
+    assert_eq!(detail["outcome"], *outcome, "one outcome for the list and the detail");
+    let jp = &detail["outcome"]["failed"][0];
+    assert_eq!(jp["region"], "jp");
+    assert_eq!(jp["wave"], "asia");
+    assert_eq!(jp["state"], "rolled-back");
+    assert_eq!(jp["service"], "signin");
+    assert_eq!(jp["accepted"], serde_json::json!({"by": "alice", "at": "2026-06-01T11:00:00Z"}));
+    assert_eq!(detail["state"]["waves"][1]["accepted"]["by"], "alice");
+    assert_eq!(detail["outcome"]["enabled"], 2);
+    assert_eq!(detail["outcome"]["units"], 4);
 }

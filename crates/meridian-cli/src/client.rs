@@ -23,6 +23,9 @@ pub mod exit {
     pub const TIMED_OUT: i32 = 2;
     /// Bad arguments, or the server could not be reached or understood.
     pub const USAGE: i32 = 3;
+    /// The awaited rollout completed, but not every unit is enabled: failures a promote
+    /// accepted, or aborted regions (`--accept-failures` makes it 0).
+    pub const NOT_ALL_ENABLED: i32 = 4;
 }
 
 /// Where the API is and how to authenticate: flags, else environment variables.

@@ -252,6 +252,7 @@ async fn status_exits_3_on_usage_and_connection_errors() {
     let help = meridian(&["status", "--help"], &[]).await;
     assert_eq!(code(&help), 0);
     assert!(out(&help).contains("2  with --wait: --timeout passed first"), "{}", out(&help));
+    assert!(out(&help).contains("4  with --wait: complete, but not every unit is enabled"), "{}", out(&help));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

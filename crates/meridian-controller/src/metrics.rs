@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use crate::snapshot::Snapshot;
 use chrono::{DateTime, Utc};
 use meridian_core::approval::ApprovalRecord;
+use meridian_core::outcome::region_state;
 use meridian_core::plan::Plan;
 use meridian_core::state::{PlanState, UnitPhase};
 use meridian_core::{AuditEvent, AuditRecord, HealthSample};
@@ -207,8 +208,8 @@ impl Metrics {
             self.units.with_label_values(&[&state.plan, wave, phase]).set(count);
         }
         let mut regions: BTreeMap<&'static str, i64> = BTreeMap::new();
-        for region in state.units.chunks(n) {
-            *regions.entry(region_state(region)).or_default() += 1;
+        for (region, units) in plan.regions.iter().zip(state.units.chunks(n)) {
+            *regions.entry(region_state(state, &region.name, units).as_str()).or_default() += 1;
         }
         for (region_state, count) in regions {
             self.regions.with_label_values(&[&state.plan, region_state]).set(count);
@@ -302,28 +303,6 @@ impl Metrics {
     }
 }
 
-/// A region's state from its units: the worst thing that holds wins (failed, rolled back,
-/// paused), then enabled when every unit is, progressing while any serves traffic or steps,
-/// blocked when any waits, else pending.
-fn region_state(units: &[meridian_core::state::UnitState]) -> &'static str {
-    let any = |p: UnitPhase| units.iter().any(|u| u.phase == p);
-    if any(UnitPhase::Failed) {
-        "failed"
-    } else if any(UnitPhase::RolledBack) {
-        "rolled-back"
-    } else if any(UnitPhase::Paused) {
-        "paused"
-    } else if units.iter().all(|u| u.phase == UnitPhase::Enabled) {
-        "enabled"
-    } else if units.iter().any(|u| u.percent > 0 || matches!(u.phase, UnitPhase::Progressing | UnitPhase::Enabled)) {
-        "progressing"
-    } else if any(UnitPhase::Blocked) {
-        "blocked"
-    } else {
-        "pending"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -392,6 +371,39 @@ mod tests {
         assert!(has(r#"meridian_service_traffic_percent{plan="plan-7",service="b"} 2"#));
         assert!(has(r#"meridian_plan_phase{phase="running",plan="plan-7"} 1"#));
         assert!(!page.contains(r#"meridian_plan_phase{phase="pending",plan="plan-7"}"#));
+    }
+
+    #[test]
+    fn a_completion_with_an_accepted_rollback_and_an_abort_counts_each_region_as_it_is() {
+        let plan = mk_plan(4);
+        let mut state = PlanState::new(&plan);
+        for (i, u) in state.units.iter_mut().enumerate() {
+            (u.phase, u.percent) = match i / 3 {
+                1 => (UnitPhase::RolledBack, 0),
+                2 if i % 3 == 0 => (UnitPhase::RolledBack, 0),
+                2 => (UnitPhase::Blocked, 0),
+                _ => (UnitPhase::Enabled, 100),
+            };
+        }
+        state.aborted_regions.insert("r2".into());
+        for w in &mut state.waves {
+            w.phase = meridian_core::WavePhase::Complete;
+        }
+        let mut snapshot = Snapshot::default();
+        let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+        snapshot.plans.insert("p".into(), entry);
+        let page = Metrics::new().scrape(&snapshot, Utc::now());
+        let lines = series(&page);
+        // An abort is what the operator asked for, not a rollback after a failure.
+        for line in [
+            r#"meridian_regions{plan="p",state="enabled"} 2"#,
+            r#"meridian_regions{plan="p",state="rolled-back"} 1"#,
+            r#"meridian_regions{plan="p",state="aborted"} 1"#,
+            r#"meridian_plan_phase{phase="complete",plan="p"} 1"#,
+        ] {
+            assert!(lines.contains(&line), "missing {line}:\n{page}");
+        }
+        assert_eq!(lines.iter().filter(|l| l.starts_with("meridian_regions{")).count(), 3, "{page}");
     }
 
     #[test]

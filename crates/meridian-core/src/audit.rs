@@ -88,6 +88,9 @@ pub enum Cause {
     WaveEnabled,
     /// The wave baked healthy (or was promoted).
     WaveBaked { promoted: bool },
+    /// An operator's promote completed the halted wave, accepting its failed regions as they
+    /// are (rolled back, or failed with traffic kept).
+    FailuresAccepted { by: String, regions: Vec<String> },
     /// Regions of the wave failed.
     WaveHalted { failed_regions: Vec<String> },
     /// A retry cleared the failures that halted the wave.
@@ -153,6 +156,9 @@ impl fmt::Display for Cause {
             Cause::WaveEnabled => f.write_str("every region enabled"),
             Cause::WaveBaked { promoted } => {
                 f.write_str(if *promoted { "wave promoted" } else { "wave baked healthy" })
+            }
+            Cause::FailuresAccepted { by, regions } => {
+                write!(f, "promoted by {by}, accepting failed regions {}", regions.join(", "))
             }
             Cause::WaveHalted { failed_regions } => {
                 write!(f, "failed regions: {}", failed_regions.join(", "))

@@ -70,7 +70,10 @@
 //!   run: abort plan-wide to stop everything. Promote skips the current step bake of
 //!   progressing units in scope, once; plan-wide or wave-scoped, it also skips the bake of a
 //!   baking wave or accepts the failures of a halted wave. A promote never skips approvals,
-//!   windows or health, and is not remembered for later phases of a wave. Retry sends failed
+//!   windows or health, and is not remembered for later phases of a wave. A promote that
+//!   completes a halted wave records who accepted which failed regions (`WaveState::accepted`,
+//!   `Cause::FailuresAccepted`); each failed unit keeps why it failed (`UnitState::failure`)
+//!   until a retry. Retry sends failed
 //!   units back to progressing at their step (the hold restarts) and rolled-back ones back to
 //!   the start.
 //! - **Waves.** Waves run strictly in order; a wave starts when every earlier one is
@@ -106,7 +109,7 @@ use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
 use crate::plan::Plan;
-use crate::state::{PlanState, RuntimeFreeze, UnitPhase, WaitReason, WavePhase};
+use crate::state::{AcceptedFailures, PlanState, RuntimeFreeze, UnitFailure, UnitPhase, WaitReason, WavePhase};
 use crate::window;
 
 /// Everything observed since the last decision.
@@ -370,6 +373,7 @@ impl Engine<'_> {
                             let named = cmd.wave.as_ref().is_none_or(|n| *n == wave.name);
                             if named && matches!(wave.phase, WavePhase::Baking | WavePhase::Halted) {
                                 wave.promoted = true;
+                                wave.promoted_by = Some(cmd.by.clone());
                             }
                         }
                     }
@@ -402,11 +406,13 @@ impl Engine<'_> {
                                     self.reset_checks(i);
                                     self.move_unit(i, UnitPhase::Progressing, step, percent, cause.clone());
                                     self.state.units[i].bake_since = Some(self.now);
+                                    self.state.units[i].failure = None;
                                 }
                                 UnitPhase::RolledBack => {
                                     self.reset_checks(i);
                                     self.move_unit(i, UnitPhase::Blocked, None, 0, cause.clone());
                                     self.state.units[i].waiting = None;
+                                    self.state.units[i].failure = None;
                                 }
                                 _ => {}
                             }
@@ -567,15 +573,23 @@ impl Engine<'_> {
                 .enumerate()
                 .find(|(c, check)| check.consecutive_failures >= settings.checks[*c].failure_limit.max(1));
             let Some((_, check)) = failed else { continue };
-            let cause = Cause::HealthFailed {
+            let failure = UnitFailure {
+                at: self.now,
                 check: check.name.clone(),
                 verdict: check.verdict.unwrap_or(HealthVerdict::NoData),
                 value: check.value,
                 failures: check.consecutive_failures,
             };
+            let cause = Cause::HealthFailed {
+                check: failure.check.clone(),
+                verdict: failure.verdict,
+                value: failure.value,
+                failures: failure.failures,
+            };
             let policy = settings.on_failure;
             let (step, percent) = (self.state.units[i].step, self.state.units[i].percent);
             self.move_unit(i, UnitPhase::Failed, step, percent, cause);
+            self.state.units[i].failure = Some(failure);
             let service = self.state.units[i].service.clone();
             if policy == OnFailure::RollbackRegion {
                 for j in self.region_units(r) {
@@ -706,6 +720,7 @@ impl Engine<'_> {
         wave.waiting = None;
         // A promote is for the gate in front of the operator, never for a later one.
         wave.promoted = false;
+        wave.promoted_by = None;
         self.record(Some(w), None, AuditEvent::Wave { from, to }, cause);
     }
 
@@ -1057,7 +1072,13 @@ impl Engine<'_> {
                     self.state.waves[w].waiting = Some(reason);
                     return;
                 }
-                return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: true });
+                // Who accepted what is kept with the wave: a completion with failures must
+                // never read as a clean one.
+                let by = self.state.waves[w].promoted_by.clone().unwrap_or_else(|| "unknown".into());
+                let cause = Cause::FailuresAccepted { by: by.clone(), regions: failed.clone() };
+                self.move_wave(w, WavePhase::Complete, cause);
+                self.state.waves[w].accepted = Some(AcceptedFailures { by, at: self.now, regions: failed });
+                return;
             }
             if settled && phase != WavePhase::Halted {
                 self.move_wave(w, WavePhase::Halted, Cause::WaveHalted { failed_regions: failed.clone() });

@@ -10,6 +10,8 @@
 //!     read-backs, commands) + state + now ──> engine::decide ──> state, actions, audit, wake_at
 //!                                                  │
 //!                                          simulate (the engine on a virtual clock: `meridian plan`)
+//!
+//!   plan + state ──> outcome (done? clean? which regions failed, who accepted them)
 //! ```
 //!
 //! This crate does no I/O beyond what its callers hand it, starts no threads and reads no
@@ -25,6 +27,7 @@ pub mod engine;
 pub mod freeze;
 pub mod health;
 pub mod manifest;
+pub mod outcome;
 pub mod plan;
 pub mod ports;
 pub mod schema;
@@ -43,6 +46,7 @@ pub use diagnostics::{Diagnostic, Severity};
 pub use duration::Span;
 pub use engine::{Action, Confirmation, Decision, Observations, TrafficReading, UnitRef, decide};
 pub use health::{HealthSample, HealthVerdict};
+pub use outcome::Outcome;
 pub use plan::Plan;
 pub use state::{PlanPhase, PlanState, UnitPhase, WaitReason, WavePhase};
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::approval::{ApprovalRecord, flag_holds};
+use crate::outcome::{Outcome, outcome};
 use crate::plan::{ChosenBy, EffectiveSettings, Plan};
 use crate::state::{PlanPhase, PlanState};
 use chrono::{DateTime, Utc};
@@ -61,6 +62,8 @@ pub struct PlanSummary {
     pub enabled: usize,
     pub waves: Vec<WaveSummary>,
     pub updated_at: DateTime<Utc>,
+    /// Done or not, clean or not: failed regions (with who accepted them) and aborted ones.
+    pub outcome: Outcome,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +90,8 @@ pub struct PlanDetail {
     pub waiting: Vec<UnitWaiting>,
     /// The same for waves.
     pub wave_waiting: Vec<WaveWaiting>,
+    /// Done or not, clean or not: failed regions (with who accepted them) and aborted ones.
+    pub outcome: Outcome,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,6 +147,7 @@ impl Snapshot {
                 enabled: e.state.units.iter().filter(|u| u.phase == crate::state::UnitPhase::Enabled).count(),
                 waves: e.state.waves.iter().map(|w| WaveSummary { name: w.name.clone(), phase: w.phase }).collect(),
                 updated_at: e.updated_at,
+                outcome: outcome(&e.plan, &e.state),
             })
             .collect()
     }
@@ -213,6 +219,7 @@ impl Snapshot {
                 .iter()
                 .filter_map(|w| w.waiting.as_ref().map(|r| WaveWaiting { wave: w.name.clone(), reason: r.to_string() }))
                 .collect(),
+            outcome: outcome(&e.plan, &e.state),
         })
     }
 }

@@ -253,6 +253,24 @@ pub struct UnitState {
     /// rollback or a lost approval is undone. Units never moved are left alone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub actuated: bool,
+    /// Why this unit failed, while it is failed or rolled back after its own failure;
+    /// cleared by a retry. Its region's other units name it in `waiting` (`RegionFailed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<UnitFailure>,
+}
+
+/// A unit's health failure as the engine judged it: the check that reached its
+/// `failureLimit`, with the verdict and value of its last evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitFailure {
+    pub at: DateTime<Utc>,
+    pub check: String,
+    pub verdict: HealthVerdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Failing evaluations in a row.
+    pub failures: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,8 +283,27 @@ pub struct WaveState {
     /// An operator's promote: skip the bake, or accept a halt, once.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promoted: bool,
+    /// Who asked for that promote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<WaitReason>,
+    /// The failures a promote accepted when it completed this wave while halted. A wave
+    /// completes once, so there is at most one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<AcceptedFailures>,
+}
+
+/// A promote that completed a halted wave, accepting its failed regions as they were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedFailures {
+    /// Who promoted.
+    pub by: String,
+    /// When the wave completed.
+    pub at: DateTime<Utc>,
+    /// The failed regions of the wave at that moment, in plan order.
+    pub regions: Vec<String>,
 }
 
 /// Scopes an operator paused.
@@ -372,6 +409,7 @@ impl UnitState {
             promoted: false,
             drift: None,
             actuated: false,
+            failure: None,
             checks: plan
                 .health
                 .checks
@@ -436,7 +474,9 @@ impl PlanState {
                     phase: WavePhase::Pending,
                     since: None,
                     promoted: false,
+                    promoted_by: None,
                     waiting: None,
+                    accepted: None,
                 })
             })
             .collect();

@@ -8,8 +8,9 @@ use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo};
 use meridian_core::command::{Command, CommandKind};
 use meridian_core::engine::{Action, Decision, Observations, TrafficReading, decide};
 use meridian_core::health::{HealthSample, HealthVerdict};
+use meridian_core::outcome::{End, outcome};
 use meridian_core::plan::Plan;
-use meridian_core::state::{PlanPhase, PlanState, UnitPhase, UnitState, WaitReason, WavePhase};
+use meridian_core::state::{AcceptedFailures, PlanPhase, PlanState, UnitPhase, UnitState, WaitReason, WavePhase};
 use meridian_core::validate::load;
 use meridian_core::{AuditEvent, AuditRecord, Cause};
 
@@ -392,11 +393,66 @@ fn promoting_a_halted_wave_accepts_the_failure_and_lets_the_next_wave_run() {
     run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
     run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted);
     assert_eq!(run.wave("first"), WavePhase::Halted);
-    run.command(CommandKind::Promote, Some("first"), None);
+    let promoted_at = run.now;
+    let cmd = Command { wave: Some("first".into()), ..Command::plan_wide(CommandKind::Promote, "alice", run.now) };
+    run.decide_with(&[], &[], &[cmd]);
     assert_eq!(run.wave("first"), WavePhase::Complete);
+    // Who accepted which failures is kept with the wave, and the transition says so.
+    let first = &run.state.waves[0];
+    assert_eq!(
+        first.accepted,
+        Some(AcceptedFailures { by: "alice".into(), at: promoted_at, regions: vec!["b".into()] })
+    );
+    assert_eq!(first.promoted_by, None, "the promote is spent");
+    let completed = run
+        .audit
+        .iter()
+        .find(|r| matches!(r.event, AuditEvent::Wave { to: WavePhase::Complete, .. }))
+        .expect("the wave's completion is audited");
+    assert_eq!(completed.cause, Cause::FailuresAccepted { by: "alice".into(), regions: vec!["b".into()] });
+    assert_eq!(completed.cause.to_string(), "promoted by alice, accepting failed regions b");
     run.run_until(run.now + TimeDelta::hours(1), |r| r.region_enabled("d"));
     assert!(run.region_enabled("d"));
     assert_eq!(run.region_percents("b"), vec![0, 0]);
+
+    // The completed plan says it completed with b rolled back, accepted by alice.
+    assert_eq!(run.state.phase(), PlanPhase::Complete);
+    let o = outcome(&run.plan, &run.state);
+    assert!(!o.all_enabled());
+    assert_eq!(o.summary, "complete, 1 region rolled back: b (accepted by alice)");
+    assert_eq!(o.failed[0].service, "signin");
+    assert!(o.failed[0].cause.starts_with("check errors unhealthy"), "{}", o.failed[0].cause);
+    assert!(matches!(o.end(None, true), Ok(Some(End::CompleteWithExceptions(_)))));
+}
+
+#[test]
+fn a_failure_is_listed_at_once_while_a_sibling_region_waits_for_its_approval() {
+    let spec = TWO_WAVES.replace("    - name: c\n", "    - name: c\n      approvals: [c-go]\n");
+    let mut run = Rollout::new(mk_plan(&format!("{spec}  onFailure: rollback-region\n{}", mk_health(""))), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    let failed = run.run_until(t0() + TimeDelta::hours(1), |r| r.unit("b", "signin").phase == UnitPhase::RolledBack);
+    assert!(failed, "{:#?}", run.state);
+    let failure = run.unit("b", "signin").failure.clone().expect("the failure is recorded on the unit");
+    assert_eq!((failure.check.as_str(), failure.verdict, failure.failures), ("errors", HealthVerdict::Unhealthy, 1));
+    assert_eq!(run.unit("b", "store").failure, None, "only the unit that failed carries it");
+
+    // c never gets its approval: the wave cannot halt, yet the outcome names b at once.
+    run.run_for(TimeDelta::hours(1));
+    assert_eq!(run.wave("first"), WavePhase::Running);
+    let o = outcome(&run.plan, &run.state);
+    assert_eq!(o.summary, "running, 1 region rolled back: b (not accepted)");
+    assert_eq!(o.failed[0].at, Some(failure.at));
+    let Ok(Some(End::Failed(why))) = o.end(None, true) else { panic!("{:?}", o.end(None, true)) };
+    assert!(why.contains("region b (wave first) rolled back: signin failed: check errors unhealthy"), "{why}");
+    assert_eq!(o.end(None, false), Ok(None), "without fail-fast the wait goes on until the wave halts");
+
+    // A promote of the running wave accepts nothing; a retry clears the failure.
+    run.command(CommandKind::Promote, Some("first"), None);
+    assert_eq!(run.state.waves[0].accepted, None);
+    run.verdicts.clear();
+    run.command(CommandKind::Retry, None, Some("b"));
+    assert_eq!(run.unit("b", "signin").failure, None);
+    assert!(outcome(&run.plan, &run.state).failed.is_empty());
 }
 
 #[test]

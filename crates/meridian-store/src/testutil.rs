@@ -35,6 +35,7 @@ pub(crate) fn state(plan: &str, audit_seq: u64) -> PlanState {
             promoted: false,
             drift: None,
             actuated: true,
+            failure: None,
             checks: Vec::new(),
         }],
         waves: Vec::new(),

@@ -3,6 +3,8 @@
 //! Wiring only: the database-backed store, the health providers, the actuators and the API
 //! around `meridian_controller::runtime`. Exits 1 when the controller cannot start (invalid
 //! configuration, state dir in use) or when a background task fails; 0 on SIGINT/SIGTERM.
+//! With `--exit-when-done`, how the rollout ended is the core's `outcome::overall`, the same
+//! rule `meridian status --wait` applies.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +18,22 @@ use meridian_core::duration::Span;
 use meridian_core::ports::HealthSource;
 use meridian_store::SqliteStore;
 
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped by SIGINT or SIGTERM; with --exit-when-done: every plan is complete and every
+     unit enabled
+  1  it could not start (invalid configuration, bad TLS files, state dir in use, address
+     taken) or a background task failed; with --exit-when-done: a region failed that nobody
+     accepted (at once; with --no-fail-fast once its wave halts), or a plan halted or was
+     aborted
+  4  with --exit-when-done: every plan is complete, but not every unit is enabled (failures
+     a promote accepted, or aborted regions); 0 with --accept-failures
+
+With --exit-when-done, the API keeps serving the final state for 5 s after the outcome is
+known, so a concurrent `meridian status --wait` gets the outcome too.";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct Args {
     /// Plan and approval files or directories, watched for changes.
     #[arg(required = true)]
@@ -33,10 +50,19 @@ pub struct Args {
     /// How often targets with traffic are read back to detect drift.
     #[arg(long, default_value = "30s")]
     pub readback_interval: Span,
-    /// Exit once every plan is complete (0), or once one is halted or aborted (1); for CI
-    /// jobs and scripts. Default: run until stopped.
+    /// Exit once every plan is complete (0, or 4 when not every unit is enabled), or as soon as
+    /// a region fails that nobody accepted or a plan halts or is aborted (1); for CI jobs and
+    /// scripts. Default: run until stopped.
     #[arg(long)]
     pub exit_when_done: bool,
+    /// With --exit-when-done: a completion with accepted failures or aborted regions exits 0,
+    /// not 4.
+    #[arg(long, requires = "exit_when_done")]
+    pub accept_failures: bool,
+    /// With --exit-when-done: on a failed region, wait for its wave to halt (then exit 1)
+    /// instead of exiting 1 at once; a promote may still accept the failure meanwhile.
+    #[arg(long, requires = "exit_when_done")]
+    pub no_fail_fast: bool,
     /// Bearer tokens with their roles (YAML); required unless --no-auth.
     #[arg(long, value_name = "FILE", required_unless_present = "no_auth")]
     pub tokens: Option<PathBuf>,
@@ -240,19 +266,34 @@ async fn run_async(args: &Args) -> i32 {
         if args.tls_cert.is_some() { "https" } else { "http" },
         api.addr
     );
-    supervise(running, Some(api), args.exit_when_done).await
+    let until_done = args
+        .exit_when_done
+        .then_some(ExitWhenDone { accept_failures: args.accept_failures, fail_fast: !args.no_fail_fast });
+    supervise(running, Some(api), until_done).await
 }
 
+/// `--exit-when-done` and its options.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitWhenDone {
+    /// A completion with accepted failures or aborted regions exits 0, not 4.
+    pub accept_failures: bool,
+    /// Exit 1 on a failure nobody accepted at once, not once its wave halts.
+    pub fail_fast: bool,
+}
+
+/// How long the API keeps serving the final state after `--exit-when-done` decided to exit,
+/// so that a concurrent `meridian status --wait` (asking every 2 s by default) reads the
+/// outcome instead of finding the controller gone.
+pub const EXIT_GRACE: Duration = Duration::from_secs(5);
+
 /// Run until a signal (exit 0), a failed background task (exit 1), or, with `until_done`,
-/// until every plan is complete (0) or one is halted or aborted (1).
-pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done: bool) -> i32 {
+/// until the rollout ended (see [`done`]).
+pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done: Option<ExitWhenDone>) -> i32 {
     let controller = running.controller.clone();
-    let done = async move {
-        if !until_done {
-            return std::future::pending().await;
-        }
+    let ended = async move {
+        let Some(rule) = until_done else { return std::future::pending().await };
         loop {
-            if let Some(code) = outcome(&controller.snapshot()) {
+            if let Some(code) = done(&controller.snapshot(), rule) {
                 return code;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -272,22 +313,30 @@ pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done:
             None => std::future::pending().await,
         }
     };
-    let (code, graceful) = tokio::select! {
+    let (code, graceful, linger) = tokio::select! {
         failed = api_stopped => {
             eprintln!("meridian run: {failed}; exiting so a supervisor can restart it");
-            (1, false)
+            (1, false, false)
         }
         failed = running.join_failure() => {
             eprintln!("meridian run: {} stopped unexpectedly; exiting so a supervisor can restart it", failed.unwrap_or("a task"));
-            (1, true)
+            (1, true, false)
         }
-        code = done => (code, true),
-        _ = shutdown_signal() => (0, true),
+        code = ended => (code, true, true),
+        _ = shutdown_signal() => (0, true, false),
     };
     // Stop deciding and acting first (readiness turns 503), then let the API finish: event
     // streams end and requests in flight get up to 10 s; reads are served from the last
     // snapshot and commands or grants still become durable, for the next start to apply.
     running.shutdown();
+    if linger && api_task.is_some() {
+        // The outcome is known: keep serving it for a while, so a waiter polling the API gets
+        // it rather than "cannot reach". A signal cuts the wait short.
+        tokio::select! {
+            _ = tokio::time::sleep(EXIT_GRACE) => {}
+            _ = shutdown_signal() => {}
+        }
+    }
     if let (true, Some(stop), Some(task)) = (graceful, api_shutdown, api_task) {
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(11), task).await;
@@ -295,17 +344,35 @@ pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done:
     code
 }
 
-/// 0 when every plan is complete, 1 when any is halted or aborted, `None` while running.
-pub fn outcome(snapshot: &meridian_controller::snapshot::Snapshot) -> Option<i32> {
-    use meridian_core::PlanPhase;
-    let phases: Vec<PlanPhase> = snapshot.plans.values().map(|p| p.state.phase()).collect();
-    if phases.iter().any(|p| matches!(p, PlanPhase::Halted | PlanPhase::Aborted)) {
-        Some(1)
-    } else if !phases.is_empty() && phases.iter().all(|p| *p == PlanPhase::Complete) {
-        Some(0)
-    } else {
-        None
-    }
+/// The exit code once the rollout ended, saying why on stderr; `None` while it runs. 0 when
+/// every plan is complete with every unit enabled; 4 when complete with accepted failures or
+/// aborted regions (0 with `accept_failures`); 1 on a failure nobody accepted (with
+/// `fail_fast`, or once its wave halts), or a plan halted or aborted.
+pub fn done(snapshot: &meridian_controller::snapshot::Snapshot, rule: ExitWhenDone) -> Option<i32> {
+    use meridian_core::outcome::{End, outcome, overall};
+    let outcomes: Vec<meridian_core::Outcome> = snapshot.plans.values().map(|e| outcome(&e.plan, &e.state)).collect();
+    let grace = EXIT_GRACE.as_secs();
+    Some(match overall(&outcomes, rule.fail_fast)? {
+        End::Enabled => {
+            eprintln!("meridian run: every plan is complete and every unit enabled; exiting 0 in {grace} s");
+            0
+        }
+        End::CompleteWithExceptions(why) if rule.accept_failures => {
+            eprintln!("meridian run: {why}");
+            eprintln!("  not every unit is enabled; exiting 0 (--accept-failures) in {grace} s");
+            0
+        }
+        End::CompleteWithExceptions(why) => {
+            eprintln!("meridian run: {why}");
+            eprintln!("  not every unit is enabled; exiting 4 in {grace} s (--accept-failures exits 0)");
+            4
+        }
+        End::Failed(why) => {
+            eprintln!("meridian run: {why}");
+            eprintln!("  exiting 1 in {grace} s");
+            1
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -3,11 +3,14 @@
 //!
 //! Waiting polls `GET /api/v1/plans/{name}` every `--interval` (never a busy loop); a lost
 //! connection or a 503 is retried for up to 30 s, so a controller restart does not end the wait.
+//! Whether a plan or wave is done, and clean, is the server's `outcome`
+//! (`meridian_core::outcome`): this module only maps its ending to an exit code.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use meridian_core::duration::Span;
+use meridian_core::outcome::{End, Outcome, overall};
 use meridian_core::state::{PlanState, UnitState};
 use meridian_core::{PlanPhase, UnitPhase, WavePhase};
 use serde::Deserialize;
@@ -18,11 +21,16 @@ use crate::client::{self, Client, ClientError, ServerArgs, exit, segment};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  shown; with --wait: the plan (or --wave / --region, or every plan) is complete
-  1  with --wait: it failed, halted or was aborted
+  0  shown; with --wait: the plan (or --wave / --region, or every plan) is complete and
+     every unit in it is enabled
+  1  with --wait: a region failed and nobody accepted it (at once; with --no-fail-fast
+     once its wave halts), or the plan halted or was aborted; the message names the
+     region, the service, its state and the cause
   2  with --wait: --timeout passed first
   3  usage error, unknown plan, wave or region, or the server could not be reached
-     (while waiting, a lost connection is retried for 30 s first)";
+     (while waiting, a lost connection is retried for 30 s first)
+  4  with --wait: complete, but not every unit is enabled: failures a promote accepted, or
+     aborted regions (0 with --accept-failures)";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXIT_CODES)]
@@ -31,10 +39,17 @@ pub struct Args {
     pub plan: Option<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub format: Format,
-    /// Wait until the plan (every plan without PLAN) is complete; exit 1 as soon as it
-    /// fails, halts or is aborted.
+    /// Wait until the plan (every plan without PLAN) is complete; exit 1 as soon as a region
+    /// fails that nobody accepted, or the plan halts or is aborted.
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: a completion with accepted failures or aborted regions exits 0, not 4.
+    #[arg(long, requires = "wait")]
+    pub accept_failures: bool,
+    /// With --wait: on a failed region, wait for its wave to halt (then exit 1) instead of
+    /// exiting 1 at once; a promote may still accept the failure meanwhile.
+    #[arg(long, requires = "wait")]
+    pub no_fail_fast: bool,
     /// Only this wave: show its regions; with --wait, wait until it is complete.
     #[arg(long, requires = "plan", conflicts_with = "region")]
     pub wave: Option<String>,
@@ -56,9 +71,9 @@ pub struct Args {
 #[serde(rename_all = "camelCase")]
 pub struct PlanView {
     pub name: String,
-    pub phase: PlanPhase,
     pub state: PlanState,
     pub regions: Vec<RegionView>,
+    pub outcome: Outcome,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +103,7 @@ pub struct SummaryView {
     #[serde(default)]
     pub waves: Vec<WaveView>,
     pub updated_at: DateTime<Utc>,
+    pub outcome: Outcome,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,38 +125,14 @@ pub enum Target<'a> {
     Region(&'a str),
 }
 
-/// How a wait ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Done,
-    Failed(String),
-}
-
-/// Has `target` reached an end? `Err` for a wave or region the plan does not have.
-pub fn outcome(plan: &PlanView, target: Target<'_>) -> Result<Option<Outcome>, String> {
+/// Has `target` reached an end? `Err` for a wave or region the plan does not have. Plans and
+/// waves end by the server's outcome; a region ends when all its units are enabled, or as
+/// soon as one failed or it was aborted.
+pub fn outcome(plan: &PlanView, target: Target<'_>, fail_fast: bool) -> Result<Option<End>, String> {
     let state = &plan.state;
     match target {
-        Target::Plan => Ok(match plan.phase {
-            PlanPhase::Complete => Some(Outcome::Done),
-            PlanPhase::Aborted => Some(Outcome::Failed(format!("plan {} was aborted", plan.name))),
-            PlanPhase::Halted => Some(Outcome::Failed(halted(state))),
-            _ => None,
-        }),
-        Target::Wave(name) => {
-            let wave = state.waves.iter().find(|w| w.name == name).ok_or_else(|| {
-                format!(
-                    "plan {} has no wave {name:?} (waves: {})",
-                    plan.name,
-                    names(state.waves.iter().map(|w| &w.name))
-                )
-            })?;
-            Ok(match wave.phase {
-                WavePhase::Complete => Some(Outcome::Done),
-                _ if state.aborted => Some(Outcome::Failed(format!("plan {} was aborted", plan.name))),
-                WavePhase::Halted => Some(Outcome::Failed(halted(state))),
-                _ => None,
-            })
-        }
+        Target::Plan => plan.outcome.end(None, fail_fast),
+        Target::Wave(name) => plan.outcome.end(Some(name), fail_fast),
         Target::Region(name) => {
             let units: Vec<&UnitState> = state.units.iter().filter(|u| u.region == name).collect();
             if units.is_empty() {
@@ -151,35 +143,37 @@ pub fn outcome(plan: &PlanView, target: Target<'_>) -> Result<Option<Outcome>, S
                 ));
             }
             if state.aborted || state.aborted_regions.contains(name) {
-                return Ok(Some(Outcome::Failed(format!("region {name} of plan {} was aborted", plan.name))));
+                return Ok(Some(End::Failed(format!("region {name} of plan {} was aborted", plan.name))));
+            }
+            if let Some(f) = plan.outcome.failed.iter().find(|f| f.region == name) {
+                return Ok(Some(End::Failed(format!("plan {}: {}", plan.name, f.describe()))));
             }
             if let Some(u) = units.iter().find(|u| matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack)) {
-                return Ok(Some(Outcome::Failed(format!("{}/{} is {}", u.region, u.service, u.phase))));
+                return Ok(Some(End::Failed(format!("{}/{} is {}", u.region, u.service, u.phase))));
             }
-            Ok(units.iter().all(|u| u.phase == UnitPhase::Enabled).then_some(Outcome::Done))
+            Ok(units.iter().all(|u| u.phase == UnitPhase::Enabled).then_some(End::Enabled))
         }
     }
 }
 
-fn halted(state: &PlanState) -> String {
-    let waves: Vec<String> = state
-        .waves
-        .iter()
-        .filter(|w| w.phase == WavePhase::Halted)
-        .map(|w| match &w.waiting {
-            Some(why) => format!("{} ({why})", w.name),
-            None => w.name.clone(),
-        })
-        .collect();
-    format!("plan {} halted: wave {}", state.plan, waves.join(", "))
-}
-
-/// Every plan at once: 1 as soon as one failed, 0 once all are complete.
-pub fn overall(plans: &[SummaryView]) -> Option<Outcome> {
-    if let Some(p) = plans.iter().find(|p| matches!(p.phase, PlanPhase::Halted | PlanPhase::Aborted)) {
-        return Some(Outcome::Failed(format!("plan {} is {}", p.name, p.phase)));
+/// Print why a wait ended and give its exit code.
+pub fn finish(end: End, accept_failures: bool) -> i32 {
+    match end {
+        End::Enabled => exit::OK,
+        End::CompleteWithExceptions(why) if accept_failures => {
+            eprintln!("meridian status: {why}");
+            exit::OK
+        }
+        End::CompleteWithExceptions(why) => {
+            eprintln!("meridian status: {why}");
+            eprintln!("  not every unit is enabled: exit 4 (--accept-failures exits 0)");
+            exit::NOT_ALL_ENABLED
+        }
+        End::Failed(why) => {
+            eprintln!("meridian status: {why}");
+            exit::FAILED
+        }
     }
-    (!plans.is_empty() && plans.iter().all(|p| p.phase == PlanPhase::Complete)).then_some(Outcome::Done)
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
@@ -263,7 +257,7 @@ async fn one_plan(client: &Client, args: &Args, name: &str) -> Result<i32, Clien
     // The first answer decides whether the plan (and wave or region) exist at all.
     let mut raw: Value = client.get(&path).await?;
     let mut view = decode(client, &raw)?;
-    if let Err(e) = outcome(&view, target) {
+    if let Err(e) = outcome(&view, target, !args.no_fail_fast) {
         eprintln!("meridian status: {e}");
         return Ok(exit::USAGE);
     }
@@ -279,16 +273,10 @@ async fn one_plan(client: &Client, args: &Args, name: &str) -> Result<i32, Clien
             eprintln!("{line}");
             last_line = line;
         }
-        match outcome(&view, target) {
+        match outcome(&view, target, !args.no_fail_fast) {
             Ok(Some(end)) => {
                 show_plan(args, &raw, &view);
-                return Ok(match end {
-                    Outcome::Done => exit::OK,
-                    Outcome::Failed(why) => {
-                        eprintln!("meridian status: {why}");
-                        exit::FAILED
-                    }
-                });
+                return Ok(finish(end, args.accept_failures));
             }
             Ok(None) => {}
             Err(e) => {
@@ -305,7 +293,7 @@ async fn one_plan(client: &Client, args: &Args, name: &str) -> Result<i32, Clien
                     "meridian status: timed out after {} waiting for {}; it is {}",
                     args.timeout,
                     describe(target, name),
-                    view.phase
+                    view.outcome.summary
                 );
                 return Ok(exit::TIMED_OUT);
             }
@@ -333,15 +321,9 @@ async fn every_plan(client: &Client, args: &Args) -> Result<i32, ClientError> {
     }
     let mut poller = Poller::new(args);
     loop {
-        if let Some(end) = overall(&list.plans) {
+        if let Some(end) = overall(list.plans.iter().map(|p| &p.outcome), !args.no_fail_fast) {
             show_list(args, &list.plans);
-            return Ok(match end {
-                Outcome::Done => exit::OK,
-                Outcome::Failed(why) => {
-                    eprintln!("meridian status: {why}");
-                    exit::FAILED
-                }
-            });
+            return Ok(finish(end, args.accept_failures));
         }
         let mut fetched = Ok(());
         loop {
@@ -377,7 +359,13 @@ fn describe(target: Target<'_>, plan: &str) -> String {
 fn progress_line(view: &PlanView) -> String {
     let enabled = view.state.units.iter().filter(|u| u.phase == UnitPhase::Enabled).count();
     let waves: Vec<String> = view.state.waves.iter().map(|w| format!("{} {}", w.name, w.phase)).collect();
-    format!("{}: {} ({enabled}/{} enabled; {})", view.name, view.phase, view.state.units.len(), waves.join(", "))
+    format!(
+        "{}: {} ({enabled}/{} enabled; {})",
+        view.name,
+        view.outcome.summary,
+        view.state.units.len(),
+        waves.join(", ")
+    )
 }
 
 fn show_plan(args: &Args, raw: &Value, view: &PlanView) {
@@ -410,6 +398,7 @@ fn plans_json(plans: &[SummaryView]) -> Vec<Value> {
                 "enabled": p.enabled,
                 "waves": p.waves.iter().map(|w| serde_json::json!({"name": w.name, "phase": w.phase})).collect::<Vec<_>>(),
                 "updatedAt": p.updated_at,
+                "outcome": p.outcome,
             })
         })
         .collect()
@@ -420,7 +409,7 @@ pub fn list_table(plans: &[SummaryView]) -> String {
     if plans.is_empty() {
         return "no plans\n".to_string();
     }
-    let mut rows = vec![vec!["PLAN".into(), "PHASE".into(), "ENABLED".into(), "WAVES".into(), "UPDATED".into()]];
+    let mut rows = vec![["PLAN", "PHASE", "ENABLED", "WAVES", "UPDATED", "NOT ENABLED"].map(String::from).to_vec()];
     for p in plans {
         rows.push(vec![
             p.name.clone(),
@@ -428,6 +417,8 @@ pub fn list_table(plans: &[SummaryView]) -> String {
             format!("{}/{}", p.enabled, p.units),
             p.waves.iter().map(|w| format!("{}:{}", w.name, w.phase)).collect::<Vec<_>>().join(" "),
             p.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            // Failed (with who accepted them) and aborted regions: complete is not clean.
+            p.outcome.exceptions().unwrap_or_default(),
         ]);
     }
     crate::output::table(&rows, "")
@@ -512,7 +503,7 @@ mod tests {
         yaml_state(&mut state);
         PlanView {
             name: "p".into(),
-            phase: state.phase(),
+            outcome: meridian_core::outcome::outcome(plan, &state),
             regions: plan
                 .regions
                 .iter()
@@ -525,40 +516,52 @@ mod tests {
     #[test]
     fn outcomes_per_target() {
         let running = view(|s| s.waves[0].phase = WavePhase::Running);
-        assert_eq!(outcome(&running, Target::Plan), Ok(None));
-        assert_eq!(outcome(&running, Target::Wave("w1")), Ok(None));
-        assert!(outcome(&running, Target::Wave("w9")).unwrap_err().contains("waves: w1, w2"));
-        assert!(outcome(&running, Target::Region("r9")).unwrap_err().contains("regions: r1, r2"));
+        assert_eq!(outcome(&running, Target::Plan, true), Ok(None));
+        assert_eq!(outcome(&running, Target::Wave("w1"), true), Ok(None));
+        assert!(outcome(&running, Target::Wave("w9"), true).unwrap_err().contains("waves: w1, w2"));
+        assert!(outcome(&running, Target::Region("r9"), true).unwrap_err().contains("regions: r1, r2"));
 
         let w1_done = view(|s| {
             s.waves[0].phase = WavePhase::Complete;
             s.units.iter_mut().filter(|u| u.region == "r1").for_each(|u| u.phase = UnitPhase::Enabled);
         });
-        assert_eq!(outcome(&w1_done, Target::Wave("w1")), Ok(Some(Outcome::Done)));
-        assert_eq!(outcome(&w1_done, Target::Region("r1")), Ok(Some(Outcome::Done)));
-        assert_eq!(outcome(&w1_done, Target::Region("r2")), Ok(None));
-        assert_eq!(outcome(&w1_done, Target::Plan), Ok(None));
+        assert_eq!(outcome(&w1_done, Target::Wave("w1"), true), Ok(Some(End::Enabled)));
+        assert_eq!(outcome(&w1_done, Target::Region("r1"), true), Ok(Some(End::Enabled)));
+        assert_eq!(outcome(&w1_done, Target::Region("r2"), true), Ok(None));
+        assert_eq!(outcome(&w1_done, Target::Plan, true), Ok(None));
 
         let rolled_back = view(|s| {
-            s.waves[1].phase = WavePhase::Halted;
+            s.waves[0].phase = WavePhase::Complete;
+            s.units[0].phase = UnitPhase::Enabled;
+            s.units[1].phase = UnitPhase::Enabled;
+            s.waves[1].phase = WavePhase::Running;
             s.units[2].phase = UnitPhase::RolledBack;
         });
+        // Failing fast: the plan and its wave end at once; without, they wait for the halt.
         assert!(
-            matches!(outcome(&rolled_back, Target::Plan), Ok(Some(Outcome::Failed(why))) if why.contains("halted: wave w2"))
+            matches!(outcome(&rolled_back, Target::Plan, true), Ok(Some(End::Failed(why))) if why.contains("region r2 (wave w2) rolled back: a failed"))
         );
+        assert!(matches!(outcome(&rolled_back, Target::Wave("w2"), true), Ok(Some(End::Failed(_)))));
+        assert_eq!(outcome(&rolled_back, Target::Plan, false), Ok(None));
         assert!(
-            matches!(outcome(&rolled_back, Target::Region("r2")), Ok(Some(Outcome::Failed(why))) if why == "r2/a is rolled-back")
+            matches!(outcome(&rolled_back, Target::Region("r2"), false), Ok(Some(End::Failed(why))) if why.starts_with("plan p: region r2 (wave w2) rolled back: a failed"))
         );
-        assert_eq!(outcome(&rolled_back, Target::Wave("w1")), Ok(None));
+        assert_eq!(outcome(&rolled_back, Target::Wave("w1"), true), Ok(Some(End::Enabled)));
 
         let aborted = view(|s| s.aborted = true);
-        assert!(matches!(outcome(&aborted, Target::Plan), Ok(Some(Outcome::Failed(_)))));
-        assert!(matches!(outcome(&aborted, Target::Region("r1")), Ok(Some(Outcome::Failed(_)))));
+        assert!(matches!(outcome(&aborted, Target::Plan, true), Ok(Some(End::Failed(_)))));
+        assert!(matches!(outcome(&aborted, Target::Region("r1"), true), Ok(Some(End::Failed(_)))));
         let region_aborted = view(|s| _ = s.aborted_regions.insert("r2".into()));
-        assert!(matches!(outcome(&region_aborted, Target::Region("r2")), Ok(Some(Outcome::Failed(_)))));
+        assert!(matches!(outcome(&region_aborted, Target::Region("r2"), true), Ok(Some(End::Failed(_)))));
 
-        let complete = view(|s| s.waves.iter_mut().for_each(|w| w.phase = WavePhase::Complete));
-        assert_eq!(outcome(&complete, Target::Plan), Ok(Some(Outcome::Done)));
+        let complete = view(|s| {
+            s.waves.iter_mut().for_each(|w| w.phase = WavePhase::Complete);
+            s.units.iter_mut().for_each(|u| u.phase = UnitPhase::Enabled);
+        });
+        assert_eq!(outcome(&complete, Target::Plan, true), Ok(Some(End::Enabled)));
+        assert_eq!(finish(End::CompleteWithExceptions("x".into()), false), 4);
+        assert_eq!(finish(End::CompleteWithExceptions("x".into()), true), 0);
+        assert_eq!(finish(End::Failed("x".into()), true), 1);
     }
 
     #[test]

@@ -89,6 +89,7 @@ fn initial_state() -> PlanState {
                 promoted: false,
                 drift: None,
                 actuated: false,
+                failure: None,
                 checks: Vec::new(),
             })
             .collect(),
