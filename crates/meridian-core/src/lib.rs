@@ -21,6 +21,7 @@ pub mod audit;
 pub mod command;
 pub mod diagnostics;
 pub mod duration;
+pub mod endpoint;
 pub mod engine;
 pub mod freeze;
 pub mod health;

@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use crate::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo};
 use crate::diagnostics::{Report, closest, did_you_mean};
 use crate::duration::{Span, SpanError};
+use crate::endpoint::{Url, UrlError, UrlTemplate, parse_http_url};
 use crate::freeze::{DailyRange, Freeze};
 use crate::manifest::{
     ActuatorSpec, Approval, CheckSpec, FreezeSpec, HealthSpec, LabelSelector, OnFailure, Region as RegionManifest,
@@ -309,6 +310,10 @@ const QUERY_VARS: [&str; 3] = ["service", "plan", "wave"];
 const CHECK_URL_VARS: [&str; 4] = ["region", "service", "plan", "wave"];
 /// Placeholders an actuator URL may use.
 const ACTUATOR_URL_VARS: [&str; 3] = ["region", "service", "plan"];
+/// Good URLs, for hints.
+const ACTUATOR_URL_EXAMPLE: &str = "https://control.{{region}}.example.net/v1/services/{{service}}/traffic";
+const CHECK_URL_EXAMPLE: &str = "https://metrics.{{region}}.example.net/health/{{service}}";
+const PROMETHEUS_URL_EXAMPLE: &str = "http://prometheus.example.net:9090";
 
 /// What a region inherits from its plan where it does not override it.
 struct Defaults<'p> {
@@ -1420,13 +1425,15 @@ impl<'d> PlanChecker<'d, '_> {
         (Health { interval, region_label, checks }, index)
     }
 
-    /// Placeholders in a query or URL; `what` names it in messages.
-    fn template(&mut self, path: &str, what: &str, template: &str, allowed: &[&str]) {
+    /// Placeholders in a query or URL; `what` names it in messages. `true` when they are
+    /// all allowed and closed.
+    fn template(&mut self, path: &str, what: &str, template: &str, allowed: &[&str]) -> bool {
         if template.trim().is_empty() {
             let hint = if what == "query" { "write a PromQL query" } else { "write the URL" };
             self.error(path, "empty-template", format!("{what} is empty"), Some(hint.into()));
-            return;
+            return false;
         }
+        let before = self.errors;
         let listed = allowed.iter().map(|a| format!("{{{{{a}}}}}")).collect::<Vec<_>>().join(", ");
         for name in template_placeholders(template) {
             if allowed.contains(&name.as_str()) {
@@ -1462,6 +1469,44 @@ impl<'d> PlanChecker<'d, '_> {
                 }
             }
         }
+        self.errors == before
+    }
+
+    /// A templated URL whose placeholders were checked: with sample names filled in, it must
+    /// be an absolute http(s) URL. `what` names it in messages; `example` shows a good one.
+    fn url_template(&mut self, path: &str, what: &str, text: &str, example: &str) -> Option<UrlTemplate> {
+        match UrlTemplate::parse(text) {
+            Ok(template) => Some(template),
+            Err(e) => {
+                self.url_error(path, what, text, e, example);
+                None
+            }
+        }
+    }
+
+    /// A URL without placeholders (a Prometheus server): an absolute http(s) URL.
+    fn base_url(&mut self, path: &str, what: &str, text: &str, example: &str) -> Option<Url> {
+        match parse_http_url(text) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                self.url_error(path, what, text, e, example);
+                None
+            }
+        }
+    }
+
+    fn url_error(&mut self, path: &str, what: &str, text: &str, e: UrlError, example: &str) {
+        let (message, hint) = match e {
+            UrlError::Scheme { scheme } => (
+                format!("{what} {text:?} uses unsupported scheme {scheme:?}"),
+                format!("meridian calls only http and https; use e.g. {example}"),
+            ),
+            UrlError::Unparsable { reason } => (
+                format!("{what} {text:?} is not a valid url: {reason}"),
+                format!("write an absolute http:// or https:// url, e.g. {example}"),
+            ),
+        };
+        self.error(path, "invalid-url", message, Some(hint));
     }
 
     fn check_spec(&mut self, i: usize, c: &CheckSpec) -> Option<Check> {
@@ -1469,10 +1514,16 @@ impl<'d> PlanChecker<'d, '_> {
         let source = match (&c.prometheus, &c.http) {
             (Some(p), None) => {
                 self.template(&format!("{base}.prometheus.query"), "query", &p.query, &QUERY_VARS);
+                if let Some(url) = &p.url {
+                    self.base_url(&format!("{base}.prometheus.url"), "prometheus url", url, PROMETHEUS_URL_EXAMPLE);
+                }
                 CheckSource::Prometheus { query: p.query.clone(), url: p.url.clone() }
             }
             (None, Some(h)) => {
-                self.template(&format!("{base}.http.url"), "url", &h.url, &CHECK_URL_VARS);
+                let path = format!("{base}.http.url");
+                if self.template(&path, "url", &h.url, &CHECK_URL_VARS) {
+                    self.url_template(&path, "check url", &h.url, CHECK_URL_EXAMPLE);
+                }
                 if let Some(metric) = &h.metric {
                     self.template(&format!("{base}.http.metric"), "metric", metric, &CHECK_URL_VARS);
                 }
@@ -1585,7 +1636,10 @@ impl<'d> PlanChecker<'d, '_> {
             _ => {}
         }
         let Some(h) = &a.http else { return };
-        self.template(&format!("{path}.http.url"), "url", &h.url, &ACTUATOR_URL_VARS);
+        let url_path = format!("{path}.http.url");
+        if self.template(&url_path, "url", &h.url, &ACTUATOR_URL_VARS) {
+            self.url_template(&url_path, "actuator url", &h.url, ACTUATOR_URL_EXAMPLE);
+        }
         if h.token_file.is_some() && h.token_env.is_some() {
             self.error(
                 &format!("{path}.http.tokenEnv"),
