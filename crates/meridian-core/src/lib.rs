@@ -26,6 +26,7 @@ pub mod engine;
 pub mod freeze;
 pub mod health;
 pub mod manifest;
+pub mod metric_selector;
 pub mod plan;
 pub mod ports;
 pub mod schema;

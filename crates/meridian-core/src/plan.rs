@@ -12,9 +12,10 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::duration::Span;
-use crate::endpoint::UrlTemplate;
+use crate::endpoint::{Url, UrlTemplate};
 use crate::freeze::Freeze;
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
+use crate::metric_selector::SelectorTemplate;
 use crate::window::Window;
 
 /// Default traffic steps when a plan names none.
@@ -285,10 +286,34 @@ pub struct Check {
     pub min_samples_query: Option<String>,
 }
 
+/// Where a check reads its value, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckSource {
-    Prometheus { query: String, url: Option<String> },
-    Http { url: String, pointer: Option<String>, metric: Option<String> },
+    /// A PromQL query (placeholders `{{service}}`, `{{plan}}`, `{{wave}}`) on the check's own
+    /// server, or on the controller's default one when `server` is `None`.
+    Prometheus { query: String, server: Option<Url> },
+    /// One GET per region of `url` (placeholders `{{region}}`, `{{service}}`, `{{plan}}`,
+    /// `{{wave}}`), the value found in the body by `reader`.
+    Http { url: UrlTemplate, reader: BodyReader },
+}
+
+impl CheckSource {
+    /// `prometheus` or `http`, as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckSource::Prometheus { .. } => "prometheus",
+            CheckSource::Http { .. } => "http",
+        }
+    }
+}
+
+/// How an `http` check finds its number in a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyReader {
+    /// `pointer`: a JSON pointer (RFC 6901) into a JSON body, e.g. `/errorRate`.
+    Pointer(String),
+    /// `metric`: one sample of a Prometheus text-format body.
+    Metric(SelectorTemplate),
 }
 
 impl Plan {

@@ -16,11 +16,12 @@ use crate::duration::{Span, SpanError};
 use crate::endpoint::{Url, UrlError, UrlTemplate, parse_http_url};
 use crate::freeze::{DailyRange, Freeze};
 use crate::manifest::{
-    ActuatorSpec, Approval, CheckSpec, FreezeSpec, HealthSpec, HttpActuatorSpec, LabelSelector, OnFailure,
-    Region as RegionManifest, RegionSpec, RolloutPlan, RolloutPlanSpec, SelectorOperator, WindowSpec,
+    ActuatorSpec, Approval, CheckSpec, FreezeSpec, HealthSpec, HttpActuatorSpec, HttpCheckSpec, LabelSelector,
+    OnFailure, Region as RegionManifest, RegionSpec, RolloutPlan, RolloutPlanSpec, SelectorOperator, WindowSpec,
 };
+use crate::metric_selector::SelectorTemplate;
 use crate::plan::{
-    ActuatorSettings, Check, CheckLimits, CheckOrigins, CheckSource, ChosenBy, DEFAULT_ACTUATOR_RETRIES,
+    ActuatorSettings, BodyReader, Check, CheckLimits, CheckOrigins, CheckSource, ChosenBy, DEFAULT_ACTUATOR_RETRIES,
     DEFAULT_ACTUATOR_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_REGION_LABEL, DEFAULT_STEP_BAKE, DEFAULT_STEPS,
     DriftPolicy, Health, HttpActuatorSettings, Origin, Plan, Region, RegionSettings, Service, SetMethod,
     SettingOrigins, TokenSource, Wave, template_placeholders,
@@ -578,7 +579,7 @@ impl<'d> PlanChecker<'d, '_> {
         }
 
         let waves = self.waves(spec, &region_idx, &mut regions, &sites);
-        self.risks(raw, &waves, &health, &check_index);
+        self.risks(raw, &waves);
 
         if self.errors > 0 {
             return None;
@@ -1507,39 +1508,91 @@ impl<'d> PlanChecker<'d, '_> {
         self.error(path, "invalid-url", message, Some(hint));
     }
 
+    /// An `http` check source: its URL, and how the value is found in the body.
+    fn http_check_source(&mut self, base: &str, check: &str, h: &HttpCheckSpec) -> Option<CheckSource> {
+        let before = self.errors;
+        let path = format!("{base}.http.url");
+        let url = if self.template(&path, "url", &h.url, &CHECK_URL_VARS) {
+            self.url_template(&path, "check url", &h.url, CHECK_URL_EXAMPLE)
+        } else {
+            None
+        };
+        let reader = match (&h.pointer, &h.metric) {
+            (Some(pointer), None) => {
+                if !pointer.is_empty() && !pointer.starts_with('/') {
+                    self.error(
+                        &format!("{base}.http.pointer"),
+                        "invalid-pointer",
+                        format!("pointer {pointer:?} of http check {check:?} is not a JSON pointer"),
+                        Some(format!("a JSON pointer starts with /; did you mean \"/{pointer}\"?")),
+                    );
+                }
+                Some(BodyReader::Pointer(pointer.clone()))
+            }
+            (None, Some(metric)) => {
+                let path = format!("{base}.http.metric");
+                if self.template(&path, "metric", metric, &CHECK_URL_VARS) {
+                    match SelectorTemplate::parse(metric) {
+                        Ok(selector) => Some(BodyReader::Metric(selector)),
+                        Err(e) => {
+                            self.error(
+                                &path,
+                                "invalid-selector",
+                                format!(
+                                    "metric {metric:?} of http check {check:?} is not a metric selector: {}",
+                                    e.reason
+                                ),
+                                Some(
+                                    "write a metric name with optional labels in quotes, e.g. \
+                                     http_error_ratio{service=\"{{service}}\"}"
+                                        .into(),
+                                ),
+                            );
+                            None
+                        }
+                    }
+                } else {
+                    None
+                }
+            }
+            (pointer, metric) => {
+                if let Some(metric) = metric {
+                    self.template(&format!("{base}.http.metric"), "metric", metric, &CHECK_URL_VARS);
+                }
+                let message = if pointer.is_some() {
+                    format!("http check {check:?} has both pointer and metric")
+                } else {
+                    format!("http check {check:?} has neither pointer nor metric")
+                };
+                self.error(
+                    &format!("{base}.http"),
+                    "http-check-reader",
+                    message,
+                    Some("use pointer for a JSON body (e.g. /errorRate), metric for a Prometheus text body".into()),
+                );
+                None
+            }
+        };
+        let (url, reader) = (url?, reader?);
+        (self.errors == before).then_some(CheckSource::Http { url, reader })
+    }
+
+    /// One check, resolved; `None` when its source has an error (its other fields are still
+    /// checked).
     fn check_spec(&mut self, i: usize, c: &CheckSpec) -> Option<Check> {
         let base = format!("spec.health.checks[{i}]");
         let source = match (&c.prometheus, &c.http) {
             (Some(p), None) => {
-                self.template(&format!("{base}.prometheus.query"), "query", &p.query, &QUERY_VARS);
-                if let Some(url) = &p.url {
-                    self.base_url(&format!("{base}.prometheus.url"), "prometheus url", url, PROMETHEUS_URL_EXAMPLE);
-                }
-                CheckSource::Prometheus { query: p.query.clone(), url: p.url.clone() }
+                let query_ok = self.template(&format!("{base}.prometheus.query"), "query", &p.query, &QUERY_VARS);
+                let server = match &p.url {
+                    None => Some(None),
+                    Some(url) => self
+                        .base_url(&format!("{base}.prometheus.url"), "prometheus url", url, PROMETHEUS_URL_EXAMPLE)
+                        .map(Some),
+                };
+                server.filter(|_| query_ok).map(|server| CheckSource::Prometheus { query: p.query.clone(), server })
             }
-            (None, Some(h)) => {
-                let path = format!("{base}.http.url");
-                if self.template(&path, "url", &h.url, &CHECK_URL_VARS) {
-                    self.url_template(&path, "check url", &h.url, CHECK_URL_EXAMPLE);
-                }
-                if let Some(metric) = &h.metric {
-                    self.template(&format!("{base}.http.metric"), "metric", metric, &CHECK_URL_VARS);
-                }
-                if h.pointer.is_some() == h.metric.is_some() {
-                    let message = if h.pointer.is_some() {
-                        format!("http check {:?} has both pointer and metric", c.name)
-                    } else {
-                        format!("http check {:?} has neither pointer nor metric", c.name)
-                    };
-                    self.error(
-                        &format!("{base}.http"),
-                        "http-check-reader",
-                        message,
-                        Some("use pointer for a JSON body (e.g. /errorRate), metric for a Prometheus text body".into()),
-                    );
-                }
-                CheckSource::Http { url: h.url.clone(), pointer: h.pointer.clone(), metric: h.metric.clone() }
-            }
+            (None, Some(h)) => self.http_check_source(&base, &c.name, h),
             (Some(_), Some(_)) => {
                 self.error(
                     &base,
@@ -1610,7 +1663,7 @@ impl<'d> PlanChecker<'d, '_> {
         }
         Some(Check {
             name: c.name.clone(),
-            source,
+            source: source?,
             limits: written_limits(c),
             min_samples_query: c.min_samples.as_ref().map(|m| m.query.clone()),
         })
@@ -1732,9 +1785,8 @@ impl<'d> PlanChecker<'d, '_> {
         Some(HttpActuatorSettings { url, method, token, timeout, retries, on_drift })
     }
 
-    /// Risky but legal choices: warnings, errors under `--strict`. `check_index[k]` is where
-    /// `health.checks[k]` is written under `spec.health.checks`.
-    fn risks(&mut self, raw: &RolloutPlan, waves: &[Wave], health: &Health, check_index: &[usize]) {
+    /// Risky but legal choices: warnings, errors under `--strict`.
+    fn risks(&mut self, raw: &RolloutPlan, waves: &[Wave]) {
         if let Some(first) = waves.first()
             && first.regions.len() > 1
         {
@@ -1784,8 +1836,11 @@ impl<'d> PlanChecker<'d, '_> {
                 Some("add spec.health.checks".into()),
             );
         }
-        for (check, &i) in health.checks.iter().zip(check_index) {
-            if check.min_samples_query.is_none() {
+        // Every check with one source, whether its source resolved or not: an error in a URL
+        // does not make the missing guard any less of a risk.
+        let written = raw.spec.health.as_ref().map(|h| h.checks.as_slice()).unwrap_or_default();
+        for (i, check) in written.iter().enumerate() {
+            if check.prometheus.is_some() != check.http.is_some() && check.min_samples.is_none() {
                 self.warn(
                     &format!("spec.health.checks[{i}]"),
                     "risk-no-traffic-guard",
@@ -2204,6 +2259,46 @@ spec:
             assert_eq!(plan.actuator, expected, "{section}");
             assert_eq!(plan.regions[0].settings.actuator, expected, "{section}");
         }
+    }
+
+    #[test]
+    fn check_sources_resolve_to_typed_values() {
+        let yaml = r#"apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: p}
+spec:
+  services: [{name: signin}]
+  regions: [{name: jp}]
+  waves: [{name: all, regions: [jp]}]
+  health:
+    checks:
+      - {name: a, prometheus: {query: 'x{service="{{service}}"}'}, max: 1, minSamples: {query: r, min: 1}}
+      - {name: b, prometheus: {query: y, url: 'http://prom:9090/p'}, max: 1, minSamples: {query: r, min: 1}}
+      - {name: c, http: {url: 'https://s.{{region}}.example.net/', pointer: /e}, max: 1}
+      - {name: d, http: {url: 'https://s.example.net/m', metric: 'm{service="{{service}}"}'}, max: 1}
+"#;
+        let bundle = load(&[("p.yaml".into(), yaml.into())], None);
+        assert_eq!(errors(&bundle), vec![]);
+        let sources: Vec<CheckSource> =
+            bundle.plan("p").unwrap().health.checks.iter().map(|c| c.source.clone()).collect();
+        assert_eq!(
+            sources,
+            vec![
+                CheckSource::Prometheus { query: r#"x{service="{{service}}"}"#.into(), server: None },
+                CheckSource::Prometheus {
+                    query: "y".into(),
+                    server: Some(parse_http_url("http://prom:9090/p").unwrap())
+                },
+                CheckSource::Http {
+                    url: UrlTemplate::parse("https://s.{{region}}.example.net/").unwrap(),
+                    reader: BodyReader::Pointer("/e".into()),
+                },
+                CheckSource::Http {
+                    url: UrlTemplate::parse("https://s.example.net/m").unwrap(),
+                    reader: BodyReader::Metric(SelectorTemplate::parse(r#"m{service="{{service}}"}"#).unwrap()),
+                },
+            ]
+        );
     }
 
     #[test]
