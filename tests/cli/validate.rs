@@ -16,7 +16,7 @@ const NOW: &str = "2026-06-01T00:00:00Z";
 /// the output are relative and the same on every machine, and its whole stdout must equal
 /// `FIXTURE.stdout` (text) and `FIXTURE.json` (`-o json`) next to it. The fixtures are
 /// shared with meridian-core's validate_golden test (their `.expected` files).
-const GOLDEN: [&str; 2] = ["approvals.yaml", "regional_conflicts"];
+const GOLDEN: [&str; 3] = ["approvals.yaml", "regional_conflicts", "urls.yaml"];
 
 /// `meridian validate`'s whole stdout on the [`GOLDEN`] fixtures, summary line included,
 /// against the committed expected files. With `UPDATE_GOLDEN=1` in the environment the

@@ -12,11 +12,8 @@ use meridian_core::ports::ActuationError;
 /// Why setting or reading back traffic failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActuatorError {
-    /// The plan's actuator settings cannot be used (validation normally catches these first).
-    #[error("invalid actuator setting {field}: {reason}")]
-    InvalidSpec { field: &'static str, reason: String },
-
-    /// The url template rendered to something that is not an absolute http(s) url.
+    /// The url template, filled with a target's names, is not an absolute http(s) url
+    /// (validation checked it with sample names; a name may still not fit).
     #[error("actuator url {url:?} is not a valid http url: {reason}")]
     InvalidUrl { url: String, reason: String },
 
@@ -77,8 +74,7 @@ impl ActuatorError {
         match self {
             ActuatorError::Connect { .. } | ActuatorError::Timeout { .. } | ActuatorError::Transport { .. } => true,
             ActuatorError::Status { status, .. } => *status == 429 || (500..=599).contains(status),
-            ActuatorError::InvalidSpec { .. }
-            | ActuatorError::InvalidUrl { .. }
+            ActuatorError::InvalidUrl { .. }
             | ActuatorError::InvalidPercent { .. }
             | ActuatorError::TokenFile { .. }
             | ActuatorError::EmptyTokenFile { .. }
@@ -92,7 +88,6 @@ impl ActuatorError {
     /// A short, stable label for the `reason` of an actuation-error metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            ActuatorError::InvalidSpec { .. } => "invalid_spec",
             ActuatorError::InvalidUrl { .. } => "invalid_url",
             ActuatorError::InvalidPercent { .. } => "invalid_percent",
             ActuatorError::TokenFile { .. } | ActuatorError::EmptyTokenFile { .. } | ActuatorError::TokenEnv { .. } => {

@@ -1,9 +1,10 @@
 //! The `http` actuator: sets a (plan, region, service) traffic percent on a remote control
 //! endpoint and reads it back.
 //!
-//! Owns the wire contract below, bearer tokens, timeouts and retries. It keeps no state of
-//! its own beyond the jitter generator: what a target serves is the endpoint's business, and
-//! what it should serve is the controller's.
+//! Owns the wire contract below, bearer tokens, timeouts and retries. Its settings arrive
+//! resolved and checked by validation ([`HttpActuatorSettings`]); it reads no plan text. It
+//! keeps no state of its own beyond the jitter generator: what a target serves is the
+//! endpoint's business, and what it should serve is the controller's.
 //!
 //! # Wire contract
 //!
@@ -33,12 +34,9 @@
 //! `[0, min(cap, base * 2^n)]` before retry `n` (exponential backoff with full jitter). Other
 //! `4xx`, `3xx` (redirects are not followed) and unusable read-backs fail at once.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use meridian_core::duration::Span;
-use meridian_core::manifest::HttpActuatorSpec;
-use meridian_core::plan::render_template;
+use meridian_core::plan::{HttpActuatorSettings, SetMethod, TokenSource};
 use meridian_core::ports::Target;
 use reqwest::{Client, Method, StatusCode, Url};
 use serde::Serialize;
@@ -47,46 +45,16 @@ use crate::backoff::Backoff;
 use crate::error::ActuatorError;
 use crate::{ActuatorOptions, Applied};
 
-/// Per-request timeout when the plan sets none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Retries after the first request when the plan sets none.
-pub const DEFAULT_RETRIES: u32 = 3;
 /// The header carrying the idempotency key.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 /// How much of an error answer's body is kept in the error.
 const BODY_SNIPPET_CHARS: usize = 200;
 
-/// How a set is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetMethod {
-    Put,
-    Post,
-}
-
-impl SetMethod {
-    fn as_str(self) -> &'static str {
-        match self {
-            SetMethod::Put => "PUT",
-            SetMethod::Post => "POST",
-        }
+fn http_method(method: SetMethod) -> Method {
+    match method {
+        SetMethod::Put => Method::PUT,
+        SetMethod::Post => Method::POST,
     }
-
-    fn method(self) -> Method {
-        match self {
-            SetMethod::Put => Method::PUT,
-            SetMethod::Post => Method::POST,
-        }
-    }
-}
-
-/// Where the bearer token comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    None,
-    /// Read (and trimmed) on every call.
-    File(PathBuf),
-    /// Read from the process environment on every call.
-    Env(String),
 }
 
 /// The body of a set.
@@ -109,79 +77,36 @@ struct Exchange {
 #[derive(Debug)]
 pub struct HttpActuator {
     client: Client,
-    url_template: String,
-    method: SetMethod,
-    token: TokenSource,
+    settings: HttpActuatorSettings,
+    /// `settings.timeout`, as the client takes it.
     timeout: Duration,
-    retries: u32,
     backoff: Backoff,
 }
 
 impl HttpActuator {
     /// An actuator with its own HTTP client.
-    pub fn from_spec(spec: &HttpActuatorSpec, options: &ActuatorOptions) -> Result<Self, ActuatorError> {
-        HttpActuator::with_client(spec, options, build_client()?)
+    pub fn new(settings: &HttpActuatorSettings, options: &ActuatorOptions) -> Result<Self, ActuatorError> {
+        Ok(HttpActuator::with_client(settings, options, build_client()?))
     }
 
     /// An actuator on a shared client (one connection pool for many plans). The client should
     /// not follow redirects; [`build_client`] makes one that does not.
-    pub fn with_client(
-        spec: &HttpActuatorSpec,
-        options: &ActuatorOptions,
-        client: Client,
-    ) -> Result<Self, ActuatorError> {
-        let method = match spec.method.as_deref() {
-            None | Some("PUT") => SetMethod::Put,
-            Some("POST") => SetMethod::Post,
-            Some(other) => {
-                return Err(ActuatorError::InvalidSpec {
-                    field: "http.method",
-                    reason: format!("method {other:?} is not supported; use PUT or POST"),
-                });
-            }
-        };
-        let token = match (&spec.token_file, &spec.token_env) {
-            (Some(_), Some(_)) => {
-                return Err(ActuatorError::InvalidSpec {
-                    field: "http.tokenFile",
-                    reason: "both tokenFile and tokenEnv are set; choose one".into(),
-                });
-            }
-            (Some(file), None) => TokenSource::File(PathBuf::from(file)),
-            (None, Some(var)) => TokenSource::Env(var.clone()),
-            (None, None) => TokenSource::None,
-        };
-        let timeout = match spec.timeout.as_deref() {
-            None => DEFAULT_TIMEOUT,
-            Some(text) => match text.parse::<Span>() {
-                Ok(span) if !span.is_zero() => Duration::from_millis(span.as_millis()),
-                Ok(_) => {
-                    return Err(ActuatorError::InvalidSpec {
-                        field: "http.timeout",
-                        reason: "timeout must be greater than zero".into(),
-                    });
-                }
-                Err(e) => return Err(ActuatorError::InvalidSpec { field: "http.timeout", reason: e.to_string() }),
-            },
-        };
-        let retries = match spec.retries {
-            None => DEFAULT_RETRIES,
-            Some(n) => u32::try_from(n).map_err(|_| ActuatorError::InvalidSpec {
-                field: "http.retries",
-                reason: format!("retries {n} is out of range; use 0 or more"),
-            })?,
-        };
-        // Catch a template that can never make a url now, not at the first actuation.
-        parse_url(&render_template(&spec.url, &[("plan", "p"), ("region", "r"), ("service", "s")]))?;
+    pub fn with_client(settings: &HttpActuatorSettings, options: &ActuatorOptions, client: Client) -> Self {
         let backoff = match options.jitter_seed {
             Some(seed) => Backoff::new(options.backoff_base, options.backoff_cap, seed),
             None => Backoff::unseeded(options.backoff_base, options.backoff_cap),
         };
-        Ok(HttpActuator { client, url_template: spec.url.clone(), method, token, timeout, retries, backoff })
+        let timeout = Duration::from_millis(settings.timeout.as_millis());
+        HttpActuator { client, settings: settings.clone(), timeout, backoff }
+    }
+
+    /// What this actuator was built from.
+    pub fn settings(&self) -> &HttpActuatorSettings {
+        &self.settings
     }
 
     pub fn method(&self) -> SetMethod {
-        self.method
+        self.settings.method
     }
 
     pub fn timeout(&self) -> Duration {
@@ -190,19 +115,26 @@ impl HttpActuator {
 
     /// Retries after the first request; a call sends at most `retries + 1` requests.
     pub fn retries(&self) -> u32 {
-        self.retries
+        self.settings.retries
     }
 
     pub fn token_source(&self) -> &TokenSource {
-        &self.token
+        &self.settings.token
     }
 
-    /// The target's url.
+    /// The target's url. Validation checked the template; names that do not fit in a url
+    /// can still fail here.
     pub fn url(&self, target: &Target) -> Result<Url, ActuatorError> {
-        parse_url(&render_template(
-            &self.url_template,
-            &[("plan", &target.plan), ("region", &target.region), ("service", &target.service)],
-        ))
+        self.settings
+            .url
+            .render(&[("plan", &target.plan), ("region", &target.region), ("service", &target.service)])
+            .map_err(|e| ActuatorError::InvalidUrl {
+                url: self.settings.url.to_string(),
+                reason: format!(
+                    "for plan {:?}, region {:?}, service {:?}: {e}",
+                    target.plan, target.region, target.service
+                ),
+            })
     }
 
     /// Make `target` serve `percent` % of its traffic. Every retry of this call carries the
@@ -219,7 +151,7 @@ impl HttpActuator {
         let url = self.url(target)?;
         if reqwest::header::HeaderValue::from_str(idempotency_key).is_err() {
             return Err(ActuatorError::InvalidRequest {
-                method: self.method.as_str(),
+                method: self.method().as_str(),
                 url: url.to_string(),
                 reason: format!("idempotency key {idempotency_key:?} is not a valid http header value"),
             });
@@ -228,8 +160,8 @@ impl HttpActuator {
         let body = SetTrafficBody { percent, plan: &target.plan, region: &target.region, service: &target.service };
         let exchange = self
             .exchange(
-                self.method.method(),
-                self.method.as_str(),
+                http_method(self.method()),
+                self.method().as_str(),
                 &url,
                 Some(&body),
                 Some(idempotency_key),
@@ -260,7 +192,7 @@ impl HttpActuator {
     }
 
     async fn bearer_token(&self) -> Result<Option<String>, ActuatorError> {
-        match &self.token {
+        match &self.settings.token {
             TokenSource::None => Ok(None),
             TokenSource::File(path) => {
                 let text = tokio::fs::read_to_string(path)
@@ -321,7 +253,7 @@ impl HttpActuator {
                 Err(e) => Err(self.classify(e, method_name, url, attempt)),
             };
             match outcome {
-                Err(e) if e.is_retryable() && attempt <= self.retries => {
+                Err(e) if e.is_retryable() && attempt <= self.settings.retries => {
                     tokio::time::sleep(self.backoff.delay(attempt - 1)).await;
                 }
                 other => return other,
@@ -352,18 +284,6 @@ pub fn build_client() -> Result<Client, ActuatorError> {
         .user_agent(concat!("meridian-actuator/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ActuatorError::Client { reason: cause(&e) })
-}
-
-fn parse_url(text: &str) -> Result<Url, ActuatorError> {
-    let url =
-        Url::parse(text).map_err(|e| ActuatorError::InvalidUrl { url: text.to_string(), reason: e.to_string() })?;
-    match url.scheme() {
-        "http" | "https" => Ok(url),
-        other => Err(ActuatorError::InvalidUrl {
-            url: text.to_string(),
-            reason: format!("scheme {other:?} is not supported; use http or https"),
-        }),
-    }
 }
 
 /// The read-back body: `{"percent": 0..=100}` or `{"percent": null}`; other fields ignored.
@@ -407,10 +327,14 @@ fn snippet(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use meridian_core::Span;
+    use meridian_core::endpoint::UrlTemplate;
+    use meridian_core::plan::{DEFAULT_ACTUATOR_RETRIES, DriftPolicy};
+
     use super::*;
 
-    fn spec(url: &str) -> HttpActuatorSpec {
-        HttpActuatorSpec { url: url.into(), ..HttpActuatorSpec::default() }
+    fn settings(url: &str) -> HttpActuatorSettings {
+        HttpActuatorSettings::new(UrlTemplate::parse(url).unwrap())
     }
 
     fn target() -> Target {
@@ -419,15 +343,16 @@ mod tests {
 
     #[test]
     fn defaults_and_rendered_url() {
-        let a = HttpActuator::from_spec(
-            &spec("https://control.{{region}}.example.net/v1/{{plan}}/services/{{ service }}/traffic"),
+        let a = HttpActuator::new(
+            &settings("https://control.{{region}}.example.net/v1/{{plan}}/services/{{ service }}/traffic"),
             &ActuatorOptions::default(),
         )
         .unwrap();
         assert_eq!(a.method(), SetMethod::Put);
-        assert_eq!(a.timeout(), DEFAULT_TIMEOUT);
-        assert_eq!(a.retries(), DEFAULT_RETRIES);
+        assert_eq!(a.timeout(), Duration::from_secs(10));
+        assert_eq!(a.retries(), DEFAULT_ACTUATOR_RETRIES);
         assert_eq!(a.token_source(), &TokenSource::None);
+        assert_eq!(a.settings().on_drift, DriftPolicy::Reapply);
         assert_eq!(
             a.url(&target()).unwrap().as_str(),
             "https://control.jp.example.net/v1/restore/services/store/traffic"
@@ -435,15 +360,15 @@ mod tests {
     }
 
     #[test]
-    fn spec_settings_are_read() {
-        let s = HttpActuatorSpec {
-            method: Some("POST".into()),
-            token_file: Some("/run/token".into()),
-            timeout: Some("1500ms".into()),
-            retries: Some(0),
-            ..spec("http://127.0.0.1:9/{{region}}")
+    fn settings_are_used_as_resolved() {
+        let s = HttpActuatorSettings {
+            method: SetMethod::Post,
+            token: TokenSource::File("/run/token".into()),
+            timeout: Span::from_millis(1500),
+            retries: 0,
+            ..settings("http://127.0.0.1:9/{{region}}")
         };
-        let a = HttpActuator::from_spec(&s, &ActuatorOptions::default()).unwrap();
+        let a = HttpActuator::new(&s, &ActuatorOptions::default()).unwrap();
         assert_eq!(a.method(), SetMethod::Post);
         assert_eq!(a.timeout(), Duration::from_millis(1500));
         assert_eq!(a.retries(), 0);
@@ -451,32 +376,12 @@ mod tests {
     }
 
     #[test]
-    fn bad_specs_are_rejected_with_the_field() {
-        let cases: Vec<(HttpActuatorSpec, &str)> = vec![
-            (HttpActuatorSpec { method: Some("PATCH".into()), ..spec("http://h/") }, "http.method"),
-            (HttpActuatorSpec { timeout: Some("soon".into()), ..spec("http://h/") }, "http.timeout"),
-            (HttpActuatorSpec { timeout: Some("0s".into()), ..spec("http://h/") }, "http.timeout"),
-            (HttpActuatorSpec { retries: Some(-1), ..spec("http://h/") }, "http.retries"),
-            (
-                HttpActuatorSpec { token_file: Some("/t".into()), token_env: Some("T".into()), ..spec("http://h/") },
-                "http.tokenFile",
-            ),
-        ];
-        for (s, field) in cases {
-            match HttpActuator::from_spec(&s, &ActuatorOptions::default()) {
-                Err(ActuatorError::InvalidSpec { field: f, .. }) => assert_eq!(f, field),
-                other => panic!("{field}: expected InvalidSpec, got {other:?}"),
-            }
-        }
-        for url in ["control/{{region}}", "ftp://h/{{region}}", ""] {
-            assert!(
-                matches!(
-                    HttpActuator::from_spec(&spec(url), &ActuatorOptions::default()),
-                    Err(ActuatorError::InvalidUrl { .. })
-                ),
-                "{url:?}"
-            );
-        }
+    fn a_name_that_breaks_the_url_is_an_error_naming_the_target() {
+        let a = HttpActuator::new(&settings("https://{{region}}.example.net/"), &ActuatorOptions::default()).unwrap();
+        let t = Target { region: "eu west".into(), ..target() };
+        let e = a.url(&t).unwrap_err();
+        assert_eq!(e.metric_label(), "invalid_url");
+        assert!(e.to_string().contains("region \"eu west\""), "{e}");
     }
 
     #[test]
@@ -503,7 +408,7 @@ mod tests {
     #[test]
     fn futures_are_send() {
         fn assert_send<T: Send>(_: &T) {}
-        let a = HttpActuator::from_spec(&spec("http://127.0.0.1:9/"), &ActuatorOptions::default()).unwrap();
+        let a = HttpActuator::new(&settings("http://127.0.0.1:9/"), &ActuatorOptions::default()).unwrap();
         let t = target();
         assert_send(&a.set_traffic(&t, 1, "k"));
         assert_send(&a.read_traffic(&t));

@@ -14,8 +14,9 @@
 //! [`PlanActuators`] is what the controller holds: it implements the core's
 //! [`meridian_core::ports::Actuator`] port and picks, per target, the actuator its region's
 //! effective settings name: the plan's `actuator:` section, or the region's own replacement
-//! (none means the dry run). [`TrafficActuator`] is one plan's actuator, built
-//! by [`from_spec`]. The wire contract of the `http` kind is in [`http`].
+//! (none means the dry run). [`TrafficActuator`] is one plan's actuator, built by
+//! [`from_settings`] from the typed [`ActuatorSettings`] validation resolved. The wire
+//! contract of the `http` kind is in [`http`].
 //!
 //! This crate sends; it does not decide. It never records intents, never compares a
 //! read-back with the plan's state and never chooses between re-applying and holding on
@@ -30,12 +31,13 @@ mod plans;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_core::manifest::ActuatorSpec;
+use meridian_core::plan::ActuatorSettings;
 
 pub use backoff::{Backoff, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP};
 pub use error::ActuatorError;
-pub use http::{HttpActuator, SetMethod, TokenSource};
+pub use http::HttpActuator;
 pub use log::{DryRunRecord, LogActuator};
+pub use meridian_core::plan::{HttpActuatorSettings, SetMethod, TokenSource};
 pub use meridian_core::ports::Target;
 pub use plans::PlanActuators;
 
@@ -101,63 +103,29 @@ impl TrafficActuator {
 }
 
 /// The actuator a plan's `actuator:` section names; a plan without one gets a fresh dry run.
-pub fn from_spec(spec: Option<&ActuatorSpec>, options: &ActuatorOptions) -> Result<TrafficActuator, ActuatorError> {
-    match resolve_kind(spec)? {
-        Kind::Http(h) => Ok(TrafficActuator::Http(Arc::new(HttpActuator::from_spec(h, options)?))),
-        Kind::Log => Ok(TrafficActuator::Log(Arc::new(LogActuator::new()))),
-    }
-}
-
-pub(crate) enum Kind<'a> {
-    Http(&'a meridian_core::manifest::HttpActuatorSpec),
-    Log,
-}
-
-pub(crate) fn resolve_kind(spec: Option<&ActuatorSpec>) -> Result<Kind<'_>, ActuatorError> {
-    match spec {
-        None => Ok(Kind::Log),
-        Some(ActuatorSpec { http: Some(h), log: None }) => Ok(Kind::Http(h)),
-        Some(ActuatorSpec { http: None, log: Some(_) }) => Ok(Kind::Log),
-        Some(ActuatorSpec { http: Some(_), log: Some(_) }) => Err(ActuatorError::InvalidSpec {
-            field: "actuator",
-            reason: "actuator has both http and log; choose one".into(),
-        }),
-        Some(ActuatorSpec { http: None, log: None }) => Err(ActuatorError::InvalidSpec {
-            field: "actuator",
-            reason: "actuator names no kind; add http: {url: ...} or log: {}".into(),
-        }),
+pub fn from_settings(
+    settings: Option<&ActuatorSettings>,
+    options: &ActuatorOptions,
+) -> Result<TrafficActuator, ActuatorError> {
+    match settings {
+        Some(ActuatorSettings::Http(h)) => Ok(TrafficActuator::Http(Arc::new(HttpActuator::new(h, options)?))),
+        Some(ActuatorSettings::Log) | None => Ok(TrafficActuator::Log(Arc::new(LogActuator::new()))),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use meridian_core::manifest::{HttpActuatorSpec, LogActuatorSpec};
+    use meridian_core::endpoint::UrlTemplate;
 
     use super::*;
 
     #[test]
     fn no_actuator_means_a_dry_run() {
         let o = ActuatorOptions::default();
-        assert!(from_spec(None, &o).unwrap().is_dry_run());
-        let log = ActuatorSpec { http: None, log: Some(LogActuatorSpec {}) };
-        assert!(from_spec(Some(&log), &o).unwrap().is_dry_run());
-        let http = ActuatorSpec {
-            http: Some(HttpActuatorSpec { url: "http://127.0.0.1:9/{{region}}".into(), ..Default::default() }),
-            log: None,
-        };
-        assert!(!from_spec(Some(&http), &o).unwrap().is_dry_run());
-    }
-
-    #[test]
-    fn an_actuator_must_name_exactly_one_kind() {
-        let o = ActuatorOptions::default();
-        let both = ActuatorSpec {
-            http: Some(HttpActuatorSpec { url: "http://h/".into(), ..Default::default() }),
-            log: Some(LogActuatorSpec {}),
-        };
-        for spec in [both, ActuatorSpec::default()] {
-            let err = from_spec(Some(&spec), &o).unwrap_err();
-            assert!(matches!(err, ActuatorError::InvalidSpec { field: "actuator", .. }), "{err}");
-        }
+        assert!(from_settings(None, &o).unwrap().is_dry_run());
+        assert!(from_settings(Some(&ActuatorSettings::Log), &o).unwrap().is_dry_run());
+        let url = UrlTemplate::parse("http://127.0.0.1:9/{{region}}").unwrap();
+        let http = ActuatorSettings::Http(HttpActuatorSettings::new(url));
+        assert!(!from_settings(Some(&http), &o).unwrap().is_dry_run());
     }
 }

@@ -10,14 +10,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use meridian_core::manifest::{ActuatorSpec, HttpActuatorSpec};
-use meridian_core::plan::{Origin, Plan};
+use meridian_core::plan::{ActuatorSettings, HttpActuatorSettings, Origin, Plan};
 use meridian_core::ports::{ActuationError, Actuator, BoxFuture, Target};
 
 use crate::error::ActuatorError;
 use crate::http::{HttpActuator, build_client};
 use crate::log::LogActuator;
-use crate::{ActuatorOptions, Kind, TrafficActuator, resolve_kind};
+use crate::{ActuatorOptions, TrafficActuator};
 
 /// Plan name, and region name for a region with an actuator of its own.
 type ActuatorKey = (String, Option<String>);
@@ -33,7 +32,7 @@ pub struct PlanActuators {
     dry_run: Arc<LogActuator>,
     /// By plan name and, for a region with an actuator of its own, region name; with the
     /// settings it was built from.
-    http: Mutex<HashMap<ActuatorKey, (HttpActuatorSpec, Arc<HttpActuator>)>>,
+    http: Mutex<HashMap<ActuatorKey, (HttpActuatorSettings, Arc<HttpActuator>)>>,
 }
 
 impl PlanActuators {
@@ -48,13 +47,13 @@ impl PlanActuators {
 
     /// The actuator for `plan`, as its `actuator:` section says now (regions that replace
     /// it aside: see [`PlanActuators::for_target`]).
-    pub fn for_plan(&self, plan: &Plan) -> Result<TrafficActuator, ActuatorError> {
+    pub fn for_plan(&self, plan: &Plan) -> TrafficActuator {
         self.build(plan, None, plan.actuator.as_ref())
     }
 
     /// The actuator for `target`: its region's effective actuator, the plan's unless the
     /// region replaces it. An unknown region gets the plan's.
-    pub fn for_target(&self, plan: &Plan, target: &Target) -> Result<TrafficActuator, ActuatorError> {
+    pub fn for_target(&self, plan: &Plan, target: &Target) -> TrafficActuator {
         let Some(region) = plan.region_index(&target.region).map(|r| &plan.regions[r]) else {
             return self.for_plan(plan);
         };
@@ -62,27 +61,21 @@ impl PlanActuators {
         self.build(plan, own.then_some(region.name.as_str()), region.settings.actuator.as_ref())
     }
 
-    fn build(
-        &self,
-        plan: &Plan,
-        region: Option<&str>,
-        spec: Option<&ActuatorSpec>,
-    ) -> Result<TrafficActuator, ActuatorError> {
-        let spec = match resolve_kind(spec)? {
-            Kind::Log => return Ok(TrafficActuator::Log(self.dry_run.clone())),
-            Kind::Http(spec) => spec,
+    fn build(&self, plan: &Plan, region: Option<&str>, settings: Option<&ActuatorSettings>) -> TrafficActuator {
+        let Some(ActuatorSettings::Http(settings)) = settings else {
+            return TrafficActuator::Log(self.dry_run.clone());
         };
         let key = (plan.name.clone(), region.map(str::to_string));
         // The map only ever holds complete entries, so a poisoned lock is still usable.
         let mut cache = self.http.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((built_from, actuator)) = cache.get(&key)
-            && built_from == spec
+            && built_from == settings
         {
-            return Ok(TrafficActuator::Http(actuator.clone()));
+            return TrafficActuator::Http(actuator.clone());
         }
-        let actuator = Arc::new(HttpActuator::with_client(spec, &self.options, self.client.clone())?);
-        cache.insert(key, (spec.clone(), actuator.clone()));
-        Ok(TrafficActuator::Http(actuator))
+        let actuator = Arc::new(HttpActuator::with_client(settings, &self.options, self.client.clone()));
+        cache.insert(key, (settings.clone(), actuator.clone()));
+        TrafficActuator::Http(actuator)
     }
 
     /// The dry run shared by plans without an `http` actuator; take its records to log them.
@@ -100,7 +93,7 @@ impl Actuator for PlanActuators {
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<(), ActuationError>> {
         Box::pin(async move {
-            let actuator = self.for_target(plan, target)?;
+            let actuator = self.for_target(plan, target);
             actuator.set_traffic(target, percent, idempotency_key).await?;
             Ok(())
         })
@@ -111,6 +104,6 @@ impl Actuator for PlanActuators {
         plan: &'a Plan,
         target: &'a Target,
     ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
-        Box::pin(async move { Ok(self.for_target(plan, target)?.read_traffic(target).await?) })
+        Box::pin(async move { Ok(self.for_target(plan, target).read_traffic(target).await?) })
     }
 }

@@ -4,8 +4,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use meridian_actuator::{ActuatorError, ActuatorOptions, Backoff, HttpActuator, Target};
-use meridian_core::manifest::HttpActuatorSpec;
+use meridian_actuator::{
+    ActuatorError, ActuatorOptions, Backoff, HttpActuator, HttpActuatorSettings, SetMethod, Target, TokenSource,
+};
+use meridian_core::Span;
+use meridian_core::endpoint::UrlTemplate;
 use serde_json::json;
 use support::{Endpoint, Reply, closed_port, within};
 
@@ -18,16 +21,16 @@ fn fast() -> ActuatorOptions {
     }
 }
 
-fn spec(url: String) -> HttpActuatorSpec {
-    HttpActuatorSpec { url, ..HttpActuatorSpec::default() }
+fn spec(url: String) -> HttpActuatorSettings {
+    HttpActuatorSettings::new(UrlTemplate::parse(&url).expect("valid url"))
 }
 
 fn target(region: &str, service: &str) -> Target {
     Target { plan: "restore".into(), region: region.into(), service: service.into() }
 }
 
-fn actuator(spec: &HttpActuatorSpec) -> HttpActuator {
-    HttpActuator::from_spec(spec, &fast()).expect("valid spec")
+fn actuator(spec: &HttpActuatorSettings) -> HttpActuator {
+    HttpActuator::new(spec, &fast()).expect("client")
 }
 
 #[tokio::test]
@@ -52,7 +55,7 @@ async fn put_sends_the_body_and_the_idempotency_key() {
 #[tokio::test]
 async fn post_when_the_plan_says_so() {
     let ep = Endpoint::start().await;
-    let a = actuator(&HttpActuatorSpec { method: Some("POST".into()), ..spec(ep.url("/{{region}}/{{service}}")) });
+    let a = actuator(&HttpActuatorSettings { method: SetMethod::Post, ..spec(ep.url("/{{region}}/{{service}}")) });
     within(a.set_traffic(&target("kr", "music"), 100, "k-post")).await.unwrap();
     let seen = ep.seen();
     assert_eq!(seen.len(), 1);
@@ -68,8 +71,8 @@ async fn bearer_token_from_a_file_is_re_read_on_every_call() {
     let dir = tempfile::tempdir().unwrap();
     let token_path = dir.path().join("token");
     std::fs::write(&token_path, "first-token\n").unwrap();
-    let a = actuator(&HttpActuatorSpec {
-        token_file: Some(token_path.display().to_string()),
+    let a = actuator(&HttpActuatorSettings {
+        token: TokenSource::File(token_path.clone()),
         ..spec(ep.url("/{{region}}/{{service}}"))
     });
     let t = target("jp", "signin");
@@ -97,8 +100,8 @@ async fn a_missing_or_empty_token_file_is_an_error_naming_the_file_and_nothing_i
     let ep = Endpoint::start().await;
     let dir = tempfile::tempdir().unwrap();
     let token_path = dir.path().join("absent-token");
-    let a = actuator(&HttpActuatorSpec {
-        token_file: Some(token_path.display().to_string()),
+    let a = actuator(&HttpActuatorSettings {
+        token: TokenSource::File(token_path.clone()),
         ..spec(ep.url("/{{region}}/{{service}}"))
     });
     let err = within(a.set_traffic(&target("jp", "signin"), 1, "k")).await.unwrap_err();
@@ -117,7 +120,7 @@ async fn a_missing_or_empty_token_file_is_an_error_naming_the_file_and_nothing_i
 async fn an_unset_token_variable_is_an_error_naming_it() {
     let ep = Endpoint::start().await;
     let var = "MERIDIAN_ACTUATOR_TEST_TOKEN_NEVER_SET";
-    let a = actuator(&HttpActuatorSpec { token_env: Some(var.into()), ..spec(ep.url("/{{region}}")) });
+    let a = actuator(&HttpActuatorSettings { token: TokenSource::Env(var.into()), ..spec(ep.url("/{{region}}")) });
     let err = within(a.set_traffic(&target("jp", "signin"), 1, "k")).await.unwrap_err();
     assert_eq!(err, ActuatorError::TokenEnv { var: var.into() });
     assert_eq!(err.to_string(), format!("environment variable {var} for the bearer token is not set or empty"));
@@ -146,7 +149,7 @@ async fn retries_on_503_then_succeeds_with_the_same_key_and_body() {
 async fn gives_up_after_the_last_retry_with_a_retryable_error() {
     let ep = Endpoint::start().await;
     ep.script(std::iter::repeat_n(Reply::Status(503), 10));
-    let a = actuator(&HttpActuatorSpec { retries: Some(2), ..spec(ep.url("/{{region}}/{{service}}")) });
+    let a = actuator(&HttpActuatorSettings { retries: 2, ..spec(ep.url("/{{region}}/{{service}}")) });
     let err = within(a.set_traffic(&target("jp", "store"), 50, "k")).await.unwrap_err();
     assert!(matches!(err, ActuatorError::Status { status: 503, attempt: 3, .. }), "{err:?}");
     assert!(err.is_retryable());
@@ -183,9 +186,9 @@ async fn retries_a_429() {
 async fn times_out_against_a_server_that_never_answers() {
     let ep = Endpoint::start().await;
     ep.script(std::iter::repeat_n(Reply::Hang, 10));
-    let a = actuator(&HttpActuatorSpec {
-        timeout: Some("200ms".into()),
-        retries: Some(1),
+    let a = actuator(&HttpActuatorSettings {
+        timeout: Span::from_millis(200),
+        retries: 1,
         ..spec(ep.url("/{{region}}/{{service}}"))
     });
     let started = Instant::now();
@@ -219,7 +222,7 @@ async fn waits_between_retries_as_the_seeded_backoff_says() {
         backoff_cap: Duration::from_millis(400),
         jitter_seed: Some(42),
     };
-    let a = HttpActuator::from_spec(&spec(ep.url("/{{region}}/{{service}}")), &options).unwrap();
+    let a = HttpActuator::new(&spec(ep.url("/{{region}}/{{service}}")), &options).unwrap();
     within(a.set_traffic(&target("jp", "store"), 10, "k")).await.unwrap();
 
     // The same seed replays the delays the actuator drew.
@@ -275,8 +278,8 @@ async fn read_back_follows_the_wire_contract() {
 #[tokio::test]
 async fn connection_refused_is_retryable_after_every_attempt() {
     let port = closed_port().await;
-    let a = actuator(&HttpActuatorSpec {
-        retries: Some(2),
+    let a = actuator(&HttpActuatorSettings {
+        retries: 2,
         ..spec(format!("http://127.0.0.1:{port}/{{{{region}}}}/{{{{service}}}}"))
     });
     let err = within(a.set_traffic(&target("jp", "store"), 10, "k")).await.unwrap_err();

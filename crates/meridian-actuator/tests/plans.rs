@@ -106,7 +106,7 @@ async fn plans_without_an_http_actuator_share_one_dry_run() {
             "dry run: would set dry/jp/signin from unset to 50% (idempotency key k2)",
         ]
     );
-    assert!(actuators.for_plan(&implicit).unwrap().is_dry_run());
+    assert!(actuators.for_plan(&implicit).is_dry_run());
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 
 mod support;
 
-use meridian_actuator::{ActuatorOptions, HttpActuator, Target};
-use meridian_core::manifest::HttpActuatorSpec;
+use meridian_actuator::{ActuatorOptions, HttpActuator, HttpActuatorSettings, Target, TokenSource};
+use meridian_core::endpoint::UrlTemplate;
 use support::{Endpoint, within};
 
 const VAR: &str = "MERIDIAN_ACTUATOR_TEST_TOKEN";
@@ -15,12 +15,9 @@ async fn bearer_token_from_an_environment_variable() {
     // runs (the runtime's threads do not).
     unsafe { std::env::set_var(VAR, "  env-token-1\n") };
     let ep = Endpoint::start().await;
-    let spec = HttpActuatorSpec {
-        url: ep.url("/{{region}}/{{service}}"),
-        token_env: Some(VAR.into()),
-        ..HttpActuatorSpec::default()
-    };
-    let a = HttpActuator::from_spec(&spec, &ActuatorOptions::default()).unwrap();
+    let url = UrlTemplate::parse(&ep.url("/{{region}}/{{service}}")).unwrap();
+    let settings = HttpActuatorSettings { token: TokenSource::Env(VAR.into()), ..HttpActuatorSettings::new(url) };
+    let a = HttpActuator::new(&settings, &ActuatorOptions::default()).unwrap();
     let t = Target { plan: "restore".into(), region: "jp".into(), service: "store".into() };
     within(a.set_traffic(&t, 10, "k1")).await.unwrap();
     // Read on every call, like the file.

@@ -108,7 +108,7 @@ use crate::command::{Command, CommandKind};
 use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
-use crate::plan::Plan;
+use crate::plan::{DriftPolicy, Plan};
 use crate::state::{AcceptedFailures, PlanState, RuntimeFreeze, UnitFailure, UnitPhase, WaitReason, WavePhase};
 use crate::window;
 
@@ -1174,13 +1174,7 @@ impl Engine<'_> {
             if self.state.units[i].percent != expected {
                 continue; // moved in this decision; the reading is about the old percent
             }
-            let hold = self.plan.regions[r]
-                .settings
-                .actuator
-                .as_ref()
-                .and_then(|a| a.http.as_ref())
-                .and_then(|h| h.on_drift.as_deref())
-                == Some("hold");
+            let hold = self.plan.regions[r].settings.on_drift() == DriftPolicy::Hold;
             let event = AuditEvent::Drift { expected, observed };
             match (observed == expected, self.state.units[i].drift) {
                 (true, Some(_)) => {

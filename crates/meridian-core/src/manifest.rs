@@ -89,47 +89,95 @@ pub struct ServiceSpec {
     pub after: Vec<String>,
 }
 
-/// A region, what it requires, and where it differs from the plan. Fields not written here
-/// come from the plan.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RegionSpec {
-    pub name: String,
-    /// IANA time zone in which windows and freezes are read, e.g. `Asia/Tokyo`. Default: `UTC`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
-    /// Approval flags that must all be granted, unexpired and in scope before this region
-    /// receives any traffic, and for as long as it does.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub approvals: Vec<String>,
-    /// Labels a wave's `selector` picks regions by, e.g. `{continent: asia, tier: low-traffic}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// This region's traffic steps, instead of the plan's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steps: Option<Vec<u32>>,
-    /// This region's hold per step, instead of the plan's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
-    pub step_bake: Option<String>,
-    /// This region's windows, instead of the plan's (`[]`: any time).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub windows: Option<Vec<WindowSpec>>,
-    /// What missing data means for every check in this region, instead of each check's `noData`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub no_data: Option<NoDataPolicy>,
-    /// This region's limits for some of the plan's checks, by check name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<CheckOverrideSpec>,
-    /// What a health failure does to this region, instead of the plan's `onFailure`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_failure: Option<OnFailure>,
-    /// How traffic is set in this region, replacing the plan's whole `actuator` section.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actuator: Option<ActuatorSpec>,
-    /// Periods in which no step may start in this region, in addition to the plan's.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub freezes: Vec<FreezeSpec>,
+/// The fields every region has, written once for the two places a region is written: an
+/// entry under a plan's `spec.regions` ([`RegionSpec`]) and the `spec` of a `Region` document
+/// ([`RegionDocumentSpec`]). Each struct gets its own leading fields, then these, so that
+/// serde still rejects unknown fields (`#[serde(flatten)]` cannot be combined with
+/// `deny_unknown_fields`) and the schema shows one flat object; and the conversion from a
+/// document to an entry is generated from the same list, so no field can be forgotten.
+macro_rules! region_structs {
+    (
+        $(
+            $(#[$meta:meta])*
+            pub struct $name:ident { $($lead:tt)* }
+        )+
+        shared $shared:tt
+    ) => {
+        $(region_structs!(@one $(#[$meta])* pub struct $name { $($lead)* } $shared);)+
+        region_structs!(@to_region_spec $shared);
+    };
+    (@one $(#[$meta:meta])* pub struct $name:ident { $($lead:tt)* } { $($shared:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($lead)*
+            $($shared)*
+        }
+    };
+    (@to_region_spec { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        impl RegionDocumentSpec {
+            /// The region entry this document stands for.
+            pub fn to_region_spec(&self, name: &str) -> RegionSpec {
+                RegionSpec { name: name.to_string(), $($field: self.$field.clone(),)* }
+            }
+        }
+    };
+}
+
+region_structs! {
+    /// A region, what it requires, and where it differs from the plan. Fields not written here
+    /// come from the plan.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct RegionSpec {
+        pub name: String,
+    }
+
+    /// A region as a document of its own: the plan it belongs to, then the fields of a region
+    /// entry (except `name`, which is `metadata.name`).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct RegionDocumentSpec {
+        /// The `RolloutPlan` (by `metadata.name`) this region belongs to.
+        pub plan: String,
+    }
+
+    shared {
+        /// IANA time zone in which windows and freezes are read, e.g. `Asia/Tokyo`. Default: `UTC`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub timezone: Option<String>,
+        /// Approval flags that must all be granted, unexpired and in scope before this region
+        /// receives any traffic, and for as long as it does.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub approvals: Vec<String>,
+        /// Labels a wave's `selector` picks regions by, e.g. `{continent: asia, tier: low-traffic}`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub labels: BTreeMap<String, String>,
+        /// This region's traffic steps, instead of the plan's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub steps: Option<Vec<u32>>,
+        /// This region's hold per step, instead of the plan's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+        pub step_bake: Option<String>,
+        /// This region's windows, instead of the plan's (`[]`: any time).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub windows: Option<Vec<WindowSpec>>,
+        /// What missing data means for every check in this region, instead of each check's `noData`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub no_data: Option<NoDataPolicy>,
+        /// This region's limits for some of the plan's checks, by check name.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub checks: Vec<CheckOverrideSpec>,
+        /// What a health failure does to this region, instead of the plan's `onFailure`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub on_failure: Option<OnFailure>,
+        /// How traffic is set in this region, replacing the plan's whole `actuator` section.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub actuator: Option<ActuatorSpec>,
+        /// Periods in which no step may start in this region, in addition to the plan's.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub freezes: Vec<FreezeSpec>,
+    }
 }
 
 /// One check's limits for one region. Fields not written here come from the plan's check.
@@ -194,70 +242,6 @@ pub struct Region {
     /// `name` is the region's name.
     pub metadata: Metadata,
     pub spec: RegionDocumentSpec,
-}
-
-/// A region as a document of its own: the plan it belongs to, then the fields of a region
-/// entry (except `name`, which is `metadata.name`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RegionDocumentSpec {
-    /// The `RolloutPlan` (by `metadata.name`) this region belongs to.
-    pub plan: String,
-    /// IANA time zone in which windows and freezes are read, e.g. `Asia/Tokyo`. Default: `UTC`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
-    /// Approval flags that must all be granted, unexpired and in scope before this region
-    /// receives any traffic, and for as long as it does.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub approvals: Vec<String>,
-    /// Labels a wave's `selector` picks regions by, e.g. `{continent: asia, tier: low-traffic}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// This region's traffic steps, instead of the plan's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steps: Option<Vec<u32>>,
-    /// This region's hold per step, instead of the plan's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
-    pub step_bake: Option<String>,
-    /// This region's windows, instead of the plan's (`[]`: any time).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub windows: Option<Vec<WindowSpec>>,
-    /// What missing data means for every check in this region, instead of each check's `noData`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub no_data: Option<NoDataPolicy>,
-    /// This region's limits for some of the plan's checks, by check name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<CheckOverrideSpec>,
-    /// What a health failure does to this region, instead of the plan's `onFailure`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_failure: Option<OnFailure>,
-    /// How traffic is set in this region, replacing the plan's whole `actuator` section.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actuator: Option<ActuatorSpec>,
-    /// Periods in which no step may start in this region, in addition to the plan's.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub freezes: Vec<FreezeSpec>,
-}
-
-impl RegionDocumentSpec {
-    /// The region entry this document stands for.
-    pub fn to_region_spec(&self, name: &str) -> RegionSpec {
-        RegionSpec {
-            name: name.to_string(),
-            timezone: self.timezone.clone(),
-            approvals: self.approvals.clone(),
-            labels: self.labels.clone(),
-            steps: self.steps.clone(),
-            step_bake: self.step_bake.clone(),
-            windows: self.windows.clone(),
-            no_data: self.no_data,
-            checks: self.checks.clone(),
-            on_failure: self.on_failure,
-            actuator: self.actuator.clone(),
-            freezes: self.freezes.clone(),
-        }
-    }
 }
 
 /// A group of regions that run together, after the previous wave has finished and baked.
@@ -549,4 +533,39 @@ pub struct Revocation {
     pub by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHARED: &str = "timezone: Asia/Tokyo
+approvals: [jp-regulator]
+labels: {continent: asia}
+steps: [5, 50, 100]
+stepBake: 30m
+windows: [{days: [Mon], from: '09:00', to: '17:00'}]
+noData: fail
+checks: [{name: errors, max: 0.05}]
+onFailure: pause
+actuator: {log: {}}
+freezes: [{reason: Golden Week, from: 2026-04-29, to: 2026-05-06}]
+";
+
+    #[test]
+    fn a_region_document_is_exactly_a_region_entry() {
+        let entry: RegionSpec = serde_yaml::from_str(&format!("name: jp\n{SHARED}")).unwrap();
+        let document: RegionDocumentSpec = serde_yaml::from_str(&format!("plan: apac\n{SHARED}")).unwrap();
+        assert_eq!(document.to_region_spec("jp"), entry);
+        assert_eq!(entry.freezes.len(), 1, "every shared field was read");
+    }
+
+    #[test]
+    fn both_reject_unknown_fields() {
+        let entry = serde_yaml::from_str::<RegionSpec>("name: jp\ntimezon: Asia/Tokyo\n").unwrap_err();
+        assert!(entry.to_string().contains("unknown field `timezon`"), "{entry}");
+        let document = serde_yaml::from_str::<RegionDocumentSpec>("plan: apac\nname: jp\n").unwrap_err();
+        assert!(document.to_string().contains("unknown field `name`"), "{document}");
+        assert!(serde_yaml::from_str::<RegionSpec>("name: jp\nplan: apac\n").is_err());
+    }
 }

@@ -6,13 +6,16 @@
 //! (every index in range, services topologically ordered, steps increasing to 100).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::duration::Span;
+use crate::endpoint::{Url, UrlTemplate};
 use crate::freeze::Freeze;
-use crate::manifest::{ActuatorSpec, NoDataPolicy, OnApprovalRevoked, OnFailure};
+use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
+use crate::metric_selector::SelectorTemplate;
 use crate::window::Window;
 
 /// Default traffic steps when a plan names none.
@@ -23,6 +26,10 @@ pub const DEFAULT_STEP_BAKE: Span = Span::from_secs(300);
 pub const DEFAULT_HEALTH_INTERVAL: Span = Span::from_secs(30);
 /// Default label carrying the region in query results.
 pub const DEFAULT_REGION_LABEL: &str = "region";
+/// Default time allowed for one actuator request.
+pub const DEFAULT_ACTUATOR_TIMEOUT: Span = Span::from_secs(10);
+/// Default retries after an actuator's first request.
+pub const DEFAULT_ACTUATOR_RETRIES: u32 = 3;
 
 /// A validated rollout plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +43,8 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     pub health: Health,
     pub on_approval_revoked: OnApprovalRevoked,
-    pub actuator: Option<ActuatorSpec>,
+    /// The plan's `actuator:` section; `None`: a dry run.
+    pub actuator: Option<ActuatorSettings>,
     /// Name to index, built by `Plan::index_names`.
     pub(crate) region_lookup: HashMap<String, usize>,
     pub(crate) service_lookup: HashMap<String, usize>,
@@ -76,10 +84,97 @@ pub struct RegionSettings {
     /// Aligned with `Health::checks`.
     pub checks: Vec<CheckLimits>,
     /// The actuator for this region: the plan's, or the region's whole replacement.
-    pub actuator: Option<ActuatorSpec>,
+    pub actuator: Option<ActuatorSettings>,
     /// The plan's freezes followed by the region's own.
     pub freezes: Vec<Freeze>,
     pub origins: SettingOrigins,
+}
+
+impl RegionSettings {
+    /// What a read-back that differs from the state does here (a dry run re-applies).
+    pub fn on_drift(&self) -> DriftPolicy {
+        match &self.actuator {
+            Some(ActuatorSettings::Http(h)) => h.on_drift,
+            Some(ActuatorSettings::Log) | None => DriftPolicy::Reapply,
+        }
+    }
+}
+
+/// How traffic is set: an `actuator:` section, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActuatorSettings {
+    /// `http`: set and read back a percent over HTTP.
+    Http(HttpActuatorSettings),
+    /// `log: {}`: a dry run that changes nothing.
+    Log,
+}
+
+/// An `actuator.http` section with its defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpActuatorSettings {
+    /// Placeholders `{{plan}}`, `{{region}}`, `{{service}}`.
+    pub url: UrlTemplate,
+    pub method: SetMethod,
+    pub token: TokenSource,
+    /// Time allowed for one request, never zero.
+    pub timeout: Span,
+    /// Retries after the first request.
+    pub retries: u32,
+    pub on_drift: DriftPolicy,
+}
+
+impl HttpActuatorSettings {
+    /// The defaults: `PUT`, no token, a 10 s timeout, 3 retries, re-apply on drift.
+    pub fn new(url: UrlTemplate) -> Self {
+        HttpActuatorSettings {
+            url,
+            method: SetMethod::Put,
+            token: TokenSource::None,
+            timeout: DEFAULT_ACTUATOR_TIMEOUT,
+            retries: DEFAULT_ACTUATOR_RETRIES,
+            on_drift: DriftPolicy::Reapply,
+        }
+    }
+}
+
+/// How an HTTP actuator sends a traffic change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetMethod {
+    #[default]
+    Put,
+    Post,
+}
+
+impl SetMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetMethod::Put => "PUT",
+            SetMethod::Post => "POST",
+        }
+    }
+}
+
+/// Where an HTTP actuator's bearer token comes from; read on every call, so a rotated token
+/// needs no restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TokenSource {
+    /// No `Authorization` header.
+    #[default]
+    None,
+    /// `tokenFile`: the file's content, trimmed.
+    File(PathBuf),
+    /// `tokenEnv`: the environment variable's value, trimmed.
+    Env(String),
+}
+
+/// `onDrift`: what a read-back that differs from the state does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DriftPolicy {
+    /// Send the state's percent again, with a fresh idempotency key.
+    #[default]
+    Reapply,
+    /// Record it once and take no further step until the target serves the state's percent.
+    Hold,
 }
 
 /// Where an effective setting came from.
@@ -191,10 +286,34 @@ pub struct Check {
     pub min_samples_query: Option<String>,
 }
 
+/// Where a check reads its value, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckSource {
-    Prometheus { query: String, url: Option<String> },
-    Http { url: String, pointer: Option<String>, metric: Option<String> },
+    /// A PromQL query (placeholders `{{service}}`, `{{plan}}`, `{{wave}}`) on the check's own
+    /// server, or on the controller's default one when `server` is `None`.
+    Prometheus { query: String, server: Option<Url> },
+    /// One GET per region of `url` (placeholders `{{region}}`, `{{service}}`, `{{plan}}`,
+    /// `{{wave}}`), the value found in the body by `reader`.
+    Http { url: UrlTemplate, reader: BodyReader },
+}
+
+impl CheckSource {
+    /// `prometheus` or `http`, as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckSource::Prometheus { .. } => "prometheus",
+            CheckSource::Http { .. } => "http",
+        }
+    }
+}
+
+/// How an `http` check finds its number in a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyReader {
+    /// `pointer`: a JSON pointer (RFC 6901) into a JSON body, e.g. `/errorRate`.
+    Pointer(String),
+    /// `metric`: one sample of a Prometheus text-format body.
+    Metric(SelectorTemplate),
 }
 
 impl Plan {
@@ -280,13 +399,11 @@ pub struct EffectiveCheck {
 }
 
 /// An actuator section in words: `http PUT https://...`, `log (dry run)`.
-pub fn describe_actuator(actuator: Option<&ActuatorSpec>) -> String {
+pub fn describe_actuator(actuator: Option<&ActuatorSettings>) -> String {
     match actuator {
-        Some(ActuatorSpec { http: Some(h), .. }) => {
-            format!("http {} {}", h.method.as_deref().unwrap_or("PUT"), h.url)
-        }
-        Some(ActuatorSpec { log: Some(_), .. }) => "log (dry run)".into(),
-        _ => "none (dry run)".into(),
+        Some(ActuatorSettings::Http(h)) => format!("http {} {}", h.method.as_str(), h.url),
+        Some(ActuatorSettings::Log) => "log (dry run)".into(),
+        None => "none (dry run)".into(),
     }
 }
 

@@ -9,7 +9,7 @@ use meridian_core::command::{Command, CommandKind};
 use meridian_core::engine::{Action, Decision, Observations, TrafficReading, decide};
 use meridian_core::health::{HealthSample, HealthVerdict};
 use meridian_core::outcome::{End, outcome};
-use meridian_core::plan::Plan;
+use meridian_core::plan::{ActuatorSettings, Plan};
 use meridian_core::state::{AcceptedFailures, PlanPhase, PlanState, UnitPhase, UnitState, WaitReason, WavePhase};
 use meridian_core::validate::load;
 use meridian_core::{AuditEvent, AuditRecord, Cause};
@@ -1250,8 +1250,10 @@ fn region_overrides_replace_the_plans_values_field_by_field_and_say_where_each_c
     assert_eq!((tuned.step_bake, tuned.origins.step_bake), (plain.step_bake, Origin::Plan));
     assert_eq!((tuned.windows.len(), tuned.origins.windows), (1, Origin::Plan));
     assert_eq!((tuned.on_failure, tuned.origins.on_failure), (OnFailure::Pause, Origin::Region));
-    assert!(tuned.actuator.as_ref().is_some_and(|a| a.log.is_some()));
-    assert!(plain.actuator.as_ref().is_some_and(|a| a.http.is_some()));
+    assert_eq!(tuned.actuator, Some(ActuatorSettings::Log));
+    assert!(
+        matches!(&plain.actuator, Some(ActuatorSettings::Http(h)) if h.url.as_str() == "https://control.{{region}}.example.net/{{service}}")
+    );
     // Checks: the region's noData for every check, then each check's own fields on top.
     let (errors, latency) = (&tuned.checks[0], &tuned.checks[1]);
     assert_eq!(

@@ -3,28 +3,29 @@
 
 use std::time::Duration;
 
-use meridian_actuator::{ActuatorOptions, HttpActuator, Target};
-use meridian_core::manifest::HttpActuatorSpec;
+use meridian_actuator::{ActuatorOptions, HttpActuator, HttpActuatorSettings, SetMethod, Target};
+use meridian_core::Span;
+use meridian_core::endpoint::UrlTemplate;
 use meridian_fleet::{ActuatorFault, Fleet, FleetConfig, FleetHandle};
 
 fn mk_target(region: &str, service: &str) -> Target {
     Target { plan: "demo".into(), region: region.into(), service: service.into() }
 }
 
-fn mk_actuator(fleet: &FleetHandle, method: Option<&str>) -> HttpActuator {
-    let spec = HttpActuatorSpec {
-        url: fleet.traffic_url_template(),
-        method: method.map(str::to_string),
-        timeout: Some("2s".into()),
-        retries: Some(2),
-        ..HttpActuatorSpec::default()
+fn mk_actuator(fleet: &FleetHandle, method: Option<SetMethod>) -> HttpActuator {
+    let url = UrlTemplate::parse(&fleet.traffic_url_template()).unwrap();
+    let spec = HttpActuatorSettings {
+        method: method.unwrap_or_default(),
+        timeout: Span::from_secs(2),
+        retries: 2,
+        ..HttpActuatorSettings::new(url)
     };
     let options = ActuatorOptions {
         backoff_base: Duration::from_millis(5),
         backoff_cap: Duration::from_millis(20),
         jitter_seed: Some(7),
     };
-    HttpActuator::from_spec(&spec, &options).unwrap()
+    HttpActuator::new(&spec, &options).unwrap()
 }
 
 async fn start() -> FleetHandle {
@@ -34,7 +35,7 @@ async fn start() -> FleetHandle {
 #[tokio::test]
 async fn set_and_read_back_round_trip_with_put_and_post() {
     let fleet = start().await;
-    for (method, expected) in [(None, "PUT"), (Some("POST"), "POST")] {
+    for (method, expected) in [(None, "PUT"), (Some(SetMethod::Post), "POST")] {
         let actuator = mk_actuator(&fleet, method);
         let target = mk_target("jp", "store");
         fleet.reset_log();

@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::{join, join_all};
-use meridian_core::plan::{CheckSource, Plan};
+use meridian_core::metric_selector::MetricSelector;
+use meridian_core::plan::{BodyReader, CheckSource, Plan};
 use reqwest::Url;
 
 use crate::fetch::{self, FetchError};
 use crate::judge::Reading;
 use crate::prometheus::{PrometheusSource, judge_regions, unsupported};
-use crate::textformat::{self, Selector, TextFormatError};
+use crate::textformat::{self, TextFormatError};
 use crate::{DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, EvalError, EvalRequest, Evaluation, HealthSource, template};
 
 /// How the http provider reads its endpoints.
@@ -54,8 +55,6 @@ pub enum HttpCheckError {
         #[source]
         source: FetchError,
     },
-    #[error("the check names neither pointer nor metric")]
-    NoReader,
     #[error("body from {url} is not json: {reason}")]
     NotJson { url: String, reason: String },
     #[error("value at {pointer} is {found}, not a number")]
@@ -78,7 +77,6 @@ impl HttpCheckError {
             HttpCheckError::Client { .. } => "client",
             HttpCheckError::InvalidUrl { .. } => "invalid_url",
             HttpCheckError::Fetch { source } => source.metric_label(),
-            HttpCheckError::NoReader => "no_reader",
             HttpCheckError::NotJson { .. } => "not_json",
             HttpCheckError::NotANumber { .. } => "not_a_number",
             HttpCheckError::TextFormat { source, .. } => source.metric_label(),
@@ -88,13 +86,14 @@ impl HttpCheckError {
     }
 }
 
-/// How to find the number in a body.
+/// How to find the number in one region's body: a check's [`BodyReader`] with its
+/// placeholders filled for that region.
 #[derive(Debug, Clone, PartialEq)]
-pub enum BodyReader {
+pub enum RegionReader {
     /// A JSON pointer (RFC 6901) into a JSON body.
     Pointer(String),
     /// One sample of a text-format body.
-    Metric(Selector),
+    Metric(MetricSelector),
 }
 
 /// The http provider.
@@ -127,10 +126,10 @@ impl HttpSource {
     }
 
     /// GET `url` and read one value from its body. `now` stamps values without a timestamp.
-    pub async fn read(&self, url: &Url, reader: &BodyReader, now: DateTime<Utc>) -> Result<Reading, HttpCheckError> {
+    pub async fn read(&self, url: &Url, reader: &RegionReader, now: DateTime<Utc>) -> Result<Reading, HttpCheckError> {
         let accept = match reader {
-            BodyReader::Pointer(_) => "application/json",
-            BodyReader::Metric(_) => "text/plain;version=0.0.4",
+            RegionReader::Pointer(_) => "application/json",
+            RegionReader::Metric(_) => "text/plain;version=0.0.4",
         };
         let request = self.client.get(url.clone()).header(reqwest::header::ACCEPT, accept);
         let body = fetch::send(request, url, self.config.timeout, self.config.max_body_bytes)
@@ -138,8 +137,8 @@ impl HttpSource {
             .map_err(|source| HttpCheckError::Fetch { source })?;
         let shown = fetch::display_url(url);
         match reader {
-            BodyReader::Pointer(pointer) => read_pointer(&shown, &body, pointer, now),
-            BodyReader::Metric(selector) => read_metric(&shown, &body, selector, now),
+            RegionReader::Pointer(pointer) => read_pointer(&shown, &body, pointer, now),
+            RegionReader::Metric(selector) => read_metric(&shown, &body, selector, now),
         }
     }
 
@@ -159,7 +158,7 @@ impl HttpSource {
         regions: &[String],
     ) -> Evaluation {
         let c = &plan.health.checks[check];
-        let CheckSource::Http { url, pointer, metric } = &c.source else {
+        let CheckSource::Http { url, reader } = &c.source else {
             return unsupported(plan, check, request, regions);
         };
         let reads = regions.iter().map(|region| async move {
@@ -169,21 +168,17 @@ impl HttpSource {
                 ("plan", plan.name.as_str()),
                 ("wave", request.wave.as_str()),
             ];
-            let reader = match (pointer, metric) {
-                (Some(p), _) => BodyReader::Pointer(p.clone()),
-                (None, Some(m)) => BodyReader::Metric(
-                    Selector::parse(&template::plain(m, &vars))
-                        .map_err(|source| HttpCheckError::TextFormat { url: url.clone(), source })?,
+            let reader = match reader {
+                BodyReader::Pointer(p) => RegionReader::Pointer(p.clone()),
+                BodyReader::Metric(selector) => RegionReader::Metric(
+                    selector
+                        .render(&vars)
+                        .map_err(|e| HttpCheckError::TextFormat { url: url.to_string(), source: e.into() })?,
                 ),
-                (None, None) => return Err(HttpCheckError::NoReader),
             };
-            let rendered = template::url(url, &vars);
-            let target = Url::parse(&rendered)
-                .map_err(|e| HttpCheckError::InvalidUrl { url: rendered.clone(), reason: e.to_string() })?;
-            if !matches!(target.scheme(), "http" | "https") {
-                let reason = "the scheme must be http or https".to_string();
-                return Err(HttpCheckError::InvalidUrl { url: rendered, reason });
-            }
+            // Names that do not fit in a URL are escaped; the template itself was checked.
+            let target = template::url(url, &vars)
+                .map_err(|e| HttpCheckError::InvalidUrl { url: url.to_string(), reason: e.to_string() })?;
             self.read(&target, &reader, request.now).await
         });
         let mut guard_errors = Vec::new();
@@ -257,11 +252,16 @@ fn read_pointer(url: &str, body: &[u8], pointer: &str, now: DateTime<Utc>) -> Re
     Ok(Reading::Value { value, at: now })
 }
 
-fn read_metric(url: &str, body: &[u8], selector: &Selector, now: DateTime<Utc>) -> Result<Reading, HttpCheckError> {
+fn read_metric(
+    url: &str,
+    body: &[u8],
+    selector: &MetricSelector,
+    now: DateTime<Utc>,
+) -> Result<Reading, HttpCheckError> {
     let text = String::from_utf8_lossy(body);
     let samples =
         textformat::parse(&text).map_err(|source| HttpCheckError::TextFormat { url: url.to_string(), source })?;
-    let matching: Vec<_> = samples.iter().filter(|s| selector.matches(s)).collect();
+    let matching: Vec<_> = samples.iter().filter(|s| s.matches(selector)).collect();
     match matching.as_slice() {
         [] => Ok(Reading::Missing(format!("no sample of {selector} in the body from {url}"))),
         [one] => {
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn reads_one_text_format_sample() {
         let body = b"x{service=\"a\"} 0.5 1780315200000\nx{service=\"b\"} 2\n";
-        let sel = |s: &str| Selector::parse(s).unwrap();
+        let sel = |s: &str| MetricSelector::parse(s).unwrap();
         assert_eq!(
             read_metric("u", body, &sel("x{service=\"a\"}"), now()).unwrap(),
             Reading::Value { value: 0.5, at: DateTime::from_timestamp_millis(1_780_315_200_000).unwrap() }

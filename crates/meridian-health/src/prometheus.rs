@@ -287,20 +287,11 @@ impl PrometheusSource {
         &self.config
     }
 
-    /// The server for a check: its own `url`, else the configured default.
-    pub fn server_for(&self, check: &str, url: Option<&str>) -> Result<Url, PrometheusError> {
+    /// The server for a check: its own `url` (checked by validation), else the configured
+    /// default.
+    pub fn server_for(&self, check: &str, url: Option<&Url>) -> Result<Url, PrometheusError> {
         match url {
-            Some(u) => {
-                let parsed = Url::parse(u)
-                    .map_err(|e| PrometheusError::InvalidUrl { url: u.to_string(), reason: e.to_string() })?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(PrometheusError::InvalidUrl {
-                        url: u.to_string(),
-                        reason: "the scheme must be http or https".into(),
-                    });
-                }
-                Ok(parsed)
-            }
+            Some(u) => Ok(u.clone()),
             None => self.config.url.clone().ok_or_else(|| PrometheusError::NoUrl { check: check.to_string() }),
         }
     }
@@ -352,7 +343,7 @@ impl PrometheusSource {
         let c = &plan.health.checks[check];
         let query = c.min_samples_query.as_ref()?;
         let url = match &c.source {
-            CheckSource::Prometheus { url, .. } => url.as_deref(),
+            CheckSource::Prometheus { server, .. } => server.as_ref(),
             CheckSource::Http { .. } => None,
         };
         let split = match self.server_for(&c.name, url) {
@@ -374,12 +365,12 @@ impl PrometheusSource {
         regions: &[String],
     ) -> Evaluation {
         let c = &plan.health.checks[check];
-        let CheckSource::Prometheus { query, url } = &c.source else {
+        let CheckSource::Prometheus { query, server } = &c.source else {
             return unsupported(plan, check, request, regions);
         };
         let mut errors = Vec::new();
         let main = async {
-            let server = self.server_for(&c.name, url.as_deref())?;
+            let server = self.server_for(&c.name, server.as_ref())?;
             let query = template::promql(query, &query_vars(plan, request));
             self.query_by_region(&server, &query, &plan.health.region_label).await
         };
@@ -476,11 +467,7 @@ pub(crate) fn judge_regions(
 /// `Error` samples for a check this source cannot read.
 pub(crate) fn unsupported(plan: &Plan, check: usize, request: &EvalRequest, regions: &[String]) -> Evaluation {
     let c = &plan.health.checks[check];
-    let kind = match c.source {
-        CheckSource::Prometheus { .. } => "prometheus",
-        CheckSource::Http { .. } => "http",
-    };
-    let error = EvalError::UnsupportedCheck { check: c.name.clone(), kind };
+    let error = EvalError::UnsupportedCheck { check: c.name.clone(), kind: c.source.kind() };
     let samples = regions
         .iter()
         .map(|r| crate::judge::error_sample(r, &request.service, &c.name, error.to_string(), request.now))

@@ -2,6 +2,7 @@
 //! where they land. Plan names are free text, so a quote in a service name must not end a
 //! PromQL string early, and a slash in a region name must not add a path segment.
 
+use meridian_core::endpoint::{Url, UrlError, UrlTemplate};
 use meridian_core::plan::render_template;
 
 /// Render a PromQL template. Values are escaped as the inside of a double-quoted PromQL
@@ -12,17 +13,12 @@ pub(crate) fn promql(template: &str, vars: &[(&str, &str)]) -> String {
     render_template(template, &refs)
 }
 
-/// Render a URL (or a text-format metric selector) template with values percent-encoded
-/// outside RFC 3986's unreserved characters.
-pub(crate) fn url(template: &str, vars: &[(&str, &str)]) -> String {
+/// Render a checked URL template with values percent-encoded outside RFC 3986's unreserved
+/// characters.
+pub(crate) fn url(template: &UrlTemplate, vars: &[(&str, &str)]) -> Result<Url, UrlError> {
     let escaped: Vec<(&str, String)> = vars.iter().map(|(k, v)| (*k, percent_encode(v))).collect();
     let refs: Vec<(&str, &str)> = escaped.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    render_template(template, &refs)
-}
-
-/// Render a template with values as they are (for text, not for a query or a URL).
-pub(crate) fn plain(template: &str, vars: &[(&str, &str)]) -> String {
-    render_template(template, vars)
+    template.render(&refs)
 }
 
 fn promql_string(value: &str) -> String {
@@ -60,13 +56,16 @@ mod tests {
             promql(r#"x{service="{{service}}",plan="{{plan}}"}"#, &[("service", r#"a"b\c"#), ("plan", "p")]),
             r#"x{service="a\"b\\c",plan="p"}"#
         );
+        let t = |text: &str| UrlTemplate::parse(text).unwrap();
         assert_eq!(
             url(
-                "http://h/{{region}}/{{service}}?w={{wave}}",
+                &t("http://h/{{region}}/{{service}}?w={{wave}}"),
                 &[("region", "eu/west"), ("service", "s 1"), ("wave", "w")]
-            ),
+            )
+            .unwrap()
+            .as_str(),
             "http://h/eu%2Fwest/s%201?w=w"
         );
-        assert_eq!(url("http://h/{{region}}", &[("region", "jp-1.a_b~")]), "http://h/jp-1.a_b~");
+        assert_eq!(url(&t("http://h/{{region}}"), &[("region", "jp-1.a_b~")]).unwrap().as_str(), "http://h/jp-1.a_b~");
     }
 }

@@ -1,10 +1,14 @@
-//! A reader for the Prometheus text exposition format (version 0.0.4) and for the metric
-//! selectors (`name` or `name{label="value",...}`) that pick one sample out of it.
+//! A reader for the Prometheus text exposition format (version 0.0.4), and which of its
+//! samples a metric selector picks.
 //!
-//! Owns parsing only. It is strict: a line it cannot read fails the whole body, because a
-//! body half understood is no basis for a verdict.
+//! Owns reading bodies only; the grammar of names and label sets it shares with selectors
+//! is the core's (`meridian_core::metric_selector`), where validation checks a check's
+//! `metric`. It is strict: a line it cannot read fails the whole body, because a body half
+//! understood is no basis for a verdict.
 
 use std::collections::BTreeMap;
+
+use meridian_core::metric_selector::{MetricSelector, SelectorError, lex_labels, lex_name};
 
 /// A body or selector that could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -34,38 +38,17 @@ pub struct TextSample {
     pub timestamp_ms: Option<i64>,
 }
 
-/// Which samples a check reads: a metric name and labels that must all match exactly.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Selector {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-}
-
-impl Selector {
-    pub fn parse(text: &str) -> Result<Selector, TextFormatError> {
-        let fail = |reason: String| TextFormatError::Selector { selector: text.to_string(), reason };
-        let mut cursor = Cursor { rest: text.trim() };
-        let name = cursor.name().map_err(fail)?;
-        let labels = if cursor.rest.starts_with('{') { cursor.labels().map_err(fail)? } else { BTreeMap::new() };
-        if !cursor.rest.trim().is_empty() {
-            return Err(fail(format!("unexpected {:?} after the selector", cursor.rest)));
-        }
-        Ok(Selector { name, labels })
-    }
-
-    pub fn matches(&self, sample: &TextSample) -> bool {
-        sample.name == self.name && self.labels.iter().all(|(k, v)| sample.labels.get(k) == Some(v))
+impl TextSample {
+    /// Does `selector` pick this sample: same name, and every label of the selector with
+    /// exactly its value?
+    pub fn matches(&self, selector: &MetricSelector) -> bool {
+        self.name == selector.name && selector.labels.iter().all(|(k, v)| self.labels.get(k) == Some(v))
     }
 }
 
-impl std::fmt::Display for Selector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name)?;
-        if !self.labels.is_empty() {
-            let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-            write!(f, "{{{}}}", labels.join(","))?;
-        }
-        Ok(())
+impl From<SelectorError> for TextFormatError {
+    fn from(e: SelectorError) -> Self {
+        TextFormatError::Selector { selector: e.selector, reason: e.reason }
     }
 }
 
@@ -83,10 +66,10 @@ pub fn parse(body: &str) -> Result<Vec<TextSample>, TextFormatError> {
 }
 
 fn sample_line(line: &str) -> Result<TextSample, String> {
-    let mut cursor = Cursor { rest: line };
-    let name = cursor.name()?;
-    let labels = if cursor.rest.starts_with('{') { cursor.labels()? } else { BTreeMap::new() };
-    let mut fields = cursor.rest.split_whitespace();
+    let mut rest = line;
+    let name = lex_name(&mut rest)?;
+    let labels = if rest.starts_with('{') { lex_labels(&mut rest)? } else { BTreeMap::new() };
+    let mut fields = rest.split_whitespace();
     let value = fields.next().ok_or("no value")?;
     let value = value.parse::<f64>().map_err(|_| format!("value {value:?} is not a number"))?;
     let timestamp_ms = match fields.next() {
@@ -97,68 +80,6 @@ fn sample_line(line: &str) -> Result<TextSample, String> {
         return Err(format!("unexpected {extra:?} after the timestamp"));
     }
     Ok(TextSample { name, labels, value, timestamp_ms })
-}
-
-struct Cursor<'a> {
-    rest: &'a str,
-}
-
-impl Cursor<'_> {
-    fn name(&mut self) -> Result<String, String> {
-        let end = self
-            .rest
-            .char_indices()
-            .find(|&(i, c)| !(c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())))
-            .map_or(self.rest.len(), |(i, _)| i);
-        if end == 0 {
-            return Err(format!("expected a metric name at {:?}", self.rest));
-        }
-        let name = self.rest[..end].to_string();
-        self.rest = &self.rest[end..];
-        Ok(name)
-    }
-
-    /// `{a="x",b="y",}` with `\\`, `\"` and `\n` escapes in values.
-    fn labels(&mut self) -> Result<BTreeMap<String, String>, String> {
-        let mut labels = BTreeMap::new();
-        self.rest = &self.rest[1..];
-        loop {
-            self.rest = self.rest.trim_start();
-            if let Some(rest) = self.rest.strip_prefix('}') {
-                self.rest = rest;
-                return Ok(labels);
-            }
-            let key = self.name()?;
-            self.rest = self.rest.trim_start();
-            self.rest = self.rest.strip_prefix('=').ok_or_else(|| format!("expected = after label {key}"))?;
-            self.rest = self.rest.trim_start();
-            self.rest = self.rest.strip_prefix('"').ok_or_else(|| format!("expected a quoted value for {key}"))?;
-            let mut value = String::new();
-            let mut chars = self.rest.char_indices();
-            let end = loop {
-                match chars.next() {
-                    None => return Err(format!("unterminated value for label {key}")),
-                    Some((i, '"')) => break i,
-                    Some((_, '\\')) => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, c @ ('\\' | '"'))) => value.push(c),
-                        other => return Err(format!("bad escape {:?} in label {key}", other.map(|(_, c)| c))),
-                    },
-                    Some((_, c)) => value.push(c),
-                }
-            };
-            self.rest = &self.rest[end + 1..];
-            if labels.insert(key.clone(), value).is_some() {
-                return Err(format!("label {key} appears twice"));
-            }
-            self.rest = self.rest.trim_start();
-            if let Some(rest) = self.rest.strip_prefix(',') {
-                self.rest = rest;
-            } else if !self.rest.starts_with('}') {
-                return Err(format!("expected , or }} after label {key}"));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -190,14 +111,10 @@ requests_total{service="signin",} +Inf
     #[test]
     fn selectors_match_by_name_and_exact_labels() {
         let samples = parse(BODY).unwrap();
-        let sel = Selector::parse(r#"error_ratio{service="signin"}"#).unwrap();
-        assert_eq!(samples.iter().filter(|s| sel.matches(s)).count(), 1);
-        let sel = Selector::parse("error_ratio").unwrap();
-        assert_eq!(samples.iter().filter(|s| sel.matches(s)).count(), 2);
-        assert_eq!(sel.to_string(), "error_ratio");
-        assert!(Selector::parse("error_ratio{service=signin}").is_err());
-        assert!(Selector::parse("1abc").is_err());
-        assert!(Selector::parse("a b").is_err());
+        let sel = MetricSelector::parse(r#"error_ratio{service="signin"}"#).unwrap();
+        assert_eq!(samples.iter().filter(|s| s.matches(&sel)).count(), 1);
+        let sel = MetricSelector::parse("error_ratio").unwrap();
+        assert_eq!(samples.iter().filter(|s| s.matches(&sel)).count(), 2);
     }
 
     #[test]
