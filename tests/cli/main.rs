@@ -1,5 +1,12 @@
 //! End-to-end tests of the `meridian` binary: real processes, real files, exit codes and output.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod approvals;
 mod crash;
 mod dashboard;

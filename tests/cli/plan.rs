@@ -72,10 +72,10 @@ fn a_simulated_grant_releases_the_gated_region() {
 #[test]
 fn plan_rejects_invalid_input_and_unknown_plans() {
     let out = meridian(&["plan", "config/", "--plan", "nope"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("no plan named \"nope\""));
     let out = meridian(&["plan", "config/", "--grant", "@2026-01-01T00:00:00Z"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
 }
 
 /// An approval for demo's regulator-gated region jp, granted half an hour after `START`.

@@ -210,12 +210,12 @@ fn json_output_counts_and_locates() {
 }
 
 #[test]
-fn usage_errors_exit_2() {
+fn usage_errors_exit_3_like_every_command() {
     let out = meridian(&["validate", "no/such/dir"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("no/such/dir: no such file or directory"));
     let out = meridian(&["validate"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
 }
 
 #[test]

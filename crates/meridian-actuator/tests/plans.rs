@@ -1,5 +1,12 @@
 //! `PlanActuators` through the core's `Actuator` port, as the controller calls it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,13 @@
 //! A bearer token from an environment variable. In its own test binary, with a single test,
 //! because it sets a variable of the process.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod support;
 
 use meridian_actuator::{ActuatorOptions, HttpActuator, HttpActuatorSettings, Target, TokenSource};

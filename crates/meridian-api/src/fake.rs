@@ -34,6 +34,8 @@ struct Inner {
     readiness: Option<Readiness>,
     fail_with: Option<ControlError>,
     stall: Option<std::time::Duration>,
+    /// How often the snapshot was read (every API read goes through it).
+    snapshot_reads: usize,
 }
 
 pub struct FakeControl {
@@ -68,6 +70,12 @@ impl FakeControl {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How often the published snapshot was read: a test waits on it to know a client has
+    /// seen the state before it changes the state.
+    pub fn snapshot_reads(&self) -> usize {
+        self.lock().snapshot_reads
     }
 
     /// Change a plan's state, as a decision would.
@@ -187,7 +195,9 @@ impl AuditFeed for FakeFeed {
 
 impl ControlPlane for FakeControl {
     fn snapshot(&self) -> Arc<Snapshot> {
-        self.lock().snapshot.clone()
+        let mut inner = self.lock();
+        inner.snapshot_reads += 1;
+        inner.snapshot.clone()
     }
 
     fn now(&self) -> DateTime<Utc> {

@@ -68,10 +68,10 @@ pub(crate) struct AppState {
 /// The whole HTTP surface: `/api/v1/...`, `/metrics`, `/healthz`, `/readyz` and `/`.
 pub fn router(control: Arc<dyn ControlPlane>, auth: Auth, limits: Limits) -> Router {
     if auth.is_disabled() {
-        eprintln!(
+        serve::log_line(
             "meridian-api: WARNING: AUTHENTICATION IS DISABLED. Anyone who can reach this address can \
              pause, abort and promote rollouts and grant or revoke approvals. Use this for demos only; \
-             give a tokens file in production."
+             give a tokens file in production.",
         );
     }
     let state = AppState { control, auth: Arc::new(auth), limits };

@@ -179,7 +179,7 @@ impl axum::serve::Listener for TlsListener {
 
 /// One line to stderr that never panics (`eprintln!` does when stderr is a closed pipe, and a
 /// log line must not take the accept loop down).
-fn log_line(line: &str) {
+pub(crate) fn log_line(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{line}");
 }

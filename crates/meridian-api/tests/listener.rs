@@ -1,6 +1,13 @@
 //! The API through a real listener on 127.0.0.1 with a real HTTP client: plain HTTP, server-sent
 //! events, graceful shutdown with an open stream, and TLS with a self-signed certificate.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod support;
 
 use std::net::SocketAddr;

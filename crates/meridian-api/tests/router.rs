@@ -2,6 +2,13 @@
 //! every endpoint, the role and flag matrix, denials recorded, scope validation, limits and
 //! the error shape.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod support;
 
 use axum::http::StatusCode;

@@ -29,6 +29,13 @@
 //! unmeasured warm-up iteration precedes each series. Percentiles are nearest-rank, so with
 //! 30 iterations p99 is the slowest one.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -14,19 +14,7 @@ use serde_json::Value;
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
 /// Exit codes shared by the client subcommands.
-pub mod exit {
-    /// Done: the request was accepted, or the awaited rollout completed.
-    pub const OK: i32 = 0;
-    /// The server refused the request, or the awaited rollout failed, halted or was aborted.
-    pub const FAILED: i32 = 1;
-    /// `status --wait` gave up at `--timeout`.
-    pub const TIMED_OUT: i32 = 2;
-    /// Bad arguments, or the server could not be reached or understood.
-    pub const USAGE: i32 = 3;
-    /// The awaited rollout completed, but not every unit is enabled: failures a promote
-    /// accepted, or aborted regions (`--accept-failures` makes it 0).
-    pub const NOT_ALL_ENABLED: i32 = 4;
-}
+pub(crate) use crate::exit;
 
 /// Where the API is and how to authenticate: flags, else environment variables.
 #[derive(Debug, Clone, clap::Args)]
@@ -220,17 +208,14 @@ pub fn block_on<F: Future>(command: &str, future: F) -> Option<F::Output> {
     }
 }
 
-/// The client subcommands exit 3 on bad arguments (clap's own code, 2, means "timed out" for
-/// `status --wait`); every other subcommand keeps clap's behaviour.
+/// Bad arguments exit 3 (`exit::USAGE`) for every command; `--help` and `--version` print
+/// and exit 0.
 pub fn exit_on_parse_error(error: clap::Error) -> ! {
     use clap::error::ErrorKind;
-    const CLIENT_COMMANDS: [&str; 10] =
-        ["status", "approve", "revoke", "pause", "resume", "abort", "promote", "retry", "freeze", "unfreeze"];
-    let is_client = std::env::args().nth(1).is_some_and(|a| CLIENT_COMMANDS.contains(&a.as_str()));
-    let is_usage = !matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
-    if is_client && is_usage {
-        let _ = error.print();
-        std::process::exit(exit::USAGE);
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        error.exit()
     }
-    error.exit()
+    // clap's own code for a usage error is 2, which is `status --wait`'s timeout here.
+    let _ = error.print();
+    std::process::exit(exit::USAGE);
 }

@@ -1,10 +1,45 @@
 //! The `meridian` command: parse arguments, run one subcommand, map its outcome to an exit code.
 
+#![allow(
+    clippy::print_stderr,
+    reason = "the binary is the edge where outcomes become messages on stderr and exit codes"
+)]
+
 mod client;
 mod commands;
 mod output;
 
 use clap::{Parser, Subcommand};
+
+/// Exit codes, one table for every command (`meridian --help` prints it; README "Exit codes").
+pub(crate) mod exit {
+    /// Done: valid, shown, accepted; a rollout waited for completed with every unit enabled;
+    /// `run` stopped by a signal.
+    pub const OK: i32 = 0;
+    /// The answer is no: invalid configuration (`validate`, `plan`, `run`), a request the
+    /// server refused, a rollout that failed, halted or was aborted, a controller that could
+    /// not start or whose background task failed.
+    pub const FAILED: i32 = 1;
+    /// `status --wait` gave up at `--timeout`.
+    pub const TIMED_OUT: i32 = 2;
+    /// Bad arguments, a path that does not exist, a server that could not be reached or
+    /// understood.
+    pub const USAGE: i32 = 3;
+    /// A rollout waited for completed, but not every unit is enabled: failures a promote
+    /// accepted, or aborted regions (`--accept-failures` makes it 0).
+    pub const NOT_ALL_ENABLED: i32 = 4;
+
+    /// The table, as `--help` prints it.
+    pub const TABLE: &str = "\
+Exit codes (every command):
+  0  done: valid, shown, accepted; a rollout waited for is complete with every unit enabled
+  1  no: invalid configuration, a refused request, a rollout that failed, halted or was
+     aborted, a controller that could not start or whose background task failed
+  2  status --wait: --timeout passed first
+  3  usage: bad arguments, a path that does not exist, a server that could not be reached
+  4  a rollout waited for is complete, but not every unit is enabled (accepted failures,
+     aborted regions); --accept-failures makes it 0";
+}
 
 /// Meridian: phased regional rollouts with approval gates and health analysis.
 #[derive(Debug, Parser)]
@@ -12,7 +47,8 @@ use clap::{Parser, Subcommand};
     name = "meridian",
     version,
     about = "Meridian: phased regional rollouts with approval gates and health analysis",
-    propagate_version = true
+    propagate_version = true,
+    after_help = exit::TABLE
 )]
 struct Cli {
     #[command(subcommand)]

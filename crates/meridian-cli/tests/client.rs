@@ -1,6 +1,13 @@
 //! The `meridian` client subcommands (status, approve, revoke, pause, ...) run as the real
 //! binary against the real API router on 127.0.0.1, backed by the fake control plane.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::Arc;
@@ -130,12 +137,23 @@ async fn status_lists_plans_and_shows_one_as_a_table_or_json() {
     assert_eq!(list["plans"][0]["enabled"], 0);
 }
 
+/// Wait (up to 20 s) until the API has read the snapshot `n` more times than now.
+async fn after_reads(control: &meridian_api::fake::FakeControl, n: usize) {
+    let target = control.snapshot_reads() + n;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while control.snapshot_reads() < target {
+        assert!(tokio::time::Instant::now() < deadline, "the waiter never polled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_wait_exits_0_when_complete() {
     let s = start(None).await;
     let control = s.control.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Once the waiter has read the pending state (two reads: it polls), complete it.
+        after_reads(&control, 2).await;
         complete_everything(&control);
     });
     let o = meridian(
@@ -184,7 +202,7 @@ async fn status_wait_exits_1_when_halted_or_aborted() {
     let s = start(None).await;
     let control = s.control.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        after_reads(&control, 2).await;
         control.update("restore", |st| {
             st.waves[0].phase = WavePhase::Halted;
             st.units[0].phase = UnitPhase::RolledBack;

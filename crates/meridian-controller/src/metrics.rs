@@ -56,6 +56,7 @@ pub struct Metrics {
     pub open_intents: IntGauge,
     pub task_failures: IntCounterVec,
     pub store_errors: IntCounterVec,
+    pub health_errors: IntCounterVec,
     /// Held from the reset of the state gauges to the end of rendering, so concurrent
     /// scrapes never see a half-rebuilt set.
     scrape: Mutex<()>,
@@ -185,6 +186,13 @@ impl Metrics {
             store_errors: reg!(IntCounterVec::new(
                 Opts::new("meridian_store_errors_total", "Failed state store operations by operation"),
                 &["op"]
+            )),
+            health_errors: reg!(IntCounterVec::new(
+                Opts::new(
+                    "meridian_health_errors_total",
+                    "Errors met reading health, by plan, check and kind (each also an error verdict)"
+                ),
+                &["plan", "check", "error"]
             )),
             scrape: Mutex::new(()),
             registry,

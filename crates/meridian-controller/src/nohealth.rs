@@ -4,16 +4,16 @@
 
 use meridian_core::health::{HealthSample, HealthVerdict};
 use meridian_core::plan::Plan;
-use meridian_core::ports::{BoxFuture, EvalRequest, HealthSource};
+use meridian_core::ports::{BoxFuture, EvalFault, EvalRequest, Evaluation, HealthSource};
 
 pub struct Unreadable {
     pub reason: String,
 }
 
 impl HealthSource for Unreadable {
-    fn evaluate<'a>(&'a self, plan: &'a Plan, request: &'a EvalRequest) -> BoxFuture<'a, Vec<HealthSample>> {
+    fn evaluate<'a>(&'a self, plan: &'a Plan, request: &'a EvalRequest) -> BoxFuture<'a, Evaluation> {
         Box::pin(async move {
-            request
+            let samples = request
                 .regions
                 .iter()
                 .flat_map(|region| {
@@ -27,7 +27,9 @@ impl HealthSource for Unreadable {
                         at: request.now,
                     })
                 })
-                .collect()
+                .collect();
+            let errors = vec![EvalFault { check: None, label: "unavailable", message: self.reason.clone() }];
+            Evaluation { samples, errors }
         })
     }
 }

@@ -1,6 +1,13 @@
 //! The run loop end to end with in-memory adapters: a real plan file, the real engine, a
 //! fake fleet that records every actuation. Waits are on conditions with deadlines.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -9,11 +16,11 @@ use std::time::Duration;
 use chrono::Utc;
 use meridian_controller::control::ControlPlane;
 use meridian_controller::memory::MemoryStore;
-use meridian_controller::runtime::{Adapters, Settings, SystemClock, start};
+use meridian_controller::runtime::{Adapters, Clock, Settings, SystemClock, start};
 use meridian_controller::store::StateStore;
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::plan::Plan;
-use meridian_core::ports::{ActuationError, Actuator, BoxFuture, EvalRequest, HealthSource, Target};
+use meridian_core::ports::{ActuationError, Actuator, BoxFuture, EvalRequest, Evaluation, HealthSource, Target};
 use meridian_core::{Command, CommandKind, HealthSample, HealthVerdict, PlanPhase};
 use meridian_store::SqliteStore;
 
@@ -52,10 +59,11 @@ impl Actuator for FakeFleet {
 }
 
 impl HealthSource for FakeFleet {
-    fn evaluate<'a>(&'a self, plan: &'a Plan, req: &'a EvalRequest) -> BoxFuture<'a, Vec<HealthSample>> {
+    fn evaluate<'a>(&'a self, plan: &'a Plan, req: &'a EvalRequest) -> BoxFuture<'a, Evaluation> {
         Box::pin(async move {
             let bad = self.unhealthy.lock().unwrap().clone();
-            req.regions
+            let samples: Vec<HealthSample> = req
+                .regions
                 .iter()
                 .flat_map(|r| {
                     let verdict = if bad.contains(r) { HealthVerdict::Unhealthy } else { HealthVerdict::Healthy };
@@ -69,7 +77,8 @@ impl HealthSource for FakeFleet {
                         at: Utc::now(),
                     })
                 })
-                .collect()
+                .collect();
+            samples.into()
         })
     }
 }
@@ -816,7 +825,7 @@ impl Actuator for UnrulyFleet {
 }
 
 impl HealthSource for UnrulyFleet {
-    fn evaluate<'a>(&'a self, plan: &'a Plan, req: &'a EvalRequest) -> BoxFuture<'a, Vec<HealthSample>> {
+    fn evaluate<'a>(&'a self, plan: &'a Plan, req: &'a EvalRequest) -> BoxFuture<'a, Evaluation> {
         use std::sync::atomic::Ordering::SeqCst;
         Box::pin(async move {
             let now = self.evaluating.fetch_add(1, SeqCst) + 1;
@@ -889,5 +898,107 @@ async fn a_health_evaluation_that_panics_is_reported_and_evaluations_never_pile_
     .await;
     wait_for("ready again", Duration::from_secs(10), || c.readiness().ready).await;
     assert_eq!(fleet.most_at_once.load(std::sync::atomic::Ordering::SeqCst), 1, "evaluations of one plan overlapped");
+    running.shutdown();
+}
+
+/// A health source whose every read times out: `Error` samples, and the fault saying why.
+struct TimingOut;
+
+impl HealthSource for TimingOut {
+    fn evaluate<'a>(&'a self, plan: &'a Plan, req: &'a EvalRequest) -> BoxFuture<'a, Evaluation> {
+        Box::pin(async move {
+            let mut eval = Evaluation::default();
+            for c in &plan.health.checks {
+                for r in &req.regions {
+                    eval.samples.push(HealthSample {
+                        region: r.clone(),
+                        service: req.service.clone(),
+                        check: c.name.clone(),
+                        verdict: HealthVerdict::Error,
+                        value: None,
+                        detail: Some("timed out".into()),
+                        at: req.now,
+                    });
+                }
+                eval.errors.push(meridian_core::ports::EvalFault {
+                    check: Some(c.name.clone()),
+                    label: "timeout",
+                    message: format!("check {}: prometheus did not answer within 10s", c.name),
+                });
+            }
+            eval
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_errors_reach_metrics_by_plan_check_and_kind_and_never_advance() {
+    let (_dir, path) = setup(PLAN);
+    let fleet = Arc::new(FakeFleet::default());
+    let adapters = Adapters {
+        store: Arc::new(MemoryStore::default()),
+        health: Arc::new(TimingOut),
+        actuator: fleet.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let running = start(Settings::new(vec![path]), adapters).await.expect("start");
+    let c = running.controller.clone();
+    let labels = [("plan", "quick"), ("check", "errors"), ("error", "timeout")];
+    wait_for("three timeouts counted", Duration::from_secs(10), || {
+        metric(&c.metrics(), "meridian_health_errors_total", &labels).is_some_and(|n| n >= 3.0)
+    })
+    .await;
+    // An error is never health: a stays at its first step.
+    assert_eq!(c.snapshot().plans["quick"].state.unit("a", "signin").unwrap().percent, 50);
+    running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_clock_drives_hour_long_bakes_without_waiting_for_them() {
+    let text = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: slow}
+spec:
+  services: [{name: signin}]
+  regions: [{name: a}, {name: b}]
+  waves:
+    - {name: one, regions: [a], bake: 1h}
+    - {name: two, regions: [b], bake: 1h}
+  steps: [50, 100]
+  stepBake: 1h
+";
+    let (_dir, path) = setup(text);
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z").unwrap().with_timezone(&Utc);
+    let clock = Arc::new(meridian_controller::runtime::ManualClock::new(t0));
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let adapters =
+        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: clock.clone() };
+    let running = start(Settings::new(vec![path]), adapters).await.expect("start");
+    let c = running.controller.clone();
+    let complete = || c.snapshot().plans["slow"].state.phase() == PlanPhase::Complete;
+    for _ in 0..20 {
+        // Settled: every actuation confirmed, and the next decision waits for the clock.
+        wait_for("the controller waits on the clock", Duration::from_secs(10), || {
+            complete()
+                || (store.open_intents().unwrap().is_empty()
+                    && c.snapshot().plans["slow"].wake_at.is_some_and(|w| w > clock.now()))
+        })
+        .await;
+        if complete() {
+            break;
+        }
+        let next = c.snapshot().plans["slow"].wake_at.unwrap();
+        clock.set(next);
+    }
+    assert!(complete(), "{:?}", c.snapshot().plans["slow"].state);
+    // Six hours of bakes on the clock: a at 50 %, 100 %, enabled, wave one baked, then b.
+    assert_eq!(clock.now(), t0 + chrono::TimeDelta::hours(6));
+    let audit = c.audit(Some("slow"), 0, 1000).await.unwrap();
+    let b_started = audit
+        .iter()
+        .find(|r| r.region.as_deref() == Some("b") && matches!(r.cause, meridian_core::Cause::Started { .. }))
+        .unwrap();
+    assert_eq!(b_started.at, t0 + chrono::TimeDelta::hours(3), "b starts after a's two bakes and the wave bake");
     running.shutdown();
 }

@@ -1,6 +1,13 @@
 //! Engine benchmarks: one decision on a 1,000-region x 5-service plan in mid-rollout, and a
 //! whole simulated rollout of that plan. Run with `cargo bench -p meridian-core`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::fmt::Write;
 
 use chrono::{TimeZone, Utc};

@@ -3,6 +3,13 @@
 //! the crash test: a controller killed between deciding 10 % and sending it came back after
 //! the bake had "elapsed" and went straight to 50 %.)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use meridian_core::engine::{Confirmation, UnitRef};
 use meridian_core::state::PlanState;

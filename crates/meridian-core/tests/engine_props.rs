@@ -3,6 +3,13 @@
 //! decision by an independent model (approvals through `approval::flag_holds`, health from
 //! the samples the test itself handed over, time from the test's own clock).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};

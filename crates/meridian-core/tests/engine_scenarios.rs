@@ -1,6 +1,13 @@
 //! Scenario tests of the decision engine: small plans written as YAML, a scripted fleet that
 //! reports health, and an injected clock. Every scenario is deterministic; no test sleeps.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};

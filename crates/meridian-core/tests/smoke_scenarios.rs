@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
 use chrono::{TimeZone, Utc};
 use meridian_core::simulate::{SimOptions, simulate};
 use meridian_core::validate::load;

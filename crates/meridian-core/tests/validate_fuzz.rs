@@ -3,6 +3,13 @@
 //! Bounded property tests that CI runs: arbitrary bytes, YAML-shaped noise, and mutations
 //! of a valid plan. For open-ended fuzzing, see the cargo-fuzz target in `fuzz/`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use chrono::{DateTime, TimeZone, Utc};
 use meridian_core::validate::{Bundle, load};
 use proptest::prelude::*;

@@ -7,6 +7,13 @@
 //! `UPDATE_GOLDEN=1 cargo test -p meridian-core --test validate_golden`
 //! and read the diff: every line must be correct and helpful.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

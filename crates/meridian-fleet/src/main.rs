@@ -6,6 +6,8 @@
 //!     --fault jp/store=0.2 --fail-when 'us-east/store>=50:0.3'
 //! ```
 
+#![allow(clippy::print_stderr, reason = "the binary is the edge where errors become messages on stderr")]
+
 use std::io::Write;
 use std::time::Duration;
 

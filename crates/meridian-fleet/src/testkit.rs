@@ -23,6 +23,13 @@
 //! default: a test's data never outlives the in-memory head block, and a short block would
 //! only add compactions.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test support: a harness that cannot set up panics the test that uses it"
+)]
+
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;

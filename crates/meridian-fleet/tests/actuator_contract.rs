@@ -1,6 +1,13 @@
 //! The fleet against the real `http` actuator of `meridian-actuator`: the two sides of the
 //! wire contract agree on set, read-back, idempotency keys, retries and tokens.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::time::Duration;
 
 use meridian_actuator::{ActuatorOptions, HttpActuator, HttpActuatorSettings, SetMethod, Target};

@@ -2,6 +2,13 @@
 //! metrics, faults (configured, set over HTTP, scripted), tokens, injected actuator failures,
 //! shutdown, and the binary. A real Prometheus scraping it: `tests/prometheus.rs`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -2,6 +2,13 @@
 //! page passes promtool, the product brief's error-rate query sees per-region rates, and the
 //! harness itself stops and starts again on the same port and storage.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -14,6 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::{join, join_all};
 use meridian_core::metric_selector::MetricSelector;
 use meridian_core::plan::{BodyReader, CheckSource, Plan};
+use meridian_core::ports::BoxFuture;
 use reqwest::Url;
 
 use crate::fetch::{self, FetchError};
@@ -217,21 +218,15 @@ impl HttpSource {
         }
         errors.extend(guard_errors);
         let samples = judge_regions(plan, check, request, regions, &readings, guard.as_deref(), self.max_age(plan));
-        Evaluation { samples, errors }
+        Evaluation { samples, errors: errors.into_iter().map(Into::into).collect() }
     }
 }
 
 impl HealthSource for HttpSource {
-    async fn evaluate(&self, plan: &Plan, request: &EvalRequest) -> Evaluation {
-        let (regions, mut eval) = crate::screen_request(plan, request);
-        if !regions.is_empty() {
-            let checks = (0..plan.health.checks.len()).map(|c| self.evaluate_check(plan, c, request, &regions));
-            for e in join_all(checks).await {
-                eval.extend(e);
-            }
-        }
-        crate::order_samples(plan, request, &mut eval);
-        eval
+    fn evaluate<'a>(&'a self, plan: &'a Plan, request: &'a EvalRequest) -> BoxFuture<'a, Evaluation> {
+        Box::pin(crate::evaluate_checks(plan, request, move |c, regions| async move {
+            self.evaluate_check(plan, c, request, &regions).await
+        }))
     }
 }
 

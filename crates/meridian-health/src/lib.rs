@@ -21,10 +21,6 @@
 //! never silence and never `Healthy`. The only way to `Healthy` is a fresh, unambiguous,
 //! parsed value that `assess` accepts.
 
-use std::future::Future;
-
-use chrono::{DateTime, Utc};
-use meridian_core::health::HealthSample;
 use meridian_core::plan::Plan;
 
 pub mod http;
@@ -47,46 +43,27 @@ pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Default largest response body read; a larger one is an error, not a truncated read.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
 
-/// What to evaluate: every check of the plan, for one service, for these regions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EvalRequest {
-    /// The service the queries are rendered for (`{{service}}`).
-    pub service: String,
-    /// The wave the queries are rendered for (`{{wave}}`).
-    pub wave: String,
-    /// The regions to judge: only units under watch. Duplicates are judged once.
-    pub regions: Vec<String>,
-    /// The moment of the evaluation: the staleness reference, and the `at` of samples that
-    /// carry no value timestamp (`NoData`, `Error`).
-    pub now: DateTime<Utc>,
-}
+pub use meridian_core::ports::{EvalFault, EvalRequest, Evaluation, HealthSource};
 
-/// The outcome of one evaluation.
-#[derive(Debug, Default)]
-pub struct Evaluation {
-    /// Exactly one per (check, region) asked for: checks in plan order, regions in request
-    /// order.
-    pub samples: Vec<HealthSample>,
-    /// What went wrong on the way, for logs and metrics (`metric_label`). Every error here is
-    /// already reflected in `samples` as an `Error` verdict.
-    pub errors: Vec<EvalError>,
-}
-
-impl Evaluation {
-    pub fn into_samples(self) -> Vec<HealthSample> {
-        self.samples
+/// One evaluation of every check of `plan` for `request`, the way every source does it:
+/// regions the plan does not know are judged `Error` first, the checks of the rest run
+/// concurrently (`per_check(check index, known regions)`), and the samples come back in the
+/// documented order.
+pub(crate) async fn evaluate_checks<'a, F, Fut>(plan: &'a Plan, request: &'a EvalRequest, per_check: F) -> Evaluation
+where
+    F: Fn(usize, Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Evaluation>,
+{
+    let (regions, mut eval) = screen_request(plan, request);
+    if !regions.is_empty() {
+        let checks = (0..plan.health.checks.len()).map(|c| per_check(c, regions.clone()));
+        for part in futures_util::future::join_all(checks).await {
+            eval.samples.extend(part.samples);
+            eval.errors.extend(part.errors);
+        }
     }
-
-    pub(crate) fn extend(&mut self, other: Evaluation) {
-        self.samples.extend(other.samples);
-        self.errors.extend(other.errors);
-    }
-}
-
-/// Reads health for a plan. Implementations return exactly one sample per (check, region)
-/// asked for, whatever happens.
-pub trait HealthSource: Send + Sync {
-    fn evaluate(&self, plan: &Plan, request: &EvalRequest) -> impl Future<Output = Evaluation> + Send;
+    order_samples(plan, request, &mut eval);
+    eval
 }
 
 /// An error met while evaluating one check, with the check (and region, when it concerns
@@ -114,6 +91,18 @@ pub enum EvalError {
     UnknownRegion { plan: String, region: String },
     #[error("service {service:?} is not in plan {plan:?}")]
     UnknownService { plan: String, service: String },
+}
+
+impl From<EvalError> for EvalFault {
+    fn from(e: EvalError) -> Self {
+        let check = match &e {
+            EvalError::Prometheus { check, .. }
+            | EvalError::Http { check, .. }
+            | EvalError::UnsupportedCheck { check, .. } => Some(check.clone()),
+            EvalError::UnknownRegion { .. } | EvalError::UnknownService { .. } => None,
+        };
+        EvalFault { check, label: e.metric_label(), message: error_chain(&e) }
+    }
 }
 
 impl EvalError {
@@ -148,7 +137,8 @@ pub(crate) fn screen_request(plan: &Plan, request: &EvalRequest) -> (Vec<String>
     let mut known = Vec::new();
     let service_known = plan.service_index(&request.service).is_some();
     if !service_known {
-        eval.errors.push(EvalError::UnknownService { plan: plan.name.clone(), service: request.service.clone() });
+        eval.errors
+            .push(EvalError::UnknownService { plan: plan.name.clone(), service: request.service.clone() }.into());
     }
     for region in requested_regions(request) {
         if service_known && plan.region_index(region).is_some() {
@@ -170,7 +160,7 @@ pub(crate) fn screen_request(plan: &Plan, request: &EvalRequest) -> (Vec<String>
             ));
         }
         if service_known {
-            eval.errors.push(error);
+            eval.errors.push(error.into());
         }
     }
     (known, eval)

@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::future::{join, join_all};
+use futures_util::future::join;
 use meridian_core::plan::{CheckSource, Plan};
+use meridian_core::ports::BoxFuture;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
@@ -380,21 +381,15 @@ impl PrometheusSource {
         let readings = readings(&c.name, split, regions, &mut errors);
         errors.extend(guard_errors);
         let samples = judge_regions(plan, check, request, regions, &readings, guard.as_deref(), self.max_age(plan));
-        Evaluation { samples, errors }
+        Evaluation { samples, errors: errors.into_iter().map(Into::into).collect() }
     }
 }
 
 impl HealthSource for PrometheusSource {
-    async fn evaluate(&self, plan: &Plan, request: &EvalRequest) -> Evaluation {
-        let (regions, mut eval) = crate::screen_request(plan, request);
-        if !regions.is_empty() {
-            let checks = (0..plan.health.checks.len()).map(|c| self.evaluate_check(plan, c, request, &regions));
-            for e in join_all(checks).await {
-                eval.extend(e);
-            }
-        }
-        crate::order_samples(plan, request, &mut eval);
-        eval
+    fn evaluate<'a>(&'a self, plan: &'a Plan, request: &'a EvalRequest) -> BoxFuture<'a, Evaluation> {
+        Box::pin(crate::evaluate_checks(plan, request, move |c, regions| async move {
+            self.evaluate_check(plan, c, request, &regions).await
+        }))
     }
 }
 
@@ -472,7 +467,7 @@ pub(crate) fn unsupported(plan: &Plan, check: usize, request: &EvalRequest, regi
         .iter()
         .map(|r| crate::judge::error_sample(r, &request.service, &c.name, error.to_string(), request.now))
         .collect();
-    Evaluation { samples, errors: vec![error] }
+    Evaluation { samples, errors: vec![error.into()] }
 }
 
 #[cfg(test)]

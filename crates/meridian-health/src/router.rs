@@ -1,11 +1,12 @@
 //! The source a controller holds: each check goes to the provider its `source` names, all
 //! checks evaluated concurrently. Owns dispatch only.
 
-use futures_util::future::join_all;
 use meridian_core::plan::{CheckSource, Plan};
 
 use crate::http::{HttpCheckError, HttpSource, HttpSourceConfig};
 use crate::prometheus::{PrometheusConfig, PrometheusError, PrometheusSource};
+use meridian_core::ports::BoxFuture;
+
 use crate::{EvalRequest, Evaluation, HealthSource};
 
 /// Routes `prometheus` checks to a [`PrometheusSource`] and `http` checks to an
@@ -48,25 +49,12 @@ impl CheckRouter {
 }
 
 impl HealthSource for CheckRouter {
-    async fn evaluate(&self, plan: &Plan, request: &EvalRequest) -> Evaluation {
-        let (regions, mut eval) = crate::screen_request(plan, request);
-        if !regions.is_empty() {
-            let checks = plan.health.checks.iter().enumerate().map(|(c, check)| {
-                let regions = &regions;
-                async move {
-                    match check.source {
-                        CheckSource::Prometheus { .. } => {
-                            self.prometheus.evaluate_check(plan, c, request, regions).await
-                        }
-                        CheckSource::Http { .. } => self.http.evaluate_check(plan, c, request, regions).await,
-                    }
-                }
-            });
-            for e in join_all(checks).await {
-                eval.extend(e);
+    fn evaluate<'a>(&'a self, plan: &'a Plan, request: &'a EvalRequest) -> BoxFuture<'a, Evaluation> {
+        Box::pin(crate::evaluate_checks(plan, request, move |c, regions| async move {
+            match plan.health.checks[c].source {
+                CheckSource::Prometheus { .. } => self.prometheus.evaluate_check(plan, c, request, &regions).await,
+                CheckSource::Http { .. } => self.http.evaluate_check(plan, c, request, &regions).await,
             }
-        }
-        crate::order_samples(plan, request, &mut eval);
-        eval
+        }))
     }
 }

@@ -1,5 +1,12 @@
 //! The http provider against per-region endpoints served on 127.0.0.1.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,13 @@
 //! test on 127.0.0.1 by the shared harness (meridian-fleet's `testkit`) and scraping a
 //! simulated fleet every second.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod support;
 
 use std::time::Duration;

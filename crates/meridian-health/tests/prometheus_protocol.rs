@@ -2,6 +2,13 @@
 //! shapes a real server produces rarely (warnings, 5xx, huge or non-JSON bodies) or never
 //! (a server that accepts and never answers). Every one must fail closed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

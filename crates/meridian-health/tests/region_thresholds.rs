@@ -6,6 +6,13 @@
 //! checks read a fleet endpoint, both on 127.0.0.1; `noData` and `failureLimit` are applied
 //! by the engine, so those verdicts are followed through `engine::decide` on an injected clock.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod support;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};

@@ -4,6 +4,13 @@
 //!
 //! Seeded from the clock; set MERIDIAN_CRASH_SEED to replay a run.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,12 @@
 //! The state dir lock across processes: a second `meridian run` on the same dir is refused.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
 mod common;
 
 use std::time::Instant;

@@ -76,7 +76,7 @@ async fn demo(args: &Args) -> i32 {
         Ok(t) => t,
         Err(e) => {
             eprintln!("meridian demo: cannot create a temporary directory: {e}");
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| temp.path().join("state"));
@@ -89,7 +89,7 @@ async fn demo(args: &Args) -> i32 {
                 eprintln!(
                     "meridian demo: the embedded demo plan does not validate; run `meridian validate config/demo.yaml`"
                 );
-                return 1;
+                return crate::exit::FAILED;
             }
         };
     let fleet_config = FleetConfig::from_plan(&plan_for_fleet).with_scripted_fault(ScriptedFault {
@@ -104,7 +104,7 @@ async fn demo(args: &Args) -> i32 {
         Ok(f) => f,
         Err(e) => {
             eprintln!("meridian demo: cannot start the simulated fleet: {e}");
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let plan_path = config_dir.join("demo.yaml");
@@ -112,20 +112,20 @@ async fn demo(args: &Args) -> i32 {
         .and_then(|_| std::fs::write(&plan_path, demo_plan_text(&fleet.base_url(), args.fast)));
     if let Err(e) = written {
         eprintln!("meridian demo: cannot write the demo plan to {}: {e}", plan_path.display());
-        return 1;
+        return crate::exit::FAILED;
     }
     let adapters = match adapters(&state_dir, health_source(None)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("meridian demo: {e}");
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let listener = match super::run::bind_api(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("meridian demo: {e}; pass --listen 127.0.0.1:0 for any free port");
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let mut settings = Settings::new(vec![config_dir.clone()]);
@@ -134,7 +134,7 @@ async fn demo(args: &Args) -> i32 {
         Ok(r) => r,
         Err(e) => {
             eprintln!("meridian demo: {}", start_error(&e));
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let controller = running.controller.clone();
@@ -146,7 +146,7 @@ async fn demo(args: &Args) -> i32 {
         Err(e) => {
             eprintln!("meridian demo: {e}");
             running.shutdown();
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let addr = api.addr;

@@ -1,6 +1,6 @@
 //! `meridian plan PATH...`: the projected timeline, computed by running the real engine on a
-//! virtual clock (see `meridian_core::simulate`). Exit codes: 0 projected, 1 invalid input,
-//! 2 usage.
+//! virtual clock (see `meridian_core::simulate`). Exit codes (the table in `main.rs`): 0
+//! projected, 1 invalid input, 3 usage.
 
 use std::path::PathBuf;
 
@@ -50,7 +50,7 @@ pub fn run(args: &Args) -> i32 {
         Ok(sources) => sources,
         Err(e) => {
             eprintln!("meridian plan: {e:#}");
-            return 2;
+            return crate::exit::USAGE;
         }
     };
     let start =
@@ -61,7 +61,7 @@ pub fn run(args: &Args) -> i32 {
     }
     if bundle.report.has_errors() {
         eprintln!("meridian plan: fix the errors above first (see `meridian validate`)");
-        return 1;
+        return crate::exit::FAILED;
     }
     let mut approvals = bundle.approvals.clone();
     for (i, grant) in args.grants.iter().enumerate() {
@@ -69,7 +69,7 @@ pub fn run(args: &Args) -> i32 {
             Ok(a) => approvals.push(a),
             Err(e) => {
                 eprintln!("meridian plan: {e}");
-                return 2;
+                return crate::exit::USAGE;
             }
         }
     }
@@ -79,7 +79,7 @@ pub fn run(args: &Args) -> i32 {
             Some(name) => eprintln!("meridian plan: no plan named {name:?} in the given paths"),
             None => eprintln!("meridian plan: no RolloutPlan found in the given paths"),
         }
-        return 2;
+        return crate::exit::USAGE;
     }
     let mut opts = SimOptions::new(start);
     opts.assume_healthy = args.assume_healthy;

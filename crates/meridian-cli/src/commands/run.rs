@@ -87,7 +87,7 @@ pub fn run(args: &Args) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meridian run: failed to start the async runtime: {e}");
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     runtime.block_on(run_async(args))
@@ -131,46 +131,12 @@ pub fn health_source(prometheus: Option<&str>) -> Arc<dyn HealthSource> {
         }
     };
     match meridian_health::CheckRouter::new(config, meridian_health::HttpSourceConfig::default()) {
-        Ok(router) => Arc::new(RouterHealth { router, reported: Default::default() }),
+        Ok(router) => Arc::new(router),
         Err(e) => {
             let reason = format!("health providers unavailable: {}", error_chain(&e));
             eprintln!("meridian: {reason}");
             Arc::new(Unreadable { reason })
         }
-    }
-}
-
-/// `meridian-health`'s providers behind the core's health port.
-struct RouterHealth {
-    router: meridian_health::CheckRouter,
-    /// Errors already printed, so a down Prometheus is reported once, not every interval.
-    reported: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-impl HealthSource for RouterHealth {
-    fn evaluate<'a>(
-        &'a self,
-        plan: &'a meridian_core::Plan,
-        request: &'a meridian_core::ports::EvalRequest,
-    ) -> meridian_core::ports::BoxFuture<'a, Vec<meridian_core::HealthSample>> {
-        Box::pin(async move {
-            let request = meridian_health::EvalRequest {
-                service: request.service.clone(),
-                wave: request.wave.clone(),
-                regions: request.regions.clone(),
-                now: request.now,
-            };
-            let evaluation = meridian_health::HealthSource::evaluate(&self.router, plan, &request).await;
-            if let Ok(mut reported) = self.reported.lock() {
-                for e in &evaluation.errors {
-                    let message = format!("plan {}: {}", plan.name, error_chain(e));
-                    if reported.insert(message.clone()) {
-                        meridian_controller::log_line(&format!("meridian: health: {message}"));
-                    }
-                }
-            }
-            evaluation.samples
-        })
     }
 }
 
@@ -214,7 +180,7 @@ async fn run_async(args: &Args) -> i32 {
         Ok(a) => a,
         Err(e) => {
             eprintln!("meridian run: {e}");
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let mut settings = Settings::new(args.paths.clone());
@@ -225,7 +191,7 @@ async fn run_async(args: &Args) -> i32 {
             Ok(auth) => auth,
             Err(e) => {
                 eprintln!("meridian run: {}", error_chain(&e));
-                return 1;
+                return crate::exit::FAILED;
             }
         },
         None => meridian_api::Auth::disabled(),
@@ -235,20 +201,20 @@ async fn run_async(args: &Args) -> i32 {
         && let Err(e) = files.check()
     {
         eprintln!("meridian run: {}", error_chain(&e));
-        return 1;
+        return crate::exit::FAILED;
     }
     let listener = match bind_api(&args.listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("meridian run: {e}");
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let running = match start(settings, adapters).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("meridian run: {}", start_error(&e));
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
@@ -256,7 +222,7 @@ async fn run_async(args: &Args) -> i32 {
         Err(e) => {
             eprintln!("meridian run: {e}");
             running.shutdown();
-            return 1;
+            return crate::exit::FAILED;
         }
     };
     eprintln!(
@@ -355,22 +321,22 @@ pub fn done(snapshot: &meridian_controller::snapshot::Snapshot, rule: ExitWhenDo
     Some(match overall(&outcomes, rule.fail_fast)? {
         End::Enabled => {
             eprintln!("meridian run: every plan is complete and every unit enabled; exiting 0 in {grace} s");
-            0
+            crate::exit::OK
         }
         End::CompleteWithExceptions(why) if rule.accept_failures => {
             eprintln!("meridian run: {why}");
             eprintln!("  not every unit is enabled; exiting 0 (--accept-failures) in {grace} s");
-            0
+            crate::exit::OK
         }
         End::CompleteWithExceptions(why) => {
             eprintln!("meridian run: {why}");
             eprintln!("  not every unit is enabled; exiting 4 in {grace} s (--accept-failures exits 0)");
-            4
+            crate::exit::NOT_ALL_ENABLED
         }
         End::Failed(why) => {
             eprintln!("meridian run: {why}");
             eprintln!("  exiting 1 in {grace} s");
-            1
+            crate::exit::FAILED
         }
     })
 }

@@ -1,7 +1,7 @@
 //! `meridian validate PATH...`: every problem in one run, located, with hints.
 //!
-//! Exit codes: 0 clean (warnings allowed), 1 errors (or warnings under `--strict`),
-//! 2 usage (bad arguments, unreadable paths).
+//! Exit codes (the table in `main.rs`): 0 clean (warnings allowed), 1 errors (or warnings
+//! under `--strict`), 3 usage (bad arguments, unreadable paths).
 
 use std::path::PathBuf;
 
@@ -32,7 +32,7 @@ pub fn run(args: &Args) -> i32 {
         Ok(sources) => sources,
         Err(e) => {
             eprintln!("meridian validate: {e:#}");
-            return 2;
+            return crate::exit::USAGE;
         }
     };
     let files = sources.count();

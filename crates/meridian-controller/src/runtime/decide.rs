@@ -10,15 +10,20 @@ use super::*;
 impl Controller {
     pub(super) async fn decision_loop(self: Arc<Self>, mut state: LoopState, mut rx: mpsc::UnboundedReceiver<Event>) {
         loop {
+            // Nothing due: sleep until an event, however long that is (idle is idle).
             let wake = state.plans.values().filter_map(|p| p.wake_at).min();
-            let sleep_for =
-                wake.map(|w| (w - self.now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::from_secs(3600));
+            let timer = async {
+                match wake {
+                    Some(at) => self.adapters.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = rx.recv() => match event {
                     Some(event) => self.absorb(&mut state, event).await,
                     None => return,
                 },
-                _ = tokio::time::sleep(sleep_for) => {}
+                () = timer => {}
             }
             while let Ok(event) = rx.try_recv() {
                 self.absorb(&mut state, event).await;
@@ -39,8 +44,9 @@ impl Controller {
     pub(super) async fn absorb(&self, state: &mut LoopState, event: Event) {
         match event {
             Event::Kick => {}
-            Event::Health { plan, samples } => {
+            Event::Health { plan, samples, faults } => {
                 self.metrics.observe_samples(&plan, &samples);
+                self.report_faults(&plan, &faults);
                 state.samples.entry(plan).or_default().extend(samples);
             }
             Event::Readings { plan, readings } => state.readings.entry(plan).or_default().extend(readings),
@@ -196,6 +202,18 @@ impl Controller {
         };
         if let Ok(mut s) = self.snapshot.write() {
             *s = Arc::new(snapshot);
+        }
+    }
+
+    /// Every health fault is counted by plan, check and kind; each distinct one is logged once.
+    fn report_faults(&self, plan: &str, faults: &[meridian_core::ports::EvalFault]) {
+        for fault in faults {
+            let check = fault.check.as_deref().unwrap_or("");
+            self.metrics.health_errors.with_label_values(&[plan, check, fault.label]).inc();
+            let message = format!("plan {plan}: {}", fault.message);
+            if self.reported_faults.lock().is_ok_and(|mut seen| seen.insert(message.clone())) {
+                tracing_error(&format!("health: {message}"));
+            }
         }
     }
 

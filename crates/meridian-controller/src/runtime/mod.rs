@@ -66,6 +66,46 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
+
+    fn sleep_until(&self, at: DateTime<Utc>) -> BoxFuture<'_, ()> {
+        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        Box::pin(tokio::time::sleep(wait))
+    }
+}
+
+/// A clock that moves only when told to (`advance`, `set`): for tests and simulations that
+/// drive bakes, windows and expiries without waiting for them. Timers waiting on it wake as
+/// soon as it reaches their moment.
+pub struct ManualClock {
+    now: tokio::sync::watch::Sender<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        ManualClock { now: tokio::sync::watch::Sender::new(start) }
+    }
+
+    pub fn advance(&self, by: chrono::TimeDelta) {
+        self.now.send_modify(|now| *now += by);
+    }
+
+    pub fn set(&self, to: DateTime<Utc>) {
+        self.now.send_replace(to);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, at: DateTime<Utc>) -> BoxFuture<'_, ()> {
+        let mut rx = self.now.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as the clock, which outlives this borrow.
+            let _ = rx.wait_for(|now| *now >= at).await;
+        })
+    }
 }
 
 /// The effectful parts, supplied by the binary (or a test).
@@ -121,6 +161,8 @@ enum Event {
     Health {
         plan: String,
         samples: Vec<HealthSample>,
+        /// What went wrong on the way (already reflected in `samples`).
+        faults: Vec<meridian_core::ports::EvalFault>,
     },
     Readings {
         plan: String,
@@ -145,6 +187,9 @@ pub struct Controller {
     audit_tx: broadcast::Sender<AuditRecord>,
     /// What keeps it from being ready, by cause.
     problems: Problems,
+    /// Health faults already logged, so a Prometheus that is down is reported once, not every
+    /// interval (each is still counted every time).
+    reported_faults: Mutex<std::collections::HashSet<String>>,
     /// Plans with a health evaluation running: at most one at a time each.
     health_inflight: Mutex<std::collections::HashSet<String>>,
     /// Targets with an actuation worker running; `true` = new intents arrived meanwhile.
@@ -215,6 +260,7 @@ pub async fn start_with(
         audit_tx,
         problems: Problems::starting(),
         health_inflight: Mutex::new(std::collections::HashSet::new()),
+        reported_faults: Mutex::new(std::collections::HashSet::new()),
         inflight: Mutex::new(HashMap::new()),
         plans: RwLock::new(BTreeMap::new()),
         grants: Arc::new(Mutex::new(())),

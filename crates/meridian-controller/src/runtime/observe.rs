@@ -39,11 +39,13 @@ impl Controller {
                 let clear = problem.clone();
                 let done = name.clone();
                 let work = async move {
-                    let mut samples = Vec::new();
+                    let (mut samples, mut faults) = (Vec::new(), Vec::new());
                     for request in &requests {
-                        samples.extend(me.adapters.health.evaluate(&plan, request).await);
+                        let evaluation = me.adapters.health.evaluate(&plan, request).await;
+                        samples.extend(evaluation.samples);
+                        faults.extend(evaluation.errors);
                     }
-                    let _ = me.events.send(Event::Health { plan: plan.name.clone(), samples });
+                    let _ = me.events.send(Event::Health { plan: plan.name.clone(), samples, faults });
                 };
                 self.spawn_watched("health evaluation", problem, work, move |me, panicked| {
                     if let Ok(mut busy) = me.health_inflight.lock() {

@@ -29,9 +29,12 @@ use crate::plan::Plan;
 /// A boxed, sendable future (object-safe async trait methods without extra crates).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The time source: the controller reads time only through it, so tests can drive it.
+/// The time source: the controller reads time and waits for timers only through it, so a
+/// test (or a simulation) can drive a whole rollout's bakes without waiting for them.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+    /// Resolves once `now()` has reached `at` (at once when it has).
+    fn sleep_until(&self, at: DateTime<Utc>) -> BoxFuture<'_, ()>;
 }
 
 /// One (plan, region, service) whose traffic is set.
@@ -42,20 +45,65 @@ pub struct Target {
     pub service: String,
 }
 
-/// What one health evaluation covers: one service of one plan, for the regions under watch.
+/// What one health evaluation covers: one service of one plan, for the regions under watch
+/// (`watch::health_requests`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalRequest {
+    /// The service the queries are rendered for (`{{service}}`).
     pub service: String,
-    /// The wave the regions belong to (for `{{wave}}` in queries).
+    /// The wave the regions belong to (`{{wave}}`).
     pub wave: String,
+    /// The regions to judge: only units under watch. Duplicates are judged once.
     pub regions: Vec<String>,
+    /// The moment of the evaluation: the staleness reference, and the `at` of samples that
+    /// carry no value timestamp (`NoData`, `Error`).
     pub now: DateTime<Utc>,
+}
+
+/// What one evaluation found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    /// Exactly one per (check, region) asked for.
+    pub samples: Vec<HealthSample>,
+    /// What went wrong on the way, for logs and metrics. Each is already reflected in
+    /// `samples` as an `Error` (or `NoData`) verdict.
+    pub errors: Vec<EvalFault>,
+}
+
+impl Evaluation {
+    pub fn into_samples(self) -> Vec<HealthSample> {
+        self.samples
+    }
+}
+
+impl From<Vec<HealthSample>> for Evaluation {
+    fn from(samples: Vec<HealthSample>) -> Self {
+        Evaluation { samples, errors: Vec::new() }
+    }
+}
+
+/// An error met while evaluating a check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EvalFault {
+    /// The check it concerns; `None` for the whole request (an unknown service, say).
+    pub check: Option<String>,
+    /// A stable, low-cardinality kind for metrics (`timeout`, `http_5xx`, `ambiguous`, ...).
+    pub label: &'static str,
+    /// What happened, in words.
+    pub message: String,
+}
+
+impl EvalFault {
+    pub fn metric_label(&self) -> &'static str {
+        self.label
+    }
 }
 
 /// Where health comes from. Must return one sample per (region, check) asked for: missing
 /// or unreadable data is an explicit `NoData`/`Error` sample, never silence, never healthy.
 pub trait HealthSource: Send + Sync {
-    fn evaluate<'a>(&'a self, plan: &'a Plan, request: &'a EvalRequest) -> BoxFuture<'a, Vec<HealthSample>>;
+    fn evaluate<'a>(&'a self, plan: &'a Plan, request: &'a EvalRequest) -> BoxFuture<'a, Evaluation>;
 }
 
 /// A failed actuation, with whether trying again may help.

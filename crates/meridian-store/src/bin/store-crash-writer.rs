@@ -9,6 +9,13 @@
 //!
 //! Exit codes: 0 done, 1 any other error, 2 usage, 3 the state dir is locked.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "a test helper binary: it is killed mid-write on purpose, and panics on a broken setup"
+)]
+
 use std::error::Error;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
