@@ -63,6 +63,8 @@ enum Command {
     Plan(commands::plan::Args),
     /// Print the JSON Schema of plans and approvals (for editor completion).
     Schema,
+    /// Print the CustomResourceDefinitions for the Kubernetes mode (`| kubectl apply -f -`).
+    Crds,
     /// Run the standalone controller: watch plans, decide, actuate, serve the API.
     Run(commands::run::Args),
     /// A complete rollout against a built-in simulated fleet, on embedded defaults.
@@ -95,6 +97,7 @@ fn main() {
         Command::Validate(args) => commands::validate::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Schema => commands::schema::run(),
+        Command::Crds => commands::crds::run(),
         Command::Run(args) => commands::run::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Status(args) => commands::status::run(args),

@@ -2,6 +2,7 @@
 
 pub mod approve;
 pub mod control;
+pub mod crds;
 pub mod demo;
 pub mod plan;
 pub mod run;
