@@ -30,12 +30,26 @@ struct Inner {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Every write fails while set: a full disk, a read-only file, for tests.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryStore {
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> StoreResult<T>) -> StoreResult<T> {
         let mut inner = self.inner.lock().map_err(|_| StoreFailure { message: "memory store poisoned".into() })?;
         f(&mut inner)
+    }
+
+    /// While `on`, every write fails (reads still work), as on a full disk.
+    pub fn fail_writes(&self, on: bool) {
+        self.failing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Inner) -> StoreResult<T>) -> StoreResult<T> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreFailure { message: "no space left on device (injected)".into() });
+        }
+        self.with(f)
     }
 
     /// Every controller event recorded so far.
@@ -63,7 +77,7 @@ impl StateStore for MemoryStore {
         applied_commands: &[i64],
         _at: DateTime<Utc>,
     ) -> StoreResult<Vec<Intent>> {
-        self.with(|i| {
+        self.write(|i| {
             let last = i.audit.iter().filter(|r| r.plan == plan).map(|r| r.seq).max().unwrap_or(0);
             for (k, r) in audit.iter().enumerate() {
                 if r.seq != last + 1 + k as u64 {
@@ -129,7 +143,7 @@ impl StateStore for MemoryStore {
     }
 
     fn complete(&self, id: i64, outcome: IntentOutcome, _at: DateTime<Utc>) -> StoreResult<()> {
-        self.with(|i| {
+        self.write(|i| {
             if let Some((_, o)) = i.intents.iter_mut().find(|(x, o)| x.id == id && o.is_none()) {
                 *o = Some(outcome);
             }
@@ -138,7 +152,7 @@ impl StateStore for MemoryStore {
     }
 
     fn enqueue_command(&self, plan: &str, command: &Command) -> StoreResult<i64> {
-        self.with(|i| {
+        self.write(|i| {
             i.next_id += 1;
             let id = i.next_id;
             i.commands.push((plan.to_string(), QueuedCommand { id, command: command.clone() }, false));
@@ -147,7 +161,7 @@ impl StateStore for MemoryStore {
     }
 
     fn pending_commands(&self, plan: &str) -> StoreResult<Vec<QueuedCommand>> {
-        self.with(|i| {
+        self.write(|i| {
             Ok(i.commands.iter().filter(|(p, _, done)| p == plan && !done).map(|(_, c, _)| c.clone()).collect())
         })
     }
@@ -157,7 +171,7 @@ impl StateStore for MemoryStore {
     }
 
     fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
-        self.with(|i| {
+        self.write(|i| {
             i.approvals.insert(approval.name.clone(), approval.clone());
             i.approval_sources.insert(approval.name.clone(), source.to_string());
             i.events.push(ControllerEvent {
@@ -171,7 +185,7 @@ impl StateStore for MemoryStore {
     }
 
     fn revoke_approval(&self, name: &str, by: &str, reason: Option<&str>, at: DateTime<Utc>) -> StoreResult<bool> {
-        self.with(|i| {
+        self.write(|i| {
             let Some(a) = i.approvals.get_mut(name) else { return Ok(false) };
             if a.revoked.is_none() {
                 a.revoked = Some(RevokedInfo { at, by: by.to_string(), reason: reason.map(str::to_string) });
@@ -211,7 +225,7 @@ impl StateStore for MemoryStore {
     }
 
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()> {
-        self.with(|i| {
+        self.write(|i| {
             i.events.push(event.clone());
             Ok(())
         })

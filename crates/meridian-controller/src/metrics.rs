@@ -84,6 +84,7 @@ impl Metrics {
 
     /// The default set, plus one series per unit (state, traffic, health value) when
     /// `unit_series` is true.
+    #[allow(clippy::expect_used, reason = "the definitions are static: a bad one fails the first test, never a user")]
     pub fn with_unit_series(unit_series: bool) -> Self {
         let registry = Registry::new();
         let unit = ["plan", "region", "service"];

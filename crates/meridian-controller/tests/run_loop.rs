@@ -1002,3 +1002,104 @@ spec:
     assert_eq!(b_started.at, t0 + chrono::TimeDelta::hours(3), "b starts after a's two bakes and the wave bake");
     running.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_write_takes_readiness_down_and_is_counted_until_it_can() {
+    let text = PLAN.replace("approvals: [jp-regulator]", "approvals: []");
+    let (_dir, path) = setup(&text);
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let running = start(Settings::new(vec![path]), fake_adapters(store.clone(), &fleet)).await.expect("start");
+    let c = running.controller.clone();
+    wait_for("a serving", Duration::from_secs(10), || {
+        c.snapshot().plans["quick"].state.unit("a", "signin").is_some_and(|u| u.percent > 0)
+    })
+    .await;
+    store.fail_writes(true);
+    wait_for("readiness down for the store", Duration::from_secs(10), || {
+        c.readiness().reasons.iter().any(|r| r.starts_with("state store: decide failed: no space left on device"))
+    })
+    .await;
+    assert!(!c.readiness().ready);
+    let page = c.metrics();
+    assert!(metric(&page, "meridian_store_errors_total", &[("op", "decide")]).is_some_and(|n| n >= 1.0), "{page}");
+    // Nothing is decided while nothing can be recorded: the published state stays put.
+    let held = c.snapshot().plans["quick"].state.audit_seq;
+    wait_for("another failed attempt", Duration::from_secs(10), || {
+        metric(&c.metrics(), "meridian_store_errors_total", &[("op", "decide")]).is_some_and(|n| n >= 2.0)
+    })
+    .await;
+    assert_eq!(c.snapshot().plans["quick"].state.audit_seq, held);
+    store.fail_writes(false);
+    wait_for("ready again and complete", Duration::from_secs(20), || {
+        c.readiness().ready && c.snapshot().plans["quick"].state.phase() == PlanPhase::Complete
+    })
+    .await;
+    running.shutdown();
+}
+
+/// A configuration source that is not files: a plan held in memory, changed by the test.
+struct HeldSource {
+    text: std::sync::Mutex<String>,
+    changed: tokio::sync::Notify,
+}
+
+impl meridian_core::ports::config::ConfigSource for HeldSource {
+    fn load(
+        &self,
+        now: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<meridian_core::ports::config::Config, meridian_core::ports::config::ConfigError>> {
+        let text = self.text.lock().unwrap().clone();
+        Box::pin(async move {
+            let bundle = meridian_core::validate::load(&[("held.yaml".to_string(), text)], Some(now));
+            if bundle.report.has_errors() {
+                return Err(meridian_core::ports::config::ConfigError::Invalid(bundle.report));
+            }
+            Ok(meridian_core::ports::config::Config {
+                generation: 1,
+                plans: bundle.plans.into_iter().map(Arc::new).collect(),
+                approvals: bundle.approvals,
+                approval_sources: HashMap::new(),
+                warnings: bundle.report,
+                loaded_at: now,
+                fingerprint: 0,
+            })
+        })
+    }
+
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.changed.notified())
+    }
+
+    fn owns(&self, _source: &str) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        "the test's memory".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_loop_runs_on_any_configuration_source() {
+    let source = Arc::new(HeldSource {
+        text: std::sync::Mutex::new(PLAN.replace("approvals: [jp-regulator]", "approvals: []")),
+        changed: tokio::sync::Notify::new(),
+    });
+    let fleet = Arc::new(FakeFleet::default());
+    let adapters = fake_adapters(Arc::new(MemoryStore::default()), &fleet);
+    let running = meridian_controller::runtime::start_with(source.clone(), Settings::new(Vec::new()), adapters)
+        .await
+        .expect("start");
+    let c = running.controller.clone();
+    wait_for("plan complete", Duration::from_secs(20), || {
+        c.snapshot().plans["quick"].state.phase() == PlanPhase::Complete
+    })
+    .await;
+    // An edit through the source: rejected whole when it does not validate.
+    *source.text.lock().unwrap() = PLAN.replace("regions: [a]", "regions: [zz]");
+    source.changed.notify_one();
+    wait_for("the edit rejected", Duration::from_secs(10), || c.snapshot().config.rejected.is_some()).await;
+    assert_eq!(c.snapshot().config.generation, 1);
+    running.shutdown();
+}

@@ -25,16 +25,20 @@ impl Controller {
                 ));
             }
         }
+        // Read every new plan's stored state first: a store error leaves the plans in force
+        // exactly as they were (all or nothing), never a loop that lost some of them.
+        let mut loaded = BTreeMap::new();
+        for plan in config.plans.iter().filter(|p| !state.plans.contains_key(&p.name)) {
+            let store = self.store();
+            let name = plan.name.clone();
+            let stored = blocking(move || store.load_state(&name)).await?;
+            loaded.insert(plan.name.clone(), stored.unwrap_or_else(|| PlanState::new(plan)));
+        }
         let mut plans = BTreeMap::new();
         for plan in &config.plans {
-            let existing = state.plans.remove(&plan.name);
-            let plan_state = match existing {
+            let plan_state = match state.plans.remove(&plan.name) {
                 Some(run) => run.state,
-                None => {
-                    let store = self.store();
-                    let name = plan.name.clone();
-                    blocking(move || store.load_state(&name)).await?.unwrap_or_else(|| PlanState::new(plan))
-                }
+                None => loaded.remove(&plan.name).unwrap_or_else(|| PlanState::new(plan)),
             };
             plans.insert(
                 plan.name.clone(),

@@ -139,8 +139,7 @@ impl ControlPlane for Controller {
     }
 
     fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>) {
-        let _ = at;
-        self.record_event("access-denied", who, serde_json::json!({ "request": what }));
+        self.record_event_at("access-denied", who, serde_json::json!({ "request": what }), at);
     }
 
     fn metrics(&self) -> String {

@@ -64,7 +64,7 @@ impl Controller {
                         self.record_event("config-applied", "config", serde_json::json!({ "generation": generation }));
                         self.publish(state, None).await;
                     }
-                    Err(e) => tracing_error(&format!("configuration not applied: {e}")),
+                    Err(e) => self.store_write_failed("apply_config", &e),
                 }
             }
             Event::ConfigRejected(error) => self.reject_config(state, error).await,

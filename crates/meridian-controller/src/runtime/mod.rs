@@ -181,12 +181,12 @@ enum Event {
 pub struct Controller {
     adapters: Adapters,
     settings: Settings,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     snapshot: RwLock<Arc<Snapshot>>,
     events: mpsc::UnboundedSender<Event>,
     audit_tx: broadcast::Sender<AuditRecord>,
     /// What keeps it from being ready, by cause.
-    problems: Problems,
+    problems: Arc<Problems>,
     /// Health faults already logged, so a Prometheus that is down is reported once, not every
     /// interval (each is still counted every time).
     reported_faults: Mutex<std::collections::HashSet<String>>,
@@ -254,11 +254,11 @@ pub async fn start_with(
     let controller = Arc::new(Controller {
         adapters: adapters.clone(),
         settings: settings.clone(),
-        metrics: Metrics::with_unit_series(settings.unit_metrics),
+        metrics: Arc::new(Metrics::with_unit_series(settings.unit_metrics)),
         snapshot: RwLock::new(Arc::new(Snapshot::default())),
         events,
         audit_tx,
-        problems: Problems::starting(),
+        problems: Arc::new(Problems::starting()),
         health_inflight: Mutex::new(std::collections::HashSet::new()),
         reported_faults: Mutex::new(std::collections::HashSet::new()),
         inflight: Mutex::new(HashMap::new()),
@@ -348,9 +348,7 @@ impl Controller {
     /// The one funnel for a failed store write: logged, counted by operation, and readiness
     /// down until a decision commits again. Nothing a write was meant to keep is pretended.
     fn store_write_failed(&self, op: &'static str, e: &StoreFailure) {
-        tracing_error(&format!("state store: {op} failed: {e}"));
-        self.metrics.store_errors.with_label_values(&[op]).inc();
-        self.problems.raise(key::STORE, format!("state store: {op} failed: {e}"));
+        store_failure(&self.metrics, &self.problems, op, e);
     }
 
     /// Spawn `work` and watch it: a panic is counted (`meridian_task_failures_total{task}`),
@@ -382,14 +380,28 @@ impl Controller {
     }
 
     fn record_event(&self, kind: &str, who: &str, detail: serde_json::Value) {
-        let event = ControllerEvent { at: self.now(), kind: kind.to_string(), who: who.to_string(), detail };
-        let store = self.store();
+        self.record_event_at(kind, who, detail, self.now());
+    }
+
+    /// Record a controller event (in the background: callers never wait on it); a failure goes
+    /// through the same funnel as every store write.
+    fn record_event_at(&self, kind: &str, who: &str, detail: serde_json::Value, at: DateTime<Utc>) {
+        let event = ControllerEvent { at, kind: kind.to_string(), who: who.to_string(), detail };
+        let (store, metrics, problems) = (self.store(), self.metrics.clone(), self.problems.clone());
         tokio::task::spawn_blocking(move || {
             if let Err(e) = store.record_event(&event) {
-                tracing_error(&format!("failed to record {} event: {e}", event.kind));
+                store_failure(&metrics, &problems, "record_event", &e);
             }
         });
     }
+}
+
+/// A failed store write: logged, counted by operation (`meridian_store_errors_total{op}`),
+/// and readiness down until a write succeeds again.
+fn store_failure(metrics: &Metrics, problems: &Problems, op: &'static str, e: &StoreFailure) {
+    tracing_error(&format!("state store: {op} failed: {e}"));
+    metrics.store_errors.with_label_values(&[op]).inc();
+    problems.raise(key::STORE, format!("state store: {op} failed: {e}"));
 }
 
 fn tracing_error(message: &str) {
