@@ -70,7 +70,7 @@ pub struct RegionSpec(pub manifest::RegionDocumentSpec);
     printcolumn = r#"{"name":"Flag","type":"string","jsonPath":".spec.flag"}"#,
     printcolumn = r#"{"name":"Granted by","type":"string","jsonPath":".spec.grantedBy"}"#,
     printcolumn = r#"{"name":"Reference","type":"string","jsonPath":".spec.reference"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".spec.expires"}"#
+    printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".spec.expires"}"#
 )]
 #[serde(transparent)]
 pub struct ApprovalSpec(pub manifest::ApprovalSpec);

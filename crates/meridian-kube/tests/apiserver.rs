@@ -1,0 +1,236 @@
+//! The custom resources against a real Kubernetes API server: `kube-apiserver` and `etcd`
+//! (built by `scripts/kube-test-binaries`, found through `MERIDIAN_KUBE_BIN`) on 127.0.0.1,
+//! driven with the real `kubectl`. The API server refuses a CRD whose schema is not
+//! structural, so installing them is the test that they are valid.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
+)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A throwaway control plane: etcd and kube-apiserver, killed on drop.
+struct ControlPlane {
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    bin: PathBuf,
+    etcd: Child,
+    apiserver: Child,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The binaries: `MERIDIAN_KUBE_BIN`, which `scripts/test` sets after building them.
+fn kube_bin() -> PathBuf {
+    let dir = std::env::var_os("MERIDIAN_KUBE_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "MERIDIAN_KUBE_BIN is not set: run the suite with scripts/test, or export \
+             MERIDIAN_KUBE_BIN=$(scripts/kube-test-binaries)"
+        )
+    });
+    for tool in ["kube-apiserver", "kubectl", "etcd"] {
+        assert!(dir.join(tool).is_file(), "{} has no {tool}; run scripts/kube-test-binaries", dir.display());
+    }
+    dir
+}
+
+impl ControlPlane {
+    fn start() -> ControlPlane {
+        let bin = kube_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        let key = path.join("sa.key");
+        let made = Command::new("openssl").args(["genrsa", "-out"]).arg(&key).arg("2048").output().unwrap();
+        assert!(made.status.success(), "openssl genrsa: {}", String::from_utf8_lossy(&made.stderr));
+        std::fs::write(path.join("tokens.csv"), "admin-token-for-the-tests,admin,admin,\"system:masters\"\n").unwrap();
+        let (client, peer, secure) = (free_port(), free_port(), free_port());
+        let etcd = Command::new(bin.join("etcd"))
+            .arg("--data-dir")
+            .arg(path.join("etcd"))
+            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
+            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(path.join("etcd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let apiserver = Command::new(bin.join("kube-apiserver"))
+            .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={secure}"))
+            .arg(format!("--cert-dir={}", path.join("certs").display()))
+            .arg("--service-account-issuer=https://kubernetes.default.svc")
+            .arg(format!("--service-account-key-file={}", key.display()))
+            .arg(format!("--service-account-signing-key-file={}", key.display()))
+            .arg("--authorization-mode=RBAC")
+            .arg(format!("--token-auth-file={}", path.join("tokens.csv").display()))
+            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(path.join("apiserver.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let kubeconfig = path.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"https://127.0.0.1:{secure}\", \
+                 insecure-skip-tls-verify: true}}}}]\nusers: [{{name: admin, user: {{token: \
+                 admin-token-for-the-tests}}}}]\ncontexts: [{{name: t, context: {{cluster: t, user: admin, namespace: \
+                 default}}}}]\ncurrent-context: t\n"
+            ),
+        )
+        .unwrap();
+        let plane = ControlPlane { _dir: dir, kubeconfig, bin, etcd, apiserver };
+        plane.wait_ready();
+        plane
+    }
+
+    /// Wait (up to 60 s) until `kubectl get --raw /readyz` says ok.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.kubectl(&["get", "--raw", "/readyz"], None);
+            if out.status.success() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "kube-apiserver not ready in 60 s: {}", text(&out));
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(self.bin.join("kubectl"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn install_crds(&self) {
+        let out = self.kubectl(&["apply", "-f", "deploy/crds/meridian.yaml"], None);
+        assert!(out.status.success(), "the API server refused the CRDs: {}", text(&out));
+        let out = self.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=30s",
+                "crd/rolloutplans.meridian.dev",
+                "crd/regions.meridian.dev",
+                "crd/approvals.meridian.dev",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "CRDs not established: {}", text(&out));
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn the_crds_install_and_every_example_manifest_applies_unchanged() {
+    let plane = ControlPlane::start();
+    plane.install_crds();
+    // The committed definitions are what the code generates (checked in the unit tests too).
+    assert_eq!(
+        std::fs::read_to_string(repo_root().join("deploy/crds/meridian.yaml")).unwrap(),
+        meridian_kube::crds_yaml().unwrap()
+    );
+
+    let out = plane.kubectl(&["apply", "-R", "-f", "config/"], None);
+    assert!(out.status.success(), "config/ did not apply: {}", text(&out));
+    let out = plane.kubectl(&["get", "rolloutplans", "-o", "name"], None);
+    let names = text(&out);
+    for plan in ["demo", "network-restoration", "store-relaunch"] {
+        assert!(names.contains(&format!("rolloutplan.meridian.dev/{plan}")), "{names}");
+    }
+    let out = plane.kubectl(&["get", "approvals", "jp-regulator-2026-05", "-o", "jsonpath={.spec.flag}"], None);
+    assert_eq!(text(&out), "jp-regulator");
+    let out = plane.kubectl(&["get", "regions", "-o", "name"], None);
+    assert!(!text(&out).trim().is_empty(), "no Region resources from config/regional: {}", text(&out));
+
+    // What the schema refuses: an unknown field, and a value of the wrong type.
+    let bad = "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: bad}\nspec:\n  services: [{name: s}]\n  \
+               regions: [{name: a}]\n  waves: [{name: w, regions: [a]}]\n";
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&format!("{bad}  colour: red\n")));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("unknown field \"spec.colour\""), "{}", text(&out));
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&format!("{bad}  steps: fast\n")));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("spec.steps"), "{}", text(&out));
+
+    // The core's doc comments are what `kubectl explain` says.
+    let out = plane.kubectl(&["explain", "rolloutplan.spec.waves"], None);
+    assert!(
+        text(&out).contains("Waves run strictly in order; every region belongs to exactly one wave."),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_status_written_to_the_subresource_fills_the_printer_columns() {
+    let plane = ControlPlane::start();
+    plane.install_crds();
+    let out = plane.kubectl(&["apply", "-f", "config/demo.yaml"], None);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The status the controller would write, computed by the crate's pure function.
+    let bundle = meridian_core::validate::load(
+        &[("demo.yaml".to_string(), std::fs::read_to_string(repo_root().join("config/demo.yaml")).unwrap())],
+        None,
+    );
+    let plan = bundle.plans.into_iter().next().unwrap();
+    let mut state = meridian_core::PlanState::new(&plan);
+    state.waves[0].phase = meridian_core::WavePhase::Running;
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let status = meridian_kube::status::plan_status(&plan, &state, Some(1), None, None, now);
+    let patch = serde_json::json!({ "status": status }).to_string();
+    let out =
+        plane.kubectl(&["patch", "rolloutplan", "demo", "--subresource=status", "--type=merge", "-p", &patch], None);
+    assert!(out.status.success(), "status patch refused: {}", text(&out));
+    let out = plane.kubectl(&["get", "rolloutplan", "demo"], None);
+    let table = text(&out);
+    let header = table.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>();
+    assert_eq!(header, ["NAME", "PHASE", "WAVE", "ENABLED", "BLOCKED", "AGE"], "{table}");
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with("demo") && row.contains("running") && row.contains("canary"), "{table}");
+    assert!(row.contains(&format!("0/{}", plan.unit_count())), "{table}");
+    // The conditions went through the schema unchanged.
+    let out = plane.kubectl(&["get", "rolloutplan", "demo", "-o", "jsonpath={.status.conditions[*].type}"], None);
+    assert_eq!(text(&out), "Accepted Progressing Blocked Degraded Complete");
+}
