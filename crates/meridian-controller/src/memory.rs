@@ -200,14 +200,14 @@ impl StateStore for MemoryStore {
         })
     }
 
-    fn file_approvals(&self) -> StoreResult<Vec<(String, String)>> {
+    fn source_approvals(&self) -> StoreResult<Vec<(String, String)>> {
         self.with(|i| {
             Ok(i.approvals
                 .values()
                 .filter(|a| a.revoked.is_none())
                 .filter_map(|a| {
                     let source = i.approval_sources.get(&a.name)?;
-                    source.starts_with("file").then(|| (a.name.clone(), source.clone()))
+                    (source != "api").then(|| (a.name.clone(), source.clone()))
                 })
                 .collect())
         })

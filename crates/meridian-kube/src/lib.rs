@@ -11,12 +11,14 @@
 //!           computed purely from (plan, state, generation, now)
 //! ```
 //!
-//! This crate holds the resource types and pure helpers; it talks to no API server yet. The
-//! API-server store and configuration source (the `StateStore` and `ConfigSource` ports on
-//! custom resources) plug into the same runtime as `meridian run`.
+//! `source`: the `ConfigSource` port on these resources (listed, watched, validated by the one
+//! code path `meridian validate` uses), so the runtime of `meridian run` runs on them
+//! unchanged. The API-server `StateStore` comes next.
 
 pub mod crd;
+pub mod source;
 pub mod status;
 
 pub use crd::{ApprovalResource, RegionResource, RolloutPlanResource, crds, crds_yaml};
+pub use source::KubeSource;
 pub use status::RolloutPlanStatus;

@@ -234,3 +234,138 @@ fn a_status_written_to_the_subresource_fills_the_printer_columns() {
     let out = plane.kubectl(&["get", "rolloutplan", "demo", "-o", "jsonpath={.status.conditions[*].type}"], None);
     assert_eq!(text(&out), "Accepted Progressing Blocked Degraded Complete");
 }
+
+/// Records what it is asked to set; every target serves what it was last set to.
+#[derive(Default)]
+struct Recorder {
+    traffic: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
+}
+
+impl meridian_core::ports::Actuator for Recorder {
+    fn set_traffic<'a>(
+        &'a self,
+        _plan: &'a meridian_core::Plan,
+        t: &'a meridian_core::ports::Target,
+        percent: u32,
+        _key: &'a str,
+    ) -> meridian_core::ports::BoxFuture<'a, Result<(), meridian_core::ports::ActuationError>> {
+        self.traffic.lock().unwrap().insert((t.region.clone(), t.service.clone()), percent);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn read_traffic<'a>(
+        &'a self,
+        _plan: &'a meridian_core::Plan,
+        t: &'a meridian_core::ports::Target,
+    ) -> meridian_core::ports::BoxFuture<'a, Result<Option<u32>, meridian_core::ports::ActuationError>> {
+        let percent = self.traffic.lock().unwrap().get(&(t.region.clone(), t.service.clone())).copied();
+        Box::pin(async move { Ok(percent) })
+    }
+}
+
+const GATED: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: gated}
+spec:
+  services: [{name: signin}]
+  regions: [{name: a}, {name: jp, approvals: [jp-regulator]}]
+  waves:
+    - {name: one, regions: [a], bake: 200ms}
+    - {name: two, regions: [jp], bake: 200ms}
+  steps: [50, 100]
+  stepBake: 200ms
+";
+
+const JP_GO: &str = "apiVersion: meridian.dev/v1alpha1
+kind: Approval
+metadata: {name: jp-letter}
+spec: {flag: jp-regulator, grantedBy: ministry, reference: letter 17}
+";
+
+async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_loop_runs_on_resources_watched_in_the_api_server() {
+    use meridian_controller::control::ControlPlane as _;
+    let plane = ControlPlane::start();
+    plane.install_crds();
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(GATED));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let kubeconfig = kube::config::Kubeconfig::read_from(&plane.kubeconfig).unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await.unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let source = std::sync::Arc::new(meridian_kube::KubeSource::new(client, "default"));
+    let fleet = std::sync::Arc::new(Recorder::default());
+    let adapters = meridian_controller::runtime::Adapters {
+        store: std::sync::Arc::new(meridian_controller::memory::MemoryStore::default()),
+        health: std::sync::Arc::new(meridian_controller::nohealth::Unreadable { reason: "no checks".into() }),
+        actuator: fleet.clone(),
+        clock: std::sync::Arc::new(meridian_controller::runtime::SystemClock),
+    };
+    let running = meridian_controller::runtime::start_with(
+        source,
+        meridian_controller::runtime::Settings::new(Vec::new()),
+        adapters,
+    )
+    .await
+    .expect("the controller starts on the API server's resources");
+    let c = running.controller.clone();
+    let unit = |region: &str| c.snapshot().plans["gated"].state.unit(region, "signin").cloned().unwrap();
+
+    // a rolls out; jp waits for its regulator.
+    wait_for("a enabled and jp waiting for its approval", Duration::from_secs(20), || {
+        unit("a").phase == meridian_core::UnitPhase::Enabled
+            && matches!(unit("jp").waiting, Some(meridian_core::WaitReason::Approval { .. }))
+    })
+    .await;
+    assert_eq!(fleet.traffic.lock().unwrap().get(&("jp".into(), "signin".into())), None, "jp got traffic");
+
+    // The regulator's approval is applied with kubectl: the watch wakes the loop and jp goes.
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(JP_GO));
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("plan complete", Duration::from_secs(20), || {
+        c.snapshot().plans["gated"].state.phase() == meridian_core::PlanPhase::Complete
+    })
+    .await;
+    let approvals = c.approvals().await.unwrap();
+    assert!(approvals.iter().any(|a| a.name == "jp-letter" && a.revoked.is_none()), "{approvals:?}");
+
+    // An edit that passes the schema but not validation is rejected whole, located by resource.
+    let generation = c.snapshot().config.generation;
+    let edit = GATED.replace("regions: [a], bake", "regions: [zz], bake");
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&edit));
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("the edit rejected", Duration::from_secs(20), || c.snapshot().config.rejected.is_some()).await;
+    let rejected = c.snapshot().config.rejected.clone().unwrap();
+    assert!(
+        rejected
+            .errors
+            .iter()
+            .any(|e| e.starts_with("RolloutPlan/default/gated:") && e.contains("unknown region \"zz\"")),
+        "{:?}",
+        rejected.errors
+    );
+    assert_eq!(c.snapshot().config.generation, generation, "the last good spec stays in force");
+
+    // The approval deleted from the API server is revoked, as a removed file is.
+    let out = plane.kubectl(&["delete", "approval", "jp-letter"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(GATED));
+    assert!(out.status.success(), "{}", text(&out));
+    let mut revoked = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !revoked {
+        assert!(tokio::time::Instant::now() < deadline, "the deleted approval was never revoked");
+        revoked = c.approvals().await.unwrap().iter().any(|a| a.name == "jp-letter" && a.revoked.is_some());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.shutdown();
+}

@@ -157,10 +157,8 @@ impl Store {
         let tx = self.write_tx("record an approval")?;
         let change = match get(&tx, &record.name)? {
             None => ApprovalChange::Granted,
-            // A file put back after its removal revoked the approval grants it again.
-            Some(stored)
-                if source.starts_with("file") && record.revoked.is_none() && revoked_by_file_removal(&stored) =>
-            {
+            // A file (or resource) put back after its removal revoked the approval grants it again.
+            Some(stored) if source != "api" && record.revoked.is_none() && revoked_by_file_removal(&stored) => {
                 ApprovalChange::Granted
             }
             Some(stored) => match &stored.revoked {
@@ -222,16 +220,15 @@ impl Store {
         Ok(out)
     }
 
-    /// The approvals in force whose last grant came from a file, with that source (`file` or
-    /// `file:PATH`): the set a file watcher mirrors. A file removed while the controller was
-    /// stopped is found by comparing the files read at start with this set.
-    pub fn file_approvals(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let op = "list file approvals";
+    /// The approvals in force whose last grant came from a configuration source (anything but
+    /// `api`: `file`, `file:PATH`, `kube:NAMESPACE/NAME`), with that source: the set a source
+    /// mirrors. An approval removed while the controller was stopped is found by comparing
+    /// what the source holds at start with this set.
+    pub fn source_approvals(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let op = "list source approvals";
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT name, record, source FROM approvals WHERE source = 'file' OR source LIKE 'file:%' ORDER BY name",
-            )
+            .prepare_cached("SELECT name, record, source FROM approvals WHERE source <> 'api' ORDER BY name")
             .map_err(sql(op))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))

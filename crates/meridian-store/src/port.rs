@@ -108,8 +108,8 @@ impl StateStore for SqliteStore {
         })
     }
 
-    fn file_approvals(&self) -> StoreResult<Vec<(String, String)>> {
-        self.with(|s| s.file_approvals())
+    fn source_approvals(&self) -> StoreResult<Vec<(String, String)>> {
+        self.with(|s| s.source_approvals())
     }
 
     fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>> {

@@ -82,7 +82,7 @@ fn mirror_source_approvals(
     source: &dyn ConfigSource,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, String)>, StoreFailure> {
-    let changes = sync_source_approvals(config, &store.approvals()?, &store.file_approvals()?, |s| source.owns(s));
+    let changes = sync_source_approvals(config, &store.approvals()?, &store.source_approvals()?, |s| source.owns(s));
     let mut kept = Vec::new();
     for change in changes {
         match change {

@@ -101,12 +101,14 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Every approval on record, revoked ones included.
     fn approvals(&self) -> StoreResult<Vec<ApprovalRecord>>;
-    /// Record (or update) an approval; `source` is `api` or `file:PATH`.
+    /// Record (or update) an approval; `source` is `api`, or the configuration source it
+    /// came from (`file:PATH`, `kube:NAMESPACE/NAME`).
     fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()>;
     fn revoke_approval(&self, name: &str, by: &str, reason: Option<&str>, at: DateTime<Utc>) -> StoreResult<bool>;
-    /// Unrevoked approvals whose last grant came from a file, as (name, source), the source
-    /// being `file:PATH` (or `file` from before paths were kept).
-    fn file_approvals(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Unrevoked approvals whose last grant came from a configuration source (anything but
+    /// `api`: `file:PATH`, `file` from before paths were kept, `kube:NAMESPACE/NAME`), as
+    /// (name, source).
+    fn source_approvals(&self) -> StoreResult<Vec<(String, String)>>;
 
     fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()>;
