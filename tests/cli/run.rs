@@ -54,3 +54,35 @@ fn assert_no_decision(state: &std::path::Path) {
     let store = meridian_store::Store::open(state).expect("open the state");
     assert_eq!(store.audit(None, 0, 10).unwrap().len(), 0, "decisions were made before the start-up check");
 }
+
+#[test]
+fn an_empty_database_file_stops_it_naming_the_file_and_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let db = state.join("meridian.db");
+    std::fs::write(&db, b"").unwrap();
+    let (code, printed) = match spawn_run(&repo_root().join("config/demo.yaml"), &state, &["--no-auth"]) {
+        Ok(run) => panic!("it started fresh over an empty database: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains(&db.display().to_string()) && printed.contains("empty (0 bytes)"), "{printed}");
+    assert!(printed.contains("restore it from a backup") && printed.contains("move it aside"), "{printed}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "the file is left as it was");
+}
+
+#[test]
+fn a_damaged_database_stops_it_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let db = state.join("meridian.db");
+    std::fs::write(&db, vec![b'x'; 16384]).unwrap();
+    let (code, printed) = match spawn_run(&repo_root().join("config/demo.yaml"), &state, &["--no-auth"]) {
+        Ok(run) => panic!("it started on a damaged database: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains(&db.display().to_string()) && printed.contains("is damaged"), "{printed}");
+}

@@ -891,3 +891,166 @@ async fn a_health_evaluation_that_panics_is_reported_and_evaluations_never_pile_
     assert_eq!(fleet.most_at_once.load(std::sync::atomic::Ordering::SeqCst), 1, "evaluations of one plan overlapped");
     running.shutdown();
 }
+
+/// The in-memory store, refusing every write while `refuse` is set (a full disk, a
+/// read-only file); reads keep working.
+#[derive(Default)]
+struct Unwritable {
+    inner: MemoryStore,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl Unwritable {
+    fn check(&self) -> meridian_controller::store::StoreResult<()> {
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(meridian_controller::store::StoreFailure {
+                message: "attempt to write a readonly database".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl StateStore for Unwritable {
+    fn load_state(&self, plan: &str) -> meridian_controller::store::StoreResult<Option<meridian_core::PlanState>> {
+        self.inner.load_state(plan)
+    }
+    fn commit(
+        &self,
+        plan: &str,
+        state: &meridian_core::PlanState,
+        audit: &[meridian_core::AuditRecord],
+        actions: &[meridian_core::Action],
+        applied: &[i64],
+        at: chrono::DateTime<Utc>,
+    ) -> meridian_controller::store::StoreResult<Vec<meridian_controller::store::Intent>> {
+        self.check()?;
+        self.inner.commit(plan, state, audit, actions, applied, at)
+    }
+    fn open_intents(&self) -> meridian_controller::store::StoreResult<Vec<meridian_controller::store::Intent>> {
+        self.inner.open_intents()
+    }
+    fn unconfirmed(&self, plan: &str) -> meridian_controller::store::StoreResult<Vec<meridian_core::UnitRef>> {
+        self.inner.unconfirmed(plan)
+    }
+    fn mark_sent(&self, id: i64, at: chrono::DateTime<Utc>) -> meridian_controller::store::StoreResult<()> {
+        self.check()?;
+        self.inner.mark_sent(id, at)
+    }
+    fn complete(
+        &self,
+        id: i64,
+        outcome: meridian_controller::store::IntentOutcome,
+        at: chrono::DateTime<Utc>,
+    ) -> meridian_controller::store::StoreResult<()> {
+        self.check()?;
+        self.inner.complete(id, outcome, at)
+    }
+    fn enqueue_command(&self, plan: &str, command: &Command) -> meridian_controller::store::StoreResult<i64> {
+        self.check()?;
+        self.inner.enqueue_command(plan, command)
+    }
+    fn pending_commands(
+        &self,
+        plan: &str,
+    ) -> meridian_controller::store::StoreResult<Vec<meridian_controller::store::QueuedCommand>> {
+        self.inner.pending_commands(plan)
+    }
+    fn approvals(&self) -> meridian_controller::store::StoreResult<Vec<ApprovalRecord>> {
+        self.inner.approvals()
+    }
+    fn put_approval(
+        &self,
+        approval: &ApprovalRecord,
+        source: &str,
+        by: &str,
+        at: chrono::DateTime<Utc>,
+    ) -> meridian_controller::store::StoreResult<()> {
+        self.check()?;
+        self.inner.put_approval(approval, source, by, at)
+    }
+    fn revoke_approval(
+        &self,
+        name: &str,
+        by: &str,
+        reason: Option<&str>,
+        at: chrono::DateTime<Utc>,
+    ) -> meridian_controller::store::StoreResult<bool> {
+        self.check()?;
+        self.inner.revoke_approval(name, by, reason, at)
+    }
+    fn file_approvals(&self) -> meridian_controller::store::StoreResult<Vec<(String, String)>> {
+        self.inner.file_approvals()
+    }
+    fn audit(
+        &self,
+        plan: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> meridian_controller::store::StoreResult<Vec<meridian_core::AuditRecord>> {
+        self.inner.audit(plan, after, limit)
+    }
+    fn record_event(
+        &self,
+        event: &meridian_controller::store::ControllerEvent,
+    ) -> meridian_controller::store::StoreResult<()> {
+        self.check()?;
+        self.inner.record_event(event)
+    }
+    fn events(
+        &self,
+        kind: &str,
+    ) -> meridian_controller::store::StoreResult<Vec<meridian_controller::store::ControllerEvent>> {
+        StateStore::events(&self.inner, kind)
+    }
+    fn history(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> meridian_controller::store::StoreResult<Vec<meridian_controller::store::StoredEvent>> {
+        self.inner.history(after, limit)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_the_store_cannot_record_takes_readiness_down_until_a_write_succeeds() {
+    let (_dir, path) = setup(PLAN);
+    let store = Arc::new(Unwritable::default());
+    let fleet = Arc::new(FakeFleet::default());
+    let running = start(Settings::new(vec![path]), fake_adapters(store.clone(), &fleet)).await.unwrap();
+    let c = running.controller.clone();
+    wait_for("ready", Duration::from_secs(10), || c.readiness().ready).await;
+    store.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    c.record_denial("mallory", "POST /api/v1/plans/quick/abort", Utc::now());
+    // The rollout goes on meanwhile, so its own commits may fail and name themselves too.
+    wait_for("the failed denial counted", Duration::from_secs(10), || {
+        metric(&c.metrics(), "meridian_store_errors_total", &[("op", "record_event")]) == Some(1.0)
+    })
+    .await;
+    let r = c.readiness();
+    assert!(!r.ready && r.reasons.iter().any(|r| r.contains("readonly")), "{r:?}");
+    store.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    c.record_denial("mallory", "POST /api/v1/plans/quick/abort", Utc::now());
+    wait_for("ready again once a write succeeds", Duration::from_secs(10), || c.readiness().ready).await;
+    stop_and_release(running, c, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_whose_commits_keep_failing_stops() {
+    let (_dir, path) = setup(PLAN);
+    let store = Arc::new(Unwritable::default());
+    let fleet = Arc::new(FakeFleet::default());
+    let mut settings = Settings::new(vec![path]);
+    settings.max_failed_commits = 3;
+    let mut running = start(settings, fake_adapters(store.clone(), &fleet)).await.unwrap();
+    let c = running.controller.clone();
+    wait_for("the first step", Duration::from_secs(10), || !fleet.log.lock().unwrap().is_empty()).await;
+    store.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_for("readiness down", Duration::from_secs(10), || !c.readiness().ready).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(20), running.join_failure())
+        .await
+        .expect("the controller stops once 3 commits in a row failed");
+    assert_eq!(stopped, Some("decision loop"));
+    assert!(!c.readiness().ready);
+    stop_and_release(running, c, &store).await;
+}

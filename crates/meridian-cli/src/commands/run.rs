@@ -22,8 +22,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  stopped by SIGINT or SIGTERM; with --exit-when-done: every plan is complete and every
      unit enabled
-  1  it could not start (invalid configuration, bad TLS files, state dir in use, address
-     taken) or a background task failed; with --exit-when-done: a region failed that nobody
+  1  it could not start (invalid configuration, bad TLS files, state dir in use, a damaged,
+     empty or read-only database, address taken) or a background task failed (10 decisions
+     in a row that failed to commit stop it); with --exit-when-done: a region failed that nobody
      accepted (at once; with --no-fail-fast once its wave halts), or a plan halted or was
      aborted
   4  with --exit-when-done: every plan is complete, but not every unit is enabled (failures

@@ -92,6 +92,10 @@ pub struct Settings {
     /// Export per-unit series on `/metrics` (a million of them at 150,000 units); off by
     /// default, the aggregates are always there.
     pub unit_metrics: bool,
+    /// Decisions in a row that may fail to commit (each retried after a second) before the
+    /// decision loop gives up and the process exits for its supervisor: a controller that
+    /// cannot record what it decides must not go on running.
+    pub max_failed_commits: u32,
 }
 
 impl Settings {
@@ -102,6 +106,7 @@ impl Settings {
             intent_retry: Duration::from_secs(1),
             config_poll: Duration::from_secs(2),
             unit_metrics: false,
+            max_failed_commits: 10,
         }
     }
 }
@@ -144,7 +149,10 @@ pub struct Controller {
     events: mpsc::UnboundedSender<Event>,
     audit_tx: broadcast::Sender<AuditRecord>,
     /// What keeps it from being ready, by cause.
-    problems: Problems,
+    problems: Arc<Problems>,
+    /// Decisions in a row that failed to commit; at `Settings::max_failed_commits` the
+    /// decision loop stops, and with it the process.
+    failed_commits: std::sync::atomic::AtomicU32,
     /// Plans with a health evaluation running: at most one at a time each.
     health_inflight: Mutex<std::collections::HashSet<String>>,
     /// Targets with an actuation worker running; `true` = new intents arrived meanwhile.
@@ -213,7 +221,8 @@ pub async fn start_with(
         snapshot: RwLock::new(Arc::new(Snapshot::default())),
         events,
         audit_tx,
-        problems: Problems::starting(),
+        problems: Arc::new(Problems::starting()),
+        failed_commits: std::sync::atomic::AtomicU32::new(0),
         health_inflight: Mutex::new(std::collections::HashSet::new()),
         inflight: Mutex::new(HashMap::new()),
         plans: RwLock::new(BTreeMap::new()),
@@ -300,7 +309,7 @@ impl Controller {
     }
 
     /// The one funnel for a failed store write: logged, counted by operation, and readiness
-    /// down until a decision commits again. Nothing a write was meant to keep is pretended.
+    /// down until a write succeeds again. Nothing a write was meant to keep is pretended.
     fn store_write_failed(&self, op: &'static str, e: &StoreFailure) {
         tracing_error(&format!("state store: {op} failed: {e}"));
         self.metrics.store_errors.with_label_values(&[op]).inc();
@@ -335,12 +344,20 @@ impl Controller {
         let _ = self.events.send(Event::Kick);
     }
 
+    /// Record a controller event (a denial, a reload, an expiry) in the background. A write
+    /// that fails goes through the same funnel as a failed decision: logged, counted under
+    /// `record_event`, and readiness down until a write succeeds again.
     fn record_event(&self, kind: &str, who: &str, detail: serde_json::Value) {
         let event = ControllerEvent { at: self.now(), kind: kind.to_string(), who: who.to_string(), detail };
         let store = self.store();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.record_event(&event) {
-                tracing_error(&format!("failed to record {} event: {e}", event.kind));
+        let (problems, errors) = (self.problems.clone(), self.metrics.store_errors.clone());
+        tokio::task::spawn_blocking(move || match store.record_event(&event) {
+            Ok(()) => problems.clear(key::STORE),
+            Err(e) => {
+                let message = format!("state store: record_event ({}) failed: {e}", event.kind);
+                tracing_error(&message);
+                problems.raise(key::STORE, message);
+                errors.with_label_values(&["record_event"]).inc();
             }
         });
     }
