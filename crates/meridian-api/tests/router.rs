@@ -746,3 +746,17 @@ async fn the_404_hint_points_at_documentation_that_exists() {
     assert!(hint.contains("README.md#http-api-and-the-cli-client"), "{hint}");
     assert!(readme.contains("\n## HTTP API and the CLI client\n"), "the anchor's heading exists");
 }
+
+#[tokio::test]
+async fn approval_names_follow_kubernetes_rules_dot_by_dot() {
+    let (control, app) = app(Limits::default());
+    for name in ["a..b", "a.-b", "a-.b"] {
+        let a =
+            call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json(name, "jp-regulator"))).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{name}: {}", a.text);
+        assert!(a.error().0.contains("is not a valid object name"), "{}", a.text);
+    }
+    let ok = call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json("a.b", "jp-regulator"))).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let _ = control;
+}
