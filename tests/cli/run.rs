@@ -54,3 +54,77 @@ fn assert_no_decision(state: &std::path::Path) {
     let store = meridian_store::Store::open(state).expect("open the state");
     assert_eq!(store.audit(None, 0, 10).unwrap().len(), 0, "decisions were made before the start-up check");
 }
+
+#[test]
+fn an_empty_database_file_stops_it_naming_the_file_and_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let db = state.join("meridian.db");
+    std::fs::write(&db, b"").unwrap();
+    let (code, printed) = match spawn_run(&repo_root().join("config/demo.yaml"), &state, &["--no-auth"]) {
+        Ok(run) => panic!("it started fresh over an empty database: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains(&db.display().to_string()) && printed.contains("empty (0 bytes)"), "{printed}");
+    assert!(printed.contains("restore it from a backup") && printed.contains("move it aside"), "{printed}");
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "the file is left as it was");
+}
+
+#[test]
+fn a_damaged_database_stops_it_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let db = state.join("meridian.db");
+    std::fs::write(&db, vec![b'x'; 16384]).unwrap();
+    let (code, printed) = match spawn_run(&repo_root().join("config/demo.yaml"), &state, &["--no-auth"]) {
+        Ok(run) => panic!("it started on a damaged database: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains(&db.display().to_string()) && printed.contains("is damaged"), "{printed}");
+}
+
+#[test]
+fn no_auth_on_a_non_loopback_address_is_refused_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = repo_root().join("config/demo.yaml");
+    let state = dir.path().join("state");
+    let (code, printed) = match spawn_run_on("0.0.0.0:0", &config, &state, &["--no-auth"]) {
+        Ok(run) => panic!("it served an open API on every address: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains("not a loopback address") && printed.contains("--i-know-this-is-open"), "{printed}");
+    assert_no_decision(&state);
+    let run = spawn_run_on("0.0.0.0:0", &config, &state, &["--no-auth", "--i-know-this-is-open"])
+        .expect("it starts when told the API is open on purpose");
+    drop(run);
+}
+
+#[test]
+fn a_world_writable_tokens_file_is_refused_and_a_readable_one_with_plain_tokens_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(&tokens, "tokens:\n- {name: oncall, token: long-enough-token-123, role: operator}\n").unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let config = repo_root().join("config/demo.yaml");
+    let state = dir.path().join("state");
+    let args = ["--tokens", tokens.to_str().unwrap()];
+    let (code, printed) = match spawn_run(&config, &state, &args) {
+        Ok(run) => panic!("it trusted a world-writable tokens file: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains("writable by every user"), "{printed}");
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = spawn_run(&config, &state, &args).expect("a world-readable file is accepted");
+    assert!(
+        run.stderr_head.contains("warning: tokens file") && run.stderr_head.contains("readable by every user"),
+        "{}",
+        run.stderr_head
+    );
+}

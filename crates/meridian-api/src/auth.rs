@@ -2,7 +2,8 @@
 //! a role and, for approvers and CI, the flags it may grant and revoke.
 //!
 //! Owns the tokens file format (raw, then validated, every problem reported at once), token
-//! matching in constant time, and the permission rules. It does not audit by itself: the
+//! matching in constant time, the file's mode (world-writable refused, world-readable with plain
+//! tokens warned about), and the permission rules. It does not audit by itself: the
 //! middleware and the handlers pass every denial to `ControlPlane::record_denial`.
 //!
 //! | role     | read (GET) | commands                | grant / revoke approvals |
@@ -128,6 +129,8 @@ impl Identity {
 pub struct Auth {
     /// `None`: authentication disabled.
     tokens: Option<Vec<TokenEntry>>,
+    /// What is accepted but unsafe (plain tokens in a file every user can read).
+    warnings: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -153,12 +156,16 @@ pub enum AuthError {
     Read { path: String, message: String },
     #[error("invalid tokens file {source_name}:\n  {}", problems.join("\n  "))]
     Invalid { source_name: String, problems: Vec<String> },
+    #[error("tokens file {path} {problem}")]
+    Insecure { path: String, problem: String },
 }
 
+/// Entries are kept as YAML values here and read one by one, so that a broken entry does
+/// not hide the problems of the others.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTokensFile {
-    tokens: Vec<RawToken>,
+    tokens: Vec<serde_yaml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -169,7 +176,8 @@ struct RawToken {
     token: Option<String>,
     #[serde(default)]
     token_sha256: Option<String>,
-    role: Role,
+    /// Checked by hand, so that an unknown role is one problem among the others.
+    role: String,
     #[serde(default)]
     flags: Vec<String>,
 }
@@ -185,17 +193,49 @@ pub enum AuthFailure {
 impl Auth {
     /// Every request is allowed, as `anonymous`. For demos; `router` logs it loudly.
     pub fn disabled() -> Self {
-        Auth { tokens: None }
+        Auth { tokens: None, warnings: Vec::new() }
+    }
+
+    /// What the tokens file allows but should not (for `meridian run` to print at start).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     pub fn is_disabled(&self) -> bool {
         self.tokens.is_none()
     }
 
+    /// Read, check and parse a tokens file. A file every user may write is refused (anyone
+    /// on the host could add a token); one every user may read while it holds plain `token`
+    /// entries is accepted with a warning, as ssh does with keys.
     pub fn from_file(path: &Path) -> Result<Self, AuthError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| AuthError::Read { path: path.display().to_string(), message: e.to_string() })?;
-        Auth::from_yaml(&path.display().to_string(), &text)
+        let name = path.display().to_string();
+        let read_err = |e: std::io::Error| AuthError::Read { path: name.clone(), message: e.to_string() };
+        let mode = file_mode(path).map_err(read_err)?;
+        if mode & 0o002 != 0 {
+            return Err(AuthError::Insecure {
+                path: name,
+                problem: format!(
+                    "is writable by every user (mode {:04o}): anyone on this host could add a token; \
+                     run chmod o-w on it (chmod 600 is best) and start again",
+                    mode & 0o7777
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        let mut auth = Auth::from_yaml(&name, &text)?;
+        if mode & 0o004 != 0 {
+            let plain = plain_token_entries(&text);
+            if !plain.is_empty() {
+                auth.warnings.push(format!(
+                    "tokens file {name} is readable by every user (mode {:04o}) and holds plain tokens ({}): \
+                     anyone on this host can use them; chmod 600 it, or give tokenSha256 instead",
+                    mode & 0o7777,
+                    plain.join(", ")
+                ));
+            }
+        }
+        Ok(auth)
     }
 
     /// Parse and validate a tokens file; `source_name` names it in errors.
@@ -203,16 +243,38 @@ impl Auth {
         let invalid = |problems: Vec<String>| AuthError::Invalid { source_name: source_name.to_string(), problems };
         let raw: RawTokensFile = serde_yaml::from_str(text).map_err(|e| invalid(vec![e.to_string()]))?;
         let mut problems = Vec::new();
+        let raw: Vec<(usize, RawToken)> = raw
+            .tokens
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, value)| match serde_yaml::from_value::<RawToken>(value) {
+                Ok(t) => Some((i, t)),
+                Err(e) => {
+                    problems.push(format!("tokens[{i}]: {e}"));
+                    None
+                }
+            })
+            .collect();
         let mut entries: Vec<TokenEntry> = Vec::new();
         // Every name and hash seen, valid entries or not, so duplicates are always reported.
         let mut names: Vec<String> = Vec::new();
         let mut hashes: Vec<([u8; 32], String)> = Vec::new();
-        if raw.tokens.is_empty() {
+        if raw.is_empty() && problems.is_empty() {
             problems.push("tokens: the list is empty, so every request would be refused; add tokens".to_string());
         }
-        for (i, t) in raw.tokens.into_iter().enumerate() {
+        for (i, t) in raw {
             let at = format!("tokens[{i}]");
             let before = problems.len();
+            let role = match t.role.as_str() {
+                "viewer" => Some(Role::Viewer),
+                "operator" => Some(Role::Operator),
+                "approver" => Some(Role::Approver),
+                "ci" => Some(Role::Ci),
+                other => {
+                    problems.push(format!("{at}.role: unknown role {other:?}; use viewer, operator, approver or ci"));
+                    None
+                }
+            };
             if t.name.trim().is_empty() {
                 problems.push(format!("{at}.name: empty; name the person or system that holds the token"));
             } else if names.contains(&t.name) {
@@ -245,10 +307,10 @@ impl Auth {
                     }
                 },
             };
-            match t.role {
-                Role::Viewer | Role::Operator if !t.flags.is_empty() => problems
-                    .push(format!("{at}.flags: role {} grants no approvals; flags apply to approver and ci", t.role)),
-                Role::Approver if t.flags.is_empty() => {
+            match role {
+                Some(role @ (Role::Viewer | Role::Operator)) if !t.flags.is_empty() => problems
+                    .push(format!("{at}.flags: role {role} grants no approvals; flags apply to approver and ci")),
+                Some(Role::Approver) if t.flags.is_empty() => {
                     problems.push(format!("{at}.flags: an approver needs the list of flags it may grant"))
                 }
                 _ => {}
@@ -264,15 +326,17 @@ impl Auth {
             }
             names.push(t.name.clone());
             if problems.len() == before
-                && let Some(sha256) = sha256
+                && let (Some(sha256), Some(role)) = (sha256, role)
             {
-                entries.push(TokenEntry {
-                    identity: Identity { name: t.name, role: Some(t.role), flags: t.flags },
-                    sha256,
-                });
+                entries
+                    .push(TokenEntry { identity: Identity { name: t.name, role: Some(role), flags: t.flags }, sha256 });
             }
         }
-        if problems.is_empty() { Ok(Auth { tokens: Some(entries) }) } else { Err(invalid(problems)) }
+        if problems.is_empty() {
+            Ok(Auth { tokens: Some(entries), warnings: Vec::new() })
+        } else {
+            Err(invalid(problems))
+        }
     }
 
     /// Match an `Authorization` header value against the tokens.
@@ -296,6 +360,29 @@ impl Auth {
         }
         found.cloned().ok_or(AuthFailure::Unknown)
     }
+}
+
+#[cfg(unix)]
+fn file_mode(path: &Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode())
+}
+
+/// Elsewhere there are no mode bits to check.
+#[cfg(not(unix))]
+fn file_mode(path: &Path) -> std::io::Result<u32> {
+    std::fs::metadata(path).map(|_| 0o600)
+}
+
+/// The places (`tokens[2]`) of entries with a plain `token`, in a file that parsed.
+fn plain_token_entries(text: &str) -> Vec<String> {
+    let Ok(raw) = serde_yaml::from_str::<RawTokensFile>(text) else { return Vec::new() };
+    raw.tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.get("token").is_some())
+        .map(|(i, _)| format!("tokens[{i}]"))
+        .collect()
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -419,6 +506,68 @@ mod tests {
             Auth::from_yaml("t.yaml", "tokens:\n- {name: a, token: long-enough-token-123, role: viewer, x: 1}")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_unknown_role_and_broken_entries_are_reported_together() {
+        let err = Auth::from_yaml(
+            "t.yaml",
+            "tokens:\n- {name: a, token: long-enough-token-123, role: root}\n\
+             - {name: b, token: long-enough-token-456, role: viewer, colour: red}\n\
+             - {name: c, token: short, role: admin}\n",
+        )
+        .unwrap_err();
+        let AuthError::Invalid { problems, .. } = err else { panic!("{err}") };
+        let text = problems.join("\n");
+        for needle in [
+            "tokens[0].role: unknown role \"root\"; use viewer, operator, approver or ci",
+            "tokens[1]: unknown field `colour`",
+            "tokens[2].token: shorter than 16",
+            "tokens[2].role: unknown role \"admin\"",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+    }
+
+    fn tokens_file(mode: u32, yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    const PLAIN: &str = "tokens:\n- {name: oncall, token: long-enough-token-123, role: operator}\n";
+
+    #[test]
+    fn a_world_writable_tokens_file_is_refused() {
+        let (_dir, path) = tokens_file(0o666, PLAIN);
+        let err = Auth::from_file(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, AuthError::Insecure { .. }), "{err:?}");
+        assert!(msg.contains(&path.display().to_string()) && msg.contains("writable by every user"), "{msg}");
+        assert!(msg.contains("chmod o-w"), "{msg}");
+    }
+
+    #[test]
+    fn a_world_readable_tokens_file_with_plain_tokens_is_warned_about() {
+        let (_dir, path) = tokens_file(0o644, PLAIN);
+        let auth = Auth::from_file(&path).unwrap();
+        let warnings = auth.warnings().join("\n");
+        assert!(
+            warnings.contains(&path.display().to_string()) && warnings.contains("readable by every user"),
+            "{warnings}"
+        );
+        assert!(warnings.contains("tokens[0]") && warnings.contains("tokenSha256"), "{warnings}");
+        let (_dir, path) = tokens_file(0o600, PLAIN);
+        assert!(Auth::from_file(&path).unwrap().warnings().is_empty());
+        let hashed = format!(
+            "tokens:\n- {{name: oncall, tokenSha256: \"{}\", role: operator}}\n",
+            token_sha256_hex("long-enough-token-123")
+        );
+        let (_dir, path) = tokens_file(0o644, &hashed);
+        assert!(Auth::from_file(&path).unwrap().warnings().is_empty(), "hashes are no secret");
     }
 
     #[test]

@@ -97,6 +97,14 @@ pub(crate) async fn stream(
 ) -> Result<impl IntoResponse, ApiError> {
     check_params(&params, &["plan"])?;
     let plan = params.get("plan").cloned().filter(|p| !p.is_empty());
+    // Like `GET /plans/{name}`: a stream of a plan that does not exist would stay silent
+    // forever, so a typo would look like a quiet rollout.
+    if let Some(name) = &plan {
+        let snapshot = state.control.snapshot();
+        if !snapshot.plans.contains_key(name) {
+            return Err(crate::plans::unknown_plan(&snapshot, name));
+        }
+    }
     let receiver = state.control.subscribe();
     let closing = closing.map(|Extension(c)| c.0);
     let keep_alive = KeepAlive::new().interval(state.limits.keep_alive).text("keep-alive");

@@ -104,8 +104,7 @@ fn freeze_command(plan: &Plan, body: &[u8], by: &str, now: DateTime<Utc>) -> Res
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("a freeze needs a reason", FREEZE_HINT));
     }
-    let body: FreezeBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid freeze body: {e}"), FREEZE_HINT))?;
+    let body: FreezeBody = object_body(body, "freeze", FREEZE_HINT)?;
     if body.reason.trim().is_empty() {
         return Err(ApiError::bad_request(
             "the freeze's reason is empty",
@@ -154,12 +153,7 @@ fn unfreeze_command(
     let body: UnfreezeBody = if body.iter().all(u8::is_ascii_whitespace) {
         UnfreezeBody::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(
-                format!("invalid unfreeze body: {e}"),
-                r#"send no body to lift every run-time freeze, or {"name": "N"} for one"#,
-            )
-        })?
+        object_body(body, "unfreeze", r#"send no body to lift every run-time freeze, or {"name": "N"} for one"#)?
     };
     if let Some(name) = &body.name {
         let names: Vec<&String> = state.iter().flat_map(|s| s.freezes.iter().map(|f| &f.name)).collect();
@@ -173,12 +167,22 @@ fn unfreeze_command(
     Ok(Command::unfreeze(body.name, by, now))
 }
 
+/// A command's JSON body, which must be an object: serde would also take an array for a
+/// struct (`[]` read as "no fields", a whole-plan scope).
+fn object_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str, hint: &str) -> Result<T, ApiError> {
+    let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid {what} body: {e}"), hint);
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(format!("invalid {what} body: it must be a JSON object"), hint));
+    }
+    serde_json::from_value(value).map_err(invalid)
+}
+
 fn parse_scope(body: &[u8]) -> Result<CommandScope, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(CommandScope::default());
     }
-    let scope: CommandScope = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid command body: {e}"), SCOPE_HINT))?;
+    let scope: CommandScope = object_body(body, "command", SCOPE_HINT)?;
     if scope.wave.is_some() && scope.region.is_some() {
         return Err(ApiError::bad_request("give a wave or a region, not both", SCOPE_HINT));
     }

@@ -50,7 +50,7 @@ pub(crate) async fn whoami(Extension(identity): Extension<Identity>) -> impl Int
 pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::not_found(
         format!("no endpoint at {}", uri.path()),
-        "the API lives under /api/v1 (plans, approvals, audit, events, whoami); see docs/api.md",
+        "the API lives under /api/v1 (plans, approvals, audit, events, whoami); see the endpoints in README.md#http-api-and-the-cli-client",
     )
 }
 

@@ -118,16 +118,20 @@ async fn committed_records_arrive_on_events_with_keep_alives() {
     let mut all = http.get(format!("{base}/api/v1/events")).bearer_auth(VIEWER).send().await.unwrap();
     assert_eq!(all.status(), 200);
     assert_eq!(all.headers()["content-type"], "text/event-stream");
-    let mut only_other = http.get(format!("{base}/api/v1/events?plan=other")).bearer_auth(VIEWER).send().await.unwrap();
+    let mut only_restore =
+        http.get(format!("{base}/api/v1/events?plan=restore")).bearer_auth(VIEWER).send().await.unwrap();
     let mut seen = String::new();
     // A quiet stream still carries keep-alive comments.
     read_until(&mut all, &mut seen, ": keep-alive").await;
 
     // The handler subscribes when the request arrives; the stream is open by now.
-    server.control.commit(unit_record("restore"));
+    // "other" (a plan the server does not know, so not one to filter on) comes first, so
+    // that a filtered stream that reached "restore" has passed it.
     server.control.commit(unit_record("other"));
+    server.control.commit(unit_record("restore"));
     read_until(&mut all, &mut seen, "id: 1\n").await;
     read_until(&mut all, &mut seen, "\"plan\":\"other\"").await;
+    read_until(&mut all, &mut seen, "\"plan\":\"restore\"").await;
     let data = seen.lines().find(|l| l.starts_with("data: ") && l.contains("\"restore\"")).unwrap();
     let record: AuditRecord = serde_json::from_str(data.trim_start_matches("data: ")).unwrap();
     assert_eq!(record.seq, 1);
@@ -135,8 +139,8 @@ async fn committed_records_arrive_on_events_with_keep_alives() {
     assert!(seen.contains("event: audit\n"), "{seen}");
 
     let mut filtered = String::new();
-    read_until(&mut only_other, &mut filtered, "\"plan\":\"other\"").await;
-    assert!(!filtered.contains("\"plan\":\"restore\""), "{filtered}");
+    read_until(&mut only_restore, &mut filtered, "\"plan\":\"restore\"").await;
+    assert!(!filtered.contains("\"plan\":\"other\""), "{filtered}");
 }
 
 #[tokio::test]

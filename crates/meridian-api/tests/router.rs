@@ -709,3 +709,61 @@ async fn plans_and_detail_carry_the_outcome_with_accepted_failures() {
     assert_eq!(detail["outcome"]["enabled"], 2);
     assert_eq!(detail["outcome"]["units"], 4);
 }
+
+#[tokio::test]
+async fn a_command_body_that_is_not_a_json_object_is_a_400_not_an_empty_scope() {
+    let (control, app) = app(Limits::default());
+    for (action, body) in [
+        ("pause", "[]"),
+        ("abort", "[\"asia\"]"),
+        ("pause", "null"),
+        ("pause", "3"),
+        ("freeze", "[]"),
+        ("unfreeze", "[]"),
+    ] {
+        let a = call(&app, "POST", &format!("/api/v1/plans/restore/{action}"), Some(OPERATOR), Some(body)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{action} {body}: {}", a.text);
+        let (e, h) = a.error();
+        assert!(e.contains("must be a JSON object"), "{e:?}");
+        assert!(!h.is_empty(), "{h:?}");
+    }
+    assert!(control.commands().is_empty(), "nothing was queued");
+}
+
+#[tokio::test]
+async fn events_of_an_unknown_plan_are_a_404_like_its_detail() {
+    let (_, app) = app(Limits::default());
+    let a = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        call(&app, "GET", "/api/v1/events?plan=unknown", Some(VIEWER), None),
+    )
+    .await
+    .expect("an answer, not a stream that never ends");
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+    assert_eq!(a.error().0, "no plan named \"unknown\"");
+    assert!(a.error().1.contains("restore"), "{}", a.text);
+}
+
+#[tokio::test]
+async fn the_404_hint_points_at_documentation_that_exists() {
+    let (_, app) = app(Limits::default());
+    let hint = call(&app, "GET", "/api/v1/nothing", Some(VIEWER), None).await.error().1;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    assert!(!hint.contains("docs/api.md"), "{hint}");
+    assert!(hint.contains("README.md#http-api-and-the-cli-client"), "{hint}");
+    assert!(readme.contains("\n## HTTP API and the CLI client\n"), "the anchor's heading exists");
+}
+
+#[tokio::test]
+async fn approval_names_follow_kubernetes_rules_dot_by_dot() {
+    let (control, app) = app(Limits::default());
+    for name in ["a..b", "a.-b", "a-.b"] {
+        let a =
+            call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json(name, "jp-regulator"))).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{name}: {}", a.text);
+        assert!(a.error().0.contains("is not a valid object name"), "{}", a.text);
+    }
+    let ok = call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json("a.b", "jp-regulator"))).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let _ = control;
+}

@@ -1103,3 +1103,46 @@ async fn the_run_loop_runs_on_any_configuration_source() {
     assert_eq!(c.snapshot().config.generation, 1);
     running.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_the_store_cannot_record_takes_readiness_down_until_a_write_succeeds() {
+    let (_dir, path) = setup(PLAN);
+    let store = Arc::new(MemoryStore::default());
+    let fleet = Arc::new(FakeFleet::default());
+    let running = start(Settings::new(vec![path]), fake_adapters(store.clone(), &fleet)).await.unwrap();
+    let c = running.controller.clone();
+    wait_for("ready", Duration::from_secs(10), || c.readiness().ready).await;
+    store.fail_writes(true);
+    c.record_denial("mallory", "POST /api/v1/plans/quick/abort", Utc::now());
+    // The rollout goes on meanwhile, so its own commits may fail and name themselves too.
+    wait_for("the failed denial counted", Duration::from_secs(10), || {
+        metric(&c.metrics(), "meridian_store_errors_total", &[("op", "record_event")]) == Some(1.0)
+    })
+    .await;
+    let r = c.readiness();
+    assert!(!r.ready && r.reasons.iter().any(|r| r.contains("no space left on device")), "{r:?}");
+    store.fail_writes(false);
+    c.record_denial("mallory", "POST /api/v1/plans/quick/abort", Utc::now());
+    wait_for("ready again once a write succeeds", Duration::from_secs(10), || c.readiness().ready).await;
+    stop_and_release(running, c, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_whose_commits_keep_failing_stops() {
+    let (_dir, path) = setup(PLAN);
+    let store = Arc::new(MemoryStore::default());
+    let fleet = Arc::new(FakeFleet::default());
+    let mut settings = Settings::new(vec![path]);
+    settings.max_failed_commits = 3;
+    let mut running = start(settings, fake_adapters(store.clone(), &fleet)).await.unwrap();
+    let c = running.controller.clone();
+    wait_for("the first step", Duration::from_secs(10), || !fleet.log.lock().unwrap().is_empty()).await;
+    store.fail_writes(true);
+    wait_for("readiness down", Duration::from_secs(10), || !c.readiness().ready).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(20), running.join_failure())
+        .await
+        .expect("the controller stops once 3 commits in a row failed");
+    assert_eq!(stopped, Some("decision loop"));
+    assert!(!c.readiness().ready);
+    stop_and_release(running, c, &store).await;
+}

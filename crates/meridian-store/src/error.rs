@@ -40,6 +40,24 @@ pub enum StoreError {
     #[error("database {} refused write-ahead logging (journal mode {mode}); put the state dir on a local filesystem", path.display())]
     WalUnavailable { path: PathBuf, mode: String },
 
+    #[error(
+        "database {} is empty (0 bytes): its contents were lost or it was truncated, and starting over it would silently drop every approval, revocation and audit record; restore it from a backup, or move it aside to start a new, empty state",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+
+    #[error(
+        "database {} is damaged ({detail}); stop using it: restore it from a backup, or move it aside (keep it for investigation) to start a new, empty state",
+        path.display()
+    )]
+    Damaged { path: PathBuf, detail: String },
+
+    #[error(
+        "database {} cannot be written ({detail}); make the file, its -wal and -shm files and the state dir writable by this user: meridian records every decision before acting on it",
+        path.display()
+    )]
+    ReadOnly { path: PathBuf, detail: String },
+
     #[error("{} is not a meridian database (it has tables but no schema version); choose an empty state dir", path.display())]
     ForeignDatabase { path: PathBuf },
 
@@ -123,6 +141,9 @@ impl StoreError {
             StoreError::Locked { .. } => "locked",
             StoreError::Open { .. } => "open",
             StoreError::WalUnavailable { .. } => "wal_unavailable",
+            StoreError::Empty { .. } => "empty",
+            StoreError::Damaged { .. } => "damaged",
+            StoreError::ReadOnly { .. } => "read_only",
             StoreError::ForeignDatabase { .. } => "foreign_database",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
             StoreError::Migrate { .. } => "migrate",

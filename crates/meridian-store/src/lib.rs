@@ -27,7 +27,10 @@
 //!   it is, never dropped;
 //! - a plan's stored state always agrees with its log (`state.audit_seq` is the last seq);
 //! - one process per state dir; a second one is refused at once, naming the holder's pid;
-//! - a schema newer than this code is refused, never used.
+//! - a schema newer than this code is refused, never used;
+//! - a database is checked before it is used: a damaged file (`PRAGMA quick_check`), an empty
+//!   (0-byte) one and one that cannot be written are refused with the way out, never started
+//!   over; only a missing file starts a new state.
 //!
 //! What it must not do: decide anything, read plans, or talk to targets. It is synchronous
 //! and blocking (an async caller uses `spawn_blocking`); `Store` is `Send`, not `Sync`.
@@ -49,7 +52,7 @@ mod schema;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 pub use approval::{ApprovalChange, ApprovalEvent, ApprovalEventKind};
 pub use command::{CommandId, PendingCommand};
@@ -81,14 +84,28 @@ impl Store {
     /// Open (creating if needed) the state dir and its database, taking the dir's lock.
     ///
     /// Fails with `StoreError::Locked` if another process (or another `Store` in this one)
-    /// has the dir open, and with `StoreError::SchemaTooNew` if a newer meridian wrote it.
+    /// has the dir open, with `StoreError::SchemaTooNew` if a newer meridian wrote it, and with
+    /// `Empty`, `Damaged` or `ReadOnly` for a database that must not be trusted.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let dir = dir.as_ref();
+        Store::open_with_flags(dir.as_ref(), OpenFlags::default())
+    }
+
+    /// [`Store::open`] with SQLite's open flags; tests use it to open a database read-only
+    /// where file modes cannot make it so (as root).
+    fn open_with_flags(dir: &Path, flags: OpenFlags) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { dir: dir.to_path_buf(), source })?;
         let lock = StateDirLock::acquire(dir)?;
         let db_path = dir.join(DB_FILE);
-        let open_err = |source| StoreError::Open { path: db_path.clone(), source };
-        let mut conn = Connection::open(&db_path).map_err(open_err)?;
+        // SQLite takes a 0-byte file for a new database; here it is one whose contents were
+        // lost, and starting over it would silently drop every approval and revocation.
+        if std::fs::metadata(&db_path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(StoreError::Empty { path: db_path });
+        }
+        let open_err = |source| classify(&db_path, source);
+        let mut conn = Connection::open_with_flags(&db_path, flags).map_err(open_err)?;
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(open_err)? {
+            return Err(StoreError::ReadOnly { path: db_path, detail: "opened read-only".into() });
+        }
         // We hold the dir lock, so nobody else writes; the timeout only covers a reader
         // (such as a backup) that briefly holds SQLite's own locks.
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
@@ -98,6 +115,7 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(open_err)?;
+        check_integrity(&conn, &db_path)?;
         schema::migrate(&mut conn, &db_path)?;
         let store_id = ensure_store_id(&mut conn).map_err(open_err)?;
         Ok(Store { conn, store_id, dir: dir.to_path_buf(), db_path, _lock: lock })
@@ -143,8 +161,41 @@ fn ensure_store_id(conn: &mut Connection) -> rusqlite::Result<String> {
             id
         }
     };
+    // A test write, so that a database that cannot be written (a read-only file or
+    // filesystem) is refused at start, not found out at the first decision.
+    tx.execute("UPDATE meta SET value = value WHERE key = 'store_id'", [])?;
     tx.commit()?;
     Ok(id)
+}
+
+/// `PRAGMA quick_check`: every page and b-tree of the file is readable and well formed
+/// (linear in the file's size; it does not compare indexes with their tables row by row).
+fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mut problems = Vec::new();
+    let checked = conn.prepare("PRAGMA quick_check(5)").and_then(|mut stmt| {
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for row in rows {
+            problems.push(row?);
+        }
+        Ok(())
+    });
+    checked.map_err(|source| classify(path, source))?;
+    match problems.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        _ => Err(StoreError::Damaged { path: path.to_path_buf(), detail: problems.join("; ") }),
+    }
+}
+
+/// An error met while opening: damage and read-only files get their own errors, with the
+/// way out; anything else is a plain open failure.
+pub(crate) fn classify(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase, ReadOnly};
+    let path = path.to_path_buf();
+    match source.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => StoreError::Damaged { path, detail: source.to_string() },
+        Some(ReadOnly) => StoreError::ReadOnly { path, detail: source.to_string() },
+        _ => StoreError::Open { path, source },
+    }
 }
 
 /// Unique per database, not secret: the creation time in nanoseconds and the pid.
@@ -241,6 +292,131 @@ mod tests {
         drop(raw);
         let err = Store::open(tmp.path()).unwrap_err();
         assert!(matches!(err, StoreError::ForeignDatabase { .. }), "got {err:?}");
+    }
+
+    /// A store with a few hundred decisions, closed (so the WAL is checkpointed into the
+    /// file), and the database path.
+    fn filled_and_closed() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(tmp.path()).unwrap();
+        for seq in 1..=300u64 {
+            store.commit_decision("p", &state("p", seq), &[rec("p", seq)], &[], &[], t(seq as i64)).unwrap();
+        }
+        drop(store);
+        let path = tmp.path().join(DB_FILE);
+        assert!(!tmp.path().join(format!("{DB_FILE}-wal")).exists(), "the close checkpointed the log");
+        (tmp, path)
+    }
+
+    fn page_size(path: &Path) -> u64 {
+        let bytes = std::fs::read(path).unwrap();
+        match u16::from_be_bytes([bytes[16], bytes[17]]) {
+            1 => 65536,
+            n => u64::from(n),
+        }
+    }
+
+    fn overwrite(path: &Path, offset: u64, bytes: &[u8]) {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::Start(offset)).unwrap();
+        f.write_all(bytes).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    fn assert_damaged(err: &StoreError, path: &Path) {
+        assert!(matches!(err, StoreError::Damaged { .. }), "got {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("restore it from a backup") && msg.contains("move it aside"), "{msg}");
+        assert_eq!(err.metric_label(), "damaged");
+    }
+
+    #[test]
+    fn a_database_with_a_damaged_page_is_refused_naming_the_file_and_the_way_out() {
+        let (tmp, path) = filled_and_closed();
+        let len = std::fs::metadata(&path).unwrap().len();
+        let page = page_size(&path);
+        let middle = (len / page / 2) * page;
+        overwrite(&path, middle + 8, &[0xA5; 512]);
+        let before = std::fs::read(&path).unwrap();
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert_damaged(&err, &path);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "a refused database is left as it was");
+    }
+
+    #[test]
+    fn a_database_with_a_zeroed_index_page_is_refused() {
+        let (tmp, path) = filled_and_closed();
+        let root: u64 = {
+            let raw = Connection::open(&path).unwrap();
+            raw.query_row(
+                "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_records'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap() as u64
+        };
+        let page = page_size(&path);
+        overwrite(&path, (root - 1) * page, &vec![0u8; page as usize]);
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert_damaged(&err, &path);
+    }
+
+    #[test]
+    fn an_empty_database_file_is_refused_not_started_fresh() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(DB_FILE);
+        std::fs::write(&path, b"").unwrap();
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Empty { .. }), "got {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&path.display().to_string()) && msg.contains("0 bytes"), "{msg}");
+        assert!(msg.contains("restore it from a backup") && msg.contains("move it aside"), "{msg}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "nothing was written into it");
+        // Moved aside, the way out the message names: a new, empty state.
+        std::fs::rename(&path, tmp.path().join("meridian.db.empty")).unwrap();
+        Store::open(tmp.path()).expect("a state dir without a database starts a new one");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(DB_FILE);
+        std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert_damaged(&err, &path);
+        assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 8192]);
+    }
+
+    #[test]
+    fn a_database_opened_read_only_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        drop(Store::open(tmp.path()).unwrap());
+        let err = Store::open_with_flags(tmp.path(), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_err();
+        assert!(matches!(err, StoreError::ReadOnly { .. }), "got {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(&tmp.path().join(DB_FILE).display().to_string()) && msg.contains("writable"), "{msg}");
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr, reason = "a test says why it skips an assertion")]
+    fn a_read_only_database_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        drop(Store::open(tmp.path()).unwrap());
+        let path = tmp.path().join(DB_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+        if std::fs::OpenOptions::new().write(true).open(&path).is_ok() {
+            // Root (or CAP_DAC_OVERRIDE) writes through file modes; the refusal of a read-only
+            // connection is shown by a_database_opened_read_only_is_refused.
+            eprintln!(
+                "skipped: this process can write a 0444 file (running as root), so chmod cannot make it read-only"
+            );
+            return;
+        }
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, StoreError::ReadOnly { .. }), "got {err:?}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ CREATE INDEX commands_pending ON commands (plan, id) WHERE applied_at IS NULL;
 
 /// Bring the database up to `SCHEMA_VERSION`, or refuse it.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+    let open_err = |source| crate::classify(path, source);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(open_err)?;
     let has_table: bool = tx
         .query_row(

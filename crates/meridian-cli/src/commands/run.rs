@@ -22,8 +22,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  stopped by SIGINT or SIGTERM; with --exit-when-done: every plan is complete and every
      unit enabled
-  1  it could not start (invalid configuration, bad TLS files, state dir in use, address
-     taken) or a background task failed; with --exit-when-done: a region failed that nobody
+  1  it could not start (invalid configuration, bad TLS files, state dir in use, a damaged,
+     empty or read-only database, address taken) or a background task failed (10 decisions
+     in a row that failed to commit stop it); with --exit-when-done: a region failed that nobody
      accepted (at once; with --no-fail-fast once its wave halts), or a plan halted or was
      aborted
   4  with --exit-when-done: every plan is complete, but not every unit is enabled (failures
@@ -69,6 +70,10 @@ pub struct Args {
     /// Accept every API request as `anonymous` with every permission. Local experiments only.
     #[arg(long, conflicts_with = "tokens")]
     pub no_auth: bool,
+    /// With --no-auth: allow a listen address that is not loopback, so that anyone who can
+    /// reach it may grant approvals and abort rollouts.
+    #[arg(long, requires = "no_auth")]
+    pub i_know_this_is_open: bool,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -155,6 +160,19 @@ pub async fn bind_api(listen: &str) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))
 }
 
+/// An API without authentication only on a loopback address, unless the caller says it
+/// knows (`--i-know-this-is-open`).
+fn open_api_allowed(listener: &tokio::net::TcpListener, auth_disabled: bool, i_know: bool) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| format!("cannot read the listen address: {e}"))?;
+    if !auth_disabled || i_know || addr.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "--no-auth on {addr}, which is not a loopback address, would let anyone who can reach it grant \
+         approvals and abort rollouts; listen on 127.0.0.1, give --tokens FILE, or add --i-know-this-is-open"
+    ))
+}
+
 /// Serve the dashboard, the API and /metrics on `listener`.
 pub async fn serve_api(
     controller: Arc<meridian_controller::runtime::Controller>,
@@ -188,7 +206,12 @@ async fn run_async(args: &Args) -> i32 {
     settings.readback_interval = Duration::from_millis(args.readback_interval.as_millis().max(100));
     let auth = match &args.tokens {
         Some(path) => match meridian_api::Auth::from_file(path) {
-            Ok(auth) => auth,
+            Ok(auth) => {
+                for warning in auth.warnings() {
+                    eprintln!("meridian run: warning: {warning}");
+                }
+                auth
+            }
             Err(e) => {
                 eprintln!("meridian run: {}", error_chain(&e));
                 return crate::exit::FAILED;
@@ -210,6 +233,10 @@ async fn run_async(args: &Args) -> i32 {
             return crate::exit::FAILED;
         }
     };
+    if let Err(e) = open_api_allowed(&listener, auth.is_disabled(), args.i_know_this_is_open) {
+        eprintln!("meridian run: {e}");
+        return 1;
+    }
     let running = match start(settings, adapters).await {
         Ok(r) => r,
         Err(e) => {

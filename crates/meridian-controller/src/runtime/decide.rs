@@ -3,6 +3,8 @@
 //! on it, publishes the snapshot and hands intents to the actuation workers. Must not talk to
 //! targets or health sources.
 
+use std::sync::atomic::Ordering;
+
 use meridian_core::watch::reading_counts;
 
 use super::*;
@@ -32,6 +34,15 @@ impl Controller {
             for name in names {
                 if let Err(e) = self.decide_plan(&mut state, &name).await {
                     self.store_write_failed("decide", &e);
+                    let failed = self.failed_commits.fetch_add(1, Ordering::SeqCst) + 1;
+                    if failed >= self.settings.max_failed_commits {
+                        tracing_error(&format!(
+                            "state store: {failed} decisions in a row failed to commit (last: {e}); stopping, since a \
+                             controller that cannot record its decisions must not act; fix the state store \
+                             (disk space, permissions, damage) and start again"
+                        ));
+                        return;
+                    }
                     // Retry soon; the in-memory state was not advanced.
                     if let Some(run) = state.plans.get_mut(&name) {
                         run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
@@ -142,6 +153,7 @@ impl Controller {
         let at = self.now();
         let intents =
             blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids, at)).await?;
+        self.failed_commits.store(0, Ordering::SeqCst);
         self.problems.clear(key::STORE);
         run.state = decision.state;
         run.updated_at = now;

@@ -132,6 +132,10 @@ pub struct Settings {
     /// Export per-unit series on `/metrics` (a million of them at 150,000 units); off by
     /// default, the aggregates are always there.
     pub unit_metrics: bool,
+    /// Decisions in a row that may fail to commit (each retried after a second) before the
+    /// decision loop gives up and the process exits for its supervisor: a controller that
+    /// cannot record what it decides must not go on running.
+    pub max_failed_commits: u32,
 }
 
 impl Settings {
@@ -142,6 +146,7 @@ impl Settings {
             intent_retry: Duration::from_secs(1),
             config_poll: Duration::from_secs(2),
             unit_metrics: false,
+            max_failed_commits: 10,
         }
     }
 }
@@ -190,6 +195,9 @@ pub struct Controller {
     /// Health faults already logged, so a Prometheus that is down is reported once, not every
     /// interval (each is still counted every time).
     reported_faults: Mutex<std::collections::HashSet<String>>,
+    /// Decisions in a row that failed to commit; at `Settings::max_failed_commits` the
+    /// decision loop stops, and with it the process.
+    failed_commits: std::sync::atomic::AtomicU32,
     /// Plans with a health evaluation running: at most one at a time each.
     health_inflight: Mutex<std::collections::HashSet<String>>,
     /// Targets with an actuation worker running; `true` = new intents arrived meanwhile.
@@ -259,6 +267,7 @@ pub async fn start_with(
         events,
         audit_tx,
         problems: Arc::new(Problems::starting()),
+        failed_commits: std::sync::atomic::AtomicU32::new(0),
         health_inflight: Mutex::new(std::collections::HashSet::new()),
         reported_faults: Mutex::new(std::collections::HashSet::new()),
         inflight: Mutex::new(HashMap::new()),
@@ -346,7 +355,7 @@ impl Controller {
     }
 
     /// The one funnel for a failed store write: logged, counted by operation, and readiness
-    /// down until a decision commits again. Nothing a write was meant to keep is pretended.
+    /// down until a write succeeds again. Nothing a write was meant to keep is pretended.
     fn store_write_failed(&self, op: &'static str, e: &StoreFailure) {
         store_failure(&self.metrics, &self.problems, op, e);
     }
@@ -379,17 +388,21 @@ impl Controller {
         let _ = self.events.send(Event::Kick);
     }
 
+    /// Record a controller event (a denial, a reload, an expiry) in the background. A write
+    /// that fails goes through the same funnel as a failed decision: logged, counted under
+    /// `record_event`, and readiness down until a write succeeds again.
     fn record_event(&self, kind: &str, who: &str, detail: serde_json::Value) {
         self.record_event_at(kind, who, detail, self.now());
     }
 
     /// Record a controller event (in the background: callers never wait on it); a failure goes
-    /// through the same funnel as every store write.
+    /// through the same funnel as every store write, and a success clears a store problem.
     fn record_event_at(&self, kind: &str, who: &str, detail: serde_json::Value, at: DateTime<Utc>) {
         let event = ControllerEvent { at, kind: kind.to_string(), who: who.to_string(), detail };
         let (store, metrics, problems) = (self.store(), self.metrics.clone(), self.problems.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.record_event(&event) {
+        tokio::task::spawn_blocking(move || match store.record_event(&event) {
+            Ok(()) => problems.clear(key::STORE),
+            Err(e) => {
                 store_failure(&metrics, &problems, "record_event", &e);
             }
         });

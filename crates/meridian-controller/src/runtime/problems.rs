@@ -13,7 +13,7 @@ use crate::control::Readiness;
 pub(super) mod key {
     pub const STARTING: &str = "starting";
     pub const SHUTTING_DOWN: &str = "shutting-down";
-    /// A write to the state store failed; cleared by the next decision committed.
+    /// A write to the state store failed; cleared by the next write that succeeds (a decision or an event).
     pub const STORE: &str = "store";
 }
 

@@ -111,14 +111,24 @@ impl<'d> PlanChecker<'d, '_> {
     }
 }
 
+/// A Kubernetes object name (a DNS subdomain, RFC 1123): at most 253 characters, labels
+/// separated by '.', each 1 to 63 lowercase letters, digits and '-', starting and ending
+/// with a letter or digit.
+pub(crate) fn is_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+                && label.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric)
+        })
+}
+
 /// Object names follow Kubernetes rules so the same file works as a custom resource.
 pub(super) fn check_name(doc: &Document, what: &str, name: &str, report: &mut Report) {
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
-        && name.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric);
-    if valid {
+    if is_object_name(name) {
         return;
     }
     let rule = "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit";
@@ -129,7 +139,13 @@ pub(super) fn check_name(doc: &Document, what: &str, name: &str, report: &mut Re
             _ => '-',
         })
         .collect();
-    let suggestion = suggestion.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let suggestion = suggestion
+        .split('.')
+        .map(|label| label.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|label| !label.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    let suggestion = if is_object_name(&suggestion) { suggestion } else { String::new() };
     let hint = if suggestion.is_empty() || suggestion.len() > 253 {
         rule.to_string()
     } else {
@@ -173,4 +189,21 @@ pub(super) fn field_of(path: &str) -> &str {
     let end = path.rfind('[').filter(|&i| !path[i..].contains('.')).unwrap_or(path.len());
     let head = &path[..end];
     head.rsplit('.').next().unwrap_or(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_object_name;
+
+    #[test]
+    fn object_names_are_dns_subdomains() {
+        for good in
+            ["a", "jp-regulator-2026-05", "a.b", "a-1.b-2.c", "0", &"a".repeat(63), &format!("{}.b", "a".repeat(63))]
+        {
+            assert!(is_object_name(good), "{good:?} should be valid");
+        }
+        for bad in ["", "a..b", ".a", "a.", "a.-b", "a-.b", "A", "a_b", "a b", &"a".repeat(64), &"a.".repeat(127)] {
+            assert!(!is_object_name(bad), "{bad:?} should be invalid");
+        }
+    }
 }
