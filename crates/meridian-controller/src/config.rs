@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use meridian_core::diagnostics::Report;
 use meridian_core::ports::BoxFuture;
-pub use meridian_core::ports::config::{Config, ConfigError, ConfigSource, vanished_in_flight};
+pub use meridian_core::ports::config::{Config, ConfigError, ConfigSource, LastSeen, vanished_in_flight};
 use meridian_core::source::decode;
 use meridian_core::validate::{Bundle, load};
 use tokio::sync::{Mutex, mpsc};
@@ -67,10 +67,8 @@ pub struct FileSource {
 
 struct FileWatch {
     events: mpsc::UnboundedReceiver<()>,
-    /// What the files were when last loaded or looked at: a fingerprint, or the read error.
-    /// Only a difference from it is a change, so an unreadable file is reported once, not on
-    /// every poll, and its repair is noticed.
-    last_seen: Option<Result<u64, String>>,
+    /// What the files were when last loaded or looked at.
+    last_seen: LastSeen,
 }
 
 impl FileSource {
@@ -78,7 +76,7 @@ impl FileSource {
     pub fn new(paths: Vec<PathBuf>, poll: Duration) -> Self {
         let canonical = paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
         let events = spawn_fs_watch(&paths);
-        FileSource { paths, canonical, poll, watch: Mutex::new(FileWatch { events, last_seen: None }) }
+        FileSource { paths, canonical, poll, watch: Mutex::new(FileWatch { events, last_seen: LastSeen::default() }) }
     }
 }
 
@@ -89,7 +87,7 @@ impl ConfigSource for FileSource {
             let loaded = tokio::task::spawn_blocking(move || load_config(&paths, now))
                 .await
                 .unwrap_or_else(|e| Err(ConfigError::Read { path: "config".into(), reason: e.to_string() }));
-            self.watch.lock().await.last_seen = Some(loaded.as_ref().map(|c| c.fingerprint).map_err(|e| e.to_string()));
+            self.watch.lock().await.last_seen.record(loaded.as_ref().map(|c| c.fingerprint).map_err(|e| e.to_string()));
             loaded
         })
     }
@@ -110,8 +108,7 @@ impl ConfigSource for FileSource {
                 let seen = tokio::task::spawn_blocking(move || current_fingerprint(&paths).map_err(|e| e.to_string()))
                     .await
                     .unwrap_or_else(|e| Err(e.to_string()));
-                if watch.last_seen.as_ref() != Some(&seen) {
-                    watch.last_seen = Some(seen);
+                if watch.last_seen.record(seen) {
                     return;
                 }
             }

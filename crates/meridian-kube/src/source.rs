@@ -22,7 +22,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use meridian_core::manifest::API_VERSION;
 use meridian_core::ports::BoxFuture;
-use meridian_core::ports::config::{Config, ConfigError, ConfigSource};
+use meridian_core::ports::config::{Config, ConfigError, ConfigSource, LastSeen};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, mpsc};
@@ -38,8 +38,8 @@ pub struct KubeSource {
 
 struct Watch {
     events: mpsc::UnboundedReceiver<()>,
-    /// What the resources were when last loaded or looked at, as a fingerprint or the error.
-    last_seen: Option<Result<u64, String>>,
+    /// What the resources were when last loaded or looked at.
+    last_seen: LastSeen,
 }
 
 impl KubeSource {
@@ -49,7 +49,11 @@ impl KubeSource {
         spawn_watch::<RolloutPlanResource>(&client, namespace, tx.clone());
         spawn_watch::<RegionResource>(&client, namespace, tx.clone());
         spawn_watch::<ApprovalResource>(&client, namespace, tx);
-        KubeSource { client, namespace: namespace.to_string(), watch: Mutex::new(Watch { events, last_seen: None }) }
+        KubeSource {
+            client,
+            namespace: namespace.to_string(),
+            watch: Mutex::new(Watch { events, last_seen: LastSeen::default() }),
+        }
     }
 
     /// Every resource as a manifest document, `(KIND/NAMESPACE/NAME, YAML)`, sorted.
@@ -148,7 +152,7 @@ impl ConfigSource for KubeSource {
     fn load(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<Config, ConfigError>> {
         Box::pin(async move {
             let loaded = self.documents().await.and_then(|docs| config_from(&self.namespace, &docs, now));
-            self.watch.lock().await.last_seen = Some(loaded.as_ref().map(|c| c.fingerprint).map_err(|e| e.to_string()));
+            self.watch.lock().await.last_seen.record(loaded.as_ref().map(|c| c.fingerprint).map_err(|e| e.to_string()));
             loaded
         })
     }
@@ -165,8 +169,7 @@ impl ConfigSource for KubeSource {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 while watch.events.try_recv().is_ok() {}
                 let seen = self.documents().await.map(|d| fingerprint(&d)).map_err(|e| e.to_string());
-                if watch.last_seen.as_ref() != Some(&seen) {
-                    watch.last_seen = Some(seen);
+                if watch.last_seen.record(seen) {
                     return;
                 }
             }

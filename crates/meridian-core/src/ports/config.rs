@@ -76,6 +76,23 @@ fn first_error(report: &Report) -> String {
     report.diagnostics.iter().find(|d| d.severity == Severity::Error).map(ToString::to_string).unwrap_or_default()
 }
 
+/// What a source last saw: a fingerprint of what it holds, or the error reading it. Only a
+/// difference from it is a change, so an unreadable source is reported once (not on every
+/// poll or event), and its repair is noticed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LastSeen(Option<Result<u64, String>>);
+
+impl LastSeen {
+    /// Remember `seen`; whether it differs from what was seen before.
+    pub fn record(&mut self, seen: Result<u64, String>) -> bool {
+        if self.0.as_ref() == Some(&seen) {
+            return false;
+        }
+        self.0 = Some(seen);
+        true
+    }
+}
+
 /// A source of plans and approvals.
 pub trait ConfigSource: Send + Sync + 'static {
     /// Read and validate everything the source holds now. `Err` leaves the configuration in
