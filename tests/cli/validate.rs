@@ -250,3 +250,25 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `meridian validate -o json ... | head -1` and the like: a reader that went away ends the
+/// command quietly (SIGPIPE, as Unix tools do), never with a panic and exit 101.
+#[test]
+fn printing_commands_end_quietly_when_their_reader_goes_away() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["validate", "-o", "json", "config/"][..], &["plan", "config/"], &["schema"], &["crds"]] {
+        // The reader is gone before the command starts: its first write meets a closed pipe.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(args)
+            .current_dir(crate::support::repo_root())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.signal(), Some(13), "{args:?} ended by SIGPIPE: {:?} {err}", out.status);
+    }
+}

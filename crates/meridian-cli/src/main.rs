@@ -93,6 +93,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| client::exit_on_parse_error(e));
+    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+        die_quietly_on_a_closed_pipe();
+    }
     let code = match &cli.command {
         Command::Validate(args) => commands::validate::run(args),
         Command::Plan(args) => commands::plan::run(args),
@@ -112,4 +115,17 @@ fn main() {
         Command::Unfreeze(args) => commands::control::unfreeze(args),
     };
     std::process::exit(code);
+}
+
+/// A command that only prints ends quietly when its reader goes away (`meridian plan | head`),
+/// as Unix tools do, instead of panicking on the broken pipe: SIGPIPE gets its default action
+/// back (Rust ignores it). `run` and `demo` keep Rust's choice, so that a closed stderr makes a
+/// write fail (and be handled) rather than kill a controller.
+fn die_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: resetting one signal's disposition to the default, at start, before any thread is
+    // spawned; no handler of ours is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

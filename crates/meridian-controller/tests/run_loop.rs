@@ -1146,3 +1146,25 @@ async fn a_controller_whose_commits_keep_failing_stops() {
     assert!(!c.readiness().ready);
     stop_and_release(running, c, &store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dangling_symlink_is_rejected_once_and_its_removal_clears_the_rejection() {
+    let (dir, path) = setup(PLAN);
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
+    settings.config_poll = Duration::from_millis(50);
+    let running = start(settings, fake_adapters(store.clone(), &fleet)).await.expect("start");
+    let c = running.controller.clone();
+    let link = dir.path().join("gone.yaml");
+    std::os::unix::fs::symlink(dir.path().join("no-such-file.yaml"), &link).unwrap();
+    wait_for("the dangling link rejected", Duration::from_secs(10), || c.snapshot().config.rejected.is_some()).await;
+    let errors = c.snapshot().config.rejected.clone().unwrap().errors;
+    assert!(errors.iter().any(|e| e.contains("gone.yaml")), "{errors:?}");
+    std::fs::remove_file(&link).unwrap();
+    wait_for("the rejection cleared", Duration::from_secs(10), || c.snapshot().config.rejected.is_none()).await;
+    assert!(path.exists());
+    let rejections = store.events().iter().filter(|e| e.kind == "config-rejected").count();
+    assert_eq!(rejections, 1, "reported once, not on every poll");
+    running.shutdown();
+}

@@ -221,6 +221,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_source_is_a_change_once_and_its_repair_is_one_too() {
+        let mut seen = LastSeen::default();
+        assert!(seen.record(Ok(7)), "the first look is a change");
+        assert!(!seen.record(Ok(7)), "a touch is not");
+        let dangling = Err("failed to read config/x.yaml: no such file or directory".to_string());
+        assert!(seen.record(dangling.clone()), "the file turning unreadable is reported");
+        assert!(!seen.record(dangling.clone()), "once, not on every poll: no reload storm");
+        assert!(seen.record(Ok(7)), "its repair is noticed, even back to what was in force");
+    }
+
+    #[test]
     fn only_plans_with_traffic_in_flight_may_not_vanish() {
         let (keep, gone) = (mk_plan("keep"), mk_plan("gone"));
         let next = mk_config(&[&keep]);
