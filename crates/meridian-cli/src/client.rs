@@ -100,9 +100,9 @@ impl Client {
         if let Some(path) = &args.ca_cert {
             let pem = std::fs::read(path)
                 .map_err(|e| ClientError::Usage(format!("failed to read --ca-cert {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            let tls = crate::pinned::client_config(&pem)
                 .map_err(|e| ClientError::Usage(format!("invalid --ca-cert {}: {e}", path.display())))?;
-            builder = builder.tls_certs_merge(certs);
+            builder = builder.tls_backend_preconfigured(tls);
         }
         let http = builder.build().map_err(|e| ClientError::Usage(format!("failed to set up the HTTP client: {e}")))?;
         let token = args.token.clone().filter(|t| !t.trim().is_empty());

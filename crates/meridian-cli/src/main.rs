@@ -8,6 +8,7 @@
 mod client;
 mod commands;
 mod output;
+mod pinned;
 
 use clap::{Parser, Subcommand};
 

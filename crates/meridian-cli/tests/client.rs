@@ -567,3 +567,42 @@ async fn status_over_tls_with_a_ca_certificate() {
     let untrusted = meridian(&["status", "restore", "--server", &s.base, "--token", VIEWER], &[]).await;
     assert_eq!(code(&untrusted), 3, "{}", err(&untrusted));
 }
+
+/// What `openssl req -x509` makes (CA:TRUE) served as the API's own certificate, and given to
+/// the client as `--ca-cert`: trusted, as the README says; any other server certificate is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_over_tls_with_an_openssl_self_signed_ca_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+        .arg(&key_path)
+        .arg("-out")
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"), "the case at hand is a CA:TRUE certificate");
+    let s = start(Some(TlsFiles { cert: cert_path.clone(), key: key_path })).await;
+    complete_everything(&s.control);
+    let ca = cert_path.to_str().unwrap();
+    let o =
+        meridian(&["status", "restore", "--wait", "--server", &s.base, "--token", VIEWER, "--ca-cert", ca], &[]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    // A different certificate given as --ca-cert does not make this server trusted.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other_path = dir.path().join("other.pem");
+    std::fs::write(&other_path, other.cert.pem()).unwrap();
+    let wrong = meridian(
+        &["status", "restore", "--server", &s.base, "--token", VIEWER, "--ca-cert", other_path.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(code(&wrong), 3, "{}", err(&wrong));
+}

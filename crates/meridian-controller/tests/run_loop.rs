@@ -798,9 +798,21 @@ struct UnrulyFleet {
     panic_on: Option<(String, String)>,
     panicked: std::sync::atomic::AtomicBool,
     panic_evals: std::sync::atomic::AtomicUsize,
+    eval_panicked: std::sync::atomic::AtomicBool,
     eval_delay: Duration,
     evaluating: std::sync::atomic::AtomicUsize,
     most_at_once: std::sync::atomic::AtomicUsize,
+    /// After a panic, the next try of the same job waits until the test sets this, so that the
+    /// readiness it took down stays down long enough to be seen.
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl UnrulyFleet {
+    async fn until_released(&self) {
+        while !self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl Actuator for UnrulyFleet {
@@ -816,7 +828,12 @@ impl Actuator for UnrulyFleet {
         if mine && !self.panicked.swap(true, SeqCst) {
             panic!("actuator bug on {}/{}", t.region, t.service);
         }
-        self.fleet.set_traffic(plan, t, percent, key)
+        Box::pin(async move {
+            if mine {
+                self.until_released().await;
+            }
+            self.fleet.set_traffic(plan, t, percent, key).await
+        })
     }
 
     fn read_traffic<'a>(&'a self, plan: &'a Plan, t: &'a Target) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
@@ -834,7 +851,11 @@ impl HealthSource for UnrulyFleet {
             self.evaluating.fetch_sub(1, SeqCst);
             if self.panic_evals.load(SeqCst) > 0 {
                 self.panic_evals.fetch_sub(1, SeqCst);
+                self.eval_panicked.store(true, SeqCst);
                 panic!("health source bug");
+            }
+            if self.eval_panicked.load(SeqCst) {
+                self.until_released().await;
             }
             self.fleet.evaluate(plan, req).await
         })
@@ -866,6 +887,7 @@ async fn an_actuation_worker_that_panics_takes_readiness_down_and_its_intent_is_
     .await;
     assert!(!c.readiness().ready);
     assert_eq!(metric(&c.metrics(), "meridian_task_failures_total", &[("task", "actuation worker")]), Some(1.0));
+    fleet.released.store(true, std::sync::atomic::Ordering::SeqCst);
     // Not left "in flight": the reconciler sends the open intent again, and the rollout ends.
     wait_for("plan complete", Duration::from_secs(30), || {
         c.snapshot().plans["quick"].state.phase() == PlanPhase::Complete
@@ -892,6 +914,7 @@ async fn a_health_evaluation_that_panics_is_reported_and_evaluations_never_pile_
     })
     .await;
     assert_eq!(metric(&c.metrics(), "meridian_task_failures_total", &[("task", "health evaluation")]), Some(1.0));
+    fleet.released.store(true, std::sync::atomic::Ordering::SeqCst);
     wait_for("plan complete", Duration::from_secs(40), || {
         c.snapshot().plans["quick"].state.phase() == PlanPhase::Complete
     })
