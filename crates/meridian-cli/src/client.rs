@@ -65,10 +65,14 @@ impl ClientError {
     pub fn report(&self, command: &str) {
         eprintln!("meridian {command}: {self}");
         match self {
-            ClientError::Api { hint: Some(hint), .. } => eprintln!("  hint: {hint}"),
+            // The server's 401 hint speaks HTTP (an Authorization header); a CLI user passes a
+            // flag or sets a variable.
             ClientError::Api { status: 401, .. } => {
-                eprintln!("  hint: pass --token or set MERIDIAN_TOKEN")
+                eprintln!(
+                    "  hint: pass --token TOKEN or set MERIDIAN_TOKEN, with a token from the server's tokens file"
+                )
             }
+            ClientError::Api { hint: Some(hint), .. } => eprintln!("  hint: {hint}"),
             ClientError::Connection { .. } => {
                 eprintln!("  hint: is the controller running? pass --server or set MERIDIAN_SERVER")
             }

@@ -267,6 +267,10 @@ async fn status_exits_3_on_usage_and_connection_errors() {
         assert_eq!(code(&o), 3, "{args:?}: {}", err(&o));
         assert!(err(&o).contains(needle), "{args:?}: {needle:?} not in {}", err(&o));
     }
+    // A missing or wrong token is explained in the CLI's terms, not as an HTTP header.
+    let o = meridian(&["status", "restore", "--server", &s.base], &[]).await;
+    assert!(err(&o).contains("hint: pass --token TOKEN or set MERIDIAN_TOKEN"), "{}", err(&o));
+    assert!(!err(&o).contains("Authorization"), "{}", err(&o));
     let help = meridian(&["status", "--help"], &[]).await;
     assert_eq!(code(&help), 0);
     assert!(out(&help).contains("2  with --wait: --timeout passed first"), "{}", out(&help));
