@@ -555,6 +555,18 @@ async fn freeze_and_unfreeze_usage_errors_exit_3() {
     assert_eq!(s.control.commands().len(), 0);
 }
 
+/// Serve the API over TLS with `cert` and `key`, and check that `status --wait --ca-cert
+/// CERT` trusts it.
+async fn serve_tls_trusted_by_its_own_certificate(cert: std::path::PathBuf, key: std::path::PathBuf) -> Server {
+    let ca = cert.to_str().unwrap().to_string();
+    let s = start(Some(TlsFiles { cert, key })).await;
+    complete_everything(&s.control);
+    let o =
+        meridian(&["status", "restore", "--wait", "--server", &s.base, "--token", VIEWER, "--ca-cert", &ca], &[]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_over_tls_with_a_ca_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -562,12 +574,7 @@ async fn status_over_tls_with_a_ca_certificate() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let s = start(Some(TlsFiles { cert: cert_path.clone(), key: key_path })).await;
-    complete_everything(&s.control);
-    let ca = cert_path.to_str().unwrap();
-    let o =
-        meridian(&["status", "restore", "--wait", "--server", &s.base, "--token", VIEWER, "--ca-cert", ca], &[]).await;
-    assert_eq!(code(&o), 0, "{}", err(&o));
+    let s = serve_tls_trusted_by_its_own_certificate(cert_path, key_path).await;
     let untrusted = meridian(&["status", "restore", "--server", &s.base, "--token", VIEWER], &[]).await;
     assert_eq!(code(&untrusted), 3, "{}", err(&untrusted));
 }
@@ -593,12 +600,7 @@ async fn status_over_tls_with_an_openssl_self_signed_ca_certificate() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"), "the case at hand is a CA:TRUE certificate");
-    let s = start(Some(TlsFiles { cert: cert_path.clone(), key: key_path })).await;
-    complete_everything(&s.control);
-    let ca = cert_path.to_str().unwrap();
-    let o =
-        meridian(&["status", "restore", "--wait", "--server", &s.base, "--token", VIEWER, "--ca-cert", ca], &[]).await;
-    assert_eq!(code(&o), 0, "{}", err(&o));
+    let s = serve_tls_trusted_by_its_own_certificate(cert_path, key_path).await;
     // A different certificate given as --ca-cert does not make this server trusted.
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let other_path = dir.path().join("other.pem");
