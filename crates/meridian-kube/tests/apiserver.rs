@@ -10,156 +10,11 @@
     reason = "test code: a failed unwrap is a failed test, and a test may print what it saw"
 )]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-/// A throwaway control plane: etcd and kube-apiserver, killed on drop.
-struct ControlPlane {
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    bin: PathBuf,
-    etcd: Child,
-    apiserver: Child,
-}
+use std::time::Duration;
 
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        for child in [&mut self.apiserver, &mut self.etcd] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-/// The binaries: `MERIDIAN_KUBE_BIN`, which `scripts/test` sets after building them.
-fn kube_bin() -> PathBuf {
-    let dir = std::env::var_os("MERIDIAN_KUBE_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "MERIDIAN_KUBE_BIN is not set: run the suite with scripts/test, or export \
-             MERIDIAN_KUBE_BIN=$(scripts/kube-test-binaries)"
-        )
-    });
-    for tool in ["kube-apiserver", "kubectl", "etcd"] {
-        assert!(dir.join(tool).is_file(), "{} has no {tool}; run scripts/kube-test-binaries", dir.display());
-    }
-    dir
-}
-
-impl ControlPlane {
-    fn start() -> ControlPlane {
-        let bin = kube_bin();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path();
-        let key = path.join("sa.key");
-        let made = Command::new("openssl").args(["genrsa", "-out"]).arg(&key).arg("2048").output().unwrap();
-        assert!(made.status.success(), "openssl genrsa: {}", String::from_utf8_lossy(&made.stderr));
-        std::fs::write(path.join("tokens.csv"), "admin-token-for-the-tests,admin,admin,\"system:masters\"\n").unwrap();
-        let (client, peer, secure) = (free_port(), free_port(), free_port());
-        let etcd = Command::new(bin.join("etcd"))
-            .arg("--data-dir")
-            .arg(path.join("etcd"))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(path.join("etcd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let apiserver = Command::new(bin.join("kube-apiserver"))
-            .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--secure-port={secure}"))
-            .arg(format!("--cert-dir={}", path.join("certs").display()))
-            .arg("--service-account-issuer=https://kubernetes.default.svc")
-            .arg(format!("--service-account-key-file={}", key.display()))
-            .arg(format!("--service-account-signing-key-file={}", key.display()))
-            .arg("--authorization-mode=RBAC")
-            .arg(format!("--token-auth-file={}", path.join("tokens.csv").display()))
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(path.join("apiserver.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let kubeconfig = path.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters: [{{name: t, cluster: {{server: \"https://127.0.0.1:{secure}\", \
-                 insecure-skip-tls-verify: true}}}}]\nusers: [{{name: admin, user: {{token: \
-                 admin-token-for-the-tests}}}}]\ncontexts: [{{name: t, context: {{cluster: t, user: admin, namespace: \
-                 default}}}}]\ncurrent-context: t\n"
-            ),
-        )
-        .unwrap();
-        let plane = ControlPlane { _dir: dir, kubeconfig, bin, etcd, apiserver };
-        plane.wait_ready();
-        plane
-    }
-
-    /// Wait (up to 60 s) until `kubectl get --raw /readyz` says ok.
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = self.kubectl(&["get", "--raw", "/readyz"], None);
-            if out.status.success() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "kube-apiserver not ready in 60 s: {}", text(&out));
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(self.bin.join("kubectl"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .args(args)
-            .current_dir(repo_root())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write as _;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn install_crds(&self) {
-        let out = self.kubectl(&["apply", "-f", "deploy/crds/meridian.yaml"], None);
-        assert!(out.status.success(), "the API server refused the CRDs: {}", text(&out));
-        let out = self.kubectl(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=30s",
-                "crd/rolloutplans.meridian.dev",
-                "crd/regions.meridian.dev",
-                "crd/approvals.meridian.dev",
-            ],
-            None,
-        );
-        assert!(out.status.success(), "CRDs not established: {}", text(&out));
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+use common::{ControlPlane, repo_root, text};
 
 #[test]
 fn the_crds_install_and_every_example_manifest_applies_unchanged() {
@@ -298,10 +153,7 @@ async fn the_run_loop_runs_on_resources_watched_in_the_api_server() {
     let out = plane.kubectl(&["apply", "-f", "-"], Some(GATED));
     assert!(out.status.success(), "{}", text(&out));
 
-    let kubeconfig = kube::config::Kubeconfig::read_from(&plane.kubeconfig).unwrap();
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await.unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let client = plane.client().await;
     let source = std::sync::Arc::new(meridian_kube::KubeSource::new(client, "default"));
     let fleet = std::sync::Arc::new(Recorder::default());
     let adapters = meridian_controller::runtime::Adapters {
