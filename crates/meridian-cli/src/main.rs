@@ -68,6 +68,9 @@ enum Command {
     Crds,
     /// Run the standalone controller: watch plans, decide, actuate, serve the API.
     Run(commands::run::Args),
+    /// Run the controller in Kubernetes: plans, regions and approvals as resources, state in
+    /// the API server.
+    Kube(commands::kube::Args),
     /// A complete rollout against a built-in simulated fleet, on embedded defaults.
     Demo(commands::demo::Args),
     /// Show the plans, or one plan's regions x services; `--wait` for CI (exit codes in --help).
@@ -94,7 +97,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| client::exit_on_parse_error(e));
-    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+    if !matches!(cli.command, Command::Run(_) | Command::Kube(_) | Command::Demo(_)) {
         die_quietly_on_a_closed_pipe();
     }
     let code = match &cli.command {
@@ -103,6 +106,7 @@ fn main() {
         Command::Schema => commands::schema::run(),
         Command::Crds => commands::crds::run(),
         Command::Run(args) => commands::run::run(args),
+        Command::Kube(args) => commands::kube::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::Approve(args) => commands::approve::approve(args),

@@ -157,6 +157,44 @@ pub fn revoked_by_file_removal(record: &ApprovalRecord) -> bool {
     record.revoked.as_ref().is_some_and(|r| r.by == FILE_REMOVED_BY && r.reason.as_deref() == Some(FILE_REMOVED_REASON))
 }
 
+/// What recording an approval changes, for the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalChange {
+    /// A new approval.
+    Granted,
+    /// An existing approval changed (expiry, scope, reference...).
+    Updated,
+    /// The put record carried a revocation the stored one did not have.
+    Revoked,
+    /// Identical to what is stored (or a revoked approval put again unchanged).
+    Unchanged,
+}
+
+/// The one rule every store applies when `record` is put (from `source`: `api`, `file:PATH`,
+/// `kube:NS/NAME`) over what it holds: a revoked approval stays revoked (the error is its
+/// revocation) unless its file was removed and its source grants it again.
+pub fn approval_change(
+    stored: Option<&ApprovalRecord>,
+    record: &ApprovalRecord,
+    source: &str,
+) -> Result<ApprovalChange, RevokedInfo> {
+    let without_revocation = |r: &ApprovalRecord| ApprovalRecord { revoked: None, ..r.clone() };
+    Ok(match stored {
+        None => ApprovalChange::Granted,
+        // A file (or resource) put back after its removal revoked the approval grants it again.
+        Some(stored) if source != "api" && record.revoked.is_none() && revoked_by_file_removal(stored) => {
+            ApprovalChange::Granted
+        }
+        Some(stored) => match &stored.revoked {
+            Some(_) if without_revocation(stored) == without_revocation(record) => ApprovalChange::Unchanged,
+            Some(revoked) => return Err(revoked.clone()),
+            None if stored == record => ApprovalChange::Unchanged,
+            None if record.revoked.is_some() => ApprovalChange::Revoked,
+            None => ApprovalChange::Updated,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,12 +13,36 @@
 //!
 //! `source`: the `ConfigSource` port on these resources (listed, watched, validated by the one
 //! code path `meridian validate` uses), so the runtime of `meridian run` runs on them
-//! unchanged. The API-server `StateStore` comes next.
+//! unchanged. `store`: the `StateStore` port on the API server (the engine record in each
+//! plan's `.status.engine`, audit and history in append-only ConfigMap segments), so any
+//! replica that leads resumes where the last one stopped. `report`: the status a user reads
+//! (`kubectl get rolloutplans`), written from the controller's snapshot.
 
 pub mod crd;
+pub mod report;
 pub mod source;
 pub mod status;
+pub mod store;
 
 pub use crd::{ApprovalResource, RegionResource, RolloutPlanResource, crds, crds_yaml};
 pub use source::KubeSource;
 pub use status::RolloutPlanStatus;
+pub use store::KubeStore;
+
+/// A client from `kubeconfig`, or from the usual places ($KUBECONFIG, ~/.kube/config, the
+/// in-cluster ServiceAccount); the error says what to do.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("the kubeconfig {} is not usable: {e}", path.display()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            format!("no Kubernetes configuration found ({e}); give --kubeconfig FILE, set KUBECONFIG, or run in a pod")
+        })?,
+    };
+    kube::Client::try_from(config).map_err(|e| format!("cannot make a Kubernetes client: {e}"))
+}

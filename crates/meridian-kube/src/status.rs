@@ -40,6 +40,21 @@ pub struct RolloutPlanStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The controller's own durable record of the rollout (engine state, open actuations,
+    /// applied commands, audit records not yet moved to their log), written only by the
+    /// leader with optimistic concurrency. Not for editing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque_object")]
+    pub engine: Option<serde_json::Value>,
+}
+
+/// An object the API server keeps as it is (`x-kubernetes-preserve-unknown-fields`).
+fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 /// The status of `plan` in `state`, for the spec at `generation`. `rejected` holds the located
@@ -114,6 +129,8 @@ pub fn plan_status(
         blocked,
         summary: Some(o.summary),
         conditions,
+        // The store's to write, never the reporter's (a merge patch leaves it as it is).
+        engine: None,
     }
 }
 

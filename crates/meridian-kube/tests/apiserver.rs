@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ControlPlane, repo_root, text};
+use common::{ControlPlane, GATED, JP_GO, Recorder, repo_root, text, wait_for};
 
 #[test]
 fn the_crds_install_and_every_example_manifest_applies_unchanged() {
@@ -88,61 +88,6 @@ fn a_status_written_to_the_subresource_fills_the_printer_columns() {
     // The conditions went through the schema unchanged.
     let out = plane.kubectl(&["get", "rolloutplan", "demo", "-o", "jsonpath={.status.conditions[*].type}"], None);
     assert_eq!(text(&out), "Accepted Progressing Blocked Degraded Complete");
-}
-
-/// Records what it is asked to set; every target serves what it was last set to.
-#[derive(Default)]
-struct Recorder {
-    traffic: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
-}
-
-impl meridian_core::ports::Actuator for Recorder {
-    fn set_traffic<'a>(
-        &'a self,
-        _plan: &'a meridian_core::Plan,
-        t: &'a meridian_core::ports::Target,
-        percent: u32,
-        _key: &'a str,
-    ) -> meridian_core::ports::BoxFuture<'a, Result<(), meridian_core::ports::ActuationError>> {
-        self.traffic.lock().unwrap().insert((t.region.clone(), t.service.clone()), percent);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn read_traffic<'a>(
-        &'a self,
-        _plan: &'a meridian_core::Plan,
-        t: &'a meridian_core::ports::Target,
-    ) -> meridian_core::ports::BoxFuture<'a, Result<Option<u32>, meridian_core::ports::ActuationError>> {
-        let percent = self.traffic.lock().unwrap().get(&(t.region.clone(), t.service.clone())).copied();
-        Box::pin(async move { Ok(percent) })
-    }
-}
-
-const GATED: &str = "apiVersion: meridian.dev/v1alpha1
-kind: RolloutPlan
-metadata: {name: gated}
-spec:
-  services: [{name: signin}]
-  regions: [{name: a}, {name: jp, approvals: [jp-regulator]}]
-  waves:
-    - {name: one, regions: [a], bake: 200ms}
-    - {name: two, regions: [jp], bake: 200ms}
-  steps: [50, 100]
-  stepBake: 200ms
-";
-
-const JP_GO: &str = "apiVersion: meridian.dev/v1alpha1
-kind: Approval
-metadata: {name: jp-letter}
-spec: {flag: jp-regulator, grantedBy: ministry, reference: letter 17}
-";
-
-async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,26 +13,14 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use meridian_core::ApprovalRecord;
-use meridian_core::approval::{RevokedInfo, revoked_by_file_removal};
+use meridian_core::approval::{RevokedInfo, approval_change};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode, limit, parse_ts, sql, ts};
 use crate::{Store, StoreError};
 
-/// What `put_approval` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ApprovalChange {
-    /// A new approval.
-    Granted,
-    /// An existing approval changed (expiry, scope, reference...).
-    Updated,
-    /// The put record carried a revocation the stored one did not have.
-    Revoked,
-    /// Identical to what is stored (or a revoked approval put again unchanged).
-    Unchanged,
-}
+pub use meridian_core::approval::ApprovalChange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -139,10 +127,6 @@ fn write(
     Ok(())
 }
 
-fn without_revocation(record: &ApprovalRecord) -> ApprovalRecord {
-    ApprovalRecord { revoked: None, ..record.clone() }
-}
-
 impl Store {
     /// Grant or update an approval from `source` (`file:PATH`, `api`), done by `by` (a
     /// token's subject, `config`), appending a history event when anything changed. See the
@@ -155,26 +139,10 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<ApprovalChange, StoreError> {
         let tx = self.write_tx("record an approval")?;
-        let change = match get(&tx, &record.name)? {
-            None => ApprovalChange::Granted,
-            // A file (or resource) put back after its removal revoked the approval grants it again.
-            Some(stored) if source != "api" && record.revoked.is_none() && revoked_by_file_removal(&stored) => {
-                ApprovalChange::Granted
-            }
-            Some(stored) => match &stored.revoked {
-                Some(_) if without_revocation(&stored) == without_revocation(record) => ApprovalChange::Unchanged,
-                Some(revoked) => {
-                    return Err(StoreError::ApprovalRevoked {
-                        name: record.name.clone(),
-                        by: revoked.by.clone(),
-                        at: revoked.at,
-                    });
-                }
-                None if stored == *record => ApprovalChange::Unchanged,
-                None if record.revoked.is_some() => ApprovalChange::Revoked,
-                None => ApprovalChange::Updated,
-            },
-        };
+        let stored = get(&tx, &record.name)?;
+        let change = approval_change(stored.as_ref(), record, source).map_err(|revoked| {
+            StoreError::ApprovalRevoked { name: record.name.clone(), by: revoked.by, at: revoked.at }
+        })?;
         let kind = match change {
             ApprovalChange::Unchanged => return Ok(change),
             ApprovalChange::Granted => ApprovalEventKind::Granted,

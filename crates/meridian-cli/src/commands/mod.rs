@@ -4,6 +4,7 @@ pub mod approve;
 pub mod control;
 pub mod crds;
 pub mod demo;
+pub mod kube;
 pub mod plan;
 pub mod run;
 pub mod schema;

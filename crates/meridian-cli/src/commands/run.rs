@@ -42,15 +42,6 @@ pub struct Args {
     /// Directory of the state database (created if missing; one controller per directory).
     #[arg(long, default_value = "meridian-state")]
     pub state_dir: PathBuf,
-    /// Address of the dashboard, the API and /metrics.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    pub listen: String,
-    /// Base URL of the Prometheus server for `prometheus` checks without their own `url`.
-    #[arg(long, env = "MERIDIAN_PROMETHEUS")]
-    pub prometheus: Option<String>,
-    /// How often targets with traffic are read back to detect drift.
-    #[arg(long, default_value = "30s")]
-    pub readback_interval: Span,
     /// Exit once every plan is complete (0, or 4 when not every unit is enabled), or as soon as
     /// a region fails that nobody accepted or a plan halts or is aborted (1); for CI jobs and
     /// scripts. Default: run until stopped.
@@ -64,6 +55,17 @@ pub struct Args {
     /// instead of exiting 1 at once; a promote may still accept the failure meanwhile.
     #[arg(long, requires = "exit_when_done")]
     pub no_fail_fast: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub loop_args: LoopArgs,
+}
+/// Where and how the dashboard, the API and /metrics are served (`run` and `kube`).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the dashboard, the API and /metrics.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: String,
     /// Bearer tokens with their roles (YAML); required unless --no-auth.
     #[arg(long, value_name = "FILE", required_unless_present = "no_auth")]
     pub tokens: Option<PathBuf>,
@@ -80,11 +82,58 @@ pub struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+}
+
+/// Tunables of the run loop (`run` and `kube`).
+#[derive(Debug, clap::Args)]
+pub struct LoopArgs {
+    /// Base URL of the Prometheus server for `prometheus` checks without their own `url`.
+    #[arg(long, env = "MERIDIAN_PROMETHEUS")]
+    pub prometheus: Option<String>,
+    /// How often targets with traffic are read back to detect drift.
+    #[arg(long, default_value = "30s")]
+    pub readback_interval: Span,
     /// Also export one series per unit on /metrics (meridian_unit_state,
     /// meridian_unit_traffic_percent, meridian_health_value): about 8 per (region, service),
     /// so keep it for small fleets. The per-plan aggregates are always exported.
     #[arg(long)]
     pub unit_metrics: bool,
+}
+
+impl LoopArgs {
+    /// The loop's settings for these paths.
+    pub fn settings(&self, paths: Vec<PathBuf>) -> Settings {
+        let mut settings = Settings::new(paths);
+        settings.unit_metrics = self.unit_metrics;
+        settings.readback_interval = Duration::from_millis(self.readback_interval.as_millis().max(100));
+        settings
+    }
+}
+
+/// The API's pieces checked and bound before anything is decided: a bad tokens file, bad TLS
+/// files, a taken address or an open API on a public address stop the start. Warnings are
+/// printed with `who` (`meridian run`).
+pub async fn prepare_api(
+    args: &ServeArgs,
+    who: &str,
+) -> Result<(tokio::net::TcpListener, meridian_api::Auth, Option<meridian_api::TlsFiles>), String> {
+    let auth = match &args.tokens {
+        Some(path) => {
+            let auth = meridian_api::Auth::from_file(path).map_err(|e| error_chain(&e))?;
+            for warning in auth.warnings() {
+                eprintln!("{who}: warning: {warning}");
+            }
+            auth
+        }
+        None => meridian_api::Auth::disabled(),
+    };
+    let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| meridian_api::TlsFiles { cert, key });
+    if let Some(files) = &tls {
+        files.check().map_err(|e| error_chain(&e))?;
+    }
+    let listener = bind_api(&args.listen).await?;
+    open_api_allowed(&listener, auth.is_disabled(), args.i_know_this_is_open)?;
+    Ok((listener, auth, tls))
 }
 
 pub fn run(args: &Args) -> i32 {
@@ -193,7 +242,7 @@ pub async fn serve_api(
 }
 
 async fn run_async(args: &Args) -> i32 {
-    let health = health_source(args.prometheus.as_deref());
+    let health = health_source(args.loop_args.prometheus.as_deref());
     let adapters = match adapters(&args.state_dir, health) {
         Ok(a) => a,
         Err(e) => {
@@ -201,42 +250,14 @@ async fn run_async(args: &Args) -> i32 {
             return crate::exit::FAILED;
         }
     };
-    let mut settings = Settings::new(args.paths.clone());
-    settings.unit_metrics = args.unit_metrics;
-    settings.readback_interval = Duration::from_millis(args.readback_interval.as_millis().max(100));
-    let auth = match &args.tokens {
-        Some(path) => match meridian_api::Auth::from_file(path) {
-            Ok(auth) => {
-                for warning in auth.warnings() {
-                    eprintln!("meridian run: warning: {warning}");
-                }
-                auth
-            }
-            Err(e) => {
-                eprintln!("meridian run: {}", error_chain(&e));
-                return crate::exit::FAILED;
-            }
-        },
-        None => meridian_api::Auth::disabled(),
-    };
-    let tls = args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| meridian_api::TlsFiles { cert, key });
-    if let Some(files) = &tls
-        && let Err(e) = files.check()
-    {
-        eprintln!("meridian run: {}", error_chain(&e));
-        return crate::exit::FAILED;
-    }
-    let listener = match bind_api(&args.listen).await {
-        Ok(l) => l,
+    let settings = args.loop_args.settings(args.paths.clone());
+    let (listener, auth, tls) = match prepare_api(&args.serve, "meridian run").await {
+        Ok(api) => api,
         Err(e) => {
             eprintln!("meridian run: {e}");
             return crate::exit::FAILED;
         }
     };
-    if let Err(e) = open_api_allowed(&listener, auth.is_disabled(), args.i_know_this_is_open) {
-        eprintln!("meridian run: {e}");
-        return 1;
-    }
     let running = match start(settings, adapters).await {
         Ok(r) => r,
         Err(e) => {
@@ -256,7 +277,7 @@ async fn run_async(args: &Args) -> i32 {
         "meridian run: watching {}, state in {}, API on {}://{}",
         args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         args.state_dir.display(),
-        if args.tls_cert.is_some() { "https" } else { "http" },
+        if args.serve.tls_cert.is_some() { "https" } else { "http" },
         api.addr
     );
     let until_done = args

@@ -187,3 +187,61 @@ fn kubeconfig_text(server: &str, token: &str) -> String {
 pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
+
+/// Records what it is asked to set; every target serves what it was last set to.
+#[derive(Default)]
+pub struct Recorder {
+    pub traffic: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
+    /// Every set, in order: (region, service, percent).
+    pub sent: std::sync::Mutex<Vec<(String, String, u32)>>,
+}
+
+impl meridian_core::ports::Actuator for Recorder {
+    fn set_traffic<'a>(
+        &'a self,
+        _plan: &'a meridian_core::Plan,
+        t: &'a meridian_core::ports::Target,
+        percent: u32,
+        _key: &'a str,
+    ) -> meridian_core::ports::BoxFuture<'a, Result<(), meridian_core::ports::ActuationError>> {
+        self.traffic.lock().unwrap().insert((t.region.clone(), t.service.clone()), percent);
+        self.sent.lock().unwrap().push((t.region.clone(), t.service.clone(), percent));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn read_traffic<'a>(
+        &'a self,
+        _plan: &'a meridian_core::Plan,
+        t: &'a meridian_core::ports::Target,
+    ) -> meridian_core::ports::BoxFuture<'a, Result<Option<u32>, meridian_core::ports::ActuationError>> {
+        let percent = self.traffic.lock().unwrap().get(&(t.region.clone(), t.service.clone())).copied();
+        Box::pin(async move { Ok(percent) })
+    }
+}
+
+pub const GATED: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: gated}
+spec:
+  services: [{name: signin}]
+  regions: [{name: a}, {name: jp, approvals: [jp-regulator]}]
+  waves:
+    - {name: one, regions: [a], bake: 200ms}
+    - {name: two, regions: [jp], bake: 200ms}
+  steps: [50, 100]
+  stepBake: 200ms
+";
+
+pub const JP_GO: &str = "apiVersion: meridian.dev/v1alpha1
+kind: Approval
+metadata: {name: jp-letter}
+spec: {flag: jp-regulator, grantedBy: ministry, reference: letter 17}
+";
+
+pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

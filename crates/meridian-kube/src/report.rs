@@ -1,0 +1,72 @@
+//! Writes what the controller reports on each `RolloutPlan` (`status::plan_status`: the
+//! printer columns, `observedGeneration`, the conditions) from the published snapshot, as a
+//! merge patch of those fields only: the engine record beside them is the store's, written
+//! conditionally, and a patch that leaves it out leaves it as it is.
+//!
+//! Looks at the snapshot once a second; a plan whose state and configuration did not change
+//! since its status was last written costs nothing, and a status is written only when it
+//! differs from what the object shows. Must not decide anything.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use meridian_core::ports::control::ControlPlane;
+
+use crate::crd::RolloutPlanResource;
+use crate::status::{RolloutPlanStatus, plan_status};
+
+/// What a status is computed from: the plan's last update, the configuration's generation,
+/// the located errors of a rejected edit of it.
+type Basis = (chrono::DateTime<chrono::Utc>, u64, Option<Vec<String>>);
+
+/// Keep every plan's reported status current until the task is dropped.
+pub async fn report_status(client: kube::Client, namespace: String, control: Arc<dyn ControlPlane>) {
+    let plans: Api<RolloutPlanResource> = Api::namespaced(client, &namespace);
+    // Per plan: what the last written status was computed from.
+    let mut seen: HashMap<String, Basis> = HashMap::new();
+    loop {
+        let snapshot = control.snapshot();
+        let now = control.now();
+        for (name, entry) in &snapshot.plans {
+            let prefix = format!("RolloutPlan/{namespace}/{name}:");
+            let rejected: Option<Vec<String>> = snapshot.config.rejected.as_ref().and_then(|r| {
+                let mine: Vec<String> = r.errors.iter().filter(|e| e.starts_with(&prefix)).cloned().collect();
+                (!mine.is_empty()).then_some(mine)
+            });
+            let basis = (entry.updated_at, snapshot.config.generation, rejected.clone());
+            if seen.get(name) == Some(&basis) {
+                continue;
+            }
+            let Ok(Some(object)) = plans.get_opt(name).await else { continue };
+            let previous = object.status.clone().unwrap_or_default();
+            let status = plan_status(
+                &entry.plan,
+                &entry.state,
+                object.metadata.generation,
+                rejected.as_deref(),
+                Some(&previous),
+                now,
+            );
+            let shown = RolloutPlanStatus { engine: None, ..previous };
+            if shown == status {
+                seen.insert(name.clone(), basis);
+                continue;
+            }
+            let patch = serde_json::json!({ "status": status });
+            match plans.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    seen.insert(name.clone(), basis);
+                }
+                Err(e) => {
+                    #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
+                    {
+                        eprintln!("meridian: could not write the status of RolloutPlan {name}: {e}");
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
