@@ -9,6 +9,10 @@
 //!          v
 //!   status: what the controller reports on a plan (phase, wave, counts, conditions),
 //!           computed purely from (plan, state, generation, now)
+//!
+//!   lease: leader election on a coordination.k8s.io Lease ──> Leadership::acting() -> Term
+//!          (decided purely from (observed Lease, since when, identity, now); the term is the
+//!          fencing token state writes record)
 //! ```
 //!
 //! `source`: the `ConfigSource` port on these resources (listed, watched, validated by the one
@@ -16,6 +20,7 @@
 //! unchanged. The API-server `StateStore` comes next.
 
 pub mod crd;
+pub mod lease;
 pub mod source;
 pub mod status;
 
