@@ -11,6 +11,7 @@ mod approvals;
 mod crash;
 mod dashboard;
 mod demo;
+mod kube;
 mod outcomes;
 mod plan;
 mod prometheus;

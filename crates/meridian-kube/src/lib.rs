@@ -9,6 +9,10 @@
 //!          v
 //!   status: what the controller reports on a plan (phase, wave, counts, conditions),
 //!           computed purely from (plan, state, generation, now)
+//!
+//!   lease: leader election on a coordination.k8s.io Lease ──> Leadership::acting() -> Term
+//!          (decided purely from (observed Lease, since when, identity, now); the term is the
+//!          fencing token state writes record)
 //! ```
 //!
 //! `source`: the `ConfigSource` port on these resources (listed, watched, validated by the one
@@ -19,6 +23,8 @@
 //! (`kubectl get rolloutplans`), written from the controller's snapshot.
 
 pub mod crd;
+pub mod fenced;
+pub mod lease;
 pub mod report;
 pub mod source;
 pub mod status;
@@ -46,3 +52,4 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
     };
     kube::Client::try_from(config).map_err(|e| format!("cannot make a Kubernetes client: {e}"))
 }
+pub use kube::Client;

@@ -3,16 +3,27 @@
 //! resources, watched) and the Kubernetes store (state in each plan's `.status.engine`,
 //! audit and history in ConfigMaps), with the status a user reads written to each plan.
 //!
+//! High availability: replicas elect a leader on a Lease (`--lease-*`). A follower serves
+//! only "alive, not ready, the leader is X" (`meridian_api::follower_router`); the leader
+//! starts the run loop with its store writes and its actuations fenced by its term
+//! (`meridian_kube::fenced`), and exits the moment its right to act lapses, so that it
+//! restarts as a follower; the next leader resumes from the state in the API server.
+//!
 //! Wiring only, like `run`: which client, which namespace, which adapters.
 
 use std::sync::Arc;
 
 use meridian_controller::control::ControlPlane;
 use meridian_controller::runtime::{Adapters, SystemClock, start_with};
+use meridian_core::duration::Span;
+use meridian_kube::fenced::{FencedActuator, LeaseFence};
+use meridian_kube::lease::{self, LeaseSettings};
 use meridian_kube::store::{Fence, Unfenced};
 use meridian_kube::{KubeSource, KubeStore};
 
-use super::run::{LoopArgs, ServeArgs, health_source, prepare_api, serve_api, start_error, supervise};
+use super::run::{
+    LoopArgs, ServeArgs, bind_api, health_source, prepare_api, serve_api, shutdown_signal, start_error, supervise,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,6 +35,25 @@ pub struct Args {
     /// ServiceAccount.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// This replica's name in the election (unique per process; the pod's name in a Deployment).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// The Lease the replicas elect their leader on.
+    #[arg(long, default_value = "meridian")]
+    pub lease_name: String,
+    /// How long a leader's lease holds after its last renewal (whole seconds); a new leader
+    /// takes over within this plus the retry period after the leader stops renewing.
+    #[arg(long, default_value = "15s")]
+    pub lease_duration: Span,
+    /// A leader that could not renew for this long stops acting (before its lease expires).
+    #[arg(long, default_value = "10s")]
+    pub renew_deadline: Span,
+    /// How often leases are renewed and tried.
+    #[arg(long, default_value = "2s")]
+    pub retry_period: Span,
+    /// Run as the only replica, without an election (never run two like that).
+    #[arg(long, conflicts_with_all = ["identity", "lease_name"])]
+    pub no_leader_election: bool,
     #[command(flatten)]
     pub serve: ServeArgs,
     #[command(flatten)]
@@ -41,6 +71,23 @@ pub fn run(args: &Args) -> i32 {
     runtime.block_on(run_async(args))
 }
 
+fn lease_settings(args: &Args) -> Result<LeaseSettings, String> {
+    let identity = match &args.identity {
+        Some(id) => id.clone(),
+        None => format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
+            std::process::id()
+        ),
+    };
+    let mut settings = LeaseSettings::new(&args.namespace, &args.lease_name, &identity);
+    settings.lease_duration = std::time::Duration::from_millis(args.lease_duration.as_millis());
+    settings.renew_deadline = std::time::Duration::from_millis(args.renew_deadline.as_millis());
+    settings.retry_period = std::time::Duration::from_millis(args.retry_period.as_millis());
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(settings)
+}
+
 async fn run_async(args: &Args) -> i32 {
     let fail = |e: String| {
         eprintln!("meridian kube: {e}");
@@ -50,8 +97,81 @@ async fn run_async(args: &Args) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let fence: Arc<dyn Fence> = Arc::new(Unfenced);
-    let store = match KubeStore::new(client.clone(), &args.namespace, fence) {
+    let (listener, auth, tls) = match prepare_api(&args.serve, "meridian kube").await {
+        Ok(api) => api,
+        Err(e) => return fail(e),
+    };
+    if args.no_leader_election {
+        return lead(args, client, listener, auth, tls, Arc::new(Unfenced), std::future::pending()).await;
+    }
+    let settings = match lease_settings(args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let leadership = match lease::spawn(client.clone(), settings.clone()) {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    // Follow until elected: alive, not ready, saying who leads.
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(format!("cannot read the listen address: {e}")),
+    };
+    let who = leadership.clone();
+    let router = meridian_api::follower_router(Arc::new(move || who.holder()));
+    let (stop_following, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = tokio::spawn(meridian_api::serve(listener, router, tls.clone(), async move {
+        let _ = stopped.await;
+    }));
+    eprintln!(
+        "meridian kube: {} follows on lease {}/{} (leader: {}); API on {addr} once it leads",
+        settings.identity,
+        settings.namespace,
+        settings.name,
+        leadership.holder().unwrap_or_else(|| "none yet".into())
+    );
+    let term = tokio::select! {
+        term = leadership.until_leading() => match term {
+            Ok(term) => term,
+            Err(e) => return fail(format!("the election stopped: {e}")),
+        },
+        _ = shutdown_signal() => return crate::exit::OK,
+    };
+    let _ = stop_following.send(());
+    let _ = follower.await;
+    eprintln!("meridian kube: {} leads, term {}", term.identity, term.transitions);
+    let listener = match bind_api(&addr.to_string()).await {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let fence = Arc::new(LeaseFence { leadership: leadership.clone(), term: term.transitions });
+    let deposed = async move {
+        leadership.lost(&term).await;
+        format!(
+            "{} lost the lease of term {} (now held by {})",
+            term.identity,
+            term.transitions,
+            leadership.holder().unwrap_or_else(|| "nobody yet".into())
+        )
+    };
+    lead(args, client, listener, auth, tls, fence, deposed).await
+}
+
+/// The leader's part: the run loop on the cluster's resources and state, fenced.
+async fn lead(
+    args: &Args,
+    client: meridian_kube::Client,
+    listener: tokio::net::TcpListener,
+    auth: meridian_api::Auth,
+    tls: Option<meridian_api::TlsFiles>,
+    fence: Arc<dyn Fence>,
+    deposed: impl std::future::Future<Output = String>,
+) -> i32 {
+    let fail = |e: String| {
+        eprintln!("meridian kube: {e}");
+        crate::exit::FAILED
+    };
+    let store = match KubeStore::new(client.clone(), &args.namespace, fence.clone()) {
         Ok(s) => s,
         Err(e) => return fail(e.message),
     };
@@ -62,12 +182,8 @@ async fn run_async(args: &Args) -> i32 {
     let adapters = Adapters {
         store: Arc::new(store),
         health: health_source(args.loop_args.prometheus.as_deref()),
-        actuator: Arc::new(actuator),
+        actuator: Arc::new(FencedActuator { inner: Arc::new(actuator), fence }),
         clock: Arc::new(SystemClock),
-    };
-    let (listener, auth, tls) = match prepare_api(&args.serve, "meridian kube").await {
-        Ok(api) => api,
-        Err(e) => return fail(e),
     };
     let source = Arc::new(KubeSource::new(client.clone(), &args.namespace));
     let running = match start_with(source, args.loop_args.settings(Vec::new()), adapters).await {
@@ -90,7 +206,7 @@ async fn run_async(args: &Args) -> i32 {
         if args.serve.tls_cert.is_some() { "https" } else { "http" },
         api.addr
     );
-    let code = supervise(running, Some(api), None).await;
+    let code = supervise(running, Some(api), None, deposed).await;
     reporter.abort();
     code
 }

@@ -283,7 +283,7 @@ async fn run_async(args: &Args) -> i32 {
     let until_done = args
         .exit_when_done
         .then_some(ExitWhenDone { accept_failures: args.accept_failures, fail_fast: !args.no_fail_fast });
-    supervise(running, Some(api), until_done).await
+    supervise(running, Some(api), until_done, std::future::pending()).await
 }
 
 /// `--exit-when-done` and its options.
@@ -300,9 +300,15 @@ pub struct ExitWhenDone {
 /// outcome instead of finding the controller gone.
 pub const EXIT_GRACE: Duration = Duration::from_secs(5);
 
-/// Run until a signal (exit 0), a failed background task (exit 1), or, with `until_done`,
-/// until the rollout ended (see [`done`]).
-pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done: Option<ExitWhenDone>) -> i32 {
+/// Run until a signal (exit 0), a failed background task (exit 1), `deposed` (a leader that
+/// lost its lease: exit 1 with the reason it gives), or, with `until_done`, until the rollout
+/// ended (see [`done`]).
+pub async fn supervise(
+    mut running: Running,
+    api: Option<ApiServer>,
+    until_done: Option<ExitWhenDone>,
+    deposed: impl std::future::Future<Output = String>,
+) -> i32 {
     let controller = running.controller.clone();
     let ended = async move {
         let Some(rule) = until_done else { return std::future::pending().await };
@@ -337,6 +343,10 @@ pub async fn supervise(mut running: Running, api: Option<ApiServer>, until_done:
             (1, true, false)
         }
         code = ended => (code, true, true),
+        why = deposed => {
+            eprintln!("meridian: {why}; exiting so that this replica restarts as a follower");
+            (1, false, false)
+        }
         _ = shutdown_signal() => (0, true, false),
     };
     // Stop deciding and acting first (readiness turns 503), then let the API finish: event
@@ -389,7 +399,7 @@ pub fn done(snapshot: &meridian_controller::snapshot::Snapshot, rule: ExitWhenDo
     })
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

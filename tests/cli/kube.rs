@@ -1,0 +1,241 @@
+//! `meridian kube` for real: two replicas of the binary against a real kube-apiserver and
+//! etcd (the kit in crates/meridian-kube/tests/common), electing a leader on a Lease, driving
+//! a rollout against a simulated fleet of HTTP endpoints. The leader is SIGKILLed mid-rollout,
+//! and later the next leader is frozen with SIGSTOP: each time the other replica takes over
+//! within lease duration + 2 s and resumes from the state in the API server, the frozen one
+//! sends nothing once resumed and exits, and the fleet's log shows every unit walking the
+//! steps once, each step with one idempotency key (no duplicate, no conflicting actuation).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meridian_fleet::{Fleet, FleetConfig};
+
+#[path = "../../crates/meridian-kube/tests/common/mod.rs"]
+mod kubeplane;
+
+use kubeplane::{ControlPlane, text};
+
+const LEASE_SECONDS: u64 = 3;
+const STEPS: [u32; 3] = [10, 50, 100];
+
+fn plan(fleet_url: &str) -> String {
+    format!(
+        "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: ha}}
+{}",
+        spec(fleet_url)
+    )
+}
+
+fn spec(fleet_url: &str) -> String {
+    format!(
+        "
+spec:
+  services: [{{name: signin}}, {{name: store}}]
+  regions: [{{name: a}}, {{name: b}}, {{name: c}}, {{name: d}}]
+  waves:
+    - {{name: one, regions: [a, b], bake: 1s}}
+    - {{name: two, regions: [c, d], bake: 1s}}
+  steps: [10, 50, 100]
+  stepBake: 1500ms
+  actuator:
+    http: {{url: '{fleet_url}/fleet/{{{{region}}}}/{{{{service}}}}/traffic', timeout: 2s, retries: 2}}
+"
+    )
+}
+
+fn replica(kubeconfig: &Path, identity: &str, log: &Path) -> Child {
+    replica_in("default", kubeconfig, identity, log)
+}
+
+fn replica_in(namespace: &str, kubeconfig: &Path, identity: &str, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("kube")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--namespace", namespace, "--listen", "127.0.0.1:0", "--no-auth", "--identity", identity])
+        .args(["--lease-duration", &format!("{LEASE_SECONDS}s"), "--renew-deadline", "2s", "--retry-period", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn meridian kube")
+}
+
+fn holder(plane: &ControlPlane) -> String {
+    text(&plane.kubectl(&["get", "lease", "meridian", "-o", "jsonpath={.spec.holderIdentity}"], None))
+}
+
+/// Poll `cond` every 50 ms until it holds; panics after `within`.
+fn wait(what: &str, within: Duration, mut cond: impl FnMut() -> bool) -> Instant {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The term an idempotency key was decided in (`PLAN/REGION/SERVICE/t{TERM}r{REV}a{K}`).
+fn term_of(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.strip_prefix('t')?.split('r').next()?.parse().ok()
+}
+
+// The test body blocks its thread while waiting; the fleet serves on the other workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_without_repeating_a_step() {
+    let plane = ControlPlane::start();
+    plane.install_crds();
+    let regions = ["a", "b", "c", "d"];
+    let services = ["signin", "store"];
+    let fleet = Fleet::start(FleetConfig::new(regions, services)).await.expect("start fleet");
+    let applied = plane.kubectl(&["apply", "-f", "-"], Some(&plan(&fleet.base_url())));
+    assert!(applied.status.success(), "{}", text(&applied));
+    let dir = tempfile::tempdir().unwrap();
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let logs = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("--- {n}:\n{}", std::fs::read_to_string(log(n)).unwrap_or_default()))
+            .collect::<String>()
+    };
+    let mut replicas = std::collections::HashMap::new();
+    for name in ["r1", "r2"] {
+        replicas.insert(name.to_string(), replica(&plane.kubeconfig, name, &log(name)));
+    }
+
+    // One leads and the rollout starts.
+    wait("a leader and the first actuations", Duration::from_secs(60), || {
+        fleet.puts().iter().filter(|p| p.applied()).count() >= 2
+    });
+    let first = holder(&plane);
+    assert!(replicas.contains_key(&first), "unknown holder {first:?}\n{}", logs(&["r1", "r2"]));
+
+    // SIGKILL the leader mid-rollout: the other takes over within lease + 2 s.
+    let mut killed = replicas.remove(&first).unwrap();
+    killed.kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = killed.wait();
+    let second = if first == "r1" { "r2" } else { "r1" };
+    let took_over = wait("the other replica to take the lease", Duration::from_secs(LEASE_SECONDS + 10), || {
+        holder(&plane) == second
+    });
+    let takeover = took_over - killed_at;
+    eprintln!("SIGKILL: {second} took over {:.2} s after {first} was killed", takeover.as_secs_f64());
+    assert!(takeover <= Duration::from_secs(LEASE_SECONDS + 2), "takeover took {takeover:?}\n{}", logs(&[second]));
+
+    // A third replica joins as a follower; then the leader is frozen while it leads.
+    replicas.insert("r3".to_string(), replica(&plane.kubeconfig, "r3", &log("r3")));
+    let before = fleet.puts().len();
+    wait("the new leader to make progress", Duration::from_secs(30), || fleet.puts().len() > before);
+    let frozen = replicas.remove(second).unwrap();
+    let pid = frozen.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let stopped_at = Instant::now();
+    let took_over = wait("r3 to take the lease", Duration::from_secs(LEASE_SECONDS + 10), || holder(&plane) == "r3");
+    let takeover = took_over - stopped_at;
+    eprintln!("SIGSTOP: r3 took over {:.2} s after {second} was frozen", takeover.as_secs_f64());
+    assert!(takeover <= Duration::from_secs(LEASE_SECONDS + 2), "takeover took {takeover:?}\n{}", logs(&["r3"]));
+    let frozen_term = fleet.puts().iter().filter_map(|p| p.idempotency_key.as_deref().and_then(term_of)).max();
+    let before = fleet.puts().len();
+    wait("r3 to make progress", Duration::from_secs(30), || fleet.puts().len() > before);
+
+    // Thawed, the deposed leader sends nothing more and exits.
+    let resumed_seq = fleet.puts().last().map_or(0, |p| p.seq);
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let mut frozen = frozen;
+    let exited = wait("the deposed leader to exit", Duration::from_secs(15), || frozen.try_wait().unwrap().is_some());
+    let _ = exited;
+    let code = frozen.try_wait().unwrap().and_then(|s| s.code());
+    assert_eq!(code, Some(1), "{}", logs(&[second]));
+    assert!(logs(&[second]).contains("lost the lease"), "{}", logs(&[second]));
+    let late: Vec<_> = fleet
+        .puts()
+        .into_iter()
+        .filter(|p| p.seq > resumed_seq && p.idempotency_key.as_deref().and_then(term_of) == frozen_term)
+        .collect();
+    assert!(late.is_empty(), "the deposed leader actuated after it was resumed: {late:?}");
+
+    // The rollout completes under r3.
+    wait("every unit at 100 %", Duration::from_secs(90), || {
+        regions.iter().all(|r| services.iter().all(|s| fleet.traffic(r, s) == Some(100)))
+    });
+    let out = plane.kubectl(&["get", "rolloutplan", "ha"], None);
+    eprintln!("{}", text(&out));
+    wait("the status to say complete", Duration::from_secs(20), || {
+        text(&plane.kubectl(&["get", "rolloutplan", "ha", "-o", "jsonpath={.status.phase}"], None)) == "complete"
+    });
+
+    // No step repeated or skipped, and each step sent under one key (a re-send after a takeover
+    // reuses the intent's key, so the fleet applies it once).
+    let puts = fleet.puts();
+    for r in regions {
+        for s in services {
+            let mine: Vec<_> = puts.iter().filter(|p| p.applied() && p.region == r && p.service == s).collect();
+            let mut walked: Vec<u32> = Vec::new();
+            for p in &mine {
+                if walked.last() != Some(&p.percent) {
+                    walked.push(p.percent);
+                }
+            }
+            assert_eq!(walked, STEPS, "{r}/{s} walked {walked:?}");
+            for step in STEPS {
+                let keys: std::collections::BTreeSet<_> =
+                    mine.iter().filter(|p| p.percent == step).map(|p| p.idempotency_key.clone()).collect();
+                assert_eq!(keys.len(), 1, "{r}/{s} {step}% was sent under several keys: {keys:?}");
+            }
+        }
+    }
+    for (_, mut child) in replicas {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The controller's identity as deploy/rbac.yaml binds it: a static token whose user is the
+/// ServiceAccount's name, which is what RBAC matches a ServiceAccount subject on.
+const CONTROLLER: &str = "system:serviceaccount:meridian:meridian";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
+    let groups: &[&str] = &["system:serviceaccounts", "system:serviceaccounts:meridian"];
+    let plane = ControlPlane::start_with_tokens(&[("controller-token-for-the-tests", CONTROLLER, groups)]);
+    plane.install_crds();
+    for file in ["deploy/namespace.yaml", "deploy/rbac.yaml"] {
+        let out = plane.kubectl(&["apply", "-f", file], None);
+        assert!(out.status.success(), "{file}: {}", text(&out));
+    }
+    let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin"])).await.expect("start fleet");
+    let manifest = format!(
+        "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: rbac, namespace: meridian}}\n{}",
+        spec(&fleet.base_url())
+            .replace("[{name: signin}, {name: store}]", "[{name: signin}]")
+            .replace("[{name: a}, {name: b}, {name: c}, {name: d}]", "[{name: a}, {name: b}]")
+            .replace("[a, b], bake: 1s}", "[a], bake: 200ms}")
+            .replace("[c, d], bake: 1s}", "[b], bake: 200ms}")
+            .replace("stepBake: 1500ms", "stepBake: 200ms")
+    );
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&manifest));
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("controller.log");
+    let kubeconfig = plane.kubeconfig_for("controller-token-for-the-tests");
+    let mut child = replica_in("meridian", &kubeconfig, "only", &log);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait("every unit at 100 % under the controller's own identity", Duration::from_secs(60), || {
+        ["a", "b"].iter().all(|r| fleet.traffic(r, "signin") == Some(100))
+    });
+    wait("the status to say complete", Duration::from_secs(20), || {
+        text(&plane.kubectl(&["get", "rolloutplan", "rbac", "-n", "meridian", "-o", "jsonpath={.status.phase}"], None))
+            == "complete"
+    });
+    let out = plane.kubectl(&["get", "configmap", "meridian-audit-rbac-000001", "-n", "meridian", "-o", "name"], None);
+    assert!(out.status.success(), "no audit log: {}\n{}", text(&out), logged());
+    assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
+    let _ = child.kill();
+    let _ = child.wait();
+}
