@@ -235,6 +235,37 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
     });
     let out = plane.kubectl(&["get", "configmap", "meridian-audit-rbac-000001", "-n", "meridian", "-o", "name"], None);
     assert!(out.status.success(), "no audit log: {}\n{}", text(&out), logged());
+    // Every transition is an Event on the plan.
+    let reasons = || {
+        text(
+            &plane
+                .kubectl(&["get", "events.events.k8s.io", "-n", "meridian", "-o", "jsonpath={.items[*].reason}"], None),
+        )
+    };
+    wait("Events for the transitions", Duration::from_secs(20), || reasons().contains("Completed"));
+    assert!(reasons().contains("WaveStarted"), "{}", reasons());
+    // An edit that does not validate: the last good spec stays, Accepted turns False with the
+    // located error, and an Event says so.
+    let bad = manifest.replace("regions: [a], bake", "regions: [zz], bake");
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&bad));
+    assert!(out.status.success(), "{}", text(&out));
+    let accepted = || {
+        text(&plane.kubectl(
+            &[
+                "get",
+                "rolloutplan",
+                "rbac",
+                "-n",
+                "meridian",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Accepted')].status} {.status.conditions[?(@.type=='Accepted')].message}",
+            ],
+            None,
+        ))
+    };
+    wait("Accepted=False", Duration::from_secs(20), || accepted().starts_with("False"));
+    assert!(accepted().contains("unknown region \"zz\""), "{}", accepted());
+    wait("an InvalidSpec Event", Duration::from_secs(20), || reasons().contains("InvalidSpec"));
     assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
     let _ = child.kill();
     let _ = child.wait();

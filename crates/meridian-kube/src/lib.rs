@@ -20,9 +20,11 @@
 //! unchanged. `store`: the `StateStore` port on the API server (the engine record in each
 //! plan's `.status.engine`, audit and history in append-only ConfigMap segments), so any
 //! replica that leads resumes where the last one stopped. `report`: the status a user reads
-//! (`kubectl get rolloutplans`), written from the controller's snapshot.
+//! (`kubectl get rolloutplans`), written from the controller's snapshot; `events`: a
+//! Kubernetes Event per transition and per rejected edit.
 
 pub mod crd;
+pub mod events;
 pub mod fenced;
 pub mod lease;
 pub mod report;

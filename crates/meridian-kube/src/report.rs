@@ -15,6 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use meridian_core::ports::control::ControlPlane;
 
 use crate::crd::RolloutPlanResource;
+use crate::events::{PlanEvents, rejected_event};
 use crate::status::{RolloutPlanStatus, plan_status};
 
 /// What a status is computed from: the plan's last update, the configuration's generation,
@@ -22,8 +23,15 @@ use crate::status::{RolloutPlanStatus, plan_status};
 type Basis = (chrono::DateTime<chrono::Utc>, u64, Option<Vec<String>>);
 
 /// Keep every plan's reported status current until the task is dropped.
-pub async fn report_status(client: kube::Client, namespace: String, control: Arc<dyn ControlPlane>) {
+/// An edit of a plan that is rejected also gets an Event (once per rejection).
+pub async fn report_status(
+    client: kube::Client,
+    namespace: String,
+    control: Arc<dyn ControlPlane>,
+    events: Arc<PlanEvents>,
+) {
     let plans: Api<RolloutPlanResource> = Api::namespaced(client, &namespace);
+    let mut announced: HashMap<String, Vec<String>> = HashMap::new();
     // Per plan: what the last written status was computed from.
     let mut seen: HashMap<String, Basis> = HashMap::new();
     loop {
@@ -35,6 +43,16 @@ pub async fn report_status(client: kube::Client, namespace: String, control: Arc
                 let mine: Vec<String> = r.errors.iter().filter(|e| e.starts_with(&prefix)).cloned().collect();
                 (!mine.is_empty()).then_some(mine)
             });
+            match &rejected {
+                Some(errors) if announced.get(name) != Some(errors) => {
+                    events.publish(name, &rejected_event(errors)).await;
+                    announced.insert(name.clone(), errors.clone());
+                }
+                Some(_) => {}
+                None => {
+                    announced.remove(name);
+                }
+            }
             let basis = (entry.updated_at, snapshot.config.generation, rejected.clone());
             if seen.get(name) == Some(&basis) {
                 continue;

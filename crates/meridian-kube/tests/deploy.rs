@@ -34,6 +34,7 @@ const CONTROLLER_USES: &[(&str, &str, &[&str])] = &[
     ("meridian.dev", "approvals", &["get", "list", "watch"]),
     ("", "configmaps", &["get", "list", "create", "update", "delete"]),
     ("coordination.k8s.io", "leases", &["get", "create", "update"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
 ];
 
 /// Every verb RBAC knows for a resource: each one not in `CONTROLLER_USES` must be refused.

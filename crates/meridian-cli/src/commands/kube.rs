@@ -16,6 +16,7 @@ use std::sync::Arc;
 use meridian_controller::control::ControlPlane;
 use meridian_controller::runtime::{Adapters, SystemClock, start_with};
 use meridian_core::duration::Span;
+use meridian_kube::events::PlanEvents;
 use meridian_kube::fenced::{FencedActuator, LeaseFence};
 use meridian_kube::lease::{self, LeaseSettings};
 use meridian_kube::store::{Fence, Unfenced};
@@ -71,16 +72,20 @@ pub fn run(args: &Args) -> i32 {
     runtime.block_on(run_async(args))
 }
 
-fn lease_settings(args: &Args) -> Result<LeaseSettings, String> {
-    let identity = match &args.identity {
+/// `--identity`, or HOSTNAME-PID (unique per process, as the election needs).
+fn identity(args: &Args) -> String {
+    match &args.identity {
         Some(id) => id.clone(),
         None => format!(
             "{}-{}",
             std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
             std::process::id()
         ),
-    };
-    let mut settings = LeaseSettings::new(&args.namespace, &args.lease_name, &identity);
+    }
+}
+
+fn lease_settings(args: &Args) -> Result<LeaseSettings, String> {
+    let mut settings = LeaseSettings::new(&args.namespace, &args.lease_name, &identity(args));
     settings.lease_duration = std::time::Duration::from_millis(args.lease_duration.as_millis());
     settings.renew_deadline = std::time::Duration::from_millis(args.renew_deadline.as_millis());
     settings.retry_period = std::time::Duration::from_millis(args.retry_period.as_millis());
@@ -191,7 +196,14 @@ async fn lead(
         Err(e) => return fail(start_error(&e)),
     };
     let control: Arc<dyn ControlPlane> = running.controller.clone();
-    let reporter = tokio::spawn(meridian_kube::report::report_status(client, args.namespace.clone(), control));
+    let events = Arc::new(PlanEvents::new(client.clone(), &args.namespace, &identity(args)));
+    let reporter = tokio::spawn(meridian_kube::report::report_status(
+        client,
+        args.namespace.clone(),
+        control.clone(),
+        events.clone(),
+    ));
+    let transitions = tokio::spawn(meridian_kube::events::publish_transitions(events, control));
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
         Ok(api) => api,
         Err(e) => {
@@ -208,5 +220,6 @@ async fn lead(
     );
     let code = supervise(running, Some(api), None, deposed).await;
     reporter.abort();
+    transitions.abort();
     code
 }
