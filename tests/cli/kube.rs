@@ -158,7 +158,7 @@ async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_withou
         .into_iter()
         .filter(|p| p.seq > resumed_seq && p.idempotency_key.as_deref().and_then(term_of) == frozen_term)
         .collect();
-    assert!(late.is_empty(), "the deposed leader actuated after it was resumed: {late:?}");
+    assert!(late.is_empty(), "the deposed leader actuated after it was resumed: {late:?}\n{}", logs(&[second, "r3"]));
 
     // The rollout completes under r3.
     wait("every unit at 100 %", Duration::from_secs(90), || {
@@ -209,7 +209,7 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
         let out = plane.kubectl(&["apply", "-f", file], None);
         assert!(out.status.success(), "{file}: {}", text(&out));
     }
-    let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin"])).await.expect("start fleet");
+    let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin", "store"])).await.expect("start fleet");
     let manifest = format!(
         "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: rbac, namespace: meridian}}\n{}",
         spec(&fleet.base_url())
@@ -266,6 +266,48 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
     wait("Accepted=False", Duration::from_secs(20), || accepted().starts_with("False"));
     assert!(accepted().contains("unknown region \"zz\""), "{}", accepted());
     wait("an InvalidSpec Event", Duration::from_secs(20), || reasons().contains("InvalidSpec"));
+
+    // Deletion: every plan carries the finalizer; a settled plan goes at once.
+    let get = |name: &str, path: &str| {
+        text(&plane.kubectl(&["get", "rolloutplan", name, "-n", "meridian", "-o", &format!("jsonpath={path}")], None))
+    };
+    assert_eq!(get("rbac", "{.metadata.finalizers}"), "[\"meridian.dev/rollout\"]");
+    let out = plane.kubectl(&["delete", "rolloutplan", "rbac", "-n", "meridian", "--timeout=20s"], None);
+    assert!(out.status.success(), "a complete plan's deletion: {}\n{}", text(&out), logged());
+    // A plan with traffic in flight (b waits for an approval nobody gives) is held...
+    let held = manifest
+        .replace("name: rbac", "name: held")
+        .replace("{name: signin}", "{name: store}")
+        .replace("{name: b}]", "{name: b, approvals: [never-given]}]");
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&held));
+    assert!(out.status.success(), "{}", text(&out));
+    wait("held: a enabled, b waiting", Duration::from_secs(30), || fleet.traffic("a", "store") == Some(100));
+    wait("held: the finalizer", Duration::from_secs(20), || {
+        get("held", "{.metadata.finalizers}").contains("meridian.dev/rollout")
+    });
+    let out = plane.kubectl(&["delete", "rolloutplan", "held", "-n", "meridian", "--wait=false"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    wait("a DeletionWaiting Event", Duration::from_secs(20), || reasons().contains("DeletionWaiting"));
+    assert!(!get("held", "{.metadata.deletionTimestamp}").is_empty(), "the plan in flight went");
+    assert_eq!(fleet.traffic("a", "store"), Some(100), "traffic is left as the rollout left it");
+    // ... until its policy says abort: aborted (audited), then gone.
+    let out =
+        plane.kubectl(&["annotate", "rolloutplan", "held", "-n", "meridian", "meridian.dev/on-delete=abort"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    wait("the aborted plan to go", Duration::from_secs(30), || {
+        !plane.kubectl(&["get", "rolloutplan", "held", "-n", "meridian"], None).status.success()
+    });
+    assert!(reasons().contains("DeletionAborting"), "{}", reasons());
+    let out = plane
+        .kubectl(&["get", "configmap", "meridian-audit-held-000001", "-n", "meridian", "-o", "jsonpath={.data}"], None);
+    assert!(
+        text(&out).contains("kubernetes (RolloutPlan deleted)"),
+        "the abort was not audited: {}\n{}",
+        text(&out),
+        logged()
+    );
+    // The namespace without plans is a configuration like any other, not a rejected edit.
+    assert!(!logged().contains("no RolloutPlan found"), "{}", logged());
     assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
     let _ = child.kill();
     let _ = child.wait();

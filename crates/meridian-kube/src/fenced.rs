@@ -1,7 +1,11 @@
 //! The actuator of a leader: every traffic change is sent only while the [`Fence`] says this
-//! replica may act, checked at the moment of sending, so a leader whose lease lapsed (a
-//! stalled process, a lost connection) sends nothing more even before it notices. Read-backs
-//! pass through (they change nothing).
+//! replica may act, checked before the request starts and again every time it makes progress,
+//! so a leader whose lease lapsed (a stalled or frozen process, a lost connection) sends
+//! nothing more even before it notices: a request under way when it was frozen is dropped on
+//! resume before another byte is written. What no client-side check can stop is a request the
+//! kernel had already been handed; a target that must refuse even that checks the term in the
+//! idempotency key (`…/t{TERM}r…`), the fencing token. Read-backs pass through (they change
+//! nothing).
 //!
 //! Owns that one check; must not decide anything.
 
@@ -27,15 +31,12 @@ impl Actuator for FencedActuator {
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<(), ActuationError>> {
         if self.fence.term().is_none() {
-            return Box::pin(async {
-                Err(ActuationError {
-                    message: "not sent: this replica no longer leads (its lease lapsed)".into(),
-                    retryable: true,
-                    label: "not_leader",
-                })
-            });
+            return Box::pin(async { Err(not_leader()) });
         }
-        self.inner.set_traffic(plan, target, percent, idempotency_key)
+        Box::pin(WhileFenced {
+            inner: self.inner.set_traffic(plan, target, percent, idempotency_key),
+            fence: &*self.fence,
+        })
     }
 
     fn read_traffic<'a>(
@@ -44,6 +45,34 @@ impl Actuator for FencedActuator {
         target: &'a Target,
     ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
         self.inner.read_traffic(plan, target)
+    }
+}
+
+/// A request that is dropped, unfinished, at its first poll after the fence closed.
+struct WhileFenced<'a, F> {
+    inner: F,
+    fence: &'a dyn Fence,
+}
+
+impl<F> std::future::Future for WhileFenced<'_, F>
+where
+    F: std::future::Future<Output = Result<(), ActuationError>> + Unpin,
+{
+    type Output = Result<(), ActuationError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        if self.fence.term().is_none() {
+            return std::task::Poll::Ready(Err(not_leader()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
+fn not_leader() -> ActuationError {
+    ActuationError {
+        message: "not sent: this replica no longer leads (its lease lapsed)".into(),
+        retryable: true,
+        label: "not_leader",
     }
 }
 

@@ -21,11 +21,13 @@
 //! plan's `.status.engine`, audit and history in append-only ConfigMap segments), so any
 //! replica that leads resumes where the last one stopped. `report`: the status a user reads
 //! (`kubectl get rolloutplans`), written from the controller's snapshot; `events`: a
-//! Kubernetes Event per transition and per rejected edit.
+//! Kubernetes Event per transition and per rejected edit; `finalizer`: what deleting a plan
+//! does (it waits until the rollout settles, or aborts it first).
 
 pub mod crd;
 pub mod events;
 pub mod fenced;
+pub mod finalizer;
 pub mod lease;
 pub mod report;
 pub mod source;

@@ -191,9 +191,8 @@ fn config_from(namespace: &str, docs: &[(String, String)], now: DateTime<Utc>) -
     if bundle.report.has_errors() {
         return Err(ConfigError::Invalid(bundle.report));
     }
-    if bundle.plans.is_empty() {
-        return Err(ConfigError::NoPlans(format!("namespace {namespace}")));
-    }
+    // A namespace without plans is a state like any other here (the controller is deployed
+    // before the plans, the last plan was deleted), not the mistake an empty file is.
     let approval_sources: HashMap<String, String> =
         bundle.approvals.iter().map(|a| (a.name.clone(), format!("kube:{namespace}/{}", a.name))).collect();
     Ok(Config {

@@ -28,7 +28,7 @@ const CONTROLLER: &str = "system:serviceaccount:meridian:meridian";
 /// What the controller's code uses, as `(API group, resource[/subresource], verbs)`: the Role in
 /// `deploy/rbac.yaml` must grant exactly this, and the API server must answer accordingly.
 const CONTROLLER_USES: &[(&str, &str, &[&str])] = &[
-    ("meridian.dev", "rolloutplans", &["get", "list", "watch"]),
+    ("meridian.dev", "rolloutplans", &["get", "list", "watch", "patch"]),
     ("meridian.dev", "rolloutplans/status", &["update", "patch"]),
     ("meridian.dev", "regions", &["get", "list", "watch"]),
     ("meridian.dev", "approvals", &["get", "list", "watch"]),

@@ -154,6 +154,9 @@ async fn a_stale_or_racing_writer_is_refused_and_never_overwrites() {
         o.commit("gated", &s, &[], &[], &[], chrono::Utc::now()).map_err(|e| e.message)?;
         let raced = n.commit("gated", &s, &[], &[], &[], chrono::Utc::now()).unwrap_err();
         assert!(raced.message.contains("another writer committed first"), "{}", raced.message);
+        // Not even on a second try: it must read the other decision and decide from it.
+        let again = n.commit("gated", &s, &[], &[], &[], chrono::Utc::now()).unwrap_err();
+        assert!(again.message.contains("read it again"), "{}", again.message);
         // Re-read, the new leader commits in term 2; the old leader's next write is fenced.
         n.load_state("gated").map_err(|e| e.message)?;
         n.commit("gated", &s, &[], &[], &[], chrono::Utc::now()).map_err(|e| e.message)?;
@@ -181,4 +184,31 @@ async fn a_stale_or_racing_writer_is_refused_and_never_overwrites() {
     let out = plane
         .kubectl(&["get", "rolloutplan", "gated", "-o", "jsonpath={.status.phase} {.status.engine.revision}"], None);
     assert_eq!(text(&out), "running 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_segment_log_appends_in_batches_idempotently_and_rolls_over() {
+    use meridian_kube::store::log::{SEGMENT_RECORDS, SegmentLog};
+    let plane = ControlPlane::start();
+    let client = plane.client().await;
+    let log = SegmentLog::new(kube::Api::namespaced(client, "default"), "meridian-audit-t".into());
+    let entry = |k: u64| (k, format!("{{\"seq\":{k}}}"));
+    log.append(&[entry(1), entry(2)]).await.unwrap();
+    log.append(&[entry(3)]).await.unwrap();
+    // A repeat of what it holds (a writer that crashed before it recorded the append) is skipped.
+    log.append(&[entry(2), entry(3), entry(4)]).await.unwrap();
+    let read = log.read(0, 100).await.unwrap();
+    assert_eq!(read.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    // Past a segment's capacity the next one starts; reads page across them.
+    let many: Vec<_> = (5..=(SEGMENT_RECORDS as u64 + 10)).map(entry).collect();
+    log.append(&many).await.unwrap();
+    assert_eq!(log.last_key().await.unwrap(), SEGMENT_RECORDS as u64 + 10);
+    let out = plane.kubectl(&["get", "configmap", "meridian-audit-t-000002", "-o", "name"], None);
+    assert!(out.status.success(), "no second segment: {}", text(&out));
+    let page = log.read(SEGMENT_RECORDS as u64 - 2, 5).await.unwrap();
+    assert_eq!(
+        page.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        (SEGMENT_RECORDS as u64 - 1..).take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(log.push("{\"x\":1}").await.unwrap(), SEGMENT_RECORDS as u64 + 11);
 }

@@ -184,8 +184,9 @@ async fn lead(
         Ok(a) => a,
         Err(e) => return fail(e.to_string()),
     };
+    let store: Arc<KubeStore> = Arc::new(store);
     let adapters = Adapters {
-        store: Arc::new(store),
+        store: store.clone(),
         health: health_source(args.loop_args.prometheus.as_deref()),
         actuator: Arc::new(FencedActuator { inner: Arc::new(actuator), fence }),
         clock: Arc::new(SystemClock),
@@ -198,12 +199,14 @@ async fn lead(
     let control: Arc<dyn ControlPlane> = running.controller.clone();
     let events = Arc::new(PlanEvents::new(client.clone(), &args.namespace, &identity(args)));
     let reporter = tokio::spawn(meridian_kube::report::report_status(
-        client,
+        client.clone(),
         args.namespace.clone(),
         control.clone(),
         events.clone(),
     ));
-    let transitions = tokio::spawn(meridian_kube::events::publish_transitions(events, control));
+    let transitions = tokio::spawn(meridian_kube::events::publish_transitions(events.clone(), control.clone()));
+    let deletions =
+        tokio::spawn(meridian_kube::finalizer::guard_deletions(client, args.namespace.clone(), control, store, events));
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
         Ok(api) => api,
         Err(e) => {
@@ -221,5 +224,6 @@ async fn lead(
     let code = supervise(running, Some(api), None, deposed).await;
     reporter.abort();
     transitions.abort();
+    deletions.abort();
     code
 }

@@ -43,7 +43,16 @@ impl Controller {
                         ));
                         return;
                     }
-                    // Retry soon; the in-memory state was not advanced.
+                    // Retry soon from what the store holds: the in-memory state was not advanced,
+                    // and a store shared with other writers (the Kubernetes one, after a leader
+                    // change) may hold a newer decision to decide from again.
+                    let store = self.store();
+                    let plan = name.clone();
+                    if let Ok(Some(stored)) = blocking(move || store.load_state(&plan)).await
+                        && let Some(run) = state.plans.get_mut(&name)
+                    {
+                        run.state = stored;
+                    }
                     if let Some(run) = state.plans.get_mut(&name) {
                         run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
                     }

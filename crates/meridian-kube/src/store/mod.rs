@@ -85,6 +85,9 @@ pub struct KubeStore {
     /// Which plan an intent id belongs to, and which command object a command id names.
     intents: Mutex<HashMap<i64, String>>,
     commands: Mutex<HashMap<i64, String>>,
+    /// Plans whose record another writer moved: no commit until `load_state` read it again
+    /// (the caller re-decides from it, never overwrites it).
+    stale: Mutex<std::collections::HashSet<String>>,
     history: SegmentLog,
 }
 
@@ -148,6 +151,7 @@ impl KubeStore {
             flushed: Mutex::new(HashMap::new()),
             intents: Mutex::new(HashMap::new()),
             commands: Mutex::new(HashMap::new()),
+            stale: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -207,6 +211,7 @@ impl KubeStore {
                 // Fenced also when the newer leader's record was read without a conflict.
                 if let Err(refused) = record::may_write(&current.record, current.record.revision, term) {
                     *cached = None;
+                    lock(&self.stale).insert(plan.to_string());
                     return Err(failure(&format!("write the state of RolloutPlan {plan}"), refused));
                 }
                 let Some((next, out)) = change(&current.record)? else { return Ok(None) };
@@ -227,6 +232,7 @@ impl KubeStore {
                         let read = if check_revision { current.record.revision } else { fresh.record.revision };
                         record::may_write(&fresh.record, read, term).map_err(|r| {
                             *cached = None;
+                            lock(&self.stale).insert(plan.to_string());
                             failure(&format!("write the state of RolloutPlan {plan}"), r)
                         })?;
                         *cached = Some(fresh);
@@ -248,6 +254,8 @@ impl KubeStore {
         if records.is_empty() {
             return Ok(());
         }
+        // A deposed leader leaves them in the record for the next one to move.
+        self.term()?;
         let entries = records
             .iter()
             .map(|r| serde_json::to_string(r).map(|json| (r.seq, json)))
@@ -377,6 +385,7 @@ impl StateStore for KubeStore {
         let slot = self.slot(plan);
         let mut cached = lock(&slot);
         *cached = self.block_on(self.read(plan))?;
+        lock(&self.stale).remove(plan);
         let Some(current) = cached.as_ref() else { return Ok(None) };
         for intent in &current.record.intents {
             lock(&self.intents).insert(record::intent_id(&intent.key), plan.to_string());
@@ -400,6 +409,14 @@ impl StateStore for KubeStore {
         _at: DateTime<Utc>,
     ) -> StoreResult<Vec<Intent>> {
         let term = self.term()?;
+        if lock(&self.stale).contains(plan) {
+            return Err(StoreFailure {
+                message: format!(
+                    "RolloutPlan {plan}: another writer's decision is in the record; read it again (load_state) and \
+                     decide from it"
+                ),
+            });
+        }
         let applied: Vec<String> = {
             let names = lock(&self.commands);
             applied_commands.iter().filter_map(|id| names.get(id).cloned()).collect()
