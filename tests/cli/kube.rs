@@ -267,10 +267,28 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
     assert!(accepted().contains("unknown region \"zz\""), "{}", accepted());
     wait("an InvalidSpec Event", Duration::from_secs(20), || reasons().contains("InvalidSpec"));
 
-    // Deletion: every plan carries the finalizer; a settled plan goes at once.
     let get = |name: &str, path: &str| {
         text(&plane.kubectl(&["get", "rolloutplan", name, "-n", "meridian", "-o", &format!("jsonpath={path}")], None))
     };
+    // A command made with kubectl alone: applied once by the leader, audited with its issuer.
+    let pause = "apiVersion: meridian.dev/v1alpha1\nkind: RolloutCommand\nmetadata: {generateName: pause-, namespace: \
+                 meridian}\nspec: {plan: rbac, command: pause, by: admin}\n";
+    let out = plane.kubectl(&["create", "-f", "-"], Some(pause));
+    assert!(out.status.success(), "{}", text(&out));
+    wait("the kubectl pause applied", Duration::from_secs(20), || {
+        get("rbac", "{.status.phase}") == "paused"
+            || text(&plane.kubectl(&["get", "rolloutcommands", "-n", "meridian", "-o", "name"], None)).is_empty()
+    });
+    wait("the applied RolloutCommand deleted", Duration::from_secs(20), || {
+        text(&plane.kubectl(&["get", "rolloutcommands", "-n", "meridian", "-o", "name"], None)).is_empty()
+    });
+    let audit = text(&plane.kubectl(
+        &["get", "configmap", "meridian-audit-rbac-000001", "-n", "meridian", "-o", "jsonpath={.data}"],
+        None,
+    ));
+    assert!(audit.contains(r#"\"command\":\"pause\",\"by\":\"admin\""#), "{audit}");
+
+    // Deletion: every plan carries the finalizer; a settled plan goes at once.
     assert_eq!(get("rbac", "{.metadata.finalizers}"), "[\"meridian.dev/rollout\"]");
     let out = plane.kubectl(&["delete", "rolloutplan", "rbac", "-n", "meridian", "--timeout=20s"], None);
     assert!(out.status.success(), "a complete plan's deletion: {}\n{}", text(&out), logged());

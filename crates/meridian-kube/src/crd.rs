@@ -75,9 +75,52 @@ pub struct RegionSpec(pub manifest::RegionDocumentSpec);
 #[serde(transparent)]
 pub struct ApprovalSpec(pub manifest::ApprovalSpec);
 
-/// The three CustomResourceDefinitions, in a stable order.
+/// An operator command on a plan, as a resource: `kubectl create -f` one to pause, resume,
+/// abort, promote, retry, freeze or unfreeze (the HTTP API's commands become these too). The
+/// leader applies it exactly once (the commit that applies it names it) and then deletes it;
+/// the audit log keeps it, with who issued it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "meridian.dev",
+    version = "v1alpha1",
+    kind = "RolloutCommand",
+    doc = "An operator command on a plan (pause, resume, abort, promote, retry, freeze, unfreeze), applied once by the leader and then deleted.",
+    root = "RolloutCommandResource",
+    plural = "rolloutcommands",
+    shortname = "rcmd",
+    category = "meridian",
+    namespaced,
+    printcolumn = r#"{"name":"Plan","type":"string","jsonPath":".spec.plan"}"#,
+    printcolumn = r#"{"name":"Command","type":"string","jsonPath":".spec.command"}"#,
+    printcolumn = r#"{"name":"By","type":"string","jsonPath":".spec.by"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutCommandSpec {
+    /// The RolloutPlan (in this namespace) it applies to.
+    pub plan: String,
+    pub command: meridian_core::CommandKind,
+    /// Limits it to one wave of the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// Limits it to one region of the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Who issues it, as the audit log will name them. The admission policy in `deploy/`
+    /// requires it to be the requesting user (the controller's own account writes it for the
+    /// API's authenticated callers).
+    pub by: String,
+    /// For `freeze`: what it declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<meridian_core::command::FreezeRequest>,
+    /// For `unfreeze`: the run-time freeze to lift; absent lifts every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfreeze: Option<String>,
+}
+
+/// The CustomResourceDefinitions, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![RolloutPlanResource::crd(), RegionResource::crd(), ApprovalResource::crd()]
+    vec![RolloutPlanResource::crd(), RegionResource::crd(), ApprovalResource::crd(), RolloutCommandResource::crd()]
 }
 
 /// The CRDs as one YAML stream (`meridian crds`, `deploy/crds/meridian.yaml`).
@@ -130,7 +173,15 @@ mod tests {
     fn the_definitions_name_the_group_kinds_scope_and_status() {
         let crds = crds();
         let names: Vec<&str> = crds.iter().filter_map(|c| c.metadata.name.as_deref()).collect();
-        assert_eq!(names, ["rolloutplans.meridian.dev", "regions.meridian.dev", "approvals.meridian.dev"]);
+        assert_eq!(
+            names,
+            [
+                "rolloutplans.meridian.dev",
+                "regions.meridian.dev",
+                "approvals.meridian.dev",
+                "rolloutcommands.meridian.dev"
+            ]
+        );
         for crd in &crds {
             assert_eq!(crd.spec.scope, "Namespaced");
             assert_eq!(crd.spec.versions.len(), 1);

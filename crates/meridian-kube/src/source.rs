@@ -205,3 +205,16 @@ fn config_from(namespace: &str, docs: &[(String, String)], now: DateTime<Utc>) -
         fingerprint: fingerprint(docs),
     })
 }
+
+/// Call `wake` whenever a `RolloutCommand` appears or changes in `namespace` (one made with
+/// kubectl reaches the decision loop at once; the loop reads it from the store). Runs until
+/// the task is dropped.
+pub async fn wake_on_commands(client: Client, namespace: String, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
+    let api: Api<crate::crd::RolloutCommandResource> = Api::namespaced(client, &namespace);
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.next().await {
+        if matches!(event, Ok(watcher::Event::Apply(_) | watcher::Event::InitDone)) {
+            wake();
+        }
+    }
+}

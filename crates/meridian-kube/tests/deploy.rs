@@ -32,7 +32,8 @@ const CONTROLLER_USES: &[(&str, &str, &[&str])] = &[
     ("meridian.dev", "rolloutplans/status", &["update", "patch"]),
     ("meridian.dev", "regions", &["get", "list", "watch"]),
     ("meridian.dev", "approvals", &["get", "list", "watch"]),
-    ("", "configmaps", &["get", "list", "create", "update", "delete"]),
+    ("", "configmaps", &["get", "list", "create", "update"]),
+    ("meridian.dev", "rolloutcommands", &["get", "list", "watch", "create", "delete"]),
     ("coordination.k8s.io", "leases", &["get", "create", "update"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
@@ -97,6 +98,7 @@ fn the_base_renders_applies_and_its_pod_meets_pod_security_restricted() {
         ("CustomResourceDefinition", "rolloutplans.meridian.dev"),
         ("CustomResourceDefinition", "regions.meridian.dev"),
         ("CustomResourceDefinition", "approvals.meridian.dev"),
+        ("CustomResourceDefinition", "rolloutcommands.meridian.dev"),
         ("ServiceAccount", "meridian"),
         ("Role", "meridian"),
         ("RoleBinding", "meridian"),
@@ -106,6 +108,8 @@ fn the_base_renders_applies_and_its_pod_meets_pod_security_restricted() {
         ("PodDisruptionBudget", "meridian"),
         ("ValidatingAdmissionPolicy", "meridian-approval-grantors"),
         ("ValidatingAdmissionPolicyBinding", "meridian-approval-grantors"),
+        ("ValidatingAdmissionPolicy", "meridian-command-issuer"),
+        ("ValidatingAdmissionPolicyBinding", "meridian-command-issuer"),
     ]
     .into_iter()
     .map(|(k, n)| (k.to_string(), n.to_string()))
@@ -419,4 +423,51 @@ fn the_admission_policy_lets_each_approver_group_grant_its_own_flags_only() {
         None,
     );
     assert_eq!(text(&out), "other-flag");
+}
+
+/// `kubectl create` a RolloutCommand issued `by` someone, as `user` (impersonated).
+fn create_command(plane: &ControlPlane, user: &str, by: &str, dry_run: bool) -> Output {
+    let manifest = json!({
+        "apiVersion": "meridian.dev/v1alpha1",
+        "kind": "RolloutCommand",
+        "metadata": {"generateName": "pause-", "namespace": NAMESPACE},
+        "spec": {"plan": "network-restoration", "command": "pause", "by": by},
+    })
+    .to_string();
+    let mut args = vec!["create", "-f", "-", "--as", user];
+    if dry_run {
+        args.push("--dry-run=server");
+    }
+    plane.kubectl(&args, Some(&manifest))
+}
+
+#[test]
+fn a_command_names_its_issuer_truthfully() {
+    let plane = ControlPlane::start();
+    apply_base(&plane);
+    let role = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: operators, namespace: {NAMESPACE}}}\n\
+         rules: [{{apiGroups: [meridian.dev], resources: [rolloutcommands], verbs: [create]}}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: operators, namespace: \
+         {NAMESPACE}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: operators}}\n\
+         subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}}]\n"
+    );
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&role));
+    assert!(out.status.success(), "{}", text(&out));
+    // In force once a create it must refuse is refused by it (dry runs leave nothing behind).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = create_command(&plane, "alice", "bob", true);
+        if !out.status.success() && text(&out).contains("ValidatingAdmissionPolicy 'meridian-command-issuer'") {
+            assert!(text(&out).contains("spec.by must be the requesting user (alice), not bob"), "{}", text(&out));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the command policy was not in force within 30 s: {}", text(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = create_command(&plane, "alice", "alice", false);
+    assert!(out.status.success(), "alice issuing as alice: {}", text(&out));
+    // The controller writes the name of the API caller its own tokens authenticated.
+    let out = create_command(&plane, CONTROLLER, "bob (API token)", false);
+    assert!(out.status.success(), "the controller issuing for an API caller: {}", text(&out));
 }

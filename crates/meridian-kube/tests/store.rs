@@ -109,14 +109,14 @@ async fn the_state_lives_in_the_api_server_and_a_new_controller_resumes_without_
     wait_for("the pause applied", Duration::from_secs(30), || c.snapshot().plans["gated"].state.paused.plan).await;
     let mut gone = false;
     for _ in 0..100 {
-        let out = plane.kubectl(&["get", "configmaps", "-l", "meridian.dev/kind=command", "-o", "name"], None);
+        let out = plane.kubectl(&["get", "rolloutcommands", "-o", "name"], None);
         if text(&out).trim().is_empty() {
             gone = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(gone, "the applied command's ConfigMap was not deleted");
+    assert!(gone, "the applied RolloutCommand was not deleted");
     let paused = c.audit(Some("gated"), 0, 1000).await.unwrap();
     let pauses = paused.iter().filter(|r| matches!(r.event, meridian_core::audit::AuditEvent::Command { .. })).count();
     assert_eq!(pauses, 1, "the command was applied {pauses} times");

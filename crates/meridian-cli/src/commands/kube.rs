@@ -205,6 +205,12 @@ async fn lead(
         events.clone(),
     ));
     let transitions = tokio::spawn(meridian_kube::events::publish_transitions(events.clone(), control.clone()));
+    let waker = running.controller.clone();
+    let commands = tokio::spawn(meridian_kube::source::wake_on_commands(
+        client.clone(),
+        args.namespace.clone(),
+        Arc::new(move || waker.kick()),
+    ));
     let deletions =
         tokio::spawn(meridian_kube::finalizer::guard_deletions(client, args.namespace.clone(), control, store, events));
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
@@ -225,5 +231,6 @@ async fn lead(
     reporter.abort();
     transitions.abort();
     deletions.abort();
+    commands.abort();
     code
 }

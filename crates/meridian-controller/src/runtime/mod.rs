@@ -384,7 +384,9 @@ impl Controller {
         });
     }
 
-    fn kick(&self) {
+    /// Wake the decision loop: something it reads from the store changed behind its back (a
+    /// command queued by another writer, such as `kubectl`).
+    pub fn kick(&self) {
         let _ = self.events.send(Event::Kick);
     }
 

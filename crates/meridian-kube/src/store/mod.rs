@@ -8,7 +8,8 @@
 //!   ConfigMap meridian-audit-P-N   the plan's audit trail, append-only segments (log.rs)
 //!   ConfigMap meridian-history-N   the controller's history (approvals, rejected edits, denials)
 //!   ConfigMap meridian-approval-A  one approval record, with the source of its last grant
-//!   ConfigMap meridian-command-*   a queued operator command, until the commit that applied it
+//!   RolloutCommand PLAN-KIND-*     a queued operator command (the API's, or one made with
+//!                                  kubectl), until the commit that applied it
 //! ```
 //!
 //! The contract is the embedded store's: a commit is one atomic write (a plan's status), an
@@ -46,7 +47,7 @@ use meridian_core::{AuditRecord, Command, PlanState};
 
 use self::log::SegmentLog;
 use self::record::{EngineRecord, IntentStatus};
-use crate::crd::RolloutPlanResource;
+use crate::crd::{RolloutCommandResource, RolloutCommandSpec, RolloutPlanResource};
 use crate::status::RolloutPlanStatus;
 
 /// Whether this replica may write, and in which leader term.
@@ -75,6 +76,7 @@ pub struct KubeStore {
     handle: tokio::runtime::Handle,
     namespace: String,
     plans: Api<RolloutPlanResource>,
+    commands_api: Api<RolloutCommandResource>,
     maps: Api<ConfigMap>,
     fence: Arc<dyn Fence>,
     /// The last record read or written per plan, with the object it came in. One lock per plan
@@ -115,6 +117,12 @@ pub fn object_name(kind: &str, name: &str) -> String {
     if valid { plain } else { format!("meridian-{kind}-h{:016x}", record::intent_id(name)) }
 }
 
+/// The start of a command object's name: the plan's name when it makes a valid one.
+fn command_prefix(plan: &str) -> String {
+    let fits = plan.len() <= 40 && plan.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if fits { plan.to_string() } else { format!("h{:016x}", record::intent_id(plan)) }
+}
+
 /// A label value for `name` (63 characters at most): itself when it fits, else its hash.
 fn label_value(name: &str) -> String {
     let fits = name.len() <= 63
@@ -143,7 +151,8 @@ impl KubeStore {
         Ok(KubeStore {
             handle,
             namespace: namespace.to_string(),
-            plans: Api::namespaced(client, namespace),
+            plans: Api::namespaced(client.clone(), namespace),
+            commands_api: Api::namespaced(client, namespace),
             history: SegmentLog::new(maps.clone(), "meridian-history".to_string()),
             maps,
             fence,
@@ -444,7 +453,7 @@ impl StateStore for KubeStore {
             log_recoverable(&e.message);
         }
         for name in &applied {
-            let deleted = self.block_on(self.maps.delete(name, &DeleteParams::default()));
+            let deleted = self.block_on(self.commands_api.delete(name, &DeleteParams::default()));
             if let Err(e) = deleted.map(|_| ()).or_else(|e| match e {
                 kube::Error::Api(s) if s.code == 404 => Ok(()),
                 e => Err(e),
@@ -479,18 +488,24 @@ impl StateStore for KubeStore {
     }
 
     fn enqueue_command(&self, plan: &str, command: &Command) -> StoreResult<i64> {
-        let json = serde_json::to_string(command).map_err(|e| failure("encode a command", e))?;
-        let cm = ConfigMap {
+        let resource = RolloutCommandResource {
             metadata: ObjectMeta {
-                generate_name: Some("meridian-command-".into()),
+                generate_name: Some(format!("{}-{}-", command_prefix(plan), command.kind)),
                 labels: Some(labels("command", Some(plan))),
                 ..ObjectMeta::default()
             },
-            data: Some(BTreeMap::from([("plan".to_string(), plan.to_string()), ("command".to_string(), json)])),
-            ..ConfigMap::default()
+            spec: RolloutCommandSpec {
+                plan: plan.to_string(),
+                command: command.kind,
+                wave: command.wave.clone(),
+                region: command.region.clone(),
+                by: command.by.clone(),
+                freeze: command.freeze.clone(),
+                unfreeze: command.unfreeze.clone(),
+            },
         };
         let created = self
-            .block_on(self.maps.create(&PostParams::default(), &cm))
+            .block_on(self.commands_api.create(&PostParams::default(), &resource))
             .map_err(|e| failure(&format!("queue a command for {plan}"), e))?;
         let name = created.name_any();
         let id = record::intent_id(&name);
@@ -500,20 +515,34 @@ impl StateStore for KubeStore {
 
     fn pending_commands(&self, plan: &str) -> StoreResult<Vec<QueuedCommand>> {
         let applied = self.record_of(plan)?.applied_commands;
-        let lp = ListParams::default().labels(&format!("{KIND_LABEL}=command,{PLAN_LABEL}={}", label_value(plan)));
-        let list = self.block_on(self.maps.list(&lp)).map_err(|e| failure(&format!("list commands of {plan}"), e))?;
+        let list = self
+            .block_on(self.commands_api.list(&ListParams::default()))
+            .map_err(|e| failure(&format!("list the RolloutCommands of {plan}"), e))?;
         let mut queued = Vec::new();
-        for cm in list.items {
-            let name = cm.name_any();
-            let data = cm.data.clone().unwrap_or_default();
-            if applied.contains(&name) || data.get("plan").map(String::as_str) != Some(plan) {
+        for resource in list.items.into_iter().filter(|c| c.spec.plan == plan) {
+            let name = resource.name_any();
+            if applied.contains(&name) || resource.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let command: Command = serde_json::from_str(data.get("command").map_or("", String::as_str))
-                .map_err(|e| failure(&format!("ConfigMap {name} holds no readable command"), e))?;
+            let at = resource
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| DateTime::from_timestamp_millis(t.0.as_millisecond()))
+                .unwrap_or_default();
+            let spec = resource.spec;
+            let command = Command {
+                kind: spec.command,
+                wave: spec.wave,
+                region: spec.region,
+                by: spec.by,
+                at,
+                freeze: spec.freeze,
+                unfreeze: spec.unfreeze,
+            };
             let id = record::intent_id(&name);
             lock(&self.commands).insert(id, name.clone());
-            queued.push((command.at, name, QueuedCommand { id, command }));
+            queued.push((at, name, QueuedCommand { id, command }));
         }
         queued.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(queued.into_iter().map(|(_, _, c)| c).collect())

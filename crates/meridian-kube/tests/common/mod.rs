@@ -162,6 +162,7 @@ impl ControlPlane {
                 "crd/rolloutplans.meridian.dev",
                 "crd/regions.meridian.dev",
                 "crd/approvals.meridian.dev",
+                "crd/rolloutcommands.meridian.dev",
             ],
             None,
         );
