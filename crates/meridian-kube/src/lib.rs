@@ -20,8 +20,12 @@
 //! unchanged. `store`: the `StateStore` port on the API server (the engine record in each
 //! plan's `.status.engine`, audit and history in append-only ConfigMap segments), so any
 //! replica that leads resumes where the last one stopped. `report`: the status a user reads
-//! (`kubectl get rolloutplans`), written from the controller's snapshot.
+//! (`kubectl get rolloutplans`), written from the controller's snapshot. `actuator`: the
+//! `kubernetes` actuator (a ConfigMap key, HTTPRoute weights or Deployment replicas, in this
+//! cluster or one reached through a kubeconfig Secret) and `Routed`, which sends each target
+//! to it or to the other actuators by the target's settings.
 
+pub mod actuator;
 pub mod crd;
 pub mod fenced;
 pub mod lease;
