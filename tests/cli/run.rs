@@ -128,3 +128,34 @@ fn a_world_writable_tokens_file_is_refused_and_a_readable_one_with_plain_tokens_
         run.stderr_head
     );
 }
+
+#[test]
+fn a_plan_asking_for_the_kubernetes_actuator_stops_it_naming_meridian_kube() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: kubed}
+spec:
+  services: [{name: signin}]
+  regions: [{name: us-east}, {name: jp, actuator: {kubernetes: {namespace: shop, configMap: {name: rollout, key: percent}}}}]
+  waves: [{name: one, regions: [us-east]}, {name: two, regions: [jp]}]
+",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (code, printed) = match spawn_run(&plan, &state, &["--no-auth"]) {
+        Ok(run) => panic!("it started with a kubernetes actuator: {}", run.stderr_head),
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(
+        printed.contains(
+            "plan \"kubed\" in region \"jp\" sets traffic with the kubernetes actuator, which needs `meridian kube`"
+        ),
+        "{printed}"
+    );
+    assert_no_decision(&state);
+}

@@ -58,6 +58,17 @@ pub enum ActuatorError {
     #[error("{method} {url} answered {status} (attempt {attempt}){}", body_suffix(body))]
     Status { method: &'static str, url: String, attempt: u32, status: u16, body: String },
 
+    /// The target's actuator is `kubernetes`, which only `meridian kube` drives; nothing was
+    /// sent.
+    #[error(
+        "{place} sets traffic with the kubernetes actuator, which needs `meridian kube`; run the plan with meridian \
+         kube, or use an http actuator"
+    )]
+    NeedsKubeMode {
+        /// Who asks for it: `plan "p" in region "jp"`, or `an actuator section`.
+        place: String,
+    },
+
     /// A read-back answered 200 with a body that does not follow the wire contract.
     #[error("GET {url} returned an unusable traffic read-back (attempt {attempt}): {reason}")]
     InvalidResponse { url: String, attempt: u32, reason: String },
@@ -81,6 +92,7 @@ impl ActuatorError {
             | ActuatorError::TokenEnv { .. }
             | ActuatorError::Client { .. }
             | ActuatorError::InvalidRequest { .. }
+            | ActuatorError::NeedsKubeMode { .. }
             | ActuatorError::InvalidResponse { .. } => false,
         }
     }
@@ -103,6 +115,7 @@ impl ActuatorError {
             ActuatorError::Status { status: 400..=499, .. } => "http_4xx",
             ActuatorError::Status { .. } => "http_other",
             ActuatorError::InvalidResponse { .. } => "invalid_response",
+            ActuatorError::NeedsKubeMode { .. } => "needs_kube_mode",
         }
     }
 

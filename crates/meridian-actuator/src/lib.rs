@@ -14,7 +14,9 @@
 //! [`PlanActuators`] is what the controller holds: it implements the core's
 //! [`meridian_core::ports::Actuator`] port and picks, per target, the actuator its region's
 //! effective settings name: the plan's `actuator:` section, or the region's own replacement
-//! (none means the dry run). [`TrafficActuator`] is one plan's actuator, built by
+//! (none means the dry run). A `kubernetes` section is refused with a clear error
+//! ([`needs_kube_mode`]): `meridian_kube::actuator` drives it, under `meridian kube` only.
+//! [`TrafficActuator`] is one plan's actuator, built by
 //! [`from_settings`] from the typed [`ActuatorSettings`] validation resolved. The wire
 //! contract of the `http` kind is in [`http`].
 //!
@@ -31,7 +33,7 @@ mod plans;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_core::plan::ActuatorSettings;
+use meridian_core::plan::{ActuatorSettings, Plan};
 
 pub use backoff::{Backoff, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP};
 pub use error::ActuatorError;
@@ -103,14 +105,27 @@ impl TrafficActuator {
 }
 
 /// The actuator a plan's `actuator:` section names; a plan without one gets a fresh dry run.
+/// A `kubernetes` section is refused (it needs `meridian kube`, `meridian_kube::actuator`).
 pub fn from_settings(
     settings: Option<&ActuatorSettings>,
     options: &ActuatorOptions,
 ) -> Result<TrafficActuator, ActuatorError> {
     match settings {
         Some(ActuatorSettings::Http(h)) => Ok(TrafficActuator::Http(Arc::new(HttpActuator::new(h, options)?))),
+        Some(ActuatorSettings::Kubernetes(_)) => {
+            Err(ActuatorError::NeedsKubeMode { place: "an actuator section".into() })
+        }
         Some(ActuatorSettings::Log) | None => Ok(TrafficActuator::Log(Arc::new(LogActuator::new()))),
     }
+}
+
+/// Where `plan` asks for the kubernetes actuator, which this crate cannot drive: the error
+/// for its first such region, so that `meridian run` can refuse the plan at start.
+pub fn needs_kube_mode(plan: &Plan) -> Option<ActuatorError> {
+    plan.regions
+        .iter()
+        .find(|r| matches!(r.settings.actuator, Some(ActuatorSettings::Kubernetes(_))))
+        .map(|r| ActuatorError::NeedsKubeMode { place: format!("plan {:?} in region {:?}", plan.name, r.name) })
 }
 
 #[cfg(test)]
@@ -127,5 +142,19 @@ mod tests {
         let url = UrlTemplate::parse("http://127.0.0.1:9/{{region}}").unwrap();
         let http = ActuatorSettings::Http(HttpActuatorSettings::new(url));
         assert!(!from_settings(Some(&http), &o).unwrap().is_dry_run());
+    }
+
+    #[test]
+    fn a_kubernetes_section_is_refused_not_dry_run() {
+        use meridian_core::plan::{ClusterRef, DriftPolicy, KubeObject, KubernetesActuatorSettings};
+        let kube = ActuatorSettings::Kubernetes(KubernetesActuatorSettings {
+            cluster: ClusterRef::Local,
+            namespace: "shop".into(),
+            object: KubeObject::ConfigMap { name: "c".into(), key: "k".into() },
+            on_drift: DriftPolicy::Reapply,
+        });
+        let e = from_settings(Some(&kube), &ActuatorOptions::default()).unwrap_err();
+        assert!(!e.is_retryable());
+        assert_eq!(e.metric_label(), "needs_kube_mode");
     }
 }

@@ -46,36 +46,49 @@ impl PlanActuators {
     }
 
     /// The actuator for `plan`, as its `actuator:` section says now (regions that replace
-    /// it aside: see [`PlanActuators::for_target`]).
-    pub fn for_plan(&self, plan: &Plan) -> TrafficActuator {
-        self.build(plan, None, plan.actuator.as_ref())
+    /// it aside: see [`PlanActuators::for_target`]). A `kubernetes` section is refused.
+    pub fn for_plan(&self, plan: &Plan) -> Result<TrafficActuator, ActuatorError> {
+        self.build(plan, None, "", plan.actuator.as_ref())
     }
 
     /// The actuator for `target`: its region's effective actuator, the plan's unless the
-    /// region replaces it. An unknown region gets the plan's.
-    pub fn for_target(&self, plan: &Plan, target: &Target) -> TrafficActuator {
+    /// region replaces it. An unknown region gets the plan's. A `kubernetes` one is refused
+    /// ([`ActuatorError::NeedsKubeMode`]): never silently turned into a dry run.
+    pub fn for_target(&self, plan: &Plan, target: &Target) -> Result<TrafficActuator, ActuatorError> {
         let Some(region) = plan.region_index(&target.region).map(|r| &plan.regions[r]) else {
             return self.for_plan(plan);
         };
         let own = region.settings.origins.actuator == Origin::Region;
-        self.build(plan, own.then_some(region.name.as_str()), region.settings.actuator.as_ref())
+        self.build(plan, own.then_some(region.name.as_str()), &region.name, region.settings.actuator.as_ref())
     }
 
-    fn build(&self, plan: &Plan, region: Option<&str>, settings: Option<&ActuatorSettings>) -> TrafficActuator {
-        let Some(ActuatorSettings::Http(settings)) = settings else {
-            return TrafficActuator::Log(self.dry_run.clone());
+    fn build(
+        &self,
+        plan: &Plan,
+        own: Option<&str>,
+        region: &str,
+        settings: Option<&ActuatorSettings>,
+    ) -> Result<TrafficActuator, ActuatorError> {
+        let settings = match settings {
+            Some(ActuatorSettings::Http(settings)) => settings,
+            Some(ActuatorSettings::Kubernetes(_)) => {
+                return Err(ActuatorError::NeedsKubeMode {
+                    place: format!("plan {:?} in region {region:?}", plan.name),
+                });
+            }
+            Some(ActuatorSettings::Log) | None => return Ok(TrafficActuator::Log(self.dry_run.clone())),
         };
-        let key = (plan.name.clone(), region.map(str::to_string));
+        let key = (plan.name.clone(), own.map(str::to_string));
         // The map only ever holds complete entries, so a poisoned lock is still usable.
         let mut cache = self.http.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((built_from, actuator)) = cache.get(&key)
             && built_from == settings
         {
-            return TrafficActuator::Http(actuator.clone());
+            return Ok(TrafficActuator::Http(actuator.clone()));
         }
         let actuator = Arc::new(HttpActuator::with_client(settings, &self.options, self.client.clone()));
         cache.insert(key, (settings.clone(), actuator.clone()));
-        TrafficActuator::Http(actuator)
+        Ok(TrafficActuator::Http(actuator))
     }
 
     /// The dry run shared by plans without an `http` actuator; take its records to log them.
@@ -93,7 +106,7 @@ impl Actuator for PlanActuators {
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<(), ActuationError>> {
         Box::pin(async move {
-            let actuator = self.for_target(plan, target);
+            let actuator = self.for_target(plan, target)?;
             actuator.set_traffic(target, percent, idempotency_key).await?;
             Ok(())
         })
@@ -104,6 +117,6 @@ impl Actuator for PlanActuators {
         plan: &'a Plan,
         target: &'a Target,
     ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
-        Box::pin(async move { Ok(self.for_target(plan, target).read_traffic(target).await?) })
+        Box::pin(async move { Ok(self.for_target(plan, target)?.read_traffic(target).await?) })
     }
 }

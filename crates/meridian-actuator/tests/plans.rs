@@ -113,7 +113,27 @@ async fn plans_without_an_http_actuator_share_one_dry_run() {
             "dry run: would set dry/jp/signin from unset to 50% (idempotency key k2)",
         ]
     );
-    assert!(actuators.for_plan(&implicit).is_dry_run());
+    assert!(actuators.for_plan(&implicit).unwrap().is_dry_run());
+}
+
+/// `meridian run` has no Kubernetes client: a plan (or a region) asking for the kubernetes
+/// actuator gets a clear, non-retryable error, never a silent dry run.
+#[tokio::test]
+async fn a_kubernetes_actuator_is_refused_with_a_clear_error() {
+    let actuators = actuators();
+    let p = plan("kubed", "  actuator:\n    kubernetes: {namespace: shop, configMap: {name: rollout, key: percent}}\n");
+    let err = within(actuators.set_traffic(&p, &target("kubed"), 10, "k1")).await.unwrap_err();
+    assert!(!err.retryable);
+    assert_eq!(err.label, "needs_kube_mode");
+    assert_eq!(
+        err.message,
+        "plan \"kubed\" in region \"jp\" sets traffic with the kubernetes actuator, which needs `meridian kube`; run \
+         the plan with meridian kube, or use an http actuator"
+    );
+    assert_eq!(within(actuators.read_traffic(&p, &target("kubed"))).await.unwrap_err().label, "needs_kube_mode");
+    assert!(actuators.dry_run().take_records().is_empty());
+    assert_eq!(meridian_actuator::needs_kube_mode(&p).map(|e| e.to_string()), Some(err.message));
+    assert!(meridian_actuator::needs_kube_mode(&plan("quiet", "")).is_none());
 }
 
 #[tokio::test]

@@ -404,6 +404,9 @@ pub struct MinSamplesSpec {
 pub struct ActuatorSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpActuatorSpec>,
+    /// Sets traffic through an object in a Kubernetes cluster (needs `meridian kube`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesActuatorSpec>,
     /// Dry run: record what would be done, change nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogActuatorSpec>,
@@ -433,6 +436,83 @@ pub struct HttpActuatorSpec {
     /// On drift (read-back differs from state): `reapply` (default) or `hold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_drift: Option<String>,
+}
+
+/// Sets a (region, service) traffic percent through one Kubernetes object: a ConfigMap key,
+/// the backend weights of a Gateway API `HTTPRoute`, or a Deployment's replicas. Exactly one
+/// of `configMap`, `httpRoute` and `deployment`. Only `meridian kube` drives it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesActuatorSpec {
+    /// The cluster the object is in. Default: the cluster meridian runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSpec>,
+    /// Namespace of the object. Placeholders: `{{region}}`, `{{service}}`, `{{plan}}`.
+    pub namespace: String,
+    /// The percent as the value of a key in a ConfigMap (`"0"` to `"100"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapTargetSpec>,
+    /// The percent as backend weights of an `HTTPRoute` (gateway.networking.k8s.io/v1):
+    /// `backend` gets the percent, `stable` the rest, in every rule that names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<HttpRouteTargetSpec>,
+    /// The percent as a Deployment's replicas: `ceil(replicas * percent / 100)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentTargetSpec>,
+    /// On drift (read-back differs from state): `reapply` (default) or `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_drift: Option<String>,
+}
+
+/// Another cluster than the one meridian runs in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// A Secret in meridian's own namespace holding a kubeconfig for that cluster.
+    pub secret: SecretKeySpec,
+}
+
+/// A key of a Secret in meridian's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeySpec {
+    /// The Secret's name. Placeholders: `{{region}}`, `{{service}}`, `{{plan}}`.
+    pub name: String,
+    /// The key holding the kubeconfig. Default: `kubeconfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// A ConfigMap key that holds the percent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapTargetSpec {
+    /// The ConfigMap's name. Placeholders: `{{region}}`, `{{service}}`, `{{plan}}`.
+    pub name: String,
+    /// The key under `data`. Placeholders: `{{region}}`, `{{service}}`, `{{plan}}`.
+    pub key: String,
+}
+
+/// An `HTTPRoute` splitting traffic between a new and a stable backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpRouteTargetSpec {
+    /// The HTTPRoute's name. Placeholders: `{{region}}`, `{{service}}`, `{{plan}}`.
+    pub name: String,
+    /// The backendRef (a Service name) that gets the percent as its weight.
+    pub backend: String,
+    /// The backendRef (a Service name) that gets 100 minus the percent.
+    pub stable: String,
+}
+
+/// A Deployment scaled in proportion to the percent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentTargetSpec {
+    /// The Deployment's name. Placeholders: `{{region}}`, `{{service}}`, `{{plan}}`.
+    pub name: String,
+    /// Replicas at 100 %; a percent p runs `ceil(replicas * p / 100)`, 0 % none.
+    pub replicas: i64,
 }
 
 /// The dry-run actuator takes no settings.

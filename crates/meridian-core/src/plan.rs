@@ -95,6 +95,7 @@ impl RegionSettings {
     pub fn on_drift(&self) -> DriftPolicy {
         match &self.actuator {
             Some(ActuatorSettings::Http(h)) => h.on_drift,
+            Some(ActuatorSettings::Kubernetes(k)) => k.on_drift,
             Some(ActuatorSettings::Log) | None => DriftPolicy::Reapply,
         }
     }
@@ -105,8 +106,77 @@ impl RegionSettings {
 pub enum ActuatorSettings {
     /// `http`: set and read back a percent over HTTP.
     Http(HttpActuatorSettings),
+    /// `kubernetes`: set and read back a percent through a Kubernetes object.
+    Kubernetes(KubernetesActuatorSettings),
     /// `log: {}`: a dry run that changes nothing.
     Log,
+}
+
+/// The Secret key a cluster's kubeconfig is read from when the plan names none.
+pub const DEFAULT_KUBECONFIG_KEY: &str = "kubeconfig";
+
+/// An `actuator.kubernetes` section, checked. Every name may hold the placeholders
+/// `{{region}}`, `{{service}}` and `{{plan}}` ([`KubernetesActuatorSettings::render`]); with
+/// sample names filled in, each is a valid name of its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesActuatorSettings {
+    pub cluster: ClusterRef,
+    /// Namespace of the object (a template).
+    pub namespace: String,
+    pub object: KubeObject,
+    pub on_drift: DriftPolicy,
+}
+
+impl KubernetesActuatorSettings {
+    /// Fill a template of these settings with a target's names.
+    pub fn render(template: &str, plan: &str, region: &str, service: &str) -> String {
+        render_template(template, &[("plan", plan), ("region", region), ("service", service)])
+    }
+}
+
+/// Which cluster a Kubernetes actuator writes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClusterRef {
+    /// The cluster meridian runs in (its own client).
+    Local,
+    /// The cluster of the kubeconfig held in this Secret of meridian's namespace.
+    Secret {
+        /// A template.
+        name: String,
+        key: String,
+    },
+}
+
+/// The object that carries a (region, service)'s percent, names as templates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KubeObject {
+    /// `data[key]` of a ConfigMap is the percent, `"0"` to `"100"`.
+    ConfigMap { name: String, key: String },
+    /// In every rule of the HTTPRoute naming them, backendRef `backend` weighs the percent and
+    /// `stable` the rest.
+    HttpRoute { name: String, backend: String, stable: String },
+    /// The Deployment runs `ceil(replicas * percent / 100)` replicas; `replicas` is at least 1.
+    Deployment { name: String, replicas: u32 },
+}
+
+impl KubeObject {
+    /// The kind, as Kubernetes spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KubeObject::ConfigMap { .. } => "ConfigMap",
+            KubeObject::HttpRoute { .. } => "HTTPRoute",
+            KubeObject::Deployment { .. } => "Deployment",
+        }
+    }
+
+    /// The object's name (a template).
+    pub fn name(&self) -> &str {
+        match self {
+            KubeObject::ConfigMap { name, .. }
+            | KubeObject::HttpRoute { name, .. }
+            | KubeObject::Deployment { name, .. } => name,
+        }
+    }
 }
 
 /// An `actuator.http` section with its defaults applied.
@@ -398,10 +468,28 @@ pub struct EffectiveCheck {
     pub no_data: Sourced<NoDataPolicy>,
 }
 
-/// An actuator section in words: `http PUT https://...`, `log (dry run)`.
+/// An actuator section in words: `http PUT https://...`, `kubernetes configmap ...`,
+/// `log (dry run)`.
 pub fn describe_actuator(actuator: Option<&ActuatorSettings>) -> String {
     match actuator {
         Some(ActuatorSettings::Http(h)) => format!("http {} {}", h.method.as_str(), h.url),
+        Some(ActuatorSettings::Kubernetes(k)) => {
+            let object = match &k.object {
+                KubeObject::ConfigMap { name, key } => format!("configmap {}/{name} key {key}", k.namespace),
+                KubeObject::HttpRoute { name, backend, stable } => {
+                    format!("httproute {}/{name} backend {backend} (stable {stable})", k.namespace)
+                }
+                KubeObject::Deployment { name, replicas } => {
+                    format!("deployment {}/{name} of {replicas} replicas at 100%", k.namespace)
+                }
+            };
+            match &k.cluster {
+                ClusterRef::Local => format!("kubernetes {object}"),
+                ClusterRef::Secret { name, key } => {
+                    format!("kubernetes {object} in the cluster of secret {name}[{key}]")
+                }
+            }
+        }
         Some(ActuatorSettings::Log) => "log (dry run)".into(),
         None => "none (dry run)".into(),
     }

@@ -22,8 +22,12 @@
 //! replica that leads resumes where the last one stopped. `report`: the status a user reads
 //! (`kubectl get rolloutplans`), written from the controller's snapshot; `events`: a
 //! Kubernetes Event per transition and per rejected edit; `finalizer`: what deleting a plan
-//! does (it waits until the rollout settles, or aborts it first).
+//! does (it waits until the rollout settles, or aborts it first). `actuator`: the
+//! `kubernetes` actuator (a ConfigMap key, HTTPRoute weights or Deployment replicas, in this
+//! cluster or one reached through a kubeconfig Secret) and `Routed`, which sends each target
+//! to it or to the other actuators by the target's settings.
 
+pub mod actuator;
 pub mod crd;
 pub mod events;
 pub mod fenced;

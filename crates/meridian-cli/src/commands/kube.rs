@@ -188,7 +188,15 @@ async fn lead(
     let adapters = Adapters {
         store: store.clone(),
         health: health_source(args.loop_args.prometheus.as_deref()),
-        actuator: Arc::new(FencedActuator { inner: Arc::new(actuator), fence }),
+        // Targets with `actuator: kubernetes` go to the Kubernetes actuator, the rest to HTTP
+        // (or the dry-run log); every one of them fenced.
+        actuator: Arc::new(FencedActuator {
+            inner: Arc::new(meridian_kube::actuator::Routed {
+                kube: meridian_kube::actuator::KubeActuator::new(client.clone(), args.namespace.clone()),
+                other: Arc::new(actuator),
+            }),
+            fence,
+        }),
         clock: Arc::new(SystemClock),
     };
     let source = Arc::new(KubeSource::new(client.clone(), &args.namespace));

@@ -251,6 +251,10 @@ async fn run_async(args: &Args) -> i32 {
         }
     };
     let settings = args.loop_args.settings(args.paths.clone());
+    if let Err(e) = standalone_actuators(&args.paths) {
+        eprintln!("meridian run: {e}");
+        return crate::exit::FAILED;
+    }
     let (listener, auth, tls) = match prepare_api(&args.serve, "meridian run").await {
         Ok(api) => api,
         Err(e) => {
@@ -284,6 +288,17 @@ async fn run_async(args: &Args) -> i32 {
         .exit_when_done
         .then_some(ExitWhenDone { accept_failures: args.accept_failures, fail_fast: !args.no_fail_fast });
     supervise(running, Some(api), until_done, std::future::pending()).await
+}
+
+/// A plan that asks for the kubernetes actuator stops the start: only `meridian kube` drives
+/// it. (One edited in later is refused by each actuation, with the same message.) A
+/// configuration that does not load is left to `start`, which reports it in full.
+fn standalone_actuators(paths: &[PathBuf]) -> Result<(), String> {
+    let Ok(config) = meridian_controller::config::load_config(paths, chrono::Utc::now()) else { return Ok(()) };
+    match config.plans.iter().find_map(|plan| meridian_actuator::needs_kube_mode(plan)) {
+        Some(e) => Err(e.to_string()),
+        None => Ok(()),
+    }
 }
 
 /// `--exit-when-done` and its options.

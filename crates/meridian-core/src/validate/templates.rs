@@ -13,8 +13,12 @@ impl<'d> PlanChecker<'d, '_> {
     /// all allowed and closed.
     pub(super) fn template(&mut self, path: &str, what: &str, template: &str, allowed: &[&str]) -> bool {
         if template.trim().is_empty() {
-            let hint = if what == "query" { "write a PromQL query" } else { "write the URL" };
-            self.error(path, "empty-template", format!("{what} is empty"), Some(hint.into()));
+            let hint = match what {
+                "query" => "write a PromQL query".to_string(),
+                "url" => "write the URL".to_string(),
+                _ => format!("write the {what}"),
+            };
+            self.error(path, "empty-template", format!("{what} is empty"), Some(hint));
             return false;
         }
         let before = self.errors;
