@@ -17,5 +17,6 @@ mod plan;
 mod prometheus;
 mod regional;
 mod run;
+mod signed;
 mod support;
 mod validate;

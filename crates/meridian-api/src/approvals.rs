@@ -66,12 +66,17 @@ pub(crate) async fn grant(
     state.authorize(&identity, Action::Grant { flag: &record.flag }, &format!("{what} (flag {})", record.flag))?;
     let snapshot = state.control.snapshot();
     warnings.extend(scope_warnings(&snapshot, &record));
-    // The trait carries no separate "recorded by", so the token's name goes into grantedBy
-    // when it differs: the durable record then says who entered it, and for whom.
+    // Who entered it, and for whom. An unsigned approval says so in its grantedBy, so the
+    // durable record names the token; a signed one cannot (its signature covers grantedBy),
+    // and the history's grant event says it instead.
+    let mut by = record.granted_by.clone();
     if record.granted_by != identity.name && identity.role.is_some() {
-        record.granted_by = format!("{} (via {})", record.granted_by, identity.name);
+        by = format!("{} (via {})", record.granted_by, identity.name);
+        if record.signature.is_none() {
+            record.granted_by.clone_from(&by);
+        }
     }
-    state.control.grant(record.clone()).await?;
+    state.control.grant(record.clone(), &by).await?;
     let location = format!("/api/v1/approvals/{}", record.name);
     Ok((
         StatusCode::CREATED,

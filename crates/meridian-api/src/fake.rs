@@ -226,7 +226,7 @@ impl ControlPlane for FakeControl {
         })
     }
 
-    fn grant(&self, approval: ApprovalRecord) -> BoxFuture<'_, Result<(), ControlError>> {
+    fn grant(&self, approval: ApprovalRecord, _by: &str) -> BoxFuture<'_, Result<(), ControlError>> {
         Box::pin(async move {
             self.take_failure()?;
             let mut inner = self.lock();

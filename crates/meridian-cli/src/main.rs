@@ -79,6 +79,9 @@ enum Command {
     Approve(commands::approve::ApproveArgs),
     /// Revoke an approval through the API; it is never valid again.
     Revoke(commands::approve::RevokeArgs),
+    /// Signed approvals: make a signing key (`keygen`), sign an approval file (`sign`).
+    #[command(subcommand)]
+    Approval(commands::approval::Command),
     /// Hold a plan, wave or region at its current traffic.
     Pause(commands::control::Args),
     /// Undo a pause.
@@ -111,6 +114,7 @@ fn main() {
         Command::Status(args) => commands::status::run(args),
         Command::Approve(args) => commands::approve::approve(args),
         Command::Revoke(args) => commands::approve::revoke(args),
+        Command::Approval(command) => commands::approval::run(command),
         Command::Pause(args) => commands::control::run(meridian_core::CommandKind::Pause, args),
         Command::Resume(args) => commands::control::run(meridian_core::CommandKind::Resume, args),
         Command::Abort(args) => commands::control::run(meridian_core::CommandKind::Abort, args),

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use crate::snapshot::Snapshot;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use meridian_core::approval::ApprovalRecord;
 use meridian_core::outcome::region_state;
 use meridian_core::plan::Plan;
@@ -46,6 +46,10 @@ pub struct Metrics {
     health_verdicts: IntCounterVec,
     approval_valid: IntGaugeVec,
     approval_expiry: GaugeVec,
+    approval_expiring: IntGaugeVec,
+    /// How far ahead `approval_expiring` looks.
+    expiry_warning: TimeDelta,
+    pub approvals_refused: IntCounterVec,
     transitions: IntCounterVec,
     drift: IntCounterVec,
     pub actuation_duration: HistogramVec,
@@ -146,6 +150,22 @@ impl Metrics {
                 Opts::new("meridian_approval_expiry_seconds", "Seconds until the approval expires (negative: expired)"),
                 &["approval", "flag"]
             )),
+            approval_expiring: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "meridian_approval_expiring",
+                    "1 for an approval a unit still depends on that expires within the warning window \
+                     (run --expiry-warning)"
+                ),
+                &["plan", "approval", "flag"]
+            )),
+            expiry_warning: TimeDelta::hours(24),
+            approvals_refused: reg!(IntCounterVec::new(
+                Opts::new(
+                    "meridian_approvals_refused_total",
+                    "Approvals refused over the API for their signature, by reason"
+                ),
+                &["reason"]
+            )),
             transitions: reg!(IntCounterVec::new(
                 Opts::new("meridian_transitions_total", "Unit transitions by target phase"),
                 &["plan", "to"]
@@ -198,6 +218,12 @@ impl Metrics {
             scrape: Mutex::new(()),
             registry,
         }
+    }
+
+    /// Look this far ahead for approvals in use that expire (default 24 hours).
+    pub fn with_expiry_warning(mut self, window: TimeDelta) -> Self {
+        self.expiry_warning = window;
+        self
     }
 
     /// Mirror one plan's state onto the gauges (after a reset of them, at scrape time).
@@ -253,6 +279,7 @@ impl Metrics {
         self.plan_phase.reset();
         self.approval_valid.reset();
         self.approval_expiry.reset();
+        self.approval_expiring.reset();
         if let Some(series) = &self.unit_series {
             series.state.reset();
             series.traffic.reset();
@@ -260,6 +287,18 @@ impl Metrics {
         }
         for entry in snapshot.plans.values() {
             self.observe_state(&entry.plan, &entry.state);
+            let expiring = meridian_core::expiry::expiring(
+                &entry.plan,
+                &entry.state,
+                &snapshot.approvals,
+                now,
+                self.expiry_warning,
+            );
+            for e in expiring {
+                self.approval_expiring
+                    .with_label_values(&[&entry.plan.name, &e.approval.name, &e.approval.flag])
+                    .set(1);
+            }
         }
         self.observe_approvals(&snapshot.approvals, now);
         self.render()

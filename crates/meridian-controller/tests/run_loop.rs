@@ -174,16 +174,20 @@ async fn rollout_completes_only_after_the_regulator_grants(store: Arc<dyn StateS
     assert!(fleet.log.lock().unwrap().iter().all(|(r, _, _, _)| r != "jp"), "jp got traffic before its approval");
 
     let granted_at = Utc::now();
-    c.grant(ApprovalRecord {
-        name: "jp-letter".into(),
-        flag: "jp-regulator".into(),
-        granted_by: "ministry".into(),
-        reference: Some("letter 17".into()),
-        granted_at: None,
-        expires: None,
-        scope: ApprovalScopeSet::default(),
-        revoked: None,
-    })
+    c.grant(
+        ApprovalRecord {
+            name: "jp-letter".into(),
+            flag: "jp-regulator".into(),
+            granted_by: "ministry".into(),
+            reference: Some("letter 17".into()),
+            granted_at: None,
+            expires: None,
+            scope: ApprovalScopeSet::default(),
+            revoked: None,
+            signature: None,
+        },
+        "test",
+    )
     .await
     .unwrap();
     wait_for("plan complete", Duration::from_secs(20), || phase(&c) == PlanPhase::Complete).await;
@@ -326,16 +330,20 @@ async fn an_expiring_approval_is_recorded_once_and_holds_the_region() {
         let running = start(Settings::new(vec![path.clone()]), adapters).await.expect("start");
         let c = running.controller.clone();
         if round == 0 {
-            c.grant(ApprovalRecord {
-                name: "jp-short".into(),
-                flag: "jp-regulator".into(),
-                granted_by: "ministry".into(),
-                reference: None,
-                granted_at: None,
-                expires: Some(expires),
-                scope: ApprovalScopeSet::default(),
-                revoked: None,
-            })
+            c.grant(
+                ApprovalRecord {
+                    name: "jp-short".into(),
+                    flag: "jp-regulator".into(),
+                    granted_by: "ministry".into(),
+                    reference: None,
+                    granted_at: None,
+                    expires: Some(expires),
+                    scope: ApprovalScopeSet::default(),
+                    revoked: None,
+                    signature: None,
+                },
+                "test",
+            )
             .await
             .unwrap();
             wait_for("jp started", Duration::from_secs(10), || {
@@ -378,6 +386,7 @@ fn approval(name: &str, flag: &str) -> ApprovalRecord {
         expires: None,
         scope: ApprovalScopeSet::default(),
         revoked: None,
+        signature: None,
     }
 }
 
@@ -397,12 +406,12 @@ async fn a_grant_that_changes_no_unit_is_published_at_once_and_its_name_is_taken
     })
     .await;
 
-    c.grant(approval("unrelated-1", "unrelated")).await.unwrap();
+    c.grant(approval("unrelated-1", "unrelated"), "test").await.unwrap();
     wait_for("the grant published", Duration::from_secs(5), || {
         c.snapshot().approvals.iter().any(|a| a.name == "unrelated-1")
     })
     .await;
-    let again = c.grant(approval("unrelated-1", "other")).await;
+    let again = c.grant(approval("unrelated-1", "other"), "test").await;
     assert!(
         matches!(again, Err(meridian_controller::control::ControlError::Conflict(ref n)) if n == "unrelated-1"),
         "{again:?}"
@@ -410,7 +419,8 @@ async fn a_grant_that_changes_no_unit_is_published_at_once_and_its_name_is_taken
     // Two grants of one new name at once: exactly one wins.
     for round in 0..20 {
         let name = format!("race-{round}");
-        let (x, y) = tokio::join!(c.grant(approval(&name, "unrelated")), c.grant(approval(&name, "unrelated")));
+        let (x, y) =
+            tokio::join!(c.grant(approval(&name, "unrelated"), "test"), c.grant(approval(&name, "unrelated"), "test"));
         let conflicts = [&x, &y]
             .iter()
             .filter(|r| matches!(r, Err(meridian_controller::control::ControlError::Conflict(_))))
@@ -609,7 +619,7 @@ async fn a_grant_is_acted_on_at_once_not_at_the_next_timer() {
     let wake = c.snapshot().plans["quick"].wake_at;
     assert!(wake.is_none_or(|w| w - Utc::now() > chrono::TimeDelta::minutes(30)), "a timer is due soon: {wake:?}");
 
-    c.grant(approval("jp-letter", "jp-regulator")).await.unwrap();
+    c.grant(approval("jp-letter", "jp-regulator"), "test").await.unwrap();
     // Far sooner than any timer or poll (an hour): the grant itself woke the loop.
     wait_for("jp's first actuation", Duration::from_secs(10), || {
         fleet.log.lock().unwrap().iter().any(|(r, s, p, _)| r == "jp" && s == "signin" && *p == 50)
@@ -667,7 +677,7 @@ async fn a_region_disabled_for_a_lost_approval_and_switched_on_by_hand_is_switch
     let running = start(settings, fake_adapters(Arc::new(MemoryStore::default()), &fleet)).await.expect("start");
     let c = running.controller.clone();
     let jp = || fleet.traffic.lock().unwrap().get(&("jp".into(), "signin".into())).copied();
-    c.grant(approval("jp-letter", "jp-regulator")).await.unwrap();
+    c.grant(approval("jp-letter", "jp-regulator"), "test").await.unwrap();
     wait_for("jp serving", Duration::from_secs(20), || jp().is_some_and(|p| p > 0)).await;
     c.revoke("jp-letter", "ministry", Some("measures withdrawn".into())).await.unwrap();
     wait_for("jp disabled at the fleet", Duration::from_secs(10), || {
@@ -1190,4 +1200,53 @@ async fn a_dangling_symlink_is_rejected_once_and_its_removal_clears_the_rejectio
     let rejections = store.events().iter().filter(|e| e.kind == "config-rejected").count();
     assert_eq!(rejections, 1, "reported once, not on every poll");
     running.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_a_unit_depends_on_is_announced_once_when_it_enters_the_warning_window() {
+    let (_dir, path) = setup(PLAN);
+    let state_dir = tempfile::tempdir().unwrap();
+    let fleet = Arc::new(FakeFleet::default());
+    // jp (pending in the second wave) depends on jp-regulator; its approval expires in 90
+    // minutes, outside a 1h window at first, inside it once the window is 2h.
+    let soon = ApprovalRecord {
+        expires: Some(Utc::now() + chrono::TimeDelta::minutes(90)),
+        ..approval("jp-soon", "jp-regulator")
+    };
+    for (round, window_hours) in [(0, 1), (1, 2), (2, 2)] {
+        let store = Arc::new(SqliteStore::open(state_dir.path()).unwrap());
+        let mut settings = Settings::new(vec![path.clone()]);
+        settings.expiry_warning = Duration::from_secs(window_hours * 3600);
+        let running = start(settings, fake_adapters(store.clone(), &fleet)).await.expect("start");
+        let c = running.controller.clone();
+        if round == 0 {
+            c.grant(soon.clone(), "test").await.unwrap();
+            wait_for("a decision with the grant", Duration::from_secs(10), || {
+                c.snapshot().approvals.iter().any(|a| a.name == "jp-soon")
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(store.events("approval-expiring").unwrap().is_empty(), "outside the window: no warning");
+            assert!(!c.metrics().contains("meridian_approval_expiring{"));
+        } else {
+            wait_for("the warning recorded", Duration::from_secs(10), || {
+                store.events("approval-expiring").is_ok_and(|e| !e.is_empty())
+            })
+            .await;
+            let metrics = c.metrics();
+            assert!(
+                metrics
+                    .contains(r#"meridian_approval_expiring{approval="jp-soon",flag="jp-regulator",plan="quick"} 1"#),
+                "{metrics}"
+            );
+        }
+        stop_and_release(running, c, &store).await;
+        let events = store.events("approval-expiring").unwrap();
+        assert_eq!(events.len(), usize::from(round > 0), "announced once, across restarts (round {round})");
+        if let Some(e) = events.first() {
+            assert_eq!(e.detail["approval"], "jp-soon");
+            assert_eq!(e.detail["plan"], "quick");
+            assert!(e.detail["units"].as_array().unwrap().iter().any(|u| u == "jp/signin"), "{:?}", e.detail);
+        }
+    }
 }

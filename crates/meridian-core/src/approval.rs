@@ -1,10 +1,15 @@
 //! Approvals as the engine sees them, and the one rule that says whether a flag holds for a
 //! (plan, region, service) at a given moment.
 //!
-//! Owns validity only. Recording, revoking and persisting approvals belongs to the shells.
+//! Owns validity, and how a plan's approval policies count approvals ([`Judged`]: signed by
+//! one of the flag's keys, enough distinct grantors). Recording, revoking and persisting
+//! approvals belongs to the shells; what a signature covers is `signing`'s.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::plan::ApprovalPolicy;
+use crate::signing::{self, SignatureProblem};
 
 /// A validated approval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +29,17 @@ pub struct ApprovalRecord {
     pub scope: ApprovalScopeSet,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<RevokedInfo>,
+    /// An Ed25519 signature over `signing::canonical_content`, for flags that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ApprovalSignature>,
+}
+
+/// Which of a flag's keys signed an approval, and the signature (base64 of 64 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalSignature {
+    pub key: String,
+    pub value: String,
 }
 
 /// Where an approval applies; an empty list means "any".
@@ -61,6 +77,18 @@ pub enum ApprovalProblem {
     Revoked { name: String, at: DateTime<Utc>, by: String },
     /// Granted for other plans, regions or services.
     OutOfScope { name: String },
+    /// Granted, but the flag requires a signature by one of its keys and this one's does not
+    /// verify (`reason` says how: unsigned, unknown key, altered content).
+    Untrusted { name: String, reason: String },
+    /// Some approvals hold, from fewer distinct grantors than the flag requires.
+    TooFewGrantors {
+        required: usize,
+        /// Who the holding approvals are from, one per distinct grantor.
+        grantors: Vec<String>,
+        /// For a flag that requires signatures: its keys no holding approval is signed with.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unused_keys: Vec<String>,
+    },
 }
 
 impl ApprovalScopeSet {
@@ -141,10 +169,128 @@ fn rank(problem: &ApprovalProblem) -> u8 {
     match problem {
         ApprovalProblem::Missing => 0,
         ApprovalProblem::OutOfScope { .. } => 1,
-        ApprovalProblem::NotYetValid { .. } => 2,
-        ApprovalProblem::Expired { .. } => 3,
-        ApprovalProblem::Revoked { .. } => 4,
+        ApprovalProblem::Untrusted { .. } => 2,
+        ApprovalProblem::NotYetValid { .. } => 3,
+        ApprovalProblem::Expired { .. } => 4,
+        ApprovalProblem::Revoked { .. } => 5,
+        ApprovalProblem::TooFewGrantors { .. } => 6,
     }
+}
+
+/// Who an unsigned approval counts as for the two-person rule: its `grantedBy`, without the
+/// ` (via TOKEN)` the API adds when a token records it for someone else (the same ministry
+/// entered by two tokens is one grantor), trimmed and case-folded.
+fn grantor_of(granted_by: &str) -> String {
+    let name = match granted_by.trim_end().strip_suffix(')').and_then(|s| s.rsplit_once(" (via ")) {
+        Some((name, _token)) => name,
+        None => granted_by,
+    };
+    name.trim().to_lowercase()
+}
+
+/// The approvals on record as one plan's approval policies count them. Each signature is
+/// verified once, here, so deciding over many units costs one verification per approval.
+///
+/// A flag without a policy needs one holding approval. A policy's `signers` (when any) make
+/// only approvals signed by one of them count; its `requires` asks for that many distinct
+/// grantors among the holding approvals: distinct keys for a flag with signers (a key is a
+/// person or a body, whatever `grantedBy` says), else distinct `grantedBy`.
+#[derive(Debug, Clone)]
+pub struct Judged<'a, 'p> {
+    policies: &'p [ApprovalPolicy],
+    /// Every approval, with the grantor it counts as or why it counts for nothing.
+    entries: Vec<(&'a ApprovalRecord, Result<String, SignatureProblem>)>,
+}
+
+impl<'a, 'p> Judged<'a, 'p> {
+    pub fn new(approvals: &'a [ApprovalRecord], policies: &'p [ApprovalPolicy]) -> Self {
+        let entries = approvals
+            .iter()
+            .map(|a| {
+                let judged = match policies.iter().find(|p| p.flag == a.flag).filter(|p| !p.signers.is_empty()) {
+                    Some(policy) => signing::verify(a, &policy.signers).map(|s| format!("key:{}", s.name)),
+                    None => Ok(grantor_of(&a.granted_by)),
+                };
+                (a, judged)
+            })
+            .collect();
+        Judged { policies, entries }
+    }
+
+    /// Why `a` does not count for its flag under these policies, whatever the moment.
+    pub fn untrusted(&self, name: &str) -> Option<&SignatureProblem> {
+        self.entries.iter().find(|(a, _)| a.name == name).and_then(|(_, j)| j.as_ref().err())
+    }
+
+    /// Does `flag` hold for (plan, region, service) at `now`? `Ok` lists the approvals that
+    /// carry it, one per distinct grantor; `Err` gives the most telling reason it does not.
+    pub fn holds(
+        &self,
+        flag: &str,
+        plan: &str,
+        region: &str,
+        service: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<&'a ApprovalRecord>, ApprovalProblem> {
+        let policy = self.policies.iter().find(|p| p.flag == flag);
+        let required = policy.map_or(1, |p| p.requires.max(1));
+        let mut problem = ApprovalProblem::Missing;
+        let mut holding: Vec<(&'a ApprovalRecord, &str)> = Vec::new();
+        for (approval, judged) in self.entries.iter().filter(|(a, _)| a.flag == flag) {
+            let checked = approval.check(plan, region, service, now).and_then(|()| {
+                judged.as_deref().map_err(|reason| ApprovalProblem::Untrusted {
+                    name: approval.name.clone(),
+                    reason: reason.to_string(),
+                })
+            });
+            match checked {
+                Ok(grantor) => {
+                    if !holding.iter().any(|(_, g)| *g == grantor) {
+                        holding.push((approval, grantor));
+                    }
+                }
+                // Prefer the reason a person most needs to see: revoked, then expired, then the rest.
+                Err(p) => {
+                    if rank(&p) > rank(&problem) {
+                        problem = p;
+                    }
+                }
+            }
+        }
+        if holding.len() >= required {
+            return Ok(holding.into_iter().map(|(a, _)| a).collect());
+        }
+        if holding.is_empty() {
+            return Err(problem);
+        }
+        let used: Vec<&str> = holding.iter().filter_map(|(_, g)| g.strip_prefix("key:")).collect();
+        Err(ApprovalProblem::TooFewGrantors {
+            required,
+            grantors: holding.iter().map(|(a, _)| a.granted_by.clone()).collect(),
+            unused_keys: policy
+                .into_iter()
+                .flat_map(|p| p.signers.iter())
+                .filter(|s| !used.contains(&s.name.as_str()))
+                .map(|s| s.name.clone())
+                .collect(),
+        })
+    }
+}
+
+/// Why `a` is refused where it arrives (a file, a resource, the API): the first plan in its
+/// scope among `plans` whose policy for its flag lists keys that did not sign it, and how.
+/// One rule for every path in; the engine counts such an approval for nothing regardless.
+pub fn signature_refusal<'p>(
+    plans: impl IntoIterator<Item = &'p crate::plan::Plan>,
+    a: &ApprovalRecord,
+) -> Option<(&'p str, SignatureProblem)> {
+    plans
+        .into_iter()
+        .filter(|p| a.scope.plans.is_empty() || a.scope.plans.contains(&p.name))
+        .filter_map(|p| {
+            p.approval_policy(&a.flag).filter(|policy| !policy.signers.is_empty()).map(|policy| (p, policy))
+        })
+        .find_map(|(p, policy)| signing::verify(a, &policy.signers).err().map(|e| (p.name.as_str(), e)))
 }
 
 /// Who revokes an approval whose file (or resource) was removed, and why: such a revocation,
@@ -214,6 +360,7 @@ mod tests {
             expires: Some(t(10)),
             scope: ApprovalScopeSet::default(),
             revoked: None,
+            signature: None,
         }
     }
 
@@ -235,5 +382,63 @@ mod tests {
         a.revoked = Some(RevokedInfo { at: t(4), by: "ministry".into(), reason: None });
         assert!(a.check("p", "jp", Some("signin"), t(3)).is_ok());
         assert!(matches!(a.check("p", "jp", Some("signin"), t(4)), Err(ApprovalProblem::Revoked { .. })));
+    }
+
+    fn by(name: &str, who: &str) -> ApprovalRecord {
+        ApprovalRecord { name: name.into(), granted_by: who.into(), ..approval("jp") }
+    }
+
+    fn policy(requires: usize, signers: Vec<crate::signing::Signer>) -> Vec<ApprovalPolicy> {
+        vec![ApprovalPolicy { flag: "jp".into(), requires, signers }]
+    }
+
+    #[test]
+    fn without_a_policy_one_holding_approval_is_enough() {
+        let a = [by("a", "ministry")];
+        let held = Judged::new(&a, &[]).holds("jp", "p", "jp", None, t(5)).unwrap();
+        assert_eq!(held.len(), 1);
+    }
+
+    #[test]
+    fn the_two_person_rule_counts_distinct_grantors_once_each() {
+        let policies = policy(2, vec![]);
+        let a = [by("a", "ministry"), by("b", " Ministry (via alice)"), by("c", "MINISTRY")];
+        let err = Judged::new(&a, &policies).holds("jp", "p", "jp", None, t(5)).unwrap_err();
+        assert_eq!(
+            err,
+            ApprovalProblem::TooFewGrantors { required: 2, grantors: vec!["ministry".into()], unused_keys: vec![] }
+        );
+        let a = [by("a", "ministry"), by("b", "compliance")];
+        let held = Judged::new(&a, &policies).holds("jp", "p", "jp", None, t(5)).unwrap();
+        assert_eq!(held.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        // Only approvals that hold now count: an expired second grantor leaves one.
+        let mut late = by("b", "compliance");
+        late.expires = Some(t(3));
+        let a = [by("a", "ministry"), late];
+        assert!(matches!(
+            Judged::new(&a, &policies).holds("jp", "p", "jp", None, t(5)),
+            Err(ApprovalProblem::TooFewGrantors { .. })
+        ));
+        // None at all: the most telling individual reason, as without a policy.
+        assert!(matches!(
+            Judged::new(&a, &policies).holds("jp", "p", "jp", None, t(0)),
+            Err(ApprovalProblem::NotYetValid { .. })
+        ));
+    }
+
+    #[test]
+    fn a_signed_flag_counts_only_verified_approvals() {
+        let key = crate::signing::SecretKey::from_seed([9; 32]);
+        let policies = policy(1, vec![crate::signing::Signer { name: "liaison".into(), key: key.public_key() }]);
+        let mut signed = by("a", "ministry");
+        signed.signature = Some(crate::signing::sign(&signed, "liaison", &key));
+        let unsigned = by("b", "ministry");
+        let a = [unsigned.clone()];
+        let judged = Judged::new(&a, &policies);
+        assert!(matches!(judged.holds("jp", "p", "jp", None, t(5)), Err(ApprovalProblem::Untrusted { .. })));
+        assert!(matches!(judged.untrusted("b"), Some(SignatureProblem::Unsigned { .. })));
+        let a = [unsigned, signed];
+        let held = Judged::new(&a, &policies).holds("jp", "p", "jp", None, t(5)).unwrap();
+        assert_eq!(held[0].name, "a");
     }
 }

@@ -25,7 +25,8 @@
 //!
 //! - **Approvals.** A unit needs its region's flags at all times and its wave's flags until
 //!   the wave is complete, each granted, unexpired, not revoked and in scope for the plan,
-//!   region and service at `now` (`approval::flag_holds`). Traffic is never raised without
+//!   region and service at `now`, and as the plan's `approvalPolicies` ask: signed by one of
+//!   the flag's keys, from enough distinct grantors (`approval::Judged`). Traffic is never raised without
 //!   them. When one stops holding under traffic, `hold` keeps the traffic and takes no
 //!   further step (audited once per loss, and once when restored); `disable` sets the unit to
 //!   0 % and it restarts from the first step once they hold again (a failed unit becomes
@@ -102,7 +103,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::approval::{ApprovalProblem, ApprovalRecord, flag_holds};
+use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
 use crate::audit::{AuditEvent, AuditRecord, Cause};
 use crate::command::{Command, CommandKind};
 use crate::freeze::{self, FreezeSource, Frozen};
@@ -186,7 +187,8 @@ pub fn stale_after(plan: &Plan) -> TimeDelta {
 pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: DateTime<Utc>) -> Decision {
     state.align(plan);
     let before: Vec<u32> = state.units.iter().map(|u| u.percent).collect();
-    let mut engine = Engine { plan, obs, now, state, audit: Vec::new(), wake_at: None, drifted: Vec::new() };
+    let judged = Judged::new(obs.approvals, &plan.approval_policies);
+    let mut engine = Engine { plan, obs, judged, now, state, audit: Vec::new(), wake_at: None, drifted: Vec::new() };
     engine.apply_commands();
     engine.expire_freezes();
     engine.apply_health();
@@ -202,6 +204,8 @@ pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: Da
 struct Engine<'a> {
     plan: &'a Plan,
     obs: &'a Observations<'a>,
+    /// The approvals as the plan's policies count them (signatures verified once).
+    judged: Judged<'a, 'a>,
     now: DateTime<Utc>,
     state: PlanState,
     audit: Vec<AuditRecord>,
@@ -305,8 +309,8 @@ impl Engine<'_> {
         let u = &self.state.units[i];
         let mut evidence = Vec::new();
         for flag in self.required_flags(i) {
-            match flag_holds(self.obs.approvals, flag, &self.plan.name, &u.region, Some(&u.service), self.now) {
-                Ok(a) => evidence.push(a.name.clone()),
+            match self.judged.holds(flag, &self.plan.name, &u.region, Some(&u.service), self.now) {
+                Ok(held) => evidence.extend(held.into_iter().map(|a| a.name.clone())),
                 Err(problem) => return Err((flag.clone(), problem)),
             }
         }

@@ -4,14 +4,16 @@
 //!  YAML ──> source (documents + locations) ──> manifest (raw serde types)
 //!                                                  │ validate (every error, located)
 //!                                                  v
-//!                        approvals ──────────>   plan (resolved, typed)
-//!                                                  │
+//!                        approvals ──────────>   plan (resolved, typed, with approval policies)
+//!    (signing: canonical content, Ed25519 verify;  │
+//!     approval::Judged counts them per policy)     │
 //!     observations (approvals, health samples,     v
 //!     read-backs, commands) + state + now ──> engine::decide ──> state, actions, audit, wake_at
 //!                                                  │
 //!                                          simulate (the engine on a virtual clock: `meridian plan`)
 //!
 //!   plan + state ──> outcome (done? clean? which regions failed, who accepted them)
+//!   plan + state + approvals ──> expiry (approvals in use that expire soon)
 //! ```
 //!
 //! This crate does no I/O beyond what its callers hand it, starts no threads and reads no
@@ -25,6 +27,7 @@ pub mod diagnostics;
 pub mod duration;
 pub mod endpoint;
 pub mod engine;
+pub mod expiry;
 pub mod freeze;
 pub mod health;
 pub mod manifest;
@@ -33,6 +36,7 @@ pub mod outcome;
 pub mod plan;
 pub mod ports;
 pub mod schema;
+pub mod signing;
 pub mod simulate;
 pub mod snapshot;
 pub mod source;

@@ -77,6 +77,38 @@ pub struct RolloutPlanSpec {
     /// Periods in which no step may start in any region, read in each region's local time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freezes: Vec<FreezeSpec>,
+    /// What the approvals of some flags must be for the flag to hold: signed by one of the
+    /// flag's keys, and/or from several distinct grantors. At most one entry per flag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval_policies: Vec<ApprovalPolicySpec>,
+}
+
+/// The rules for one flag's approvals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalPolicySpec {
+    /// The flag, as named in a region's or wave's `approvals`.
+    pub flag: String,
+    /// How many distinct grantors must each have a holding approval of the flag at once
+    /// (the two-person rule: `2`). Grantors are told apart by signing key when `signedBy` is
+    /// set, else by `grantedBy`. Default: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<i64>,
+    /// When set, only approvals signed (`meridian approval sign`) by one of these keys count;
+    /// others are refused where they arrive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<SignerSpec>,
+}
+
+/// A key that may sign a flag's approvals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignerSpec {
+    /// The name an approval's `signature.key` refers to this key by, e.g. `liaison`.
+    pub name: String,
+    /// `ed25519:` and the base64 public key, as `meridian approval keygen` prints it.
+    #[schemars(regex(pattern = r"^ed25519:[A-Za-z0-9+/]{43}=$"))]
+    pub public_key: String,
 }
 
 /// A service enabled region by region.
@@ -590,6 +622,21 @@ pub struct ApprovalSpec {
     /// Set when the approval has been withdrawn; it is then never valid again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revocation>,
+    /// An Ed25519 signature over the approval's canonical content (name, flag, grantedBy,
+    /// reference, grantedAt, expires, scope), added by `meridian approval sign`. Required
+    /// when a plan's `approvalPolicies` list keys for the flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureSpec>,
+}
+
+/// Which key signed an approval, and the signature.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignatureSpec {
+    /// The key's name in the plan's `approvalPolicies[].signedBy`.
+    pub key: String,
+    /// The 64-byte Ed25519 signature, base64.
+    pub value: String,
 }
 
 /// Limits where an approval applies.

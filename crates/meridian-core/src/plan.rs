@@ -16,6 +16,7 @@ use crate::endpoint::{Url, UrlTemplate};
 use crate::freeze::Freeze;
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
 use crate::metric_selector::SelectorTemplate;
+use crate::signing::Signer;
 use crate::window::Window;
 
 /// Default traffic steps when a plan names none.
@@ -45,9 +46,23 @@ pub struct Plan {
     pub on_approval_revoked: OnApprovalRevoked,
     /// The plan's `actuator:` section; `None`: a dry run.
     pub actuator: Option<ActuatorSettings>,
+    /// What the approvals of some flags must be (signed, from several grantors); a flag
+    /// without one needs one holding approval. At most one per flag.
+    pub approval_policies: Vec<ApprovalPolicy>,
     /// Name to index, built by `Plan::index_names`.
     pub(crate) region_lookup: HashMap<String, usize>,
     pub(crate) service_lookup: HashMap<String, usize>,
+}
+
+/// What a flag's approvals must be for the flag to hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalPolicy {
+    pub flag: String,
+    /// Distinct grantors whose approvals must hold at once (at least 1).
+    pub requires: usize,
+    /// When any: only approvals signed by one of these keys count, and grantors are told
+    /// apart by key.
+    pub signers: Vec<Signer>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -413,6 +428,11 @@ impl Plan {
     /// Position of a unit in region-major order, the layout of `PlanState::units`.
     pub fn unit_index(&self, region: usize, service: usize) -> usize {
         region * self.services.len() + service
+    }
+
+    /// The policy for `flag`, if the plan has one.
+    pub fn approval_policy(&self, flag: &str) -> Option<&ApprovalPolicy> {
+        self.approval_policies.iter().find(|p| p.flag == flag)
     }
 
     /// Every flag the plan refers to, sorted and deduplicated.

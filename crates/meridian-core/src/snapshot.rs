@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::approval::{ApprovalRecord, flag_holds};
+use crate::approval::{ApprovalRecord, Judged};
 use crate::outcome::{Outcome, outcome};
 use crate::plan::{ChosenBy, EffectiveSettings, Plan};
 use crate::state::{PlanPhase, PlanState};
@@ -154,6 +154,7 @@ impl Snapshot {
 
     pub fn detail(&self, name: &str, now: DateTime<Utc>) -> Option<PlanDetail> {
         let e = self.plans.get(name)?;
+        let judged = Judged::new(&self.approvals, &e.plan.approval_policies);
         let regions = e
             .plan
             .regions
@@ -174,16 +175,22 @@ impl Snapshot {
                     .approvals
                     .iter()
                     .chain(e.plan.waves[r.wave].approvals.iter())
-                    .map(|flag| match flag_holds(&self.approvals, flag, &e.plan.name, &r.name, None, now) {
-                        Ok(a) => FlagStatus {
+                    .map(|flag| match judged.holds(flag, &e.plan.name, &r.name, None, now) {
+                        Ok(held) => FlagStatus {
                             flag: flag.clone(),
                             holds: true,
-                            detail: format!(
-                                "{} by {}{}",
-                                a.name,
-                                a.granted_by,
-                                a.reference.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
-                            ),
+                            detail: held
+                                .iter()
+                                .map(|a| {
+                                    format!(
+                                        "{} by {}{}",
+                                        a.name,
+                                        a.granted_by,
+                                        a.reference.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; "),
                         },
                         Err(problem) => FlagStatus {
                             flag: flag.clone(),

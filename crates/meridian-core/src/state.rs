@@ -159,6 +159,24 @@ impl fmt::Display for WaitReason {
                 ApprovalProblem::OutOfScope { name } => {
                     write!(f, "approval {flag} ({name}) does not cover this region or service")
                 }
+                ApprovalProblem::Untrusted { name, reason } => {
+                    write!(f, "approval {flag} ({name}) does not count: {reason}")
+                }
+                ApprovalProblem::TooFewGrantors { required, grantors, unused_keys } => {
+                    let missing = required.saturating_sub(grantors.len());
+                    write!(
+                        f,
+                        "waiting for approval {flag}: {} of {required} grantors ({}); still needed: {missing} more \
+                         distinct grantor{}",
+                        grantors.len(),
+                        grantors.join(", "),
+                        if missing == 1 { "" } else { "s" }
+                    )?;
+                    if !unused_keys.is_empty() {
+                        write!(f, ", signing with {}", unused_keys.join(" or "))?;
+                    }
+                    Ok(())
+                }
             },
             WaitReason::Window { opens_at: Some(at) } => {
                 write!(f, "outside its windows; next opens {}", at.to_rfc3339_opts(SecondsFormat::Secs, true))

@@ -431,6 +431,7 @@ impl Model {
                         expires: expires.map(|m| granted_at + TimeDelta::minutes(i64::from(m))),
                         scope,
                         revoked: None,
+                        signature: None,
                     });
                 }
                 Input::Revoke(k) => {
@@ -823,6 +824,7 @@ fn run(spec: &PlanSpec, steps: &[Step], start_hours: u32, grant_all: bool, tally
                 expires: None,
                 scope: ApprovalScopeSet::default(),
                 revoked: None,
+                signature: None,
             });
         }
     }

@@ -62,6 +62,7 @@ fn mk_approval(name: &str, flag: &str, granted_at: DateTime<Utc>) -> ApprovalRec
         expires: None,
         scope: ApprovalScopeSet::default(),
         revoked: None,
+        signature: None,
     }
 }
 
@@ -666,6 +667,121 @@ const GATED: &str = r#"
 
 fn mk_gated(policy: &str) -> Plan {
     mk_plan(&format!("{GATED}  onApprovalRevoked: {policy}\n{}", mk_health("")))
+}
+
+/// The gated plan with an `approvalPolicies` entry for jp-regulator.
+fn mk_gated_with_policy(policy: &str) -> Plan {
+    mk_plan(&format!("{GATED}  approvalPolicies:\n    - {{flag: jp-regulator, {policy}}}\n{}", mk_health("")))
+}
+
+fn signing_key(seed: u8) -> meridian_core::signing::SecretKey {
+    meridian_core::signing::SecretKey::from_seed([seed; 32])
+}
+
+#[test]
+fn a_signed_flag_counts_only_approvals_signed_by_its_keys() {
+    use meridian_core::approval::ApprovalProblem;
+    let liaison = signing_key(1);
+    let plan = mk_gated_with_policy(&format!("signedBy: [{{name: liaison, publicKey: '{}'}}]", liaison.public_key()));
+    let mut run = Rollout::new(plan, t0());
+    // Unsigned, then signed by a key the plan does not list: jp waits, saying why.
+    run.approvals.push(mk_approval("jp-1", "jp-regulator", t0()));
+    run.run_for(mins(10));
+    assert_eq!(run.unit("jp", "signin").percent, 0);
+    let reason = run.unit("jp", "signin").waiting.clone().unwrap();
+    assert!(matches!(&reason, WaitReason::Approval { problem: ApprovalProblem::Untrusted { .. }, .. }), "{reason:?}");
+    assert_eq!(
+        reason.to_string(),
+        "approval jp-regulator (jp-1) does not count: it is not signed, and flag \"jp-regulator\" requires a \
+         signature by one of: liaison"
+    );
+    let mut forged = mk_approval("jp-2", "jp-regulator", t0());
+    forged.signature = Some(meridian_core::signing::sign(&forged, "liaison", &signing_key(2)));
+    run.approvals.push(forged);
+    run.run_for(mins(10));
+    assert_eq!(run.unit("jp", "signin").percent, 0, "a signature by another key under a trusted name");
+    // Signed by the liaison, but replayed under another name: still nothing.
+    let mut signed = mk_approval("jp-3", "jp-regulator", t0());
+    signed.signature = Some(meridian_core::signing::sign(&signed, "liaison", &liaison));
+    run.approvals.push(ApprovalRecord { name: "jp-4".into(), ..signed.clone() });
+    run.run_for(mins(10));
+    assert_eq!(run.unit("jp", "signin").percent, 0, "a replay under another name");
+    // The real one: jp starts, and the step names it as evidence.
+    run.approvals.push(signed);
+    run.run_until(run.now + mins(10), |r| r.unit("jp", "signin").percent > 0);
+    assert_eq!(run.unit("jp", "signin").percent, 10);
+    let started = run.audit.iter().rev().find(|r| r.region.as_deref() == Some("jp")).unwrap();
+    assert!(
+        matches!(&started.cause, Cause::Started { approvals } if approvals == &["jp-3".to_string()]),
+        "{started:?}"
+    );
+}
+
+#[test]
+fn two_person_rule_needs_two_distinct_grantors() {
+    use meridian_core::approval::ApprovalProblem;
+    let mut run = Rollout::new(mk_gated_with_policy("requires: 2"), t0());
+    let by =
+        |name: &str, who: &str| ApprovalRecord { granted_by: who.into(), ..mk_approval(name, "jp-regulator", t0()) };
+    run.approvals.push(by("jp-ministry", "ministry"));
+    // The same grantor twice (entered once by a token for them, once by a file) counts once.
+    run.approvals.push(by("jp-ministry-again", "Ministry (via alice)"));
+    run.run_for(mins(10));
+    let jp = run.unit("jp", "signin");
+    assert_eq!(jp.percent, 0);
+    let reason = jp.waiting.clone().unwrap();
+    assert!(
+        matches!(&reason, WaitReason::Approval { problem: ApprovalProblem::TooFewGrantors { required: 2, .. }, .. }),
+        "{reason:?}"
+    );
+    assert_eq!(
+        reason.to_string(),
+        "waiting for approval jp-regulator: 1 of 2 grantors (ministry); still needed: 1 more distinct grantor"
+    );
+    run.approvals.push(by("jp-compliance", "compliance officer"));
+    run.run_until(run.now + mins(10), |r| r.unit("jp", "signin").percent > 0);
+    let started = run.audit.iter().rev().find(|r| r.region.as_deref() == Some("jp")).unwrap();
+    assert!(
+        matches!(&started.cause, Cause::Started { approvals } if approvals == &["jp-compliance".to_string(), "jp-ministry".to_string()]),
+        "{started:?}"
+    );
+    // One of the two revoked: the unit is held (onApprovalRevoked: hold by default).
+    let now = run.now;
+    run.approvals[2].revoked = Some(RevokedInfo { at: now, by: "compliance".into(), reason: None });
+    run.run_for(mins(30));
+    let jp = run.unit("jp", "signin");
+    assert!(jp.percent > 0 && jp.percent < 100, "{jp:?}");
+    assert!(matches!(&jp.waiting, Some(WaitReason::Approval { problem: ApprovalProblem::TooFewGrantors { .. }, .. })));
+}
+
+#[test]
+fn a_signed_two_person_flag_tells_grantors_apart_by_key_and_names_the_missing_one() {
+    use meridian_core::approval::ApprovalProblem;
+    let (liaison, compliance) = (signing_key(1), signing_key(3));
+    let plan = mk_gated_with_policy(&format!(
+        "requires: 2, signedBy: [{{name: liaison, publicKey: '{}'}}, {{name: compliance, publicKey: '{}'}}]",
+        liaison.public_key(),
+        compliance.public_key()
+    ));
+    let mut run = Rollout::new(plan, t0());
+    // One key signing twice under two grantedBy names is still one grantor.
+    for (name, who) in [("jp-a", "ministry"), ("jp-b", "compliance officer")] {
+        let mut a = ApprovalRecord { granted_by: who.into(), ..mk_approval(name, "jp-regulator", t0()) };
+        a.signature = Some(meridian_core::signing::sign(&a, "liaison", &liaison));
+        run.approvals.push(a);
+    }
+    run.run_for(mins(10));
+    let reason = run.unit("jp", "signin").waiting.clone().unwrap();
+    assert!(matches!(&reason, WaitReason::Approval { problem: ApprovalProblem::TooFewGrantors { .. }, .. }));
+    assert_eq!(
+        reason.to_string(),
+        "waiting for approval jp-regulator: 1 of 2 grantors (ministry); still needed: 1 more distinct grantor, \
+         signing with compliance"
+    );
+    let mut a = ApprovalRecord { granted_by: "compliance officer".into(), ..mk_approval("jp-c", "jp-regulator", t0()) };
+    a.signature = Some(meridian_core::signing::sign(&a, "compliance", &compliance));
+    run.approvals.push(a);
+    assert!(run.run_until(run.now + mins(10), |r| r.unit("jp", "signin").percent > 0));
 }
 
 /// Revoke the first approval at `now`.

@@ -80,6 +80,7 @@ pub(crate) fn approval(name: &str, flag: &str) -> ApprovalRecord {
         expires: Some(t(60 * 24)),
         scope: ApprovalScopeSet { plans: vec!["p".into()], ..Default::default() },
         revoked: None,
+        signature: None,
     }
 }
 

@@ -205,7 +205,7 @@ async fn demo(args: &Args) -> i32 {
             say("jp is held: its regulator has not signed off yet");
             tokio::time::sleep(Duration::from_millis(if args.fast { 300 } else { 4000 })).await;
             say("the ministry grants jp-regulator (letter DEMO-0528-17)");
-            if let Err(e) = controller.grant(regulator_approval()).await {
+            if let Err(e) = controller.grant(regulator_approval(), "demo").await {
                 break Err(format!("grant failed: {e}"));
             }
         }
@@ -240,6 +240,7 @@ fn regulator_approval() -> ApprovalRecord {
         expires: Some(Utc::now() + chrono::TimeDelta::days(30)),
         scope: ApprovalScopeSet { plans: vec!["demo".into()], regions: vec!["jp".into()], services: vec![] },
         revoked: None,
+        signature: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each returns the process exit code; `main` only dispatches.
 
+pub mod approval;
 pub mod approve;
 pub mod control;
 pub mod crds;

@@ -31,6 +31,7 @@ pub struct Args {
     #[arg(long)]
     pub assume_healthy: bool,
     /// Simulate a grant of FLAG at TIME (default: the start), e.g. jp-regulator@2026-06-03T10:00:00Z.
+    /// It stands for every grantor and signature the flag's approvalPolicies entry asks for.
     #[arg(long = "grant", value_name = "FLAG[@TIME]")]
     pub grants: Vec<String>,
     /// Only this plan (default: every plan found).
@@ -64,9 +65,13 @@ pub fn run(args: &Args) -> i32 {
         return crate::exit::FAILED;
     }
     let mut approvals = bundle.approvals.clone();
+    let mut granted: Vec<String> = Vec::new();
     for (i, grant) in args.grants.iter().enumerate() {
         match parse_grant(grant, start, i) {
-            Ok(a) => approvals.push(a),
+            Ok(a) => {
+                granted.push(a.flag.clone());
+                approvals.push(a);
+            }
             Err(e) => {
                 eprintln!("meridian plan: {e}");
                 return crate::exit::USAGE;
@@ -84,7 +89,15 @@ pub fn run(args: &Args) -> i32 {
     let mut opts = SimOptions::new(start);
     opts.assume_healthy = args.assume_healthy;
     opts.horizon = args.horizon;
-    let timelines: Vec<Timeline> = plans.iter().map(|p| simulate(p, &approvals, &opts)).collect();
+    // A simulated grant is unsigned and from one grantor: for its flag, the policy is taken as met.
+    let timelines: Vec<Timeline> = plans
+        .iter()
+        .map(|p| {
+            let mut p = (*p).clone();
+            p.approval_policies.retain(|policy| !granted.contains(&policy.flag));
+            simulate(&p, &approvals, &opts)
+        })
+        .collect();
     match args.format {
         Format::Json => {
             let with_regions = |plan: &Plan, t: &Timeline| {
@@ -131,6 +144,7 @@ fn parse_grant(text: &str, start: DateTime<Utc>, i: usize) -> Result<ApprovalRec
         expires: None,
         scope: ApprovalScopeSet::default(),
         revoked: None,
+        signature: None,
     })
 }
 

@@ -98,6 +98,10 @@ pub struct LoopArgs {
     /// so keep it for small fleets. The per-plan aggregates are always exported.
     #[arg(long)]
     pub unit_metrics: bool,
+    /// Announce an approval a unit still depends on this long before it expires: an
+    /// `approval-expiring` event once, and meridian_approval_expiring on /metrics.
+    #[arg(long, default_value = "24h")]
+    pub expiry_warning: Span,
 }
 
 impl LoopArgs {
@@ -105,6 +109,7 @@ impl LoopArgs {
     pub fn settings(&self, paths: Vec<PathBuf>) -> Settings {
         let mut settings = Settings::new(paths);
         settings.unit_metrics = self.unit_metrics;
+        settings.expiry_warning = Duration::from_millis(self.expiry_warning.as_millis());
         settings.readback_interval = Duration::from_millis(self.readback_interval.as_millis().max(100));
         settings
     }

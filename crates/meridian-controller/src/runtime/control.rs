@@ -3,6 +3,7 @@
 //! made durable in the store before it returns, then a kick of the decision loop.
 
 use super::*;
+use meridian_core::approval::signature_refusal;
 
 /// The audit feed port over the controller's broadcast channel.
 struct BroadcastFeed(broadcast::Receiver<AuditRecord>);
@@ -55,7 +56,8 @@ impl ControlPlane for Controller {
         })
     }
 
-    fn grant(&self, approval: ApprovalRecord) -> BoxFuture<'_, Result<(), ControlError>> {
+    fn grant(&self, approval: ApprovalRecord, by: &str) -> BoxFuture<'_, Result<(), ControlError>> {
+        let by = by.to_string();
         Box::pin(async move {
             if approval.flag.trim().is_empty()
                 || approval.name.trim().is_empty()
@@ -68,11 +70,17 @@ impl ControlPlane for Controller {
             {
                 return Err(ControlError::Invalid("the approval expires before it is granted".into()));
             }
+            // The same rule files and resources are judged by, against the plans in force.
+            let plans: Vec<Arc<Plan>> = self.plans.read().map(|p| p.values().cloned().collect()).unwrap_or_default();
+            if let Some((plan, problem)) = signature_refusal(plans.iter().map(AsRef::as_ref), &approval) {
+                let message = format!("approval {:?} is refused by plan {plan:?}: {problem}", approval.name);
+                self.refuse_approval(&approval, plan, &problem, "api", &by);
+                return Err(ControlError::Invalid(format!("{message}; {}", problem.hint())));
+            }
             // The store, not the published snapshot, is the truth: a grant made a moment ago
             // may not be published yet.
             let store = self.store();
             let now = self.now();
-            let by = approval.granted_by.clone();
             let grants = self.grants.clone();
             let conflict = blocking(move || {
                 let _one_at_a_time =

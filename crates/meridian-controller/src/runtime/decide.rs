@@ -8,12 +8,18 @@ use std::sync::atomic::Ordering;
 use meridian_core::watch::reading_counts;
 
 use super::*;
+use meridian_core::diagnostics::Severity;
+
+/// The validator's codes for an approval refused for its signature.
+fn is_signature_code(code: &str) -> bool {
+    matches!(code, "approval-unsigned" | "unknown-signing-key" | "bad-signature")
+}
 
 impl Controller {
     pub(super) async fn decision_loop(self: Arc<Self>, mut state: LoopState, mut rx: mpsc::UnboundedReceiver<Event>) {
         loop {
             // Nothing due: sleep until an event, however long that is (idle is idle).
-            let wake = state.plans.values().filter_map(|p| p.wake_at).min();
+            let wake = state.plans.values().filter_map(|p| p.wake_at).chain(state.warn_at).min();
             let timer = async {
                 match wake {
                     Some(at) => self.adapters.clock.sleep_until(at).await,
@@ -31,6 +37,7 @@ impl Controller {
                 self.absorb(&mut state, event).await;
             }
             let names: Vec<String> = state.plans.keys().cloned().collect();
+            state.warn_at = None; // each plan's decision says when its next warning is due
             for name in names {
                 if let Err(e) = self.decide_plan(&mut state, &name).await {
                     self.store_write_failed("decide", &e);
@@ -101,6 +108,16 @@ impl Controller {
             errors.join(" | ")
         ));
         self.record_event("config-rejected", "config", serde_json::json!({ "errors": errors }));
+        // An approval refused for its signature is also an event of its own, as from the API.
+        if let ConfigError::Invalid(report) = &error {
+            for d in report.diagnostics.iter().filter(|d| d.severity == Severity::Error && is_signature_code(d.code)) {
+                self.record_event(
+                    "approval-refused",
+                    "config",
+                    serde_json::json!({ "source": d.file, "code": d.code, "error": d.to_string() }),
+                );
+            }
+        }
         let rejected = RejectedEdit { at: self.now(), errors };
         self.publish(state, Some(rejected)).await;
     }
@@ -145,6 +162,8 @@ impl Controller {
             confirmations: &confirmations,
         };
         let decision = decide(&run.plan, run.state.clone(), &obs, now);
+        let next_warning = self.announce_expiring(&mut state.expiring, &run.plan, &decision.state, &approvals, now);
+        state.warn_at = state.warn_at.into_iter().chain(next_warning).min();
         let changed = decision.state != run.state || !decision.audit.is_empty() || !commands.is_empty();
         run.wake_at = decision.wake_at;
         if !changed {
@@ -236,6 +255,66 @@ impl Controller {
                 tracing_error(&format!("health: {message}"));
             }
         }
+    }
+
+    /// An approval refused where it arrived (the API; files and resources are refused with
+    /// their edit): recorded with why, and counted.
+    pub(super) fn refuse_approval(
+        &self,
+        approval: &ApprovalRecord,
+        plan: &str,
+        problem: &meridian_core::signing::SignatureProblem,
+        source: &str,
+        by: &str,
+    ) {
+        self.metrics.approvals_refused.with_label_values(&[problem.code()]).inc();
+        self.record_event(
+            "approval-refused",
+            by,
+            serde_json::json!({
+                "approval": approval.name,
+                "flag": approval.flag,
+                "plan": plan,
+                "source": source,
+                "code": problem.code(),
+                "error": problem.to_string(),
+            }),
+        );
+    }
+
+    /// An approval a unit depends on that enters the warning window is announced once
+    /// (`approval-expiring`). Returns when the next one not yet announced enters it.
+    pub(super) fn announce_expiring(
+        &self,
+        announced: &mut std::collections::HashSet<String>,
+        plan: &Plan,
+        state: &PlanState,
+        approvals: &[ApprovalRecord],
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let window = span(self.settings.expiry_warning);
+        for e in meridian_core::expiry::expiring(plan, state, approvals, now, window) {
+            if announced.insert(e.approval.name.clone()) {
+                self.record_event(
+                    "approval-expiring",
+                    "clock",
+                    serde_json::json!({
+                        "approval": e.approval.name,
+                        "flag": e.approval.flag,
+                        "plan": plan.name,
+                        "expires": e.expires,
+                        "units": e.units,
+                    }),
+                );
+            }
+        }
+        let flags = plan.flags();
+        approvals
+            .iter()
+            .filter(|a| a.revoked.is_none() && !announced.contains(&a.name) && flags.contains(&a.flag))
+            .filter_map(|a| a.expires.and_then(|e| e.checked_sub_signed(window)))
+            .filter(|at| *at > now)
+            .min()
     }
 
     /// Expiry is an event of its own: recorded once per approval when its time has come.

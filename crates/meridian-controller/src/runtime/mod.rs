@@ -136,6 +136,9 @@ pub struct Settings {
     /// decision loop gives up and the process exits for its supervisor: a controller that
     /// cannot record what it decides must not go on running.
     pub max_failed_commits: u32,
+    /// How long before its expiry an approval that a unit still depends on is announced
+    /// (`approval-expiring` event, `meridian_approval_expiring` metric).
+    pub expiry_warning: Duration,
 }
 
 impl Settings {
@@ -147,6 +150,7 @@ impl Settings {
             config_poll: Duration::from_secs(2),
             unit_metrics: false,
             max_failed_commits: 10,
+            expiry_warning: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -262,7 +266,9 @@ pub async fn start_with(
     let controller = Arc::new(Controller {
         adapters: adapters.clone(),
         settings: settings.clone(),
-        metrics: Arc::new(Metrics::with_unit_series(settings.unit_metrics)),
+        metrics: Arc::new(
+            Metrics::with_unit_series(settings.unit_metrics).with_expiry_warning(span(settings.expiry_warning)),
+        ),
         snapshot: RwLock::new(Arc::new(Snapshot::default())),
         events,
         audit_tx,
@@ -281,9 +287,17 @@ pub async fn start_with(
         .into_iter()
         .filter_map(|e| e.detail["approval"].as_str().map(str::to_string))
         .collect();
+    let store = adapters.store.clone();
+    let expiring = blocking(move || store.events("approval-expiring"))
+        .await?
+        .into_iter()
+        .filter_map(|e| e.detail["approval"].as_str().map(str::to_string))
+        .collect();
     let mut state = LoopState {
         plans: BTreeMap::new(),
         expired,
+        expiring,
+        warn_at: None,
         samples: HashMap::new(),
         readings: HashMap::new(),
         confirmations: HashMap::new(),
@@ -328,6 +342,10 @@ struct LoopState {
     plans: BTreeMap<String, PlanRun>,
     /// Approvals whose expiry has been recorded (seeded from the store, so never twice).
     expired: std::collections::HashSet<String>,
+    /// Approvals whose coming expiry has been announced (seeded from the store too).
+    expiring: std::collections::HashSet<String>,
+    /// When the next approval enters the expiry warning window: the loop wakes then.
+    warn_at: Option<DateTime<Utc>>,
     samples: HashMap<String, Vec<HealthSample>>,
     readings: HashMap<String, Vec<(TrafficReading, DateTime<Utc>)>>,
     confirmations: HashMap<String, Vec<Confirmation>>,
@@ -409,6 +427,11 @@ impl Controller {
             }
         });
     }
+}
+
+/// A std duration as a chrono one (saturating: a window of centuries is "always").
+fn span(d: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 /// A failed store write: logged, counted by operation (`meridian_store_errors_total{op}`),

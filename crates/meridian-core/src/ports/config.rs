@@ -269,6 +269,7 @@ mod tests {
             expires: None,
             scope: ApprovalScopeSet::default(),
             revoked: None,
+            signature: None,
         }
     }
 

@@ -84,8 +84,11 @@ pub trait ControlPlane: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
     /// Queue a command for `plan`; applied by the next decision, which runs at once.
     fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>>;
-    /// Record an approval (granted through the API).
-    fn grant(&self, approval: ApprovalRecord) -> BoxFuture<'_, Result<(), ControlError>>;
+    /// Record an approval (granted through the API); `by` is who entered it, for the history
+    /// (a signed approval's `grantedBy` is covered by its signature and cannot say so).
+    /// Refused (`Invalid`, and recorded as `approval-refused`) when a plan in force requires
+    /// the flag's approvals signed and this one is not signed by one of its keys.
+    fn grant(&self, approval: ApprovalRecord, by: &str) -> BoxFuture<'_, Result<(), ControlError>>;
     /// Every approval on record, read from the store: the truth, which a grant or revoke
     /// just answered is already part of (the published snapshot may lag behind it).
     fn approvals(&self) -> BoxFuture<'_, Result<Vec<ApprovalRecord>, ControlError>>;

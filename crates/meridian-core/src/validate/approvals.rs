@@ -9,9 +9,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::RegionDocument;
-use crate::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo};
+use crate::approval::{ApprovalRecord, ApprovalScopeSet, ApprovalSignature, RevokedInfo, signature_refusal};
 use crate::diagnostics::{Report, did_you_mean};
 use crate::manifest::{Approval, RolloutPlan};
+use crate::plan::Plan;
+use crate::signing::decode_signature;
 use crate::source::Document;
 
 pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
@@ -194,6 +196,26 @@ pub(super) fn check_approval(
             }
         }
     }
+    if let Some(signature) = &spec.signature {
+        if signature.key.trim().is_empty() {
+            errors += 1;
+            report.push(doc.error(
+                "spec.signature.key",
+                "empty-signing-key",
+                "signature.key is empty".into(),
+                Some("name the key as the plan's approvalPolicies[].signedBy lists it".into()),
+            ));
+        }
+        if decode_signature(&signature.value).is_none() {
+            errors += 1;
+            report.push(doc.error(
+                "spec.signature.value",
+                "bad-signature",
+                "signature.value is not base64 of a 64-byte Ed25519 signature".into(),
+                Some("sign the approval with meridian approval sign --key FILE APPROVAL.yaml".into()),
+            ));
+        }
+    }
     if errors > 0 {
         return None;
     }
@@ -210,5 +232,19 @@ pub(super) fn check_approval(
             by: r.by.clone(),
             reason: r.reason.clone(),
         }),
+        signature: spec.signature.as_ref().map(|s| ApprovalSignature { key: s.key.clone(), value: s.value.clone() }),
     })
+}
+
+/// An approval whose flag a plan read with it requires signed, and that is not signed by one
+/// of that flag's keys, is an error: it is refused, the way the API refuses it.
+pub(super) fn check_signature(doc: &Document, record: &ApprovalRecord, plans: &[Plan], report: &mut Report) -> bool {
+    let Some((plan, problem)) = signature_refusal(plans, record) else { return true };
+    report.push(doc.error(
+        problem.path(),
+        problem.code(),
+        format!("approval {:?} is refused by plan {plan:?}: {problem}", record.name),
+        Some(problem.hint()),
+    ));
+    false
 }

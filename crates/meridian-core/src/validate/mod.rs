@@ -12,7 +12,9 @@
 //! ```text
 //!  services ─> schedule (steps, stepBake, windows, freezes) ─> health ─> actuator
 //!      ─> regions (entries and Region documents, overrides; labels) ─> waves ─> risks
-//!  approvals (separately, against the plans read with them)
+//!      ─> approval policies (per flag: requires, signedBy)
+//!  approvals (separately, against the plans read with them: scope, and signatures against
+//!  the policies of the valid plans)
 //!  shared: values (durations, names, flags), templates (placeholders and URLs)
 //! ```
 //!
@@ -23,6 +25,7 @@ mod actuator;
 mod approvals;
 mod health;
 mod labels;
+mod policies;
 mod regions;
 mod risks;
 mod schedule;
@@ -45,7 +48,7 @@ use crate::manifest::{CheckSpec, OnFailure, Region as RegionManifest, RolloutPla
 use crate::plan::{ActuatorSettings, Check, DEFAULT_STEP_BAKE, DEFAULT_STEPS, Origin, Plan};
 use crate::source::{Document, Manifest, Recovered, parse_file_recovering};
 use crate::window::Window;
-use approvals::check_approval;
+use approvals::{check_approval, check_signature};
 use regions::{Site, region_documents};
 use values::check_name;
 
@@ -183,7 +186,8 @@ fn validate_entries<'d>(entries: &[(&'d Document, Option<&'d Recovered>)], now: 
         }
         let duplicate = approval_names.contains_key(raw.metadata.name.as_str());
         approval_names.entry(raw.metadata.name.as_str()).or_insert(doc);
-        let approval = check_approval(doc, raw, &raw_plans, &region_documents, now, &mut local);
+        let approval = check_approval(doc, raw, &raw_plans, &region_documents, now, &mut local)
+            .filter(|a| check_signature(doc, a, &bundle.plans, &mut local));
         keep_relevant(local, recovered.as_slice(), &mut bundle.report);
         if let Some(a) = approval
             && recovered.is_none()
@@ -359,6 +363,13 @@ impl<'d> PlanChecker<'d, '_> {
         }
 
         let waves = self.waves(spec, &region_idx, &mut regions, &sites);
+        let required: std::collections::HashSet<&str> = regions
+            .iter()
+            .flat_map(|r| r.approvals.iter())
+            .chain(waves.iter().flat_map(|w| w.approvals.iter()))
+            .map(String::as_str)
+            .collect();
+        let approval_policies = self.approval_policies(&spec.approval_policies, &required);
         self.risks(raw, &waves);
 
         if self.errors > 0 {
@@ -373,6 +384,7 @@ impl<'d> PlanChecker<'d, '_> {
             health,
             on_approval_revoked: spec.on_approval_revoked.unwrap_or_default(),
             actuator,
+            approval_policies,
             region_lookup: HashMap::new(),
             service_lookup: HashMap::new(),
         };
