@@ -47,16 +47,25 @@ spec:
     )
 }
 
+/// The port each replica of the HA test listens on.
+fn port_of(identity: &str) -> u16 {
+    static PORTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, u16>>> =
+        std::sync::OnceLock::new();
+    let mut ports = PORTS.get_or_init(Default::default).lock().unwrap();
+    *ports.entry(identity.to_string()).or_insert_with(kubeplane::free_port)
+}
+
 fn replica(kubeconfig: &Path, identity: &str, log: &Path) -> Child {
     replica_in("default", kubeconfig, identity, log)
 }
 
 fn replica_in(namespace: &str, kubeconfig: &Path, identity: &str, log: &Path) -> Child {
+    let listen = format!("127.0.0.1:{}", port_of(&format!("{namespace}/{identity}")));
     Command::new(env!("CARGO_BIN_EXE_meridian"))
         .arg("kube")
         .arg("--kubeconfig")
         .arg(kubeconfig)
-        .args(["--namespace", namespace, "--listen", "127.0.0.1:0", "--no-auth", "--identity", identity])
+        .args(["--namespace", namespace, "--listen", &listen, "--no-auth", "--identity", identity])
         .args(["--lease-duration", &format!("{LEASE_SECONDS}s"), "--renew-deadline", "2s", "--retry-period", "500ms"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -114,6 +123,28 @@ async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_withou
     });
     let first = holder(&plane);
     assert!(replicas.contains_key(&first), "unknown holder {first:?}\n{}", logs(&["r1", "r2"]));
+
+    // The follower serves the same API read from the API server, and takes commands for the
+    // leader: a pause and a resume sent to it are applied by the leader.
+    let follower = if first == "r1" { "r2" } else { "r1" };
+    let server = format!("http://127.0.0.1:{}", port_of(&format!("default/{follower}")));
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian")).args(args).args(["--server", &server]).output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    wait("the follower to show the plan", Duration::from_secs(20), || cli(&["status"]).1.contains("ha"));
+    let phase = || text(&plane.kubectl(&["get", "rolloutplan", "ha", "-o", "jsonpath={.status.phase}"], None));
+    let (ok, said) = cli(&["pause", "ha"]);
+    assert!(ok, "pause through the follower: {said}");
+    wait("the leader to apply the follower's pause", Duration::from_secs(20), || phase() == "paused");
+    let (ok, said) = cli(&["resume", "ha"]);
+    assert!(ok, "resume through the follower: {said}");
+    wait("the leader to apply the resume", Duration::from_secs(20), || phase() == "running");
+    let (ok, said) = cli(&["approve", "x-flag", "--plan", "ha", "--reference", "r"]);
+    assert!(!ok && said.contains("done by the leader"), "a grant on a follower: {said}");
 
     // SIGKILL the leader mid-rollout: the other takes over within lease + 2 s.
     let mut killed = replicas.remove(&first).unwrap();

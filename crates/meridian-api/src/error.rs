@@ -70,6 +70,11 @@ impl From<ControlError> for ApiError {
                 message,
                 "nothing was recorded; retry once the controller is back",
             ),
+            ControlError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                "nothing was recorded; send it to the leader (its address is in /metrics and in this message)",
+            ),
         }
     }
 }

@@ -23,7 +23,6 @@ mod error;
 mod events;
 #[cfg(feature = "fake")]
 pub mod fake;
-mod follower;
 mod plans;
 mod probes;
 mod serve;
@@ -39,7 +38,6 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use auth::{Auth, AuthError, Identity, Role};
 pub use error::ApiError;
-pub use follower::{LeaderName, follower_router};
 pub use serve::{ServeError, TlsFiles, serve};
 
 /// Request limits.

@@ -84,6 +84,22 @@ pub struct Command {
     pub unfreeze: Option<String>,
 }
 
+/// What is wrong with `command`'s scope for `plan` (a wave or region it does not have), if
+/// anything: the one check every receiver of a command makes before queuing it.
+pub fn scope_problem(plan: &crate::plan::Plan, command: &Command) -> Option<String> {
+    if let Some(w) = &command.wave
+        && plan.wave_index(w).is_none()
+    {
+        return Some(format!("plan {:?} has no wave {w:?}", plan.name));
+    }
+    if let Some(r) = &command.region
+        && plan.region_index(r).is_none()
+    {
+        return Some(format!("plan {:?} has no region {r:?}", plan.name));
+    }
+    None
+}
+
 /// A run-time freeze as an operator declares it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]

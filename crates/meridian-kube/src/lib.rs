@@ -25,13 +25,15 @@
 //! does (it waits until the rollout settles, or aborts it first). `actuator`: the
 //! `kubernetes` actuator (a ConfigMap key, HTTPRoute weights or Deployment replicas, in this
 //! cluster or one reached through a kubeconfig Secret) and `Routed`, which sends each target
-//! to it or to the other actuators by the target's settings.
+//! to it or to the other actuators by the target's settings. `follower`: what a replica that
+//! does not lead serves through the API (reads from the API server, durable commands).
 
 pub mod actuator;
 pub mod crd;
 pub mod events;
 pub mod fenced;
 pub mod finalizer;
+pub mod follower;
 pub mod lease;
 pub mod report;
 pub mod source;

@@ -3,8 +3,9 @@
 //! resources, watched) and the Kubernetes store (state in each plan's `.status.engine`,
 //! audit and history in ConfigMaps), with the status a user reads written to each plan.
 //!
-//! High availability: replicas elect a leader on a Lease (`--lease-*`). A follower serves
-//! only "alive, not ready, the leader is X" (`meridian_api::follower_router`); the leader
+//! High availability: replicas elect a leader on a Lease (`--lease-*`). A follower serves the
+//! same API and dashboard read from the API server, and queues commands for the leader
+//! (`meridian_kube::follower`); the leader
 //! starts the run loop with its store writes and its actuations fenced by its term
 //! (`meridian_kube::fenced`), and exits the moment its right to act lapses, so that it
 //! restarts as a follower; the next leader resumes from the state in the API server.
@@ -18,8 +19,9 @@ use meridian_controller::runtime::{Adapters, SystemClock, start_with};
 use meridian_core::duration::Span;
 use meridian_kube::events::PlanEvents;
 use meridian_kube::fenced::{FencedActuator, LeaseFence};
+use meridian_kube::follower::FollowerControl;
 use meridian_kube::lease::{self, LeaseSettings};
-use meridian_kube::store::{Fence, Unfenced};
+use meridian_kube::store::{Fence, ReadOnly, Unfenced};
 use meridian_kube::{KubeSource, KubeStore};
 
 use super::run::{
@@ -122,14 +124,26 @@ async fn run_async(args: &Args) -> i32 {
         Ok(a) => a,
         Err(e) => return fail(format!("cannot read the listen address: {e}")),
     };
+    // Follow: the same API and dashboard, read from the API server; commands queued for the
+    // leader; nothing decided, written or actuated here.
+    let reader = match KubeStore::new(client.clone(), &args.namespace, Arc::new(ReadOnly)) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return fail(e.message),
+    };
     let who = leadership.clone();
-    let router = meridian_api::follower_router(Arc::new(move || who.holder()));
+    let view = FollowerControl::new(
+        Arc::new(KubeSource::new(client.clone(), &args.namespace)),
+        reader,
+        Arc::new(move || who.holder()),
+    );
+    let refresh = tokio::spawn(view.clone().run());
+    let router = meridian_api::router(view, auth.clone(), meridian_api::Limits::default());
     let (stop_following, stopped) = tokio::sync::oneshot::channel::<()>();
     let follower = tokio::spawn(meridian_api::serve(listener, router, tls.clone(), async move {
         let _ = stopped.await;
     }));
     eprintln!(
-        "meridian kube: {} follows on lease {}/{} (leader: {}); API on {addr} once it leads",
+        "meridian kube: {} follows on lease {}/{} (leader: {}); read-only API on {addr}",
         settings.identity,
         settings.namespace,
         settings.name,
@@ -144,6 +158,7 @@ async fn run_async(args: &Args) -> i32 {
     };
     let _ = stop_following.send(());
     let _ = follower.await;
+    refresh.abort();
     eprintln!("meridian kube: {} leads, term {}", term.identity, term.transitions);
     let listener = match bind_api(&addr.to_string()).await {
         Ok(l) => l,

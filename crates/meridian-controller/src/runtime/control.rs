@@ -37,15 +37,8 @@ impl ControlPlane for Controller {
         let plan = plan.to_string();
         Box::pin(async move {
             let p = self.plan(&plan).ok_or_else(|| ControlError::UnknownPlan(plan.clone()))?;
-            if let Some(w) = &command.wave
-                && p.wave_index(w).is_none()
-            {
-                return Err(ControlError::Invalid(format!("plan {plan:?} has no wave {w:?}")));
-            }
-            if let Some(r) = &command.region
-                && p.region_index(r).is_none()
-            {
-                return Err(ControlError::Invalid(format!("plan {plan:?} has no region {r:?}")));
+            if let Some(problem) = meridian_core::command::scope_problem(&p, &command) {
+                return Err(ControlError::Invalid(problem));
             }
             let store = self.store();
             blocking(move || store.enqueue_command(&plan, &command))

@@ -33,6 +33,9 @@ pub enum ControlError {
     Store(String),
     #[error("the controller is shutting down")]
     Stopped,
+    /// This replica does not do that (a follower asked to grant); the message names who does.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ControlError {
@@ -44,6 +47,7 @@ impl ControlError {
             ControlError::Conflict(_) => "conflict",
             ControlError::Store(_) => "store",
             ControlError::Stopped => "stopped",
+            ControlError::Unavailable(_) => "unavailable",
         }
     }
 }

@@ -65,6 +65,15 @@ impl Fence for Unfenced {
     }
 }
 
+/// A replica that never writes state (a follower): every state write is refused.
+pub struct ReadOnly;
+
+impl Fence for ReadOnly {
+    fn term(&self) -> Option<u64> {
+        None
+    }
+}
+
 const KIND_LABEL: &str = "meridian.dev/kind";
 const PLAN_LABEL: &str = "meridian.dev/plan";
 const MANAGED: (&str, &str) = ("app.kubernetes.io/managed-by", "meridian");
@@ -316,6 +325,12 @@ impl KubeStore {
         };
         self.write_record(&plan, |r| Ok(record::settle(r, id, status.clone()).map(|next| (next, ()))), false)?;
         Ok(())
+    }
+
+    /// A plan's state as the API server holds it now, read without taking it over (no cache,
+    /// no audit moved): what a follower shows.
+    pub fn peek_state(&self, plan: &str) -> StoreResult<Option<PlanState>> {
+        Ok(self.block_on(self.read(plan))?.and_then(|c| c.record.state))
     }
 
     fn approval_maps(&self) -> StoreResult<Vec<(ConfigMap, ApprovalRecord, String)>> {

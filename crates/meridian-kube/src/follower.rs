@@ -1,0 +1,197 @@
+//! What a replica that does not lead answers through the same HTTP API and dashboard: the
+//! plans, their state, approvals, audit and history read from the API server (refreshed every
+//! 2 s, so at most that much behind the leader), and commands made durable as
+//! `RolloutCommand` resources for the leader to apply, exactly as on the leader. Grants and
+//! revocations are the leader's (they are checked against the plans in force, signatures
+//! included): a follower answers them 503, naming the leader. It decides nothing, writes no
+//! state and actuates nothing.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use meridian_core::approval::ApprovalRecord;
+use meridian_core::ports::BoxFuture;
+use meridian_core::ports::config::ConfigSource;
+use meridian_core::ports::control::{AuditFeed, ControlError, ControlPlane, FeedItem, Readiness};
+use meridian_core::ports::store::{ControllerEvent, StateStore, StoredEvent};
+use meridian_core::snapshot::{ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
+use meridian_core::{AuditRecord, Command};
+
+use crate::source::KubeSource;
+use crate::store::KubeStore;
+
+/// Who leads now, as last observed.
+pub type Leader = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// See the module doc.
+pub struct FollowerControl {
+    source: Arc<KubeSource>,
+    store: Arc<KubeStore>,
+    leader: Leader,
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+/// How often the view is read again from the API server.
+const REFRESH: Duration = Duration::from_secs(2);
+
+impl FollowerControl {
+    pub fn new(source: Arc<KubeSource>, store: Arc<KubeStore>, leader: Leader) -> Arc<Self> {
+        Arc::new(FollowerControl { source, store, leader, snapshot: RwLock::new(Arc::new(Snapshot::default())) })
+    }
+
+    /// Keep the view current until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            self.refresh().await;
+            tokio::time::sleep(REFRESH).await;
+        }
+    }
+
+    /// Read the plans (validated as the leader does), their state and the approvals.
+    pub async fn refresh(&self) {
+        let now = Utc::now();
+        let previous = self.snapshot();
+        let loaded = self.source.load(now).await;
+        let store = self.store.clone();
+        let (config, rejected) = match loaded {
+            Ok(config) => (Some(config), None),
+            Err(e) => (None, Some(RejectedEdit { at: now, errors: e.messages() })),
+        };
+        let plans: Vec<Arc<meridian_core::plan::Plan>> = match &config {
+            Some(c) => c.plans.clone(),
+            None => previous.plans.values().map(|e| e.plan.clone()).collect(),
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            let mut entries = std::collections::BTreeMap::new();
+            for plan in plans {
+                let state = store.peek_state(&plan.name)?.unwrap_or_else(|| meridian_core::PlanState::new(&plan));
+                entries.insert(plan.name.clone(), PlanEntry { plan, state, updated_at: now, wake_at: None });
+            }
+            Ok::<_, meridian_core::ports::store::StoreFailure>((entries, store.approvals()?))
+        })
+        .await;
+        let Ok(Ok((plans, approvals))) = read else { return };
+        let status = ConfigStatus {
+            generation: config.as_ref().map_or(previous.config.generation, |c| c.generation),
+            loaded_at: config.as_ref().map(|c| c.loaded_at).or(previous.config.loaded_at),
+            warnings: config.as_ref().map_or(previous.config.warnings, |c| c.warnings.warnings()),
+            rejected,
+        };
+        if let Ok(mut s) = self.snapshot.write() {
+            *s = Arc::new(Snapshot { plans, approvals, config: status });
+        }
+    }
+
+    fn not_here(&self, what: &str) -> ControlError {
+        let leader = (self.leader)().unwrap_or_else(|| "being elected".into());
+        ControlError::Unavailable(format!("{what} is done by the leader ({leader}); this replica follows"))
+    }
+
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&KubeStore) -> Result<T, meridian_core::ports::store::StoreFailure> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, ControlError>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&store))
+                .await
+                .map_err(|e| ControlError::Store(e.to_string()))?
+                .map_err(|e| ControlError::Store(e.message))
+        })
+    }
+}
+
+/// A follower's audit feed: it sees no commits, and says so by ending.
+struct NoFeed;
+
+impl AuditFeed for NoFeed {
+    fn next(&mut self) -> BoxFuture<'_, FeedItem> {
+        Box::pin(async { FeedItem::Closed })
+    }
+}
+
+impl ControlPlane for FollowerControl {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn subscribe(&self) -> Box<dyn AuditFeed> {
+        Box::new(NoFeed)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn command(&self, plan: &str, command: Command) -> BoxFuture<'_, Result<(), ControlError>> {
+        let plan = plan.to_string();
+        Box::pin(async move {
+            let entry = self.snapshot().plans.get(&plan).map(|e| e.plan.clone());
+            let p = entry.ok_or_else(|| ControlError::UnknownPlan(plan.clone()))?;
+            if let Some(problem) = meridian_core::command::scope_problem(&p, &command) {
+                return Err(ControlError::Invalid(problem));
+            }
+            // Durable in the API server before the answer; the leader's watch applies it.
+            self.blocking(move |s| s.enqueue_command(&plan, &command).map(|_| ())).await
+        })
+    }
+
+    fn grant(&self, _approval: ApprovalRecord, _by: &str) -> BoxFuture<'_, Result<(), ControlError>> {
+        let e = self.not_here("granting an approval");
+        Box::pin(async move { Err(e) })
+    }
+
+    fn approvals(&self) -> BoxFuture<'_, Result<Vec<ApprovalRecord>, ControlError>> {
+        self.blocking(|s| s.approvals())
+    }
+
+    fn revoke(&self, _name: &str, _by: &str, _reason: Option<String>) -> BoxFuture<'_, Result<(), ControlError>> {
+        let e = self.not_here("revoking an approval");
+        Box::pin(async move { Err(e) })
+    }
+
+    fn audit(
+        &self,
+        plan: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>, ControlError>> {
+        let plan = plan.map(str::to_string);
+        self.blocking(move |s| s.audit(plan.as_deref(), after, limit))
+    }
+
+    fn history(&self, after: i64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>, ControlError>> {
+        self.blocking(move |s| s.history(after, limit))
+    }
+
+    fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>) {
+        let event = ControllerEvent {
+            at,
+            kind: "access-denied".into(),
+            who: who.to_string(),
+            detail: serde_json::json!({ "request": what }),
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.record_event(&event) {
+                #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
+                {
+                    eprintln!("meridian: could not record a denied request: {}", e.message);
+                }
+            }
+        });
+    }
+
+    fn metrics(&self) -> String {
+        let leader = (self.leader)().unwrap_or_default().replace(['\\', '"', '\n'], "_");
+        format!(
+            "# HELP meridian_leader 1 on the replica that leads (decides, writes state, actuates), 0 on the \
+             others.\n# TYPE meridian_leader gauge\nmeridian_leader{{leader=\"{leader}\"}} 0\n"
+        )
+    }
+
+    fn readiness(&self) -> Readiness {
+        Readiness { ready: true, reasons: Vec::new() }
+    }
+}
