@@ -47,6 +47,8 @@ use crate::{ActuatorOptions, Applied};
 
 /// The header carrying the idempotency key.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+/// Which controller replica sent a request (`ActuatorOptions::instance`).
+pub const INSTANCE_HEADER: &str = "Meridian-Instance";
 /// How much of an error answer's body is kept in the error.
 const BODY_SNIPPET_CHARS: usize = 200;
 
@@ -81,6 +83,7 @@ pub struct HttpActuator {
     /// `settings.timeout`, as the client takes it.
     timeout: Duration,
     backoff: Backoff,
+    instance: Option<String>,
 }
 
 impl HttpActuator {
@@ -97,7 +100,7 @@ impl HttpActuator {
             None => Backoff::unseeded(options.backoff_base, options.backoff_cap),
         };
         let timeout = Duration::from_millis(settings.timeout.as_millis());
-        HttpActuator { client, settings: settings.clone(), timeout, backoff }
+        HttpActuator { client, settings: settings.clone(), timeout, backoff, instance: options.instance.clone() }
     }
 
     /// What this actuator was built from.
@@ -231,6 +234,9 @@ impl HttpActuator {
             }
             if let Some(key) = idempotency_key {
                 request = request.header(IDEMPOTENCY_KEY_HEADER, key);
+                if let Some(instance) = &self.instance {
+                    request = request.header(INSTANCE_HEADER, instance);
+                }
             }
             if let Some(body) = body {
                 request = request.json(body);

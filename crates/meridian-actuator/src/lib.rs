@@ -52,11 +52,19 @@ pub struct ActuatorOptions {
     pub backoff_cap: Duration,
     /// Seed of the jitter; `None` seeds it at random. Tests set it to get exact delays.
     pub jitter_seed: Option<u64>,
+    /// Sent as `Meridian-Instance` with every traffic change, so a target (and its log) can
+    /// tell which controller replica sent it (`meridian kube` sets its election identity).
+    pub instance: Option<String>,
 }
 
 impl Default for ActuatorOptions {
     fn default() -> Self {
-        ActuatorOptions { backoff_base: DEFAULT_BACKOFF_BASE, backoff_cap: DEFAULT_BACKOFF_CAP, jitter_seed: None }
+        ActuatorOptions {
+            backoff_base: DEFAULT_BACKOFF_BASE,
+            backoff_cap: DEFAULT_BACKOFF_CAP,
+            jitter_seed: None,
+            instance: None,
+        }
     }
 }
 

@@ -25,6 +25,7 @@ fn fast() -> ActuatorOptions {
         backoff_base: Duration::from_millis(10),
         backoff_cap: Duration::from_millis(50),
         jitter_seed: Some(7),
+        instance: None,
     }
 }
 
@@ -228,6 +229,7 @@ async fn waits_between_retries_as_the_seeded_backoff_says() {
         backoff_base: Duration::from_millis(60),
         backoff_cap: Duration::from_millis(400),
         jitter_seed: Some(42),
+        instance: None,
     };
     let a = HttpActuator::new(&spec(ep.url("/{{region}}/{{service}}")), &options).unwrap();
     within(a.set_traffic(&target("jp", "store"), 10, "k")).await.unwrap();

@@ -51,6 +51,7 @@ fn actuators() -> PlanActuators {
         backoff_base: Duration::from_millis(5),
         backoff_cap: Duration::from_millis(20),
         jitter_seed: Some(1),
+        instance: None,
     })
     .unwrap()
 }

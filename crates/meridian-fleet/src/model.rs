@@ -30,6 +30,9 @@ pub struct PutRecord {
     pub plan: Option<String>,
     /// The `Idempotency-Key` header; `None` when it was missing (such a request is refused).
     pub idempotency_key: Option<String>,
+    /// The `Meridian-Instance` header: which controller replica sent it, when it said.
+    #[serde(default)]
+    pub instance: Option<String>,
     /// `PUT` or `POST`.
     pub method: String,
     /// The HTTP status the fleet answered.
@@ -108,6 +111,8 @@ pub struct Actuation<'a> {
     pub plan: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
     pub method: &'a str,
+    /// The `Meridian-Instance` header: which controller replica sent it.
+    pub instance: Option<&'a str>,
 }
 
 /// How an actuation request was answered.
@@ -208,7 +213,7 @@ impl FleetState {
     /// retry never undoes a newer setting; a key already used for another unit or percent is
     /// refused with 422: a key names one intent.
     pub fn actuate(&mut self, request: Actuation<'_>, at: DateTime<Utc>, now: Instant) -> PutOutcome {
-        let Actuation { unit, percent, plan, idempotency_key, method } = request;
+        let Actuation { unit, percent, plan, idempotency_key, method, instance } = request;
         let mut replay = false;
         let outcome = if percent > 100 {
             PutOutcome::Refused { status: 400, message: format!("percent must be from 0 to 100, got {percent}") }
@@ -253,6 +258,7 @@ impl FleetState {
             percent,
             plan: plan.map(str::to_string),
             idempotency_key: idempotency_key.map(str::to_string),
+            instance: instance.map(str::to_string),
             method: method.to_string(),
             status,
             replay,
@@ -424,7 +430,7 @@ mod tests {
     }
 
     fn mk_put<'a>(unit: usize, percent: u32, key: Option<&'a str>, method: &'static str) -> Actuation<'a> {
-        Actuation { unit, percent, plan: Some("demo"), idempotency_key: key, method }
+        Actuation { unit, percent, plan: Some("demo"), idempotency_key: key, method, instance: None }
     }
 
     fn at() -> DateTime<Utc> {

@@ -258,6 +258,7 @@ async fn set_traffic(
     let percent = u32::try_from(percent).unwrap_or(u32::MAX);
     let plan = body.get("plan").and_then(Value::as_str).map(str::to_string);
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let instance = headers.get("meridian-instance").and_then(|v| v.to_str().ok()).map(str::to_string);
     // A request that arrived is carried out even if the caller hangs up or is killed while it
     // waits (hyper may drop this handler then): like a real control plane, and deterministic.
     let carried_out = tokio::spawn(async move {
@@ -270,6 +271,7 @@ async fn set_traffic(
             plan: plan.as_deref(),
             idempotency_key: key.as_deref(),
             method: method.as_str(),
+            instance: instance.as_deref(),
         };
         shared.lock().actuate(request, Utc::now(), Instant::now())
     });

@@ -31,6 +31,7 @@ fn mk_actuator(fleet: &FleetHandle, method: Option<SetMethod>) -> HttpActuator {
         backoff_base: Duration::from_millis(5),
         backoff_cap: Duration::from_millis(20),
         jitter_seed: Some(7),
+        instance: Some("replica-a".into()),
     };
     HttpActuator::new(&spec, &options).unwrap()
 }
@@ -57,6 +58,7 @@ async fn set_and_read_back_round_trip_with_put_and_post() {
         assert_eq!(puts[0].method, expected);
         assert_eq!(puts[0].plan.as_deref(), Some("demo"));
         assert_eq!(puts[0].idempotency_key.as_deref(), Some(format!("demo/jp/store/{expected}").as_str()));
+        assert_eq!(puts[0].instance.as_deref(), Some("replica-a"), "the sender names itself");
     }
     assert_eq!(mk_actuator(&fleet, None).read_traffic(&mk_target("us-east", "signin")).await.unwrap(), None);
 }

@@ -195,7 +195,8 @@ async fn lead(
         Ok(s) => s,
         Err(e) => return fail(e.message),
     };
-    let actuator = match meridian_actuator::PlanActuators::new(meridian_actuator::ActuatorOptions::default()) {
+    let options = meridian_actuator::ActuatorOptions { instance: Some(identity(args)), ..Default::default() };
+    let actuator = match meridian_actuator::PlanActuators::new(options) {
         Ok(a) => a,
         Err(e) => return fail(e.to_string()),
     };
