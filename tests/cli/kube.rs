@@ -55,6 +55,19 @@ fn port_of(identity: &str) -> u16 {
     *ports.entry(identity.to_string()).or_insert_with(kubeplane::free_port)
 }
 
+/// A quick plan `name` in `namespace`: service signin, regions a then b, 200 ms bakes.
+fn small_plan(name: &str, namespace: &str, fleet_url: &str) -> String {
+    format!(
+        "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: {name}, namespace: {namespace}}}\n{}",
+        spec(fleet_url)
+            .replace("[{name: signin}, {name: store}]", "[{name: signin}]")
+            .replace("[{name: a}, {name: b}, {name: c}, {name: d}]", "[{name: a}, {name: b}]")
+            .replace("[a, b], bake: 1s}", "[a], bake: 200ms}")
+            .replace("[c, d], bake: 1s}", "[b], bake: 200ms}")
+            .replace("stepBake: 1500ms", "stepBake: 200ms")
+    )
+}
+
 fn replica(kubeconfig: &Path, identity: &str, log: &Path) -> Child {
     replica_in("default", kubeconfig, identity, log)
 }
@@ -238,15 +251,7 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
         assert!(out.status.success(), "{file}: {}", text(&out));
     }
     let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin", "store"])).await.expect("start fleet");
-    let manifest = format!(
-        "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: rbac, namespace: meridian}}\n{}",
-        spec(&fleet.base_url())
-            .replace("[{name: signin}, {name: store}]", "[{name: signin}]")
-            .replace("[{name: a}, {name: b}, {name: c}, {name: d}]", "[{name: a}, {name: b}]")
-            .replace("[a, b], bake: 1s}", "[a], bake: 200ms}")
-            .replace("[c, d], bake: 1s}", "[b], bake: 200ms}")
-            .replace("stepBake: 1500ms", "stepBake: 200ms")
-    );
+    let manifest = small_plan("rbac", "meridian", &fleet.base_url());
     let out = plane.kubectl(&["apply", "-f", "-"], Some(&manifest));
     assert!(out.status.success(), "{}", text(&out));
     let dir = tempfile::tempdir().unwrap();
@@ -367,21 +372,7 @@ struct Kubectl {
 
 impl Kubectl {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-        use std::io::Write as _;
-        let mut child = Command::new(&self.bin)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .args(args)
-            .current_dir(kubeplane::repo_root())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
+        kubeplane::kubectl_with(&self.bin, &self.kubeconfig, args, stdin)
     }
 }
 
@@ -397,15 +388,7 @@ async fn end_to_end(k: &Kubectl, namespace: &str, log_dir: &Path) {
     let out = k.run(&["wait", "--for=condition=Established", "--timeout=60s", "crd/rolloutplans.meridian.dev"], None);
     assert!(out.status.success(), "{}", text(&out));
     let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin"])).await.expect("start fleet");
-    let manifest = format!(
-        "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: e2e, namespace: {namespace}}}\n{}",
-        spec(&fleet.base_url())
-            .replace("[{name: signin}, {name: store}]", "[{name: signin}]")
-            .replace("[{name: a}, {name: b}, {name: c}, {name: d}]", "[{name: a}, {name: b}]")
-            .replace("[a, b], bake: 1s}", "[a], bake: 200ms}")
-            .replace("[c, d], bake: 1s}", "[b], bake: 200ms}")
-            .replace("stepBake: 1500ms", "stepBake: 200ms")
-    );
+    let manifest = small_plan("e2e", namespace, &fleet.base_url());
     let out = k.run(&["apply", "-f", "-"], Some(&manifest));
     assert!(out.status.success(), "{}", text(&out));
     let log = log_dir.join("e2e.log");

@@ -134,21 +134,7 @@ impl ControlPlane {
     }
 
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(self.bin.join("kubectl"))
-            .env("KUBECONFIG", &self.kubeconfig)
-            .args(args)
-            .current_dir(repo_root())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write as _;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
+        kubectl_with(&self.bin.join("kubectl"), &self.kubeconfig, args, stdin)
     }
 
     pub fn install_crds(&self) {
@@ -168,6 +154,26 @@ impl ControlPlane {
         );
         assert!(out.status.success(), "CRDs not established: {}", text(&out));
     }
+}
+
+/// Run `kubectl` (the binary at `bin`) with `kubeconfig`, from the repository root, with
+/// `stdin` as its input.
+pub fn kubectl_with(bin: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(bin)
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
 }
 
 /// A client from a kubeconfig file.
