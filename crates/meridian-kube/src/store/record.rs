@@ -282,4 +282,45 @@ mod tests {
         assert_eq!(r.applied_commands.len(), APPLIED_COMMANDS_KEPT);
         assert_eq!(r.applied_commands.last().map(String::as_str), Some("c299"));
     }
+
+    /// The record of a plan of 50 regions x 10 services with every unit stepping and one open
+    /// intent each, plus a decision's worth of unflushed audit, stays far below the ~1 MiB the
+    /// API server accepts for an object (the audit trail itself lives in its log segments).
+    #[test]
+    #[allow(clippy::print_stderr, reason = "the test says the size it measured")]
+    fn a_fifty_by_ten_plan_in_full_flight_fits_in_one_object() {
+        let services: Vec<String> = (0..10).map(|s| format!("{{name: service-{s}}}")).collect();
+        let regions: Vec<String> = (0..50).map(|r| format!("{{name: region-{r:02}}}")).collect();
+        let waves: Vec<String> = (0..5)
+            .map(|w| {
+                let names: Vec<String> = (0..10).map(|r| format!("region-{:02}", w * 10 + r)).collect();
+                format!("    - {{name: wave-{w}, regions: [{}]}}", names.join(", "))
+            })
+            .collect();
+        let yaml = format!(
+            "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: big}}\nspec:\n  services: [{}]\n  \
+             regions: [{}]\n  waves:\n{}\n  steps: [1, 5, 25, 50, 100]\n",
+            services.join(", "),
+            regions.join(", "),
+            waves.join("\n")
+        );
+        let bundle = meridian_core::validate::load(&[("big.yaml".to_string(), yaml)], None);
+        assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
+        let plan = bundle.plans.into_iter().next().unwrap();
+        let mut state = PlanState::new(&plan);
+        for unit in &mut state.units {
+            unit.percent = 25;
+        }
+        let actions: Vec<Action> = state
+            .units
+            .iter()
+            .map(|u| Action::SetTraffic { region: u.region.clone(), service: u.service.clone(), percent: 50, from: 25 })
+            .collect();
+        let audit: Vec<AuditRecord> = (1..=500).map(record).collect();
+        let (next, _) = commit(&EngineRecord::default(), "big", &state, &audit, &actions, &[], 7).unwrap();
+        let bytes = serde_json::to_vec(&next).unwrap().len();
+        eprintln!("engine record of 500 units in flight with 500 unflushed audit records: {bytes} bytes");
+        assert_eq!(next.intents.len(), 500);
+        assert!(bytes < 512 * 1024, "{bytes} bytes");
+    }
 }
