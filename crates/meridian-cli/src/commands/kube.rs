@@ -100,6 +100,11 @@ async fn run_async(args: &Args) -> i32 {
         eprintln!("meridian kube: {e}");
         crate::exit::FAILED
     };
+    // Bad election settings are said before anything is contacted.
+    let settings = match lease_settings(args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     let client = match meridian_kube::client(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -111,10 +116,6 @@ async fn run_async(args: &Args) -> i32 {
     if args.no_leader_election {
         return lead(args, client, listener, auth, tls, Arc::new(Unfenced), std::future::pending()).await;
     }
-    let settings = match lease_settings(args) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
     let leadership = match lease::spawn(client.clone(), settings.clone()) {
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
