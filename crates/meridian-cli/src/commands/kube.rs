@@ -120,7 +120,6 @@ async fn run_async(args: &Args) -> i32 {
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
     };
-    // Follow until elected: alive, not ready, saying who leads.
     let addr = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => return fail(format!("cannot read the listen address: {e}")),
