@@ -197,9 +197,34 @@ async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_withou
         fleet.puts().iter().any(|p| p.instance.as_deref() == Some(second)),
         "no request names the replica that sent it"
     );
-    let late: Vec<_> =
-        fleet.puts().into_iter().filter(|p| p.seq > resumed_seq && p.instance.as_deref() == Some(second)).collect();
-    assert!(late.is_empty(), "the deposed leader actuated after it was resumed: {late:?}\n{}", logs(&[second, "r3"]));
+    // What the deposed replica can still do: a request it had handed to its HTTP client just
+    // before it was frozen is written on resume (no client-side check can take it back). Every
+    // such request carries its old term in the key, so a target that checks the term, as the
+    // fleet does, refuses it once the new leader has set that unit: nothing the deposed replica
+    // sent after it was resumed may have been applied over a newer term's write.
+    let puts = fleet.puts();
+    for p in puts.iter().filter(|p| p.seq > resumed_seq && p.instance.as_deref() == Some(second)) {
+        let term = p.idempotency_key.as_deref().and_then(meridian_fleet::fencing_term);
+        let newer_before = puts.iter().any(|q| {
+            q.seq < p.seq
+                && q.applied()
+                && (q.region.as_str(), q.service.as_str()) == (p.region.as_str(), p.service.as_str())
+                && q.idempotency_key.as_deref().and_then(meridian_fleet::fencing_term) > term
+        });
+        assert!(
+            !(p.applied() && newer_before),
+            "the deposed leader's late request was applied over a newer leader's write: {p:?}\n{}",
+            logs(&[second, "r3"])
+        );
+        eprintln!(
+            "late request from the deposed replica: {} {}/{} {}% -> {}",
+            p.idempotency_key.as_deref().unwrap_or("-"),
+            p.region,
+            p.service,
+            p.percent,
+            p.status
+        );
+    }
 
     // The rollout completes under r3.
     wait("every unit at 100 %", Duration::from_secs(90), || {

@@ -66,5 +66,5 @@ pub mod testkit;
 
 pub use config::{Fault, FleetConfig, ScriptedFault};
 pub use error::FleetError;
-pub use model::{ActuatorFault, PutRecord, ScriptedFaultStatus, UnitSnapshot};
+pub use model::{ActuatorFault, PutRecord, ScriptedFaultStatus, UnitSnapshot, fencing_term};
 pub use server::{Fleet, FleetHandle};

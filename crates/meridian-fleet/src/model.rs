@@ -102,6 +102,14 @@ pub struct ActuatorFault {
     pub delay_ms: u64,
 }
 
+/// The fencing term an idempotency key carries, in Meridian's form
+/// `PLAN/REGION/SERVICE/t{TERM}r{REVISION}a{N}`: the leader term that decided it. A target that
+/// refuses a term older than the newest it has seen for a unit is fenced against a deposed
+/// leader's late request, as this fleet is. Other keys carry none.
+pub fn fencing_term(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.strip_prefix('t')?.split('r').next()?.parse().ok()
+}
+
 /// One actuation request, as received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actuation<'a> {
@@ -125,6 +133,8 @@ pub enum PutOutcome {
 #[derive(Debug, Clone)]
 struct Unit {
     percent: Option<u32>,
+    /// The highest fencing term a write to it carried (`fencing_term` of its key).
+    fence: Option<u64>,
     error_ratio: f64,
     ok: f64,
     errors: f64,
@@ -159,7 +169,14 @@ impl FleetState {
     /// A fleet as configured, with every counter at zero at `now`. The config must be valid.
     pub fn new(config: &FleetConfig, now: Instant) -> Result<Self, FleetError> {
         config.validate()?;
-        let unit = Unit { percent: None, error_ratio: config.baseline_error_ratio, ok: 0.0, errors: 0.0, since: now };
+        let unit = Unit {
+            percent: None,
+            fence: None,
+            error_ratio: config.baseline_error_ratio,
+            ok: 0.0,
+            errors: 0.0,
+            since: now,
+        };
         let mut state = FleetState {
             regions: config.regions.clone(),
             services: config.services.clone(),
@@ -237,11 +254,25 @@ impl FleetState {
                         replay = true;
                         PutOutcome::Applied { percent }
                     }
-                    None => {
-                        self.keys.insert(key.to_string(), KeyUse { unit, percent });
-                        self.apply(unit, percent, at, now);
-                        PutOutcome::Applied { percent }
-                    }
+                    None => match (fencing_term(key), self.units.get(unit).and_then(|u| u.fence)) {
+                        (Some(term), Some(highest)) if term < highest => {
+                            let (region, service) = self.names(unit);
+                            PutOutcome::Refused {
+                                status: 409,
+                                message: format!(
+                                    "stale fencing term {term}: {region}/{service} was last set in term {highest}"
+                                ),
+                            }
+                        }
+                        (term, _) => {
+                            if let (Some(term), Some(u)) = (term, self.units.get_mut(unit)) {
+                                u.fence = Some(u.fence.map_or(term, |f| f.max(term)));
+                            }
+                            self.keys.insert(key.to_string(), KeyUse { unit, percent });
+                            self.apply(unit, percent, at, now);
+                            PutOutcome::Applied { percent }
+                        }
+                    },
                 },
             }
         };
@@ -435,6 +466,25 @@ mod tests {
 
     fn at() -> DateTime<Utc> {
         DateTime::from_timestamp(1_780_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_write_of_an_older_fencing_term_is_refused_once_a_newer_one_set_the_unit() {
+        let (mut state, t0) = mk_state(mk_config());
+        let unit = state.unit("jp", "store").unwrap();
+        assert_eq!(fencing_term("p/jp/store/t3r10a1"), Some(3));
+        assert_eq!(fencing_term("anything-else"), None);
+        let put =
+            |state: &mut FleetState, percent, key| state.actuate(mk_put(unit, percent, Some(key), "PUT"), at(), t0);
+        assert_eq!(put(&mut state, 10, "p/jp/store/t1r1a0"), PutOutcome::Applied { percent: 10 });
+        assert_eq!(put(&mut state, 50, "p/jp/store/t2r1a0"), PutOutcome::Applied { percent: 50 });
+        // The deposed leader's late request: refused, the unit keeps the newer leader's value.
+        let late = put(&mut state, 100, "p/jp/store/t1r2a0");
+        assert!(matches!(late, PutOutcome::Refused { status: 409, .. }), "{late:?}");
+        assert_eq!(state.traffic(unit), Some(50));
+        // A replay of an applied key is still a no-op 200; keys without a term are not fenced.
+        assert_eq!(put(&mut state, 10, "p/jp/store/t1r1a0"), PutOutcome::Applied { percent: 10 });
+        assert_eq!(put(&mut state, 100, "plain-key"), PutOutcome::Applied { percent: 100 });
     }
 
     #[test]
