@@ -464,3 +464,15 @@ async fn the_end_to_end_story_runs_on_a_real_cluster_when_one_is_given() {
     let dir = tempfile::tempdir().unwrap();
     end_to_end(&k, &format!("meridian-e2e-{}", std::process::id()), dir.path()).await;
 }
+
+#[test]
+fn bad_election_settings_are_refused_by_flag_name_before_any_cluster_is_contacted() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["kube", "--no-auth", "--kubeconfig", "/nonexistent", "--lease-duration", "2s", "--renew-deadline", "3s"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("--renew-deadline (3s) must be shorter than --lease-duration (2s)"), "{said}");
+    assert!(!said.contains("kubeconfig"), "the cluster was contacted first: {said}");
+}

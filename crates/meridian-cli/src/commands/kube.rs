@@ -91,7 +91,13 @@ fn lease_settings(args: &Args) -> Result<LeaseSettings, String> {
     settings.lease_duration = std::time::Duration::from_millis(args.lease_duration.as_millis());
     settings.renew_deadline = std::time::Duration::from_millis(args.renew_deadline.as_millis());
     settings.retry_period = std::time::Duration::from_millis(args.retry_period.as_millis());
-    settings.validate().map_err(|e| e.to_string())?;
+    // Said with the flags the user gave, not the settings' field names.
+    settings.validate().map_err(|e| {
+        e.to_string()
+            .replace("renew_deadline", "--renew-deadline")
+            .replace("lease_duration", "--lease-duration")
+            .replace("retry_period", "--retry-period")
+    })?;
     Ok(settings)
 }
 
