@@ -89,10 +89,7 @@ impl PlanEvents {
             )
             .await;
         if let Err(e) = published {
-            #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
-            {
-                eprintln!("meridian: could not publish an Event on RolloutPlan {plan}: {e}");
-            }
+            crate::log_line(&format!("could not publish an Event on RolloutPlan {plan}: {e}"));
         }
     }
 }
@@ -136,12 +133,9 @@ pub async fn publish_transitions(events: Arc<PlanEvents>, control: Arc<dyn Contr
         match feed.next().await {
             FeedItem::Record(record) => events.publish(&record.plan, &audit_event(&record)).await,
             FeedItem::Lagged(n) => {
-                #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
-                {
-                    eprintln!(
-                        "meridian: {n} transitions got no Kubernetes Event (fell behind); the audit log has them"
-                    );
-                }
+                crate::log_line(&format!(
+                    "{n} transitions got no Kubernetes Event (fell behind); the audit log has them"
+                ));
             }
             FeedItem::Closed => return,
         }

@@ -121,7 +121,7 @@ pub async fn guard_deletions(
                 };
                 if let Err(e) = control.command(&name, abort).await {
                     aborted.remove(&name);
-                    log(&format!("could not abort the deleted RolloutPlan {name}: {e}"));
+                    crate::log_line(&format!("could not abort the deleted RolloutPlan {name}: {e}"));
                 }
                 let note = format!("deleted with {ON_DELETE}: abort; aborting ({in_flight} units in flight)");
                 events.publish(&name, &event("DeletionAborting", note)).await;
@@ -165,16 +165,9 @@ async fn patch_finalizers(
         Ok(_) => true,
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => false,
         Err(e) => {
-            log(&format!("could not update the finalizers of RolloutPlan {name}: {e}"));
+            crate::log_line(&format!("could not update the finalizers of RolloutPlan {name}: {e}"));
             false
         }
-    }
-}
-
-fn log(message: &str) {
-    #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
-    {
-        eprintln!("meridian: {message}");
     }
 }
 

@@ -175,10 +175,7 @@ impl ControlPlane for FollowerControl {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = store.record_event(&event) {
-                #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
-                {
-                    eprintln!("meridian: could not record a denied request: {}", e.message);
-                }
+                crate::log_line(&format!("could not record a denied request: {}", e.message));
             }
         });
     }

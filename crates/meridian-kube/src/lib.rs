@@ -63,3 +63,12 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
     kube::Client::try_from(config).map_err(|e| format!("cannot make a Kubernetes client: {e}"))
 }
 pub use kube::Client;
+
+/// One line in the controller's log (its stderr), for what this crate recovers from or only
+/// reports: a failed Event, a status write to retry, a store step the next commit repeats.
+pub(crate) fn log_line(message: &str) {
+    #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
+    {
+        eprintln!("meridian: {message}");
+    }
+}

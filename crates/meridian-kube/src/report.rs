@@ -77,12 +77,7 @@ pub async fn report_status(
                 Ok(_) => {
                     seen.insert(name.clone(), basis);
                 }
-                Err(e) => {
-                    #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
-                    {
-                        eprintln!("meridian: could not write the status of RolloutPlan {name}: {e}");
-                    }
-                }
+                Err(e) => crate::log_line(&format!("could not write the status of RolloutPlan {name}: {e}")),
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

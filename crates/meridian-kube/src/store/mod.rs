@@ -418,7 +418,7 @@ impl StateStore for KubeStore {
         drop(cached);
         // A leader that stopped between its commit and its log append left records behind.
         if let Err(e) = self.flush_audit(plan, &unflushed) {
-            log_recoverable(&e.message);
+            crate::log_line(&format!("kubernetes store: {}", e.message));
         }
         Ok(state)
     }
@@ -465,7 +465,7 @@ impl StateStore for KubeStore {
         }
         // Durable already (in the record); the log catches up now or at the next commit.
         if let Err(e) = self.flush_audit(plan, &unflushed) {
-            log_recoverable(&e.message);
+            crate::log_line(&format!("kubernetes store: {}", e.message));
         }
         for name in &applied {
             let deleted = self.block_on(self.commands_api.delete(name, &DeleteParams::default()));
@@ -473,7 +473,9 @@ impl StateStore for KubeStore {
                 kube::Error::Api(s) if s.code == 404 => Ok(()),
                 e => Err(e),
             }) {
-                log_recoverable(&format!("delete the applied command {name}: {e} (it stays applied)"));
+                crate::log_line(&format!(
+                    "kubernetes store: delete the applied command {name}: {e} (it stays applied)"
+                ));
             }
         }
         Ok(created)
@@ -662,14 +664,5 @@ impl StateStore for KubeStore {
                 Ok(StoredEvent { id: i64::try_from(id).unwrap_or(i64::MAX), event })
             })
             .collect()
-    }
-}
-
-/// A problem the store recovers from on its own (the next commit retries it): one line on
-/// stderr, as the runtime logs.
-fn log_recoverable(message: &str) {
-    #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
-    {
-        eprintln!("meridian: kubernetes store: {message}");
     }
 }
