@@ -120,7 +120,8 @@ async fn run_async(args: &Args) -> i32 {
         Err(e) => return fail(e),
     };
     if args.no_leader_election {
-        return lead(args, client, listener, auth, tls, Arc::new(Unfenced), std::future::pending()).await;
+        let identity = settings.identity.clone();
+        return lead(args, &identity, client, (listener, auth, tls), Arc::new(Unfenced), std::future::pending()).await;
     }
     let leadership = match lease::spawn(client.clone(), settings.clone()) {
         Ok(l) => l,
@@ -180,16 +181,18 @@ async fn run_async(args: &Args) -> i32 {
             leadership.holder().unwrap_or_else(|| "nobody yet".into())
         )
     };
-    lead(args, client, listener, auth, tls, fence, deposed).await
+    lead(args, &settings.identity, client, (listener, auth, tls), fence, deposed).await
 }
+
+/// What the API is served on and with: the bound listener, its authentication, its TLS files.
+type Served = (tokio::net::TcpListener, meridian_api::Auth, Option<meridian_api::TlsFiles>);
 
 /// The leader's part: the run loop on the cluster's resources and state, fenced.
 async fn lead(
     args: &Args,
+    identity: &str,
     client: meridian_kube::Client,
-    listener: tokio::net::TcpListener,
-    auth: meridian_api::Auth,
-    tls: Option<meridian_api::TlsFiles>,
+    (listener, auth, tls): Served,
     fence: Arc<dyn Fence>,
     deposed: impl std::future::Future<Output = String>,
 ) -> i32 {
@@ -201,7 +204,7 @@ async fn lead(
         Ok(s) => s,
         Err(e) => return fail(e.message),
     };
-    let options = meridian_actuator::ActuatorOptions { instance: Some(identity(args)), ..Default::default() };
+    let options = meridian_actuator::ActuatorOptions { instance: Some(identity.to_string()), ..Default::default() };
     let actuator = match meridian_actuator::PlanActuators::new(options) {
         Ok(a) => a,
         Err(e) => return fail(e.to_string()),
@@ -227,7 +230,7 @@ async fn lead(
         Err(e) => return fail(start_error(&e)),
     };
     let control: Arc<dyn ControlPlane> = running.controller.clone();
-    let events = Arc::new(PlanEvents::new(client.clone(), &args.namespace, &identity(args)));
+    let events = Arc::new(PlanEvents::new(client.clone(), &args.namespace, identity));
     let reporter = tokio::spawn(meridian_kube::report::report_status(
         client.clone(),
         args.namespace.clone(),
