@@ -79,12 +79,8 @@ impl StateStore for MemoryStore {
     ) -> StoreResult<Vec<Intent>> {
         self.write(|i| {
             let last = i.audit.iter().filter(|r| r.plan == plan).map(|r| r.seq).max().unwrap_or(0);
-            for (k, r) in audit.iter().enumerate() {
-                if r.seq != last + 1 + k as u64 {
-                    return Err(StoreFailure {
-                        message: format!("audit gap: expected seq {}, got {}", last + 1 + k as u64, r.seq),
-                    });
-                }
+            if let Some((expected, got)) = meridian_core::audit::seq_gap(last, audit) {
+                return Err(StoreFailure { message: format!("audit gap: expected seq {expected}, got {got}") });
             }
             i.states.insert(plan.to_string(), state.clone());
             i.audit.extend(audit.iter().cloned());

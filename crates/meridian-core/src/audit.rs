@@ -189,6 +189,12 @@ fn wire_name<T: Serialize>(value: &T) -> String {
     }
 }
 
+/// Where `records`, appended after seq `last`, break the gapless order a store keeps: the
+/// first `(expected, got)` that differ, or `None` when they follow on.
+pub fn seq_gap(last: u64, records: &[AuditRecord]) -> Option<(u64, u64)> {
+    records.iter().zip(last + 1..).find(|(r, expected)| r.seq != *expected).map(|(r, expected)| (expected, r.seq))
+}
+
 impl AuditRecord {
     /// One line for logs and terminals.
     pub fn summary(&self) -> String {

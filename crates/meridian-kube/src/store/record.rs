@@ -145,11 +145,8 @@ pub fn commit(
     applied_commands: &[String],
     term: u64,
 ) -> Result<(EngineRecord, Vec<Intent>), Refused> {
-    for (k, r) in audit.iter().enumerate() {
-        let expected = record.audit_seq + 1 + k as u64;
-        if r.seq != expected {
-            return Err(Refused::AuditGap { expected, got: r.seq });
-        }
+    if let Some((expected, got)) = meridian_core::audit::seq_gap(record.audit_seq, audit) {
+        return Err(Refused::AuditGap { expected, got });
     }
     let mut next = record.clone();
     next.revision += 1;
