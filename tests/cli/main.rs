@@ -8,6 +8,7 @@
 )]
 
 mod approvals;
+mod audit;
 mod crash;
 mod dashboard;
 mod demo;

@@ -82,6 +82,20 @@ pub(crate) async fn history(
     Ok(Json(json!({ "events": events, "next": next })))
 }
 
+/// `GET /audit/chain?after=N&limit=M[&plan=P]`: a page of the tamper-evident audit chain,
+/// each entry with the record content it covers, for `meridian audit verify --server` to
+/// recompute every hash itself. `unchained` (on the page that reaches the end) lists records
+/// no entry covers.
+pub(crate) async fn chain(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_params(&params, &["plan", "after", "limit"])?;
+    let (after, limit) = page_params::<u64>(&params, "page with after=<the last entry's n>")?;
+    let plan = params.get("plan").map(String::as_str).filter(|p| !p.is_empty());
+    Ok(Json(state.control.chain(plan, after, limit).await?))
+}
+
 /// Set by `serve` when the server shuts down, so open event streams end and a graceful
 /// shutdown does not wait for them forever.
 #[derive(Clone)]

@@ -82,6 +82,7 @@ pub fn router(control: Arc<dyn ControlPlane>, auth: Auth, limits: Limits) -> Rou
         .route("/approvals", get(approvals::list).post(approvals::grant))
         .route("/approvals/{name}", delete(approvals::revoke))
         .route("/audit", get(events::audit))
+        .route("/audit/chain", get(events::chain))
         .route("/history", get(events::history))
         .route("/events", get(events::stream))
         .route("/config", get(probes::config))

@@ -82,6 +82,10 @@ enum Command {
     /// Signed approvals: make a signing key (`keygen`), sign an approval file (`sign`).
     #[command(subcommand)]
     Approval(commands::approval::Command),
+    /// The tamper-evident audit trail: `verify` names the first edited, deleted, reordered or
+    /// inserted record and prints the chain head to keep as an anchor.
+    #[command(subcommand)]
+    Audit(commands::audit::Command),
     /// Hold a plan, wave or region at its current traffic.
     Pause(commands::control::Args),
     /// Undo a pause.
@@ -115,6 +119,7 @@ fn main() {
         Command::Approve(args) => commands::approve::approve(args),
         Command::Revoke(args) => commands::approve::revoke(args),
         Command::Approval(command) => commands::approval::run(command),
+        Command::Audit(command) => commands::audit::run(command),
         Command::Pause(args) => commands::control::run(meridian_core::CommandKind::Pause, args),
         Command::Resume(args) => commands::control::run(meridian_core::CommandKind::Resume, args),
         Command::Abort(args) => commands::control::run(meridian_core::CommandKind::Abort, args),

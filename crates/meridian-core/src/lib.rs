@@ -14,6 +14,7 @@
 //!
 //!   plan + state ──> outcome (done? clean? which regions failed, who accepted them)
 //!   plan + state + approvals ──> expiry (approvals in use that expire soon)
+//!   stored records ──> chain (each linked to the one before by SHA-256; verify names the first break)
 //! ```
 //!
 //! This crate does no I/O beyond what its callers hand it, starts no threads and reads no
@@ -22,6 +23,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod chain;
 pub mod command;
 pub mod diagnostics;
 pub mod duration;

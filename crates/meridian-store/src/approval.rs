@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode, limit, parse_ts, sql, ts};
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, chain};
 
 pub use meridian_core::approval::ApprovalChange;
 
@@ -109,6 +109,7 @@ fn write(
         params![record.name, kind.as_str(), by, source, ts(at), reason, json],
     )
     .map_err(sql(op))?;
+    chain::append(conn, chain::Kind::Approval, &chain::row(conn.last_insert_rowid()))?;
     // The same change in the controller's event log, in the same transaction, so one
     // ordered history (`events`) holds grants and revocations next to expiries, rejected
     // edits and denied requests.
@@ -124,7 +125,7 @@ fn write(
         params![ts(at), format!("approval-{}", kind.as_str()), by, encode(&detail, "event detail")?],
     )
     .map_err(sql(op))?;
-    Ok(())
+    chain::append(conn, chain::Kind::Event, &chain::row(conn.last_insert_rowid()))
 }
 
 impl Store {

@@ -9,7 +9,7 @@ use meridian_core::{Action, AuditRecord, PlanState};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::codec::{decode, encode, int, limit, sql, ts, uint};
-use crate::{CommandId, Intent, Store, StoreError, command, intent};
+use crate::{CommandId, Intent, Store, StoreError, chain, command, intent};
 
 impl Store {
     /// The plan's last committed state, if a decision was ever committed for it.
@@ -171,7 +171,7 @@ fn append_audit(conn: &Connection, plan: &str, last: u64, record: &AuditRecord) 
         params![plan, int(record.seq, "audit seq")?, ts(record.at), encode(record, "audit record")?],
     )
     .map_err(sql("append an audit record"))?;
-    Ok(())
+    chain::append(conn, chain::Kind::Audit, &chain::audit_ref(plan, record.seq))
 }
 
 #[cfg(test)]

@@ -67,6 +67,15 @@ pub enum StoreError {
     )]
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
 
+    #[error(
+        "database {} is at schema version {found}, this meridian reads version {supported}; start this version's `meridian run` on the state dir once to upgrade it",
+        path.display()
+    )]
+    SchemaTooOld { path: PathBuf, found: i64, supported: i64 },
+
+    #[error("there is no meridian database at {}; check --state-dir", path.display())]
+    NoDatabase { path: PathBuf },
+
     #[error("failed to migrate database {} to schema version {version}", path.display())]
     Migrate {
         path: PathBuf,
@@ -146,6 +155,8 @@ impl StoreError {
             StoreError::ReadOnly { .. } => "read_only",
             StoreError::ForeignDatabase { .. } => "foreign_database",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
+            StoreError::SchemaTooOld { .. } => "schema_too_old",
+            StoreError::NoDatabase { .. } => "no_database",
             StoreError::Migrate { .. } => "migrate",
             StoreError::Sqlite { .. } => "sqlite",
             StoreError::Encode { .. } => "encode",

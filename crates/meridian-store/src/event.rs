@@ -41,6 +41,7 @@ impl Store {
         )
         .map_err(sql(op))?;
         let id = tx.last_insert_rowid();
+        crate::chain::append(&tx, crate::chain::Kind::Event, &crate::chain::row(id))?;
         tx.commit().map_err(sql(op))?;
         Ok(id)
     }

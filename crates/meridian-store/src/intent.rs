@@ -25,7 +25,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{parse_opt_ts, parse_ts, percent, sql, ts};
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, chain};
 
 /// An intent's id: assigned by the database, increasing, never reused once committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -223,7 +223,9 @@ pub(crate) fn record(
     conn.execute("UPDATE intents SET idempotency_key = ?2 WHERE id = ?1", params![id, key]).map_err(sql(op))?;
     for older in older {
         conn.execute("UPDATE intents SET superseded_by = ?2 WHERE id = ?1", params![older, id]).map_err(sql(op))?;
+        chain::append(conn, chain::Kind::IntentClosed, &chain::row(older))?;
     }
+    chain::append(conn, chain::Kind::Intent, &chain::row(id))?;
     get(conn, IntentId(id))?.ok_or(StoreError::IntentNotFound { id: IntentId(id) })
 }
 
@@ -311,6 +313,7 @@ impl Store {
             ),
         }
         .map_err(sql(op))?;
+        chain::append(&tx, chain::Kind::IntentClosed, &chain::row(id.0))?;
         let intent = get(&tx, id)?.ok_or(StoreError::IntentNotFound { id })?;
         tx.commit().map_err(sql(op))?;
         Ok(intent)

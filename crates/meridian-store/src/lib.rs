@@ -39,6 +39,7 @@
 //! reads the clock.
 
 mod approval;
+mod chain;
 mod codec;
 mod command;
 mod decision;
@@ -77,7 +78,8 @@ pub struct Store {
     store_id: String,
     dir: PathBuf,
     db_path: PathBuf,
-    _lock: StateDirLock,
+    /// None for a read-only view ([`Store::open_read_only`]), which takes no lock.
+    _lock: Option<StateDirLock>,
 }
 
 impl Store {
@@ -118,7 +120,41 @@ impl Store {
         check_integrity(&conn, &db_path)?;
         schema::migrate(&mut conn, &db_path)?;
         let store_id = ensure_store_id(&mut conn).map_err(open_err)?;
-        Ok(Store { conn, store_id, dir: dir.to_path_buf(), db_path, _lock: lock })
+        Ok(Store { conn, store_id, dir: dir.to_path_buf(), db_path, _lock: Some(lock) })
+    }
+
+    /// A read-only view of a state dir, for tools that inspect it (`meridian audit verify`,
+    /// `meridian report`) while a controller may be running on it: takes no lock, migrates
+    /// nothing and writes nothing. The database must exist and be at this code's schema
+    /// version.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let dir = dir.as_ref();
+        let db_path = dir.join(DB_FILE);
+        if !db_path.is_file() {
+            return Err(StoreError::NoDatabase { path: db_path });
+        }
+        if std::fs::metadata(&db_path).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError::Empty { path: db_path });
+        }
+        let open_err = |source| classify(&db_path, source);
+        let conn =
+            Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        check_integrity(&conn, &db_path)?;
+        let found: i64 = conn
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .map_err(|_| StoreError::ForeignDatabase { path: db_path.clone() })?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew { path: db_path, found, supported: SCHEMA_VERSION });
+        }
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooOld { path: db_path, found, supported: SCHEMA_VERSION });
+        }
+        let store_id = conn
+            .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| r.get(0))
+            .map_err(sql("read the store id"))?;
+        Ok(Store { conn, store_id, dir: dir.to_path_buf(), db_path, _lock: None })
     }
 
     /// The state dir this store holds.

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use meridian_core::approval::ApprovalRecord;
+use meridian_core::chain::ChainPage;
 use meridian_core::error_chain;
 use meridian_core::ports::store::{
     ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult, StoredEvent,
@@ -114,6 +115,17 @@ impl StateStore for SqliteStore {
 
     fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
         self.with(|s| s.audit(plan, after, limit))
+    }
+
+    fn chain(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Result<ChainPage, String>> {
+        if plan.is_some() {
+            return Ok(Err("the standalone controller keeps one chain for all plans: leave out plan".into()));
+        }
+        self.with(|s| {
+            let entries = s.chain_entries(after, limit)?;
+            let unchained = if entries.len() < limit { s.unchained()? } else { Vec::new() };
+            Ok(Ok(ChainPage { scope: "store".into(), entries, unchained }))
+        })
     }
 
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()> {

@@ -14,16 +14,24 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use crate::StoreError;
 use crate::codec::ts;
 
+/// Rust that a migration runs after its SQL.
+type DataStep = fn(&Connection) -> Result<(), StoreError>;
+
 struct Migration {
     version: i64,
     description: &'static str,
     sql: &'static str,
+    /// Runs after `sql`, in the same transaction: data that SQL alone cannot compute.
+    then: Option<DataStep>,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, description: "initial schema", sql: V1 }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, description: "initial schema", sql: V1, then: None },
+    Migration { version: 2, description: "tamper-evident audit chain", sql: V2, then: Some(crate::chain::backfill) },
+];
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const V1: &str = r#"
 CREATE TABLE meta (
@@ -124,6 +132,22 @@ CREATE TABLE commands (
 CREATE INDEX commands_pending ON commands (plan, id) WHERE applied_at IS NULL;
 "#;
 
+const V2: &str = r#"
+-- The audit chain: one entry per record kept for the record (see chain.rs), each hashing the
+-- one before it. n is gapless from 1.
+CREATE TABLE chain (
+    n         INTEGER PRIMARY KEY CHECK (n >= 1),
+    kind      TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    hash      TEXT NOT NULL,
+    UNIQUE (kind, reference)
+) STRICT;
+CREATE TRIGGER chain_no_update BEFORE UPDATE ON chain
+BEGIN SELECT RAISE(ABORT, 'the audit chain is append-only'); END;
+CREATE TRIGGER chain_no_delete BEFORE DELETE ON chain
+BEGIN SELECT RAISE(ABORT, 'the audit chain is append-only'); END;
+"#;
+
 /// Bring the database up to `SCHEMA_VERSION`, or refuse it.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let open_err = |source| crate::classify(path, source);
@@ -164,6 +188,9 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         let migrate_err = |source| StoreError::Migrate { path: path.to_path_buf(), version: m.version, source };
         tx.execute_batch(m.sql).map_err(migrate_err)?;
+        if let Some(then) = m.then {
+            then(&tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
             params![m.version, m.description, ts(DateTime::<Utc>::from(std::time::SystemTime::now()))],

@@ -75,6 +75,10 @@ fn check_invariants(dir: &Path) -> Seen {
         assert!(open_here <= 1, "{open_here} open intents for {}", unit.region);
     }
     assert!(open.iter().all(|i| i.status == IntentStatus::Open));
+    // Every record written before the kill is in the audit chain, and the chain holds.
+    if let Err(broken) = store.verify_chain(None).expect("the chain reads") {
+        panic!("the audit chain does not hold after SIGKILL: {broken}");
+    }
 
     // Each applied command has exactly one audit record, and no pending one has any.
     let mut recorded: BTreeMap<i64, usize> = BTreeMap::new();

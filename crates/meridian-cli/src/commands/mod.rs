@@ -2,6 +2,7 @@
 
 pub mod approval;
 pub mod approve;
+pub mod audit;
 pub mod control;
 pub mod crds;
 pub mod demo;

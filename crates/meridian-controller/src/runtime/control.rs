@@ -139,6 +139,22 @@ impl ControlPlane for Controller {
         })
     }
 
+    fn chain(
+        &self,
+        plan: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<meridian_core::chain::ChainPage, ControlError>> {
+        let plan = plan.map(str::to_string);
+        Box::pin(async move {
+            let store = self.store();
+            blocking(move || store.chain(plan.as_deref(), after, limit))
+                .await
+                .map_err(|e| ControlError::Store(e.message))?
+                .map_err(ControlError::Invalid)
+        })
+    }
+
     fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>) {
         self.record_event_at("access-denied", who, serde_json::json!({ "request": what }), at);
     }

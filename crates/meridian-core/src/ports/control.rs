@@ -109,6 +109,16 @@ pub trait ControlPlane: Send + Sync + 'static {
     /// approvals granted, updated, revoked and expired, configuration applied or rejected,
     /// requests denied. Plan transitions are in `audit`.
     fn history(&self, after: i64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>, ControlError>>;
+    /// A page of the tamper-evident audit chain (see `StateStore::chain`).
+    fn chain(
+        &self,
+        plan: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<crate::chain::ChainPage, ControlError>> {
+        let _ = (plan, after, limit);
+        Box::pin(async { Err(ControlError::Invalid("this controller keeps no audit chain".into())) })
+    }
     /// Audit that a request was denied (401/403).
     fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>);
     /// The metrics registry, rendered.

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::approval::ApprovalRecord;
 use crate::audit::AuditRecord;
+use crate::chain::ChainPage;
 use crate::command::Command;
 use crate::engine::{Action, UnitRef};
 use crate::state::PlanState;
@@ -111,6 +112,13 @@ pub trait StateStore: Send + Sync + 'static {
     fn source_approvals(&self) -> StoreResult<Vec<(String, String)>>;
 
     fn audit(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>>;
+    /// The tamper-evident audit chain (`crate::chain`): entries with `n > after`, at most
+    /// `limit`. A store keeps one chain for all its records, or one per plan; asking for the
+    /// other shape is `Ok(Err(what to ask instead))`. Stores without a chain say so.
+    fn chain(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Result<ChainPage, String>> {
+        let _ = (plan, after, limit);
+        Ok(Err("this state store keeps no audit chain".to_string()))
+    }
     fn record_event(&self, event: &ControllerEvent) -> StoreResult<()>;
     /// Controller events of one kind, oldest first.
     fn events(&self, kind: &str) -> StoreResult<Vec<ControllerEvent>>;
