@@ -345,6 +345,15 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
         None,
     ));
     assert!(audit.contains(r#"\"command\":\"pause\",\"by\":\"admin\""#), "{audit}");
+    // The plan's audit log and the controller's history are hash chains, verified over the API.
+    let server = format!("http://127.0.0.1:{}", port_of("meridian/only"));
+    for scope in [&["--plan", "rbac"][..], &[]] {
+        let mut args = vec!["audit", "verify", "--server", &server];
+        args.extend_from_slice(scope);
+        let out = crate::support::meridian(&args);
+        let said = crate::support::stdout(&out);
+        assert!(out.status.success() && said.contains("audit chain intact"), "{said}{}", crate::support::stderr(&out));
+    }
 
     // Deletion: every plan carries the finalizer; a settled plan goes at once.
     assert_eq!(get("rbac", "{.metadata.finalizers}"), "[\"meridian.dev/rollout\"]");

@@ -165,6 +165,17 @@ impl ControlPlane for FollowerControl {
         self.blocking(move |s| s.history(after, limit))
     }
 
+    fn chain(
+        &self,
+        plan: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<meridian_core::chain::ChainPage, ControlError>> {
+        let plan = plan.map(str::to_string);
+        let page = self.blocking(move |s| s.chain(plan.as_deref(), after, limit));
+        Box::pin(async move { page.await?.map_err(ControlError::Invalid) })
+    }
+
     fn record_denial(&self, who: &str, what: &str, at: DateTime<Utc>) {
         let event = ControllerEvent {
             at,

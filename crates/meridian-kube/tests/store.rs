@@ -191,7 +191,7 @@ async fn the_segment_log_appends_in_batches_idempotently_and_rolls_over() {
     use meridian_kube::store::log::{SEGMENT_RECORDS, SegmentLog};
     let plane = ControlPlane::start();
     let client = plane.client().await;
-    let log = SegmentLog::new(kube::Api::namespaced(client, "default"), "meridian-audit-t".into());
+    let log = SegmentLog::new(kube::Api::namespaced(client, "default"), "meridian-audit-t".into(), "audit");
     let entry = |k: u64| (k, format!("{{\"seq\":{k}}}"));
     log.append(&[entry(1), entry(2)]).await.unwrap();
     log.append(&[entry(3)]).await.unwrap();
@@ -211,4 +211,28 @@ async fn the_segment_log_appends_in_batches_idempotently_and_rolls_over() {
         (SEGMENT_RECORDS as u64 - 1..).take(5).collect::<Vec<_>>()
     );
     assert_eq!(log.push("{\"x\":1}").await.unwrap(), SEGMENT_RECORDS as u64 + 11);
+
+    // The log is a hash chain across its segments; editing an entry (kubectl, with the
+    // rights to ConfigMaps) or deleting one is named by verify.
+    use meridian_core::chain::{ChainBreak, verify};
+    let last = SEGMENT_RECORDS as u64 + 11;
+    let head = verify(&log.chain(0, 10_000).await.unwrap(), None).unwrap();
+    assert_eq!(head.entries, last);
+    let patch = |name: &str, data: &str| {
+        let out = plane.kubectl(&["patch", "configmap", name, "--type", "merge", "-p", data], None);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    patch("meridian-audit-t-000001", r#"{"data":{"000000000003":"{\"seq\":33}"}}"#);
+    assert!(matches!(
+        verify(&log.chain(0, 10_000).await.unwrap(), None),
+        Err(ChainBreak::Altered { n: 3, reference, .. }) if reference == "meridian-audit-t#3"
+    ));
+    patch("meridian-audit-t-000001", r#"{"data":{"000000000003":"{\"seq\":3}"}}"#);
+    assert_eq!(verify(&log.chain(0, 10_000).await.unwrap(), Some(head.clone())).unwrap(), head);
+    let n = SEGMENT_RECORDS as u64 + 5;
+    patch("meridian-audit-t-000002", &format!(r#"{{"data":{{"{n:012}":null}}}}"#));
+    assert!(matches!(
+        verify(&log.chain(0, 10_000).await.unwrap(), None),
+        Err(ChainBreak::Missing { n: m, .. }) if m == n
+    ));
 }

@@ -39,6 +39,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Client, ResourceExt as _};
 use meridian_core::approval::{ApprovalChange, ApprovalRecord, RevokedInfo, approval_change};
+use meridian_core::chain::ChainPage;
 use meridian_core::engine::{Action, UnitRef};
 use meridian_core::ports::store::{
     ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult, StoredEvent,
@@ -162,7 +163,7 @@ impl KubeStore {
             namespace: namespace.to_string(),
             plans: Api::namespaced(client.clone(), namespace),
             commands_api: Api::namespaced(client, namespace),
-            history: SegmentLog::new(maps.clone(), "meridian-history".to_string()),
+            history: SegmentLog::new(maps.clone(), "meridian-history".to_string(), "event"),
             maps,
             fence,
             records: Mutex::new(HashMap::new()),
@@ -188,7 +189,7 @@ impl KubeStore {
     }
 
     fn audit_log(&self, plan: &str) -> SegmentLog {
-        SegmentLog::new(self.maps.clone(), object_name("audit", plan))
+        SegmentLog::new(self.maps.clone(), object_name("audit", plan), "audit")
     }
 
     /// The plan's object and record as the API server has them now.
@@ -652,6 +653,18 @@ impl StateStore for KubeStore {
 
     fn events(&self, kind: &str) -> StoreResult<Vec<ControllerEvent>> {
         Ok(self.history(0, usize::MAX)?.into_iter().map(|e| e.event).filter(|e| e.kind == kind).collect())
+    }
+
+    /// One chain per plan (its audit log) and one for the controller's history (approval
+    /// events, expiries, refusals, denials): `plan` picks a plan's, none the history's.
+    fn chain(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Result<ChainPage, String>> {
+        let (log, scope) = match plan {
+            Some(p) => (self.audit_log(p), format!("plan {p}")),
+            None => (self.history.clone(), "history".to_string()),
+        };
+        let entries =
+            self.block_on(log.chain(after, limit)).map_err(|e| failure(&format!("read the chain of {scope}"), e))?;
+        Ok(Ok(ChainPage { scope, entries, unchained: Vec::new() }))
     }
 
     fn history(&self, after: i64, limit: usize) -> StoreResult<Vec<StoredEvent>> {
