@@ -1,5 +1,7 @@
-//! The listener: plain TCP, or TLS (rustls) when a certificate and key are given; graceful
-//! shutdown that also ends open event streams.
+//! The listener: plain TCP, or TLS (rustls) when a certificate and key are given; one HTTP/1
+//! connection task per client, with a deadline for a request's headers (a client that trickles
+//! them is cut off, so idle sockets cannot pile up); graceful shutdown that also ends open
+//! event streams.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +44,9 @@ pub enum ServeError {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may finish after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (a whole request line and header
+/// block) once it started one, and to start the next on a kept-alive connection.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `router` on `listener` until `shutdown` completes; then stop accepting, end event
 /// streams, and give requests in flight up to 10 s to finish.
@@ -63,24 +68,66 @@ pub async fn serve(
         let _ = grace_rx.wait_for(|started| *started).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    match tls {
-        None => {
-            let server = axum::serve(listener, router).with_graceful_shutdown(signal);
-            tokio::select! {
-                r = server => r?,
-                _ = grace => {}
-            }
-        }
+    let stopping = {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        rx
+    };
+    let connections = match tls {
+        None => tokio::spawn(accept_loop(listener, router, stopping, HEADER_READ_TIMEOUT)),
         Some(files) => {
             let listener = TlsListener::new(listener, acceptor(&files)?)?;
-            let server = axum::serve(listener, router).with_graceful_shutdown(signal);
-            tokio::select! {
-                r = server => r?,
-                _ = grace => {}
-            }
+            tokio::spawn(accept_loop(listener, router, stopping, HEADER_READ_TIMEOUT))
         }
+    };
+    tokio::select! {
+        r = connections => r.map_err(|e| std::io::Error::other(e.to_string()))?,
+        _ = grace => {}
     }
     Ok(())
+}
+
+/// Resolves once `stopping` is true (or its sender is gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// Accept connections until `stopping`, serving each in its own task; then ask every open
+/// connection to finish its request in flight and close, and wait until they have.
+async fn accept_loop<L>(mut listener: L, router: Router, mut stopping: watch::Receiver<bool>, header_read: Duration)
+where
+    L: axum::serve::Listener,
+{
+    // Every connection task holds a clone of `open`; `all_closed` resolves when none is left.
+    let (all_closed, open) = watch::channel(());
+    loop {
+        let (io, _peer) = tokio::select! {
+            c = listener.accept() => c,
+            () = stopped(&mut stopping) => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut stopping = stopping.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped(&mut stopping) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(open);
+    all_closed.closed().await;
 }
 
 impl TlsFiles {
@@ -182,4 +229,42 @@ impl axum::serve::Listener for TlsListener {
 pub(crate) fn log_line(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A client that starts a request and trickles nothing more is cut off at the deadline,
+    /// while a prompt client on the same server is answered.
+    #[tokio::test]
+    async fn a_client_that_does_not_finish_its_headers_is_disconnected() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(accept_loop(listener, router, stop_rx, Duration::from_millis(300)));
+
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let mut prompt = TcpStream::connect(addr).await.unwrap();
+        prompt.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        prompt.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
+
+        // The slow one is closed by the server (EOF, or a 408 and then EOF) well before the
+        // test's own deadline.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the server kept a connection with unfinished headers open for 10 s");
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 408"), "{rest}");
+
+        // Shutdown waits for open connections, then ends.
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
+    }
 }
