@@ -45,7 +45,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may finish after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's headers (a whole request line and header
-/// block) once it started one, and to start the next on a kept-alive connection.
+/// block) after it connected, or after its previous answer on a kept-alive connection.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `router` on `listener` until `shutdown` completes; then stop accepting, end event
