@@ -159,6 +159,38 @@ async fn only_a_correctly_signed_approval_opens_a_signed_flag() {
     wait_for("jp enabled", || async { jp_percent(&get(&client, url("plans/signed")).await) == 100 }).await;
     let audit = get(&client, url("audit?plan=signed")).await;
     assert!(audit.to_string().contains("jp-letter"), "the step names the signed approval as evidence: {audit}");
+
+    // `meridian approve --key` signs what it sends: the liaison's key is accepted, another
+    // key under the same name is refused by the server, naming the signature.
+    let approve = |name: &str, key: &Path| {
+        meridian(&[
+            "approve",
+            "jp-regulator",
+            "--plan",
+            "signed",
+            "--region",
+            "jp",
+            "--reference",
+            "call 2026-06-02",
+            "--granted-by",
+            "Ministry liaison office",
+            "--name",
+            name,
+            "--key",
+            key.to_str().unwrap(),
+            "--server",
+            &run.base,
+        ])
+    };
+    let out = approve("jp-by-cli", &key);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("signed with key liaison"), "{}", stdout(&out));
+    let approvals = get(&client, url("approvals")).await;
+    let by_cli = approvals["approvals"].as_array().unwrap().iter().find(|a| a["name"] == "jp-by-cli").cloned();
+    assert_eq!(by_cli.as_ref().map(|a| a["status"].clone()), Some(serde_json::json!("active")), "{approvals}");
+    let out = approve("jp-forged-by-cli", &other_key);
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("does not match its content"), "{}", stderr(&out));
 }
 
 #[test]

@@ -69,9 +69,9 @@ pub fn run(command: &Command) -> i32 {
     }
 }
 
-struct Failure {
-    code: i32,
-    message: String,
+pub(crate) struct Failure {
+    pub code: i32,
+    pub message: String,
 }
 
 fn usage(message: String) -> Failure {
@@ -122,8 +122,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-fn read_key(path: &Path) -> Result<(String, SecretKey), Failure> {
-    let what = |e: String| usage(format!("meridian approval sign: {}: {e}", path.display()));
+fn read_key(path: &Path, command: &str) -> Result<(String, SecretKey), Failure> {
+    let what = |e: String| usage(format!("{command}: {}: {e}", path.display()));
     let text = fs::read_to_string(path).map_err(|e| what(e.to_string()))?;
     let file: KeyFile = serde_yaml::from_str(&text)
         .map_err(|e| what(format!("not a key file from `meridian approval keygen` ({e})")))?;
@@ -132,18 +132,33 @@ fn read_key(path: &Path) -> Result<(String, SecretKey), Failure> {
 }
 
 fn sign(args: &SignArgs) -> Result<(), Failure> {
-    let (key_name, key) = read_key(&args.key)?;
     let file = args.approval.display().to_string();
     let text = fs::read_to_string(&args.approval)
         .map_err(|e| usage(format!("meridian approval sign: cannot read {file}: {e}")))?;
+    let (key_name, raw) = sign_text(&file, &text, &args.key, "meridian approval sign")?;
+    let signed = serde_yaml::to_string(&raw).unwrap_or_default();
+    if args.in_place {
+        fs::write(&args.approval, &signed).map_err(|e| Failure {
+            code: exit::FAILED,
+            message: format!("meridian approval sign: cannot write {file}: {e}"),
+        })?;
+        eprintln!("signed {file} with key {key_name:?}");
+    } else {
+        print!("{signed}");
+    }
+    Ok(())
+}
+
+/// Sign the one approval `text` (named `file` in messages) holds with the key in `key_path`:
+/// the key's name and the approval with its signature. `command` prefixes the messages.
+pub(crate) fn sign_text(file: &str, text: &str, key_path: &Path, command: &str) -> Result<(String, Approval), Failure> {
+    let (key_name, key) = read_key(key_path, command)?;
+    let file = file.to_string();
     let invalid = |lines: Vec<String>| Failure {
         code: exit::FAILED,
-        message: format!(
-            "{}\nmeridian approval sign: {file} is not a valid approval; nothing was signed",
-            lines.join("\n")
-        ),
+        message: format!("{}\n{command}: {file} is not a valid approval; nothing was signed", lines.join("\n")),
     };
-    let bundle = meridian_core::validate::load(&[(file.clone(), text)], None);
+    let bundle = meridian_core::validate::load(&[(file.clone(), text.to_string())], None);
     let approvals: Vec<&Approval> = bundle
         .documents
         .iter()
@@ -154,14 +169,12 @@ fn sign(args: &SignArgs) -> Result<(), Failure> {
         .collect();
     let [raw] = approvals.as_slice() else {
         return Err(usage(format!(
-            "meridian approval sign: {file} holds {} Approval documents; sign one approval per file",
+            "{command}: {file} holds {} Approval documents; sign one approval per file",
             approvals.len()
         )));
     };
     if bundle.documents.len() > 1 {
-        return Err(usage(format!(
-            "meridian approval sign: {file} holds more than the approval; sign one approval per file"
-        )));
+        return Err(usage(format!("{command}: {file} holds more than the approval; sign one approval per file")));
     }
     // A signature already there is replaced: judge the approval without it.
     let mut raw = (*raw).clone();
@@ -175,15 +188,5 @@ fn sign(args: &SignArgs) -> Result<(), Failure> {
     };
     let signature = signing::sign(record, &key_name, &key);
     raw.spec.signature = Some(SignatureSpec { key: signature.key, value: signature.value });
-    let signed = serde_yaml::to_string(&raw).unwrap_or_default();
-    if args.in_place {
-        fs::write(&args.approval, &signed).map_err(|e| Failure {
-            code: exit::FAILED,
-            message: format!("meridian approval sign: cannot write {file}: {e}"),
-        })?;
-        eprintln!("signed {file} with key {key_name:?}");
-    } else {
-        print!("{signed}");
-    }
-    Ok(())
+    Ok((key_name, raw))
 }

@@ -40,6 +40,11 @@ pub struct ApproveArgs {
     /// the server records the token's name beside it.
     #[arg(long)]
     pub granted_by: Option<String>,
+    /// Sign the approval with this private key (from `meridian approval keygen`) before
+    /// sending it: for flags whose plan requires signed approvals. The signature covers
+    /// grantedBy, so it is filled in first (--granted-by, else your token's name).
+    #[arg(long, value_name = "KEY_FILE")]
+    pub key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -113,7 +118,7 @@ pub fn approve(args: &ApproveArgs) -> i32 {
 }
 
 async fn approve_async(args: &ApproveArgs) -> i32 {
-    let body = match manifest(args, Utc::now()) {
+    let mut body = match manifest(args, Utc::now()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("meridian approve: {e}");
@@ -127,6 +132,12 @@ async fn approve_async(args: &ApproveArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Some(key) = &args.key {
+        body = match signed(&client, body, key).await {
+            Ok(b) => b,
+            Err(code) => return code,
+        };
+    }
     match client.post::<Value>("/approvals", Some(&body)).await {
         Ok(answer) => {
             let a = &answer["approval"];
@@ -139,8 +150,9 @@ async fn approve_async(args: &ApproveArgs) -> i32 {
                 }
             };
             let expires = a["expires"].as_str().map(|e| format!("; expires {e}")).unwrap_or_default();
+            let signed = a["signature"]["key"].as_str().map(|k| format!("; signed with key {k}")).unwrap_or_default();
             println!(
-                "granted {} as approval {} for plan {}{scope} (by {}){expires}",
+                "granted {} as approval {} for plan {}{scope} (by {}){expires}{signed}",
                 args.flag,
                 a["name"].as_str().unwrap_or("?"),
                 args.plan,
@@ -154,6 +166,34 @@ async fn approve_async(args: &ApproveArgs) -> i32 {
         Err(e) => {
             e.report("approve");
             e.exit_code()
+        }
+    }
+}
+
+/// `body` with its grantedBy settled (the token's name when not given: the server would
+/// fill in the same, after the signature was made) and signed with `key`.
+async fn signed(client: &Client, mut body: Value, key: &std::path::Path) -> Result<Value, i32> {
+    if body["spec"].get("grantedBy").is_none() {
+        let who: Value = client.get("/whoami").await.map_err(|e| {
+            e.report("approve");
+            e.exit_code()
+        })?;
+        let Some(name) = who["identity"]["name"].as_str() else {
+            eprintln!("meridian approve: the server did not say who the token is; pass --granted-by");
+            return Err(exit::USAGE);
+        };
+        body["spec"]["grantedBy"] = json!(name);
+    }
+    // JSON is YAML: the same parser, validator and signer as `meridian approval sign`.
+    let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+    match super::approval::sign_text("the approval", &text, key, "meridian approve") {
+        Ok((_, approval)) => serde_json::to_value(approval).map_err(|e| {
+            eprintln!("meridian approve: cannot encode the signed approval: {e}");
+            exit::FAILED
+        }),
+        Err(failure) => {
+            eprintln!("{}", failure.message);
+            Err(failure.code)
         }
     }
 }
