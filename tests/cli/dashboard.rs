@@ -144,3 +144,29 @@ fn without_a_token_the_dashboard_asks_for_one() {
     let denials = history["events"].as_array().unwrap().len();
     assert!((1..=4).contains(&denials), "{denials} denials: {history}");
 }
+
+#[test]
+fn an_approval_a_unit_depends_on_that_expires_soon_is_called_out() {
+    let (_dir, config, state) = setup();
+    let expires = (chrono::Utc::now() + chrono::TimeDelta::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(
+        config.join("jp-letter.yaml"),
+        format!(
+            "apiVersion: meridian.dev/v1alpha1\nkind: Approval\nmetadata: {{name: jp-letter}}\nspec:\n  flag: \
+             jp-regulator\n  grantedBy: Ministry liaison office\n  reference: letter 17\n  expires: \"{expires}\"\n  \
+             scope: {{plans: [restore], regions: [jp]}}\n"
+        ),
+    )
+    .unwrap();
+    let run = spawn_run(&config, &state, &["--no-auth", "--expiry-warning", "24h"]).expect("meridian run starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut dom = dump_dom(&format!("{}/", run.base));
+    while !dom.contains(r#"data-expiring="jp-letter""#) {
+        assert!(Instant::now() < deadline, "the expiring approval is never called out:\n{dom}");
+        std::thread::sleep(Duration::from_millis(200));
+        dom = dump_dom(&format!("{}/", run.base));
+    }
+    // Which approval, which flag, how long is left, and who depends on it.
+    assert!(dom.contains("⚠ approval jp-letter (jp-regulator) expires in 2h 5"), "{dom}");
+    assert!(dom.contains("2 units depend on it: jp/signin, jp/store"), "{dom}");
+}

@@ -50,6 +50,8 @@ pub struct Snapshot {
     /// File and API approvals, revoked ones included.
     pub approvals: Vec<ApprovalRecord>,
     pub config: ConfigStatus,
+    /// How far ahead `PlanDetail::expiring` looks (none: nothing is listed).
+    pub expiry_warning: Option<chrono::TimeDelta>,
 }
 
 /// A plan in the API's summary list.
@@ -92,6 +94,20 @@ pub struct PlanDetail {
     pub wave_waiting: Vec<WaveWaiting>,
     /// Done or not, clean or not: failed regions (with who accepted them) and aborted ones.
     pub outcome: Outcome,
+    /// Approvals units of the plan depend on that expire within the controller's warning
+    /// window (`--expiry-warning`), soonest first (`meridian_core::expiry`).
+    pub expiring: Vec<ExpiringApproval>,
+}
+
+/// An approval in use that expires soon, for the page and the API.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpiringApproval {
+    pub approval: String,
+    pub flag: String,
+    pub expires: DateTime<Utc>,
+    /// The units ("jp/signin") that depend on it.
+    pub units: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,6 +153,21 @@ pub struct FlagStatus {
 }
 
 impl Snapshot {
+    fn expiring(&self, e: &PlanEntry, now: DateTime<Utc>) -> Vec<ExpiringApproval> {
+        let Some(window) = self.expiry_warning else { return Vec::new() };
+        let mut out: Vec<ExpiringApproval> = crate::expiry::expiring(&e.plan, &e.state, &self.approvals, now, window)
+            .into_iter()
+            .map(|x| ExpiringApproval {
+                approval: x.approval.name.clone(),
+                flag: x.approval.flag.clone(),
+                expires: x.expires,
+                units: x.units,
+            })
+            .collect();
+        out.sort_by(|a, b| (a.expires, &a.approval).cmp(&(b.expires, &b.approval)));
+        out
+    }
+
     pub fn summaries(&self) -> Vec<PlanSummary> {
         self.plans
             .values()
@@ -227,6 +258,7 @@ impl Snapshot {
                 .filter_map(|w| w.waiting.as_ref().map(|r| WaveWaiting { wave: w.name.clone(), reason: r.to_string() }))
                 .collect(),
             outcome: outcome(&e.plan, &e.state),
+            expiring: self.expiring(e, now),
         })
     }
 }

@@ -30,14 +30,22 @@ pub struct FollowerControl {
     store: Arc<KubeStore>,
     leader: Leader,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// The leader's `--expiry-warning`, for the plans' expiring approvals.
+    expiry_warning: Option<chrono::TimeDelta>,
 }
 
 /// How often the view is read again from the API server.
 const REFRESH: Duration = Duration::from_secs(2);
 
 impl FollowerControl {
-    pub fn new(source: Arc<KubeSource>, store: Arc<KubeStore>, leader: Leader) -> Arc<Self> {
-        Arc::new(FollowerControl { source, store, leader, snapshot: RwLock::new(Arc::new(Snapshot::default())) })
+    pub fn new(
+        source: Arc<KubeSource>,
+        store: Arc<KubeStore>,
+        leader: Leader,
+        expiry_warning: Option<chrono::TimeDelta>,
+    ) -> Arc<Self> {
+        let snapshot = RwLock::new(Arc::new(Snapshot::default()));
+        Arc::new(FollowerControl { source, store, leader, snapshot, expiry_warning })
     }
 
     /// Keep the view current until the task is dropped.
@@ -79,7 +87,7 @@ impl FollowerControl {
             rejected,
         };
         if let Ok(mut s) = self.snapshot.write() {
-            *s = Arc::new(Snapshot { plans, approvals, config: status });
+            *s = Arc::new(Snapshot { plans, approvals, config: status, expiry_warning: self.expiry_warning });
         }
     }
 

@@ -142,6 +142,7 @@ async fn run_async(args: &Args) -> i32 {
         Arc::new(KubeSource::new(client.clone(), &args.namespace)),
         reader,
         Arc::new(move || who.holder()),
+        chrono::TimeDelta::from_std(args.loop_args.settings(Vec::new()).expiry_warning).ok(),
     );
     let refresh = tokio::spawn(view.clone().run());
     let router = meridian_api::router(view, auth.clone(), meridian_api::Limits::default());

@@ -239,6 +239,7 @@ impl Controller {
                 rejected: rejected
                     .or_else(|| previous.config.rejected.clone().filter(|r| config.is_none_or(|c| r.at > c.loaded_at))),
             },
+            expiry_warning: Some(span(self.settings.expiry_warning)),
         };
         if let Ok(mut s) = self.snapshot.write() {
             *s = Arc::new(snapshot);
