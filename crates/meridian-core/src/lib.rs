@@ -46,7 +46,7 @@ pub mod watch;
 pub mod window;
 
 pub use approval::ApprovalRecord;
-pub use audit::{AuditEvent, AuditRecord, Cause};
+pub use audit::{AuditEvent, AuditRecord, Cause, CheckEvidence};
 pub use command::{Command, CommandKind};
 pub use diagnostics::{Diagnostic, Severity};
 pub use duration::Span;
