@@ -35,6 +35,7 @@ pub mod metric_selector;
 pub mod outcome;
 pub mod plan;
 pub mod ports;
+pub mod report;
 pub mod schema;
 pub mod signing;
 pub mod simulate;
