@@ -30,6 +30,9 @@ pub enum StoreError {
     )]
     Locked { dir: PathBuf, pid: Option<u32> },
 
+    #[error("no meridian database at {}; pass the --state-dir of a controller that has run", path.display())]
+    NoDatabase { path: PathBuf },
+
     #[error("failed to open database {}", path.display())]
     Open {
         path: PathBuf,
@@ -139,6 +142,7 @@ impl StoreError {
             StoreError::CreateDir { .. } => "create_dir",
             StoreError::LockFile { .. } => "lock_file",
             StoreError::Locked { .. } => "locked",
+            StoreError::NoDatabase { .. } => "no_database",
             StoreError::Open { .. } => "open",
             StoreError::WalUnavailable { .. } => "wal_unavailable",
             StoreError::Empty { .. } => "empty",

@@ -47,6 +47,7 @@ mod event;
 mod intent;
 mod lock;
 mod port;
+mod reader;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -61,6 +62,7 @@ pub use event::EventRecord;
 pub use intent::{Intent, IntentId, IntentOutcome, IntentStatus};
 pub use meridian_core::approval::{FILE_REMOVED_BY, FILE_REMOVED_REASON, revoked_by_file_removal};
 pub use port::SqliteStore;
+pub use reader::{StoreReader, history_event};
 pub use schema::SCHEMA_VERSION;
 
 use crate::codec::sql;
