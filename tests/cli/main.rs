@@ -16,6 +16,7 @@ mod outcomes;
 mod plan;
 mod prometheus;
 mod regional;
+mod report;
 mod run;
 mod signed;
 mod support;

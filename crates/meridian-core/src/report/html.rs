@@ -267,13 +267,13 @@ fn write_region(out: &mut String, r: &RegionReport) -> std::fmt::Result {
         out,
         r.commands.iter().map(|c| {
             format!(
-                "#{} {} {} on {} by <strong>{}</strong>: {}",
+                "#{} {} {} on {} by <strong>{}</strong>{}",
                 c.seq,
                 time(c.at),
                 c.command,
                 esc(&c.scope),
                 esc(&c.by),
-                esc(&c.cause)
+                c.detail.as_ref().map(|d| format!(": {}", esc(d))).unwrap_or_default()
             )
         }),
     )?;

@@ -74,6 +74,9 @@ fn write_region(out: &mut String, r: &RegionReport) -> std::fmt::Result {
         for a in &r.approvals_at_first_traffic {
             writeln!(out, "{}", approval_row(a))?;
         }
+        writeln!(out)?;
+        writeln!(out, "History of these approvals:")?;
+        writeln!(out)?;
         for a in &r.approvals_at_first_traffic {
             for e in &a.history {
                 let reason = e.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default();
@@ -172,7 +175,8 @@ fn write_region(out: &mut String, r: &RegionReport) -> std::fmt::Result {
         writeln!(out, "None.")?;
     }
     for c in &r.commands {
-        writeln!(out, "- #{} {} {} on {} by {}: {}", c.seq, time(c.at), c.command, c.scope, c.by, c.cause)?;
+        let detail = c.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default();
+        writeln!(out, "- #{} {} {} on {} by {}{detail}", c.seq, time(c.at), c.command, c.scope, c.by)?;
     }
     writeln!(out)?;
 

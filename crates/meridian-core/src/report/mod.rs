@@ -264,8 +264,9 @@ pub struct CommandEntry {
     pub by: String,
     /// `plan`, `wave W` or `region R`.
     pub scope: String,
-    /// In the audit log's words (a freeze says what it declares).
-    pub cause: String,
+    /// What a freeze or unfreeze declared, in the audit log's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A promote that completed a halted wave, accepting failed regions.
@@ -455,7 +456,8 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
                 command: *command,
                 by: by.clone(),
                 scope,
-                cause: r.cause.to_string(),
+                detail: matches!(r.cause, Cause::FreezeDeclared { .. } | Cause::FreezeLifted { .. })
+                    .then(|| r.cause.to_string()),
             })
         })
         .collect();
