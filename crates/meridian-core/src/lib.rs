@@ -14,6 +14,8 @@
 //!
 //!   plan + state ──> outcome (done? clean? which regions failed, who accepted them)
 //!   plan + state + approvals ──> expiry (approvals in use that expire soon)
+//!   audit records + approval history ──> report (the evidence report: proof that no traffic
+//!                                          was raised without its approvals)
 //! ```
 //!
 //! This crate does no I/O beyond what its callers hand it, starts no threads and reads no

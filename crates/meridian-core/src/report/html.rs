@@ -23,8 +23,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 ul { margin: .2rem 0 .6rem; }
 @media print {
   body { margin: 0; max-width: none; font-size: 10pt; }
-  h2 { break-before: page; }
-  h2:first-of-type { break-before: auto; }
+  section.region + section.region { break-before: page; }
   table, tr, li { break-inside: avoid; }
   th { background: #eee !important; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   .answer { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
