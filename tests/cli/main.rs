@@ -17,6 +17,7 @@ mod outcomes;
 mod plan;
 mod prometheus;
 mod regional;
+mod report;
 mod run;
 mod signed;
 mod support;

@@ -58,7 +58,7 @@ fn unit_record(seq_plan: &str) -> AuditRecord {
             from_percent: 0,
             to_percent: 10,
         },
-        cause: Cause::Started { approvals: vec!["ops-go-1".into()] },
+        cause: Cause::Started { approvals: vec!["ops-go-1".into()], flags: vec!["ops-go".into()] },
     }
 }
 

@@ -100,6 +100,9 @@ enum Command {
     Freeze(commands::control::FreezeArgs),
     /// Lift a run-time freeze (or every one).
     Unfreeze(commands::control::UnfreezeArgs),
+    /// The evidence report of a plan: approvals at first traffic, steps, bake health,
+    /// failures, commands, and the proof that no traffic ran without its approvals.
+    Report(commands::report::Args),
 }
 
 fn main() {
@@ -127,6 +130,7 @@ fn main() {
         Command::Retry(args) => commands::control::run(meridian_core::CommandKind::Retry, args),
         Command::Freeze(args) => commands::control::freeze(args),
         Command::Unfreeze(args) => commands::control::unfreeze(args),
+        Command::Report(args) => commands::report::run(args),
     };
     std::process::exit(code);
 }

@@ -205,7 +205,7 @@ async fn rollout_completes_only_after_the_regulator_grants(store: Arc<dyn StateS
         assert_eq!(r.seq, k as u64 + 1);
     }
     assert!(audit.iter().any(|r| r.region.as_deref() == Some("jp")
-        && matches!(&r.cause, meridian_core::Cause::Started { approvals } if approvals == &vec!["jp-letter".to_string()])));
+        && matches!(&r.cause, meridian_core::Cause::Started { approvals, .. } if approvals == &vec!["jp-letter".to_string()])));
     wait_for("every intent confirmed", Duration::from_secs(10), || store.open_intents().unwrap().is_empty()).await;
     // /metrics says the same as the state.
     let page = c.metrics();

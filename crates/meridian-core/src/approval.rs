@@ -304,7 +304,8 @@ pub fn revoked_by_file_removal(record: &ApprovalRecord) -> bool {
 }
 
 /// What recording an approval changes, for the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ApprovalChange {
     /// A new approval.
     Granted,

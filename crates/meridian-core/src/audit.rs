@@ -59,12 +59,30 @@ pub enum AuditEvent {
 pub enum Cause {
     /// The wave's turn came.
     WaveStarted,
-    /// The unit took its first step. `approvals` names every approval that held (evidence).
-    Started { approvals: Vec<String> },
-    /// The previous step baked healthy (or was promoted) and the next began.
-    Advanced { approvals: Vec<String>, promoted: bool },
-    /// The last step baked healthy.
-    Completed { promoted: bool },
+    /// The unit took its first step. `approvals` names every approval that held (evidence),
+    /// `flags` the flags the unit needed at that moment (absent in records written before
+    /// they were kept).
+    Started {
+        approvals: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        flags: Vec<String>,
+    },
+    /// The previous step baked healthy (or was promoted) and the next began; `health` is
+    /// what each check showed when the bake ended (evidence).
+    Advanced {
+        approvals: Vec<String>,
+        promoted: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        flags: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        health: Vec<CheckEvidence>,
+    },
+    /// The last step baked healthy; `health` is what each check showed then (evidence).
+    Completed {
+        promoted: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        health: Vec<CheckEvidence>,
+    },
     /// It may not move yet.
     Blocked { waiting: WaitReason },
     /// A check failed `failureLimit` times in a row.
@@ -86,8 +104,13 @@ pub enum Cause {
     Command { command: CommandKind, by: String },
     /// Every region of the wave is enabled.
     WaveEnabled,
-    /// The wave baked healthy (or was promoted).
-    WaveBaked { promoted: bool },
+    /// The wave baked healthy (or was promoted); `health` is what each check of each of its
+    /// units showed when the bake ended (evidence).
+    WaveBaked {
+        promoted: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        health: Vec<CheckEvidence>,
+    },
     /// An operator's promote completed the halted wave, accepting its failed regions as they
     /// are (rolled back, or failed with traffic kept).
     FailuresAccepted { by: String, regions: Vec<String> },
@@ -122,6 +145,62 @@ pub enum Cause {
     FreezeLifted { lifted: Vec<String>, by: String },
 }
 
+/// What one check showed when a bake ended: its latest evaluation and the limits it was
+/// judged against. Carried by the records that end a bake, so the audit log alone shows the
+/// health a step was held at, not only that it passed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckEvidence {
+    /// The unit, in a wave's record (a unit's own record names it already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub check: String,
+    /// The latest verdict (none: never evaluated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<HealthVerdict>,
+    /// The latest measured value, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// When it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// The region's effective limits for the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl CheckEvidence {
+    /// The limits as written: `min 0.99, max 1`, or `no limit`.
+    pub fn limits(&self) -> String {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => format!("min {min}, max {max}"),
+            (Some(min), None) => format!("min {min}"),
+            (None, Some(max)) => format!("max {max}"),
+            (None, None) => "no limit".into(),
+        }
+    }
+}
+
+impl fmt::Display for CheckEvidence {
+    /// `error-rate 0.002 (max 0.01)`, `latency no-data (max 0.5)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (Some(r), Some(s)) = (&self.region, &self.service) {
+            write!(f, "{r}/{s} ")?;
+        }
+        let shown = match (self.verdict, self.value) {
+            (Some(HealthVerdict::Healthy), Some(v)) => v.to_string(),
+            (Some(verdict), Some(v)) => format!("{} {v}", wire_name(&verdict)),
+            (Some(verdict), None) => wire_name(&verdict),
+            (None, _) => "not evaluated".into(),
+        };
+        write!(f, "{} {shown} ({})", self.check, self.limits())
+    }
+}
+
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let evidence = |approvals: &[String]| {
@@ -129,16 +208,15 @@ impl fmt::Display for Cause {
         };
         match self {
             Cause::WaveStarted => f.write_str("wave started"),
-            Cause::Started { approvals } => write!(f, "started{}", evidence(approvals)),
-            Cause::Advanced { approvals, promoted: false } => {
-                write!(f, "step baked healthy{}", evidence(approvals))
+            Cause::Started { approvals, .. } => write!(f, "started{}", evidence(approvals)),
+            Cause::Advanced { approvals, promoted: false, health, .. } => {
+                write!(f, "step baked healthy{}{}", health_of(health), evidence(approvals))
             }
-            Cause::Advanced { approvals, promoted: true } => {
+            Cause::Advanced { approvals, promoted: true, .. } => {
                 write!(f, "promoted{}", evidence(approvals))
             }
-            Cause::Completed { promoted } => {
-                f.write_str(if *promoted { "promoted to enabled" } else { "last step baked healthy" })
-            }
+            Cause::Completed { promoted: true, .. } => f.write_str("promoted to enabled"),
+            Cause::Completed { promoted: false, health } => write!(f, "last step baked healthy{}", health_of(health)),
             Cause::Blocked { waiting } => write!(f, "{waiting}"),
             Cause::HealthFailed { check, verdict, value, failures } => {
                 let value = value.map(|v| format!(" value {v}")).unwrap_or_default();
@@ -154,7 +232,7 @@ impl fmt::Display for Cause {
             Cause::ApprovalRestored { approvals } => write!(f, "approvals hold again{}", evidence(approvals)),
             Cause::Command { command, by } => write!(f, "{command} by {by}"),
             Cause::WaveEnabled => f.write_str("every region enabled"),
-            Cause::WaveBaked { promoted } => {
+            Cause::WaveBaked { promoted, .. } => {
                 f.write_str(if *promoted { "wave promoted" } else { "wave baked healthy" })
             }
             Cause::FailuresAccepted { by, regions } => {
@@ -181,8 +259,17 @@ impl fmt::Display for Cause {
     }
 }
 
+/// ` with error-rate 0.002 (max 0.01), latency 0.2 (max 0.5)`, or nothing without evidence.
+fn health_of(health: &[CheckEvidence]) -> String {
+    if health.is_empty() {
+        return String::new();
+    }
+    let checks: Vec<String> = health.iter().map(ToString::to_string).collect();
+    format!(" with {}", checks.join(", "))
+}
+
 /// A value as it is written in YAML and JSON (`rollback-region`, `unhealthy`).
-fn wire_name<T: Serialize>(value: &T) -> String {
+pub(crate) fn wire_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
@@ -204,7 +291,21 @@ impl AuditRecord {
             (None, _, Some(w)) => format!("wave {w}"),
             _ => format!("plan {}", self.plan),
         };
-        let what = match &self.event {
+        let what = self.change();
+        if matches!(self.event, AuditEvent::Command { .. }) {
+            // The command is its own cause; say it once (with what a freeze declares).
+            let what = match &self.cause {
+                Cause::FreezeDeclared { .. } | Cause::FreezeLifted { .. } => self.cause.to_string(),
+                _ => what,
+            };
+            return format!("{} #{} {subject}: {what}", self.at.to_rfc3339(), self.seq);
+        }
+        format!("{} #{} {subject}: {what}: {}", self.at.to_rfc3339(), self.seq, self.cause)
+    }
+
+    /// What changed, in words: `progressing 1% -> 10%`, `blocked -> progressing (0% -> 1%)`.
+    pub fn change(&self) -> String {
+        match &self.event {
             AuditEvent::Unit { from, to, from_percent, to_percent, .. } if from == to => {
                 format!("{to} {from_percent}% -> {to_percent}%")
             }
@@ -219,15 +320,49 @@ impl AuditRecord {
             AuditEvent::Drift { expected, observed } => {
                 format!("drift: expected {expected}%, observed {observed}%")
             }
-        };
-        if matches!(self.event, AuditEvent::Command { .. }) {
-            // The command is its own cause; say it once (with what a freeze declares).
-            let what = match &self.cause {
-                Cause::FreezeDeclared { .. } | Cause::FreezeLifted { .. } => self.cause.to_string(),
-                _ => what,
-            };
-            return format!("{} #{} {subject}: {what}", self.at.to_rfc3339(), self.seq);
         }
-        format!("{} #{} {subject}: {what}: {}", self.at.to_rfc3339(), self.seq, self.cause)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_before_the_evidence_was_kept_still_parse() {
+        let old = r#"{"seq":3,"at":"2026-06-01T09:00:00Z","plan":"p","region":"jp","service":"signin",
+            "event":{"type":"unit","from":"progressing","to":"progressing","step":1,"from_percent":1,"to_percent":10},
+            "cause":{"reason":"advanced","approvals":["jp-1"],"promoted":false}}"#;
+        let record: AuditRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            record.cause,
+            Cause::Advanced { approvals: vec!["jp-1".into()], promoted: false, flags: vec![], health: vec![] }
+        );
+        let again = serde_json::to_string(&record).unwrap();
+        assert!(!again.contains("health") && !again.contains("flags"), "{again}");
+    }
+
+    #[test]
+    fn a_bake_says_the_health_it_ended_on() {
+        let e = |check: &str, verdict, value| CheckEvidence {
+            region: None,
+            service: None,
+            check: check.into(),
+            verdict: Some(verdict),
+            value,
+            at: None,
+            min: None,
+            max: Some(0.01),
+        };
+        let cause = Cause::Advanced {
+            approvals: vec!["jp-1".into()],
+            promoted: false,
+            flags: vec!["jp-regulator".into()],
+            health: vec![e("error-rate", HealthVerdict::Healthy, Some(0.002)), e("x", HealthVerdict::NoData, None)],
+        };
+        assert_eq!(
+            cause.to_string(),
+            "step baked healthy with error-rate 0.002 (max 0.01), x no-data (max 0.01) (approvals: jp-1)"
+        );
     }
 }

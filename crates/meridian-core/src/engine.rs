@@ -104,7 +104,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
-use crate::audit::{AuditEvent, AuditRecord, Cause};
+use crate::audit::{AuditEvent, AuditRecord, Cause, CheckEvidence};
 use crate::command::{Command, CommandKind};
 use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
@@ -302,6 +302,35 @@ impl Engine<'_> {
         let wave_open = self.state.waves[region.wave].phase != WavePhase::Complete;
         let wave_flags: &[String] = if wave_open { &self.plan.waves[region.wave].approvals } else { &[] };
         region.approvals.iter().chain(wave_flags.iter())
+    }
+
+    /// The flags unit `i` needs now, sorted (the record of a raise keeps them as evidence).
+    fn required_flag_names(&self, i: usize) -> Vec<String> {
+        let mut flags: Vec<String> = self.required_flags(i).cloned().collect();
+        flags.sort();
+        flags.dedup();
+        flags
+    }
+
+    /// What each check of unit `i` shows now, against the region's limits: the evidence a
+    /// record that ends a bake carries. `unit` names the unit (for a wave's record).
+    fn health_evidence(&self, i: usize, unit: bool) -> Vec<CheckEvidence> {
+        let u = &self.state.units[i];
+        let settings = &self.plan.regions[self.region_of(i)].settings;
+        u.checks
+            .iter()
+            .zip(&settings.checks)
+            .map(|(check, limits)| CheckEvidence {
+                region: unit.then(|| u.region.clone()),
+                service: unit.then(|| u.service.clone()),
+                check: check.name.clone(),
+                verdict: check.verdict,
+                value: check.value,
+                at: check.at,
+                min: limits.min,
+                max: limits.max,
+            })
+            .collect()
     }
 
     /// `Ok(evidence)` when every required flag holds, else the first failing flag.
@@ -922,7 +951,8 @@ impl Engine<'_> {
         }
         let percent = region.settings.steps[0];
         self.reset_checks(i);
-        self.move_unit(i, UnitPhase::Progressing, Some(0), percent, Cause::Started { approvals: evidence });
+        let flags = self.required_flag_names(i);
+        self.move_unit(i, UnitPhase::Progressing, Some(0), percent, Cause::Started { approvals: evidence, flags });
         self.state.units[i].waiting = None;
         if !active.contains(&r) {
             active.push(r);
@@ -1020,7 +1050,8 @@ impl Engine<'_> {
         }
         if step + 1 >= region.settings.steps.len() {
             let percent = self.state.units[i].percent;
-            self.move_unit(i, UnitPhase::Enabled, Some(step), percent, Cause::Completed { promoted });
+            let health = self.health_evidence(i, false);
+            self.move_unit(i, UnitPhase::Enabled, Some(step), percent, Cause::Completed { promoted, health });
             self.state.units[i].waiting = None;
             return;
         }
@@ -1040,12 +1071,13 @@ impl Engine<'_> {
         }
         let evidence = self.approvals_hold(i).unwrap_or_default();
         let percent = steps[step + 1];
+        let (flags, health) = (self.required_flag_names(i), self.health_evidence(i, false));
         self.move_unit(
             i,
             UnitPhase::Progressing,
             Some(step + 1),
             percent,
-            Cause::Advanced { approvals: evidence, promoted },
+            Cause::Advanced { approvals: evidence, promoted, flags, health },
         );
         self.note_step_wait(i);
     }
@@ -1127,8 +1159,10 @@ impl Engine<'_> {
             .unwrap_or(self.now);
         let until = since + bake;
         let promoted = self.state.waves[w].promoted;
+        let health = |engine: &Self| units.iter().flat_map(|&i| engine.health_evidence(i, true)).collect();
         if bake.is_zero() || promoted {
-            return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted });
+            let health = health(self);
+            return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted, health });
         }
         if self.now < until {
             self.wake(until);
@@ -1143,7 +1177,8 @@ impl Engine<'_> {
             })
             .collect();
         if checks.is_empty() {
-            self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: false });
+            let health = health(self);
+            self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: false, health });
         } else {
             checks.sort();
             checks.dedup();

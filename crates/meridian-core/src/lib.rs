@@ -15,6 +15,8 @@
 //!   plan + state ──> outcome (done? clean? which regions failed, who accepted them)
 //!   plan + state + approvals ──> expiry (approvals in use that expire soon)
 //!   stored records ──> chain (each linked to the one before by SHA-256; verify names the first break)
+//!   audit records + approval history ──> report (the evidence report: proof that no traffic
+//!                                          was raised without its approvals)
 //! ```
 //!
 //! This crate does no I/O beyond what its callers hand it, starts no threads and reads no
@@ -37,6 +39,7 @@ pub mod metric_selector;
 pub mod outcome;
 pub mod plan;
 pub mod ports;
+pub mod report;
 pub mod schema;
 pub mod signing;
 pub mod simulate;
@@ -48,7 +51,7 @@ pub mod watch;
 pub mod window;
 
 pub use approval::ApprovalRecord;
-pub use audit::{AuditEvent, AuditRecord, Cause};
+pub use audit::{AuditEvent, AuditRecord, Cause, CheckEvidence};
 pub use command::{Command, CommandKind};
 pub use diagnostics::{Diagnostic, Severity};
 pub use duration::Span;

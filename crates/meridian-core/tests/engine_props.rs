@@ -707,6 +707,41 @@ fn check_decision(
                 "{name} moved up while paused"
             );
         }
+        // The record that moved it is the evidence: a raise cites the flags it needed (its
+        // region's at least), each carried by a cited approval; a bake that ended healthy
+        // shows every check it needed healthy, against the region's limits.
+        if a.percent > b.percent || advanced {
+            let record = d.audit.iter().rev().find(|x| {
+                x.region.as_deref() == Some(a.region.as_str())
+                    && x.service.as_deref() == Some(a.service.as_str())
+                    && matches!(x.event, AuditEvent::Unit { to, to_percent, .. } if to_percent == a.percent && to == a.phase)
+            });
+            let cause = record.map(|x| &x.cause);
+            if let Some(Cause::Started { approvals, flags } | Cause::Advanced { approvals, flags, .. }) = cause {
+                for f in &region.approvals {
+                    ensure!(flags.contains(f), "{name} raised citing flags {flags:?} without its region's {f}");
+                }
+                for f in flags {
+                    let carried = approvals.iter().any(|n| m.approvals.iter().any(|x| &x.name == n && &x.flag == f));
+                    ensure!(carried, "{name} raised citing flag {f} but no approval of it ({approvals:?})");
+                }
+            } else if a.percent > b.percent {
+                ensure!(false, "{name} raised to {}% by {cause:?}", a.percent);
+            }
+            if let Some(
+                Cause::Advanced { promoted: false, health, .. } | Cause::Completed { promoted: false, health },
+            ) = cause
+            {
+                ensure!(health.len() == region.settings.checks.len(), "{name} baked with evidence {health:?}");
+                for (e, limits) in health.iter().zip(&region.settings.checks) {
+                    ensure!(
+                        limits.no_data == NoDataPolicy::Ignore || e.verdict == Some(HealthVerdict::Healthy),
+                        "{name} baked with {e}"
+                    );
+                    ensure!(e.max == limits.max && e.min == limits.min, "{name} evidence {e} has other limits");
+                }
+            }
+        }
         if advanced && let Some(why) = m.advance_unjustified(i) {
             return Err(format!(
                 "at {now}: {name} advanced ({} {}% -> {} {}%): {why}",

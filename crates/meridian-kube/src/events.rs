@@ -196,7 +196,12 @@ mod tests {
 
     #[test]
     fn a_record_becomes_an_event_named_by_its_cause() {
-        let e = audit_event(&record(Cause::Advanced { approvals: vec!["jp-letter".into()], promoted: false }));
+        let e = audit_event(&record(Cause::Advanced {
+            approvals: vec!["jp-letter".into()],
+            promoted: false,
+            flags: vec![],
+            health: vec![],
+        }));
         assert_eq!((e.warning, e.reason.as_str(), e.action.as_str()), (false, "Advanced", "Unit"));
         assert!(e.note.contains("jp/signin") && e.note.contains("10% -> 50%"), "{}", e.note);
         let e = audit_event(&record(Cause::WaveHalted { failed_regions: vec!["jp".into()] }));

@@ -219,42 +219,51 @@ impl Store {
 
     /// The approval history in order, at most `limit` events with `id > after_id`.
     pub fn approval_events(&self, after_id: i64, limit_to: usize) -> Result<Vec<ApprovalEvent>, StoreError> {
-        let op = "read approval events";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, name, kind, by, source, at, reason, record FROM approval_events
-                 WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )
-            .map_err(sql(op))?;
-        type Raw = (i64, String, String, String, String, String, Option<String>, String);
-        let rows = stmt
-            .query_map(params![after_id, limit(limit_to)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-            })
-            .map_err(sql(op))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, name, kind, by, source, at, reason, record): Raw = row.map_err(sql(op))?;
-            let key = id.to_string();
-            let kind = ApprovalEventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
-                what: "approval event",
-                key: key.clone(),
-                detail: format!("unknown kind {kind:?}"),
-            })?;
-            out.push(ApprovalEvent {
-                id,
-                name,
-                kind,
-                by,
-                source,
-                at: parse_ts(&at, "approval event", &key)?,
-                reason,
-                record: decode(&record, "approval event", &key)?,
-            });
-        }
-        Ok(out)
+        approval_events(&self.conn, after_id, limit_to)
     }
+}
+
+/// [`Store::approval_events`], on any connection (the store's, or a read-only one).
+/// The approval history in order, at most `limit` events with `id > after_id`.
+pub(crate) fn approval_events(
+    conn: &Connection,
+    after_id: i64,
+    limit_to: usize,
+) -> Result<Vec<ApprovalEvent>, StoreError> {
+    let op = "read approval events";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, name, kind, by, source, at, reason, record FROM approval_events
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )
+        .map_err(sql(op))?;
+    type Raw = (i64, String, String, String, String, String, Option<String>, String);
+    let rows = stmt
+        .query_map(params![after_id, limit(limit_to)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+        })
+        .map_err(sql(op))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, name, kind, by, source, at, reason, record): Raw = row.map_err(sql(op))?;
+        let key = id.to_string();
+        let kind = ApprovalEventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+            what: "approval event",
+            key: key.clone(),
+            detail: format!("unknown kind {kind:?}"),
+        })?;
+        out.push(ApprovalEvent {
+            id,
+            name,
+            kind,
+            by,
+            source,
+            at: parse_ts(&at, "approval event", &key)?,
+            reason,
+            record: decode(&record, "approval event", &key)?,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -180,8 +180,22 @@ pub(crate) fn backfill(conn: &Connection) -> Result<(), StoreError> {
 }
 
 impl Store {
+    /// A database from before the chain (opened read-only, so not migrated) has none.
+    fn require_chain(&self) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        if found < 2 {
+            return Err(StoreError::SchemaTooOld {
+                path: self.db_path().to_path_buf(),
+                found,
+                supported: crate::SCHEMA_VERSION,
+            });
+        }
+        Ok(())
+    }
+
     /// The chain's last entry: `entries` and `hash` (the anchor to keep elsewhere).
     pub fn chain_head(&self) -> Result<ChainHead, StoreError> {
+        self.require_chain()?;
         head(&self.conn)
     }
 
@@ -234,6 +248,7 @@ impl Store {
     /// chain that does not hold; `Err` a store that could not be read.
     pub fn verify_chain(&self, anchor: Option<ChainHead>) -> Result<Result<ChainHead, ChainBreak>, StoreError> {
         const PAGE: usize = 1000;
+        self.require_chain()?;
         let mut verifier = chain::Verifier::new(anchor);
         loop {
             let page = self.chain_entries(verifier.head().entries, PAGE)?;
@@ -399,7 +414,9 @@ mod tests {
         let conn = raw(&tmp);
         conn.execute_batch("DROP TABLE chain; DELETE FROM schema_migrations WHERE version = 2;").unwrap();
         drop(conn);
-        assert!(matches!(Store::open_read_only(tmp.path()), Err(StoreError::SchemaTooOld { found: 1, .. })));
+        let old = Store::open_read_only(tmp.path()).unwrap();
+        assert!(matches!(old.verify_chain(None), Err(StoreError::SchemaTooOld { found: 1, .. })));
+        drop(old);
         drop(Store::open(tmp.path()).unwrap());
         let head = verify(&tmp, None).unwrap();
         assert_eq!(head.entries, 12);

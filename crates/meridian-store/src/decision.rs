@@ -24,9 +24,7 @@ impl Store {
 
     /// Names of every plan with a stored state, sorted.
     pub fn plans(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT plan FROM plan_states ORDER BY plan").map_err(sql("list plans"))?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(sql("list plans"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("list plans"))
+        plans(&self.conn)
     }
 
     /// The seq of the plan's last audit record (0 when it has none).
@@ -40,46 +38,7 @@ impl Store {
     /// Without: every plan's records in the order they were committed (`after_seq` still
     /// filters each plan's seq; page a single plan for a resumable cursor).
     pub fn audit(&self, plan: Option<&str>, after_seq: u64, limit_to: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        let after = int(after_seq, "audit seq")?;
-        let n = limit(limit_to);
-        let mut rows: Vec<(String, i64, String)> = Vec::new();
-        let read = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-        match plan {
-            Some(plan) => {
-                let mut stmt = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT plan, seq, record FROM audit_records WHERE plan = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                    )
-                    .map_err(sql("read the audit log"))?;
-                for row in stmt.query_map(params![plan, after, n], read).map_err(sql("read the audit log"))? {
-                    rows.push(row.map_err(sql("read the audit log"))?);
-                }
-            }
-            None => {
-                let mut stmt = self
-                    .conn
-                    .prepare_cached("SELECT plan, seq, record FROM audit_records WHERE seq > ?1 ORDER BY id LIMIT ?2")
-                    .map_err(sql("read the audit log"))?;
-                for row in stmt.query_map(params![after, n], read).map_err(sql("read the audit log"))? {
-                    rows.push(row.map_err(sql("read the audit log"))?);
-                }
-            }
-        }
-        rows.into_iter()
-            .map(|(plan, seq, json)| {
-                let key = format!("{plan}#{seq}");
-                let record: AuditRecord = decode(&json, "audit record", &key)?;
-                if record.plan != plan || int(record.seq, "audit seq")? != seq {
-                    return Err(StoreError::Corrupt {
-                        what: "audit record",
-                        key,
-                        detail: format!("its body says {}#{}", record.plan, record.seq),
-                    });
-                }
-                Ok(record)
-            })
-            .collect()
+        audit(&self.conn, plan, after_seq, limit_to)
     }
 
     /// Commit one decision for `plan` atomically and durably: the new `state`, its `audit`
@@ -172,6 +131,65 @@ fn append_audit(conn: &Connection, plan: &str, last: u64, record: &AuditRecord) 
     )
     .map_err(sql("append an audit record"))?;
     chain::append(conn, chain::Kind::Audit, &chain::audit_ref(plan, record.seq))
+}
+
+/// Names of every plan with a stored state, sorted.
+pub(crate) fn plans(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT plan FROM plan_states ORDER BY plan").map_err(sql("list plans"))?;
+    let rows = stmt.query_map([], |r| r.get(0)).map_err(sql("list plans"))?;
+    rows.collect::<Result<_, _>>().map_err(sql("list plans"))
+}
+
+/// [`Store::audit`], on any connection (the store's, or a read-only one).
+/// Audit records in order, at most `limit` of them, each with `seq > after_seq`.
+///
+/// With a plan: that plan's records in seq order, so `after_seq` pages through its log.
+/// Without: every plan's records in the order they were committed (`after_seq` still
+/// filters each plan's seq; page a single plan for a resumable cursor).
+pub(crate) fn audit(
+    conn: &Connection,
+    plan: Option<&str>,
+    after_seq: u64,
+    limit_to: usize,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let after = int(after_seq, "audit seq")?;
+    let n = limit(limit_to);
+    let mut rows: Vec<(String, i64, String)> = Vec::new();
+    let read = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    match plan {
+        Some(plan) => {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT plan, seq, record FROM audit_records WHERE plan = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(sql("read the audit log"))?;
+            for row in stmt.query_map(params![plan, after, n], read).map_err(sql("read the audit log"))? {
+                rows.push(row.map_err(sql("read the audit log"))?);
+            }
+        }
+        None => {
+            let mut stmt = conn
+                .prepare_cached("SELECT plan, seq, record FROM audit_records WHERE seq > ?1 ORDER BY id LIMIT ?2")
+                .map_err(sql("read the audit log"))?;
+            for row in stmt.query_map(params![after, n], read).map_err(sql("read the audit log"))? {
+                rows.push(row.map_err(sql("read the audit log"))?);
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|(plan, seq, json)| {
+            let key = format!("{plan}#{seq}");
+            let record: AuditRecord = decode(&json, "audit record", &key)?;
+            if record.plan != plan || int(record.seq, "audit seq")? != seq {
+                return Err(StoreError::Corrupt {
+                    what: "audit record",
+                    key,
+                    detail: format!("its body says {}#{}", record.plan, record.seq),
+                });
+            }
+            Ok(record)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub enum StoreError {
     )]
     Locked { dir: PathBuf, pid: Option<u32> },
 
+    #[error("no meridian database at {}; pass the --state-dir of a controller that has run", path.display())]
+    NoDatabase { path: PathBuf },
+
     #[error("failed to open database {}", path.display())]
     Open {
         path: PathBuf,
@@ -68,13 +71,10 @@ pub enum StoreError {
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
 
     #[error(
-        "database {} is at schema version {found}, this meridian reads version {supported}; start this version's `meridian run` on the state dir once to upgrade it",
+        "database {} is at schema version {found}, it has no audit chain yet (this meridian writes version {supported}); start this version's `meridian run` on the state dir once to upgrade it",
         path.display()
     )]
     SchemaTooOld { path: PathBuf, found: i64, supported: i64 },
-
-    #[error("there is no meridian database at {}; check --state-dir", path.display())]
-    NoDatabase { path: PathBuf },
 
     #[error("failed to migrate database {} to schema version {version}", path.display())]
     Migrate {
@@ -148,6 +148,7 @@ impl StoreError {
             StoreError::CreateDir { .. } => "create_dir",
             StoreError::LockFile { .. } => "lock_file",
             StoreError::Locked { .. } => "locked",
+            StoreError::NoDatabase { .. } => "no_database",
             StoreError::Open { .. } => "open",
             StoreError::WalUnavailable { .. } => "wal_unavailable",
             StoreError::Empty { .. } => "empty",
@@ -156,7 +157,6 @@ impl StoreError {
             StoreError::ForeignDatabase { .. } => "foreign_database",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
             StoreError::SchemaTooOld { .. } => "schema_too_old",
-            StoreError::NoDatabase { .. } => "no_database",
             StoreError::Migrate { .. } => "migrate",
             StoreError::Sqlite { .. } => "sqlite",
             StoreError::Encode { .. } => "encode",

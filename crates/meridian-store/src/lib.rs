@@ -48,6 +48,7 @@ mod event;
 mod intent;
 mod lock;
 mod port;
+mod reader;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,7 @@ pub use event::EventRecord;
 pub use intent::{Intent, IntentId, IntentOutcome, IntentStatus};
 pub use meridian_core::approval::{FILE_REMOVED_BY, FILE_REMOVED_REASON, revoked_by_file_removal};
 pub use port::SqliteStore;
+pub use reader::{StoreReader, history_event};
 pub use schema::SCHEMA_VERSION;
 
 use crate::codec::sql;
@@ -125,8 +127,8 @@ impl Store {
 
     /// A read-only view of a state dir, for tools that inspect it (`meridian audit verify`,
     /// `meridian report`) while a controller may be running on it: takes no lock, migrates
-    /// nothing and writes nothing. The database must exist and be at this code's schema
-    /// version.
+    /// nothing and writes nothing. The database must exist and be no newer than this code
+    /// (an older one reads; what it lacks, such as the audit chain, is an error when asked).
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store, StoreError> {
         let dir = dir.as_ref();
         let db_path = dir.join(DB_FILE);
@@ -147,9 +149,6 @@ impl Store {
             .map_err(|_| StoreError::ForeignDatabase { path: db_path.clone() })?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew { path: db_path, found, supported: SCHEMA_VERSION });
-        }
-        if found < SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooOld { path: db_path, found, supported: SCHEMA_VERSION });
         }
         let store_id = conn
             .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| r.get(0))

@@ -62,7 +62,7 @@ pub(crate) fn rec(plan: &str, seq: u64) -> AuditRecord {
             from_percent: 0,
             to_percent: 1,
         },
-        cause: Cause::Started { approvals: vec!["ops-go-1".into()] },
+        cause: Cause::Started { approvals: vec!["ops-go-1".into()], flags: vec!["ops-go".into()] },
     }
 }
 

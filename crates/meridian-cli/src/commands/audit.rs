@@ -69,7 +69,11 @@ fn verify(args: &VerifyArgs) -> i32 {
             }
         }
         None => {
-            let Some(result) = client::block_on("audit verify", over_api(args)) else { return exit::USAGE };
+            let verified = async {
+                let client = Client::new(&args.server)?;
+                verify_over_api(&client, args.plan.as_deref(), args.anchor.clone()).await
+            };
+            let Some(result) = client::block_on("audit verify", verified) else { return exit::USAGE };
             match result {
                 Ok(found) => found,
                 Err(e) => {
@@ -82,12 +86,16 @@ fn verify(args: &VerifyArgs) -> i32 {
     report(&source, &outcome, args.output)
 }
 
-/// Page through `/api/v1/audit/chain`, recomputing every hash.
-async fn over_api(args: &VerifyArgs) -> Result<(String, Result<ChainHead, ChainBreak>), client::ClientError> {
+/// Page through `/api/v1/audit/chain` (of `plan`, in the Kubernetes mode), recomputing every
+/// hash: where it came from, and the head or the first break.
+pub(crate) async fn verify_over_api(
+    client: &Client,
+    plan: Option<&str>,
+    anchor: Option<ChainHead>,
+) -> Result<(String, Result<ChainHead, ChainBreak>), client::ClientError> {
     const PAGE: usize = 1000;
-    let client = Client::new(&args.server)?;
-    let plan = args.plan.as_deref().map(|p| format!("&plan={}", segment(p))).unwrap_or_default();
-    let mut verifier = Verifier::new(args.anchor.clone());
+    let plan = plan.map(|p| format!("&plan={}", segment(p))).unwrap_or_default();
+    let mut verifier = Verifier::new(anchor);
     loop {
         let after = verifier.head().entries;
         let page: ChainPage = client.get(&format!("/audit/chain?after={after}&limit={PAGE}{plan}")).await?;

@@ -8,6 +8,7 @@ pub mod crds;
 pub mod demo;
 pub mod kube;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod schema;
 pub mod status;

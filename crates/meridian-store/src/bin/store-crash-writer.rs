@@ -158,7 +158,7 @@ fn write_forever(mut store: Store) -> Result<(), Box<dyn Error>> {
                 from_percent: from,
                 to_percent: to,
             },
-            Cause::Advanced { approvals: Vec::new(), promoted: false },
+            Cause::Advanced { approvals: Vec::new(), promoted: false, flags: Vec::new(), health: Vec::new() },
         );
         let action = Action::SetTraffic { region: UNITS[u].0.into(), service: UNITS[u].1.into(), percent: to, from };
         let applied: Vec<_> = pending.iter().map(|p| p.id).collect();
