@@ -156,7 +156,7 @@ fn verify_explains_a_state_dir_that_is_not_there() {
     let out = meridian(&["audit", "verify", "--state-dir", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(
-        stderr(&out).contains("there is no meridian database at") && stderr(&out).contains("--state-dir"),
+        stderr(&out).contains("no meridian database at") && stderr(&out).contains("--state-dir"),
         "{}",
         stderr(&out)
     );
