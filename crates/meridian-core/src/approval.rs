@@ -52,6 +52,12 @@ pub struct ApprovalScopeSet {
     pub regions: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
+    /// Set by the source, not by the approval's author: the only plans it may apply to, on top
+    /// of `plans` (`meridian kube --all-namespaces` confines an Approval to the plans of its
+    /// own namespace). Not part of the signed content, since the author did not write it;
+    /// `None`: not confined, `Some([])`: applies to no plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confined_to_plans: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +102,14 @@ impl ApprovalScopeSet {
         fn allows(list: &[String], value: &str) -> bool {
             list.is_empty() || list.iter().any(|v| v == value)
         }
-        allows(&self.plans, plan) && allows(&self.regions, region) && service.is_none_or(|s| allows(&self.services, s))
+        self.admits_plan(plan) && allows(&self.regions, region) && service.is_none_or(|s| allows(&self.services, s))
+    }
+
+    /// Whether the approval may apply to some unit of `plan`: its `plans` (empty: any) and the
+    /// source's confinement both allow it.
+    pub fn admits_plan(&self, plan: &str) -> bool {
+        (self.plans.is_empty() || self.plans.iter().any(|p| p == plan))
+            && self.confined_to_plans.as_ref().is_none_or(|c| c.iter().any(|p| p == plan))
     }
 }
 
@@ -286,7 +299,7 @@ pub fn signature_refusal<'p>(
 ) -> Option<(&'p str, SignatureProblem)> {
     plans
         .into_iter()
-        .filter(|p| a.scope.plans.is_empty() || a.scope.plans.contains(&p.name))
+        .filter(|p| a.scope.admits_plan(&p.name))
         .filter_map(|p| {
             p.approval_policy(&a.flag).filter(|policy| !policy.signers.is_empty()).map(|policy| (p, policy))
         })
@@ -325,7 +338,12 @@ pub fn approval_change(
     record: &ApprovalRecord,
     source: &str,
 ) -> Result<ApprovalChange, RevokedInfo> {
-    let without_revocation = |r: &ApprovalRecord| ApprovalRecord { revoked: None, ..r.clone() };
+    // A revoked approval never holds again, so where its source confines it does not matter.
+    let without_revocation = |r: &ApprovalRecord| {
+        let mut r = ApprovalRecord { revoked: None, ..r.clone() };
+        r.scope.confined_to_plans = None;
+        r
+    };
     Ok(match stored {
         None => ApprovalChange::Granted,
         // A file (or resource) put back after its removal revoked the approval grants it again.
@@ -383,6 +401,31 @@ mod tests {
         a.revoked = Some(RevokedInfo { at: t(4), by: "ministry".into(), reason: None });
         assert!(a.check("p", "jp", Some("signin"), t(3)).is_ok());
         assert!(matches!(a.check("p", "jp", Some("signin"), t(4)), Err(ApprovalProblem::Revoked { .. })));
+    }
+
+    #[test]
+    fn a_confined_approval_holds_for_the_plans_its_source_allows_only() {
+        let mut a = approval("jp");
+        a.scope.confined_to_plans = Some(vec!["p".into()]);
+        assert!(a.check("p", "jp", None, t(5)).is_ok());
+        assert!(matches!(a.check("q", "jp", None, t(5)), Err(ApprovalProblem::OutOfScope { .. })));
+        // Confined to no plan (a namespace without plans): it holds nowhere, not everywhere.
+        a.scope.confined_to_plans = Some(vec![]);
+        assert!(matches!(a.check("p", "jp", None, t(5)), Err(ApprovalProblem::OutOfScope { .. })));
+        // The author's own scope still applies inside the confinement.
+        a.scope = ApprovalScopeSet { plans: vec!["q".into()], confined_to_plans: Some(vec!["p".into()]), ..a.scope };
+        assert!(!a.scope.admits_plan("p") && !a.scope.admits_plan("q"));
+    }
+
+    #[test]
+    fn confinement_is_not_signed_content_and_a_revoked_approval_ignores_it() {
+        let a = approval("jp");
+        let mut b = a.clone();
+        b.scope.confined_to_plans = Some(vec!["p".into()]);
+        assert_eq!(crate::signing::canonical_content(&a), crate::signing::canonical_content(&b));
+        let mut stored = a.clone();
+        stored.revoked = Some(RevokedInfo { at: t(4), by: "ministry".into(), reason: None });
+        assert_eq!(approval_change(Some(&stored), &b, "kube:ns/jp-1"), Ok(ApprovalChange::Unchanged));
     }
 
     fn by(name: &str, who: &str) -> ApprovalRecord {

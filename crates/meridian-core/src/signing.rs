@@ -272,6 +272,7 @@ mod tests {
                 plans: vec!["network-restoration".into()],
                 regions: vec!["jp".into()],
                 services: vec![],
+                confined_to_plans: None,
             },
             revoked: None,
             signature: None,

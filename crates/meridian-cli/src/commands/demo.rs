@@ -238,7 +238,12 @@ fn regulator_approval() -> ApprovalRecord {
         reference: Some("letter DEMO-0528-17".into()),
         granted_at: None,
         expires: Some(Utc::now() + chrono::TimeDelta::days(30)),
-        scope: ApprovalScopeSet { plans: vec!["demo".into()], regions: vec!["jp".into()], services: vec![] },
+        scope: ApprovalScopeSet {
+            plans: vec!["demo".into()],
+            regions: vec!["jp".into()],
+            services: vec![],
+            confined_to_plans: None,
+        },
         revoked: None,
         signature: None,
     }

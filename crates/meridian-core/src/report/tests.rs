@@ -71,7 +71,12 @@ fn approval(name: &str, flag: &str) -> ApprovalRecord {
         reference: Some("letter 2026-0528-17".into()),
         granted_at: None,
         expires: Some(t(59)),
-        scope: ApprovalScopeSet { plans: vec!["p".into()], regions: vec!["jp".into()], services: vec![] },
+        scope: ApprovalScopeSet {
+            plans: vec!["p".into()],
+            regions: vec!["jp".into()],
+            services: vec![],
+            confined_to_plans: None,
+        },
         revoked: None,
         signature: Some(ApprovalSignature { key: "liaison".into(), value: "c2ln".into() }),
     }

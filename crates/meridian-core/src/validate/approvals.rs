@@ -226,7 +226,12 @@ pub(super) fn check_approval(
         reference: spec.reference.clone(),
         granted_at,
         expires,
-        scope: ApprovalScopeSet { plans: scope.plans, regions: scope.regions, services: scope.services },
+        scope: ApprovalScopeSet {
+            plans: scope.plans,
+            regions: scope.regions,
+            services: scope.services,
+            confined_to_plans: None,
+        },
         revoked: spec.revoked.as_ref().zip(revoked_at).map(|(r, at)| RevokedInfo {
             at,
             by: r.by.clone(),
