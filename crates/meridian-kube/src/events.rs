@@ -17,14 +17,15 @@ use meridian_core::ports::control::{ControlPlane, FeedItem};
 use tokio::sync::Mutex;
 
 use crate::crd::RolloutPlanResource;
+use crate::scope::Namespaces;
 
-/// Publishes Events on the plans of one namespace.
+/// Publishes Events on the plans, each in its plan's namespace.
 pub struct PlanEvents {
     recorder: Recorder,
-    plans: Api<RolloutPlanResource>,
-    namespace: String,
-    /// Each plan's uid, for the Events' `regarding` reference.
-    uids: Mutex<HashMap<String, String>>,
+    client: kube::Client,
+    namespaces: Arc<Namespaces>,
+    /// Each plan object's uid by (namespace, name), for the Events' `regarding` reference.
+    uids: Mutex<HashMap<(String, String), String>>,
 }
 
 /// The parts of an Event that vary.
@@ -41,29 +42,44 @@ pub struct PlanEvent {
 impl PlanEvents {
     /// Events reported as controller `meridian`, instance `identity` (the pod).
     pub fn new(client: kube::Client, namespace: &str, identity: &str) -> Self {
+        PlanEvents::with_namespaces(client, Arc::new(Namespaces::one(namespace)), identity)
+    }
+
+    /// Events on plans that live where `namespaces` says.
+    pub fn with_namespaces(client: kube::Client, namespaces: Arc<Namespaces>, identity: &str) -> Self {
         let reporter = Reporter { controller: "meridian".into(), instance: Some(identity.to_string()) };
         PlanEvents {
             recorder: Recorder::new(client.clone(), reporter),
-            plans: Api::namespaced(client, namespace),
-            namespace: namespace.to_string(),
+            client,
+            namespaces,
             uids: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Publish `event` on `plan`; a failure is logged (Events are best effort).
+    /// Publish `event` on the running plan `plan`; a failure is logged (Events are best effort).
     pub async fn publish(&self, plan: &str, event: &PlanEvent) {
+        if let Some(namespace) = self.namespaces.of_plan(plan) {
+            self.publish_on(&namespace, plan, event).await;
+        }
+    }
+
+    /// Publish `event` on the RolloutPlan object `namespace/plan` (one that runs or not).
+    pub async fn publish_on(&self, namespace: &str, plan: &str, event: &PlanEvent) {
+        let key = (namespace.to_string(), plan.to_string());
         let uid = {
             let mut uids = self.uids.lock().await;
-            match uids.get(plan) {
+            match uids.get(&key) {
                 Some(uid) => Some(uid.clone()),
-                None => match self.plans.get_opt(plan).await {
-                    Ok(Some(object)) => {
-                        let uid = object.metadata.uid.clone().unwrap_or_default();
-                        uids.insert(plan.to_string(), uid.clone());
-                        Some(uid)
+                None => {
+                    match Api::<RolloutPlanResource>::namespaced(self.client.clone(), namespace).get_opt(plan).await {
+                        Ok(Some(object)) => {
+                            let uid = object.metadata.uid.clone().unwrap_or_default();
+                            uids.insert(key, uid.clone());
+                            Some(uid)
+                        }
+                        _ => None,
                     }
-                    _ => None,
-                },
+                }
             }
         };
         let Some(uid) = uid else { return };
@@ -71,7 +87,7 @@ impl PlanEvents {
             api_version: Some("meridian.dev/v1alpha1".into()),
             kind: Some("RolloutPlan".into()),
             name: Some(plan.to_string()),
-            namespace: Some(self.namespace.clone()),
+            namespace: Some(namespace.to_string()),
             uid: Some(uid),
             ..ObjectReference::default()
         };
@@ -89,7 +105,7 @@ impl PlanEvents {
             )
             .await;
         if let Err(e) = published {
-            crate::log_line(&format!("could not publish an Event on RolloutPlan {plan}: {e}"));
+            crate::log_line(&format!("could not publish an Event on RolloutPlan {namespace}/{plan}: {e}"));
         }
     }
 }
@@ -114,6 +130,16 @@ pub fn audit_event(record: &AuditRecord) -> PlanEvent {
         meridian_core::audit::AuditEvent::Drift { .. } => "Drift",
     };
     PlanEvent { warning, reason, action: action.to_string(), note: truncate(&record.summary(), 1000) }
+}
+
+/// The Event for a plan refused because another namespace's plan of its name runs.
+pub fn duplicate_event(refused: &crate::scope::RefusedPlan) -> PlanEvent {
+    PlanEvent {
+        warning: true,
+        reason: "DuplicateName".into(),
+        action: "Validate".into(),
+        note: truncate(&refused.message(), 1000),
+    }
 }
 
 /// The Event for an edit of the plan that did not validate.

@@ -11,6 +11,10 @@
 //!   every unit not fully enabled is rolled back, enabled ones keep their traffic; then the
 //!   deletion completes.
 //!
+//! With `--all-namespaces` every running plan is guarded in its own namespace; a plan refused
+//! as a duplicate name gets no finalizer (it has no rollout), and one it still carries from
+//! when it ran is removed when it is deleted.
+//!
 //! Once settled and its last actuations confirmed, the finalizer is removed and the object goes; the audit log stays in its
 //! ConfigMaps. Owns adding and removing the finalizer and asking for the abort; the rules
 //! of what "settled" and "abort" mean are the core's.
@@ -28,6 +32,7 @@ use meridian_core::ports::store::StateStore;
 
 use crate::crd::RolloutPlanResource;
 use crate::events::{PlanEvent, PlanEvents};
+use crate::scope::Namespaces;
 
 pub const FINALIZER: &str = "meridian.dev/rollout";
 pub const ON_DELETE: &str = "meridian.dev/on-delete";
@@ -50,66 +55,86 @@ pub fn on_delete(annotations: Option<&BTreeMap<String, String>>) -> Result<OnDel
     }
 }
 
-/// Guard every plan of the namespace until the task is dropped (run on the leader only).
+/// Guard every watched plan until the task is dropped (run on the leader only).
 /// `store` tells whether actuations of a settled plan are still open (an abort's rollbacks):
 /// the object goes only once they are done.
 pub async fn guard_deletions(
     client: kube::Client,
-    namespace: String,
+    namespaces: Arc<Namespaces>,
     control: Arc<dyn ControlPlane>,
     store: Arc<dyn StateStore>,
     events: Arc<PlanEvents>,
 ) {
-    let plans: Api<RolloutPlanResource> = Api::namespaced(client, &namespace);
-    let mut stream = watcher(plans.clone(), watcher::Config::default()).boxed();
+    let watched: Api<RolloutPlanResource> = namespaces.watched_api(&client);
+    let mut stream = watcher(watched, watcher::Config::default()).boxed();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
-    // Deletions being waited for (looked at again on every tick), and what was said about each.
-    let mut pending: BTreeSet<String> = BTreeSet::new();
+    // Objects looked at again on every tick: deletions being waited for, and objects seen
+    // before the source placed them (the first load may come after the first watch event).
+    let mut pending: BTreeSet<(String, String)> = BTreeSet::new();
     let mut announced: BTreeSet<String> = BTreeSet::new();
     let mut aborted: BTreeSet<String> = BTreeSet::new();
     loop {
-        let names: Vec<String> = tokio::select! {
+        let names: Vec<(String, String)> = tokio::select! {
             event = stream.next() => match event {
-                Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => o.metadata.name.into_iter().collect(),
+                Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
+                    o.metadata.namespace.zip(o.metadata.name).into_iter().collect()
+                }
                 Some(_) => continue,
                 None => return,
             },
             _ = tick.tick() => pending.iter().cloned().collect(),
         };
-        for name in names {
-            let Ok(Some(object)) = plans.get_opt(&name).await else {
-                pending.remove(&name);
+        for key in names {
+            let (namespace, name) = &key;
+            let plans: Api<RolloutPlanResource> = Api::namespaced(client.clone(), namespace);
+            let Ok(Some(object)) = plans.get_opt(name).await else {
+                pending.remove(&key);
                 continue;
             };
             let finalizers = object.metadata.finalizers.clone().unwrap_or_default();
             let ours = finalizers.iter().any(|f| f == FINALIZER);
+            if !namespaces.is_running(namespace, name) {
+                let placed = namespaces.of_plan(name).is_some();
+                if object.metadata.deletion_timestamp.is_some() && ours && placed {
+                    // A refused duplicate has no rollout to wait for.
+                    let without: Vec<String> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
+                    patch_finalizers(&plans, name, object.metadata.resource_version.as_deref(), &without).await;
+                }
+                if placed && object.metadata.deletion_timestamp.is_none() {
+                    pending.remove(&key);
+                } else {
+                    pending.insert(key.clone());
+                }
+                continue;
+            }
+            let name = name.as_str();
             if object.metadata.deletion_timestamp.is_none() {
                 if !ours {
                     let mut with = finalizers;
                     with.push(FINALIZER.to_string());
-                    patch_finalizers(&plans, &name, object.metadata.resource_version.as_deref(), &with).await;
+                    patch_finalizers(&plans, name, object.metadata.resource_version.as_deref(), &with).await;
                 }
                 continue;
             }
             if !ours {
-                pending.remove(&name);
+                pending.remove(&key);
                 continue;
             }
-            pending.insert(name.clone());
+            pending.insert(key.clone());
             let policy = on_delete(object.metadata.annotations.as_ref());
             let snapshot = control.snapshot();
-            let state = snapshot.plans.get(&name).map(|e| &e.state);
+            let state = snapshot.plans.get(name).map(|e| &e.state);
             let in_flight = state.map_or(0, |s| s.units_in_flight());
-            if in_flight == 0 && !actuating(&store, &name).await {
+            if in_flight == 0 && !actuating(&store, name).await {
                 let without: Vec<String> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
-                if patch_finalizers(&plans, &name, object.metadata.resource_version.as_deref(), &without).await {
-                    pending.remove(&name);
-                    announced.remove(&name);
-                    aborted.remove(&name);
+                if patch_finalizers(&plans, name, object.metadata.resource_version.as_deref(), &without).await {
+                    pending.remove(&key);
+                    announced.remove(name);
+                    aborted.remove(name);
                 }
                 continue;
             }
-            if policy == Ok(OnDelete::Abort) && state.is_some_and(|s| !s.aborted) && aborted.insert(name.clone()) {
+            if policy == Ok(OnDelete::Abort) && state.is_some_and(|s| !s.aborted) && aborted.insert(name.to_string()) {
                 let abort = Command {
                     kind: CommandKind::Abort,
                     wave: None,
@@ -119,19 +144,19 @@ pub async fn guard_deletions(
                     freeze: None,
                     unfreeze: None,
                 };
-                if let Err(e) = control.command(&name, abort).await {
-                    aborted.remove(&name);
+                if let Err(e) = control.command(name, abort).await {
+                    aborted.remove(name);
                     crate::log_line(&format!("could not abort the deleted RolloutPlan {name}: {e}"));
                 }
                 let note = format!("deleted with {ON_DELETE}: abort; aborting ({in_flight} units in flight)");
-                events.publish(&name, &event("DeletionAborting", note)).await;
-            } else if policy != Ok(OnDelete::Abort) && announced.insert(name.clone()) {
+                events.publish(name, &event("DeletionAborting", note)).await;
+            } else if policy != Ok(OnDelete::Abort) && announced.insert(name.to_string()) {
                 let why = policy.err().map(|e| format!("{e}; ")).unwrap_or_default();
                 let note = format!(
                     "{why}the deletion waits until the rollout settles ({in_flight} units in flight): let it complete, \
                      abort it (meridian abort {name}), or annotate {ON_DELETE}=abort"
                 );
-                events.publish(&name, &event("DeletionWaiting", note)).await;
+                events.publish(name, &event("DeletionWaiting", note)).await;
             }
         }
     }

@@ -36,6 +36,7 @@ pub mod finalizer;
 pub mod follower;
 pub mod lease;
 pub mod report;
+pub mod scope;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -1,6 +1,6 @@
 //! The Kubernetes `ConfigSource`: plans, regions and approvals are custom resources in one
-//! namespace, watched. The run loop is the same as `meridian run`'s; it cannot tell this
-//! source from the files.
+//! namespace or in all of them (`crate::scope`), watched. The run loop is the same as
+//! `meridian run`'s; it cannot tell this source from the files.
 //!
 //! Each resource is turned back into the manifest it is (`apiVersion`, `kind`, `metadata`,
 //! `spec`) and validated by the one code path `meridian validate` uses, named
@@ -9,10 +9,23 @@
 //! approval's source is `kube:NAMESPACE/NAME`: one that is deleted is revoked, like a removed
 //! approval file.
 //!
+//! All namespaces: each namespace is validated on its own, as if it were one directory of
+//! files, so a plan's regions are the Regions of its namespace and a scope's plan names mean
+//! plans of that namespace. An Approval counts only for the plans of its own namespace: the
+//! source confines it to them (`scope.confinedToPlans`, which the engine applies and the
+//! signature does not cover), so an Approval in namespace A never opens a plan in B, whatever
+//! its flag. Plan names are unique across the cluster (`scope::resolve_plans`: the first
+//! created runs; a later one of the same name is refused with a warning here and
+//! `Accepted=False` by the reporter); so are approval names (the store records approvals by
+//! name): a later Approval of a name already used in another namespace is ignored with a
+//! warning. Any invalid resource in any namespace rejects the edit as a whole, as a bad file
+//! does in standalone mode.
+//!
 //! Owns listing, watching and fingerprinting the resources; must not decide anything.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -20,6 +33,8 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
+use meridian_core::approval::ApprovalRecord;
+use meridian_core::diagnostics::{Diagnostic, Report, Severity};
 use meridian_core::manifest::API_VERSION;
 use meridian_core::ports::BoxFuture;
 use meridian_core::ports::config::{Config, ConfigError, ConfigSource, LastSeen};
@@ -28,11 +43,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::crd::{ApprovalResource, RegionResource, RolloutPlanResource};
+use crate::scope::{Listed, Namespaces, RefusedPlan, Watched, resolve_plans};
 
-/// Plans, regions and approvals from one namespace of an API server.
+/// Plans, regions and approvals from one namespace, or all, of an API server.
 pub struct KubeSource {
     client: Client,
-    namespace: String,
+    namespaces: Arc<Namespaces>,
     watch: Mutex<Watch>,
 }
 
@@ -42,22 +58,48 @@ struct Watch {
     last_seen: LastSeen,
 }
 
+/// One resource as a manifest document.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Doc {
+    kind: &'static str,
+    namespace: String,
+    name: String,
+    /// Creation time, ms since the epoch (which of two same-named plans came first).
+    created: i64,
+    /// The manifest, YAML.
+    text: String,
+}
+
+impl Doc {
+    /// `KIND/NAMESPACE/NAME`: what its diagnostics are located by, in place of a file.
+    fn key(&self) -> String {
+        format!("{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
 impl KubeSource {
     /// Watch the three kinds in `namespace` (each watcher re-lists and resumes on its own).
     pub fn new(client: Client, namespace: &str) -> Self {
-        let (tx, events) = mpsc::unbounded_channel();
-        spawn_watch::<RolloutPlanResource>(&client, namespace, tx.clone());
-        spawn_watch::<RegionResource>(&client, namespace, tx.clone());
-        spawn_watch::<ApprovalResource>(&client, namespace, tx);
-        KubeSource {
-            client,
-            namespace: namespace.to_string(),
-            watch: Mutex::new(Watch { events, last_seen: LastSeen::default() }),
-        }
+        KubeSource::watching(client, Arc::new(Namespaces::one(namespace)))
     }
 
-    /// Every resource as a manifest document, `(KIND/NAMESPACE/NAME, YAML)`, sorted.
-    async fn documents(&self) -> Result<Vec<(String, String)>, ConfigError> {
+    /// Watch the three kinds where `namespaces` says; the source records in it where each
+    /// loaded plan lives, for the writers.
+    pub fn watching(client: Client, namespaces: Arc<Namespaces>) -> Self {
+        let (tx, events) = mpsc::unbounded_channel();
+        spawn_watch::<RolloutPlanResource>(namespaces.watched_api(&client), tx.clone());
+        spawn_watch::<RegionResource>(namespaces.watched_api(&client), tx.clone());
+        spawn_watch::<ApprovalResource>(namespaces.watched_api(&client), tx);
+        KubeSource { client, namespaces, watch: Mutex::new(Watch { events, last_seen: LastSeen::default() }) }
+    }
+
+    /// Where the loaded plans live.
+    pub fn namespaces(&self) -> &Arc<Namespaces> {
+        &self.namespaces
+    }
+
+    /// Every resource as a manifest document, sorted.
+    async fn documents(&self) -> Result<Vec<Doc>, ConfigError> {
         let mut docs = Vec::new();
         self.list::<RolloutPlanResource>("RolloutPlan", &mut docs).await?;
         self.list::<RegionResource>("Region", &mut docs).await?;
@@ -66,7 +108,7 @@ impl KubeSource {
         Ok(docs)
     }
 
-    async fn list<K>(&self, kind: &str, docs: &mut Vec<(String, String)>) -> Result<(), ConfigError>
+    async fn list<K>(&self, kind: &'static str, docs: &mut Vec<Doc>) -> Result<(), ConfigError>
     where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
             + Clone
@@ -74,8 +116,8 @@ impl KubeSource {
             + std::fmt::Debug
             + Serialize,
     {
-        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
-        let what = format!("{kind} resources in namespace {}", self.namespace);
+        let api: Api<K> = self.namespaces.watched_api(&self.client);
+        let what = format!("{kind} resources in {}", self.namespaces.describe());
         // An API server that is still warming up (429 right after a CRD is installed) or
         // briefly failing (5xx) is asked again for up to 10 s; anything else is an error.
         let mut attempts = 0;
@@ -90,10 +132,13 @@ impl KubeSource {
             }
         };
         for object in list.items {
-            let name = object.meta().name.clone().unwrap_or_default();
+            let meta = object.meta();
+            let name = meta.name.clone().unwrap_or_default();
+            let namespace = meta.namespace.clone().unwrap_or_default();
+            let created = meta.creation_timestamp.as_ref().map_or(0, |t| t.0.as_millisecond());
             let text =
                 manifest_text(kind, &object).map_err(|reason| ConfigError::Read { path: what.clone(), reason })?;
-            docs.push((format!("{kind}/{}/{name}", self.namespace), text));
+            docs.push(Doc { kind, namespace, name, created, text });
         }
         Ok(())
     }
@@ -117,14 +162,17 @@ fn manifest_text<K: Resource + Serialize>(kind: &str, object: &K) -> Result<Stri
     serde_yaml::to_string(&manifest).map_err(|e| e.to_string())
 }
 
-fn fingerprint(docs: &[(String, String)]) -> u64 {
+/// What the resources say (not when they were made): a change of it is an edit.
+fn fingerprint(docs: &[Doc]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    docs.hash(&mut h);
+    for doc in docs {
+        (doc.key(), &doc.text).hash(&mut h);
+    }
     h.finish()
 }
 
 /// One `()` per watch event of kind `K` (the watcher retries on its own after errors).
-fn spawn_watch<K>(client: &Client, namespace: &str, tx: mpsc::UnboundedSender<()>)
+fn spawn_watch<K>(api: Api<K>, tx: mpsc::UnboundedSender<()>)
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -133,7 +181,6 @@ where
         + Send
         + 'static,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default()).boxed();
         while let Some(event) = stream.next().await {
@@ -151,9 +198,15 @@ where
 impl ConfigSource for KubeSource {
     fn load(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<Config, ConfigError>> {
         Box::pin(async move {
-            let loaded = self.documents().await.and_then(|docs| config_from(&self.namespace, &docs, now));
-            self.watch.lock().await.last_seen.record(loaded.as_ref().map(|c| c.fingerprint).map_err(|e| e.to_string()));
-            loaded
+            let loaded = self.documents().await.and_then(|docs| config_from(self.namespaces.watched(), &docs, now));
+            self.watch
+                .lock()
+                .await
+                .last_seen
+                .record(loaded.as_ref().map(|c| c.0.fingerprint).map_err(|e| e.to_string()));
+            let (config, running, refused) = loaded?;
+            self.namespaces.record(running, refused);
+            Ok(config)
         })
     }
 
@@ -177,44 +230,238 @@ impl ConfigSource for KubeSource {
     }
 
     fn owns(&self, source: &str) -> bool {
-        source.strip_prefix("kube:").is_some_and(|rest| rest.starts_with(&format!("{}/", self.namespace)))
+        source.strip_prefix("kube:").is_some_and(|rest| match self.namespaces.watched() {
+            Watched::One(ns) => rest.starts_with(&format!("{ns}/")),
+            Watched::All => true,
+        })
     }
 
     fn describe(&self) -> String {
-        format!("namespace {}", self.namespace)
+        self.namespaces.describe()
     }
 }
 
-/// Validate the documents as `meridian validate` would, into the configuration.
-fn config_from(namespace: &str, docs: &[(String, String)], now: DateTime<Utc>) -> Result<Config, ConfigError> {
-    let bundle = meridian_core::validate::load(docs, Some(now));
-    if bundle.report.has_errors() {
-        return Err(ConfigError::Invalid(bundle.report));
+/// A configuration, with where its plans live (`name -> namespace`) and the plans refused as
+/// duplicates.
+type Loaded = (Config, HashMap<String, String>, Vec<RefusedPlan>);
+
+/// Validate the documents as `meridian validate` would, into the configuration: all of them
+/// at once in one namespace, each namespace on its own in all of them (see the module doc).
+fn config_from(watched: &Watched, docs: &[Doc], now: DateTime<Utc>) -> Result<Loaded, ConfigError> {
+    let mut by_namespace: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+    for doc in docs {
+        by_namespace.entry(doc.namespace.as_str()).or_default().push((doc.key(), doc.text.clone()));
     }
+    if let Watched::One(_) = watched {
+        // One namespace is one bundle, whatever the objects say.
+        let all: Vec<(String, String)> = by_namespace.into_values().flatten().collect();
+        by_namespace = BTreeMap::from([("", all)]);
+    }
+    let listed: Vec<Listed> = docs
+        .iter()
+        .filter(|d| d.kind == "RolloutPlan")
+        .map(|d| (d.namespace.clone(), d.name.clone(), d.created))
+        .collect();
+    let (running, refused) = match watched {
+        Watched::One(ns) => (listed.iter().map(|(_, name, _)| (name.clone(), ns.clone())).collect(), Vec::new()),
+        Watched::All => resolve_plans(&listed),
+    };
+    let created: HashMap<(&str, &str), i64> = docs
+        .iter()
+        .filter(|d| d.kind == "Approval")
+        .map(|d| ((d.namespace.as_str(), d.name.as_str()), d.created))
+        .collect();
+    let mut report = Report::default();
+    let mut plans = Vec::new();
+    // Approvals with the namespace each comes from.
+    let mut approvals: Vec<(String, ApprovalRecord)> = Vec::new();
+    for (namespace, files) in by_namespace {
+        let bundle = meridian_core::validate::load(&files, Some(now));
+        report.extend(bundle.report);
+        let mine: Vec<String> = bundle
+            .plans
+            .iter()
+            .filter(|p| matches!(watched, Watched::One(_)) || running.get(&p.name).is_some_and(|ns| ns == namespace))
+            .map(|p| p.name.clone())
+            .collect();
+        plans.extend(bundle.plans.into_iter().filter(|p| mine.contains(&p.name)).map(std::sync::Arc::new));
+        for mut approval in bundle.approvals {
+            let home = match watched {
+                Watched::One(ns) => ns.clone(),
+                Watched::All => {
+                    approval.scope.confined_to_plans = Some(mine.clone());
+                    namespace.to_string()
+                }
+            };
+            approvals.push((home, approval));
+        }
+    }
+    if report.has_errors() {
+        report.sort();
+        return Err(ConfigError::Invalid(report));
+    }
+    for r in &refused {
+        report.push(located_warning("RolloutPlan", &r.namespace, &r.name, "duplicate-plan-name", r.message()));
+    }
+    // One approval per name (the store records them by name): the first created keeps it.
+    approvals.sort_by_key(|(ns, a)| (created.get(&(ns.as_str(), a.name.as_str())).copied().unwrap_or(0), ns.clone()));
+    let mut approval_sources: HashMap<String, String> = HashMap::new();
+    let mut kept = Vec::new();
+    for (namespace, approval) in approvals {
+        if let Some(first) = approval_sources.get(&approval.name) {
+            let message = format!(
+                "an Approval named {:?} is already recorded from {first}; this one is ignored: rename it",
+                approval.name
+            );
+            report.push(located_warning("Approval", &namespace, &approval.name, "duplicate-approval-name", message));
+            continue;
+        }
+        approval_sources.insert(approval.name.clone(), format!("kube:{namespace}/{}", approval.name));
+        kept.push(approval);
+    }
+    kept.sort_by(|a, b| a.name.cmp(&b.name));
+    report.sort();
     // A namespace without plans is a state like any other here (the controller is deployed
     // before the plans, the last plan was deleted), not the mistake an empty file is.
-    let approval_sources: HashMap<String, String> =
-        bundle.approvals.iter().map(|a| (a.name.clone(), format!("kube:{namespace}/{}", a.name))).collect();
-    Ok(Config {
+    let config = Config {
         generation: 1,
-        plans: bundle.plans.into_iter().map(std::sync::Arc::new).collect(),
-        approvals: bundle.approvals,
+        plans,
+        approvals: kept,
         approval_sources,
-        warnings: bundle.report,
+        warnings: report,
         loaded_at: now,
         fingerprint: fingerprint(docs),
-    })
+    };
+    Ok((config, running, refused))
 }
 
-/// Call `wake` whenever a `RolloutCommand` appears or changes in `namespace` (one made with
-/// kubectl reaches the decision loop at once; the loop reads it from the store). Runs until
-/// the task is dropped.
-pub async fn wake_on_commands(client: Client, namespace: String, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
-    let api: Api<crate::crd::RolloutCommandResource> = Api::namespaced(client, &namespace);
+/// A warning located at the resource `KIND/NAMESPACE/NAME`.
+fn located_warning(kind: &str, namespace: &str, name: &str, code: &'static str, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Warning,
+        file: format!("{kind}/{namespace}/{name}"),
+        line: 1,
+        column: 1,
+        path: "metadata.name".into(),
+        code,
+        message,
+        hint: None,
+    }
+}
+
+/// Call `wake` whenever a `RolloutCommand` appears or changes where `namespaces` watches (one
+/// made with kubectl reaches the decision loop at once; the loop reads it from the store).
+/// Runs until the task is dropped.
+pub async fn wake_on_commands(client: Client, namespaces: Arc<Namespaces>, wake: Arc<dyn Fn() + Send + Sync>) {
+    let api: Api<crate::crd::RolloutCommandResource> = namespaces.watched_api(&client);
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     while let Some(event) = stream.next().await {
         if matches!(event, Ok(watcher::Event::Apply(_) | watcher::Event::InitDone)) {
             wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(kind: &'static str, namespace: &str, created: i64, yaml: &str) -> Doc {
+        let value: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        let name = value["metadata"]["name"].as_str().unwrap().to_string();
+        Doc { kind, namespace: namespace.into(), name, created, text: yaml.into() }
+    }
+
+    fn plan(name: &str, region_b: &str) -> String {
+        format!(
+            "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: {name}}}\nspec:\n  services: [{{name: \
+             signin}}]\n  regions: [{{name: a}}, {region_b}]\n  waves:\n    - {{name: one, regions: [a]}}\n    - {{name: \
+             two, regions: [b]}}\n  steps: [100]\n"
+        )
+    }
+
+    fn approval(name: &str, flag: &str) -> String {
+        format!(
+            "apiVersion: meridian.dev/v1alpha1\nkind: Approval\nmetadata: {{name: {name}}}\nspec: {{flag: {flag}, \
+             grantedBy: someone}}\n"
+        )
+    }
+
+    fn load(watched: &Watched, docs: &[Doc]) -> Loaded {
+        let mut docs = docs.to_vec();
+        docs.sort();
+        config_from(watched, &docs, chrono::DateTime::UNIX_EPOCH).unwrap()
+    }
+
+    #[test]
+    fn all_namespaces_confines_each_approval_to_the_plans_of_its_namespace() {
+        let docs = [
+            doc("RolloutPlan", "team-a", 1, &plan("alpha", "{name: b, approvals: [go]}")),
+            doc("RolloutPlan", "team-b", 1, &plan("beta", "{name: b, approvals: [go]}")),
+            doc("Approval", "team-a", 1, &approval("go-a", "go")),
+            doc("Approval", "team-c", 1, &approval("go-c", "go")),
+        ];
+        let (config, running, refused) = load(&Watched::All, &docs);
+        assert!(refused.is_empty());
+        assert_eq!(running.get("alpha").map(String::as_str), Some("team-a"));
+        assert_eq!(running.get("beta").map(String::as_str), Some("team-b"));
+        let scope = |name: &str| config.approvals.iter().find(|a| a.name == name).unwrap().scope.clone();
+        assert_eq!(scope("go-a").confined_to_plans, Some(vec!["alpha".to_string()]));
+        // A namespace without plans: its approvals apply to no plan, not to every plan.
+        assert_eq!(scope("go-c").confined_to_plans, Some(vec![]));
+        assert!(!scope("go-a").admits_plan("beta") && !scope("go-c").admits_plan("beta"));
+        assert_eq!(config.approval_sources.get("go-a").map(String::as_str), Some("kube:team-a/go-a"));
+        // One namespace: no confinement, as before.
+        let (config, _, _) = load(&Watched::One("team-a".into()), &docs[..1]);
+        assert!(config.plans.len() == 1 && config.warnings.errors() == 0);
+    }
+
+    #[test]
+    fn all_namespaces_resolves_regions_within_the_plans_namespace() {
+        let region = "apiVersion: meridian.dev/v1alpha1\nkind: Region\nmetadata: {name: b}\nspec: {plan: alpha}\n";
+        let uses = "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: alpha}\nspec:\n  services: \
+                    [{name: signin}]\n  regions: [{name: a}]\n  waves:\n    - {name: one, regions: [a, b]}\n  \
+                    steps: [100]\n";
+        // The Region is in another namespace: the plan does not get it, and the edit is rejected.
+        let mut docs = vec![doc("RolloutPlan", "team-a", 1, uses), doc("Region", "team-b", 1, region)];
+        docs.sort();
+        match config_from(&Watched::All, &docs, chrono::DateTime::UNIX_EPOCH) {
+            Err(ConfigError::Invalid(report)) => {
+                let said: Vec<String> = report.diagnostics.iter().map(ToString::to_string).collect();
+                assert!(said.iter().any(|d| d.starts_with("RolloutPlan/team-a/alpha:")), "{said:?}");
+            }
+            other => panic!("a Region of another namespace was used: {:?}", other.map(|l| l.0.plans.len())),
+        }
+        let docs = [doc("RolloutPlan", "team-a", 1, uses), doc("Region", "team-a", 1, region)];
+        let (config, _, _) = load(&Watched::All, &docs);
+        assert_eq!(config.plans[0].regions.len(), 2);
+    }
+
+    #[test]
+    fn of_two_plans_named_alike_the_first_created_runs_and_the_other_is_refused_with_a_warning() {
+        let docs = [
+            doc("RolloutPlan", "team-b", 5, &plan("alpha", "{name: b}")),
+            doc("RolloutPlan", "team-a", 9, &plan("alpha", "{name: b}")),
+            doc("Approval", "team-a", 1, &approval("go", "go")),
+            doc("Approval", "team-b", 2, &approval("go", "go")),
+        ];
+        let (config, running, refused) = load(&Watched::All, &docs);
+        assert_eq!(config.plans.len(), 1);
+        assert_eq!(running.get("alpha").map(String::as_str), Some("team-b"));
+        assert_eq!(
+            refused,
+            vec![RefusedPlan { namespace: "team-a".into(), name: "alpha".into(), running_in: "team-b".into() }]
+        );
+        let said: Vec<String> = config.warnings.diagnostics.iter().map(ToString::to_string).collect();
+        assert!(
+            said.iter().any(|d| d.starts_with("RolloutPlan/team-a/alpha:") && d.contains("namespace \"team-b\"")),
+            "{said:?}"
+        );
+        // The approval name is kept by the first created; the other is ignored, said.
+        assert_eq!(config.approvals.len(), 1);
+        assert_eq!(config.approval_sources.get("go").map(String::as_str), Some("kube:team-a/go"));
+        assert!(said.iter().any(|d| d.starts_with("Approval/team-b/go:") && d.contains("kube:team-a/go")), "{said:?}");
+        // team-a's approval is confined to team-a's running plans: none (its alpha is refused).
+        assert_eq!(config.approvals[0].scope.confined_to_plans, Some(vec![]));
     }
 }

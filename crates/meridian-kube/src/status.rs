@@ -134,6 +134,33 @@ pub fn plan_status(
     }
 }
 
+/// The status of a plan that is not run because a plan of its name in another namespace runs
+/// (`--all-namespaces`): `Accepted` False, reason `DuplicateName`, naming both namespaces.
+pub fn refused_status(
+    refused: &crate::scope::RefusedPlan,
+    generation: Option<i64>,
+    previous: Option<&RolloutPlanStatus>,
+    now: DateTime<Utc>,
+) -> RolloutPlanStatus {
+    let before = previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == "Accepted"));
+    let since = match before {
+        Some(c) if c.status == "False" && c.reason == "DuplicateName" => c.last_transition_time.clone(),
+        _ => Time(k8s_time(now)),
+    };
+    RolloutPlanStatus {
+        observed_generation: generation,
+        conditions: vec![Condition {
+            type_: "Accepted".to_string(),
+            status: "False".to_string(),
+            reason: "DuplicateName".to_string(),
+            message: refused.message(),
+            observed_generation: generation,
+            last_transition_time: since,
+        }],
+        ..RolloutPlanStatus::default()
+    }
+}
+
 /// A chrono time as the API's timestamp (millisecond precision is all a condition needs).
 fn k8s_time(at: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::from_millisecond(at.timestamp_millis())

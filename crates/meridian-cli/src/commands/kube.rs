@@ -1,4 +1,4 @@
-//! `meridian kube --namespace NS`: the controller inside Kubernetes. The same run loop as
+//! `meridian kube --namespace NS [--all-namespaces]`: the controller inside Kubernetes. The same run loop as
 //! `meridian run`, on the Kubernetes configuration source (RolloutPlan, Region and Approval
 //! resources, watched) and the Kubernetes store (state in each plan's `.status.engine`,
 //! audit and history in ConfigMaps), with the status a user reads written to each plan.
@@ -9,6 +9,13 @@
 //! starts the run loop with its store writes and its actuations fenced by its term
 //! (`meridian_kube::fenced`), and exits the moment its right to act lapses, so that it
 //! restarts as a follower; the next leader resumes from the state in the API server.
+//!
+//! Namespaces (`meridian_kube::scope`): `--namespace` is where the controller's own objects
+//! live (the Lease, the history, recorded approvals) and, without `--all-namespaces`, the one
+//! namespace whose resources are watched. With `--all-namespaces` RolloutPlans, Regions,
+//! Approvals and RolloutCommands of every namespace are watched, each plan's objects kept in
+//! its own namespace; one `Namespaces` is shared by the source (which places the plans) and
+//! every writer.
 //!
 //! Wiring only, like `run`: which client, which namespace, which adapters.
 
@@ -21,6 +28,7 @@ use meridian_kube::events::PlanEvents;
 use meridian_kube::fenced::{FencedActuator, LeaseFence};
 use meridian_kube::follower::FollowerControl;
 use meridian_kube::lease::{self, LeaseSettings};
+use meridian_kube::scope::Namespaces;
 use meridian_kube::store::{Fence, ReadOnly, Unfenced};
 use meridian_kube::{KubeSource, KubeStore};
 
@@ -30,10 +38,17 @@ use super::run::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The namespace whose RolloutPlans, Regions and Approvals are watched, and where the
-    /// state, audit and history are kept.
+    /// The namespace where the controller's own objects live (the Lease, the history, recorded
+    /// approvals) and, without --all-namespaces, whose RolloutPlans, Regions and Approvals are
+    /// watched and where their state and audit are kept.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub namespace: String,
+    /// Watch RolloutPlans, Regions, Approvals and RolloutCommands in every namespace (needs
+    /// deploy/cluster's ClusterRole). A plan's status, audit, Events and commands stay in its
+    /// namespace; an Approval or Region counts for the plans of its own namespace only; of two
+    /// plans with the same name the one created first runs, the other is refused.
+    #[arg(long)]
+    pub all_namespaces: bool,
     /// A kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster
     /// ServiceAccount.
     #[arg(long, value_name = "FILE")]
@@ -86,6 +101,11 @@ fn identity(args: &Args) -> String {
     }
 }
 
+/// Where the watched resources and each plan's objects are, per the flags.
+fn namespaces(args: &Args) -> Arc<Namespaces> {
+    Arc::new(if args.all_namespaces { Namespaces::all(&args.namespace) } else { Namespaces::one(&args.namespace) })
+}
+
 fn lease_settings(args: &Args) -> Result<LeaseSettings, String> {
     let mut settings = LeaseSettings::new(&args.namespace, &args.lease_name, &identity(args));
     settings.lease_duration = std::time::Duration::from_millis(args.lease_duration.as_millis());
@@ -133,13 +153,14 @@ async fn run_async(args: &Args) -> i32 {
     };
     // Follow: the same API and dashboard, read from the API server; commands queued for the
     // leader; nothing decided, written or actuated here.
-    let reader = match KubeStore::new(client.clone(), &args.namespace, Arc::new(ReadOnly)) {
+    let placed = namespaces(args);
+    let reader = match KubeStore::with_namespaces(client.clone(), placed.clone(), Arc::new(ReadOnly)) {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e.message),
     };
     let who = leadership.clone();
     let view = FollowerControl::new(
-        Arc::new(KubeSource::new(client.clone(), &args.namespace)),
+        Arc::new(KubeSource::watching(client.clone(), placed)),
         reader,
         Arc::new(move || who.holder()),
         chrono::TimeDelta::from_std(args.loop_args.settings(Vec::new()).expiry_warning).ok(),
@@ -201,7 +222,8 @@ async fn lead(
         eprintln!("meridian kube: {e}");
         crate::exit::FAILED
     };
-    let store = match KubeStore::new(client.clone(), &args.namespace, fence.clone()) {
+    let placed = namespaces(args);
+    let store = match KubeStore::with_namespaces(client.clone(), placed.clone(), fence.clone()) {
         Ok(s) => s,
         Err(e) => return fail(e.message),
     };
@@ -225,16 +247,16 @@ async fn lead(
         }),
         clock: Arc::new(SystemClock),
     };
-    let source = Arc::new(KubeSource::new(client.clone(), &args.namespace));
+    let source = Arc::new(KubeSource::watching(client.clone(), placed.clone()));
     let running = match start_with(source, args.loop_args.settings(Vec::new()), adapters).await {
         Ok(r) => r,
         Err(e) => return fail(start_error(&e)),
     };
     let control: Arc<dyn ControlPlane> = running.controller.clone();
-    let events = Arc::new(PlanEvents::new(client.clone(), &args.namespace, identity));
+    let events = Arc::new(PlanEvents::with_namespaces(client.clone(), placed.clone(), identity));
     let reporter = tokio::spawn(meridian_kube::report::report_status(
         client.clone(),
-        args.namespace.clone(),
+        placed.clone(),
         control.clone(),
         events.clone(),
     ));
@@ -242,11 +264,11 @@ async fn lead(
     let waker = running.controller.clone();
     let commands = tokio::spawn(meridian_kube::source::wake_on_commands(
         client.clone(),
-        args.namespace.clone(),
+        placed.clone(),
         Arc::new(move || waker.kick()),
     ));
     let deletions =
-        tokio::spawn(meridian_kube::finalizer::guard_deletions(client, args.namespace.clone(), control, store, events));
+        tokio::spawn(meridian_kube::finalizer::guard_deletions(client, placed.clone(), control, store, events));
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
         Ok(api) => api,
         Err(e) => {
@@ -255,9 +277,9 @@ async fn lead(
         }
     };
     eprintln!(
-        "meridian kube: watching RolloutPlans, Regions and Approvals in namespace {}, state in the API server, API \
-         on {}://{}",
-        args.namespace,
+        "meridian kube: watching RolloutPlans, Regions and Approvals in {}, state in the API server, API on \
+         {}://{}",
+        placed.describe(),
         if args.serve.tls_cert.is_some() { "https" } else { "http" },
         api.addr
     );

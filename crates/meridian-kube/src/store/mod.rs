@@ -12,6 +12,10 @@
 //!                                  kubectl), until the commit that applied it
 //! ```
 //!
+//! Where: a plan's own objects (its `.status.engine`, its audit segments, its commands) in
+//! the plan's namespace; the controller's history and recorded approvals in the home
+//! namespace (`crate::scope`; one and the same unless `--all-namespaces`).
+//!
 //! The contract is the embedded store's: a commit is one atomic write (a plan's status), an
 //! intent is recorded before it is sent and completed only once the target confirmed it, a
 //! command takes effect exactly once (the commit that applies it names it; its object is
@@ -49,6 +53,7 @@ use meridian_core::{AuditRecord, Command, PlanState};
 use self::log::SegmentLog;
 use self::record::{EngineRecord, IntentStatus};
 use crate::crd::{RolloutCommandResource, RolloutCommandSpec, RolloutPlanResource};
+use crate::scope::Namespaces;
 use crate::status::RolloutPlanStatus;
 
 /// Whether this replica may write, and in which leader term.
@@ -84,9 +89,9 @@ const ATTEMPTS: usize = 5;
 /// See the module doc.
 pub struct KubeStore {
     handle: tokio::runtime::Handle,
-    namespace: String,
-    plans: Api<RolloutPlanResource>,
-    commands_api: Api<RolloutCommandResource>,
+    client: Client,
+    namespaces: Arc<Namespaces>,
+    /// The home namespace's ConfigMaps: recorded approvals.
     maps: Api<ConfigMap>,
     fence: Arc<dyn Fence>,
     /// The last record read or written per plan, with the object it came in. One lock per plan
@@ -155,14 +160,22 @@ impl KubeStore {
     /// A store in `namespace`; must be made inside a tokio runtime (its handle runs the
     /// requests of the blocking calls).
     pub fn new(client: Client, namespace: &str, fence: Arc<dyn Fence>) -> Result<Self, StoreFailure> {
+        KubeStore::with_namespaces(client, Arc::new(Namespaces::one(namespace)), fence)
+    }
+
+    /// A store whose plans live where `namespaces` says (the source fills it as it loads).
+    pub fn with_namespaces(
+        client: Client,
+        namespaces: Arc<Namespaces>,
+        fence: Arc<dyn Fence>,
+    ) -> Result<Self, StoreFailure> {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| failure("the Kubernetes store needs a tokio runtime", e))?;
-        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespaces.home());
         Ok(KubeStore {
             handle,
-            namespace: namespace.to_string(),
-            plans: Api::namespaced(client.clone(), namespace),
-            commands_api: Api::namespaced(client, namespace),
+            client,
+            namespaces,
             history: SegmentLog::new(maps.clone(), "meridian-history".to_string(), "event"),
             maps,
             fence,
@@ -188,14 +201,28 @@ impl KubeStore {
         lock(&self.records).entry(plan.to_string()).or_default().clone()
     }
 
-    fn audit_log(&self, plan: &str) -> SegmentLog {
-        SegmentLog::new(self.maps.clone(), object_name("audit", plan), "audit")
+    /// `K` in the namespace of the plan `plan`, and that namespace.
+    fn plan_api<K>(&self, plan: &str) -> StoreResult<(Api<K>, String)>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        self.namespaces.plan_api(&self.client, plan).ok_or_else(|| StoreFailure {
+            message: format!("no RolloutPlan named {plan} is watched in {}", self.namespaces.describe()),
+        })
+    }
+
+    fn audit_log(&self, plan: &str) -> StoreResult<SegmentLog> {
+        let (maps, _) = self.plan_api::<ConfigMap>(plan)?;
+        Ok(SegmentLog::new(maps, object_name("audit", plan), "audit"))
     }
 
     /// The plan's object and record as the API server has them now.
     async fn read(&self, plan: &str) -> StoreResult<Option<Cached>> {
+        let Some((plans, namespace)) = self.namespaces.plan_api::<RolloutPlanResource>(&self.client, plan) else {
+            return Ok(None);
+        };
         let Some(object) =
-            self.plans.get_opt(plan).await.map_err(|e| failure(&format!("read RolloutPlan {plan}"), e))?
+            plans.get_opt(plan).await.map_err(|e| failure(&format!("read RolloutPlan {namespace}/{plan}"), e))?
         else {
             return Ok(None);
         };
@@ -224,7 +251,7 @@ impl KubeStore {
                 let current = match cached.clone() {
                     Some(c) => c,
                     None => self.read(plan).await?.ok_or_else(|| StoreFailure {
-                        message: format!("RolloutPlan {plan} is gone from namespace {}", self.namespace),
+                        message: format!("RolloutPlan {plan} is gone from {}", self.namespaces.describe()),
                     })?,
                 };
                 // Fenced also when the newer leader's record was read without a conflict.
@@ -238,7 +265,8 @@ impl KubeStore {
                 let mut status = object.status.take().unwrap_or_default();
                 status.engine = Some(serde_json::to_value(&next).map_err(|e| failure("encode the engine record", e))?);
                 object.status = Some(status);
-                match self.plans.replace_status(plan, &PostParams::default(), &object).await {
+                let (plans, _) = self.plan_api::<RolloutPlanResource>(plan)?;
+                match plans.replace_status(plan, &PostParams::default(), &object).await {
                     Ok(written) => {
                         *cached = Some(Cached { object: written, record: next });
                         return Ok(Some(out));
@@ -280,7 +308,7 @@ impl KubeStore {
             .map(|r| serde_json::to_string(r).map(|json| (r.seq, json)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| failure("encode an audit record", e))?;
-        self.block_on(self.audit_log(plan).append(&entries))
+        self.block_on(self.audit_log(plan)?.append(&entries))
             .map_err(|e| failure(&format!("append to the audit log of {plan}"), e))?;
         let last = records.iter().map(|r| r.seq).max().unwrap_or(0);
         lock(&self.flushed).insert(plan.to_string(), last);
@@ -288,12 +316,17 @@ impl KubeStore {
     }
 
     fn all_records(&self) -> StoreResult<Vec<(String, EngineRecord)>> {
+        let plans: Api<RolloutPlanResource> = self.namespaces.watched_api(&self.client);
         let list = self
-            .block_on(self.plans.list(&ListParams::default()))
-            .map_err(|e| failure(&format!("list RolloutPlans in {}", self.namespace), e))?;
+            .block_on(plans.list(&ListParams::default()))
+            .map_err(|e| failure(&format!("list RolloutPlans in {}", self.namespaces.describe()), e))?;
         let mut out = Vec::new();
         for object in list.items {
             let name = object.name_any();
+            // Only the plan that runs under its name (not a refused duplicate elsewhere).
+            if !self.namespaces.is_running(&object.namespace().unwrap_or_default(), &name) {
+                continue;
+            }
             if let Some(value) = object.status.and_then(|s: RolloutPlanStatus| s.engine) {
                 let record: EngineRecord = serde_json::from_value(value)
                     .map_err(|e| failure(&format!("RolloutPlan {name} has an unreadable .status.engine"), e))?;
@@ -468,8 +501,9 @@ impl StateStore for KubeStore {
         if let Err(e) = self.flush_audit(plan, &unflushed) {
             crate::log_line(&format!("kubernetes store: {}", e.message));
         }
+        let (commands_api, _) = self.plan_api::<RolloutCommandResource>(plan)?;
         for name in &applied {
-            let deleted = self.block_on(self.commands_api.delete(name, &DeleteParams::default()));
+            let deleted = self.block_on(commands_api.delete(name, &DeleteParams::default()));
             if let Err(e) = deleted.map(|_| ()).or_else(|e| match e {
                 kube::Error::Api(s) if s.code == 404 => Ok(()),
                 e => Err(e),
@@ -522,8 +556,9 @@ impl StateStore for KubeStore {
                 unfreeze: command.unfreeze.clone(),
             },
         };
+        let (commands_api, _) = self.plan_api::<RolloutCommandResource>(plan)?;
         let created = self
-            .block_on(self.commands_api.create(&PostParams::default(), &resource))
+            .block_on(commands_api.create(&PostParams::default(), &resource))
             .map_err(|e| failure(&format!("queue a command for {plan}"), e))?;
         let name = created.name_any();
         let id = record::intent_id(&name);
@@ -533,8 +568,9 @@ impl StateStore for KubeStore {
 
     fn pending_commands(&self, plan: &str) -> StoreResult<Vec<QueuedCommand>> {
         let applied = self.record_of(plan)?.applied_commands;
+        let (commands_api, _) = self.plan_api::<RolloutCommandResource>(plan)?;
         let list = self
-            .block_on(self.commands_api.list(&ListParams::default()))
+            .block_on(commands_api.list(&ListParams::default()))
             .map_err(|e| failure(&format!("list the RolloutCommands of {plan}"), e))?;
         let mut queued = Vec::new();
         for resource in list.items.into_iter().filter(|c| c.spec.plan == plan) {
@@ -626,7 +662,7 @@ impl StateStore for KubeStore {
         let mut out = Vec::new();
         for p in plans {
             let logged = self
-                .block_on(self.audit_log(&p).read(after, limit))
+                .block_on(self.audit_log(&p)?.read(after, limit))
                 .map_err(|e| failure(&format!("read the audit log of {p}"), e))?;
             let mut seen = 0;
             for (_, json) in logged {
@@ -659,7 +695,7 @@ impl StateStore for KubeStore {
     /// events, expiries, refusals, denials): `plan` picks a plan's, none the history's.
     fn chain(&self, plan: Option<&str>, after: u64, limit: usize) -> StoreResult<Result<ChainPage, String>> {
         let (log, scope) = match plan {
-            Some(p) => (self.audit_log(p), format!("plan {p}")),
+            Some(p) => (self.audit_log(p)?, format!("plan {p}")),
             None => (self.history.clone(), "history".to_string()),
         };
         let entries =
