@@ -398,6 +398,138 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
     let _ = child.wait();
 }
 
+/// A plan `name` in `namespace` on the fleet's regions a then b for `service`; region b needs
+/// the flag `go-b`.
+fn gated_plan(name: &str, namespace: &str, service: &str, fleet_url: &str) -> String {
+    small_plan(name, namespace, fleet_url)
+        .replace("{name: signin}", &format!("{{name: {service}}}"))
+        .replace("{name: b}]", "{name: b, approvals: [go-b]}]")
+}
+
+fn approval_in(name: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: meridian.dev/v1alpha1\nkind: Approval\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: \
+         {{flag: go-b, grantedBy: ministry, reference: letter 9}}\n"
+    )
+}
+
+/// `meridian kube --all-namespaces` as the controller's ServiceAccount bound to exactly
+/// deploy/cluster's ClusterRole and Lease Role: one replica runs the plans of two namespaces,
+/// each plan's status, audit and Events in its own namespace; an Approval opens the plan of its
+/// namespace only, not the other's of the same flag; a second plan of an existing name in
+/// another namespace is refused (Accepted=False naming both namespaces, an Event) while the
+/// first runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_rbac() {
+    let groups: &[&str] = &["system:serviceaccounts", "system:serviceaccounts:meridian"];
+    let plane = ControlPlane::start_with_tokens(&[("controller-token-for-the-tests", CONTROLLER, groups)]);
+    plane.install_crds();
+    let apply = |what: &str, manifest: &str| {
+        let out = plane.kubectl(&["apply", "-f", "-"], Some(manifest));
+        assert!(out.status.success(), "{what}: {}", text(&out));
+    };
+    let out = plane.kubectl(&["apply", "-f", "deploy/namespace.yaml"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = plane.kubectl(&["create", "serviceaccount", "meridian", "-n", "meridian"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = plane.kubectl(&["apply", "-f", "deploy/cluster/rbac.yaml"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    for ns in ["team-a", "team-b"] {
+        let out = plane.kubectl(&["create", "namespace", ns], None);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin", "store", "music"])).await.expect("start fleet");
+    let url = fleet.base_url();
+    apply("alpha", &gated_plan("alpha", "team-a", "signin", &url));
+    apply("beta", &gated_plan("beta", "team-b", "store", &url));
+    // The flag both plans need, granted in team-a only: it opens alpha, never beta.
+    apply("team-a's approval", &approval_in("go-b-a", "team-a"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("controller.log");
+    let listen = format!("127.0.0.1:{}", port_of("all/only"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("kube")
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig_for("controller-token-for-the-tests"))
+        .args(["--namespace", "meridian", "--all-namespaces", "--listen", &listen, "--no-auth", "--identity", "only"])
+        .args(["--lease-duration", &format!("{LEASE_SECONDS}s"), "--renew-deadline", "2s", "--retry-period", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn meridian kube");
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let get = |ns: &str, name: &str, path: &str| {
+        text(&plane.kubectl(&["get", "rolloutplan", name, "-n", ns, "-o", &format!("jsonpath={path}")], None))
+    };
+
+    wait("alpha complete in team-a", Duration::from_secs(60), || {
+        ["a", "b"].iter().all(|r| fleet.traffic(r, "signin") == Some(100))
+    });
+    wait("alpha's status to say complete", Duration::from_secs(20), || {
+        get("team-a", "alpha", "{.status.phase}") == "complete"
+    });
+    // beta went as far as its own namespace allows: a enabled, b waiting for its flag.
+    wait("beta: a enabled", Duration::from_secs(30), || fleet.traffic("a", "store") == Some(100));
+    wait("beta: blocked on go-b", Duration::from_secs(20), || {
+        get("team-b", "beta", "{.status.blocked}").contains("go-b")
+    });
+    assert_eq!(fleet.traffic("b", "store"), None, "team-a's approval opened team-b's plan\n{}", logged());
+
+    // A plan named alpha in team-b as well: refused, said on it, while team-a's alpha stays.
+    apply("a second alpha", &gated_plan("alpha", "team-b", "music", &url));
+    let accepted = || {
+        get(
+            "team-b",
+            "alpha",
+            "{.status.conditions[?(@.type=='Accepted')].status} {.status.conditions[?(@.type=='Accepted')].reason} \
+             {.status.conditions[?(@.type=='Accepted')].message}",
+        )
+    };
+    wait("team-b's alpha Accepted=False", Duration::from_secs(20), || accepted().starts_with("False DuplicateName"));
+    assert!(
+        accepted().contains("namespace \"team-a\"") && accepted().contains("namespace \"team-b\""),
+        "{}",
+        accepted()
+    );
+    let reasons = |ns: &str| {
+        text(&plane.kubectl(&["get", "events.events.k8s.io", "-n", ns, "-o", "jsonpath={.items[*].reason}"], None))
+    };
+    wait("a DuplicateName Event in team-b", Duration::from_secs(20), || reasons("team-b").contains("DuplicateName"));
+    assert_eq!(get("team-a", "alpha", "{.status.phase}"), "complete");
+    assert!(get("team-a", "alpha", "{.status.conditions[?(@.type=='Accepted')].status}") == "True");
+
+    // team-b's own approval opens beta.
+    apply("team-b's approval", &approval_in("go-b-b", "team-b"));
+    wait("beta complete", Duration::from_secs(60), || fleet.traffic("b", "store") == Some(100));
+    wait("beta's status to say complete", Duration::from_secs(20), || {
+        get("team-b", "beta", "{.status.phase}") == "complete"
+    });
+    assert_eq!(fleet.traffic("a", "music"), None, "the refused duplicate was run\n{}", logged());
+
+    // Each plan's audit log and Events are in its namespace; the history in the controller's.
+    for (ns, plan) in [("team-a", "alpha"), ("team-b", "beta")] {
+        let segment = format!("meridian-audit-{plan}-000001");
+        let out = plane.kubectl(&["get", "configmap", &segment, "-n", ns, "-o", "name"], None);
+        assert!(out.status.success(), "no audit log of {plan} in {ns}: {}\n{}", text(&out), logged());
+        wait("the transitions' Events", Duration::from_secs(20), || reasons(ns).contains("Completed"));
+    }
+    let out = plane.kubectl(&["get", "configmap", "meridian-audit-alpha-000001", "-n", "team-b"], None);
+    assert!(!out.status.success(), "the refused alpha got an audit log");
+    let out = plane.kubectl(&["get", "configmap", "meridian-history-000001", "-n", "meridian", "-o", "name"], None);
+    assert!(out.status.success(), "no history in the home namespace: {}", text(&out));
+    // The API names plans as before, and verifies each plan's chain.
+    let server = format!("http://127.0.0.1:{}", port_of("all/only"));
+    for plan in ["alpha", "beta"] {
+        let out = crate::support::meridian(&["audit", "verify", "--server", &server, "--plan", plan]);
+        let said = crate::support::stdout(&out);
+        assert!(out.status.success() && said.contains("audit chain intact"), "{said}{}", crate::support::stderr(&out));
+    }
+    assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// `kubectl` with one kubeconfig (the test API server's, or a real cluster's).
 struct Kubectl {
     bin: std::path::PathBuf,

@@ -17,7 +17,9 @@
 //!
 //! `source`: the `ConfigSource` port on these resources (listed, watched, validated by the one
 //! code path `meridian validate` uses), so the runtime of `meridian run` runs on them
-//! unchanged. `store`: the `StateStore` port on the API server (the engine record in each
+//! unchanged. `scope`: one namespace or all (`--all-namespaces`), and where each plan's own
+//! objects live; the source fills it, every writer asks it (plan names unique across the
+//! cluster: of two alike, the first created runs and the other is refused). `store`: the `StateStore` port on the API server (the engine record in each
 //! plan's `.status.engine`, audit and history in append-only ConfigMap segments), so any
 //! replica that leads resumes where the last one stopped. `report`: the status a user reads
 //! (`kubectl get rolloutplans`), written from the controller's snapshot; `events`: a

@@ -471,3 +471,122 @@ fn a_command_names_its_issuer_truthfully() {
     let out = create_command(&plane, CONTROLLER, "bob (API token)", false);
     assert!(out.status.success(), "the controller issuing for an API caller: {}", text(&out));
 }
+
+/// The base with the all-namespaces component (`deploy/cluster/`), rendered from an overlay in
+/// a temporary directory as deploy/cluster's comment shows (kustomize refuses a base that
+/// contains its overlay, so the overlay lives outside `deploy/`).
+fn rendered_cluster(plane: &ControlPlane) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let up = "../".repeat(dir.path().components().count() - 1);
+    let deploy = format!("{up}{}", repo_root().join("deploy").display().to_string().trim_start_matches('/'));
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [{deploy}]\ncomponents: \
+             [{deploy}/cluster]\n"
+        ),
+    )
+    .unwrap();
+    let out = plane.kubectl(&["kustomize", &dir.path().display().to_string()], None);
+    assert!(out.status.success(), "kubectl kustomize of the all-namespaces overlay failed: {}", text(&out));
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&yaml)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .filter(|doc: &Value| !doc.is_null())
+        .collect()
+}
+
+/// `(group, resource, verb)` of every rule of `role`.
+fn rules_of(role: &Value) -> BTreeSet<(String, String, String)> {
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        let strings = |key: &str| -> Vec<String> {
+            rule[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        };
+        assert!(rule.get("resourceNames").is_none(), "the test does not model resourceNames: {rule}");
+        for group in strings("apiGroups") {
+            for resource in strings("resources") {
+                for verb in strings("verbs") {
+                    assert_ne!(verb, "*", "a wildcard verb: {rule}");
+                    granted.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    granted
+}
+
+#[test]
+fn the_all_namespaces_component_grants_exactly_what_that_mode_uses_and_its_deployment_runs_that_mode() {
+    let plane = ControlPlane::start();
+    plane.install_crds();
+    let docs = rendered_cluster(&plane);
+    let find = |kind: &str, name: &str| docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+    assert!(find("Role", "meridian").is_none(), "the base's namespaced Role is still there");
+    assert!(find("RoleBinding", "meridian").is_none(), "the base's RoleBinding is still there");
+    let deployment = find("Deployment", "meridian").expect("no Deployment");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert!(args.iter().any(|a| a == "--all-namespaces"), "{args:?}");
+    assert!(args.windows(2).any(|w| w[0] == "--namespace" && w[1] == NAMESPACE), "{args:?}");
+
+    // The ClusterRole is everything the controller uses but the Lease; the Lease's Role in
+    // namespace meridian is only that.
+    let uses: BTreeSet<(String, String, String)> = CONTROLLER_USES
+        .iter()
+        .flat_map(|(group, resource, verbs)| {
+            verbs.iter().map(|v| (group.to_string(), resource.to_string(), v.to_string()))
+        })
+        .collect();
+    let (lease, cluster_wide): (BTreeSet<_>, BTreeSet<_>) =
+        uses.iter().cloned().partition(|(g, _, _)| g == "coordination.k8s.io");
+    assert_eq!(rules_of(find("ClusterRole", "meridian-all-namespaces").expect("no ClusterRole")), cluster_wide);
+    let lease_role = find("Role", "meridian-lease").expect("no Lease Role");
+    assert_eq!(lease_role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(rules_of(lease_role), lease);
+
+    // Applied, the API server answers so: in any namespace for the watched kinds, the Lease in
+    // meridian only.
+    let rbac: Vec<String> = docs
+        .iter()
+        .filter(|d| {
+            ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+                .contains(&d["kind"].as_str().unwrap_or_default())
+        })
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect();
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&rbac.join("---\n")));
+    assert!(out.status.success(), "{}", text(&out));
+    for (group, resource, _) in CONTROLLER_USES {
+        for verb in ALL_VERBS {
+            let key = (group.to_string(), resource.to_string(), verb.to_string());
+            let name = qualified(group, resource);
+            for ns in [NAMESPACE, "team-x"] {
+                let wanted = cluster_wide.contains(&key) || (ns == NAMESPACE && lease.contains(&key));
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut answer = can_i(&plane, CONTROLLER, verb, &name, Some(ns));
+                while wanted && !answer && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(200));
+                    answer = can_i(&plane, CONTROLLER, verb, &name, Some(ns));
+                }
+                assert_eq!(answer, wanted, "can the controller {verb} {name} in {ns}?");
+            }
+        }
+    }
+    for (verb, resource, namespace) in [
+        ("get", "secrets", Some("team-x")),
+        ("get", "secrets", Some(NAMESPACE)),
+        ("create", "pods", Some("team-x")),
+        ("update", "deployments.apps", Some("team-x")),
+        ("create", "roles.rbac.authorization.k8s.io", Some("team-x")),
+        ("create", "clusterroles.rbac.authorization.k8s.io", None),
+        ("create", "approvals.meridian.dev", Some("team-x")),
+        ("delete", "rolloutplans.meridian.dev", Some("team-x")),
+        ("delete", "configmaps", Some("team-x")),
+    ] {
+        assert!(
+            !can_i(&plane, CONTROLLER, verb, resource, namespace),
+            "the controller may {verb} {resource} in {}",
+            namespace.unwrap_or("the cluster")
+        );
+    }
+}
