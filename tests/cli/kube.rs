@@ -418,7 +418,7 @@ fn approval_in(name: &str, namespace: &str) -> String {
 /// each plan's status, audit and Events in its own namespace; an Approval opens the plan of its
 /// namespace only, not the other's of the same flag; a second plan of an existing name in
 /// another namespace is refused (Accepted=False naming both namespaces, an Event) while the
-/// first runs on.
+/// first runs on, and runs from its own record once the first is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_rbac() {
     let groups: &[&str] = &["system:serviceaccounts", "system:serviceaccounts:meridian"];
@@ -525,6 +525,22 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
         let said = crate::support::stdout(&out);
         assert!(out.status.success() && said.contains("audit chain intact"), "{said}{}", crate::support::stderr(&out));
     }
+
+    // team-a's alpha deleted (complete: it goes at once): the name passes to team-b's alpha,
+    // which starts from its own (empty) record, not from the state of the one that went.
+    let out = plane.kubectl(&["delete", "rolloutplan", "alpha", "-n", "team-a", "--timeout=20s"], None);
+    assert!(out.status.success(), "{}\n{}", text(&out), logged());
+    wait("team-b's alpha to run to the end", Duration::from_secs(60), || {
+        ["a", "b"].iter().all(|r| fleet.traffic(r, "music") == Some(100))
+    });
+    wait("team-b's alpha complete and accepted", Duration::from_secs(20), || {
+        get("team-b", "alpha", "{.status.phase} {.status.conditions[?(@.type=='Accepted')].status}") == "complete True"
+    });
+    let out = plane.kubectl(&["get", "configmap", "meridian-audit-alpha-000001", "-n", "team-b", "-o", "name"], None);
+    assert!(out.status.success(), "no audit log of team-b's alpha: {}\n{}", text(&out), logged());
+    let out = crate::support::meridian(&["audit", "verify", "--server", &server, "--plan", "alpha"]);
+    let said = crate::support::stdout(&out);
+    assert!(out.status.success() && said.contains("audit chain intact"), "{said}{}", crate::support::stderr(&out));
     assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
     let _ = child.kill();
     let _ = child.wait();

@@ -17,6 +17,12 @@
 //! lives. Refusing keeps every name the API and the metrics show meaning one object; keying
 //! plans `NAMESPACE/NAME` would have changed every URL, label and audit record.
 //!
+//! When the plan that runs under a name goes and one of that name in another namespace is
+//! left, the name changes hands in two loads, never in one ([`hand_over`]): the first
+//! configuration holds no plan of that name (the runtime lets the old one go, state and all),
+//! the next one the newcomer, which starts from its own record. So one object's state never
+//! carries over to another's.
+//!
 //! Owns that mapping and the choice of `Api` for it; must not decide anything about rollouts.
 
 use std::collections::HashMap;
@@ -81,6 +87,22 @@ pub fn resolve_plans(listed: &[Listed]) -> (HashMap<String, String>, Vec<Refused
     }
     refused.sort();
     (running, refused)
+}
+
+/// Withhold from `running` each name whose namespace would change from `placed` (where it ran
+/// until now); returns those names, which [`Namespaces::record`] then forgets, so the next
+/// load places them afresh.
+pub fn hand_over(running: &mut HashMap<String, String>, placed: &HashMap<String, String>) -> Vec<String> {
+    let mut withheld: Vec<String> = running
+        .iter()
+        .filter(|(name, ns)| placed.get(*name).is_some_and(|before| before != *ns))
+        .map(|(name, _)| name.clone())
+        .collect();
+    withheld.sort();
+    for name in &withheld {
+        running.remove(name);
+    }
+    withheld
 }
 
 /// See the module doc. Shared by the source (which fills it) and the writers (which ask it).
@@ -149,9 +171,22 @@ impl Namespaces {
         self.refused.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Record what the source loaded.
-    pub fn record(&self, running: HashMap<String, String>, refused: Vec<RefusedPlan>) {
-        self.plans.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(running);
+    /// Where the plans were placed so far (all-namespaces mode; empty otherwise).
+    pub fn placed(&self) -> HashMap<String, String> {
+        match &self.watched {
+            Watched::One(_) => HashMap::new(),
+            Watched::All => self.plans.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+        }
+    }
+
+    /// Record what the source loaded; `withheld` names change hands (see [`hand_over`]).
+    pub fn record(&self, running: HashMap<String, String>, refused: Vec<RefusedPlan>, withheld: &[String]) {
+        let mut plans = self.plans.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        plans.extend(running);
+        for name in withheld {
+            plans.remove(name);
+        }
+        drop(plans);
         *self.refused.write().unwrap_or_else(std::sync::PoisonError::into_inner) = refused;
     }
 
@@ -201,15 +236,31 @@ mod tests {
     }
 
     #[test]
+    fn a_name_changes_namespace_only_through_a_load_without_it() {
+        let placed = HashMap::from([("x".to_string(), "a".to_string()), ("y".to_string(), "a".to_string())]);
+        let mut running = HashMap::from([("x".to_string(), "b".to_string()), ("y".to_string(), "a".to_string())]);
+        assert_eq!(hand_over(&mut running, &placed), vec!["x".to_string()]);
+        assert_eq!(running, HashMap::from([("y".to_string(), "a".to_string())]));
+        // Next load: x is no longer placed, so b's x runs.
+        let placed = HashMap::from([("y".to_string(), "a".to_string())]);
+        let mut running = HashMap::from([("x".to_string(), "b".to_string())]);
+        assert!(hand_over(&mut running, &placed).is_empty());
+        assert_eq!(running.get("x").map(String::as_str), Some("b"));
+    }
+
+    #[test]
     fn one_namespace_places_every_plan_there_and_all_namespaces_only_the_loaded_ones() {
         assert_eq!(Namespaces::one("shop").of_plan("anything").as_deref(), Some("shop"));
         let all = Namespaces::all("meridian");
         assert_eq!(all.of_plan("x"), None);
-        all.record(HashMap::from([("x".to_string(), "b".to_string())]), vec![]);
+        all.record(HashMap::from([("x".to_string(), "b".to_string())]), vec![], &[]);
         assert!(all.is_running("b", "x") && !all.is_running("a", "x"));
         // A plan gone from the next load keeps its place while its state may be in force.
-        all.record(HashMap::new(), vec![]);
+        all.record(HashMap::new(), vec![], &[]);
         assert_eq!(all.of_plan("x").as_deref(), Some("b"));
+        // A name that changes hands is forgotten, to be placed afresh.
+        all.record(HashMap::new(), vec![], &["x".to_string()]);
+        assert_eq!(all.of_plan("x"), None);
         assert_eq!(all.home(), "meridian");
     }
 }

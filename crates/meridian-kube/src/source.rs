@@ -19,7 +19,9 @@
 //! `Accepted=False` by the reporter); so are approval names (the store records approvals by
 //! name): a later Approval of a name already used in another namespace is ignored with a
 //! warning. Any invalid resource in any namespace rejects the edit as a whole, as a bad file
-//! does in standalone mode.
+//! does in standalone mode. A plan name that moves to another namespace (the running plan
+//! deleted, a same-named one left elsewhere) is left out of one configuration first
+//! (`scope::hand_over`), and the source asks to be loaded again at once.
 //!
 //! Owns listing, watching and fingerprinting the resources; must not decide anything.
 
@@ -43,13 +45,15 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::crd::{ApprovalResource, RegionResource, RolloutPlanResource};
-use crate::scope::{Listed, Namespaces, RefusedPlan, Watched, resolve_plans};
+use crate::scope::{Listed, Namespaces, RefusedPlan, Watched, hand_over, resolve_plans};
 
 /// Plans, regions and approvals from one namespace, or all, of an API server.
 pub struct KubeSource {
     client: Client,
     namespaces: Arc<Namespaces>,
     watch: Mutex<Watch>,
+    /// Wakes `changed` without a watch event (a name changing hands needs a second load).
+    again: mpsc::UnboundedSender<()>,
 }
 
 struct Watch {
@@ -89,8 +93,9 @@ impl KubeSource {
         let (tx, events) = mpsc::unbounded_channel();
         spawn_watch::<RolloutPlanResource>(namespaces.watched_api(&client), tx.clone());
         spawn_watch::<RegionResource>(namespaces.watched_api(&client), tx.clone());
-        spawn_watch::<ApprovalResource>(namespaces.watched_api(&client), tx);
-        KubeSource { client, namespaces, watch: Mutex::new(Watch { events, last_seen: LastSeen::default() }) }
+        spawn_watch::<ApprovalResource>(namespaces.watched_api(&client), tx.clone());
+        let watch = Mutex::new(Watch { events, last_seen: LastSeen::default() });
+        KubeSource { client, namespaces, watch, again: tx }
     }
 
     /// Where the loaded plans live.
@@ -198,15 +203,21 @@ where
 impl ConfigSource for KubeSource {
     fn load(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<Config, ConfigError>> {
         Box::pin(async move {
-            let loaded = self.documents().await.and_then(|docs| config_from(self.namespaces.watched(), &docs, now));
+            let placed = self.namespaces.placed();
+            let loaded =
+                self.documents().await.and_then(|docs| config_from(self.namespaces.watched(), &docs, &placed, now));
             self.watch
                 .lock()
                 .await
                 .last_seen
-                .record(loaded.as_ref().map(|c| c.0.fingerprint).map_err(|e| e.to_string()));
-            let (config, running, refused) = loaded?;
-            self.namespaces.record(running, refused);
-            Ok(config)
+                .record(loaded.as_ref().map(|c| c.config.fingerprint).map_err(|e| e.to_string()));
+            let loaded = loaded?;
+            self.namespaces.record(loaded.running, loaded.refused, &loaded.withheld);
+            if !loaded.withheld.is_empty() {
+                // Its fingerprint said "withheld", so the documents as they are read as a change.
+                let _ = self.again.send(());
+            }
+            Ok(loaded.config)
         })
     }
 
@@ -241,13 +252,26 @@ impl ConfigSource for KubeSource {
     }
 }
 
-/// A configuration, with where its plans live (`name -> namespace`) and the plans refused as
-/// duplicates.
-type Loaded = (Config, HashMap<String, String>, Vec<RefusedPlan>);
+/// A configuration and where its plans live.
+struct Loaded {
+    config: Config,
+    /// `name -> namespace` of the plans in `config`.
+    running: HashMap<String, String>,
+    /// Plans refused as duplicates.
+    refused: Vec<RefusedPlan>,
+    /// Names left out of this configuration because they change namespace.
+    withheld: Vec<String>,
+}
 
 /// Validate the documents as `meridian validate` would, into the configuration: all of them
 /// at once in one namespace, each namespace on its own in all of them (see the module doc).
-fn config_from(watched: &Watched, docs: &[Doc], now: DateTime<Utc>) -> Result<Loaded, ConfigError> {
+/// `placed`: where each plan name ran until now.
+fn config_from(
+    watched: &Watched,
+    docs: &[Doc],
+    placed: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<Loaded, ConfigError> {
     let mut by_namespace: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
     for doc in docs {
         by_namespace.entry(doc.namespace.as_str()).or_default().push((doc.key(), doc.text.clone()));
@@ -266,6 +290,8 @@ fn config_from(watched: &Watched, docs: &[Doc], now: DateTime<Utc>) -> Result<Lo
         Watched::One(ns) => (listed.iter().map(|(_, name, _)| (name.clone(), ns.clone())).collect(), Vec::new()),
         Watched::All => resolve_plans(&listed),
     };
+    let mut running = running;
+    let withheld = hand_over(&mut running, placed);
     let created: HashMap<(&str, &str), i64> = docs
         .iter()
         .filter(|d| d.kind == "Approval")
@@ -323,6 +349,12 @@ fn config_from(watched: &Watched, docs: &[Doc], now: DateTime<Utc>) -> Result<Lo
     report.sort();
     // A namespace without plans is a state like any other here (the controller is deployed
     // before the plans, the last plan was deleted), not the mistake an empty file is.
+    let mut fingerprint = fingerprint(docs);
+    if !withheld.is_empty() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (fingerprint, &withheld).hash(&mut h);
+        fingerprint = h.finish();
+    }
     let config = Config {
         generation: 1,
         plans,
@@ -330,9 +362,9 @@ fn config_from(watched: &Watched, docs: &[Doc], now: DateTime<Utc>) -> Result<Lo
         approval_sources,
         warnings: report,
         loaded_at: now,
-        fingerprint: fingerprint(docs),
+        fingerprint,
     };
-    Ok((config, running, refused))
+    Ok(Loaded { config, running, refused, withheld })
 }
 
 /// A warning located at the resource `KIND/NAMESPACE/NAME`.
@@ -387,10 +419,15 @@ mod tests {
         )
     }
 
-    fn load(watched: &Watched, docs: &[Doc]) -> Loaded {
+    fn load_placed(watched: &Watched, docs: &[Doc], placed: &HashMap<String, String>) -> Loaded {
         let mut docs = docs.to_vec();
         docs.sort();
-        config_from(watched, &docs, chrono::DateTime::UNIX_EPOCH).unwrap()
+        config_from(watched, &docs, placed, chrono::DateTime::UNIX_EPOCH).unwrap()
+    }
+
+    fn load(watched: &Watched, docs: &[Doc]) -> (Config, HashMap<String, String>, Vec<RefusedPlan>) {
+        let l = load_placed(watched, docs, &HashMap::new());
+        (l.config, l.running, l.refused)
     }
 
     #[test]
@@ -425,12 +462,12 @@ mod tests {
         // The Region is in another namespace: the plan does not get it, and the edit is rejected.
         let mut docs = vec![doc("RolloutPlan", "team-a", 1, uses), doc("Region", "team-b", 1, region)];
         docs.sort();
-        match config_from(&Watched::All, &docs, chrono::DateTime::UNIX_EPOCH) {
+        match config_from(&Watched::All, &docs, &HashMap::new(), chrono::DateTime::UNIX_EPOCH) {
             Err(ConfigError::Invalid(report)) => {
                 let said: Vec<String> = report.diagnostics.iter().map(ToString::to_string).collect();
                 assert!(said.iter().any(|d| d.starts_with("RolloutPlan/team-a/alpha:")), "{said:?}");
             }
-            other => panic!("a Region of another namespace was used: {:?}", other.map(|l| l.0.plans.len())),
+            other => panic!("a Region of another namespace was used: {:?}", other.map(|l| l.config.plans.len())),
         }
         let docs = [doc("RolloutPlan", "team-a", 1, uses), doc("Region", "team-a", 1, region)];
         let (config, _, _) = load(&Watched::All, &docs);
@@ -463,5 +500,18 @@ mod tests {
         assert!(said.iter().any(|d| d.starts_with("Approval/team-b/go:") && d.contains("kube:team-a/go")), "{said:?}");
         // team-a's approval is confined to team-a's running plans: none (its alpha is refused).
         assert_eq!(config.approvals[0].scope.confined_to_plans, Some(vec![]));
+    }
+
+    #[test]
+    fn a_name_that_moves_namespace_is_left_out_of_one_configuration_first() {
+        let docs = [doc("RolloutPlan", "team-b", 5, &plan("alpha", "{name: b}"))];
+        let placed = HashMap::from([("alpha".to_string(), "team-a".to_string())]);
+        let first = load_placed(&Watched::All, &docs, &placed);
+        assert!(first.config.plans.is_empty() && first.running.is_empty());
+        assert_eq!(first.withheld, vec!["alpha".to_string()]);
+        let plain = load(&Watched::All, &docs);
+        assert_ne!(first.config.fingerprint, plain.0.fingerprint, "the next look must read as a change");
+        assert_eq!(plain.0.plans.len(), 1);
+        assert_eq!(plain.1.get("alpha").map(String::as_str), Some("team-b"));
     }
 }

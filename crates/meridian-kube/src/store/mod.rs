@@ -440,6 +440,8 @@ impl KubeStore {
 
 impl StateStore for KubeStore {
     fn load_state(&self, plan: &str) -> StoreResult<Option<PlanState>> {
+        // Known again from the record read now (the name may have changed namespace since).
+        lock(&self.flushed).remove(plan);
         let slot = self.slot(plan);
         let mut cached = lock(&slot);
         *cached = self.block_on(self.read(plan))?;
