@@ -1,13 +1,15 @@
 //! Filling `{{placeholders}}` in queries and URLs with names from the plan, escaped for
 //! where they land. Plan names are free text, so a quote in a service name must not end a
 //! PromQL string early, and a slash in a region name must not add a path segment.
+//!
+//! Public so that the fuzz targets (`fuzz/`) can reach it; the sources are its only callers.
 
 use meridian_core::endpoint::{Url, UrlError, UrlTemplate};
 use meridian_core::plan::render_template;
 
 /// Render a PromQL template. Values are escaped as the inside of a double-quoted PromQL
 /// string, which is where placeholders belong (`service="{{service}}"`).
-pub(crate) fn promql(template: &str, vars: &[(&str, &str)]) -> String {
+pub fn promql(template: &str, vars: &[(&str, &str)]) -> String {
     let escaped: Vec<(&str, String)> = vars.iter().map(|(k, v)| (*k, promql_string(v))).collect();
     let refs: Vec<(&str, &str)> = escaped.iter().map(|(k, v)| (*k, v.as_str())).collect();
     render_template(template, &refs)
@@ -15,7 +17,7 @@ pub(crate) fn promql(template: &str, vars: &[(&str, &str)]) -> String {
 
 /// Render a checked URL template with values percent-encoded outside RFC 3986's unreserved
 /// characters.
-pub(crate) fn url(template: &UrlTemplate, vars: &[(&str, &str)]) -> Result<Url, UrlError> {
+pub fn url(template: &UrlTemplate, vars: &[(&str, &str)]) -> Result<Url, UrlError> {
     let escaped: Vec<(&str, String)> = vars.iter().map(|(k, v)| (*k, percent_encode(v))).collect();
     let refs: Vec<(&str, &str)> = escaped.iter().map(|(k, v)| (*k, v.as_str())).collect();
     template.render(&refs)
