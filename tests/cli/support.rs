@@ -119,7 +119,12 @@ pub fn spawn_run_on(
             Ok(line) => {
                 head.push_str(&line);
                 head.push('\n');
-                if let Some(addr) = line.split(" API on ").nth(1) {
+                // With --log-format json the start line is a JSON object; its message says it.
+                let text = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| line.clone());
+                if let Some(addr) = text.split(" API on ").nth(1) {
                     let base = addr.trim().to_string();
                     return Ok(RunningMeridian { child, base, stderr_head: head, stderr_rest: rx });
                 }

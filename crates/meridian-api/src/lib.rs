@@ -40,7 +40,7 @@ pub use approvals::approval_from_body;
 pub use auth::{Auth, AuthError, Identity, Role};
 pub use error::ApiError;
 pub use plans::command_from_body;
-pub use serve::{ServeError, TlsFiles, serve};
+pub use serve::{ServeError, TlsFiles, serve, set_log_sink};
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]
