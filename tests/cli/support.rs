@@ -142,3 +142,24 @@ pub fn spawn_run_on(
         }
     }
 }
+
+/// Run `meridian demo --fast --listen 127.0.0.1:0 --timeout 2m EXTRA...` to its end (at most
+/// 150 s, else the test fails): its output, stdout and stderr captured.
+pub fn run_demo_fast(extra: &[&std::ffi::OsStr]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["demo", "--fast", "--listen", "127.0.0.1:0", "--timeout", "2m"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn meridian demo");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("meridian demo --fast did not finish within 150 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
