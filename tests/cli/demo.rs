@@ -1,25 +1,10 @@
 //! `meridian demo --fast`: the README's first command, end to end.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use crate::support::run_demo_fast;
 
 #[test]
 fn the_demo_tells_its_whole_story() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["demo", "--fast", "--listen", "127.0.0.1:0", "--timeout", "2m"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn meridian demo");
-    let deadline = Instant::now() + Duration::from_secs(150);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("meridian demo --fast did not finish within 150 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = run_demo_fast(&[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let position = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{text}"));

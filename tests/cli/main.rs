@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod demo;
 mod kube;
+mod log;
 mod outcomes;
 mod plan;
 mod prometheus;

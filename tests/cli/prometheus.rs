@@ -323,7 +323,7 @@ async fn a_stopped_prometheus_holds_every_unit_and_the_rollout_resumes_when_it_i
     let raises = raises_after(&s.fleet.puts(), noticed_seq);
     assert!(raises.is_empty(), "traffic raised while Prometheus was down: {raises:?}");
     let log = s.controller.log_text();
-    assert!(log.contains("meridian: health:"), "the outage is reported on stderr: {log}");
+    assert!(log.contains("WARN  health:"), "the outage is reported on stderr: {log}");
 
     // Back again on the same port and storage: the rollout resumes and completes.
     s.prometheus.start_again().await;

@@ -3,29 +3,13 @@
 //! promote that accepts it), read from the state dir, rendered by a real headless Chromium;
 //! and the same report over the API of a running controller, while the state dir is in use.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::dashboard::dump_dom;
-use crate::support::{meridian, spawn_run, stderr, stdout};
+use crate::support::{meridian, run_demo_fast, spawn_run, stderr, stdout};
 
 fn run_demo(state: &std::path::Path) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["demo", "--fast", "--listen", "127.0.0.1:0", "--timeout", "2m", "--state-dir"])
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn meridian demo");
-    let deadline = Instant::now() + Duration::from_secs(150);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("meridian demo --fast did not finish within 150 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = run_demo_fast(&["--state-dir".as_ref(), state.as_os_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -119,7 +119,12 @@ pub fn spawn_run_on(
             Ok(line) => {
                 head.push_str(&line);
                 head.push('\n');
-                if let Some(addr) = line.split(" API on ").nth(1) {
+                // With --log-format json the start line is a JSON object; its message says it.
+                let text = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| line.clone());
+                if let Some(addr) = text.split(" API on ").nth(1) {
                     let base = addr.trim().to_string();
                     return Ok(RunningMeridian { child, base, stderr_head: head, stderr_rest: rx });
                 }
@@ -136,4 +141,25 @@ pub fn spawn_run_on(
             }
         }
     }
+}
+
+/// Run `meridian demo --fast --listen 127.0.0.1:0 --timeout 2m EXTRA...` to its end (at most
+/// 150 s, else the test fails): its output, stdout and stderr captured.
+pub fn run_demo_fast(extra: &[&std::ffi::OsStr]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["demo", "--fast", "--listen", "127.0.0.1:0", "--timeout", "2m"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn meridian demo");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("meridian demo --fast did not finish within 150 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
 }

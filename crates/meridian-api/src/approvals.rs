@@ -62,7 +62,7 @@ pub(crate) async fn grant(
     let what = "POST /api/v1/approvals";
     state.authorize(&identity, Action::GrantAny, what)?;
     let now = state.control.now();
-    let (mut record, mut warnings) = parse_manifest(&body, &identity, now)?;
+    let (mut record, mut warnings) = approval_from_body(&body, &identity, now)?;
     state.authorize(&identity, Action::Grant { flag: &record.flag }, &format!("{what} (flag {})", record.flag))?;
     let snapshot = state.control.snapshot();
     warnings.extend(scope_warnings(&snapshot, &record));
@@ -87,8 +87,10 @@ pub(crate) async fn grant(
     ))
 }
 
-/// The body, checked by the core's validator. `spec.grantedBy` defaults to the token's name.
-fn parse_manifest(
+/// The approval a `POST /api/v1/approvals` body grants, checked by the core's validator, with
+/// the validator's warnings: the one parse entry point of grant bodies, public for the fuzz
+/// targets. `spec.grantedBy` defaults to the token's name; authorization is the caller's.
+pub fn approval_from_body(
     body: &[u8],
     identity: &Identity,
     now: DateTime<Utc>,

@@ -291,6 +291,17 @@ impl Auth {
                     ));
                     None
                 }
+                // `authenticate` trims what it is given, and a header carries visible ASCII only:
+                // such a token could never be presented.
+                (Some(plain), None)
+                    if plain.trim() != plain || !plain.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) =>
+                {
+                    problems.push(format!(
+                        "{at}.token: starts or ends with whitespace, or holds characters other than printable \
+                         ASCII, so no Authorization header can carry it; use a long random token of letters and digits"
+                    ));
+                    None
+                }
                 (Some(plain), None) if plain.len() < MIN_TOKEN_LEN => {
                     problems
                         .push(format!("{at}.token: shorter than {MIN_TOKEN_LEN} characters; use a long random token"));
@@ -527,6 +538,17 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_plain_token_no_header_can_carry_is_refused() {
+        for token in ["\" long-enough-token-123\"", "\"long-enough-token-123\\t\"", "long-enough-tökén-123"] {
+            let yaml = format!("tokens:\n- {{name: a, token: {token}, role: viewer}}\n");
+            let err = Auth::from_yaml("t.yaml", &yaml).unwrap_err();
+            assert!(err.to_string().contains("tokens[0].token: starts or ends with whitespace"), "{token}: {err}");
+        }
+        let a = auth("tokens:\n- {name: a, token: \"long enough token 123\", role: viewer}\n");
+        assert_eq!(a.authenticate(Some("Bearer long enough token 123")).unwrap().name, "a");
     }
 
     fn tokens_file(mode: u32, yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {

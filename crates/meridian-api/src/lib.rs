@@ -36,9 +36,11 @@ use meridian_core::ports::control::ControlPlane;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+pub use approvals::approval_from_body;
 pub use auth::{Auth, AuthError, Identity, Role};
 pub use error::ApiError;
-pub use serve::{ServeError, TlsFiles, serve};
+pub use plans::command_from_body;
+pub use serve::{ServeError, TlsFiles, serve, set_log_sink};
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]

@@ -65,21 +65,32 @@ pub(crate) async fn command(
     state.authorize(&identity, Action::Command(kind), &what)?;
     let snapshot = state.control.snapshot();
     let plan = snapshot.plans.get(&name).map(|e| e.plan.clone()).ok_or_else(|| unknown_plan(&snapshot, &name))?;
-    let now = state.control.now();
-    let command = match kind {
-        CommandKind::Freeze => freeze_command(&plan, &body, &identity.name, now)?,
-        CommandKind::Unfreeze => {
-            let state = snapshot.plans.get(&name).map(|e| &e.state);
-            unfreeze_command(&plan, state, &body, &identity.name, now)?
-        }
-        _ => {
-            let scope = parse_scope(&body)?;
-            check_scope(&plan, &scope)?;
-            Command { wave: scope.wave, region: scope.region, ..Command::plan_wide(kind, &identity.name, now) }
-        }
-    };
+    let plan_state = snapshot.plans.get(&name).map(|e| &e.state);
+    let command = command_from_body(&plan, plan_state, kind, &body, &identity.name, state.control.now())?;
     state.control.command(&name, command.clone()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "plan": name, "command": command }))))
+}
+
+/// The command a `POST /api/v1/plans/{plan}/{kind}` body asks for, read and checked against
+/// `plan` (and its `state`, for `unfreeze`): the one parse entry point of command, freeze and
+/// unfreeze bodies, public for the fuzz targets. Authorization is the caller's.
+pub fn command_from_body(
+    plan: &Plan,
+    state: Option<&PlanState>,
+    kind: CommandKind,
+    body: &[u8],
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Command, ApiError> {
+    match kind {
+        CommandKind::Freeze => freeze_command(plan, body, by, now),
+        CommandKind::Unfreeze => unfreeze_command(plan, state, body, by, now),
+        _ => {
+            let scope = parse_scope(body)?;
+            check_scope(plan, &scope)?;
+            Ok(Command { wave: scope.wave, region: scope.region, ..Command::plan_wide(kind, by, now) })
+        }
+    }
 }
 
 /// The body of `POST /plans/{name}/freeze`.

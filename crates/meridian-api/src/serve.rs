@@ -224,47 +224,23 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// One line to stderr that never panics (`eprintln!` does when stderr is a closed pipe, and a
+/// Where this crate's log lines go: set once by the command that serves the API (so they come
+/// out in its `--log-format`); stderr until then.
+static LOG_SINK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// Send this crate's log lines to `sink` (the first call wins).
+pub fn set_log_sink(sink: fn(&str)) {
+    let _ = LOG_SINK.set(sink);
+}
+
+/// One line to the log that never panics (`eprintln!` does when stderr is a closed pipe, and a
 /// log line must not take the accept loop down).
 pub(crate) fn log_line(line: &str) {
     use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-#[cfg(test)]
-mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-
-    /// A client that starts a request and trickles nothing more is cut off at the deadline,
-    /// while a prompt client on the same server is answered.
-    #[tokio::test]
-    async fn a_client_that_does_not_finish_its_headers_is_disconnected() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = Router::new().route("/", axum::routing::get(|| async { "hello" }));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(accept_loop(listener, router, stop_rx, Duration::from_millis(300)));
-
-        let mut slow = TcpStream::connect(addr).await.unwrap();
-        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-        let mut prompt = TcpStream::connect(addr).await.unwrap();
-        prompt.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-        let mut answer = String::new();
-        prompt.read_to_string(&mut answer).await.unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
-
-        // The slow one is closed by the server (EOF, or a 408 and then EOF) well before the
-        // test's own deadline.
-        let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
-        assert!(read.is_ok(), "the server kept a connection with unfinished headers open for 10 s");
-        let rest = String::from_utf8_lossy(&rest);
-        assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 408"), "{rest}");
-
-        // Shutdown waits for open connections, then ends.
-        stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap();
+    match LOG_SINK.get() {
+        Some(sink) => sink(line),
+        None => {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
     }
 }

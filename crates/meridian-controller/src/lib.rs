@@ -1,6 +1,7 @@
 //! Meridian's standalone controller: the thin, effectful shell around the pure engine.
 
 pub mod config;
+pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod nohealth;

@@ -285,6 +285,12 @@ pub fn seq_gap(last: u64, records: &[AuditRecord]) -> Option<(u64, u64)> {
 impl AuditRecord {
     /// One line for logs and terminals.
     pub fn summary(&self) -> String {
+        format!("{} {}", self.at.to_rfc3339(), self.line())
+    }
+
+    /// The summary without its time (for a log that stamps its own): `#3 jp/signin:
+    /// blocked -> progressing (0% -> 1%): started`.
+    pub fn line(&self) -> String {
         let subject = match (&self.region, &self.service, &self.wave) {
             (Some(r), Some(s), _) => format!("{r}/{s}"),
             (Some(r), None, _) => r.clone(),
@@ -298,9 +304,9 @@ impl AuditRecord {
                 Cause::FreezeDeclared { .. } | Cause::FreezeLifted { .. } => self.cause.to_string(),
                 _ => what,
             };
-            return format!("{} #{} {subject}: {what}", self.at.to_rfc3339(), self.seq);
+            return format!("#{} {subject}: {what}", self.seq);
         }
-        format!("{} #{} {subject}: {what}: {}", self.at.to_rfc3339(), self.seq, self.cause)
+        format!("#{} {subject}: {what}: {}", self.seq, self.cause)
     }
 
     /// What changed, in words: `progressing 1% -> 10%`, `blocked -> progressing (0% -> 1%)`.

@@ -27,10 +27,10 @@ pub mod http;
 pub mod judge;
 pub mod prometheus;
 pub mod router;
+pub mod template;
 pub mod textformat;
 
 mod fetch;
-mod template;
 
 pub use fetch::FetchError;
 pub use http::{HttpCheckError, HttpSource, HttpSourceConfig};

@@ -208,9 +208,11 @@ struct RawSample {
     histogram: Option<serde_json::Value>,
 }
 
-/// Read an API answer into the series of an instant vector. `status` is the HTTP status
-/// when it was not 2xx (Prometheus explains 4xx/5xx in the same JSON shape).
-fn parse_response(url: &str, status: Option<StatusCode>, body: &[u8]) -> Result<Vec<Series>, PrometheusError> {
+/// Read an API answer into the series of an instant vector: the one entry point for bodies
+/// of `/api/v1/query` (public for the fuzz targets). `url` names the server in errors;
+/// `status` is the HTTP status when it was not 2xx (Prometheus explains 4xx/5xx in the same
+/// JSON shape).
+pub fn parse_response(url: &str, status: Option<StatusCode>, body: &[u8]) -> Result<Vec<Series>, PrometheusError> {
     let response: ApiResponse = serde_json::from_slice(body).map_err(|e| PrometheusError::NotJson {
         url: url.to_string(),
         reason: format!("{e} (body: {})", fetch::excerpt(&String::from_utf8_lossy(body), 200)),

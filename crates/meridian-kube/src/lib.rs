@@ -67,11 +67,23 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
 }
 pub use kube::Client;
 
-/// One line in the controller's log (its stderr), for what this crate recovers from or only
-/// reports: a failed Event, a status write to retry, a store step the next commit repeats.
+/// Where this crate's log lines go: set once by the command that runs the controller (so they
+/// come out in its `--log-format`); stderr as `meridian: MESSAGE` until then.
+static LOG_SINK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// Send this crate's log lines to `sink` (the first call wins).
+pub fn set_log_sink(sink: fn(&str)) {
+    let _ = LOG_SINK.set(sink);
+}
+
+/// One line in the controller's log, for what this crate recovers from or only reports: a
+/// failed Event, a status write to retry, a store step the next commit repeats.
 pub(crate) fn log_line(message: &str) {
-    #[allow(clippy::print_stderr, reason = "the controller's log is its stderr")]
-    {
-        eprintln!("meridian: {message}");
+    match LOG_SINK.get() {
+        Some(sink) => sink(message),
+        None => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "meridian: {message}");
+        }
     }
 }

@@ -79,6 +79,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> i32 {
+    args.loop_args.init_log();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

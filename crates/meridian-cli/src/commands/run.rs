@@ -102,9 +102,52 @@ pub struct LoopArgs {
     /// `approval-expiring` event once, and meridian_approval_expiring on /metrics.
     #[arg(long, default_value = "24h")]
     pub expiry_warning: Span,
+    /// How the log on stderr is written: `text` (one line per event, for people) or `json`
+    /// (one JSON object per line, for a log pipeline).
+    #[arg(long, env = "MERIDIAN_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// What is logged: `error`, `warn`, `info` (every transition, approval change and
+    /// configuration change, plus the rest) or `debug`.
+    #[arg(long, env = "MERIDIAN_LOG_LEVEL", default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+/// `--log-format` (see `meridian_controller::log`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--log-level` (see `meridian_controller::log`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
 }
 
 impl LoopArgs {
+    /// Start the process's log as asked (before anything is logged).
+    pub fn init_log(&self) {
+        use meridian_controller::log::{Format, Level, init};
+        let format = match self.log_format {
+            LogFormat::Text => Format::Text,
+            LogFormat::Json => Format::Json,
+        };
+        let level = match self.log_level {
+            LogLevel::Error => Level::Error,
+            LogLevel::Warn => Level::Warn,
+            LogLevel::Info => Level::Info,
+            LogLevel::Debug => Level::Debug,
+        };
+        init(format, level);
+        // The API's and the Kubernetes mode's own lines (warnings) in the same format.
+        meridian_api::set_log_sink(|line| meridian_controller::log::line(Level::Warn, "api", &[], line));
+        meridian_kube::set_log_sink(|line| meridian_controller::log::line(Level::Warn, "kubernetes", &[], line));
+    }
+
     /// The loop's settings for these paths.
     pub fn settings(&self, paths: Vec<PathBuf>) -> Settings {
         let mut settings = Settings::new(paths);
@@ -126,7 +169,7 @@ pub async fn prepare_api(
         Some(path) => {
             let auth = meridian_api::Auth::from_file(path).map_err(|e| error_chain(&e))?;
             for warning in auth.warnings() {
-                eprintln!("{who}: warning: {warning}");
+                say(Level::Warn, who, &format!("warning: {warning}"));
             }
             auth
         }
@@ -141,7 +184,10 @@ pub async fn prepare_api(
     Ok((listener, auth, tls))
 }
 
+use meridian_controller::log::{Level, say};
+
 pub fn run(args: &Args) -> i32 {
+    args.loop_args.init_log();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -185,7 +231,7 @@ pub fn health_source(prometheus: Option<&str>) -> Arc<dyn HealthSource> {
         Ok(url) => meridian_health::PrometheusConfig { url, ..Default::default() },
         Err(e) => {
             let reason = format!("--prometheus is not a valid URL: {e}");
-            eprintln!("meridian: {reason}");
+            say(Level::Error, "meridian", &reason);
             return Arc::new(Unreadable { reason });
         }
     };
@@ -193,7 +239,7 @@ pub fn health_source(prometheus: Option<&str>) -> Arc<dyn HealthSource> {
         Ok(router) => Arc::new(router),
         Err(e) => {
             let reason = format!("health providers unavailable: {}", error_chain(&e));
-            eprintln!("meridian: {reason}");
+            say(Level::Error, "meridian", &reason);
             Arc::new(Unreadable { reason })
         }
     }
@@ -251,43 +297,47 @@ async fn run_async(args: &Args) -> i32 {
     let adapters = match adapters(&args.state_dir, health) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("meridian run: {e}");
+            say(Level::Error, "meridian run", &e.to_string());
             return crate::exit::FAILED;
         }
     };
     let settings = args.loop_args.settings(args.paths.clone());
     if let Err(e) = standalone_actuators(&args.paths) {
-        eprintln!("meridian run: {e}");
+        say(Level::Error, "meridian run", &e.to_string());
         return crate::exit::FAILED;
     }
     let (listener, auth, tls) = match prepare_api(&args.serve, "meridian run").await {
         Ok(api) => api,
         Err(e) => {
-            eprintln!("meridian run: {e}");
+            say(Level::Error, "meridian run", &e.to_string());
             return crate::exit::FAILED;
         }
     };
     let running = match start(settings, adapters).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("meridian run: {}", start_error(&e));
+            say(Level::Error, "meridian run", &start_error(&e));
             return crate::exit::FAILED;
         }
     };
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
         Ok(api) => api,
         Err(e) => {
-            eprintln!("meridian run: {e}");
+            say(Level::Error, "meridian run", &e.to_string());
             running.shutdown();
             return crate::exit::FAILED;
         }
     };
-    eprintln!(
-        "meridian run: watching {}, state in {}, API on {}://{}",
-        args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-        args.state_dir.display(),
-        if args.serve.tls_cert.is_some() { "https" } else { "http" },
-        api.addr
+    say(
+        Level::Info,
+        "meridian run",
+        &format!(
+            "watching {}, state in {}, API on {}://{}",
+            args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            args.state_dir.display(),
+            if args.serve.tls_cert.is_some() { "https" } else { "http" },
+            api.addr
+        ),
     );
     let until_done = args
         .exit_when_done
@@ -355,16 +405,16 @@ pub async fn supervise(
     };
     let (code, graceful, linger) = tokio::select! {
         failed = api_stopped => {
-            eprintln!("meridian run: {failed}; exiting so a supervisor can restart it");
+            say(Level::Error, "meridian run", &format!("{failed}; exiting so a supervisor can restart it"));
             (1, false, false)
         }
         failed = running.join_failure() => {
-            eprintln!("meridian run: {} stopped unexpectedly; exiting so a supervisor can restart it", failed.unwrap_or("a task"));
+            say(Level::Error, "meridian run", &format!("{} stopped unexpectedly; exiting so a supervisor can restart it", failed.unwrap_or("a task")));
             (1, true, false)
         }
         code = ended => (code, true, true),
         why = deposed => {
-            eprintln!("meridian: {why}; exiting so that this replica restarts as a follower");
+            say(Level::Error, "meridian", &format!("{why}; exiting so that this replica restarts as a follower"));
             (1, false, false)
         }
         _ = shutdown_signal() => (0, true, false),
@@ -398,22 +448,31 @@ pub fn done(snapshot: &meridian_controller::snapshot::Snapshot, rule: ExitWhenDo
     let grace = EXIT_GRACE.as_secs();
     Some(match overall(&outcomes, rule.fail_fast)? {
         End::Enabled => {
-            eprintln!("meridian run: every plan is complete and every unit enabled; exiting 0 in {grace} s");
+            say(
+                Level::Info,
+                "meridian run",
+                &format!("every plan is complete and every unit enabled; exiting 0 in {grace} s"),
+            );
             crate::exit::OK
         }
         End::CompleteWithExceptions(why) if rule.accept_failures => {
-            eprintln!("meridian run: {why}");
-            eprintln!("  not every unit is enabled; exiting 0 (--accept-failures) in {grace} s");
+            say(
+                Level::Info,
+                "meridian run",
+                &format!("{why}\n  not every unit is enabled; exiting 0 (--accept-failures) in {grace} s"),
+            );
             crate::exit::OK
         }
         End::CompleteWithExceptions(why) => {
-            eprintln!("meridian run: {why}");
-            eprintln!("  not every unit is enabled; exiting 4 in {grace} s (--accept-failures exits 0)");
+            say(
+                Level::Warn,
+                "meridian run",
+                &format!("{why}\n  not every unit is enabled; exiting 4 in {grace} s (--accept-failures exits 0)"),
+            );
             crate::exit::NOT_ALL_ENABLED
         }
         End::Failed(why) => {
-            eprintln!("meridian run: {why}");
-            eprintln!("  exiting 1 in {grace} s");
+            say(Level::Error, "meridian run", &format!("{why}\n  exiting 1 in {grace} s"));
             crate::exit::FAILED
         }
     })

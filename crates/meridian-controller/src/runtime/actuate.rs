@@ -61,7 +61,7 @@ impl Controller {
                     .filter(|i| i.plan == t.plan && i.region == t.region && i.service == t.service)
                     .max_by_key(|i| i.id),
                 Err(e) => {
-                    tracing_error(&format!("cannot read open intents: {e}"));
+                    log(Level::Error, "store", &format!("cannot read open intents: {e}"));
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -139,10 +139,14 @@ impl Controller {
             Err(e) => {
                 self.metrics.actuation_duration.with_label_values(&["error"]).observe(elapsed);
                 self.metrics.actuation_errors.with_label_values(&[e.label]).inc();
-                tracing_error(&format!(
-                    "actuation {}/{}/{} -> {}% failed: {}",
-                    target.plan, target.region, target.service, intent.percent, e.message
-                ));
+                log(
+                    Level::Warn,
+                    "actuation",
+                    &format!(
+                        "actuation {}/{}/{} -> {}% failed: {}",
+                        target.plan, target.region, target.service, intent.percent, e.message
+                    ),
+                );
                 if e.retryable {
                     return Err(true);
                 }

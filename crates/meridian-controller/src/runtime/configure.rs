@@ -18,11 +18,15 @@ impl Controller {
         // start) can find approvals from elsewhere; say so once, not on every reload.
         if state.config.is_none() {
             for (name, from) in kept {
-                tracing_error(&format!(
-                    "approval {name} was granted from {from}, which is outside {}; it stays in force; revoke it \
+                log(
+                    Level::Warn,
+                    "approval",
+                    &format!(
+                        "approval {name} was granted from {from}, which is outside {}; it stays in force; revoke it \
                      with `meridian revoke {name}` if it should not",
-                    self.source.describe()
-                ));
+                        self.source.describe()
+                    ),
+                );
             }
         }
         // Read every new plan's stored state first: a store error leaves the plans in force
@@ -51,6 +55,12 @@ impl Controller {
             *p = state.plans.iter().map(|(k, v)| (k.clone(), v.plan.clone())).collect();
         }
         self.metrics.config_generation.set(config.generation as i64);
+        let names: Vec<&str> = state.plans.keys().map(String::as_str).collect();
+        log(
+            Level::Info,
+            "config",
+            &format!("configuration generation {} applied: plans {}", config.generation, names.join(", ")),
+        );
         state.config = Some(config);
         Ok(())
     }
@@ -88,9 +98,16 @@ fn mirror_source_approvals(
         match change {
             ApprovalSync::Put { approval, source } => {
                 store.put_approval(&approval, &source, &approval.granted_by, now)?;
+                approval_line("recorded", &approval.name, &approval.flag, &source);
             }
             ApprovalSync::Revoke { name } => {
                 store.revoke_approval(&name, FILE_REMOVED_BY, Some(FILE_REMOVED_REASON), now)?;
+                crate::log::line(
+                    Level::Info,
+                    "approval-revoked",
+                    &[("approval", &name)],
+                    &format!("approval {name} revoked: {FILE_REMOVED_REASON}"),
+                );
             }
             ApprovalSync::KeepForeign { name, source } => kept.push((name, source)),
         }

@@ -51,6 +51,7 @@ impl ControlPlane for Controller {
 
     fn grant(&self, approval: ApprovalRecord, by: &str) -> BoxFuture<'_, Result<(), ControlError>> {
         let by = by.to_string();
+        let (name, flag, by_for_log) = (approval.name.clone(), approval.flag.clone(), by.clone());
         Box::pin(async move {
             if approval.flag.trim().is_empty()
                 || approval.name.trim().is_empty()
@@ -88,6 +89,7 @@ impl ControlPlane for Controller {
             if let Some(name) = conflict {
                 return Err(ControlError::Conflict(name));
             }
+            approval_line("granted over the API", &name, &flag, &by_for_log);
             self.kick();
             Ok(())
         })
@@ -102,6 +104,7 @@ impl ControlPlane for Controller {
 
     fn revoke(&self, name: &str, by: &str, reason: Option<String>) -> BoxFuture<'_, Result<(), ControlError>> {
         let (name, by) = (name.to_string(), by.to_string());
+        let who = by.clone();
         Box::pin(async move {
             let store = self.store();
             let now = self.now();
@@ -112,6 +115,12 @@ impl ControlPlane for Controller {
             if !found {
                 return Err(ControlError::UnknownApproval(name));
             }
+            crate::log::line(
+                Level::Info,
+                "approval-revoked",
+                &[("approval", &name), ("by", &who)],
+                &format!("approval {name} revoked over the API by {who}"),
+            );
             self.kick();
             Ok(())
         })

@@ -43,11 +43,15 @@ impl Controller {
                     self.store_write_failed("decide", &e);
                     let failed = self.failed_commits.fetch_add(1, Ordering::SeqCst) + 1;
                     if failed >= self.settings.max_failed_commits {
-                        tracing_error(&format!(
-                            "state store: {failed} decisions in a row failed to commit (last: {e}); stopping, since a \
+                        log(
+                            Level::Error,
+                            "store",
+                            &format!(
+                                "state store: {failed} decisions in a row failed to commit (last: {e}); stopping, since a \
                              controller that cannot record its decisions must not act; fix the state store \
                              (disk space, permissions, damage) and start again"
-                        ));
+                            ),
+                        );
                         return;
                     }
                     // Retry soon from what the store holds: the in-memory state was not advanced,
@@ -103,10 +107,11 @@ impl Controller {
     pub(super) async fn reject_config(&self, state: &LoopState, error: ConfigError) {
         self.metrics.config_reloads.with_label_values(&[error.metric_label()]).inc();
         let errors = error.messages();
-        tracing_error(&format!(
-            "configuration edit rejected; the previous version stays in force: {}",
-            errors.join(" | ")
-        ));
+        log(
+            Level::Warn,
+            "config",
+            &format!("configuration edit rejected; the previous version stays in force: {}", errors.join(" | ")),
+        );
         self.record_event("config-rejected", "config", serde_json::json!({ "errors": errors }));
         // An approval refused for its signature is also an event of its own, as from the API.
         if let ConfigError::Invalid(report) = &error {
@@ -187,6 +192,9 @@ impl Controller {
         run.updated_at = now;
         self.metrics.observe_audit(&decision.audit);
         for record in &decision.audit {
+            crate::log::transition(record);
+        }
+        for record in &decision.audit {
             let _ = self.audit_tx.send(record.clone());
         }
         for intent in intents {
@@ -253,7 +261,7 @@ impl Controller {
             self.metrics.health_errors.with_label_values(&[plan, check, fault.label]).inc();
             let message = format!("plan {plan}: {}", fault.message);
             if self.reported_faults.lock().is_ok_and(|mut seen| seen.insert(message.clone())) {
-                tracing_error(&format!("health: {message}"));
+                log(Level::Warn, "health", &format!("health: {message}"));
             }
         }
     }

@@ -49,6 +49,7 @@ use problems::{Problems, key};
 
 use crate::config::FileSource;
 use crate::control::{AuditFeed, ControlError, ControlPlane, FeedItem, Readiness};
+use crate::log::Level;
 use crate::metrics::Metrics;
 use crate::snapshot::{ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
 use crate::store::{ControllerEvent, Intent, IntentOutcome, StateStore, StoreFailure, StoredEvent};
@@ -395,7 +396,7 @@ impl Controller {
             let panicked = tokio::spawn(work).await.is_err_and(|e| e.is_panic());
             if panicked {
                 me.metrics.task_failures.with_label_values(&[task]).inc();
-                tracing_error(&format!("{problem}: it panicked"));
+                log(Level::Error, "panic", &format!("{problem}: it panicked"));
                 me.problems.raise(&problem, format!("{problem} panicked"));
             }
             cleanup(&me, panicked);
@@ -437,11 +438,22 @@ fn span(d: Duration) -> chrono::TimeDelta {
 /// A failed store write: logged, counted by operation (`meridian_store_errors_total{op}`),
 /// and readiness down until a write succeeds again.
 fn store_failure(metrics: &Metrics, problems: &Problems, op: &'static str, e: &StoreFailure) {
-    tracing_error(&format!("state store: {op} failed: {e}"));
+    log(Level::Error, "store", &format!("state store: {op} failed: {e}"));
     metrics.store_errors.with_label_values(&[op]).inc();
     problems.raise(key::STORE, format!("state store: {op} failed: {e}"));
 }
 
-fn tracing_error(message: &str) {
-    crate::log_line(&format!("meridian: {message}"));
+/// An approval granted or changed, as a line: who may now act on what.
+fn approval_line(what: &str, name: &str, flag: &str, by: &str) {
+    crate::log::line(
+        Level::Info,
+        "approval-granted",
+        &[("approval", name), ("flag", flag), ("by", by)],
+        &format!("approval {name} (flag {flag}) {what} by {by}"),
+    );
+}
+
+/// A line at `level` about `kind` (see `crate::log`).
+fn log(level: Level, kind: &str, message: &str) {
+    crate::log::line(level, kind, &[], message);
 }
