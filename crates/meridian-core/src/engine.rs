@@ -15,7 +15,8 @@
 //! 3. failures: a streak at `failureLimit` fails the unit and applies `onFailure`;
 //! 4. approvals: a unit with traffic whose required flags stopped holding applies
 //!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %);
-//! 5. progress: waves in order; inside a wave, first every started region moves (steps,
+//! 5. progress: waves in order; inside a wave, failed regions are first charged to the
+//!    failure budgets, then every started region moves (steps,
 //!    resumes), then regions start in order under `maxParallel`; inside a region, services
 //!    in dependency order; each move needs approvals, no freeze, a window, a baked step and
 //!    fresh healthy verdicts, all by the region's effective settings;
@@ -53,6 +54,16 @@
 //!   region. A failed or rolled-back region starts nothing until a retry. The other regions
 //!   of the wave go on; once none of them can move any more, the wave halts, and later waves
 //!   wait until a retry clears the failure or a promote of the wave accepts it.
+//! - **Failure budgets.** Under a budget (`Plan::wave_budget`), each newly failed region of a
+//!   running wave is charged, in wave order, to the wave's and the plan's `maxFailures`
+//!   (`WaveState::within_budget`, `Cause::BudgetConsumed`). A charged region is out of its
+//!   wave: it holds no parallel slot, and the wave completes and bakes without it. The first
+//!   region past a budget is not charged: `onBudgetExceeded` applies in the same decision,
+//!   before any region could start (`halt`: the wave halts and starts no further region;
+//!   `abort`: the plan is aborted), recorded once (`Cause::BudgetExceeded`). A retried region
+//!   is released from its charge, so a retry can bring a halted wave back within budget; a
+//!   promote of the halted wave accepts every failure as today. Without any budget the rules
+//!   above apply unchanged.
 //! - **Parallelism.** A region is in progress while it has started (some unit has traffic,
 //!   a step, or is enabled), not every unit is enabled, and it is not aborted. A failed
 //!   region that still serves traffic (`onFailure: pause`) stays in progress; a rolled-back
@@ -104,13 +115,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
-use crate::audit::{AuditEvent, AuditRecord, Cause, CheckEvidence};
+use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence};
 use crate::command::{Command, CommandKind};
 use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
-use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
+use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure};
 use crate::plan::{DriftPolicy, Plan};
-use crate::state::{AcceptedFailures, PlanState, RuntimeFreeze, UnitFailure, UnitPhase, WaitReason, WavePhase};
+use crate::state::{
+    AcceptedFailures, BudgetCharge, PlanState, RuntimeFreeze, UnitFailure, UnitPhase, WaitReason, WavePhase,
+};
 use crate::window;
 
 /// Everything observed since the last decision.
@@ -707,6 +720,7 @@ impl Engine<'_> {
     /// pass until nothing moves. Bounded, though a pass without a move ends it.
     fn progress(&mut self) {
         const MAX_ROUNDS: usize = 64;
+        self.release_budget_charges();
         for _ in 0..MAX_ROUNDS {
             let before = self.state.audit_seq;
             self.progress_once();
@@ -737,8 +751,85 @@ impl Engine<'_> {
                 }
                 self.move_wave(w, WavePhase::Running, Cause::WaveStarted);
             }
+            self.charge_budgets(w);
             self.progress_wave(w);
             self.settle_wave(w);
+        }
+    }
+
+    // ----- failure budgets -----
+
+    /// A retried region is no longer failed: its charge goes back to the budgets.
+    fn release_budget_charges(&mut self) {
+        if self.state.waves.iter().all(|w| w.within_budget.is_empty()) {
+            return;
+        }
+        for w in 0..self.state.waves.len() {
+            let mut charges = std::mem::take(&mut self.state.waves[w].within_budget);
+            charges.retain(|c| self.plan.region_index(&c.region).is_some_and(|r| self.region_failed(r)));
+            self.state.waves[w].within_budget = charges;
+        }
+    }
+
+    fn charged(&self, w: usize, r: usize) -> bool {
+        let name = &self.plan.regions[r].name;
+        self.state.waves[w].within_budget.iter().any(|c| c.region == *name)
+    }
+
+    /// Charge wave `w`'s newly failed regions to its failure budgets, in wave order. One past
+    /// a budget applies `onBudgetExceeded` at once (before any region could start in this
+    /// decision) and is not charged: the wave stays stopped until a retry makes room or a
+    /// promote accepts the failures.
+    fn charge_budgets(&mut self, w: usize) {
+        let plan = self.plan;
+        let Some(wave_allowed) = plan.wave_budget(w) else { return };
+        let phase = self.state.waves[w].phase;
+        if matches!(phase, WavePhase::Pending | WavePhase::Complete) || self.state.aborted {
+            return;
+        }
+        let wave = &plan.waves[w];
+        for &r in &wave.regions {
+            if !self.region_failed(r) || self.charged(w, r) {
+                continue;
+            }
+            let region = plan.regions[r].name.clone();
+            let wave_use = wave.max_failures.map(|b| BudgetUse {
+                budget: format!("wave {}", wave.name),
+                max_failures: b.to_string(),
+                allowed: wave_allowed,
+                used: self.state.waves[w].within_budget.len() + 1,
+            });
+            let plan_use = plan.max_failures.map(|b| BudgetUse {
+                budget: "plan".into(),
+                max_failures: b.to_string(),
+                allowed: plan.plan_budget(),
+                used: self.state.waves.iter().map(|x| x.within_budget.len()).sum::<usize>() + 1,
+            });
+            let budgets: Vec<BudgetUse> = wave_use.into_iter().chain(plan_use).collect();
+            if let Some(past) = budgets.iter().find(|b| b.used > b.allowed).cloned() {
+                if phase == WavePhase::Halted {
+                    return; // stopped already, and recorded then
+                }
+                let policy = plan.on_budget_exceeded;
+                let cause = Cause::BudgetExceeded { region: region.clone(), budget: past, policy };
+                match policy {
+                    OnBudgetExceeded::Halt => self.move_wave(w, WavePhase::Halted, cause),
+                    OnBudgetExceeded::Abort => {
+                        self.record(Some(w), None, AuditEvent::Wave { from: phase, to: phase }, cause);
+                        self.state.aborted = true;
+                    }
+                }
+                if let Some(last) = self.audit.last_mut() {
+                    last.region = Some(region);
+                }
+                return;
+            }
+            self.state.waves[w].within_budget.push(BudgetCharge { region: region.clone(), at: self.now });
+            let cause = Cause::BudgetConsumed { region: region.clone(), budgets };
+            self.record(Some(w), None, AuditEvent::Wave { from: phase, to: phase }, cause);
+            if let Some(last) = self.audit.last_mut() {
+                last.region = Some(region);
+            }
         }
     }
 
@@ -854,8 +945,27 @@ impl Engine<'_> {
                 }
             }
         }
-        let mut active: Vec<usize> = wave.regions.iter().copied().filter(|&r| self.region_in_progress(r)).collect();
+        // A failed region a budget took is out of the wave: it holds no parallel slot.
+        let mut active: Vec<usize> =
+            wave.regions.iter().copied().filter(|&r| self.region_in_progress(r) && !self.charged(w, r)).collect();
+        // A wave stopped by a failure past its budget starts no further region.
+        let budget_halt = plan.wave_budget(w).is_some() && self.state.waves[w].phase == WavePhase::Halted;
         for r in free {
+            if budget_halt && !self.region_started(r) {
+                let failed_regions: Vec<String> = wave
+                    .regions
+                    .iter()
+                    .filter(|&&x| self.region_failed(x))
+                    .map(|&x| plan.regions[x].name.clone())
+                    .collect();
+                let reason = WaitReason::WaveHalted { wave: wave.name.clone(), failed_regions };
+                for i in self.region_units(r) {
+                    if self.state.units[i].waiting.as_ref() != Some(&reason) {
+                        self.block(i, UnitPhase::Blocked, reason.clone());
+                    }
+                }
+                continue;
+            }
             for &s in &plan.service_order {
                 let i = plan.unit_index(r, s);
                 let u = &self.state.units[i];
@@ -1091,17 +1201,25 @@ impl Engine<'_> {
             return;
         }
         // Aborted regions are out of the wave; it completes without them.
-        let live: Vec<usize> = wave.regions.iter().copied().filter(|&r| !self.region_aborted(r)).collect();
+        let mut live: Vec<usize> = wave.regions.iter().copied().filter(|&r| !self.region_aborted(r)).collect();
+        let budgeted = plan.wave_budget(w).is_some();
+        if budgeted && live.iter().all(|&r| !self.region_failed(r) || self.charged(w, r)) {
+            // Every failure is within budget: the wave goes on, and completes, without them.
+            live.retain(|&r| !self.region_failed(r));
+        }
         let failed: Vec<String> =
             live.iter().filter(|&&r| self.region_failed(r)).map(|&r| plan.regions[r].name.clone()).collect();
         if !failed.is_empty() {
             // Halt once nothing else in the wave can move: every region is enabled or failed,
-            // or may not start because failed regions hold every parallel slot.
+            // or may not start because failed regions hold every parallel slot (or, past a
+            // budget, because the wave starts no further region).
             let in_progress: Vec<usize> = live.iter().copied().filter(|&r| self.region_in_progress(r)).collect();
             let slots_held =
                 in_progress.len() >= wave.max_parallel && in_progress.iter().all(|&r| self.region_failed(r));
             let settled = live.iter().all(|&r| {
-                self.region_enabled(r) || self.region_failed(r) || (slots_held && !self.region_in_progress(r))
+                self.region_enabled(r)
+                    || self.region_failed(r)
+                    || ((slots_held || budgeted) && !self.region_in_progress(r))
             });
             if settled && self.state.waves[w].promoted {
                 if let Some(reason) = self.wave_approval_problem(&live) {

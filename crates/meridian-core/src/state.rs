@@ -310,6 +310,19 @@ pub struct WaveState {
     /// completes once, so there is at most one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted: Option<AcceptedFailures>,
+    /// Failed regions of this wave that its failure budgets (`maxFailures`) took, in the order
+    /// they failed, for as long as they stay failed: the wave goes on without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub within_budget: Vec<BudgetCharge>,
+}
+
+/// A failed region that a failure budget took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetCharge {
+    pub region: String,
+    /// When the budget took it.
+    pub at: DateTime<Utc>,
 }
 
 /// A promote that completed a halted wave, accepting its failed regions as they were.
@@ -495,6 +508,7 @@ impl PlanState {
                     promoted_by: None,
                     waiting: None,
                     accepted: None,
+                    within_budget: Vec::new(),
                 })
             })
             .collect();

@@ -104,6 +104,8 @@ pub fn audit_event(record: &AuditRecord) -> PlanEvent {
             | Cause::ApprovalLost { .. }
             | Cause::WaveHalted { .. }
             | Cause::FailuresAccepted { .. }
+            | Cause::BudgetConsumed { .. }
+            | Cause::BudgetExceeded { .. }
             | Cause::Drift
             | Cause::DriftHeld
     );

@@ -172,6 +172,9 @@ impl<'d> PlanChecker<'d, '_> {
             };
             let bake = self.span(&format!("{base}.bake"), raw_wave.bake.as_deref(), Span::ZERO);
             self.flags(&format!("{base}.approvals"), &raw_wave.approvals);
+            let owner = format!("wave {:?}", raw_wave.name);
+            let max_failures =
+                self.failure_budget(&format!("{base}.maxFailures"), &owner, raw_wave.max_failures.as_ref());
             waves.push(Wave {
                 name: raw_wave.name.clone(),
                 regions: members,
@@ -179,6 +182,7 @@ impl<'d> PlanChecker<'d, '_> {
                 max_parallel,
                 bake,
                 approvals: raw_wave.approvals.clone(),
+                max_failures,
             });
         }
         for (r, region) in regions.iter().enumerate() {
