@@ -222,3 +222,24 @@ fn a_simulated_failure_is_projected_through_the_failure_budgets() {
         stderr(&out)
     );
 }
+
+/// Without health data the canary holds at its first step: past its progressDeadline it is
+/// recorded and shown, its traffic untouched.
+#[test]
+fn a_unit_without_health_data_is_flagged_past_its_progress_deadline() {
+    let out = meridian(&["plan", "tests/fixtures/plan/deadline.yaml", "--start", START]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "us-east/signin: waiting for fresh healthy data from error-rate; no progress for 20m (deadline 20m)"
+        ),
+        "{text}"
+    );
+    let out = meridian(&["plan", "tests/fixtures/plan/deadline.yaml", "--start", START, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = v["audit"].as_array().unwrap().iter().find(|r| r["cause"]["reason"] == "progressDeadline").unwrap();
+    assert_eq!(record["region"], "us-east");
+    assert_eq!(record["at"], "2026-11-30T13:20:00Z");
+    assert_eq!(record["event"]["fromPercent"], record["event"]["toPercent"]);
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::approval::ApprovalProblem;
 use crate::command::CommandKind;
 use crate::health::HealthVerdict;
-use crate::manifest::{OnApprovalRevoked, OnBudgetExceeded, OnFailure};
+use crate::manifest::{OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::state::{UnitPhase, WaitReason, WavePhase};
 
 /// One append-only record.
@@ -143,6 +143,17 @@ pub enum Cause {
     },
     /// An operator lifted these run-time freezes (none: nothing matched).
     FreezeLifted { lifted: Vec<String>, by: String },
+    /// The unit made no progress from `since` for its whole `progressDeadline` while waiting
+    /// for nothing expected (`waiting`: what it waited for); `onProgressDeadline` applies
+    /// (`alert`: recorded and shown, nothing else changes; `fail`: the unit fails and its
+    /// region's `onFailure` applies).
+    ProgressDeadline {
+        since: DateTime<Utc>,
+        deadline: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waiting: Option<WaitReason>,
+        policy: OnProgressDeadline,
+    },
     /// Region `region` failed within every failure budget of its wave: each budget in
     /// `budgets` took it, and the wave goes on without it.
     BudgetConsumed { region: String, budgets: Vec<BudgetUse> },
@@ -280,6 +291,15 @@ impl fmt::Display for Cause {
                 write!(f, "unfreeze by {by}: no run-time freeze to lift")
             }
             Cause::FreezeLifted { lifted, by } => write!(f, "unfreeze by {by}: lifted {}", lifted.join(", ")),
+            Cause::ProgressDeadline { since, deadline, waiting, policy } => {
+                let waiting = waiting.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
+                write!(
+                    f,
+                    "no progress since {} (progressDeadline {deadline}){waiting}; onProgressDeadline: {}",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    wire_name(policy)
+                )
+            }
             Cause::BudgetConsumed { region, budgets } => {
                 let budgets: Vec<String> = budgets.iter().map(ToString::to_string).collect();
                 write!(f, "region {region} failed within its failure budget: {}", budgets.join(", "))

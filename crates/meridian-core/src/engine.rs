@@ -14,13 +14,16 @@
 //! 2. health: new samples update each check's verdict, failure streak and healthy hold;
 //! 3. failures: a streak at `failureLimit` fails the unit and applies `onFailure`;
 //! 4. approvals: a unit with traffic whose required flags stopped holding applies
-//!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %);
+//!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %); then a unit past its
+//!    progress deadline under `onProgressDeadline: fail` fails;
 //! 5. progress: waves in order; inside a wave, failed regions are first charged to the
 //!    failure budgets, then every started region moves (steps,
 //!    resumes), then regions start in order under `maxParallel`; inside a region, services
 //!    in dependency order; each move needs approvals, no freeze, a window, a baked step and
 //!    fresh healthy verdicts, all by the region's effective settings;
-//! 6. actions: one `SetTraffic` per unit whose percent changed, or whose read-back drifted.
+//! 6. deadlines: progress-deadline clocks start or stop by what each unit now waits for; a
+//!    unit past its deadline under `alert` is recorded and marked; the rest set `wake_at`;
+//! 7. actions: one `SetTraffic` per unit whose percent changed, or whose read-back drifted.
 //!
 //! # Semantics
 //!
@@ -64,6 +67,14 @@
 //!   is released from its charge, so a retry can bring a halted wave back within budget; a
 //!   promote of the halted wave accepts every failure as today. Without any budget the rules
 //!   above apply unchanged.
+//! - **Progress deadlines.** A unit at a step whose region has a `progressDeadline` and that
+//!   waits for nothing expected (only a step bake, health, an unconfirmed actuation or a held
+//!   drift; its region neither failed, aborted nor paused) has a clock (`progress_at`) from
+//!   its last move, or from the first decision that found it so. Any expected wait stops
+//!   the clock, and a move restarts it. When it passes: `alert` records
+//!   `Cause::ProgressDeadline` once and marks the unit (`UnitState::stalled`) until it moves
+//!   or waits for something expected, changing no traffic; `fail` fails the unit at the start
+//!   of the decision, as a health failure would. `wake_at` includes every running deadline.
 //! - **Parallelism.** A region is in progress while it has started (some unit has traffic,
 //!   a step, or is enabled), not every unit is enabled, and it is not aborted. A failed
 //!   region that still serves traffic (`onFailure: pause`) stays in progress; a rolled-back
@@ -119,10 +130,10 @@ use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence};
 use crate::command::{Command, CommandKind};
 use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
-use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure};
+use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::plan::{DriftPolicy, Plan};
 use crate::state::{
-    AcceptedFailures, BudgetCharge, PlanState, RuntimeFreeze, UnitFailure, UnitPhase, WaitReason, WavePhase,
+    AcceptedFailures, BudgetCharge, PlanState, RuntimeFreeze, Stalled, UnitFailure, UnitPhase, WaitReason, WavePhase,
 };
 use crate::window;
 
@@ -208,8 +219,10 @@ pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: Da
     engine.apply_confirmations();
     engine.apply_failures();
     engine.apply_approvals();
+    engine.apply_deadlines();
     engine.check_drift(&before);
     engine.progress();
+    engine.note_deadlines();
     engine.schedule_approval_changes();
     engine.finish(&before)
 }
@@ -271,6 +284,11 @@ impl Engine<'_> {
         if from_step != step {
             u.bake_since = Some(self.now);
             u.promoted = false;
+        }
+        if u.progress_at.is_some() || u.stalled.is_some() {
+            // A move is progress: the deadline runs afresh (`note_deadlines` sets it again).
+            u.progress_at = None;
+            u.stalled = None;
         }
         self.record(
             None,
@@ -625,6 +643,7 @@ impl Engine<'_> {
                 verdict: check.verdict.unwrap_or(HealthVerdict::NoData),
                 value: check.value,
                 failures: check.consecutive_failures,
+                progress_deadline: None,
             };
             let cause = Cause::HealthFailed {
                 check: failure.check.clone(),
@@ -632,26 +651,129 @@ impl Engine<'_> {
                 value: failure.value,
                 failures: failure.failures,
             };
-            let policy = settings.on_failure;
-            let (step, percent) = (self.state.units[i].step, self.state.units[i].percent);
-            self.move_unit(i, UnitPhase::Failed, step, percent, cause);
-            self.state.units[i].failure = Some(failure);
-            let service = self.state.units[i].service.clone();
-            if policy == OnFailure::RollbackRegion {
-                for j in self.region_units(r) {
-                    let u = &self.state.units[j];
-                    if u.percent > 0 || u.phase == UnitPhase::Failed || u.step.is_some() {
-                        self.move_unit(
-                            j,
-                            UnitPhase::RolledBack,
-                            None,
-                            0,
-                            Cause::RegionFailed { service: service.clone(), policy },
-                        );
-                        self.state.units[j].waiting = Some(WaitReason::RegionFailed { service: service.clone() });
-                    }
+            self.fail_unit(i, failure, cause);
+        }
+    }
+
+    /// Unit `i` failed: it keeps why, and its region's `onFailure` applies.
+    fn fail_unit(&mut self, i: usize, failure: UnitFailure, cause: Cause) {
+        let r = self.region_of(i);
+        let policy = self.plan.regions[r].settings.on_failure;
+        let (step, percent) = (self.state.units[i].step, self.state.units[i].percent);
+        self.move_unit(i, UnitPhase::Failed, step, percent, cause);
+        self.state.units[i].failure = Some(failure);
+        let service = self.state.units[i].service.clone();
+        if policy == OnFailure::RollbackRegion {
+            for j in self.region_units(r) {
+                let u = &self.state.units[j];
+                if u.percent > 0 || u.phase == UnitPhase::Failed || u.step.is_some() {
+                    self.move_unit(
+                        j,
+                        UnitPhase::RolledBack,
+                        None,
+                        0,
+                        Cause::RegionFailed { service: service.clone(), policy },
+                    );
+                    self.state.units[j].waiting = Some(WaitReason::RegionFailed { service: service.clone() });
                 }
             }
+        }
+    }
+
+    // ----- 3b. progress deadlines -----
+
+    /// Is unit `i` stepping while it waits for nothing expected, so that its progress
+    /// deadline runs? Expected: an approval, a window, a freeze, a dependency, parallelism, a
+    /// pause, an earlier wave (none of which a progressing unit waits for but the first three),
+    /// and anything of a failed or aborted region. Not expected: a step bake and health (data
+    /// that never arrives), an unconfirmed actuation, a held drift.
+    fn deadline_runs(&self, i: usize) -> bool {
+        let u = &self.state.units[i];
+        let r = self.region_of(i);
+        u.phase == UnitPhase::Progressing
+            && u.step.is_some()
+            && matches!(
+                u.waiting,
+                None | Some(
+                    WaitReason::StepBake { .. }
+                        | WaitReason::Health { .. }
+                        | WaitReason::Actuation { .. }
+                        | WaitReason::Drift { .. }
+                )
+            )
+            && !self.region_aborted(r)
+            && !self.region_failed(r)
+            && self.pause_scope(r).is_none()
+    }
+
+    /// Units past their deadline at the start of this decision under `onProgressDeadline:
+    /// fail` fail as a health failure would, before anything else moves.
+    fn apply_deadlines(&mut self) {
+        if self.plan.on_progress_deadline != OnProgressDeadline::Fail
+            || self.plan.regions.iter().all(|r| r.settings.progress_deadline.is_none())
+        {
+            return;
+        }
+        for i in 0..self.state.units.len() {
+            let Some(deadline) = self.plan.regions[self.region_of(i)].settings.progress_deadline else { continue };
+            let u = &self.state.units[i];
+            let Some(since) = u.progress_at else { continue };
+            if self.now < since + deadline.to_delta() || !self.deadline_runs(i) {
+                continue;
+            }
+            let policy = OnProgressDeadline::Fail;
+            let cause =
+                Cause::ProgressDeadline { since, deadline: deadline.to_string(), waiting: u.waiting.clone(), policy };
+            let failure = UnitFailure {
+                at: self.now,
+                check: String::new(),
+                verdict: HealthVerdict::NoData,
+                value: None,
+                failures: 0,
+                progress_deadline: Some(deadline.to_string()),
+            };
+            self.fail_unit(i, failure, cause);
+        }
+    }
+
+    /// After this decision's moves: start the clock of units whose deadline now runs, stop it
+    /// for the others; a unit past its deadline under `alert` is recorded and marked once (it
+    /// did not move in this decision either), the others wake the engine when it would pass.
+    fn note_deadlines(&mut self) {
+        if self.plan.regions.iter().all(|r| r.settings.progress_deadline.is_none()) {
+            return;
+        }
+        for i in 0..self.state.units.len() {
+            let Some(deadline) = self.plan.regions[self.region_of(i)].settings.progress_deadline else { continue };
+            if !self.deadline_runs(i) {
+                let u = &mut self.state.units[i];
+                u.progress_at = None;
+                u.stalled = None;
+                continue;
+            }
+            let now = self.now;
+            let u = &mut self.state.units[i];
+            let since = *u.progress_at.get_or_insert(now);
+            if u.stalled.is_some() {
+                continue;
+            }
+            let due = since + deadline.to_delta();
+            if now < due {
+                self.wake(due);
+                continue;
+            }
+            let event = AuditEvent::Unit {
+                from: u.phase,
+                to: u.phase,
+                step: u.step,
+                from_percent: u.percent,
+                to_percent: u.percent,
+            };
+            let policy = self.plan.on_progress_deadline;
+            let cause =
+                Cause::ProgressDeadline { since, deadline: deadline.to_string(), waiting: u.waiting.clone(), policy };
+            u.stalled = Some(Stalled { since, deadline: deadline.to_string(), at: now });
+            self.record(None, Some(i), event, cause);
         }
     }
 

@@ -239,6 +239,9 @@ fn failed_region(
     let service = culprit.map(|u| u.service.clone()).unwrap_or_default();
     let failure = culprit.and_then(|u| u.failure.as_ref());
     let cause = match failure {
+        Some(f) if let Some(deadline) = &f.progress_deadline => {
+            format!("no progress within its progressDeadline {deadline}")
+        }
         Some(f) => {
             let limits = plan.regions[r]
                 .settings
@@ -493,6 +496,7 @@ mod tests {
             verdict: HealthVerdict::Unhealthy,
             value: Some(0.31),
             failures: 2,
+            progress_deadline: None,
         });
         (plan, state)
     }

@@ -202,7 +202,11 @@ fn timeline(
             enabled_at: None,
             final_phase: u.phase,
             waiting: u.waiting.clone(),
-            waiting_text: u.waiting.as_ref().map(ToString::to_string),
+            waiting_text: match (&u.waiting, &u.stalled) {
+                (Some(w), Some(s)) => Some(format!("{w}; {}", s.describe(ended_at))),
+                (None, Some(s)) => Some(s.describe(ended_at)),
+                (w, None) => w.as_ref().map(ToString::to_string),
+            },
         })
         .collect();
     let mut waves: Vec<WaveTimeline> = state

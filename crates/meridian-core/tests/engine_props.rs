@@ -61,6 +61,8 @@ struct PlanSpec {
     plan_budget: Option<(u32, bool)>,
     /// `onBudgetExceeded: abort` instead of halt.
     abort_on_budget: bool,
+    /// `progressDeadline` in minutes, and `onProgressDeadline: fail` (else alert).
+    deadline: Option<(u32, bool)>,
 }
 
 fn budget_yaml((n, percent): (u32, bool)) -> String {
@@ -75,12 +77,14 @@ type ModelFreeze = (String, Option<String>, Option<String>, Option<DateTime<Utc>
 
 fn plan_spec() -> impl Strategy<Value = PlanSpec> {
     let budget = || prop::option::weighted(0.6, (prop::sample::select(vec![0u32, 0, 1, 2]), prop::bool::weighted(0.3)));
-    (base_plan_spec(), prop::collection::vec(budget(), 4), budget(), prop::bool::weighted(0.3)).prop_map(
-        |(mut spec, mut waves, plan, abort)| {
+    let deadline = prop::option::weighted(0.4, (5..=90u32, any::<bool>()));
+    (base_plan_spec(), prop::collection::vec(budget(), 4), budget(), prop::bool::weighted(0.3), deadline).prop_map(
+        |(mut spec, mut waves, plan, abort, deadline)| {
             waves.truncate(spec.waves.len());
             spec.wave_budgets = waves;
             spec.plan_budget = plan;
             spec.abort_on_budget = abort;
+            spec.deadline = deadline;
             spec
         },
     )
@@ -143,6 +147,7 @@ fn base_plan_spec() -> impl Strategy<Value = PlanSpec> {
                         wave_budgets: Vec::new(),
                         plan_budget: None,
                         abort_on_budget: false,
+                        deadline: None,
                     }
                 },
             )
@@ -203,6 +208,12 @@ impl PlanSpec {
         }
         if self.abort_on_budget {
             y += "  onBudgetExceeded: abort\n";
+        }
+        if let Some((minutes, fail)) = self.deadline {
+            y += &format!(
+                "  progressDeadline: {minutes}m\n  onProgressDeadline: {}\n",
+                if fail { "fail" } else { "alert" }
+            );
         }
         let steps: Vec<String> = self.steps.iter().map(u32::to_string).collect();
         y += &format!("  steps: [{}]\n  stepBake: {}m\n", steps.join(", "), self.step_bake_min);
@@ -834,6 +845,29 @@ fn check_decision(
             ensure!(baked || m.wave_promoted[w], "wave {} completed without baking ({:?})", wave.name, bw);
         }
     }
+    // Progress deadlines: recorded only once the deadline has passed since the unit last
+    // moved; `alert` moves no traffic, `fail` fails the unit.
+    for x in &d.audit {
+        let Cause::ProgressDeadline { since, policy, .. } = &x.cause else { continue };
+        let i = plan.unit_index(
+            plan.region_index(x.region.as_deref().unwrap()).unwrap(),
+            plan.service_index(x.service.as_deref().unwrap()).unwrap(),
+        );
+        let deadline = plan.regions[i / n].settings.progress_deadline.unwrap();
+        ensure!(now >= *since + deadline.to_delta(), "{:?} before its deadline {deadline}", x.cause);
+        ensure!(m.entered[i].is_none_or(|e| e <= *since), "{:?} counts from before the unit last moved", x.cause);
+        match policy {
+            meridian_core::manifest::OnProgressDeadline::Alert => {
+                let AuditEvent::Unit { from_percent, to_percent, .. } = x.event else { unreachable!() };
+                ensure!(from_percent == to_percent, "an alert moved traffic: {x:?}");
+                ensure!(after.units[i].stalled.is_some(), "{x:?} without a marker");
+            }
+            meridian_core::manifest::OnProgressDeadline::Fail => {
+                ensure!(matches!(x.event, AuditEvent::Unit { to: UnitPhase::Failed, .. }), "fail did not fail: {x:?}");
+            }
+        }
+    }
+
     // Failure budgets.
     for (w, wave) in plan.waves.iter().enumerate() {
         let Some(budget) = wave.max_failures else { continue };
@@ -1028,6 +1062,7 @@ struct Coverage {
     frozen: usize,
     budgets_consumed: usize,
     budgets_exceeded: usize,
+    deadlines: usize,
 }
 
 static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
@@ -1044,6 +1079,7 @@ static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
     frozen: 0,
     budgets_consumed: 0,
     budgets_exceeded: 0,
+    deadlines: 0,
 });
 
 fn count(d: &Decision, before: &PlanState) {
@@ -1061,6 +1097,7 @@ fn count(d: &Decision, before: &PlanState) {
             (AuditEvent::Drift { .. }, _) => c.drifts += 1,
             (_, Cause::BudgetConsumed { .. }) => c.budgets_consumed += 1,
             (_, Cause::BudgetExceeded { .. }) => c.budgets_exceeded += 1,
+            (_, Cause::ProgressDeadline { .. }) => c.deadlines += 1,
             _ => {}
         }
     }
@@ -1116,7 +1153,7 @@ fn engine_invariants_hold_over_random_plans_and_observations() {
     assert!(c.waves_completed > 10 && c.waves_halted > 2 && c.plans_completed > 2, "{c:#?}");
     assert!(c.frozen > 20, "{c:#?}");
     // Each alone is rare at this count (a few per run); the directed tests cover each.
-    assert!(c.budgets_consumed + c.budgets_exceeded > 0, "{c:#?}");
+    assert!(c.budgets_consumed + c.budgets_exceeded > 0 && c.deadlines > 0, "{c:#?}");
 }
 
 /// `PROPTEST_CASES` sets how many random cases the property above runs (README,
@@ -1161,6 +1198,7 @@ fn a_healthy_fleet_completes_a_rollout_with_every_invariant_holding() {
         wave_budgets: Vec::new(),
         plan_budget: None,
         abort_on_budget: false,
+        deadline: None,
     };
     let steps: Vec<Step> =
         (0..400).map(|_| Step { time: TimeMove::By(30), inputs: vec![Input::AllHealthy], probe: 500 }).collect();
@@ -1188,6 +1226,7 @@ fn a_failure_within_budget_completes_and_one_past_it_stops_the_wave() {
         wave_budgets: vec![None, Some((budget, false)), None],
         plan_budget: None,
         abort_on_budget: false,
+        deadline: Some((30, true)),
     };
     let steps: Vec<Step> = (0..400)
         .map(|_| Step {

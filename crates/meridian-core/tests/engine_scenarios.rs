@@ -1806,3 +1806,132 @@ fn the_story_works_under_a_budget_promote_the_halted_wave_heal_and_retry_to_100(
     assert_eq!(run.region_percents("b"), vec![100, 100]);
     assert!(run.run_until(run.now + TimeDelta::hours(2), |r| r.state.phase() == PlanPhase::Complete));
 }
+
+// ----- progress deadlines -----
+
+fn deadline_records(run: &Rollout) -> Vec<&AuditRecord> {
+    run.audit.iter().filter(|r| matches!(r.cause, Cause::ProgressDeadline { .. })).collect()
+}
+
+#[test]
+fn progress_deadline_alert_on_health_data_that_never_arrives_records_marks_and_wakes_without_moving_traffic() {
+    // noData: hold forever: b never reports, so it holds at its first step.
+    let plan = mk_plan(&format!("{TWO_WAVES}  progressDeadline: 20m\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.silent.push("b".into());
+    run.tick();
+    assert_eq!(run.unit("b", "signin").progress_at, Some(t0()), "the clock runs from the first step");
+    // The engine wakes when the deadline passes, even with nothing else to do.
+    run.run_until(t0() + mins(19), |_| false);
+    assert!(deadline_records(&run).is_empty());
+    let percents = run.region_percents("b");
+    run.now = t0() + mins(19);
+    run.tick();
+    assert!(run.wake_at.is_some_and(|w| w <= t0() + mins(20)), "wakes at the deadline: {:?}", run.wake_at);
+    run.now = t0() + mins(20);
+    let d = run.tick();
+    assert!(d.actions.is_empty(), "alert changes no traffic: {:?}", d.actions);
+    assert_eq!(run.region_percents("b"), percents);
+    let records = deadline_records(&run);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!((records[0].region.as_deref(), records[0].service.as_deref()), (Some("b"), Some("signin")));
+    let Cause::ProgressDeadline { since, deadline, waiting, .. } = &records[0].cause else { unreachable!() };
+    assert_eq!((*since, deadline.as_str()), (t0(), "20m"));
+    assert!(matches!(waiting, Some(WaitReason::Health { .. })), "{waiting:?}");
+    assert_eq!(
+        records[0].cause.to_string(),
+        "no progress since 2026-06-01T00:00:00Z (progressDeadline 20m) (waiting for fresh healthy data from \
+         errors); onProgressDeadline: alert"
+    );
+    let stalled = run.unit("b", "signin").stalled.clone().expect("marked in the state");
+    assert_eq!(stalled.describe(t0() + mins(30)), "no progress for 30m (deadline 20m)");
+    // Recorded once; the other regions were never held up.
+    run.run_for(TimeDelta::hours(1));
+    assert_eq!(deadline_records(&run).len(), 1);
+    assert!(run.region_enabled("a") && run.region_enabled("c"));
+    assert_eq!(run.unit("b", "signin").phase, UnitPhase::Progressing);
+
+    // Data arrives: b moves on and the marker goes.
+    run.silent.clear();
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.unit("b", "signin").percent == 50));
+    assert_eq!(run.unit("b", "signin").stalled, None);
+}
+
+#[test]
+fn fail_on_progress_deadline_fails_the_unit_and_its_regions_on_failure_applies() {
+    let plan = mk_plan(&format!("{TWO_WAVES}  progressDeadline: 20m\n  onProgressDeadline: fail\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.silent.push("b".into());
+    assert!(run.run_until(t0() + TimeDelta::hours(1), |r| r.unit("b", "signin").phase == UnitPhase::RolledBack));
+    assert_eq!(run.now, t0() + mins(20));
+    let failure = run.unit("b", "signin").failure.clone().expect("kept");
+    assert_eq!(failure.progress_deadline.as_deref(), Some("20m"));
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+    let o = outcome(&run.plan, &run.state);
+    assert_eq!(o.failed[0].cause, "no progress within its progressDeadline 20m");
+    // Retried with its data back, it reaches 100 %.
+    run.silent.clear();
+    run.command(CommandKind::Retry, None, Some("b"));
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.region_enabled("b")), "{:#?}", run.state);
+}
+
+#[test]
+fn expected_waits_do_not_count_against_the_deadline() {
+    // c waits for an approval far longer than the deadline, then starts and finishes.
+    let spec = TWO_WAVES.replace("    - name: c\n", "    - name: c\n      approvals: [c-go]\n");
+    let plan = mk_plan(&format!("{spec}  progressDeadline: 20m\n  onProgressDeadline: fail\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.run_for(TimeDelta::hours(3));
+    assert_eq!(run.unit("c", "signin").progress_at, None, "no clock while waiting for an approval");
+    run.approvals.push(mk_approval("c-1", "c-go", run.now));
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.region_enabled("c")), "{:#?}", run.state);
+    assert!(deadline_records(&run).is_empty());
+    // A pause is expected too.
+    let plan = mk_plan(&format!("{TWO_WAVES}  progressDeadline: 20m\n  onProgressDeadline: fail\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    run.command(CommandKind::Pause, None, None);
+    run.run_for(TimeDelta::hours(2));
+    run.command(CommandKind::Resume, None, None);
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Complete));
+    assert!(deadline_records(&run).is_empty());
+}
+
+#[test]
+fn an_unconfirmed_actuation_passes_the_deadline_and_a_region_may_have_its_own() {
+    let spec = TWO_WAVES.replace("    - name: b\n", "    - name: b\n      progressDeadline: 40m\n");
+    let plan = mk_plan(&format!("{spec}  progressDeadline: 20m\n{}", mk_health("")));
+    assert_eq!(plan.effective_settings(1).progress_deadline.value.as_deref(), Some("40m"));
+    let mut run = Rollout::new(plan, t0());
+    // Every target leaves its first step unconfirmed.
+    let unconfirmed: Vec<meridian_core::UnitRef> = run
+        .plan
+        .regions
+        .iter()
+        .map(|r| meridian_core::UnitRef { region: r.name.clone(), service: "signin".into() })
+        .collect();
+    let at = |run: &mut Rollout, m: i64| {
+        run.now = t0() + mins(m);
+        let samples = run.samples();
+        let obs = Observations {
+            approvals: &run.approvals,
+            health: &samples,
+            unconfirmed: &unconfirmed,
+            ..Observations::default()
+        };
+        let d = decide(&run.plan, run.state.clone(), &obs, run.now);
+        run.audit.extend(d.audit.iter().cloned());
+        run.state = d.state;
+        d.wake_at
+    };
+    at(&mut run, 0);
+    assert!(matches!(run.unit("a", "signin").waiting, Some(WaitReason::Actuation { .. })));
+    let wake = at(&mut run, 1);
+    assert_eq!(wake, Some(t0() + mins(20)));
+    at(&mut run, 20);
+    let stalled: Vec<&str> =
+        run.state.units.iter().filter(|u| u.stalled.is_some()).map(|u| u.region.as_str()).collect();
+    assert_eq!(stalled, ["a", "c"], "b has 40m");
+    at(&mut run, 40);
+    assert!(run.unit("b", "signin").stalled.is_some());
+}

@@ -106,6 +106,7 @@ pub fn audit_event(record: &AuditRecord) -> PlanEvent {
             | Cause::FailuresAccepted { .. }
             | Cause::BudgetConsumed { .. }
             | Cause::BudgetExceeded { .. }
+            | Cause::ProgressDeadline { .. }
             | Cause::Drift
             | Cause::DriftHeld
     );

@@ -323,6 +323,9 @@ fn region_settings(plan: &Plan) -> String {
         let steps: Vec<String> = e.steps.value.iter().map(u32::to_string).collect();
         rows.push(["steps".into(), steps.join(", "), e.steps.origin.to_string()]);
         rows.push(["stepBake".into(), e.step_bake.value.clone(), e.step_bake.origin.to_string()]);
+        if let Some(deadline) = &e.progress_deadline.value {
+            rows.push(["progressDeadline".into(), deadline.clone(), e.progress_deadline.origin.to_string()]);
+        }
         let windows = if e.windows.value.is_empty() { "any time".into() } else { e.windows.value.join("; ") };
         rows.push(["windows".into(), windows, e.windows.origin.to_string()]);
         rows.push(["onFailure".into(), wire(&e.on_failure.value), e.on_failure.origin.to_string()]);

@@ -401,9 +401,10 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
                     promoted: *promoted,
                     health: health.clone(),
                 }),
-                Cause::HealthFailed { .. } | Cause::RegionFailed { .. } | Cause::ApprovalLost { .. } => {
-                    failures.push(entry(r))
-                }
+                Cause::HealthFailed { .. }
+                | Cause::RegionFailed { .. }
+                | Cause::ApprovalLost { .. }
+                | Cause::ProgressDeadline { .. } => failures.push(entry(r)),
                 Cause::Blocked { waiting: WaitReason::Aborted } if to == UnitPhase::RolledBack => {
                     failures.push(entry(r))
                 }
