@@ -175,6 +175,25 @@ impl<'d> PlanChecker<'d, '_> {
             let owner = format!("wave {:?}", raw_wave.name);
             let max_failures =
                 self.failure_budget(&format!("{base}.maxFailures"), &owner, raw_wave.max_failures.as_ref());
+            if let Some(b) = max_failures
+                && !members.is_empty()
+                && b.allowed(members.len()) >= members.len()
+            {
+                self.warn(
+                    &format!("{base}.maxFailures"),
+                    "budget-covers-every-region",
+                    format!(
+                        "maxFailures {b} of wave {:?} tolerates {} failing",
+                        raw_wave.name,
+                        if members.len() == 1 {
+                            "its only region".into()
+                        } else {
+                            format!("all its {} regions", members.len())
+                        }
+                    ),
+                    Some("the wave would complete with no region enabled; allow fewer failures".into()),
+                );
+            }
             waves.push(Wave {
                 name: raw_wave.name.clone(),
                 regions: members,
