@@ -173,3 +173,73 @@ fn an_invalid_plan_exits_1_with_located_errors_and_no_projection() {
         format!("{path}:1:1: error: the file is not valid UTF-8: the first invalid byte, 0xE9, is at line 3");
     assert!(stderr(&out).starts_with(&expected), "missing {expected:?} in:\n{}", stderr(&out));
 }
+
+/// `--fail`: the golden timeline of a wave that tolerates one failed region, with two failing
+/// (the second stops the wave at once: br-south never starts), and one failing within budget.
+#[test]
+fn a_simulated_failure_is_projected_through_the_failure_budgets() {
+    let golden = |args: &[&str], file: &str| {
+        let mut all = vec!["plan", "tests/fixtures/plan/budgets.yaml", "--assume-healthy", "--start", START];
+        all.extend_from_slice(args);
+        let out = meridian(&all);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let path = crate::support::repo_root().join("tests/fixtures/plan").join(file);
+        if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+            std::fs::write(&path, stdout(&out)).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(stdout(&out) == expected, "{file} differs (UPDATE_GOLDEN=1 to accept):\n{}", stdout(&out));
+    };
+    golden(&["--fail", "eu-west@2026-11-30T13:40:00Z"], "budgets.within.stdout");
+    golden(&["--fail", "eu-west", "--fail", "eu-central"], "budgets.past.stdout");
+
+    let out = meridian(&[
+        "plan",
+        "tests/fixtures/plan/budgets.yaml",
+        "--assume-healthy",
+        "--start",
+        START,
+        "--fail",
+        "eu-west",
+        "--fail",
+        "eu-central",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["phase"], "halted");
+    assert_eq!(v["failures"][1]["region"], "eu-central");
+    let exceeded =
+        v["audit"].as_array().unwrap().iter().find(|r| r["cause"]["reason"] == "budgetExceeded").expect("recorded");
+    assert_eq!(exceeded["region"], "eu-central");
+    assert_eq!(exceeded["cause"]["budget"]["budget"], "wave main");
+
+    let out = meridian(&["plan", "tests/fixtures/plan/budgets.yaml", "--fail", "eu-wst"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("no region \"eu-wst\" in the plans projected; did you mean \"eu-west\"?"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Without health data the canary holds at its first step: past its progressDeadline it is
+/// recorded and shown, its traffic untouched.
+#[test]
+fn a_unit_without_health_data_is_flagged_past_its_progress_deadline() {
+    let out = meridian(&["plan", "tests/fixtures/plan/deadline.yaml", "--start", START]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "us-east/signin: waiting for fresh healthy data from error-rate; no progress for 20m (deadline 20m)"
+        ),
+        "{text}"
+    );
+    let out = meridian(&["plan", "tests/fixtures/plan/deadline.yaml", "--start", START, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let record = v["audit"].as_array().unwrap().iter().find(|r| r["cause"]["reason"] == "progressDeadline").unwrap();
+    assert_eq!(record["region"], "us-east");
+    assert_eq!(record["at"], "2026-11-30T13:20:00Z");
+    assert_eq!(record["event"]["fromPercent"], record["event"]["toPercent"]);
+}

@@ -43,6 +43,8 @@ pub struct Metrics {
     regions: IntGaugeVec,
     service_traffic: GaugeVec,
     plan_phase: IntGaugeVec,
+    /// Units past their progress deadline (`onProgressDeadline: alert`), per plan.
+    progress_deadline_exceeded: IntGaugeVec,
     health_verdicts: IntCounterVec,
     approval_valid: IntGaugeVec,
     approval_expiry: GaugeVec,
@@ -137,6 +139,13 @@ impl Metrics {
             plan_phase: reg!(IntGaugeVec::new(
                 Opts::new("meridian_plan_phase", "1 for the phase each plan is in (other phases absent)"),
                 &["plan", "phase"]
+            )),
+            progress_deadline_exceeded: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "meridian_progress_deadline_exceeded",
+                    "Units that made no progress within their progressDeadline (onProgressDeadline: alert)"
+                ),
+                &["plan"]
             )),
             health_verdicts: reg!(IntCounterVec::new(
                 Opts::new("meridian_health_verdicts_total", "Health evaluations by verdict"),
@@ -254,6 +263,10 @@ impl Metrics {
             self.service_traffic.with_label_values(&[&state.plan, &service.name]).set(total as f64 / region_count);
         }
         self.plan_phase.with_label_values(&[&state.plan, &state.phase().to_string()]).set(1);
+        if plan.regions.iter().any(|r| r.settings.progress_deadline.is_some()) {
+            let stalled = state.units.iter().filter(|u| u.stalled.is_some()).count();
+            self.progress_deadline_exceeded.with_label_values(&[&state.plan]).set(stalled as i64);
+        }
         if let Some(series) = &self.unit_series {
             for u in &state.units {
                 for p in PHASES {
@@ -277,6 +290,7 @@ impl Metrics {
         self.regions.reset();
         self.service_traffic.reset();
         self.plan_phase.reset();
+        self.progress_deadline_exceeded.reset();
         self.approval_valid.reset();
         self.approval_expiry.reset();
         self.approval_expiring.reset();
@@ -419,6 +433,43 @@ mod tests {
         assert!(has(r#"meridian_service_traffic_percent{plan="plan-7",service="b"} 2"#));
         assert!(has(r#"meridian_plan_phase{phase="running",plan="plan-7"} 1"#));
         assert!(!page.contains(r#"meridian_plan_phase{phase="pending",plan="plan-7"}"#));
+    }
+
+    #[test]
+    fn units_past_their_progress_deadline_are_counted_and_shown_as_a_wait_reason() {
+        let plan = meridian_core::validate::load(
+            &[(
+                "p.yaml".to_string(),
+                "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: p}\nspec:\n  services: \
+                 [{name: a}]\n  regions: [{name: r0}]\n  waves: [{name: w, regions: [r0]}]\n  \
+                 progressDeadline: 20m\n  stepBake: 5m\n"
+                    .to_string(),
+            )],
+            None,
+        )
+        .plans
+        .into_iter()
+        .next()
+        .unwrap();
+        let mut state = PlanState::new(&plan);
+        let since = Utc::now() - TimeDelta::minutes(30);
+        state.units[0].phase = UnitPhase::Progressing;
+        state.units[0].waiting = Some(meridian_core::WaitReason::Health { checks: vec!["errors".into()] });
+        state.units[0].stalled =
+            Some(meridian_core::state::Stalled { since, deadline: "20m".into(), at: since + TimeDelta::minutes(20) });
+        let mut snapshot = Snapshot::default();
+        let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+        snapshot.plans.insert("p".into(), entry);
+        let page = Metrics::new().scrape(&snapshot, Utc::now());
+        assert!(series(&page).contains(&r#"meridian_progress_deadline_exceeded{plan="p"} 1"#), "{page}");
+        let detail = snapshot.detail("p", since + TimeDelta::minutes(30)).unwrap();
+        assert_eq!(
+            detail.waiting[0].reason,
+            "waiting for fresh healthy data from errors; no progress for 30m (deadline 20m)"
+        );
+        // Plans without a deadline export no such series.
+        let page = Metrics::new().scrape(&mk_snapshot(1, 3), Utc::now());
+        assert!(!page.contains("meridian_progress_deadline_exceeded{"), "{page}");
     }
 
     #[test]

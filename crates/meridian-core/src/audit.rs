@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::approval::ApprovalProblem;
 use crate::command::CommandKind;
 use crate::health::HealthVerdict;
-use crate::manifest::{OnApprovalRevoked, OnFailure};
+use crate::manifest::{OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::state::{UnitPhase, WaitReason, WavePhase};
 
 /// One append-only record.
@@ -143,6 +143,42 @@ pub enum Cause {
     },
     /// An operator lifted these run-time freezes (none: nothing matched).
     FreezeLifted { lifted: Vec<String>, by: String },
+    /// The unit made no progress from `since` for its whole `progressDeadline` while waiting
+    /// for nothing expected (`waiting`: what it waited for); `onProgressDeadline` applies
+    /// (`alert`: recorded and shown, nothing else changes; `fail`: the unit fails and its
+    /// region's `onFailure` applies).
+    ProgressDeadline {
+        since: DateTime<Utc>,
+        deadline: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waiting: Option<WaitReason>,
+        policy: OnProgressDeadline,
+    },
+    /// Region `region` failed within every failure budget of its wave: each budget in
+    /// `budgets` took it, and the wave goes on without it.
+    BudgetConsumed { region: String, budgets: Vec<BudgetUse> },
+    /// Region `region` failed past `budget`; `onBudgetExceeded` applies (`halt`: its wave
+    /// stops at once; `abort`: the rollout is aborted).
+    BudgetExceeded { region: String, budget: BudgetUse, policy: OnBudgetExceeded },
+}
+
+/// One failure budget's use: `wave canary` (or `plan`) allows `allowed` failed regions
+/// (`maxFailures` as written); `used` have failed, counting the one the record is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetUse {
+    /// `wave canary` or `plan`.
+    pub budget: String,
+    pub max_failures: String,
+    pub allowed: usize,
+    pub used: usize,
+}
+
+impl fmt::Display for BudgetUse {
+    /// `wave canary maxFailures 25% (1 failed, 1 allowed)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} maxFailures {} ({} failed, {} allowed)", self.budget, self.max_failures, self.used, self.allowed)
+    }
 }
 
 /// What one check showed when a bake ended: its latest evaluation and the limits it was
@@ -255,6 +291,22 @@ impl fmt::Display for Cause {
                 write!(f, "unfreeze by {by}: no run-time freeze to lift")
             }
             Cause::FreezeLifted { lifted, by } => write!(f, "unfreeze by {by}: lifted {}", lifted.join(", ")),
+            Cause::ProgressDeadline { since, deadline, waiting, policy } => {
+                let waiting = waiting.as_ref().map(|w| format!(" ({w})")).unwrap_or_default();
+                write!(
+                    f,
+                    "no progress since {} (progressDeadline {deadline}){waiting}; onProgressDeadline: {}",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    wire_name(policy)
+                )
+            }
+            Cause::BudgetConsumed { region, budgets } => {
+                let budgets: Vec<String> = budgets.iter().map(ToString::to_string).collect();
+                write!(f, "region {region} failed within its failure budget: {}", budgets.join(", "))
+            }
+            Cause::BudgetExceeded { region, budget, policy } => {
+                write!(f, "region {region} failed past {budget}; onBudgetExceeded: {}", wire_name(policy))
+            }
         }
     }
 }

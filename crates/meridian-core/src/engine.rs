@@ -14,12 +14,16 @@
 //! 2. health: new samples update each check's verdict, failure streak and healthy hold;
 //! 3. failures: a streak at `failureLimit` fails the unit and applies `onFailure`;
 //! 4. approvals: a unit with traffic whose required flags stopped holding applies
-//!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %);
-//! 5. progress: waves in order; inside a wave, first every started region moves (steps,
+//!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %); then a unit past its
+//!    progress deadline under `onProgressDeadline: fail` fails;
+//! 5. progress: waves in order; inside a wave, failed regions are first charged to the
+//!    failure budgets, then every started region moves (steps,
 //!    resumes), then regions start in order under `maxParallel`; inside a region, services
 //!    in dependency order; each move needs approvals, no freeze, a window, a baked step and
 //!    fresh healthy verdicts, all by the region's effective settings;
-//! 6. actions: one `SetTraffic` per unit whose percent changed, or whose read-back drifted.
+//! 6. deadlines: progress-deadline clocks start or stop by what each unit now waits for; a
+//!    unit past its deadline under `alert` is recorded and marked; the rest set `wake_at`;
+//! 7. actions: one `SetTraffic` per unit whose percent changed, or whose read-back drifted.
 //!
 //! # Semantics
 //!
@@ -53,6 +57,24 @@
 //!   region. A failed or rolled-back region starts nothing until a retry. The other regions
 //!   of the wave go on; once none of them can move any more, the wave halts, and later waves
 //!   wait until a retry clears the failure or a promote of the wave accepts it.
+//! - **Failure budgets.** Under a budget (`Plan::wave_budget`), each newly failed region of a
+//!   running wave is charged, in wave order, to the wave's and the plan's `maxFailures`
+//!   (`WaveState::within_budget`, `Cause::BudgetConsumed`). A charged region is out of its
+//!   wave: it holds no parallel slot, and the wave completes and bakes without it. The first
+//!   region past a budget is not charged: `onBudgetExceeded` applies in the same decision,
+//!   before any region could start (`halt`: the wave halts and starts no further region;
+//!   `abort`: the plan is aborted), recorded once (`Cause::BudgetExceeded`). A retried region
+//!   is released from its charge, so a retry can bring a halted wave back within budget; a
+//!   promote of the halted wave accepts every failure as today. Without any budget the rules
+//!   above apply unchanged.
+//! - **Progress deadlines.** A unit at a step whose region has a `progressDeadline` and that
+//!   waits for nothing expected (only a step bake, health, an unconfirmed actuation or a held
+//!   drift; its region neither failed, aborted nor paused) has a clock (`progress_at`) from
+//!   its last move, or from the first decision that found it so. Any expected wait stops
+//!   the clock, and a move restarts it. When it passes: `alert` records
+//!   `Cause::ProgressDeadline` once and marks the unit (`UnitState::stalled`) until it moves
+//!   or waits for something expected, changing no traffic; `fail` fails the unit at the start
+//!   of the decision, as a health failure would. `wake_at` includes every running deadline.
 //! - **Parallelism.** A region is in progress while it has started (some unit has traffic,
 //!   a step, or is enabled), not every unit is enabled, and it is not aborted. A failed
 //!   region that still serves traffic (`onFailure: pause`) stays in progress; a rolled-back
@@ -104,13 +126,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
-use crate::audit::{AuditEvent, AuditRecord, Cause, CheckEvidence};
+use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence};
 use crate::command::{Command, CommandKind};
 use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
-use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
+use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::plan::{DriftPolicy, Plan};
-use crate::state::{AcceptedFailures, PlanState, RuntimeFreeze, UnitFailure, UnitPhase, WaitReason, WavePhase};
+use crate::state::{
+    AcceptedFailures, BudgetCharge, PlanState, RuntimeFreeze, Stalled, UnitFailure, UnitPhase, WaitReason, WavePhase,
+};
 use crate::window;
 
 /// Everything observed since the last decision.
@@ -195,8 +219,10 @@ pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: Da
     engine.apply_confirmations();
     engine.apply_failures();
     engine.apply_approvals();
+    engine.apply_deadlines();
     engine.check_drift(&before);
     engine.progress();
+    engine.note_deadlines();
     engine.schedule_approval_changes();
     engine.finish(&before)
 }
@@ -258,6 +284,11 @@ impl Engine<'_> {
         if from_step != step {
             u.bake_since = Some(self.now);
             u.promoted = false;
+        }
+        if u.progress_at.is_some() || u.stalled.is_some() {
+            // A move is progress: the deadline runs afresh (`note_deadlines` sets it again).
+            u.progress_at = None;
+            u.stalled = None;
         }
         self.record(
             None,
@@ -612,6 +643,7 @@ impl Engine<'_> {
                 verdict: check.verdict.unwrap_or(HealthVerdict::NoData),
                 value: check.value,
                 failures: check.consecutive_failures,
+                progress_deadline: None,
             };
             let cause = Cause::HealthFailed {
                 check: failure.check.clone(),
@@ -619,26 +651,129 @@ impl Engine<'_> {
                 value: failure.value,
                 failures: failure.failures,
             };
-            let policy = settings.on_failure;
-            let (step, percent) = (self.state.units[i].step, self.state.units[i].percent);
-            self.move_unit(i, UnitPhase::Failed, step, percent, cause);
-            self.state.units[i].failure = Some(failure);
-            let service = self.state.units[i].service.clone();
-            if policy == OnFailure::RollbackRegion {
-                for j in self.region_units(r) {
-                    let u = &self.state.units[j];
-                    if u.percent > 0 || u.phase == UnitPhase::Failed || u.step.is_some() {
-                        self.move_unit(
-                            j,
-                            UnitPhase::RolledBack,
-                            None,
-                            0,
-                            Cause::RegionFailed { service: service.clone(), policy },
-                        );
-                        self.state.units[j].waiting = Some(WaitReason::RegionFailed { service: service.clone() });
-                    }
+            self.fail_unit(i, failure, cause);
+        }
+    }
+
+    /// Unit `i` failed: it keeps why, and its region's `onFailure` applies.
+    fn fail_unit(&mut self, i: usize, failure: UnitFailure, cause: Cause) {
+        let r = self.region_of(i);
+        let policy = self.plan.regions[r].settings.on_failure;
+        let (step, percent) = (self.state.units[i].step, self.state.units[i].percent);
+        self.move_unit(i, UnitPhase::Failed, step, percent, cause);
+        self.state.units[i].failure = Some(failure);
+        let service = self.state.units[i].service.clone();
+        if policy == OnFailure::RollbackRegion {
+            for j in self.region_units(r) {
+                let u = &self.state.units[j];
+                if u.percent > 0 || u.phase == UnitPhase::Failed || u.step.is_some() {
+                    self.move_unit(
+                        j,
+                        UnitPhase::RolledBack,
+                        None,
+                        0,
+                        Cause::RegionFailed { service: service.clone(), policy },
+                    );
+                    self.state.units[j].waiting = Some(WaitReason::RegionFailed { service: service.clone() });
                 }
             }
+        }
+    }
+
+    // ----- 3b. progress deadlines -----
+
+    /// Is unit `i` stepping while it waits for nothing expected, so that its progress
+    /// deadline runs? Expected: an approval, a window, a freeze, a dependency, parallelism, a
+    /// pause, an earlier wave (none of which a progressing unit waits for but the first three),
+    /// and anything of a failed or aborted region. Not expected: a step bake and health (data
+    /// that never arrives), an unconfirmed actuation, a held drift.
+    fn deadline_runs(&self, i: usize) -> bool {
+        let u = &self.state.units[i];
+        let r = self.region_of(i);
+        u.phase == UnitPhase::Progressing
+            && u.step.is_some()
+            && matches!(
+                u.waiting,
+                None | Some(
+                    WaitReason::StepBake { .. }
+                        | WaitReason::Health { .. }
+                        | WaitReason::Actuation { .. }
+                        | WaitReason::Drift { .. }
+                )
+            )
+            && !self.region_aborted(r)
+            && !self.region_failed(r)
+            && self.pause_scope(r).is_none()
+    }
+
+    /// Units past their deadline at the start of this decision under `onProgressDeadline:
+    /// fail` fail as a health failure would, before anything else moves.
+    fn apply_deadlines(&mut self) {
+        if self.plan.on_progress_deadline != OnProgressDeadline::Fail
+            || self.plan.regions.iter().all(|r| r.settings.progress_deadline.is_none())
+        {
+            return;
+        }
+        for i in 0..self.state.units.len() {
+            let Some(deadline) = self.plan.regions[self.region_of(i)].settings.progress_deadline else { continue };
+            let u = &self.state.units[i];
+            let Some(since) = u.progress_at else { continue };
+            if self.now < since + deadline.to_delta() || !self.deadline_runs(i) {
+                continue;
+            }
+            let policy = OnProgressDeadline::Fail;
+            let cause =
+                Cause::ProgressDeadline { since, deadline: deadline.to_string(), waiting: u.waiting.clone(), policy };
+            let failure = UnitFailure {
+                at: self.now,
+                check: String::new(),
+                verdict: HealthVerdict::NoData,
+                value: None,
+                failures: 0,
+                progress_deadline: Some(deadline.to_string()),
+            };
+            self.fail_unit(i, failure, cause);
+        }
+    }
+
+    /// After this decision's moves: start the clock of units whose deadline now runs, stop it
+    /// for the others; a unit past its deadline under `alert` is recorded and marked once (it
+    /// did not move in this decision either), the others wake the engine when it would pass.
+    fn note_deadlines(&mut self) {
+        if self.plan.regions.iter().all(|r| r.settings.progress_deadline.is_none()) {
+            return;
+        }
+        for i in 0..self.state.units.len() {
+            let Some(deadline) = self.plan.regions[self.region_of(i)].settings.progress_deadline else { continue };
+            if !self.deadline_runs(i) {
+                let u = &mut self.state.units[i];
+                u.progress_at = None;
+                u.stalled = None;
+                continue;
+            }
+            let now = self.now;
+            let u = &mut self.state.units[i];
+            let since = *u.progress_at.get_or_insert(now);
+            if u.stalled.is_some() {
+                continue;
+            }
+            let due = since + deadline.to_delta();
+            if now < due {
+                self.wake(due);
+                continue;
+            }
+            let event = AuditEvent::Unit {
+                from: u.phase,
+                to: u.phase,
+                step: u.step,
+                from_percent: u.percent,
+                to_percent: u.percent,
+            };
+            let policy = self.plan.on_progress_deadline;
+            let cause =
+                Cause::ProgressDeadline { since, deadline: deadline.to_string(), waiting: u.waiting.clone(), policy };
+            u.stalled = Some(Stalled { since, deadline: deadline.to_string(), at: now });
+            self.record(None, Some(i), event, cause);
         }
     }
 
@@ -707,6 +842,7 @@ impl Engine<'_> {
     /// pass until nothing moves. Bounded, though a pass without a move ends it.
     fn progress(&mut self) {
         const MAX_ROUNDS: usize = 64;
+        self.release_budget_charges();
         for _ in 0..MAX_ROUNDS {
             let before = self.state.audit_seq;
             self.progress_once();
@@ -737,8 +873,85 @@ impl Engine<'_> {
                 }
                 self.move_wave(w, WavePhase::Running, Cause::WaveStarted);
             }
+            self.charge_budgets(w);
             self.progress_wave(w);
             self.settle_wave(w);
+        }
+    }
+
+    // ----- failure budgets -----
+
+    /// A retried region is no longer failed: its charge goes back to the budgets.
+    fn release_budget_charges(&mut self) {
+        if self.state.waves.iter().all(|w| w.within_budget.is_empty()) {
+            return;
+        }
+        for w in 0..self.state.waves.len() {
+            let mut charges = std::mem::take(&mut self.state.waves[w].within_budget);
+            charges.retain(|c| self.plan.region_index(&c.region).is_some_and(|r| self.region_failed(r)));
+            self.state.waves[w].within_budget = charges;
+        }
+    }
+
+    fn charged(&self, w: usize, r: usize) -> bool {
+        let name = &self.plan.regions[r].name;
+        self.state.waves[w].within_budget.iter().any(|c| c.region == *name)
+    }
+
+    /// Charge wave `w`'s newly failed regions to its failure budgets, in wave order. One past
+    /// a budget applies `onBudgetExceeded` at once (before any region could start in this
+    /// decision) and is not charged: the wave stays stopped until a retry makes room or a
+    /// promote accepts the failures.
+    fn charge_budgets(&mut self, w: usize) {
+        let plan = self.plan;
+        let Some(wave_allowed) = plan.wave_budget(w) else { return };
+        let phase = self.state.waves[w].phase;
+        if matches!(phase, WavePhase::Pending | WavePhase::Complete) || self.state.aborted {
+            return;
+        }
+        let wave = &plan.waves[w];
+        for &r in &wave.regions {
+            if !self.region_failed(r) || self.charged(w, r) {
+                continue;
+            }
+            let region = plan.regions[r].name.clone();
+            let wave_use = wave.max_failures.map(|b| BudgetUse {
+                budget: format!("wave {}", wave.name),
+                max_failures: b.to_string(),
+                allowed: wave_allowed,
+                used: self.state.waves[w].within_budget.len() + 1,
+            });
+            let plan_use = plan.max_failures.map(|b| BudgetUse {
+                budget: "plan".into(),
+                max_failures: b.to_string(),
+                allowed: plan.plan_budget(),
+                used: self.state.waves.iter().map(|x| x.within_budget.len()).sum::<usize>() + 1,
+            });
+            let budgets: Vec<BudgetUse> = wave_use.into_iter().chain(plan_use).collect();
+            if let Some(past) = budgets.iter().find(|b| b.used > b.allowed).cloned() {
+                if phase == WavePhase::Halted {
+                    return; // stopped already, and recorded then
+                }
+                let policy = plan.on_budget_exceeded;
+                let cause = Cause::BudgetExceeded { region: region.clone(), budget: past, policy };
+                match policy {
+                    OnBudgetExceeded::Halt => self.move_wave(w, WavePhase::Halted, cause),
+                    OnBudgetExceeded::Abort => {
+                        self.record(Some(w), None, AuditEvent::Wave { from: phase, to: phase }, cause);
+                        self.state.aborted = true;
+                    }
+                }
+                if let Some(last) = self.audit.last_mut() {
+                    last.region = Some(region);
+                }
+                return;
+            }
+            self.state.waves[w].within_budget.push(BudgetCharge { region: region.clone(), at: self.now });
+            let cause = Cause::BudgetConsumed { region: region.clone(), budgets };
+            self.record(Some(w), None, AuditEvent::Wave { from: phase, to: phase }, cause);
+            if let Some(last) = self.audit.last_mut() {
+                last.region = Some(region);
+            }
         }
     }
 
@@ -854,8 +1067,27 @@ impl Engine<'_> {
                 }
             }
         }
-        let mut active: Vec<usize> = wave.regions.iter().copied().filter(|&r| self.region_in_progress(r)).collect();
+        // A failed region a budget took is out of the wave: it holds no parallel slot.
+        let mut active: Vec<usize> =
+            wave.regions.iter().copied().filter(|&r| self.region_in_progress(r) && !self.charged(w, r)).collect();
+        // A wave stopped by a failure past its budget starts no further region.
+        let budget_halt = plan.wave_budget(w).is_some() && self.state.waves[w].phase == WavePhase::Halted;
         for r in free {
+            if budget_halt && !self.region_started(r) {
+                let failed_regions: Vec<String> = wave
+                    .regions
+                    .iter()
+                    .filter(|&&x| self.region_failed(x))
+                    .map(|&x| plan.regions[x].name.clone())
+                    .collect();
+                let reason = WaitReason::WaveHalted { wave: wave.name.clone(), failed_regions };
+                for i in self.region_units(r) {
+                    if self.state.units[i].waiting.as_ref() != Some(&reason) {
+                        self.block(i, UnitPhase::Blocked, reason.clone());
+                    }
+                }
+                continue;
+            }
             for &s in &plan.service_order {
                 let i = plan.unit_index(r, s);
                 let u = &self.state.units[i];
@@ -1091,17 +1323,25 @@ impl Engine<'_> {
             return;
         }
         // Aborted regions are out of the wave; it completes without them.
-        let live: Vec<usize> = wave.regions.iter().copied().filter(|&r| !self.region_aborted(r)).collect();
+        let mut live: Vec<usize> = wave.regions.iter().copied().filter(|&r| !self.region_aborted(r)).collect();
+        let budgeted = plan.wave_budget(w).is_some();
+        if budgeted && live.iter().all(|&r| !self.region_failed(r) || self.charged(w, r)) {
+            // Every failure is within budget: the wave goes on, and completes, without them.
+            live.retain(|&r| !self.region_failed(r));
+        }
         let failed: Vec<String> =
             live.iter().filter(|&&r| self.region_failed(r)).map(|&r| plan.regions[r].name.clone()).collect();
         if !failed.is_empty() {
             // Halt once nothing else in the wave can move: every region is enabled or failed,
-            // or may not start because failed regions hold every parallel slot.
+            // or may not start because failed regions hold every parallel slot (or, past a
+            // budget, because the wave starts no further region).
             let in_progress: Vec<usize> = live.iter().copied().filter(|&r| self.region_in_progress(r)).collect();
             let slots_held =
                 in_progress.len() >= wave.max_parallel && in_progress.iter().all(|&r| self.region_failed(r));
             let settled = live.iter().all(|&r| {
-                self.region_enabled(r) || self.region_failed(r) || (slots_held && !self.region_in_progress(r))
+                self.region_enabled(r)
+                    || self.region_failed(r)
+                    || ((slots_held || budgeted) && !self.region_in_progress(r))
             });
             if settled && self.state.waves[w].promoted {
                 if let Some(reason) = self.wave_approval_problem(&live) {

@@ -71,6 +71,25 @@ pub struct RolloutPlanSpec {
     /// What an approval that expires or is revoked mid-flight does. Default: `hold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_approval_revoked: Option<OnApprovalRevoked>,
+    /// Failed regions the whole plan tolerates, over all its waves: a count (`2`) or a percent
+    /// of the plan's regions (`"10%"`, rounded down). A failure within every budget lets its
+    /// wave complete without the region. Default: no plan-wide budget (only the waves' own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<CountOrPercent>,
+    /// What a failure past a budget does: `halt` (default) stops its wave at once, later waves
+    /// wait for a retry or a promote; `abort` aborts the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_budget_exceeded: Option<OnBudgetExceeded>,
+    /// How long a (region, service) may go without progress (a step, enabled) while it waits
+    /// for nothing expected (an approval, a window, a freeze, a dependency, parallelism, a
+    /// pause, an earlier wave), e.g. health data that never arrives. Default: no deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+    pub progress_deadline: Option<String>,
+    /// What a unit past its `progressDeadline` does: `alert` (default) records it and shows it,
+    /// changing no traffic; `fail` fails the unit as a health failure would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_progress_deadline: Option<OnProgressDeadline>,
     /// How traffic is set in each region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actuator: Option<ActuatorSpec>,
@@ -191,6 +210,10 @@ region_structs! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
         pub step_bake: Option<String>,
+        /// This region's `progressDeadline`, instead of the plan's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
+        pub progress_deadline: Option<String>,
         /// This region's windows, instead of the plan's (`[]`: any time).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub windows: Option<Vec<WindowSpec>>,
@@ -297,6 +320,58 @@ pub struct WaveSpec {
     /// Approval flags gating every step of this wave (an operator's go, a CI promotion).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<String>,
+    /// Failed regions this wave tolerates and still completes: a count (`1`) or a percent of
+    /// its regions (`"25%"`, rounded down). Default: none, unless the plan sets a
+    /// `maxFailures` of its own (then only the plan's budget counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<CountOrPercent>,
+}
+
+/// A number of regions (`2`) or a percent of them (`"25%"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum CountOrPercent {
+    Count(i64),
+    /// As written; `validate` reads the percent.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for CountOrPercent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = CountOrPercent;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number of regions or a percent such as \"25%\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(CountOrPercent::Count(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(CountOrPercent::Count(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CountOrPercent::Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for CountOrPercent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CountOrPercent".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    // The Kubernetes convention for a count or a percent (as `maxUnavailable`), so the same
+    // schema serves the CRDs; `validate` checks the value. The field's doc comment describes it.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "x-kubernetes-int-or-string": true })
+    }
 }
 
 /// Regions by their labels, as in Kubernetes: every `matchLabels` pair and every
@@ -572,6 +647,29 @@ pub enum OnApprovalRevoked {
     Hold,
     /// Set the region's traffic to 0 %.
     Disable,
+}
+
+/// What a failure past a `maxFailures` budget does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBudgetExceeded {
+    /// Stop the wave at once: no further region of it starts, and later waves wait until a
+    /// retry brings the failures back within budget or a promote accepts them.
+    #[default]
+    Halt,
+    /// Abort the rollout: every unit that is not enabled goes back to 0 %, nothing starts again.
+    Abort,
+}
+
+/// What a unit past its `progressDeadline` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnProgressDeadline {
+    /// Record it (audit, state, metric) and change no traffic.
+    #[default]
+    Alert,
+    /// Fail the unit as a health failure would; its region's `onFailure` applies.
+    Fail,
 }
 
 /// What missing, stale or unreadable health data means.

@@ -239,6 +239,9 @@ fn failed_region(
     let service = culprit.map(|u| u.service.clone()).unwrap_or_default();
     let failure = culprit.and_then(|u| u.failure.as_ref());
     let cause = match failure {
+        Some(f) if let Some(deadline) = &f.progress_deadline => {
+            format!("no progress within its progressDeadline {deadline}")
+        }
         Some(f) => {
             let limits = plan.regions[r]
                 .settings
@@ -269,6 +272,10 @@ fn failed_region(
         Some(a) if a.regions.contains(&region) && at.is_none_or(|t| t <= a.at) => {
             Some(Acceptance { by: a.by.clone(), at: Some(a.at) })
         }
+        // Within its wave's failure budgets: the plan accepted it in advance.
+        _ if let Some(c) = wave.and_then(|w| w.within_budget.iter().find(|c| c.region == region)) => {
+            Some(Acceptance { by: BUDGET.into(), at: Some(c.at) })
+        }
         Some(_) => None,
         // Completed by a promote before acceptances were recorded: someone accepted it.
         None if wave.is_some_and(|w| w.phase == WavePhase::Complete) && failure.is_none() => {
@@ -278,6 +285,9 @@ fn failed_region(
     };
     FailedRegion { region, wave: wave_name, state, service, cause, at, accepted }
 }
+
+/// Who accepted a failure its wave's `maxFailures` took.
+pub const BUDGET: &str = "maxFailures";
 
 fn verdict_word(v: HealthVerdict) -> &'static str {
     match v {
@@ -486,6 +496,7 @@ mod tests {
             verdict: HealthVerdict::Unhealthy,
             value: Some(0.31),
             failures: 2,
+            progress_deadline: None,
         });
         (plan, state)
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::duration::Span;
 use crate::endpoint::{Url, UrlTemplate};
 use crate::freeze::Freeze;
-use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnFailure};
+use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::metric_selector::SelectorTemplate;
 use crate::signing::Signer;
 use crate::window::Window;
@@ -44,6 +44,11 @@ pub struct Plan {
     pub waves: Vec<Wave>,
     pub health: Health,
     pub on_approval_revoked: OnApprovalRevoked,
+    /// Failed regions the whole plan tolerates (`None`: no plan-wide budget).
+    pub max_failures: Option<FailureBudget>,
+    pub on_budget_exceeded: OnBudgetExceeded,
+    /// What a unit past its region's `progress_deadline` does.
+    pub on_progress_deadline: OnProgressDeadline,
     /// The plan's `actuator:` section; `None`: a dry run.
     pub actuator: Option<ActuatorSettings>,
     /// What the approvals of some flags must be (signed, from several grantors); a flag
@@ -94,6 +99,8 @@ pub struct Region {
 pub struct RegionSettings {
     pub steps: Vec<u32>,
     pub step_bake: Span,
+    /// How long a unit may make no progress outside an expected wait (`None`: no deadline).
+    pub progress_deadline: Option<Span>,
     pub windows: Vec<Window>,
     pub on_failure: OnFailure,
     /// Aligned with `Health::checks`.
@@ -287,6 +294,7 @@ impl std::fmt::Display for Origin {
 pub struct SettingOrigins {
     pub steps: Origin,
     pub step_bake: Origin,
+    pub progress_deadline: Origin,
     pub windows: Origin,
     pub on_failure: Origin,
     pub actuator: Origin,
@@ -306,7 +314,8 @@ pub struct CheckOrigins {
 impl SettingOrigins {
     /// Does the region override anything (its own freezes included)?
     pub fn any_region(&self) -> bool {
-        [self.steps, self.step_bake, self.windows, self.on_failure, self.actuator].contains(&Origin::Region)
+        [self.steps, self.step_bake, self.progress_deadline, self.windows, self.on_failure, self.actuator]
+            .contains(&Origin::Region)
             || self.checks.iter().any(|c| [c.min, c.max, c.failure_limit, c.no_data].contains(&Origin::Region))
     }
 }
@@ -332,6 +341,35 @@ pub struct Wave {
     pub max_parallel: usize,
     pub bake: Span,
     pub approvals: Vec<String>,
+    /// Failed regions this wave tolerates (`None`: as [`Plan::wave_budget`] says).
+    pub max_failures: Option<FailureBudget>,
+}
+
+/// A `maxFailures` budget: a number of regions, or a percent of them (rounded down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureBudget {
+    Count(usize),
+    Percent(u32),
+}
+
+impl FailureBudget {
+    /// How many failed regions this budget allows out of `regions`.
+    pub fn allowed(self, regions: usize) -> usize {
+        match self {
+            FailureBudget::Count(n) => n,
+            FailureBudget::Percent(p) => regions.saturating_mul(p as usize) / 100,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureBudget::Count(n) => write!(f, "{n}"),
+            FailureBudget::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// How a region was put in its wave.
@@ -435,6 +473,24 @@ impl Plan {
         self.approval_policies.iter().find(|p| p.flag == flag)
     }
 
+    /// Failed regions wave `w` allows, when it is under a failure budget at all: its own
+    /// `maxFailures`; without one, no limit of its own when the plan has a budget (the plan's
+    /// then counts alone). `None`: under no budget, a failed region halts the wave once nothing
+    /// else in it can move (the behaviour before budgets existed).
+    pub fn wave_budget(&self, w: usize) -> Option<usize> {
+        let wave = &self.waves[w];
+        match (wave.max_failures, self.max_failures) {
+            (Some(b), _) => Some(b.allowed(wave.regions.len())),
+            (None, Some(_)) => Some(usize::MAX),
+            (None, None) => None,
+        }
+    }
+
+    /// Failed regions the whole plan allows (no plan-wide budget: no limit).
+    pub fn plan_budget(&self) -> usize {
+        self.max_failures.map_or(usize::MAX, |b| b.allowed(self.regions.len()))
+    }
+
     /// Every flag the plan refers to, sorted and deduplicated.
     pub fn flags(&self) -> Vec<String> {
         let mut flags: Vec<String> = self
@@ -468,6 +524,8 @@ fn sourced<T>(value: T, origin: Origin) -> Sourced<T> {
 pub struct EffectiveSettings {
     pub steps: Sourced<Vec<u32>>,
     pub step_bake: Sourced<String>,
+    /// `None`: no deadline.
+    pub progress_deadline: Sourced<Option<String>>,
     /// Empty: any time.
     pub windows: Sourced<Vec<String>>,
     pub on_failure: Sourced<OnFailure>,
@@ -537,6 +595,7 @@ impl Plan {
         EffectiveSettings {
             steps: sourced(s.steps.clone(), o.steps),
             step_bake: sourced(s.step_bake.to_string(), o.step_bake),
+            progress_deadline: sourced(s.progress_deadline.map(|d| d.to_string()), o.progress_deadline),
             windows: sourced(s.windows.iter().map(ToString::to_string).collect(), o.windows),
             on_failure: sourced(s.on_failure, o.on_failure),
             actuator: sourced(describe_actuator(s.actuator.as_ref()), o.actuator),

@@ -26,12 +26,29 @@ pub struct SimOptions {
     pub horizon: Span,
     /// Upper bound on decisions, a guard against a plan that never settles.
     pub max_decisions: usize,
+    /// Regions whose health fails from a moment on (`meridian plan --fail`).
+    pub failures: Vec<SimFailure>,
 }
 
 impl SimOptions {
     pub fn new(start: DateTime<Utc>) -> Self {
-        SimOptions { start, assume_healthy: false, horizon: Span::from_secs(90 * 86_400), max_decisions: 1_000_000 }
+        SimOptions {
+            start,
+            assume_healthy: false,
+            horizon: Span::from_secs(90 * 86_400),
+            max_decisions: 1_000_000,
+            failures: Vec::new(),
+        }
     }
+}
+
+/// A region whose every check reads unhealthy from `from` on, for every service under
+/// watch there: what `failureLimit` and `onFailure`, then the failure budgets, make of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimFailure {
+    pub region: String,
+    pub from: DateTime<Utc>,
 }
 
 /// When one unit reached one traffic step.
@@ -79,6 +96,9 @@ pub struct Timeline {
     pub plan: String,
     pub start: DateTime<Utc>,
     pub assume_healthy: bool,
+    /// The failures simulated (`--fail`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<SimFailure>,
     /// When every wave completed, if within the horizon.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
@@ -102,11 +122,10 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
     let mut audit = Vec::new();
     let mut decisions = 0;
     let mut samples = Vec::new();
+    let interval = plan.health.interval.to_delta();
     while decisions < opts.max_decisions {
         samples.clear();
-        if opts.assume_healthy {
-            healthy_samples(plan, &state, now, &mut samples);
-        }
+        fleet_samples(plan, &state, now, opts, &mut samples);
         let obs = Observations { approvals, health: &samples, ..Observations::default() };
         let decision = decide(plan, state, &obs, now);
         decisions += 1;
@@ -115,7 +134,17 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
         if state.phase() == PlanPhase::Complete {
             break;
         }
-        match decision.wake_at {
+        let mut next = decision.wake_at;
+        let mut sooner = |at: DateTime<Utc>| next = Some(next.map_or(at, |n| n.min(at)));
+        // A failure to come is a moment to decide at; a failing region is evaluated every
+        // health interval, as the controller would, until its failure limit is reached.
+        for f in opts.failures.iter().filter(|f| f.from > now) {
+            sooner(f.from);
+        }
+        if samples.iter().any(|s| s.verdict == HealthVerdict::Unhealthy) {
+            sooner(now + interval);
+        }
+        match next {
             Some(next) if next <= horizon => now = next,
             _ => break,
         }
@@ -123,17 +152,27 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
     timeline(plan, state, audit, opts, now, decisions)
 }
 
-/// A healthy verdict at `now` for every check of every unit under watch, by the engine's one
-/// rule (`watch::health_requests`): what the controller would ask a healthy fleet for.
-fn healthy_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, out: &mut Vec<HealthSample>) {
+/// A verdict at `now` for every check of every unit under watch, by the engine's one rule
+/// (`watch::health_requests`): what the controller would ask the fleet for. Unhealthy in a
+/// region failing by now, healthy elsewhere with `assume_healthy`, else nothing (no data).
+fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimOptions, out: &mut Vec<HealthSample>) {
+    if !opts.assume_healthy && opts.failures.is_empty() {
+        return;
+    }
     for request in crate::watch::health_requests(plan, state, now) {
         for region in &request.regions {
+            let failing = opts.failures.iter().any(|f| f.region == *region && f.from <= now);
+            let verdict = match (failing, opts.assume_healthy) {
+                (true, _) => HealthVerdict::Unhealthy,
+                (false, true) => HealthVerdict::Healthy,
+                (false, false) => continue,
+            };
             for check in &plan.health.checks {
                 out.push(HealthSample {
                     region: region.clone(),
                     service: request.service.clone(),
                     check: check.name.clone(),
-                    verdict: HealthVerdict::Healthy,
+                    verdict,
                     value: None,
                     detail: None,
                     at: now,
@@ -163,7 +202,11 @@ fn timeline(
             enabled_at: None,
             final_phase: u.phase,
             waiting: u.waiting.clone(),
-            waiting_text: u.waiting.as_ref().map(ToString::to_string),
+            waiting_text: match (&u.waiting, &u.stalled) {
+                (Some(w), Some(s)) => Some(format!("{w}; {}", s.describe(ended_at))),
+                (None, Some(s)) => Some(s.describe(ended_at)),
+                (w, None) => w.as_ref().map(ToString::to_string),
+            },
         })
         .collect();
     let mut waves: Vec<WaveTimeline> = state
@@ -204,6 +247,7 @@ fn timeline(
         plan: plan.name.clone(),
         start: opts.start,
         assume_healthy: opts.assume_healthy,
+        failures: opts.failures.clone(),
         finished_at: (phase == PlanPhase::Complete).then_some(ended_at),
         ended_at,
         phase,
@@ -212,5 +256,60 @@ fn timeline(
         units,
         audit,
         state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::validate::load;
+
+    fn plan(budget: &str) -> Plan {
+        let yaml = format!(
+            "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: p}}
+spec:
+  services: [{{name: signin}}]
+  regions: [{{name: a}}, {{name: b}}, {{name: c}}]
+  waves:
+    - {{name: first, regions: [a, b]{budget}}}
+    - {{name: second, regions: [c]}}
+  steps: [10, 100]
+  stepBake: 10m
+  health:
+    checks: [{{name: errors, prometheus: {{query: x}}, max: 0.01, failureLimit: 2}}]
+"
+        );
+        let bundle = load(&[("p.yaml".into(), yaml)], None);
+        assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
+        bundle.plans.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_simulated_failure_fails_its_region_within_or_past_the_budget() {
+        let start = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let mut opts = SimOptions::new(start);
+        opts.assume_healthy = true;
+        opts.failures = vec![SimFailure { region: "b".into(), from: start + chrono::TimeDelta::minutes(5) }];
+
+        // Evaluated every interval once failing: two failing evaluations 30s apart.
+        let t = simulate(&plan(", maxFailures: 1"), &[], &opts);
+        assert_eq!(t.phase, PlanPhase::Complete);
+        let b = t.units.iter().find(|u| u.region == "b").unwrap();
+        assert_eq!(b.final_phase, UnitPhase::RolledBack);
+        let failed_at = t
+            .audit
+            .iter()
+            .find(|r| r.region.as_deref() == Some("b") && matches!(r.cause, crate::audit::Cause::HealthFailed { .. }))
+            .unwrap()
+            .at;
+        assert_eq!(failed_at, start + chrono::TimeDelta::seconds(330));
+
+        let t = simulate(&plan(""), &[], &opts);
+        assert_eq!(t.phase, PlanPhase::Halted);
+        assert!(t.units.iter().find(|u| u.region == "c").unwrap().steps.is_empty());
     }
 }

@@ -244,11 +244,14 @@ impl Snapshot {
                 .units
                 .iter()
                 .filter_map(|u| {
-                    u.waiting.as_ref().map(|w| UnitWaiting {
-                        region: u.region.clone(),
-                        service: u.service.clone(),
-                        reason: w.to_string(),
-                    })
+                    // A unit past its progress deadline (`alert`) says so after what it waits for.
+                    let reason = match (&u.waiting, &u.stalled) {
+                        (Some(w), Some(s)) => format!("{w}; {}", s.describe(now)),
+                        (None, Some(s)) => s.describe(now),
+                        (Some(w), None) => w.to_string(),
+                        (None, None) => return None,
+                    };
+                    Some(UnitWaiting { region: u.region.clone(), service: u.service.clone(), reason })
                 })
                 .collect(),
             wave_waiting: e

@@ -1038,7 +1038,7 @@ spec:
                 "p.yaml:10:17: error: timezone must be a string, not the number 5; \
                  use an IANA time zone name such as Europe/Berlin or Asia/Tokyo",
                 "p.yaml:11:7: error: unknown field \"colour\"; fields allowed here: name, timezone, approvals, \
-                 labels, steps, stepBake, windows, noData, checks, onFailure, actuator, freezes",
+                 labels, steps, stepBake, progressDeadline, windows, noData, checks, onFailure, actuator, freezes",
                 "p.yaml:14:20: error: maxParallel must be a whole number, not the string \"two\"; \
                  write a whole number, e.g. 2",
             ]

@@ -275,6 +275,35 @@ pub struct UnitState {
     /// cleared by a retry. Its region's other units name it in `waiting` (`RegionFailed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<UnitFailure>,
+    /// Where its `progressDeadline` runs from: its last move, or the first decision that found
+    /// it waiting for nothing expected since. `None` while it waits for something expected (or
+    /// its region has no deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_at: Option<DateTime<Utc>>,
+    /// Past its progress deadline under `onProgressDeadline: alert`: shown until it moves or
+    /// waits for something expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stalled>,
+}
+
+/// A unit that made no progress for its whole `progressDeadline`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stalled {
+    /// Its last progress (or the end of its last expected wait).
+    pub since: DateTime<Utc>,
+    /// The deadline, as written (`20m`).
+    pub deadline: String,
+    /// When the deadline passed.
+    pub at: DateTime<Utc>,
+}
+
+impl Stalled {
+    /// `no progress for 30m (deadline 20m)`.
+    pub fn describe(&self, now: DateTime<Utc>) -> String {
+        let stalled = crate::duration::Span::from_delta((now - self.since).max(chrono::TimeDelta::zero()));
+        format!("no progress for {stalled} (deadline {})", self.deadline)
+    }
 }
 
 /// A unit's health failure as the engine judged it: the check that reached its
@@ -289,6 +318,10 @@ pub struct UnitFailure {
     pub value: Option<f64>,
     /// Failing evaluations in a row.
     pub failures: u32,
+    /// Set when it failed for making no progress within this `progressDeadline`
+    /// (`onProgressDeadline: fail`) rather than by `check`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,6 +343,19 @@ pub struct WaveState {
     /// completes once, so there is at most one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted: Option<AcceptedFailures>,
+    /// Failed regions of this wave that its failure budgets (`maxFailures`) took, in the order
+    /// they failed, for as long as they stay failed: the wave goes on without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub within_budget: Vec<BudgetCharge>,
+}
+
+/// A failed region that a failure budget took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetCharge {
+    pub region: String,
+    /// When the budget took it.
+    pub at: DateTime<Utc>,
 }
 
 /// A promote that completed a halted wave, accepting its failed regions as they were.
@@ -428,6 +474,8 @@ impl UnitState {
             drift: None,
             actuated: false,
             failure: None,
+            progress_at: None,
+            stalled: None,
             checks: plan
                 .health
                 .checks
@@ -495,6 +543,7 @@ impl PlanState {
                     promoted_by: None,
                     waiting: None,
                     accepted: None,
+                    within_budget: Vec::new(),
                 })
             })
             .collect();

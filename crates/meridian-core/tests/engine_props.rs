@@ -55,6 +55,18 @@ struct PlanSpec {
     /// Per region: its own stepBake in minutes, and a calendar freeze of its own (days after
     /// 2026-03-05, and how many more days it lasts).
     region_extra: Vec<RegionExtra>,
+    /// Per wave: its `maxFailures` (a count, or with `true` that many times 40 %).
+    wave_budgets: Vec<Option<(u32, bool)>>,
+    /// The plan's `maxFailures`, the same way.
+    plan_budget: Option<(u32, bool)>,
+    /// `onBudgetExceeded: abort` instead of halt.
+    abort_on_budget: bool,
+    /// `progressDeadline` in minutes, and `onProgressDeadline: fail` (else alert).
+    deadline: Option<(u32, bool)>,
+}
+
+fn budget_yaml((n, percent): (u32, bool)) -> String {
+    if percent { format!("\"{}%\"", n * 40) } else { n.to_string() }
 }
 
 /// A region's own stepBake (minutes) and calendar freeze (days after 2026-03-05, extra days).
@@ -64,6 +76,21 @@ type RegionExtra = (Option<u32>, Option<(u32, u32)>);
 type ModelFreeze = (String, Option<String>, Option<String>, Option<DateTime<Utc>>);
 
 fn plan_spec() -> impl Strategy<Value = PlanSpec> {
+    let budget = || prop::option::weighted(0.6, (prop::sample::select(vec![0u32, 0, 1, 2]), prop::bool::weighted(0.3)));
+    let deadline = prop::option::weighted(0.4, (5..=90u32, any::<bool>()));
+    (base_plan_spec(), prop::collection::vec(budget(), 4), budget(), prop::bool::weighted(0.3), deadline).prop_map(
+        |(mut spec, mut waves, plan, abort, deadline)| {
+            waves.truncate(spec.waves.len());
+            spec.wave_budgets = waves;
+            spec.plan_budget = plan;
+            spec.abort_on_budget = abort;
+            spec.deadline = deadline;
+            spec
+        },
+    )
+}
+
+fn base_plan_spec() -> impl Strategy<Value = PlanSpec> {
     (1..=3usize, 1..=6usize, 1..=4usize).prop_flat_map(|(ns, nr, nw)| {
         let nw = nw.min(nr);
         (
@@ -117,6 +144,10 @@ fn plan_spec() -> impl Strategy<Value = PlanSpec> {
                         pause_on_failure: p,
                         disable_on_revoke: d,
                         region_extra,
+                        wave_budgets: Vec::new(),
+                        plan_budget: None,
+                        abort_on_budget: false,
+                        deadline: None,
                     }
                 },
             )
@@ -168,6 +199,21 @@ impl PlanSpec {
             if *gated {
                 y += &format!("      approvals: [{}]\n", wave_flag(w));
             }
+            if let Some(Some(b)) = self.wave_budgets.get(w) {
+                y += &format!("      maxFailures: {}\n", budget_yaml(*b));
+            }
+        }
+        if let Some(b) = self.plan_budget {
+            y += &format!("  maxFailures: {}\n", budget_yaml(b));
+        }
+        if self.abort_on_budget {
+            y += "  onBudgetExceeded: abort\n";
+        }
+        if let Some((minutes, fail)) = self.deadline {
+            y += &format!(
+                "  progressDeadline: {minutes}m\n  onProgressDeadline: {}\n",
+                if fail { "fail" } else { "alert" }
+            );
         }
         let steps: Vec<String> = self.steps.iter().map(u32::to_string).collect();
         y += &format!("  steps: [{}]\n  stepBake: {}m\n", steps.join(", "), self.step_bake_min);
@@ -566,12 +612,14 @@ fn sample(region: &str, service: &str, check: &str, verdict: HealthVerdict, at: 
 }
 
 /// Regions of wave `w` in progress, as the engine counts them: some unit has traffic or a
-/// step, not every unit is enabled, and the region is not aborted.
+/// step, not every unit is enabled, and the region is not aborted, nor a failure its wave's
+/// budget took (as the engine's state lists them).
 fn in_progress(plan: &Plan, state: &PlanState, w: usize) -> Vec<String> {
     let n = plan.services.len();
     plan.waves[w]
         .regions
         .iter()
+        .filter(|&&r| !state.waves[w].within_budget.iter().any(|c| c.region == plan.regions[r].name))
         .filter(|&&r| {
             let units = &state.units[r * n..(r + 1) * n];
             let aborted = state.aborted || state.aborted_regions.contains(&plan.regions[r].name);
@@ -797,6 +845,69 @@ fn check_decision(
             ensure!(baked || m.wave_promoted[w], "wave {} completed without baking ({:?})", wave.name, bw);
         }
     }
+    // Progress deadlines: recorded only once the deadline has passed since the unit last
+    // moved; `alert` moves no traffic, `fail` fails the unit.
+    for x in &d.audit {
+        let Cause::ProgressDeadline { since, policy, .. } = &x.cause else { continue };
+        let i = plan.unit_index(
+            plan.region_index(x.region.as_deref().unwrap()).unwrap(),
+            plan.service_index(x.service.as_deref().unwrap()).unwrap(),
+        );
+        let deadline = plan.regions[i / n].settings.progress_deadline.unwrap();
+        ensure!(now >= *since + deadline.to_delta(), "{:?} before its deadline {deadline}", x.cause);
+        ensure!(m.entered[i].is_none_or(|e| e <= *since), "{:?} counts from before the unit last moved", x.cause);
+        match policy {
+            meridian_core::manifest::OnProgressDeadline::Alert => {
+                let AuditEvent::Unit { from_percent, to_percent, .. } = x.event else { unreachable!() };
+                ensure!(from_percent == to_percent, "an alert moved traffic: {x:?}");
+                ensure!(after.units[i].stalled.is_some(), "{x:?} without a marker");
+            }
+            meridian_core::manifest::OnProgressDeadline::Fail => {
+                ensure!(matches!(x.event, AuditEvent::Unit { to: UnitPhase::Failed, .. }), "fail did not fail: {x:?}");
+            }
+        }
+    }
+
+    // Failure budgets.
+    for (w, wave) in plan.waves.iter().enumerate() {
+        let Some(budget) = wave.max_failures else { continue };
+        let aw = &after.waves[w];
+        let region_failed = |state: &PlanState, r: usize| {
+            !(state.aborted || state.aborted_regions.contains(&plan.regions[r].name))
+                && state.units[r * n..(r + 1) * n]
+                    .iter()
+                    .any(|u| matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack))
+        };
+        let failed = wave.regions.iter().filter(|&&r| region_failed(after, r)).count();
+        let allowed = budget.allowed(wave.regions.len());
+        // One failure past the wave's budget stops it at once (or aborts the rollout).
+        if failed > allowed && aw.phase != WavePhase::Complete && !after.aborted {
+            ensure!(
+                aw.phase == WavePhase::Halted,
+                "wave {} has {failed} failed > {allowed} but is {}",
+                wave.name,
+                aw.phase
+            );
+        }
+        // Within it (and without a plan budget to count too), the wave never halts.
+        if failed <= allowed && plan.max_failures.is_none() {
+            ensure!(aw.phase != WavePhase::Halted, "wave {} halted with {failed} failed <= {allowed}", wave.name);
+        }
+    }
+    for (w, wave) in plan.waves.iter().enumerate() {
+        // No region of a wave stopped past its budget starts.
+        if plan.wave_budget(w).is_none() || after.waves[w].phase != WavePhase::Halted {
+            continue;
+        }
+        for &r in &wave.regions {
+            let units = r * n..(r + 1) * n;
+            let was_started = before.units[units.clone()]
+                .iter()
+                .any(|u| u.percent > 0 || u.step.is_some() || u.phase == UnitPhase::Enabled);
+            let started = after.units[units].iter().any(|u| u.percent > 0);
+            ensure!(was_started || !started, "region {} of halted wave {} started", plan.regions[r].name, wave.name);
+        }
+    }
     let _ = commands;
     Ok(())
 }
@@ -827,7 +938,13 @@ fn settle_model(m: &mut Model, before: &PlanState, after: &PlanState) {
     }
 }
 
-fn run(spec: &PlanSpec, steps: &[Step], start_hours: u32, grant_all: bool, tally: bool) -> Result<(), TestCaseError> {
+fn run(
+    spec: &PlanSpec,
+    steps: &[Step],
+    start_hours: u32,
+    grant_all: bool,
+    tally: bool,
+) -> Result<PlanState, TestCaseError> {
     let yaml = spec.yaml();
     let bundle = load(&[("prop.yaml".into(), yaml.clone())], None);
     prop_assert!(!bundle.report.has_errors(), "{yaml}\n{:#?}", bundle.report);
@@ -925,7 +1042,7 @@ fn run(spec: &PlanSpec, steps: &[Step], start_hours: u32, grant_all: bool, tally
         wake_at = d.wake_at;
         state = d.state;
     }
-    Ok(())
+    Ok(state)
 }
 
 /// How often the random runs reached what they are meant to exercise (summed over cases).
@@ -943,6 +1060,9 @@ struct Coverage {
     plans_completed: usize,
     /// Decisions that left some unit held by a freeze.
     frozen: usize,
+    budgets_consumed: usize,
+    budgets_exceeded: usize,
+    deadlines: usize,
 }
 
 static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
@@ -957,6 +1077,9 @@ static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
     drifts: 0,
     plans_completed: 0,
     frozen: 0,
+    budgets_consumed: 0,
+    budgets_exceeded: 0,
+    deadlines: 0,
 });
 
 fn count(d: &Decision, before: &PlanState) {
@@ -972,6 +1095,9 @@ fn count(d: &Decision, before: &PlanState) {
             (AuditEvent::Wave { to: WavePhase::Complete, .. }, _) => c.waves_completed += 1,
             (AuditEvent::Wave { to: WavePhase::Halted, .. }, _) => c.waves_halted += 1,
             (AuditEvent::Drift { .. }, _) => c.drifts += 1,
+            (_, Cause::BudgetConsumed { .. }) => c.budgets_consumed += 1,
+            (_, Cause::BudgetExceeded { .. }) => c.budgets_exceeded += 1,
+            (_, Cause::ProgressDeadline { .. }) => c.deadlines += 1,
             _ => {}
         }
     }
@@ -1007,7 +1133,7 @@ fn engine_invariants_hold_over_random_plans_and_observations() {
     let ran = AtomicU32::new(0);
     let result = runner.run(&strategy, |(spec, steps, start_hours, grant_all)| {
         ran.fetch_add(1, Ordering::Relaxed);
-        run(&spec, &steps, start_hours, grant_all, true)
+        run(&spec, &steps, start_hours, grant_all, true).map(|_| ())
     });
     if let Err(e) = result {
         panic!("{e}");
@@ -1026,6 +1152,8 @@ fn engine_invariants_hold_over_random_plans_and_observations() {
     assert!(c.rollbacks > 5 && c.approval_losses > 5 && c.drifts > 5, "{c:#?}");
     assert!(c.waves_completed > 10 && c.waves_halted > 2 && c.plans_completed > 2, "{c:#?}");
     assert!(c.frozen > 20, "{c:#?}");
+    // Each alone is rare at this count (a few per run); the directed tests cover each.
+    assert!(c.budgets_consumed + c.budgets_exceeded > 0 && c.deadlines > 0, "{c:#?}");
 }
 
 /// `PROPTEST_CASES` sets how many random cases the property above runs (README,
@@ -1067,8 +1195,50 @@ fn a_healthy_fleet_completes_a_rollout_with_every_invariant_holding() {
         pause_on_failure: false,
         disable_on_revoke: true,
         region_extra: vec![(None, None), (Some(5), None), (None, None), (None, None), (None, None), (None, None)],
+        wave_budgets: Vec::new(),
+        plan_budget: None,
+        abort_on_budget: false,
+        deadline: None,
     };
     let steps: Vec<Step> =
         (0..400).map(|_| Step { time: TimeMove::By(30), inputs: vec![Input::AllHealthy], probe: 500 }).collect();
-    run(&spec, &steps, 0, true, false).unwrap();
+    assert_eq!(run(&spec, &steps, 0, true, false).unwrap().phase(), PlanPhase::Complete);
+}
+
+/// The same fleet with one region failing all along: within its wave's budget, the wave
+/// completes without it and the rollout completes, every invariant holding; past the budget,
+/// the wave stops and later waves never start.
+#[test]
+fn a_failure_within_budget_completes_and_one_past_it_stops_the_wave() {
+    let spec = |budget: u32| PlanSpec {
+        after: vec![0, 1],
+        regions: vec![(0, false), (1, false), (2, false), (3, false)],
+        wave_of: vec![0, 1, 1, 2],
+        waves: vec![(0, Some(5), false), (1, Some(10), false), (2, None, false)],
+        steps: vec![1, 10, 50, 100],
+        step_bake_min: 2,
+        interval_s: 30,
+        window: None,
+        checks: vec![(1, 0)],
+        pause_on_failure: false,
+        disable_on_revoke: false,
+        region_extra: vec![(None, None); 4],
+        wave_budgets: vec![None, Some((budget, false)), None],
+        plan_budget: None,
+        abort_on_budget: false,
+        deadline: Some((30, true)),
+    };
+    let steps: Vec<Step> = (0..400)
+        .map(|_| Step {
+            time: TimeMove::By(30),
+            inputs: vec![Input::RegionUnhealthy(2), Input::AllHealthy],
+            probe: 500,
+        })
+        .collect();
+    let end = run(&spec(1), &steps, 0, true, false).unwrap();
+    assert_eq!(end.phase(), PlanPhase::Complete, "{end:#?}");
+    assert_eq!(end.units[2 * 2].phase, UnitPhase::RolledBack);
+    let end = run(&spec(0), &steps, 0, true, false).unwrap();
+    assert_eq!(end.waves[1].phase, WavePhase::Halted, "{end:#?}");
+    assert_eq!(end.waves[2].phase, WavePhase::Pending);
 }

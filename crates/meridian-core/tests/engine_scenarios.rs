@@ -1662,3 +1662,276 @@ fn the_regional_example_validates_clean_and_merges_its_region_files_in_path_orde
     let names: Vec<&str> = plan.regions.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["us-east", "eu-west", "br", "in-west", "jp"]);
 }
+
+// ----- failure budgets -----
+
+/// TWO_WAVES with `maxFailures` on wave `first` (and `extra` plan settings).
+fn mk_budget(wave_budget: &str, extra: &str) -> Plan {
+    let spec = TWO_WAVES.replace("      bake: 5m\n", &format!("      bake: 5m\n      maxFailures: {wave_budget}\n"));
+    mk_plan(&format!("{spec}{extra}{}", mk_health("")))
+}
+
+fn budget_records(run: &Rollout) -> Vec<&AuditRecord> {
+    run.audit
+        .iter()
+        .filter(|r| matches!(r.cause, Cause::BudgetConsumed { .. } | Cause::BudgetExceeded { .. }))
+        .collect()
+}
+
+#[test]
+fn a_failure_within_the_wave_budget_lets_the_wave_complete_and_later_waves_run() {
+    let mut run = Rollout::new(mk_budget("1", ""), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    let done = run.run_until(t0() + TimeDelta::hours(2), |r| r.region_enabled("d"));
+    assert!(done, "{:#?}", run.state);
+    assert_eq!(run.wave("first"), WavePhase::Complete);
+    assert!(!run.audit.iter().any(|r| matches!(r.event, AuditEvent::Wave { to: WavePhase::Halted, .. })));
+    // The failure stays visible: the unit, the wave's charges, the audit and the outcome say so.
+    assert_eq!(run.unit("b", "signin").phase, UnitPhase::RolledBack);
+    assert_eq!(run.state.waves[0].within_budget.iter().map(|c| c.region.as_str()).collect::<Vec<_>>(), ["b"]);
+    let records = budget_records(&run);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].region.as_deref(), Some("b"));
+    assert_eq!(records[0].wave.as_deref(), Some("first"));
+    let Cause::BudgetConsumed { region, budgets } = &records[0].cause else { panic!("{:?}", records[0].cause) };
+    assert_eq!(region, "b");
+    assert_eq!((budgets[0].budget.as_str(), budgets[0].used, budgets[0].allowed), ("wave first", 1, 1));
+    assert_eq!(
+        records[0].cause.to_string(),
+        "region b failed within its failure budget: wave first maxFailures 1 (1 failed, 1 allowed)"
+    );
+    let o = outcome(&run.plan, &run.state);
+    assert_eq!(o.summary, "complete, 1 region rolled back: b (accepted by maxFailures)");
+    assert!(matches!(o.end(None, true), Ok(Some(End::CompleteWithExceptions(_)))), "{:?}", o.end(None, true));
+
+    // And retryable: healed and retried, b reaches 100 % and its charge is released.
+    run.verdicts.clear();
+    run.command(CommandKind::Retry, None, Some("b"));
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.region_enabled("b")), "{:#?}", run.state);
+    assert!(run.state.waves[0].within_budget.is_empty());
+    assert_eq!(outcome(&run.plan, &run.state).summary, "complete");
+}
+
+#[test]
+fn a_failure_past_the_budget_stops_the_wave_at_once_and_starts_no_further_region() {
+    // One region at a time: a fails within the budget of 1, b fails past it; c never starts.
+    let spec = TWO_WAVES.replace("      bake: 5m\n", "      bake: 5m\n      maxParallel: 1\n      maxFailures: 1\n");
+    let mut run = Rollout::new(mk_plan(&format!("{spec}{}", mk_health(""))), t0());
+    run.verdicts.insert("a".into(), HealthVerdict::Unhealthy);
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    let halted = run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted);
+    assert!(halted, "{:#?}", run.state);
+    let at = run.now;
+    run.run_for(TimeDelta::hours(2));
+    assert_eq!(run.region_percents("c"), vec![0, 0], "no region starts after the budget is exceeded");
+    assert!(run.raises("c", "signin").is_empty());
+    assert_eq!(run.wave("second"), WavePhase::Pending);
+    assert!(
+        matches!(run.unit("c", "signin").waiting, Some(WaitReason::WaveHalted { .. })),
+        "{:?}",
+        run.unit("c", "signin")
+    );
+    let records = budget_records(&run);
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert!(matches!(&records[0].cause, Cause::BudgetConsumed { region, .. } if region == "a"));
+    let Cause::BudgetExceeded { region, budget, policy } = &records[1].cause else { panic!("{:?}", records[1]) };
+    assert_eq!((region.as_str(), budget.used, budget.allowed), ("b", 2, 1));
+    assert_eq!(*policy, meridian_core::manifest::OnBudgetExceeded::Halt);
+    assert_eq!(records[1].at, at);
+    assert_eq!(records[1].event, AuditEvent::Wave { from: WavePhase::Running, to: WavePhase::Halted });
+
+    // A retry of b brings the failures back within budget: the wave resumes and c starts.
+    run.verdicts.remove("b");
+    run.command(CommandKind::Retry, None, Some("b"));
+    assert!(run.run_until(run.now + TimeDelta::hours(2), |r| r.region_enabled("d")), "{:#?}", run.state);
+    assert!(run.region_enabled("b") && run.region_enabled("c"));
+    assert_eq!(run.unit("a", "signin").phase, UnitPhase::RolledBack, "a stays failed within the budget");
+}
+
+#[test]
+fn a_percent_budget_counts_the_waves_regions_rounded_down() {
+    // 34 % of 3 regions allows 1; 33 % allows none.
+    let mut run = Rollout::new(mk_budget("\"34%\"", ""), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(t0() + TimeDelta::hours(2), |r| r.wave("first") == WavePhase::Complete));
+    let mut run = Rollout::new(mk_budget("\"33%\"", ""), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(t0() + TimeDelta::hours(2), |r| r.wave("first") == WavePhase::Halted));
+}
+
+#[test]
+fn the_plan_budget_counts_failures_across_waves() {
+    // The plan tolerates one failed region: b's in the first wave, then d's is one too many.
+    let mut run = Rollout::new(mk_plan(&format!("{TWO_WAVES}  maxFailures: 1\n{}", mk_health(""))), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    run.verdicts.insert("d".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(t0() + TimeDelta::hours(3), |r| r.wave("second") == WavePhase::Halted));
+    assert_eq!(run.wave("first"), WavePhase::Complete);
+    let records = budget_records(&run);
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let Cause::BudgetExceeded { region, budget, .. } = &records[1].cause else { panic!("{:?}", records[1]) };
+    assert_eq!((region.as_str(), budget.budget.as_str(), budget.used), ("d", "plan", 2));
+    assert_eq!(run.state.phase(), PlanPhase::Halted);
+}
+
+#[test]
+fn on_budget_exceeded_abort_aborts_the_rollout() {
+    let mut run = Rollout::new(mk_budget("0", "  onBudgetExceeded: abort\n"), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(t0() + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Aborted));
+    run.run_for(TimeDelta::hours(1));
+    for u in &run.state.units {
+        assert!(u.phase == UnitPhase::Enabled || u.percent == 0, "{u:?}");
+    }
+    let records = budget_records(&run);
+    assert!(matches!(
+        &records[0].cause,
+        Cause::BudgetExceeded { policy: meridian_core::manifest::OnBudgetExceeded::Abort, .. }
+    ));
+}
+
+#[test]
+fn the_story_works_under_a_budget_promote_the_halted_wave_heal_and_retry_to_100() {
+    let mut run = Rollout::new(mk_budget("0", ""), t0());
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted));
+    // Let the regions already started finish, then the operator accepts b.
+    run.run_for(TimeDelta::minutes(30));
+    run.command(CommandKind::Promote, Some("first"), None);
+    assert_eq!(run.wave("first"), WavePhase::Complete, "{:#?}", run.state.waves);
+    assert_eq!(run.state.waves[0].accepted.as_ref().map(|a| a.regions.clone()), Some(vec!["b".to_string()]));
+    run.verdicts.clear();
+    run.command(CommandKind::Retry, None, Some("b"));
+    assert!(run.run_until(run.now + TimeDelta::hours(2), |r| r.region_enabled("b")), "{:#?}", run.state);
+    assert_eq!(run.region_percents("b"), vec![100, 100]);
+    assert!(run.run_until(run.now + TimeDelta::hours(2), |r| r.state.phase() == PlanPhase::Complete));
+}
+
+// ----- progress deadlines -----
+
+fn deadline_records(run: &Rollout) -> Vec<&AuditRecord> {
+    run.audit.iter().filter(|r| matches!(r.cause, Cause::ProgressDeadline { .. })).collect()
+}
+
+#[test]
+fn progress_deadline_alert_on_health_data_that_never_arrives_records_marks_and_wakes_without_moving_traffic() {
+    // noData: hold forever: b never reports, so it holds at its first step.
+    let plan = mk_plan(&format!("{TWO_WAVES}  progressDeadline: 20m\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.silent.push("b".into());
+    run.tick();
+    assert_eq!(run.unit("b", "signin").progress_at, Some(t0()), "the clock runs from the first step");
+    // The engine wakes when the deadline passes, even with nothing else to do.
+    run.run_until(t0() + mins(19), |_| false);
+    assert!(deadline_records(&run).is_empty());
+    let percents = run.region_percents("b");
+    run.now = t0() + mins(19);
+    run.tick();
+    assert!(run.wake_at.is_some_and(|w| w <= t0() + mins(20)), "wakes at the deadline: {:?}", run.wake_at);
+    run.now = t0() + mins(20);
+    let d = run.tick();
+    assert!(d.actions.is_empty(), "alert changes no traffic: {:?}", d.actions);
+    assert_eq!(run.region_percents("b"), percents);
+    let records = deadline_records(&run);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!((records[0].region.as_deref(), records[0].service.as_deref()), (Some("b"), Some("signin")));
+    let Cause::ProgressDeadline { since, deadline, waiting, .. } = &records[0].cause else { unreachable!() };
+    assert_eq!((*since, deadline.as_str()), (t0(), "20m"));
+    assert!(matches!(waiting, Some(WaitReason::Health { .. })), "{waiting:?}");
+    assert_eq!(
+        records[0].cause.to_string(),
+        "no progress since 2026-06-01T00:00:00Z (progressDeadline 20m) (waiting for fresh healthy data from \
+         errors); onProgressDeadline: alert"
+    );
+    let stalled = run.unit("b", "signin").stalled.clone().expect("marked in the state");
+    assert_eq!(stalled.describe(t0() + mins(30)), "no progress for 30m (deadline 20m)");
+    // Recorded once; the other regions were never held up.
+    run.run_for(TimeDelta::hours(1));
+    assert_eq!(deadline_records(&run).len(), 1);
+    assert!(run.region_enabled("a") && run.region_enabled("c"));
+    assert_eq!(run.unit("b", "signin").phase, UnitPhase::Progressing);
+
+    // Data arrives: b moves on and the marker goes.
+    run.silent.clear();
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.unit("b", "signin").percent == 50));
+    assert_eq!(run.unit("b", "signin").stalled, None);
+}
+
+#[test]
+fn fail_on_progress_deadline_fails_the_unit_and_its_regions_on_failure_applies() {
+    let plan = mk_plan(&format!("{TWO_WAVES}  progressDeadline: 20m\n  onProgressDeadline: fail\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.silent.push("b".into());
+    assert!(run.run_until(t0() + TimeDelta::hours(1), |r| r.unit("b", "signin").phase == UnitPhase::RolledBack));
+    assert_eq!(run.now, t0() + mins(20));
+    let failure = run.unit("b", "signin").failure.clone().expect("kept");
+    assert_eq!(failure.progress_deadline.as_deref(), Some("20m"));
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+    let o = outcome(&run.plan, &run.state);
+    assert_eq!(o.failed[0].cause, "no progress within its progressDeadline 20m");
+    // Retried with its data back, it reaches 100 %.
+    run.silent.clear();
+    run.command(CommandKind::Retry, None, Some("b"));
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.region_enabled("b")), "{:#?}", run.state);
+}
+
+#[test]
+fn expected_waits_do_not_count_against_the_deadline() {
+    // c waits for an approval far longer than the deadline, then starts and finishes.
+    let spec = TWO_WAVES.replace("    - name: c\n", "    - name: c\n      approvals: [c-go]\n");
+    let plan = mk_plan(&format!("{spec}  progressDeadline: 20m\n  onProgressDeadline: fail\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.run_for(TimeDelta::hours(3));
+    assert_eq!(run.unit("c", "signin").progress_at, None, "no clock while waiting for an approval");
+    run.approvals.push(mk_approval("c-1", "c-go", run.now));
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.region_enabled("c")), "{:#?}", run.state);
+    assert!(deadline_records(&run).is_empty());
+    // A pause is expected too.
+    let plan = mk_plan(&format!("{TWO_WAVES}  progressDeadline: 20m\n  onProgressDeadline: fail\n{}", mk_health("")));
+    let mut run = Rollout::new(plan, t0());
+    run.tick();
+    run.command(CommandKind::Pause, None, None);
+    run.run_for(TimeDelta::hours(2));
+    run.command(CommandKind::Resume, None, None);
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.state.phase() == PlanPhase::Complete));
+    assert!(deadline_records(&run).is_empty());
+}
+
+#[test]
+fn an_unconfirmed_actuation_passes_the_deadline_and_a_region_may_have_its_own() {
+    let spec = TWO_WAVES.replace("    - name: b\n", "    - name: b\n      progressDeadline: 40m\n");
+    let plan = mk_plan(&format!("{spec}  progressDeadline: 20m\n{}", mk_health("")));
+    assert_eq!(plan.effective_settings(1).progress_deadline.value.as_deref(), Some("40m"));
+    let mut run = Rollout::new(plan, t0());
+    // Every target leaves its first step unconfirmed.
+    let unconfirmed: Vec<meridian_core::UnitRef> = run
+        .plan
+        .regions
+        .iter()
+        .map(|r| meridian_core::UnitRef { region: r.name.clone(), service: "signin".into() })
+        .collect();
+    let at = |run: &mut Rollout, m: i64| {
+        run.now = t0() + mins(m);
+        let samples = run.samples();
+        let obs = Observations {
+            approvals: &run.approvals,
+            health: &samples,
+            unconfirmed: &unconfirmed,
+            ..Observations::default()
+        };
+        let d = decide(&run.plan, run.state.clone(), &obs, run.now);
+        run.audit.extend(d.audit.iter().cloned());
+        run.state = d.state;
+        d.wake_at
+    };
+    at(&mut run, 0);
+    assert!(matches!(run.unit("a", "signin").waiting, Some(WaitReason::Actuation { .. })));
+    let wake = at(&mut run, 1);
+    assert_eq!(wake, Some(t0() + mins(20)));
+    at(&mut run, 20);
+    let stalled: Vec<&str> =
+        run.state.units.iter().filter(|u| u.stalled.is_some()).map(|u| u.region.as_str()).collect();
+    assert_eq!(stalled, ["a", "c"], "b has 40m");
+    at(&mut run, 40);
+    assert!(run.unit("b", "signin").stalled.is_some());
+}

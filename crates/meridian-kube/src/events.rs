@@ -120,6 +120,9 @@ pub fn audit_event(record: &AuditRecord) -> PlanEvent {
             | Cause::ApprovalLost { .. }
             | Cause::WaveHalted { .. }
             | Cause::FailuresAccepted { .. }
+            | Cause::BudgetConsumed { .. }
+            | Cause::BudgetExceeded { .. }
+            | Cause::ProgressDeadline { .. }
             | Cause::Drift
             | Cause::DriftHeld
     );

@@ -36,6 +36,8 @@ pub(crate) fn state(plan: &str, audit_seq: u64) -> PlanState {
             drift: None,
             actuated: true,
             failure: None,
+            progress_at: None,
+            stalled: None,
             checks: Vec::new(),
         }],
         waves: Vec::new(),

@@ -8,8 +8,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::duration::Span;
 use meridian_core::plan::{EffectiveSettings, Origin};
-use meridian_core::simulate::{SimOptions, Timeline, simulate};
-use meridian_core::{Plan, UnitPhase};
+use meridian_core::simulate::{SimFailure, SimOptions, Timeline, simulate};
+use meridian_core::{Cause, Plan, UnitPhase};
 use serde_json::{Value, json};
 
 use super::Format;
@@ -34,6 +34,10 @@ pub struct Args {
     /// It stands for every grantor and signature the flag's approvalPolicies entry asks for.
     #[arg(long = "grant", value_name = "FLAG[@TIME]")]
     pub grants: Vec<String>,
+    /// Simulate REGION failing from TIME on (default: the start): every check there reads
+    /// unhealthy, so its failureLimit, onFailure and the failure budgets apply; repeatable.
+    #[arg(long = "fail", value_name = "REGION[@TIME]")]
+    pub failures: Vec<String>,
     /// Only this plan (default: every plan found).
     #[arg(long = "plan", value_name = "NAME")]
     pub plan: Option<String>,
@@ -89,6 +93,21 @@ pub fn run(args: &Args) -> i32 {
     let mut opts = SimOptions::new(start);
     opts.assume_healthy = args.assume_healthy;
     opts.horizon = args.horizon;
+    for text in &args.failures {
+        match parse_failure(text, start, &plans) {
+            Ok(f) => opts.failures.push(f),
+            Err(e) => {
+                eprintln!("meridian plan: {e}");
+                return crate::exit::USAGE;
+            }
+        }
+    }
+    for p in &plans {
+        let fails_here = opts.failures.iter().any(|f| p.region_index(&f.region).is_some());
+        if fails_here && p.health.checks.is_empty() {
+            eprintln!("meridian plan: plan {} has no health checks, so --fail cannot fail its regions", p.name);
+        }
+    }
     // A simulated grant is unsigned and from one grantor: for its flag, the policy is taken as met.
     let timelines: Vec<Timeline> = plans
         .iter()
@@ -148,6 +167,24 @@ fn parse_grant(text: &str, start: DateTime<Utc>, i: usize) -> Result<ApprovalRec
     })
 }
 
+/// `REGION[@TIME]`: a region of one of the plans, failing from TIME (default: the start).
+fn parse_failure(text: &str, start: DateTime<Utc>, plans: &[&Plan]) -> Result<SimFailure, String> {
+    let (region, from) = match text.split_once('@') {
+        Some((region, at)) => (region, super::parse_time(at)?),
+        None => (text, start),
+    };
+    if region.is_empty() {
+        return Err(format!("--fail {text:?} names no region; write REGION or REGION@TIME"));
+    }
+    if !plans.iter().any(|p| p.region_index(region).is_some()) {
+        let names = plans.iter().flat_map(|p| p.regions.iter().map(|r| r.name.as_str()));
+        let hint = meridian_core::diagnostics::did_you_mean(region, names)
+            .unwrap_or_else(|| "name a region of the plan, as in its spec.regions".into());
+        return Err(format!("--fail {text:?}: no region {region:?} in the plans projected; {hint}"));
+    }
+    Ok(SimFailure { region: region.to_string(), from })
+}
+
 fn render(plan: &Plan, t: &Timeline) -> String {
     let with_seconds = t.audit.iter().any(|r| r.at.timestamp() % 60 != 0);
     let time = |at: DateTime<Utc>| {
@@ -176,6 +213,15 @@ fn render(plan: &Plan, t: &Timeline) -> String {
         "no data (pass --assume-healthy to project a healthy rollout)"
     };
     out.push_str(&format!("  health   {health}\n"));
+    for f in &t.failures {
+        out.push_str(&format!("  failing  {} from {} (--fail)\n", f.region, time(f.from)));
+    }
+    if let Some(b) = plan.max_failures {
+        out.push_str(&format!(
+            "  budget   maxFailures {b} of the plan, onBudgetExceeded {}\n",
+            wire(&plan.on_budget_exceeded)
+        ));
+    }
     out.push_str(&region_settings(plan));
     for (w, wave) in plan.waves.iter().enumerate() {
         let wt = &t.waves[w];
@@ -184,11 +230,14 @@ fn render(plan: &Plan, t: &Timeline) -> String {
             (Some(s), None) => format!("{} -> {}", time(s), wt.final_phase),
             _ => wt.final_phase.to_string(),
         };
-        let approvals = if wave.approvals.is_empty() {
+        let mut approvals = if wave.approvals.is_empty() {
             String::new()
         } else {
             format!(", approvals {}", wave.approvals.join(", "))
         };
+        if let Some(b) = wave.max_failures {
+            approvals.push_str(&format!(", maxFailures {b}"));
+        }
         out.push_str(&format!(
             "\nwave {} (maxParallel {}, bake {}{approvals}): {span}\n",
             wave.name, wave.max_parallel, wave.bake
@@ -237,6 +286,19 @@ fn render(plan: &Plan, t: &Timeline) -> String {
             out.push('\n');
         }
     }
+    let budgets: Vec<String> = t
+        .audit
+        .iter()
+        .filter(|r| matches!(r.cause, Cause::BudgetConsumed { .. } | Cause::BudgetExceeded { .. }))
+        .map(|r| format!("  {} {}", time(r.at), r.cause))
+        .collect();
+    if !budgets.is_empty() {
+        out.push_str("\nfailure budgets:\n");
+        for line in budgets {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
     out.push('\n');
     out
 }
@@ -261,6 +323,9 @@ fn region_settings(plan: &Plan) -> String {
         let steps: Vec<String> = e.steps.value.iter().map(u32::to_string).collect();
         rows.push(["steps".into(), steps.join(", "), e.steps.origin.to_string()]);
         rows.push(["stepBake".into(), e.step_bake.value.clone(), e.step_bake.origin.to_string()]);
+        if let Some(deadline) = &e.progress_deadline.value {
+            rows.push(["progressDeadline".into(), deadline.clone(), e.progress_deadline.origin.to_string()]);
+        }
         let windows = if e.windows.value.is_empty() { "any time".into() } else { e.windows.value.join("; ") };
         rows.push(["windows".into(), windows, e.windows.origin.to_string()]);
         rows.push(["onFailure".into(), wire(&e.on_failure.value), e.on_failure.origin.to_string()]);

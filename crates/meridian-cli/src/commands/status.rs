@@ -437,12 +437,16 @@ pub fn plan_table(view: &PlanView, wave: Option<&str>, region: Option<&str>) -> 
         let missing: Vec<String> =
             r.approvals.iter().filter(|a| !a.holds).map(|a| format!("{} ({})", a.flag, a.detail)).collect();
         for u in view.state.units.iter().filter(|u| u.region == r.name) {
-            let waiting = match (&u.waiting, u.phase) {
+            let mut waiting = match (&u.waiting, u.phase) {
                 (Some(why), _) => why.to_string(),
                 // The engine names the first reason; say which approvals are missing too.
                 (None, UnitPhase::Pending | UnitPhase::Blocked) if !missing.is_empty() => missing.join("; "),
                 _ => String::new(),
             };
+            if let Some(stalled) = &u.stalled {
+                let text = stalled.describe(chrono::Utc::now());
+                waiting = if waiting.is_empty() { text } else { format!("{waiting}; {text}") };
+            }
             rows.push(vec![
                 r.wave.clone(),
                 r.name.clone(),

@@ -401,9 +401,10 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
                     promoted: *promoted,
                     health: health.clone(),
                 }),
-                Cause::HealthFailed { .. } | Cause::RegionFailed { .. } | Cause::ApprovalLost { .. } => {
-                    failures.push(entry(r))
-                }
+                Cause::HealthFailed { .. }
+                | Cause::RegionFailed { .. }
+                | Cause::ApprovalLost { .. }
+                | Cause::ProgressDeadline { .. } => failures.push(entry(r)),
                 Cause::Blocked { waiting: WaitReason::Aborted } if to == UnitPhase::RolledBack => {
                     failures.push(entry(r))
                 }
@@ -411,6 +412,14 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
             }
         }
     }
+
+    // Which failure budget took this region's failure, or which one it went past.
+    for r in mine.iter().filter(|r| r.service.is_none()) {
+        if matches!(r.cause, Cause::BudgetConsumed { .. } | Cause::BudgetExceeded { .. }) {
+            failures.push(entry(r));
+        }
+    }
+    failures.sort_by_key(|e| e.seq);
 
     // Wave-level records: the wave's bake (with this region's evidence) and accepted failures.
     let mut accepted_failures = Vec::new();

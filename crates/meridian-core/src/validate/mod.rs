@@ -204,6 +204,7 @@ fn validate_entries<'d>(entries: &[(&'d Document, Option<&'d Recovered>)], now: 
 struct Defaults<'p> {
     steps: Vec<u32>,
     step_bake: Span,
+    progress_deadline: Option<Span>,
     windows: Vec<Window>,
     on_failure: OnFailure,
     /// `None` when the plan is unknown: check names cannot be resolved then.
@@ -218,6 +219,7 @@ impl Defaults<'_> {
         Defaults {
             steps: DEFAULT_STEPS.to_vec(),
             step_bake: DEFAULT_STEP_BAKE,
+            progress_deadline: None,
             windows: Vec::new(),
             on_failure: OnFailure::default(),
             checks: None,
@@ -265,6 +267,16 @@ impl<'d> PlanChecker<'d, '_> {
         self.report.push(self.doc.warning(path, code, message, hint));
     }
 
+    /// A deadline no longer than a step's bake passes at every step of a healthy unit.
+    fn deadline_within_bake(&mut self, path: &str, owner: &str, deadline: Span, step_bake: Span) {
+        self.warn(
+            path,
+            "deadline-within-bake",
+            format!("progressDeadline {deadline} of {owner} is not longer than its stepBake {step_bake}"),
+            Some("a step bakes without progress; make the deadline longer than stepBake, e.g. twice as long".into()),
+        );
+    }
+
     fn line_of(&self, path: &str) -> usize {
         self.doc.locations.value(path).line
     }
@@ -308,7 +320,14 @@ impl<'d> PlanChecker<'d, '_> {
         }
         let step_bake = self.span("spec.stepBake", spec.step_bake.as_deref(), DEFAULT_STEP_BAKE);
         let windows = self.windows("spec.windows", &spec.windows);
+        let progress_deadline = self.progress_deadline("spec.progressDeadline", spec.progress_deadline.as_deref());
         let on_failure = spec.on_failure.unwrap_or_default();
+        let max_failures = self.failure_budget("spec.maxFailures", "the plan", spec.max_failures.as_ref());
+        if let Some(deadline) = progress_deadline
+            && deadline <= step_bake
+        {
+            self.deadline_within_bake("spec.progressDeadline", "the plan", deadline, step_bake);
+        }
         // `check_index[k]` is where `health.checks[k]` is written: checks that do not
         // resolve are left out, so the two differ after the first of those.
         let (health, check_index) = self.health(spec.health.as_ref());
@@ -317,6 +336,7 @@ impl<'d> PlanChecker<'d, '_> {
         let defaults = Defaults {
             steps: steps.clone(),
             step_bake,
+            progress_deadline,
             windows,
             on_failure,
             checks: Some(PlanChecks {
@@ -383,6 +403,9 @@ impl<'d> PlanChecker<'d, '_> {
             waves,
             health,
             on_approval_revoked: spec.on_approval_revoked.unwrap_or_default(),
+            max_failures,
+            on_budget_exceeded: spec.on_budget_exceeded.unwrap_or_default(),
+            on_progress_deadline: spec.on_progress_deadline.unwrap_or_default(),
             actuator,
             approval_policies,
             region_lookup: HashMap::new(),

@@ -54,6 +54,13 @@ impl<'d> PlanChecker<'d, '_> {
             }
             None => d.step_bake,
         };
+        let progress_deadline = match r.progress_deadline.as_deref() {
+            Some(text) => {
+                origins.progress_deadline = Origin::Region;
+                self.progress_deadline(&format!("{base}.progressDeadline"), Some(text))
+            }
+            None => d.progress_deadline,
+        };
         let windows = match &r.windows {
             Some(raw) => {
                 origins.windows = Origin::Region;
@@ -75,6 +82,17 @@ impl<'d> PlanChecker<'d, '_> {
             }
             None => d.actuator.clone(),
         };
+        if let Some(deadline) = progress_deadline
+            && deadline <= step_bake
+            && (origins.progress_deadline == Origin::Region || origins.step_bake == Origin::Region)
+        {
+            let path = if origins.progress_deadline == Origin::Region {
+                format!("{base}.progressDeadline")
+            } else {
+                format!("{base}.stepBake")
+            };
+            self.deadline_within_bake(&path, &format!("region {:?}", r.name), deadline, step_bake);
+        }
         let (checks, check_origins) = self.check_overrides(r, base, d.checks);
         origins.checks = check_origins;
         let mut freezes = d.freezes.clone();
@@ -87,7 +105,17 @@ impl<'d> PlanChecker<'d, '_> {
             wave: usize::MAX,
             labels: r.labels.clone(),
             defined_at,
-            settings: RegionSettings { steps, step_bake, windows, on_failure, checks, actuator, freezes, origins },
+            settings: RegionSettings {
+                steps,
+                step_bake,
+                progress_deadline,
+                windows,
+                on_failure,
+                checks,
+                actuator,
+                freezes,
+                origins,
+            },
         }
     }
 

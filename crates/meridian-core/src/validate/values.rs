@@ -8,9 +8,75 @@ use std::collections::HashMap;
 use super::PlanChecker;
 use crate::diagnostics::Report;
 use crate::duration::{Span, SpanError};
+use crate::manifest::CountOrPercent;
+use crate::plan::FailureBudget;
 use crate::source::Document;
 
 impl<'d> PlanChecker<'d, '_> {
+    /// A `progressDeadline`: a duration, or `None` when absent or invalid (reported).
+    pub(super) fn progress_deadline(&mut self, path: &str, text: Option<&str>) -> Option<Span> {
+        let text = text?;
+        let before = self.errors;
+        let span = self.span(path, Some(text), Span::ZERO);
+        (self.errors == before).then_some(span)
+    }
+
+    /// A `maxFailures` budget of `owner` (`wave "canary"`, `the plan`): a count of 0 or more,
+    /// or a percent from 0% to 100%. `None` when absent or invalid (reported).
+    pub(super) fn failure_budget(
+        &mut self,
+        path: &str,
+        owner: &str,
+        raw: Option<&CountOrPercent>,
+    ) -> Option<FailureBudget> {
+        const HINT: &str = "write a count of regions such as 2, or a percent of them such as \"25%\"";
+        let negative = |c: &mut Self, shown: &str| {
+            c.error(
+                path,
+                "negative-failure-budget",
+                format!("maxFailures of {owner} is {shown}; it must be 0 or more"),
+                Some(format!("0 tolerates no failed region; {HINT}")),
+            );
+            None
+        };
+        match raw? {
+            CountOrPercent::Count(n) if *n < 0 => negative(self, &n.to_string()),
+            CountOrPercent::Count(n) => Some(FailureBudget::Count(usize::try_from(*n).unwrap_or(usize::MAX))),
+            CountOrPercent::Text(text) => {
+                let t = text.trim();
+                if t.starts_with('-') {
+                    return negative(self, &format!("{text:?}"));
+                }
+                let (digits, percent) = match t.strip_suffix('%') {
+                    Some(d) => (d.trim(), true),
+                    None => (t, false),
+                };
+                match digits.parse::<u32>() {
+                    Ok(p) if percent && p > 100 => {
+                        self.error(
+                            path,
+                            "failure-budget-out-of-range",
+                            format!("maxFailures of {owner} is {text:?}, more than 100%"),
+                            Some("a percent of the regions is at most \"100%\"".into()),
+                        );
+                        None
+                    }
+                    Ok(p) if percent => Some(FailureBudget::Percent(p)),
+                    Ok(n) => Some(FailureBudget::Count(n as usize)),
+                    Err(_) => {
+                        self.error(
+                            path,
+                            "invalid-failure-budget",
+                            format!("maxFailures of {owner} is {text:?}, neither a count nor a percent"),
+                            Some(HINT.into()),
+                        );
+                        None
+                    }
+                }
+            }
+        }
+    }
+
     /// A duration field. Zero is never a useful value for any of them.
     pub(super) fn span(&mut self, path: &str, text: Option<&str>, default: Span) -> Span {
         let Some(text) = text else { return default };

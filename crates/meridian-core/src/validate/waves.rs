@@ -172,6 +172,28 @@ impl<'d> PlanChecker<'d, '_> {
             };
             let bake = self.span(&format!("{base}.bake"), raw_wave.bake.as_deref(), Span::ZERO);
             self.flags(&format!("{base}.approvals"), &raw_wave.approvals);
+            let owner = format!("wave {:?}", raw_wave.name);
+            let max_failures =
+                self.failure_budget(&format!("{base}.maxFailures"), &owner, raw_wave.max_failures.as_ref());
+            if let Some(b) = max_failures
+                && !members.is_empty()
+                && b.allowed(members.len()) >= members.len()
+            {
+                self.warn(
+                    &format!("{base}.maxFailures"),
+                    "budget-covers-every-region",
+                    format!(
+                        "maxFailures {b} of wave {:?} tolerates {} failing",
+                        raw_wave.name,
+                        if members.len() == 1 {
+                            "its only region".into()
+                        } else {
+                            format!("all its {} regions", members.len())
+                        }
+                    ),
+                    Some("the wave would complete with no region enabled; allow fewer failures".into()),
+                );
+            }
             waves.push(Wave {
                 name: raw_wave.name.clone(),
                 regions: members,
@@ -179,6 +201,7 @@ impl<'d> PlanChecker<'d, '_> {
                 max_parallel,
                 bake,
                 approvals: raw_wave.approvals.clone(),
+                max_failures,
             });
         }
         for (r, region) in regions.iter().enumerate() {

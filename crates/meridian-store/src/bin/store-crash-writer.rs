@@ -97,6 +97,8 @@ fn initial_state() -> PlanState {
                 drift: None,
                 actuated: false,
                 failure: None,
+                progress_at: None,
+                stalled: None,
                 checks: Vec::new(),
             })
             .collect(),
