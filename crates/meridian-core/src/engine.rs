@@ -762,13 +762,7 @@ impl Engine<'_> {
                 self.wake(due);
                 continue;
             }
-            let event = AuditEvent::Unit {
-                from: u.phase,
-                to: u.phase,
-                step: u.step,
-                from_percent: u.percent,
-                to_percent: u.percent,
-            };
+            let event = unchanged(u);
             let policy = self.plan.on_progress_deadline;
             let cause =
                 Cause::ProgressDeadline { since, deadline: deadline.to_string(), waiting: u.waiting.clone(), policy };
@@ -797,13 +791,7 @@ impl Engine<'_> {
                     if held {
                         // The loss was audited; so is its end, with the approvals now in force.
                         let u = &self.state.units[i];
-                        let event = AuditEvent::Unit {
-                            from: u.phase,
-                            to: u.phase,
-                            step: u.step,
-                            from_percent: u.percent,
-                            to_percent: u.percent,
-                        };
+                        let event = unchanged(u);
                         self.record(None, Some(i), event, Cause::ApprovalRestored { approvals: evidence });
                         self.state.units[i].waiting = None;
                     }
@@ -820,13 +808,7 @@ impl Engine<'_> {
                     self.move_unit(i, to, None, 0, cause);
                 }
                 OnApprovalRevoked::Hold if !held => {
-                    let event = AuditEvent::Unit {
-                        from: u.phase,
-                        to: u.phase,
-                        step: u.step,
-                        from_percent: u.percent,
-                        to_percent: u.percent,
-                    };
+                    let event = unchanged(u);
                     self.record(None, Some(i), event, cause);
                 }
                 OnApprovalRevoked::Hold => {}
@@ -1516,4 +1498,10 @@ fn same_kind(a: &WaitReason, b: &WaitReason) -> bool {
         (WaitReason::Approval { flag: x, .. }, WaitReason::Approval { flag: y, .. }) => x == y,
         _ => std::mem::discriminant(a) == std::mem::discriminant(b),
     }
+}
+
+/// A record about a unit whose phase, step and traffic stay as they are (a held approval,
+/// its restoration, a missed progress deadline).
+fn unchanged(u: &crate::state::UnitState) -> AuditEvent {
+    AuditEvent::Unit { from: u.phase, to: u.phase, step: u.step, from_percent: u.percent, to_percent: u.percent }
 }
