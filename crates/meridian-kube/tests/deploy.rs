@@ -210,21 +210,7 @@ fn the_controller_account_may_do_exactly_what_rbac_yaml_grants() {
         .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
         .find(|doc: &Value| doc["kind"] == "Role")
         .expect("deploy/rbac.yaml has no Role");
-    let mut granted = BTreeSet::new();
-    for rule in role["rules"].as_array().unwrap() {
-        let strings = |key: &str| -> Vec<String> {
-            rule[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
-        };
-        assert!(rule.get("resourceNames").is_none(), "the test does not model resourceNames: {rule}");
-        for group in strings("apiGroups") {
-            for resource in strings("resources") {
-                for verb in strings("verbs") {
-                    assert_ne!(verb, "*", "a wildcard verb in deploy/rbac.yaml: {rule}");
-                    granted.insert((group.clone(), resource.clone(), verb));
-                }
-            }
-        }
-    }
+    let granted = rules_of(&role);
     assert_eq!(granted, uses, "deploy/rbac.yaml's Role and the controller's uses differ");
 
     let plane = ControlPlane::start();
