@@ -144,6 +144,14 @@ async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_withou
         )
     };
     wait("the follower to show the plan", Duration::from_secs(20), || cli(&["status"]).1.contains("ha"));
+    // Leadership on /metrics (what the MeridianNoLeader alert reads): 1 on the leader, 0 on the
+    // follower, both naming the leader.
+    for (who, value) in [(first.as_str(), 1), (follower, 0)] {
+        let url = format!("http://127.0.0.1:{}/metrics", port_of(&format!("default/{who}")));
+        let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let line = format!("meridian_leader{{leader=\"{first}\"}} {value}");
+        assert!(page.lines().any(|l| l == line), "no {line} on {who}'s /metrics:\n{page}");
+    }
     let phase = || text(&plane.kubectl(&["get", "rolloutplan", "ha", "-o", "jsonpath={.status.phase}"], None));
     let (ok, said) = cli(&["pause", "ha"]);
     assert!(ok, "pause through the follower: {said}");

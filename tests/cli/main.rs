@@ -14,6 +14,7 @@ mod dashboard;
 mod demo;
 mod kube;
 mod log;
+mod monitoring;
 mod outcomes;
 mod plan;
 mod prometheus;

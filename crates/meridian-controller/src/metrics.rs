@@ -34,6 +34,13 @@ const PHASES: [UnitPhase; 7] = [
     UnitPhase::Paused,
 ];
 
+/// The leadership gauge of the Kubernetes mode: 1 on the replica that leads, 0 on the others
+/// (labelled with the leader's identity), so an alert can tell "no replica leads" from "no
+/// replica is up".
+pub const LEADER: &str = "meridian_leader";
+/// Its help text, the same on the leader and the followers.
+pub const LEADER_HELP: &str = "1 on the replica that leads (decides, writes state, actuates), 0 on the others";
+
 /// Every metric the controller exports.
 pub struct Metrics {
     pub registry: Registry,
@@ -63,6 +70,9 @@ pub struct Metrics {
     pub task_failures: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub health_errors: IntCounterVec,
+    /// `meridian_leader{leader}`: 1 once this replica leads (Kubernetes mode, [`Metrics::lead`]);
+    /// no series in the standalone mode. Followers say 0 (`meridian_kube::follower`).
+    leader: IntGaugeVec,
     /// Held from the reset of the state gauges to the end of rendering, so concurrent
     /// scrapes never see a half-rebuilt set.
     scrape: Mutex<()>,
@@ -224,6 +234,7 @@ impl Metrics {
                 ),
                 &["plan", "check", "error"]
             )),
+            leader: reg!(IntGaugeVec::new(Opts::new(LEADER, LEADER_HELP), &["leader"])),
             scrape: Mutex::new(()),
             registry,
         }
@@ -233,6 +244,13 @@ impl Metrics {
     pub fn with_expiry_warning(mut self, window: TimeDelta) -> Self {
         self.expiry_warning = window;
         self
+    }
+
+    /// Say that this replica leads as `identity` (`meridian_leader{leader=identity} 1`) from now
+    /// on; a replica that loses its lease exits, so there is no way back to 0 here.
+    pub fn lead(&self, identity: &str) {
+        self.leader.reset();
+        self.leader.with_label_values(&[identity]).set(1);
     }
 
     /// Mirror one plan's state onto the gauges (after a reset of them, at scrape time).
@@ -503,6 +521,17 @@ mod tests {
             assert!(lines.contains(&line), "missing {line}:\n{page}");
         }
         assert_eq!(lines.iter().filter(|l| l.starts_with("meridian_regions{")).count(), 3, "{page}");
+    }
+
+    #[test]
+    fn only_a_leading_replica_exports_the_leader_gauge() {
+        let metrics = Metrics::new();
+        let page = metrics.scrape(&Snapshot::default(), Utc::now());
+        assert!(!page.contains(LEADER), "the standalone controller has no leader series:\n{page}");
+        metrics.lead("meridian-7d9f-x");
+        let page = metrics.scrape(&Snapshot::default(), Utc::now());
+        assert!(series(&page).contains(&r#"meridian_leader{leader="meridian-7d9f-x"} 1"#), "{page}");
+        assert!(page.contains(&format!("# HELP {LEADER} {LEADER_HELP}")), "{page}");
     }
 
     #[test]

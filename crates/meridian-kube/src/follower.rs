@@ -201,9 +201,11 @@ impl ControlPlane for FollowerControl {
 
     fn metrics(&self) -> String {
         let leader = (self.leader)().unwrap_or_default().replace(['\\', '"', '\n'], "_");
+        // The leader exports the same gauge at 1 (`meridian_controller::metrics::LEADER`, with
+        // the same help text), so that an alert tells "no replica leads" from "none is up".
         format!(
             "# HELP meridian_leader 1 on the replica that leads (decides, writes state, actuates), 0 on the \
-             others.\n# TYPE meridian_leader gauge\nmeridian_leader{{leader=\"{leader}\"}} 0\n"
+             others\n# TYPE meridian_leader gauge\nmeridian_leader{{leader=\"{leader}\"}} 0\n"
         )
     }
 

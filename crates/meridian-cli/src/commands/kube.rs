@@ -253,6 +253,9 @@ async fn lead(
         Ok(r) => r,
         Err(e) => return fail(start_error(&e)),
     };
+    // `meridian_leader{leader=IDENTITY} 1`: with the followers' 0, an alert tells a cluster
+    // where no replica leads from one where none is up.
+    running.controller.metrics_registry().lead(identity);
     let control: Arc<dyn ControlPlane> = running.controller.clone();
     let events = Arc::new(PlanEvents::with_namespaces(client.clone(), placed.clone(), identity));
     let reporter = tokio::spawn(meridian_kube::report::report_status(
