@@ -1,20 +1,44 @@
-//! The alert rules (`deploy/prometheus/alerts.yaml`): `promtool check rules` accepts them,
-//! `promtool test rules` passes their unit tests (`alerts_test.yaml`), and every alert has a
-//! test time where it fires and one where it must not.
+//! The Grafana dashboard (`deploy/grafana/meridian.json`) and the alert rules
+//! (`deploy/prometheus/alerts.yaml`) against what the controller really exports:
+//!
+//! - `promtool check rules` accepts the rules, `promtool test rules` passes their unit tests
+//!   (`alerts_test.yaml`), and every alert has a test time where it fires and one where it
+//!   must not;
+//! - every dashboard query is valid PromQL (promtool checks them as recording rules);
+//! - every metric name the dashboard, the rules and the rules' unit tests use is one a running
+//!   `meridian run` exports, once it was made to do what some series wait for (a health read
+//!   and an actuation that fail, a configuration reload, an approval about to expire). The
+//!   exceptions are listed below with the reason and checked their own way.
 //!
 //! promtool comes from Debian's prometheus package (`scripts/install-test-deps`); without it
 //! these tests fail and say so, they never skip.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use meridian_fleet::testkit::promtool_binary;
+use meridian_fleet::{Fleet, FleetConfig, FleetHandle};
+use serde_json::Value;
 
-use crate::support::repo_root;
+use crate::support::{repo_root, spawn_run};
+
+/// Per-unit series, exported only with `meridian run --unit-metrics`: the rules must not use
+/// them, and a dashboard panel that does says so in its description.
+const OPT_IN: &[&str] = &["meridian_unit_state", "meridian_unit_traffic_percent", "meridian_health_value"];
+/// Exported by `meridian kube` only (1 on the leader, 0 on the followers); checked below on
+/// the metrics module the leader uses.
+const KUBE_ONLY: &[&str] = &["meridian_leader"];
+/// Prometheus's own series about its targets.
+const PROMETHEUS_OWN: &[&str] = &["up"];
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+fn dashboard() -> Value {
+    serde_json::from_str(&read("deploy/grafana/meridian.json")).expect("the dashboard is JSON")
 }
 
 fn rules() -> serde_yaml::Value {
@@ -74,4 +98,338 @@ fn the_rules_pass_promtool_and_every_alert_has_a_unit_test_where_it_fires_and_on
     }
     let unknown: Vec<_> = checked.iter().filter(|(a, _)| !names.contains(a)).collect();
     assert!(unknown.is_empty(), "unit tests of alerts that do not exist: {unknown:?}");
+}
+
+/// Every Grafana panel (rows' nested panels included) with the queries of its targets.
+fn panels(dashboard: &Value) -> Vec<(String, String, Vec<String>)> {
+    fn walk(panels: &Value, out: &mut Vec<(String, String, Vec<String>)>) {
+        for p in panels.as_array().into_iter().flatten() {
+            let exprs: Vec<String> = p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["expr"].as_str().map(str::to_string))
+                .collect();
+            let title = p["title"].as_str().unwrap_or_default().to_string();
+            let description = p["description"].as_str().unwrap_or_default().to_string();
+            if p["type"] != "row" {
+                assert!(!exprs.is_empty(), "panel {title:?} has no query");
+            }
+            out.push((title, description, exprs));
+            walk(&p["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// The dashboard's queries with Grafana's variables replaced, so Prometheus can parse them.
+fn dashboard_queries(dashboard: &Value) -> Vec<String> {
+    panels(dashboard)
+        .into_iter()
+        .flat_map(|(_, _, exprs)| exprs)
+        .map(|e| e.replace("$__rate_interval", "1m").replace("$plan", ".*"))
+        .collect()
+}
+
+#[test]
+fn the_dashboard_lays_out_its_panels_on_the_grid_and_every_query_is_valid_promql() {
+    let dashboard = dashboard();
+    assert_eq!(dashboard["uid"], "meridian");
+    // Unique ids, within Grafana's 24 columns, no two panels on the same cell, every query on
+    // the dashboard's Prometheus variable (chosen at import).
+    let mut ids = BTreeSet::new();
+    let mut cells: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for p in dashboard["panels"].as_array().expect("panels") {
+        let title = p["title"].as_str().unwrap_or_default();
+        assert!(ids.insert(p["id"].as_u64().expect("id")), "panel id {} twice", p["id"]);
+        let g = |k: &str| p["gridPos"][k].as_u64().unwrap_or_else(|| panic!("{title}: gridPos.{k}"));
+        assert!(g("x") + g("w") <= 24, "{title} is wider than the grid");
+        for x in g("x")..g("x") + g("w") {
+            for y in g("y")..g("y") + g("h") {
+                if let Some(other) = cells.insert((x, y), title.to_string()) {
+                    panic!("{title} overlaps {other}");
+                }
+            }
+        }
+        if p["type"] != "row" {
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
+        }
+    }
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 15, "{queries:?}");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, q) in queries.iter().enumerate() {
+        rules.push_str(&format!("      - record: dashboard_query_{i}\n        expr: {}\n", serde_json::json!(q)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dashboard.yaml"), &rules).unwrap();
+    let (ok, said) = promtool(&["check", "rules", "dashboard.yaml"], dir.path());
+    assert!(ok, "a dashboard query is not valid PromQL:\n{said}\n{rules}");
+    assert!(said.contains(&format!("SUCCESS: {} rules found", queries.len())), "{said}");
+}
+
+/// The metric names a PromQL expression selects: what is left once strings, label matchers,
+/// ranges, grouping label lists, functions, keywords and numbers are taken out.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    // Blank out strings, `{...}` and `[...]`.
+    let mut plain = String::new();
+    let mut closing: Option<char> = None;
+    let mut quote: Option<char> = None;
+    for c in expr.chars() {
+        match (quote, closing) {
+            (Some(q), _) => {
+                if c == q {
+                    quote = None;
+                }
+                plain.push(' ');
+            }
+            (None, _) if c == '"' || c == '\'' || c == '`' => {
+                quote = Some(c);
+                plain.push(' ');
+            }
+            (None, Some(end)) => {
+                if c == end {
+                    closing = None;
+                }
+                plain.push(' ');
+            }
+            (None, None) if c == '{' || c == '[' => {
+                closing = Some(if c == '{' { '}' } else { ']' });
+                plain.push(' ');
+            }
+            (None, None) => plain.push(c),
+        }
+    }
+    let chars: Vec<char> = plain.chars().collect();
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_digit() || c == '$' {
+            // A number or a duration (7, 3600, 0.99, 5m), or a Grafana variable.
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "._$".contains(chars[i])) {
+                i += 1;
+            }
+            continue;
+        }
+        if !(c.is_ascii_alphabetic() || c == '_' || c == ':') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+            i += 1;
+        }
+        let word: String = chars[start..i].iter().collect();
+        let mut next = i;
+        while next < chars.len() && chars[next].is_whitespace() {
+            next += 1;
+        }
+        let called = chars.get(next) == Some(&'(');
+        // `sum by (...) (...)`: an aggregation with its grouping first.
+        let rest: String = chars[next..].iter().take(8).collect();
+        let grouped = ["by", "without"].iter().any(|k| {
+            rest.strip_prefix(k)
+                .is_some_and(|after| !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+        });
+        match word.as_str() {
+            // Their label list in parentheses is not a selector.
+            "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" => {
+                if called {
+                    while i < chars.len() && chars[i] != ')' {
+                        i += 1;
+                    }
+                }
+            }
+            "and" | "or" | "unless" | "bool" | "offset" | "inf" | "nan" => {}
+            _ if called || grouped => {} // a function or an aggregation
+            _ => {
+                names.insert(word);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn metric_names_are_read_from_promql_as_prometheus_would() {
+    let names = metric_names(
+        r#"sum by (plan, check) (increase(meridian_x_total{job="m",verdict=~"a|b"}[5m])) > 0 unless on (plan) meridian_y == 1 and meridian_z < 7 * 24 * 3600 or absent(up{job="meridian"})"#,
+    );
+    let want: BTreeSet<String> = ["meridian_x_total", "meridian_y", "meridian_z", "up"].map(String::from).into();
+    assert_eq!(names, want);
+    let names =
+        metric_names("histogram_quantile(0.99, sum by (le) (rate(a_bucket{plan=~\"$plan\"}[$__rate_interval])))");
+    assert_eq!(names, BTreeSet::from(["a_bucket".to_string()]));
+}
+
+/// Every metric name used, with where: the dashboard's queries and its plan variable, the
+/// rules, and the series the rules' unit tests feed in.
+fn used_names() -> BTreeMap<String, BTreeSet<String>> {
+    let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let dashboard = dashboard();
+    for (title, _, exprs) in panels(&dashboard) {
+        for e in exprs {
+            for n in metric_names(&e) {
+                used.entry(n).or_default().insert(format!("dashboard panel {title:?}"));
+            }
+        }
+    }
+    for var in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(q) = var["definition"].as_str() {
+            let metric = q.trim_start_matches("label_values(").split(',').next().unwrap_or_default().trim();
+            assert!(!metric.is_empty() && q.starts_with("label_values("), "variable query {q}");
+            used.entry(metric.to_string()).or_default().insert(format!("dashboard variable {}", var["name"]));
+        }
+    }
+    for (alert, expr) in alerts(&rules()) {
+        for n in metric_names(&expr) {
+            used.entry(n).or_default().insert(format!("alert {alert}"));
+        }
+    }
+    for test in rule_tests()["tests"].as_sequence().expect("tests") {
+        for s in test["input_series"].as_sequence().into_iter().flatten() {
+            let series = s["series"].as_str().expect("series");
+            let name = series.split('{').next().unwrap_or_default().to_string();
+            used.entry(name).or_default().insert(format!("unit test {:?}", test["name"].as_str().unwrap_or_default()));
+        }
+    }
+    used
+}
+
+/// The sample names (histograms' `_bucket`, `_sum`, `_count` included) of a metrics page.
+fn exported(page: &str) -> BTreeSet<String> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A plan on the simulated fleet: its units move and its first check reads values; its
+/// second reads a port nothing listens on (error verdicts, `connect` health errors), so they
+/// stay at their first step. jp needs an approval that expires in 3 hours
+/// (`meridian_approval_expiring`); the plan has a progress deadline.
+fn watched(fleet: &FleetHandle) -> String {
+    format!(
+        "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: watched}}
+spec:
+  services: [{{name: web}}]
+  regions: [{{name: us}}, {{name: jp, approvals: [jp-regulator]}}]
+  waves: [{{name: all, regions: [us, jp]}}]
+  steps: [50, 100]
+  stepBake: 1s
+  progressDeadline: 1h
+  health:
+    interval: 1s
+    checks:
+      - name: error-rate
+        http: {{url: '{metrics}', metric: error_ratio}}
+        max: 0.05
+      - name: unreachable
+        http: {{url: 'http://127.0.0.1:1/{{{{region}}}}/{{{{service}}}}/metrics', metric: error_ratio}}
+        max: 0.05
+  actuator:
+    http: {{url: '{traffic}', timeout: 2s}}
+",
+        metrics = fleet.unit_metrics_url_template(),
+        traffic = fleet.traffic_url_template(),
+    )
+}
+
+/// A plan whose target refuses every connection: actuation errors and their durations.
+const UNREACHABLE: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: unreachable}
+spec:
+  services: [{name: web}]
+  regions: [{name: eu}]
+  waves: [{name: all, regions: [eu]}]
+  steps: [100]
+  actuator:
+    http: {url: 'http://127.0.0.1:1/{{region}}/{{service}}/traffic', timeout: 1s, retries: 0}
+";
+
+fn approval(name: &str, flag: &str, expires: chrono::DateTime<chrono::Utc>) -> String {
+    let expires = expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!(
+        "apiVersion: meridian.dev/v1alpha1\nkind: Approval\nmetadata: {{name: {name}}}\nspec:\n  flag: {flag}\n  \
+         grantedBy: Ministry liaison office\n  reference: letter 17\n  expires: \"{expires}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_dashboard_and_the_rules_use_is_one_a_running_controller_exports() {
+    let used = used_names();
+    for (name, places) in &used {
+        let rules: Vec<_> = places.iter().filter(|p| !p.starts_with("dashboard")).collect();
+        if OPT_IN.contains(&name.as_str()) {
+            assert!(rules.is_empty(), "{name} is exported with --unit-metrics only, yet {rules:?} use it");
+        }
+    }
+    for (title, description, exprs) in panels(&dashboard()) {
+        let opt_in: Vec<_> =
+            exprs.iter().flat_map(|e| metric_names(e)).filter(|n| OPT_IN.contains(&n.as_str())).collect();
+        assert!(
+            opt_in.is_empty() || (title.contains("--unit-metrics") && description.contains("--unit-metrics")),
+            "panel {title:?} uses {opt_in:?} without saying it needs --unit-metrics"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    let now = chrono::Utc::now();
+    let fleet = Fleet::start(FleetConfig::new(["us", "jp"], ["web"])).await.expect("start the fleet");
+    std::fs::write(config.join("watched.yaml"), watched(&fleet)).unwrap();
+    std::fs::write(config.join("unreachable.yaml"), UNREACHABLE).unwrap();
+    std::fs::write(config.join("jp.yaml"), approval("jp-letter", "jp-regulator", now + chrono::TimeDelta::hours(3)))
+        .unwrap();
+    let run = spawn_run(&config, &dir.path().join("state"), &["--no-auth", "--unit-metrics"])
+        .unwrap_or_else(|(code, said)| panic!("meridian run did not start ({code:?}):\n{said}"));
+    // An edit once it runs: a configuration reload.
+    std::fs::write(config.join("kr.yaml"), approval("kr-letter", "kr-regulator", now + chrono::TimeDelta::days(30)))
+        .unwrap();
+
+    let needed: BTreeSet<&str> =
+        used.keys().map(String::as_str).filter(|n| !KUBE_ONLY.contains(n) && !PROMETHEUS_OWN.contains(n)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        let page = reqwest::get(format!("{}/metrics", run.base)).await.unwrap().text().await.unwrap();
+        let missing: Vec<&str> = needed.iter().copied().filter(|n| !exported(&page).contains(*n)).collect();
+        if missing.is_empty() {
+            break page;
+        }
+        if Instant::now() > deadline {
+            let missing: BTreeMap<_, _> = missing.iter().map(|n| (*n, &used[*n])).collect();
+            panic!("not exported by meridian run within 60 s: {missing:#?}\n\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // What the controller was made to do shows in the series, not only in their names.
+    for line in [
+        r#"meridian_config_reloads_total{result="applied"}"#,
+        r#"meridian_actuation_errors_total{error="#,
+        r#"meridian_health_errors_total{check="unreachable",error="connect",plan="watched"}"#,
+        r#"meridian_health_verdicts_total{check="error-rate",plan="watched",verdict="healthy"}"#,
+        r#"meridian_approval_expiring{approval="jp-letter",flag="jp-regulator",plan="watched"} 1"#,
+    ] {
+        assert!(page.contains(line), "no {line} on the page:\n{page}");
+    }
+
+    // The leader gauge: not in the standalone mode, and on the metrics module's page once a
+    // replica leads (what `meridian kube` does when it wins the lease).
+    for name in KUBE_ONLY {
+        assert!(!exported(&page).contains(*name), "{name} is kube-only, yet meridian run exports it");
+    }
+    let metrics = meridian_controller::metrics::Metrics::new();
+    metrics.lead("meridian-0");
+    let leader_page = metrics.scrape(&Default::default(), chrono::Utc::now());
+    for name in KUBE_ONLY {
+        assert!(exported(&leader_page).contains(*name), "a leading replica does not export {name}:\n{leader_page}");
+    }
 }
