@@ -26,7 +26,8 @@ use crate::support::{repo_root, spawn_run};
 
 /// Per-unit series, exported only with `meridian run --unit-metrics`: the rules must not use
 /// them, and a dashboard panel that does says so in its description.
-const OPT_IN: &[&str] = &["meridian_unit_state", "meridian_unit_traffic_percent", "meridian_health_value"];
+const OPT_IN: &[&str] =
+    &["meridian_unit_state", "meridian_unit_traffic_percent", "meridian_health_value", "meridian_health_limit"];
 /// Exported by `meridian kube` only (1 on the leader, 0 on the followers); checked below on
 /// the metrics module the leader uses.
 const KUBE_ONLY: &[&str] = &["meridian_leader"];
