@@ -5,6 +5,8 @@
 //! within lease duration + 2 s and resumes from the state in the API server, the frozen one
 //! sends nothing once resumed and exits, and the fleet's log shows every unit walking the
 //! steps once, each step with one idempotency key (no duplicate, no conflicting actuation).
+//! Each replica says on `/metrics` who leads (`meridian_leader`, 1 on the leader, 0 on the
+//! follower), what the `MeridianNoLeader` alert reads.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

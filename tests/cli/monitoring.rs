@@ -7,8 +7,10 @@
 //! - every dashboard query is valid PromQL (promtool checks them as recording rules);
 //! - every metric name the dashboard, the rules and the rules' unit tests use is one a running
 //!   `meridian run` exports, once it was made to do what some series wait for (a health read
-//!   and an actuation that fail, a configuration reload, an approval about to expire). The
-//!   exceptions are listed below with the reason and checked their own way.
+//!   and an actuation that fail, a region rolled back, a configuration reload, an approval
+//!   about to expire), and every label matcher they use selects something on its page (a
+//!   `state="rolled-back"` the controller never writes would never fire). The exceptions are
+//!   listed below with the reason and checked their own way.
 //!
 //! promtool comes from Debian's prometheus package (`scripts/install-test-deps`); without it
 //! these tests fail and say so, they never skip.
@@ -29,7 +31,7 @@ use crate::support::{repo_root, spawn_run};
 const OPT_IN: &[&str] =
     &["meridian_unit_state", "meridian_unit_traffic_percent", "meridian_health_value", "meridian_health_limit"];
 /// Exported by `meridian kube` only (1 on the leader, 0 on the followers); checked below on
-/// the metrics module the leader uses.
+/// the metrics module the leader uses, and on both replicas in `kube::two_replicas_...`.
 const KUBE_ONLY: &[&str] = &["meridian_leader"];
 /// Prometheus's own series about its targets.
 const PROMETHEUS_OWN: &[&str] = &["up"];
@@ -266,6 +268,117 @@ fn metric_names_are_read_from_promql_as_prometheus_would() {
     assert_eq!(names, BTreeSet::from(["a_bucket".to_string()]));
 }
 
+/// One label matcher: label, operator (`=`, `!=`, `=~`, `!~`), value.
+type Matcher = (String, String, String);
+
+/// The selectors with a matcher list in an expression: the metric and its matchers.
+fn selectors(expr: &str) -> Vec<(String, Vec<Matcher>)> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(open) = rest.find('{') {
+        let before = &rest[..open];
+        let name_start =
+            before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).map_or(0, |i| i + 1);
+        let name = before[name_start..].to_string();
+        let close = open + rest[open..].find('}').expect("a matcher list is closed");
+        // Split on commas outside quotes.
+        let (mut parts, mut part, mut quoted) = (Vec::new(), String::new(), false);
+        for c in rest[open + 1..close].chars() {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    part.push(c);
+                }
+                ',' if !quoted => parts.push(std::mem::take(&mut part)),
+                _ => part.push(c),
+            }
+        }
+        parts.push(part);
+        let matchers = parts
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let op_at = p.find(['=', '!']).unwrap_or_else(|| panic!("no operator in matcher {p:?} of {expr}"));
+                let op_len = if p[op_at..].starts_with("=~") || p[op_at..].starts_with("!") { 2 } else { 1 };
+                let value = p[op_at + op_len..].trim().trim_matches('"').to_string();
+                (p[..op_at].trim().to_string(), p[op_at..op_at + op_len].to_string(), value)
+            })
+            .collect();
+        if !name.is_empty() {
+            out.push((name, matchers));
+        }
+        rest = &rest[close + 1..];
+    }
+    out
+}
+
+#[test]
+fn selectors_are_read_with_their_matchers() {
+    let found = selectors(r#"sum(rate(a_total{job="m",verdict=~"x|y"}[5m])) / b{plan!="p,q"} unless c"#);
+    let m = |l: &str, op: &str, v: &str| (l.to_string(), op.to_string(), v.to_string());
+    assert_eq!(
+        found,
+        vec![
+            ("a_total".to_string(), vec![m("job", "=", "m"), m("verdict", "=~", "x|y")]),
+            ("b".to_string(), vec![m("plan", "!=", "p,q")]),
+        ]
+    );
+}
+
+/// Labels Prometheus adds to every series of a target, not the controller.
+const TARGET_LABELS: &[&str] = &["job", "instance", "namespace", "pod"];
+
+/// What the page lacks of the matchers the dashboard and the rules use: each label must be
+/// on the metric's series, and each `label="value"` must be there as written (a rule that
+/// selects a state the controller never exports would never fire). The unit tests' series
+/// are checked for their label names only, since their values are made up.
+fn unmatched(page: &str, exprs: &[(String, String)], test_series: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |place: &str, expr: &str, values_too: bool| {
+        for (name, matchers) in selectors(expr) {
+            if KUBE_ONLY.contains(&name.as_str()) || PROMETHEUS_OWN.contains(&name.as_str()) {
+                continue;
+            }
+            let prefix = format!("{name}{{");
+            let lines: Vec<&str> = page.lines().filter(|l| l.starts_with(&prefix)).collect();
+            for (label, op, value) in matchers.iter().filter(|(l, _, _)| !TARGET_LABELS.contains(&l.as_str())) {
+                let pair = format!("{label}=\"{value}\"");
+                let wanted = if values_too && op == "=" { pair } else { format!("{label}=\"") };
+                if !lines.iter().any(|l| l.contains(&wanted)) {
+                    out.push(format!("{place}: no {name} series with {wanted}"));
+                }
+            }
+        }
+    };
+    for (place, expr) in exprs {
+        check(place, expr, true);
+    }
+    for (place, series) in test_series {
+        check(place, series, false);
+    }
+    out
+}
+
+/// (where, expression or series), e.g. ("alert MeridianDown", "up{...} == 0").
+type Placed = Vec<(String, String)>;
+
+/// The dashboard's and the rules' expressions, and the unit tests' series, with where each is.
+fn expressions() -> (Placed, Placed) {
+    let mut exprs = Vec::new();
+    for (title, _, queries) in panels(&dashboard()) {
+        exprs.extend(queries.into_iter().map(|q| (format!("dashboard panel {title:?}"), q)));
+    }
+    exprs.extend(alerts(&rules()).into_iter().map(|(alert, expr)| (format!("alert {alert}"), expr)));
+    let mut series = Vec::new();
+    for test in rule_tests()["tests"].as_sequence().expect("tests") {
+        for s in test["input_series"].as_sequence().into_iter().flatten() {
+            let place = format!("unit test {:?}", test["name"].as_str().unwrap_or_default());
+            series.push((place, s["series"].as_str().expect("series").to_string()));
+        }
+    }
+    (exprs, series)
+}
+
 /// Every metric name used, with where: the dashboard's queries and its plan variable, the
 /// rules, and the series the rules' unit tests feed in.
 fn used_names() -> BTreeMap<String, BTreeSet<String>> {
@@ -342,6 +455,19 @@ spec:
     )
 }
 
+/// A plan that completes at once: enabled units.
+const DONE: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: done}
+spec:
+  services: [{name: web}]
+  regions: [{name: eu}]
+  waves: [{name: all, regions: [eu]}]
+  steps: [100]
+  stepBake: 200ms
+  actuator: {log: {}}
+";
+
 /// A plan whose target refuses every connection: actuation errors and their durations.
 const UNREACHABLE: &str = "apiVersion: meridian.dev/v1alpha1
 kind: RolloutPlan
@@ -386,7 +512,10 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_one_a_running_controlle
     std::fs::create_dir(&config).unwrap();
     let now = chrono::Utc::now();
     let fleet = Fleet::start(FleetConfig::new(["us", "jp"], ["web"])).await.expect("start the fleet");
+    // us fails its error rate and is rolled back.
+    fleet.set_error_ratio("us", None, 0.5).unwrap();
     std::fs::write(config.join("watched.yaml"), watched(&fleet)).unwrap();
+    std::fs::write(config.join("done.yaml"), DONE).unwrap();
     std::fs::write(config.join("unreachable.yaml"), UNREACHABLE).unwrap();
     std::fs::write(config.join("jp.yaml"), approval("jp-letter", "jp-regulator", now + chrono::TimeDelta::hours(3)))
         .unwrap();
@@ -398,16 +527,21 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_one_a_running_controlle
 
     let needed: BTreeSet<&str> =
         used.keys().map(String::as_str).filter(|n| !KUBE_ONLY.contains(n) && !PROMETHEUS_OWN.contains(n)).collect();
+    let (exprs, test_series) = expressions();
     let deadline = Instant::now() + Duration::from_secs(60);
     let page = loop {
         let page = reqwest::get(format!("{}/metrics", run.base)).await.unwrap().text().await.unwrap();
         let missing: Vec<&str> = needed.iter().copied().filter(|n| !exported(&page).contains(*n)).collect();
-        if missing.is_empty() {
+        let unmatched = unmatched(&page, &exprs, &test_series);
+        if missing.is_empty() && unmatched.is_empty() {
             break page;
         }
         if Instant::now() > deadline {
             let missing: BTreeMap<_, _> = missing.iter().map(|n| (*n, &used[*n])).collect();
-            panic!("not exported by meridian run within 60 s: {missing:#?}\n\n{page}");
+            panic!(
+                "not exported by meridian run within 60 s: {missing:#?}\nmatchers that select nothing: \
+                 {unmatched:#?}\n\n{page}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -418,6 +552,7 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_one_a_running_controlle
         r#"meridian_health_errors_total{check="unreachable",error="connect",plan="watched"}"#,
         r#"meridian_health_verdicts_total{check="error-rate",plan="watched",verdict="healthy"}"#,
         r#"meridian_approval_expiring{approval="jp-letter",flag="jp-regulator",plan="watched"} 1"#,
+        r#"meridian_regions{plan="watched",state="rolled-back"} 1"#,
     ] {
         assert!(page.contains(line), "no {line} on the page:\n{page}");
     }
