@@ -10,7 +10,9 @@
 //!   and an actuation that fail, a region rolled back, a configuration reload, an approval
 //!   about to expire), and every label matcher they use selects something on its page (a
 //!   `state="rolled-back"` the controller never writes would never fire). The exceptions are
-//!   listed below with the reason and checked their own way.
+//!   listed below with the reason and checked their own way;
+//! - a real Prometheus scraping that controller: each alert's expression selects what the
+//!   situation should raise and nothing else, and every dashboard query answers with data.
 //!
 //! promtool comes from Debian's prometheus package (`scripts/install-test-deps`); without it
 //! these tests fail and say so, they never skip.
@@ -20,7 +22,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use meridian_fleet::testkit::promtool_binary;
+use meridian_fleet::testkit::{Prometheus, ScrapeTarget, eventually, promtool_binary};
 use meridian_fleet::{Fleet, FleetConfig, FleetHandle};
 use serde_json::Value;
 
@@ -557,6 +559,8 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_one_a_running_controlle
         assert!(page.contains(line), "no {line} on the page:\n{page}");
     }
 
+    in_prometheus(&run.base).await;
+
     // The leader gauge: not in the standalone mode, and on the metrics module's page once a
     // replica leads (what `meridian kube` does when it wins the lease).
     for name in KUBE_ONLY {
@@ -567,5 +571,51 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_one_a_running_controlle
     let leader_page = metrics.scrape(&Default::default(), chrono::Utc::now());
     for name in KUBE_ONLY {
         assert!(exported(&leader_page).contains(*name), "a leading replica does not export {name}:\n{leader_page}");
+    }
+}
+
+/// A real Prometheus scraping the controller above as job `meridian`: each alert's expression
+/// selects what this situation should raise (a rule without `for:` fires as soon as it does;
+/// the others would after their `for:`), nothing else, and every dashboard query answers with
+/// data (the leader's only in the Kubernetes mode).
+async fn in_prometheus(base: &str) {
+    let address = base.trim_start_matches("http://");
+    let prometheus = Prometheus::start(vec![ScrapeTarget::new("meridian", address)]).await;
+    prometheus.wait_scraping(Duration::from_secs(30)).await;
+    let alerts: BTreeMap<String, String> = alerts(&rules()).into_iter().collect();
+    // alert -> the label the situation decides and the values it must select, exactly.
+    let expected: [(&str, &str, &[&str]); 7] = [
+        ("MeridianRegionRolledBack", "plan", &["watched"]),
+        ("MeridianApprovalExpiringSoon", "approval", &["jp-letter"]),
+        ("MeridianHealthDataMissing", "check", &["unreachable"]),
+        ("MeridianActuationErrors", "error", &["connect"]),
+        ("MeridianRolloutStalled", "plan", &[]),
+        ("MeridianDown", "job", &[]),
+        ("MeridianNoLeader", "job", &[]),
+    ];
+    assert_eq!(expected.len(), alerts.len(), "a new alert needs its expectation here");
+    for (alert, label, values) in expected {
+        let expr = &alerts[alert];
+        let want: BTreeSet<String> = values.iter().map(|v| v.to_string()).collect();
+        eventually(&format!("{alert} to select {want:?}"), Duration::from_secs(30), || async {
+            let got: BTreeSet<String> = prometheus
+                .query(expr)
+                .await?
+                .into_iter()
+                .map(|s| s.labels.get(label).cloned().unwrap_or_default())
+                .collect();
+            if got == want { Ok(()) } else { Err(format!("{expr} selects {label} {got:?}")) }
+        })
+        .await;
+    }
+    for query in dashboard_queries(&dashboard()) {
+        if metric_names(&query).iter().any(|n| KUBE_ONLY.contains(&n.as_str())) {
+            continue;
+        }
+        eventually(&format!("dashboard query {query} to answer with data"), Duration::from_secs(30), || async {
+            let series = prometheus.query(&query).await?;
+            if series.is_empty() { Err("no data".to_string()) } else { Ok(()) }
+        })
+        .await;
     }
 }
