@@ -7,10 +7,10 @@
 //! - every dashboard query is valid PromQL (promtool checks them as recording rules);
 //! - every metric name the dashboard, the rules and the rules' unit tests use is one a running
 //!   `meridian run` exports, once it was made to do what some series wait for (a health read
-//!   and an actuation that fail, a region rolled back, a configuration reload, an approval
-//!   about to expire), and every label matcher they use selects something on its page (a
-//!   `state="rolled-back"` the controller never writes would never fire). The exceptions are
-//!   listed below with the reason and checked their own way;
+//!   and an actuation that fail, a region rolled back and one failed, a configuration reload,
+//!   an approval about to expire), and every label matcher they use selects something on its
+//!   page (a `state="rolled-back"` the controller never writes would never fire). The
+//!   exceptions are listed below with the reason and checked their own way;
 //! - a real Prometheus scraping that controller: each alert's expression selects what the
 //!   situation should raise and nothing else, and every dashboard query answers with data.
 //!
@@ -426,7 +426,8 @@ fn exported(page: &str) -> BTreeSet<String> {
 
 /// A plan on the simulated fleet: its units move and its first check reads values; its
 /// second reads a port nothing listens on (error verdicts, `connect` health errors), so they
-/// stay at their first step. jp needs an approval that expires in 3 hours
+/// stay at their first step. us and br fail their error rate: us is rolled back, br keeps its
+/// traffic (`onFailure: pause`). jp needs an approval that expires in 3 hours
 /// (`meridian_approval_expiring`); the plan has a progress deadline.
 fn watched(fleet: &FleetHandle) -> String {
     format!(
@@ -435,8 +436,8 @@ kind: RolloutPlan
 metadata: {{name: watched}}
 spec:
   services: [{{name: web}}]
-  regions: [{{name: us}}, {{name: jp, approvals: [jp-regulator]}}]
-  waves: [{{name: all, regions: [us, jp]}}]
+  regions: [{{name: us}}, {{name: jp, approvals: [jp-regulator]}}, {{name: br, onFailure: pause}}]
+  waves: [{{name: all, regions: [us, jp, br]}}]
   steps: [50, 100]
   stepBake: 1s
   progressDeadline: 1h
@@ -513,9 +514,9 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_one_a_running_controlle
     let config = dir.path().join("config");
     std::fs::create_dir(&config).unwrap();
     let now = chrono::Utc::now();
-    let fleet = Fleet::start(FleetConfig::new(["us", "jp"], ["web"])).await.expect("start the fleet");
-    // us fails its error rate and is rolled back.
+    let fleet = Fleet::start(FleetConfig::new(["us", "jp", "br"], ["web"])).await.expect("start the fleet");
     fleet.set_error_ratio("us", None, 0.5).unwrap();
+    fleet.set_error_ratio("br", None, 0.5).unwrap();
     std::fs::write(config.join("watched.yaml"), watched(&fleet)).unwrap();
     std::fs::write(config.join("done.yaml"), DONE).unwrap();
     std::fs::write(config.join("unreachable.yaml"), UNREACHABLE).unwrap();
@@ -555,6 +556,7 @@ async fn every_metric_the_dashboard_and_the_rules_use_is_one_a_running_controlle
         r#"meridian_health_verdicts_total{check="error-rate",plan="watched",verdict="healthy"}"#,
         r#"meridian_approval_expiring{approval="jp-letter",flag="jp-regulator",plan="watched"} 1"#,
         r#"meridian_regions{plan="watched",state="rolled-back"} 1"#,
+        r#"meridian_regions{plan="watched",state="failed"} 1"#,
     ] {
         assert!(page.contains(line), "no {line} on the page:\n{page}");
     }
@@ -584,8 +586,9 @@ async fn in_prometheus(base: &str) {
     prometheus.wait_scraping(Duration::from_secs(30)).await;
     let alerts: BTreeMap<String, String> = alerts(&rules()).into_iter().collect();
     // alert -> the label the situation decides and the values it must select, exactly.
-    let expected: [(&str, &str, &[&str]); 7] = [
+    let expected: [(&str, &str, &[&str]); 8] = [
         ("MeridianRegionRolledBack", "plan", &["watched"]),
+        ("MeridianRegionFailed", "plan", &["watched"]),
         ("MeridianApprovalExpiringSoon", "approval", &["jp-letter"]),
         ("MeridianHealthDataMissing", "check", &["unreachable"]),
         ("MeridianActuationErrors", "error", &["connect"]),
