@@ -271,11 +271,11 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
     let groups: &[&str] = &["system:serviceaccounts", "system:serviceaccounts:meridian"];
     let plane = ControlPlane::start_with_tokens(&[("controller-token-for-the-tests", CONTROLLER, groups)]);
     plane.install_crds();
-    for file in ["deploy/namespace.yaml", "deploy/rbac.yaml"] {
+    for file in ["deploy/namespace.yaml", "deploy/rbac.yaml", "deploy/admission.yaml"] {
         let out = plane.kubectl(&["apply", "-f", file], None);
         assert!(out.status.success(), "{file}: {}", text(&out));
     }
-    let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin", "store"])).await.expect("start fleet");
+    let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin", "store", "music"])).await.expect("start fleet");
     let manifest = small_plan("rbac", "meridian", &fleet.base_url());
     let out = plane.kubectl(&["apply", "-f", "-"], Some(&manifest));
     assert!(out.status.success(), "{}", text(&out));
@@ -391,6 +391,52 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
         text(&out),
         logged()
     );
+    // A grant through the HTTP API is an Approval resource the controller writes (marked as
+    // its API's, with the caller), under deploy/'s RBAC and admission policy; it opens the gate.
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&gated_plan("gated", "meridian", "music", &fleet.base_url())));
+    assert!(out.status.success(), "{}", text(&out));
+    wait("gated: a enabled, b waiting for go-b", Duration::from_secs(30), || fleet.traffic("a", "music") == Some(100));
+    let api = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian")).args(args).args(["--server", &server]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "meridian {args:?}: {}{}",
+            crate::support::stdout(&out),
+            crate::support::stderr(&out)
+        );
+    };
+    api(&["approve", "go-b", "--plan", "gated", "--reference", "ticket 7", "--name", "go-b-api"]);
+    let approval = |path: &str| {
+        text(
+            &plane.kubectl(&["get", "approval", "go-b-api", "-n", "meridian", "-o", &format!("jsonpath={path}")], None),
+        )
+    };
+    assert_eq!(approval("{.metadata.annotations.meridian\\.dev/granted-via}"), "api");
+    assert_eq!(approval("{.spec.flag} {.spec.reference}"), "go-b ticket 7");
+    wait("the API's grant to open b", Duration::from_secs(30), || fleet.traffic("b", "music") == Some(100));
+    // Revoked through the API: recorded as revoked, and the resource is gone.
+    api(&["revoke", "go-b-api", "--reason", "done"]);
+    let out = plane.kubectl(&["get", "approval", "go-b-api", "-n", "meridian"], None);
+    assert!(!out.status.success() && text(&out).contains("NotFound"), "{}", text(&out));
+    let approvals = || -> Vec<serde_json::Value> {
+        let body = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                reqwest::get(format!("{server}/api/v1/approvals")).await.unwrap().text().await.unwrap()
+            })
+        });
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v.as_array().or_else(|| v["approvals"].as_array()).cloned().unwrap_or_default()
+    };
+    let revoked = |name: &str| approvals().iter().any(|a| a["name"] == name && !a["revoked"].is_null());
+    let go_b = approvals().into_iter().find(|a| a["name"] == "go-b-api");
+    assert!(go_b.as_ref().is_some_and(|a| a["revoked"]["reason"] == "done"), "{go_b:?}");
+    // Deleting an API grant's resource with kubectl revokes it, like any Approval's deletion.
+    api(&["approve", "go-b", "--plan", "gated", "--reference", "ticket 8", "--name", "go-b-again"]);
+    assert!(!revoked("go-b-again"));
+    let out = plane.kubectl(&["delete", "approval", "go-b-again", "-n", "meridian"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    wait("the deleted resource's grant revoked", Duration::from_secs(30), || revoked("go-b-again"));
+
     // The namespace without plans is a configuration like any other, not a rejected edit.
     assert!(!logged().contains("no RolloutPlan found"), "{}", logged());
     assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
