@@ -145,9 +145,26 @@ async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_withou
     };
     wait("the follower to show the plan", Duration::from_secs(20), || cli(&["status"]).1.contains("ha"));
     let phase = || text(&plane.kubectl(&["get", "rolloutplan", "ha", "-o", "jsonpath={.status.phase}"], None));
+    // The follower's live event stream carries what the leader commits, read from the API server.
+    let streamed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut events = reqwest::get(format!("{server}/api/v1/events?plan=ha")).await.unwrap();
+    assert_eq!(events.status(), 200);
+    let sink = streamed.clone();
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(chunk)) = events.chunk().await {
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk));
+        }
+        sink.lock().unwrap().push_str("\n[stream ended]");
+    });
     let (ok, said) = cli(&["pause", "ha"]);
     assert!(ok, "pause through the follower: {said}");
     wait("the leader to apply the follower's pause", Duration::from_secs(20), || phase() == "paused");
+    wait("the follower's event stream to carry the pause", Duration::from_secs(20), || {
+        let seen = streamed.lock().unwrap();
+        assert!(!seen.contains("[stream ended]"), "the follower's event stream ended: {seen}");
+        seen.contains("event: audit") && seen.contains("\"command\":\"pause\"")
+    });
+    reader.abort();
     let (ok, said) = cli(&["resume", "ha"]);
     assert!(ok, "resume through the follower: {said}");
     wait("the leader to apply the resume", Duration::from_secs(20), || phase() == "running");
