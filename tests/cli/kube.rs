@@ -68,14 +68,20 @@ fn small_plan(name: &str, namespace: &str, fleet_url: &str) -> String {
     )
 }
 
+/// A replica in namespace default, logging JSON lines.
 fn replica(kubeconfig: &Path, identity: &str, log: &Path) -> Child {
-    replica_in("default", kubeconfig, identity, log)
+    replica_with(&["--log-format", "json", "--log-level", "info"], "default", kubeconfig, identity, log)
 }
 
 fn replica_in(namespace: &str, kubeconfig: &Path, identity: &str, log: &Path) -> Child {
+    replica_with(&[], namespace, kubeconfig, identity, log)
+}
+
+fn replica_with(extra: &[&str], namespace: &str, kubeconfig: &Path, identity: &str, log: &Path) -> Child {
     let listen = format!("127.0.0.1:{}", port_of(&format!("{namespace}/{identity}")));
     Command::new(env!("CARGO_BIN_EXE_meridian"))
         .arg("kube")
+        .args(extra)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--namespace", namespace, "--listen", &listen, "--no-auth", "--identity", identity])
@@ -277,6 +283,17 @@ async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_withou
         let _ = child.kill();
         let _ = child.wait();
     }
+    // With --log-format json a replica's log is JSON lines only: following, leading, losing
+    // the lease and the transitions alike.
+    for name in ["r1", "r2", "r3"] {
+        let logged = std::fs::read_to_string(log(name)).unwrap_or_default();
+        for line in logged.lines().filter(|l| !l.trim().is_empty()) {
+            let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+            assert!(parsed.is_ok_and(|v| v["message"].is_string()), "{name} logged a line that is not JSON: {line}");
+        }
+        assert!(logged.contains("\"kind\":\"lifecycle\"") && logged.contains(" follows on lease "), "{name}: {logged}");
+    }
+    assert!(logs(&["r1", "r2", "r3"]).contains("\"kind\":\"transition\""), "no transition was logged");
 }
 
 /// The controller's identity as deploy/rbac.yaml binds it: a static token whose user is the
