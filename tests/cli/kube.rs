@@ -638,10 +638,24 @@ impl Kubectl {
     }
 }
 
+/// `small_plan` enabled through the Kubernetes actuator: the percent in ConfigMap
+/// `REGION-SERVICE` of `namespace`, key `percent`.
+fn configmap_plan(name: &str, namespace: &str) -> String {
+    let plan = small_plan(name, namespace, "http://unused");
+    let http = plan.lines().find(|l| l.trim_start().starts_with("http:")).unwrap().to_string();
+    plan.replace(
+        &http,
+        &format!(
+            "    kubernetes: {{namespace: {namespace}, configMap: {{name: '{{{{region}}}}-{{{{service}}}}', key:              percent}}}}"
+        ),
+    )
+}
+
 /// The end-to-end story on any cluster `k` reaches: the CRDs install, a plan applied with
 /// kubectl in a fresh namespace is rolled out by `meridian kube` (run here, against a fleet on
 /// 127.0.0.1) to 100 %, its status says complete, Events tell the transitions, and the plan's
-/// deletion completes; the namespace is deleted at the end.
+/// deletion completes; a second plan is rolled out by the Kubernetes actuator to ConfigMaps of
+/// that namespace; the namespace is deleted at the end.
 async fn end_to_end(k: &Kubectl, namespace: &str, log_dir: &Path) {
     let out = k.run(&["create", "namespace", namespace], None);
     assert!(out.status.success(), "create namespace {namespace}: {}", text(&out));
@@ -668,6 +682,49 @@ async fn end_to_end(k: &Kubectl, namespace: &str, log_dir: &Path) {
     wait("the transitions' Events", Duration::from_secs(30), || reasons().contains("Completed"));
     let out = k.run(&["delete", "rolloutplan", "e2e", "-n", namespace, "--timeout=30s"], None);
     assert!(out.status.success(), "the plan's deletion: {}\n{}", text(&out), logged());
+
+    // The Kubernetes actuator: each unit's percent in a ConfigMap, walked step by step.
+    for region in ["a", "b"] {
+        let out = k.run(&["create", "configmap", &format!("{region}-signin"), "-n", namespace], None);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = k.run(&["apply", "-f", "-"], Some(&configmap_plan("e2e-configmap", namespace)));
+    assert!(out.status.success(), "{}", text(&out));
+    let percent = |region: &str| {
+        let path = "jsonpath={.data.percent}";
+        text(&k.run(&["get", "configmap", &format!("{region}-signin"), "-n", namespace, "-o", path], None))
+    };
+    wait("both ConfigMaps at 100 %", Duration::from_secs(120), || percent("a") == "100" && percent("b") == "100");
+    let get = |path: &str| {
+        text(&k.run(&["get", "rolloutplan", "e2e-configmap", "-n", namespace, "-o", &format!("jsonpath={path}")], None))
+    };
+    wait("the actuator's plan complete", Duration::from_secs(30), || get("{.status.phase}") == "complete");
+    let key = text(
+        &k.run(&["get", "configmap", "b-signin", "-n", namespace, "-o", "jsonpath={.metadata.annotations}"], None),
+    );
+    assert!(key.contains("meridian.dev/idempotency-key") && key.contains("e2e-configmap/b/signin/"), "{key}");
+    // Every step of each unit is in the audit log, in order: 10, 50, then 100 %.
+    let server = format!("http://127.0.0.1:{}", port_of(&format!("{namespace}/e2e")));
+    let audit = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let url = format!("{server}/api/v1/audit?plan=e2e-configmap&limit=1000");
+            reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()
+        })
+    });
+    let records = audit.as_array().or_else(|| audit["records"].as_array()).cloned().unwrap_or_default();
+    for region in ["a", "b"] {
+        let walked: Vec<u64> = records
+            .iter()
+            .filter(|r| r["region"] == region && r["event"]["type"] == "unit")
+            .filter_map(|r| r["event"]["to_percent"].as_u64())
+            .filter(|p| *p > 0)
+            .collect();
+        let mut steps = walked.clone();
+        steps.dedup();
+        assert_eq!(steps, [10, 50, 100], "{region}/signin walked {walked:?}: {audit}");
+    }
+    let out = crate::support::meridian(&["audit", "verify", "--server", &server, "--plan", "e2e-configmap"]);
+    assert!(out.status.success(), "{}{}", crate::support::stdout(&out), crate::support::stderr(&out));
     let _ = controller.kill();
     let _ = controller.wait();
     let _ = k.run(&["delete", "namespace", namespace, "--wait=false"], None);
