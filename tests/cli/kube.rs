@@ -579,6 +579,27 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     assert_eq!(get("team-a", "alpha", "{.status.phase}"), "complete");
     assert!(get("team-a", "alpha", "{.status.conditions[?(@.type=='Accepted')].status}") == "True");
 
+    // A command created next to the refused duplicate, for the alpha that runs in team-a, would
+    // wait forever unseen: it is refused (history, a Warning Event on it) and deleted.
+    let stray = "apiVersion: meridian.dev/v1alpha1\nkind: RolloutCommand\nmetadata: {name: stray-pause, namespace: \
+                 team-b}\nspec: {plan: alpha, command: pause, by: admin}\n";
+    apply("a stray command", stray);
+    wait("the stray command refused and deleted", Duration::from_secs(30), || {
+        text(&plane.kubectl(&["get", "rolloutcommands", "-n", "team-b", "-o", "name"], None)).is_empty()
+    });
+    wait("a CommandRefused Event in team-b", Duration::from_secs(20), || reasons("team-b").contains("CommandRefused"));
+    let notes =
+        text(&plane.kubectl(&["get", "events.events.k8s.io", "-n", "team-b", "-o", "jsonpath={.items[*].note}"], None));
+    assert!(notes.contains("plan \"alpha\" runs in namespace \"team-a\", not in \"team-b\""), "{notes}");
+    assert_eq!(get("team-a", "alpha", "{.status.phase}"), "complete", "the stray command was applied");
+    let server = format!("http://127.0.0.1:{}", port_of("all/only"));
+    let history = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            reqwest::get(format!("{server}/api/v1/history?limit=1000")).await.unwrap().text().await.unwrap()
+        })
+    });
+    assert!(history.contains("command-refused") && history.contains("stray-pause"), "{history}");
+
     // team-b's own approval opens beta.
     apply("team-b's approval", &approval_in("go-b-b", "team-b"));
     wait("beta complete", Duration::from_secs(60), || fleet.traffic("b", "store") == Some(100));
@@ -599,7 +620,6 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     let out = plane.kubectl(&["get", "configmap", "meridian-history-000001", "-n", "meridian", "-o", "name"], None);
     assert!(out.status.success(), "no history in the home namespace: {}", text(&out));
     // The API names plans as before, and verifies each plan's chain.
-    let server = format!("http://127.0.0.1:{}", port_of("all/only"));
     for plan in ["alpha", "beta"] {
         let out = crate::support::meridian(&["audit", "verify", "--server", &server, "--plan", plan]);
         let said = crate::support::stdout(&out);

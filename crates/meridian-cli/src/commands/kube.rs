@@ -273,6 +273,13 @@ async fn lead(
         placed.clone(),
         Arc::new(move || waker.kick()),
     ));
+    let strays = tokio::spawn(meridian_kube::stray::refuse_stray_commands(
+        client.clone(),
+        placed.clone(),
+        control.clone(),
+        store.clone(),
+        events.clone(),
+    ));
     let deletions =
         tokio::spawn(meridian_kube::finalizer::guard_deletions(client, placed.clone(), control, store, events));
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
@@ -297,5 +304,6 @@ async fn lead(
     transitions.abort();
     deletions.abort();
     commands.abort();
+    strays.abort();
     code
 }
