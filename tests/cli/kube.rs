@@ -93,7 +93,11 @@ fn replica_with(extra: &[&str], namespace: &str, kubeconfig: &Path, identity: &s
 }
 
 fn holder(plane: &ControlPlane) -> String {
-    text(&plane.kubectl(&["get", "lease", "meridian", "-o", "jsonpath={.spec.holderIdentity}"], None))
+    holder_in(plane, "default")
+}
+
+fn holder_in(plane: &ControlPlane, namespace: &str) -> String {
+    text(&plane.kubectl(&["get", "lease", "meridian", "-n", namespace, "-o", "jsonpath={.spec.holderIdentity}"], None))
 }
 
 /// Poll `cond` every 50 ms until it holds; panics after `within`.
@@ -542,6 +546,21 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     let get = |ns: &str, name: &str, path: &str| {
         text(&plane.kubectl(&["get", "rolloutplan", name, "-n", ns, "-o", &format!("jsonpath={path}")], None))
     };
+    wait("the first replica to lead", Duration::from_secs(30), || holder_in(&plane, "meridian") == "only");
+    // A second replica, same flags: it follows, reading every namespace's plans.
+    let follower_log = dir.path().join("follower.log");
+    let follower_listen = format!("127.0.0.1:{}", port_of("all/second"));
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("kube")
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig_for("controller-token-for-the-tests"))
+        .args(["--namespace", "meridian", "--all-namespaces", "--listen", &follower_listen, "--no-auth"])
+        .args(["--identity", "second"])
+        .args(["--lease-duration", &format!("{LEASE_SECONDS}s"), "--renew-deadline", "2s", "--retry-period", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&follower_log).unwrap())
+        .spawn()
+        .expect("spawn the second replica");
 
     wait("alpha complete in team-a", Duration::from_secs(60), || {
         ["a", "b"].iter().all(|r| fleet.traffic(r, "signin") == Some(100))
@@ -555,6 +574,33 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
         get("team-b", "beta", "{.status.blocked}").contains("go-b")
     });
     assert_eq!(fleet.traffic("b", "store"), None, "team-a's approval opened team-b's plan\n{}", logged());
+
+    // The follower shows both namespaces' plans as the leader left them, and takes a command
+    // for team-b's plan, which the leader applies there.
+    let on_follower = |args: &[&str]| {
+        let mut all = args.to_vec();
+        let server = format!("http://{follower_listen}");
+        all.extend(["--server", &server]);
+        let out = crate::support::meridian(&all);
+        (out.status.success(), format!("{}{}", crate::support::stdout(&out), crate::support::stderr(&out)))
+    };
+    wait("the follower to show alpha complete and beta running", Duration::from_secs(20), || {
+        let (_, said) = on_follower(&["status", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&said).unwrap_or_default();
+        let plans = v["plans"].as_array().cloned().unwrap_or_default();
+        let phase = |name: &str| plans.iter().find(|p| p["name"] == name).map(|p| p["phase"].clone());
+        phase("alpha") == Some("complete".into()) && phase("beta") == Some("running".into())
+    });
+    let (ok, said) = on_follower(&["pause", "beta"]);
+    assert!(ok, "pause beta through the follower: {said}");
+    wait("the leader to pause team-b's beta", Duration::from_secs(20), || {
+        get("team-b", "beta", "{.status.phase}") == "paused"
+    });
+    let (ok, said) = on_follower(&["resume", "beta"]);
+    assert!(ok, "resume beta through the follower: {said}");
+    wait("beta running again", Duration::from_secs(20), || get("team-b", "beta", "{.status.phase}") == "running");
+    let followed = std::fs::read_to_string(&follower_log).unwrap_or_default();
+    assert!(followed.contains("second follows on lease meridian/meridian"), "{followed}");
 
     // A plan named alpha in team-b as well: refused, said on it, while team-a's alpha stays.
     apply("a second alpha", &gated_plan("alpha", "team-b", "music", &url));
@@ -642,6 +688,10 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     let said = crate::support::stdout(&out);
     assert!(out.status.success() && said.contains("audit chain intact"), "{said}{}", crate::support::stderr(&out));
     assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
+    let followed = std::fs::read_to_string(&follower_log).unwrap_or_default();
+    assert!(!followed.contains("forbidden"), "the follower was refused something:\n{followed}");
+    let _ = follower.kill();
+    let _ = follower.wait();
     let _ = child.kill();
     let _ = child.wait();
 }
