@@ -12,6 +12,7 @@ mod audit;
 mod crash;
 mod dashboard;
 mod demo;
+mod image;
 mod kube;
 mod log;
 mod monitoring;
