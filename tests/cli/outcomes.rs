@@ -9,6 +9,10 @@
 //! - `run --exit-when-done` and a concurrent `status --wait` (at its default 2 s interval)
 //!   get the same outcome: the controller keeps serving it for a grace period.
 //!
+//! - `status --wait --until COND` ends (0) once the plan, a wave or a region needs an
+//!   approval, is paused, failed or halted; a condition that can no longer come exits 5, and a
+//!   timeout names what the rollout is blocked on.
+//!
 //! Every wait is a condition with a deadline (`status --wait --timeout`, or a bounded wait for
 //! the process to exit).
 
@@ -140,6 +144,28 @@ fn a_failure_ends_the_wait_at_once_and_a_completion_that_accepted_it_is_not_clea
     assert_eq!(detail["state"]["waves"][0]["phase"], "running", "the wave has not halted: {detail}");
     assert_eq!(detail["outcome"]["summary"], "running, 1 region rolled back: us-east (not accepted)");
 
+    // Waiting for the failure itself, or for jp's approval to be needed, ends at once (0).
+    let o = meridian(&run, &["status", "restore", "--wait", "--until", "failed", "--timeout", "10s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains(
+            "plan restore reached failed: plan restore: region us-east (wave all) rolled back: signin failed"
+        ),
+        "{}",
+        err(&o)
+    );
+    let o =
+        meridian(&run, &["status", "restore", "--wait", "--until", "approval-needed=jp-regulator", "--timeout", "10s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains("reached approval-needed=jp-regulator: jp/signin"), "{}", err(&o));
+    // A halt cannot come while jp waits: the timeout says what holds it.
+    let o =
+        meridian(&run, &["status", "restore", "--wait", "--until", "halted", "--interval", "200ms", "--timeout", "1s"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("waiting for plan restore (until halted); it is running, 1 region rolled back: us-east (not accepted), waiting for:"), "{}", err(&o));
+    assert!(err(&o).contains("\n  jp/signin"), "{}", err(&o));
+    assert!(err(&o).contains(": approval jp-regulator not granted"), "{}", err(&o));
+
     // --no-fail-fast waits for the halt, which cannot come while jp waits.
     let o =
         meridian(&run, &["status", "restore", "--wait", "--no-fail-fast", "--interval", "200ms", "--timeout", "1s"]);
@@ -150,6 +176,16 @@ fn a_failure_ends_the_wait_at_once_and_a_completion_that_accepted_it_is_not_clea
     let o =
         meridian(&run, &["approve", "jp-regulator", "--plan", "restore", "--region", "jp", "--reference", "letter 1"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = meridian(
+        &run,
+        &["status", "restore", "--wait", "--until", "halted", "--interval", "200ms", "--timeout", "60s"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains("plan restore reached halted: plan restore: wave all halted on failed regions us-east"),
+        "{}",
+        err(&o)
+    );
     let o =
         meridian(&run, &["status", "restore", "--wait", "--no-fail-fast", "--interval", "200ms", "--timeout", "60s"]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
@@ -188,6 +224,77 @@ fn a_failure_ends_the_wait_at_once_and_a_completion_that_accepted_it_is_not_clea
     assert!(dom.contains("complete, 1 region rolled back: us-east (accepted by anonymous)"), "{dom}");
     assert!(dom.contains(r#"data-failed="us-east""#), "{dom}");
     assert!(dom.contains("accepting failed regions us-east"), "{dom}");
+}
+
+#[test]
+fn status_wait_until_an_approval_is_needed_a_pause_or_a_condition_that_never_comes() {
+    let s = setup(false);
+    let run = spawn_run(&s.config, &s.state, &["--no-auth"]).expect("meridian run starts");
+    let wait =
+        |extra: &[&str]| meridian(&run, &[&["status", "restore", "--wait", "--interval", "200ms"][..], extra].concat());
+
+    // A pipeline waits until jp needs its regulator's approval, then asks for it.
+    let o = wait(&["--until", "approval-needed=jp-regulator", "--timeout", "60s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains("plan restore reached approval-needed=jp-regulator: jp/signin"), "{}", err(&o));
+    assert!(err(&o).contains(": approval jp-regulator not granted"), "{}", err(&o));
+    assert!(out(&o).contains("jp-regulator"), "the table is shown: {}", out(&o));
+    let o = wait(&["--until", "approval-needed", "--region", "jp", "-o", "json", "--timeout", "10s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let detail: serde_json::Value = serde_json::from_str(&out(&o)).expect("the plan's JSON");
+    assert_eq!(detail["name"], "restore");
+    // Another flag is never needed here: the timeout names what the rollout is blocked on.
+    let o = wait(&["--until", "approval-needed=ops-go", "--timeout", "1s"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("timed out after 1s waiting for plan restore (until approval-needed=ops-go)"),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("\n  jp/signin"), "{}", err(&o));
+
+    // An operator pauses jp: a wait for the pause ends once the controller applied it.
+    let o = meridian(&run, &["pause", "restore", "--region", "jp"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = wait(&["--until", "paused", "--region", "jp", "--timeout", "60s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains("region jp of plan restore reached paused: region jp of plan restore is paused"),
+        "{}",
+        err(&o)
+    );
+    let o = wait(&["--until", "paused", "--timeout", "1s"]);
+    assert_eq!(o.status.code(), Some(2), "a region's pause is not the plan's: {}", err(&o));
+    let o = meridian(&run, &["resume", "restore", "--region", "jp"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+
+    // us-east completes: it will never need an approval (5), nor halt.
+    let o = wait(&["--region", "us-east", "--timeout", "60s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = wait(&["--region", "us-east", "--until", "approval-needed", "--timeout", "10s"]);
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    assert!(
+        err(&o).contains("region us-east of plan restore is complete, so it will never be approval-needed"),
+        "{}",
+        err(&o)
+    );
+
+    // The regulator says yes; the plan completes and can no longer fail.
+    let o =
+        meridian(&run, &["approve", "jp-regulator", "--plan", "restore", "--region", "jp", "--reference", "letter 1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = wait(&["--timeout", "60s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = wait(&["--until", "failed", "--timeout", "10s"]);
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+
+    // Conditions are checked before anything is asked.
+    let o = meridian(&run, &["status", "restore", "--wait", "--until", "done"]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("unknown condition \"done\"; use complete, approval-needed"), "{}", err(&o));
+    let o = meridian(&run, &["status", "--wait", "--until", "halted"]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("--until halted needs a PLAN"), "{}", err(&o));
 }
 
 /// Start `meridian run EXTRA` on `s`, and right away `status --wait` at its default interval.

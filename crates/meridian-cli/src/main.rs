@@ -14,8 +14,8 @@ use clap::{Parser, Subcommand};
 
 /// Exit codes, one table for every command (`meridian --help` prints it; README "Exit codes").
 pub(crate) mod exit {
-    /// Done: valid, shown, accepted; a rollout waited for completed with every unit enabled;
-    /// `run` stopped by a signal.
+    /// Done: valid, shown, accepted; a rollout waited for completed with every unit enabled
+    /// (or reached the `--until` condition); `run` stopped by a signal.
     pub const OK: i32 = 0;
     /// The answer is no: invalid configuration (`validate`, `plan`, `run`), a request the
     /// server refused, a rollout that failed, halted or was aborted, a controller that could
@@ -29,17 +29,22 @@ pub(crate) mod exit {
     /// A rollout waited for completed, but not every unit is enabled: failures a promote
     /// accepted, or aborted regions (`--accept-failures` makes it 0).
     pub const NOT_ALL_ENABLED: i32 = 4;
+    /// `status --wait --until COND` (a condition other than `complete`): the scope completed
+    /// first, so the condition can no longer be reached.
+    pub const NOT_REACHED: i32 = 5;
 
     /// The table, as `--help` prints it.
     pub const TABLE: &str = "\
 Exit codes (every command):
   0  done: valid, shown, accepted; a rollout waited for is complete with every unit enabled
+     (or reached its --until condition)
   1  no: invalid configuration, a refused request, a rollout that failed, halted or was
      aborted, a controller that could not start or whose background task failed
   2  status --wait: --timeout passed first
   3  usage: bad arguments, a path that does not exist, a server that could not be reached
   4  a rollout waited for is complete, but not every unit is enabled (accepted failures,
-     aborted regions); --accept-failures makes it 0";
+     aborted regions); --accept-failures makes it 0
+  5  status --wait --until COND: the rollout completed first, so COND never comes";
 }
 
 /// Meridian: phased regional rollouts with approval gates and health analysis.

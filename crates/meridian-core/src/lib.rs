@@ -13,6 +13,7 @@
 //!                                          simulate (the engine on a virtual clock: `meridian plan`)
 //!
 //!   plan + state ──> outcome (done? clean? which regions failed, who accepted them)
+//!   outcome + state ──> wait (has a wait for complete, approval-needed, halted, failed, paused ended?)
 //!   plan + state + approvals ──> expiry (approvals in use that expire soon)
 //!   stored records ──> chain (each linked to the one before by SHA-256; verify names the first break)
 //!   audit records + approval history ──> report (the evidence report: proof that no traffic
@@ -47,6 +48,7 @@ pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod validate;
+pub mod wait;
 pub mod watch;
 pub mod window;
 

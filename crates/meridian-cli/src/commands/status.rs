@@ -4,7 +4,8 @@
 //! Waiting polls `GET /api/v1/plans/{name}` every `--interval` (never a busy loop); a lost
 //! connection or a 503 is retried for up to 30 s, so a controller restart does not end the wait.
 //! Whether a plan or wave is done, and clean, is the server's `outcome`
-//! (`meridian_core::outcome`): this module only maps its ending to an exit code.
+//! (`meridian_core::outcome`); what `--until COND` means, and what a rollout is blocked on, is
+//! `meridian_core::wait`: this module only maps how a wait ends to an exit code.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 use meridian_core::duration::Span;
 use meridian_core::outcome::{End, Outcome, overall};
 use meridian_core::state::{PlanState, UnitState};
+use meridian_core::wait::{self, Scope, Until, WaitEnd};
 use meridian_core::{PlanPhase, UnitPhase, WavePhase};
 use serde::Deserialize;
 use serde_json::Value;
@@ -20,17 +22,27 @@ use super::Format;
 use crate::client::{self, Client, ClientError, ServerArgs, exit, segment};
 
 const EXIT_CODES: &str = "\
+Conditions (--until; each for the plan, or --wave / --region):
+  complete                 complete (the default)
+  approval-needed[=FLAG]   a unit waits for an approval (for FLAG); the engine's reason
+  halted                   the wave (for a plan: any wave; for a region: its wave) halted
+  failed                   a region failed or was rolled back and nobody accepted it
+                           (for --region: it failed at all)
+  paused                   an operator's pause covers it
+
 Exit codes:
   0  shown; with --wait: the plan (or --wave / --region, or every plan) is complete and
-     every unit in it is enabled
+     every unit in it is enabled; with --until COND: COND was reached
   1  with --wait: a region failed and nobody accepted it (at once; with --no-fail-fast
      once its wave halts), or the plan halted or was aborted; the message names the
-     region, the service, its state and the cause
-  2  with --wait: --timeout passed first
+     region, the service, its state and the cause (--until halted and failed end only
+     on an abort)
+  2  with --wait: --timeout passed first; the message names what the rollout is blocked on
   3  usage error, unknown plan, wave or region, or the server could not be reached
      (while waiting, a lost connection is retried for 30 s first)
   4  with --wait: complete, but not every unit is enabled: failures a promote accepted, or
-     aborted regions (0 with --accept-failures)";
+     aborted regions (0 with --accept-failures)
+  5  with --wait --until COND (not complete): it completed first, so COND never comes";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXIT_CODES)]
@@ -50,6 +62,10 @@ pub struct Args {
     /// exiting 1 at once; a promote may still accept the failure meanwhile.
     #[arg(long, requires = "wait")]
     pub no_fail_fast: bool,
+    /// With --wait: what to wait for: complete, approval-needed, approval-needed=FLAG, halted,
+    /// failed or paused (exit 0 once reached; conditions and exit codes below).
+    #[arg(long, requires = "wait", default_value = "complete", value_name = "COND")]
+    pub until: Until,
     /// Only this wave: show its regions; with --wait, wait until it is complete.
     #[arg(long, requires = "plan", conflicts_with = "region")]
     pub wave: Option<String>,
@@ -125,39 +141,61 @@ pub enum Target<'a> {
     Region(&'a str),
 }
 
-/// Has `target` reached an end? `Err` for a wave or region the plan does not have. Plans and
-/// waves end by the server's outcome; a region ends when all its units are enabled, or as
-/// soon as one failed or it was aborted.
-pub fn outcome(plan: &PlanView, target: Target<'_>, fail_fast: bool) -> Result<Option<End>, String> {
-    let state = &plan.state;
+/// Has the wait for `until` on `target` ended? `Err` for a wave or region the plan does not
+/// have. The rule is `meridian_core::wait`; this only finds the scope in the plan.
+pub fn check(view: &PlanView, target: Target<'_>, until: &Until, fail_fast: bool) -> Result<Option<WaitEnd>, String> {
+    in_scope(view, target, |scope| wait::check(until, &view.outcome, &view.state, scope, fail_fast))
+}
+
+/// Run `f` on `target` as a `meridian_core::wait::Scope` of `view`.
+fn in_scope<T>(
+    view: &PlanView,
+    target: Target<'_>,
+    f: impl FnOnce(Scope<'_>) -> Result<T, String>,
+) -> Result<T, String> {
     match target {
-        Target::Plan => plan.outcome.end(None, fail_fast),
-        Target::Wave(name) => plan.outcome.end(Some(name), fail_fast),
-        Target::Region(name) => {
-            let units: Vec<&UnitState> = state.units.iter().filter(|u| u.region == name).collect();
-            if units.is_empty() {
-                return Err(format!(
-                    "plan {} has no region {name:?} (regions: {})",
-                    plan.name,
-                    names(plan.regions.iter().map(|r| &r.name))
-                ));
-            }
-            if state.aborted || state.aborted_regions.contains(name) {
-                return Ok(Some(End::Failed(format!("region {name} of plan {} was aborted", plan.name))));
-            }
-            if let Some(f) = plan.outcome.failed.iter().find(|f| f.region == name) {
-                return Ok(Some(End::Failed(format!("plan {}: {}", plan.name, f.describe()))));
-            }
-            if let Some(u) = units.iter().find(|u| matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack)) {
-                return Ok(Some(End::Failed(format!("{}/{} is {}", u.region, u.service, u.phase))));
-            }
-            Ok(units.iter().all(|u| u.phase == UnitPhase::Enabled).then_some(End::Enabled))
+        Target::Plan => f(Scope::Plan),
+        Target::Wave(name) => {
+            let regions: Vec<&str> = view.regions.iter().filter(|r| r.wave == name).map(|r| r.name.as_str()).collect();
+            f(Scope::Wave { name, regions: &regions })
         }
+        Target::Region(name) => match view.regions.iter().find(|r| r.name == name) {
+            Some(r) => f(Scope::Region { name, wave: &r.wave }),
+            None => Err(format!(
+                "plan {} has no region {name:?} (regions: {})",
+                view.name,
+                names(view.regions.iter().map(|r| &r.name))
+            )),
+        },
     }
 }
 
 /// Print why a wait ended and give its exit code.
-pub fn finish(end: End, accept_failures: bool) -> i32 {
+pub fn finish(target: &str, until: &Until, end: WaitEnd, accept_failures: bool) -> i32 {
+    match end {
+        WaitEnd::Reached(why) => {
+            eprintln!("meridian status: {target} reached {until}: {why}");
+            exit::OK
+        }
+        WaitEnd::Ended(end) if *until == Until::Complete => finish_complete(end, accept_failures),
+        WaitEnd::Ended(End::Failed(why)) => {
+            eprintln!("meridian status: {why}");
+            exit::FAILED
+        }
+        WaitEnd::Ended(End::Enabled) => {
+            eprintln!("meridian status: {target} is complete, so it will never be {until}: exit 5");
+            exit::NOT_REACHED
+        }
+        WaitEnd::Ended(End::CompleteWithExceptions(why)) => {
+            eprintln!("meridian status: {why}");
+            eprintln!("  {target} is complete, so it will never be {until}: exit 5");
+            exit::NOT_REACHED
+        }
+    }
+}
+
+/// How a wait for completion ended, as an exit code.
+fn finish_complete(end: End, accept_failures: bool) -> i32 {
     match end {
         End::Enabled => exit::OK,
         End::CompleteWithExceptions(why) if accept_failures => {
@@ -185,6 +223,13 @@ pub fn run(args: &Args) -> i32 {
 }
 
 async fn run_async(args: &Args) -> i32 {
+    if args.until != Until::Complete && args.plan.is_none() {
+        eprintln!(
+            "meridian status: --until {} needs a PLAN (every plan can only be waited for to complete)",
+            args.until
+        );
+        return exit::USAGE;
+    }
     let client = match Client::new(&args.server) {
         Ok(c) => c,
         Err(e) => {
@@ -257,7 +302,7 @@ async fn one_plan(client: &Client, args: &Args, name: &str) -> Result<i32, Clien
     // The first answer decides whether the plan (and wave or region) exist at all.
     let mut raw: Value = client.get(&path).await?;
     let mut view = decode(client, &raw)?;
-    if let Err(e) = outcome(&view, target, !args.no_fail_fast) {
+    if let Err(e) = check(&view, target, &args.until, !args.no_fail_fast) {
         eprintln!("meridian status: {e}");
         return Ok(exit::USAGE);
     }
@@ -273,10 +318,10 @@ async fn one_plan(client: &Client, args: &Args, name: &str) -> Result<i32, Clien
             eprintln!("{line}");
             last_line = line;
         }
-        match outcome(&view, target, !args.no_fail_fast) {
+        match check(&view, target, &args.until, !args.no_fail_fast) {
             Ok(Some(end)) => {
                 show_plan(args, &raw, &view);
-                return Ok(finish(end, args.accept_failures));
+                return Ok(finish(&describe(target, name), &args.until, end, args.accept_failures));
             }
             Ok(None) => {}
             Err(e) => {
@@ -289,12 +334,21 @@ async fn one_plan(client: &Client, args: &Args, name: &str) -> Result<i32, Clien
         loop {
             if !poller.next(fetched).await? {
                 show_plan(args, &raw, &view);
+                let until = match &args.until {
+                    Until::Complete => String::new(),
+                    other => format!(" (until {other})"),
+                };
+                let waits = blocked_on(&view, target);
                 eprintln!(
-                    "meridian status: timed out after {} waiting for {}; it is {}",
+                    "meridian status: timed out after {} waiting for {}{until}; it is {}{}",
                     args.timeout,
                     describe(target, name),
-                    view.outcome.summary
+                    view.outcome.summary,
+                    if waits.is_empty() { "" } else { ", waiting for:" }
                 );
+                for line in waits {
+                    eprintln!("  {line}");
+                }
                 return Ok(exit::TIMED_OUT);
             }
             match client.get::<Value>(&path).await {
@@ -323,7 +377,7 @@ async fn every_plan(client: &Client, args: &Args) -> Result<i32, ClientError> {
     loop {
         if let Some(end) = overall(list.plans.iter().map(|p| &p.outcome), !args.no_fail_fast) {
             show_list(args, &list.plans);
-            return Ok(finish(end, args.accept_failures));
+            return Ok(finish_complete(end, args.accept_failures));
         }
         let mut fetched = Ok(());
         loop {
@@ -354,6 +408,19 @@ fn describe(target: Target<'_>, plan: &str) -> String {
         Target::Wave(w) => format!("wave {w} of plan {plan}"),
         Target::Region(r) => format!("region {r} of plan {plan}"),
     }
+}
+
+/// What holds the target, a line per reason (at most a few, each naming a few units), for a
+/// wait that gives up.
+fn blocked_on(view: &PlanView, target: Target<'_>) -> Vec<String> {
+    const REASONS: usize = 5;
+    const UNITS: usize = 6;
+    let groups = in_scope(view, target, |scope| Ok(wait::blocked_on(&view.state, scope))).unwrap_or_default();
+    let mut lines: Vec<String> = groups.iter().take(REASONS).map(|b| b.describe(UNITS)).collect();
+    if groups.len() > REASONS {
+        lines.push(format!("and {} more reasons (meridian status {})", groups.len() - REASONS, view.name));
+    }
+    lines
 }
 
 fn progress_line(view: &PlanView) -> String {
@@ -517,6 +584,14 @@ mod tests {
         }
     }
 
+    /// How a wait for completion ends.
+    fn outcome(view: &PlanView, target: Target<'_>, fail_fast: bool) -> Result<Option<End>, String> {
+        Ok(check(view, target, &Until::Complete, fail_fast)?.map(|end| match end {
+            WaitEnd::Ended(end) => end,
+            WaitEnd::Reached(why) => panic!("complete is never reached, it ends: {why}"),
+        }))
+    }
+
     #[test]
     fn outcomes_per_target() {
         let running = view(|s| s.waves[0].phase = WavePhase::Running);
@@ -563,9 +638,18 @@ mod tests {
             s.units.iter_mut().for_each(|u| u.phase = UnitPhase::Enabled);
         });
         assert_eq!(outcome(&complete, Target::Plan, true), Ok(Some(End::Enabled)));
-        assert_eq!(finish(End::CompleteWithExceptions("x".into()), false), 4);
-        assert_eq!(finish(End::CompleteWithExceptions("x".into()), true), 0);
-        assert_eq!(finish(End::Failed("x".into()), true), 1);
+        let complete = Until::Complete;
+        let ended = |end: End| WaitEnd::Ended(end);
+        assert_eq!(finish("p", &complete, ended(End::CompleteWithExceptions("x".into())), false), 4);
+        assert_eq!(finish("p", &complete, ended(End::CompleteWithExceptions("x".into())), true), 0);
+        assert_eq!(finish("p", &complete, ended(End::Failed("x".into())), true), 1);
+        assert_eq!(finish("p", &complete, ended(End::Enabled), true), 0);
+        // Another condition: reached is 0, a failure 1, a completion that came first 5.
+        let halted = Until::Halted;
+        assert_eq!(finish("p", &halted, WaitEnd::Reached("x".into()), false), 0);
+        assert_eq!(finish("p", &halted, ended(End::Failed("x".into())), false), 1);
+        assert_eq!(finish("p", &halted, ended(End::Enabled), false), 5);
+        assert_eq!(finish("p", &halted, ended(End::CompleteWithExceptions("x".into())), true), 5);
     }
 
     #[test]
