@@ -86,6 +86,7 @@ fn start(run: &RunningMeridian, args: &[&str]) -> Child {
         .args(["--server", &run.base])
         .env_remove("MERIDIAN_SERVER")
         .env_remove("MERIDIAN_TOKEN")
+        .env_remove("MERIDIAN_TOKEN_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

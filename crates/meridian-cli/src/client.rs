@@ -22,9 +22,14 @@ pub struct ServerArgs {
     /// Base URL of the Meridian API.
     #[arg(long, env = "MERIDIAN_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
-    /// Bearer token (from the server's tokens file).
+    /// Bearer token (from the server's tokens file). Visible to other users in `ps`: prefer
+    /// --token-file or the environment.
     #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file holding the bearer token (surrounding whitespace ignored), so that it stays out
+    /// of `ps` and shell history; not together with --token or MERIDIAN_TOKEN.
+    #[arg(long, env = "MERIDIAN_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// PEM certificate to trust for an https server with a private or self-signed certificate.
     #[arg(long, env = "MERIDIAN_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
@@ -67,11 +72,7 @@ impl ClientError {
         match self {
             // The server's 401 hint speaks HTTP (an Authorization header); a CLI user passes a
             // flag or sets a variable.
-            ClientError::Api { status: 401, .. } => {
-                eprintln!(
-                    "  hint: pass --token TOKEN or set MERIDIAN_TOKEN, with a token from the server's tokens file"
-                )
-            }
+            ClientError::Api { status: 401, .. } => eprintln!("  hint: {TOKEN_HINT}"),
             ClientError::Api { hint: Some(hint), .. } => eprintln!("  hint: {hint}"),
             ClientError::Connection { .. } => {
                 eprintln!("  hint: is the controller running? pass --server or set MERIDIAN_SERVER")
@@ -79,6 +80,41 @@ impl ClientError {
             _ => {}
         }
     }
+}
+
+/// How a CLI user gives a token (the server's own 401 hint speaks of HTTP headers).
+const TOKEN_HINT: &str = "pass --token-file FILE or --token TOKEN, or set MERIDIAN_TOKEN_FILE or MERIDIAN_TOKEN, \
+                          with a token from the server's tokens file";
+
+/// The token to send: `--token` (or `MERIDIAN_TOKEN`), else the contents of `--token-file` (or
+/// `MERIDIAN_TOKEN_FILE`), else none. Both at once is a usage error rather than a silent
+/// choice, since the flag and the variable may come from different places.
+fn resolve_token(args: &ServerArgs) -> Result<Option<String>, ClientError> {
+    let given = args.token.clone().filter(|t| !t.trim().is_empty());
+    let Some(path) = &args.token_file else { return Ok(given) };
+    if given.is_some() {
+        return Err(ClientError::Usage(format!(
+            "both a token (--token or MERIDIAN_TOKEN) and a token file (--token-file or MERIDIAN_TOKEN_FILE: {}) \
+             are given; keep one",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ClientError::Usage(format!("failed to read token file {}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ClientError::Usage(format!(
+            "token file {} is empty; put the token from the server's tokens file in it",
+            path.display()
+        )));
+    }
+    if token.contains(char::is_whitespace) {
+        return Err(ClientError::Usage(format!(
+            "token file {} holds more than one word; it must hold only the token",
+            path.display()
+        )));
+    }
+    Ok(Some(token.to_string()))
 }
 
 /// A configured client of one server.
@@ -109,7 +145,7 @@ impl Client {
             builder = builder.tls_backend_preconfigured(tls);
         }
         let http = builder.build().map_err(|e| ClientError::Usage(format!("failed to set up the HTTP client: {e}")))?;
-        let token = args.token.clone().filter(|t| !t.trim().is_empty());
+        let token = resolve_token(args)?;
         Ok(Client { http, base, token })
     }
 
@@ -222,4 +258,41 @@ pub fn exit_on_parse_error(error: clap::Error) -> ! {
     // clap's own code for a usage error is 2, which is `status --wait`'s timeout here.
     let _ = error.print();
     std::process::exit(exit::USAGE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(token: Option<&str>, file: Option<PathBuf>) -> ServerArgs {
+        ServerArgs { server: DEFAULT_SERVER.into(), token: token.map(Into::into), token_file: file, ca_cert: None }
+    }
+
+    #[test]
+    fn a_token_comes_from_the_flag_or_a_file_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  secret-token-0000000001\n").unwrap();
+        assert_eq!(resolve_token(&args(Some("t-1"), None)), Ok(Some("t-1".into())));
+        assert_eq!(resolve_token(&args(None, Some(file.clone()))), Ok(Some("secret-token-0000000001".into())));
+        assert_eq!(resolve_token(&args(Some(" "), Some(file.clone()))), Ok(Some("secret-token-0000000001".into())));
+        assert!(
+            matches!(resolve_token(&args(Some("t-1"), Some(file.clone()))), Err(ClientError::Usage(e)) if e.contains("keep one"))
+        );
+        assert_eq!(resolve_token(&args(None, None)), Ok(None));
+
+        let missing = dir.path().join("nope");
+        let Err(ClientError::Usage(e)) = resolve_token(&args(None, Some(missing.clone()))) else { panic!() };
+        assert!(e.starts_with(&format!("failed to read token file {}: ", missing.display())), "{e}");
+        std::fs::write(&file, "\n").unwrap();
+        let Err(ClientError::Usage(e)) = resolve_token(&args(None, Some(file.clone()))) else { panic!() };
+        assert_eq!(
+            e,
+            format!("token file {} is empty; put the token from the server's tokens file in it", file.display())
+        );
+        std::fs::write(&file, "a b\n").unwrap();
+        assert!(
+            matches!(resolve_token(&args(None, Some(file))), Err(ClientError::Usage(e)) if e.contains("more than one word"))
+        );
+    }
 }

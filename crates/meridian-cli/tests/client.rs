@@ -69,6 +69,7 @@ async fn meridian(args: &[&str], env: &[(&str, &str)]) -> Output {
             .args(&args)
             .env_remove("MERIDIAN_SERVER")
             .env_remove("MERIDIAN_TOKEN")
+            .env_remove("MERIDIAN_TOKEN_FILE")
             .env_remove("MERIDIAN_CA_CERT")
             .envs(env)
             .output()
@@ -269,12 +270,56 @@ async fn status_exits_3_on_usage_and_connection_errors() {
     }
     // A missing or wrong token is explained in the CLI's terms, not as an HTTP header.
     let o = meridian(&["status", "restore", "--server", &s.base], &[]).await;
-    assert!(err(&o).contains("hint: pass --token TOKEN or set MERIDIAN_TOKEN"), "{}", err(&o));
+    assert!(
+        err(&o).contains("hint: pass --token-file FILE or --token TOKEN, or set MERIDIAN_TOKEN_FILE or MERIDIAN_TOKEN"),
+        "{}",
+        err(&o)
+    );
     assert!(!err(&o).contains("Authorization"), "{}", err(&o));
     let help = meridian(&["status", "--help"], &[]).await;
     assert_eq!(code(&help), 0);
     assert!(out(&help).contains("2  with --wait: --timeout passed first"), "{}", out(&help));
     assert!(out(&help).contains("4  with --wait: complete, but not every unit is enabled"), "{}", out(&help));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_keeps_the_token_out_of_the_command_line() {
+    let s = start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("operator.token");
+    std::fs::write(&file, format!("{OPERATOR}\n")).unwrap();
+    let path = file.to_str().unwrap();
+
+    // The flag, on a read and on a write.
+    let o = meridian(&["status", "restore", "--server", &s.base, "--token-file", path], &[]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = meridian(&["pause", "restore", "--server", &s.base, "--token-file", path], &[]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("pause accepted for plan restore (by olga)"), "{}", out(&o));
+    // The environment.
+    let env = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN_FILE", path)];
+    let o = meridian(&["resume", "restore"], &env).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("resume accepted for plan restore (by olga)"), "{}", out(&o));
+
+    // Unreadable, empty, or given with a token: usage errors naming the file, nothing sent.
+    let missing = dir.path().join("missing.token");
+    let o = meridian(&["pause", "restore", "--token-file", missing.to_str().unwrap()], &env).await;
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(err(&o).contains(&format!("failed to read token file {}", missing.display())), "{}", err(&o));
+    let empty = dir.path().join("empty.token");
+    std::fs::write(&empty, "\n").unwrap();
+    let o = meridian(&["status", "restore", "--token-file", empty.to_str().unwrap()], &env).await;
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(err(&o).contains(&format!("token file {} is empty", empty.display())), "{}", err(&o));
+    let o = meridian(&["status", "restore", "--token", VIEWER], &env).await;
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(err(&o).contains("keep one"), "{}", err(&o));
+    let kinds: Vec<CommandKind> = s.control.commands().iter().map(|(_, c)| c.kind).collect();
+    assert_eq!(kinds, [CommandKind::Pause, CommandKind::Resume]);
+    let help = meridian(&["pause", "--help"], &[]).await;
+    assert!(out(&help).contains("--token-file <FILE>"), "{}", out(&help));
+    assert!(out(&help).contains("MERIDIAN_TOKEN_FILE"), "{}", out(&help));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

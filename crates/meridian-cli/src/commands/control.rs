@@ -206,7 +206,7 @@ mod tests {
             wave: None,
             region: Some("jp".into()),
             name: None,
-            server: ServerArgs { server: String::new(), token: None, ca_cert: None },
+            server: ServerArgs { server: String::new(), token: None, token_file: None, ca_cert: None },
         }
     }
 
