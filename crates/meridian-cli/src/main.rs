@@ -7,6 +7,7 @@
 
 mod client;
 mod commands;
+mod confirm;
 mod output;
 mod pinned;
 
@@ -96,7 +97,7 @@ enum Command {
     /// Undo a pause.
     Resume(commands::control::Args),
     /// Stop: roll back everything in scope that is not enabled; nothing in scope starts again.
-    Abort(commands::control::Args),
+    Abort(commands::control::AbortArgs),
     /// Skip the current bake (or accept a wave's halt) once; never skips approvals, windows or health.
     Promote(commands::control::Args),
     /// Send failed and rolled-back units in scope back to the start.
@@ -130,7 +131,7 @@ fn main() {
         Command::Audit(command) => commands::audit::run(command),
         Command::Pause(args) => commands::control::run(meridian_core::CommandKind::Pause, args),
         Command::Resume(args) => commands::control::run(meridian_core::CommandKind::Resume, args),
-        Command::Abort(args) => commands::control::run(meridian_core::CommandKind::Abort, args),
+        Command::Abort(args) => commands::control::abort(args),
         Command::Promote(args) => commands::control::run(meridian_core::CommandKind::Promote, args),
         Command::Retry(args) => commands::control::run(meridian_core::CommandKind::Retry, args),
         Command::Freeze(args) => commands::control::freeze(args),

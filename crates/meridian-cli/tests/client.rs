@@ -322,6 +322,83 @@ async fn a_token_file_keeps_the_token_out_of_the_command_line() {
     assert!(out(&help).contains("MERIDIAN_TOKEN_FILE"), "{}", out(&help));
 }
 
+/// Run `meridian ARGS` on a terminal (script(1) gives it one) with `input` typed: exit code
+/// and everything the terminal showed.
+async fn on_a_terminal(input: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    use std::io::Write;
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_meridian"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let line = quoted.join(" ");
+    let input = input.to_string();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("SHELL", "/bin/sh")
+            .env_remove("MERIDIAN_SERVER")
+            .env_remove("MERIDIAN_TOKEN")
+            .env_remove("MERIDIAN_TOKEN_FILE")
+            .envs(env)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        (code(&o), format!("{}{}", out(&o), err(&o)))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_and_revoke_ask_on_a_terminal_and_take_yes() {
+    let s = start(None).await;
+    let operator = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", OPERATOR)];
+    let sent = || s.control.commands().iter().map(|(_, c)| c.kind).collect::<Vec<CommandKind>>();
+
+    // On a terminal: anything but y declines, and nothing is sent.
+    let (c, shown) = on_a_terminal("n\n", &["abort", "restore", "--region", "jp"], &operator).await;
+    assert_eq!(c, 1, "{shown}");
+    assert!(
+        shown.contains("abort region jp of plan restore (rolled back unless fully enabled; it starts no more)? [y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("meridian abort: not confirmed; nothing was sent"), "{shown}");
+    assert_eq!(sent(), []);
+    let (c, shown) = on_a_terminal("y\n", &["abort", "restore"], &operator).await;
+    assert_eq!(c, 0, "{shown}");
+    assert!(shown.contains("abort plan restore (every region not fully enabled is rolled back)? [y/N]"), "{shown}");
+    assert!(shown.contains("abort accepted for plan restore (by olga)"), "{shown}");
+    // --yes skips the question.
+    let (c, shown) = on_a_terminal("", &["abort", "restore", "--wave", "asia", "--yes"], &operator).await;
+    assert_eq!(c, 0, "{shown}");
+    assert!(!shown.contains("[y/N]"), "{shown}");
+    // Off a terminal (a pipeline) nothing is asked, with or without --yes.
+    for args in [&["abort", "restore", "--region", "us-east"][..], &["abort", "restore", "-y"]] {
+        let o = meridian(args, &operator).await;
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        assert!(!err(&o).contains("[y/N]"), "{}", err(&o));
+    }
+    assert_eq!(sent(), [CommandKind::Abort; 4]);
+
+    let approver = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", APPROVER)];
+    let o =
+        meridian(&["approve", "jp-regulator", "--plan", "restore", "--reference", "x", "--name", "jp-1"], &approver)
+            .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let (c, shown) = on_a_terminal("no\n", &["revoke", "jp-1"], &approver).await;
+    assert_eq!(c, 1, "{shown}");
+    assert!(shown.contains("revoke approval jp-1 (it is never valid again)? [y/N]"), "{shown}");
+    assert!(s.control.snapshot().approvals.iter().all(|a| a.revoked.is_none()), "not revoked");
+    let (c, shown) = on_a_terminal("", &["revoke", "jp-1", "--yes", "--reason", "test"], &approver).await;
+    assert_eq!(c, 0, "{shown}");
+    assert!(shown.contains("revoked approval jp-1 (flag jp-regulator) by alice"), "{shown}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_and_revoke_round_trip() {
     let s = start(None).await;

@@ -50,13 +50,17 @@ pub struct ApproveArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = "On a terminal revoke asks first (--yes skips the question); off a terminal it proceeds.\n\
+                        Exit codes: 0 done, 1 refused by the server or not confirmed, 3 usage or connection error")]
 pub struct RevokeArgs {
     /// The approval's name (see `GET /api/v1/approvals`).
     pub name: String,
     /// Why, for the audit trail.
     #[arg(long)]
     pub reason: Option<String>,
+    /// Do not ask for confirmation on a terminal (off a terminal nothing is asked).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -199,6 +203,10 @@ async fn signed(client: &Client, mut body: Value, key: &std::path::Path) -> Resu
 }
 
 pub fn revoke(args: &RevokeArgs) -> i32 {
+    let question = format!("revoke approval {} (it is never valid again)", args.name);
+    if !crate::confirm::confirm("revoke", &question, args.yes) {
+        return exit::FAILED;
+    }
     client::block_on("revoke", revoke_async(args)).unwrap_or(exit::USAGE)
 }
 

@@ -27,6 +27,37 @@ pub struct Args {
     pub server: ServerArgs,
 }
 
+/// `abort`: the scope, and `--yes`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "On a terminal abort asks first (--yes skips the question); off a terminal it proceeds.\n\
+                        Exit codes: 0 accepted, 1 refused by the server or not confirmed, 3 usage or connection error")]
+pub struct AbortArgs {
+    #[command(flatten)]
+    pub scope: Args,
+    /// Do not ask for confirmation on a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `abort`, once confirmed: it cannot be undone (a retry starts the regions from scratch).
+pub fn abort(args: &AbortArgs) -> i32 {
+    let a = &args.scope;
+    let question = match (&a.wave, &a.region) {
+        (Some(w), _) => format!(
+            "abort wave {w} of plan {} (every region of it not fully enabled is rolled back and starts no more)",
+            a.plan
+        ),
+        (None, Some(r)) => {
+            format!("abort region {r} of plan {} (rolled back unless fully enabled; it starts no more)", a.plan)
+        }
+        (None, None) => format!("abort plan {} (every region not fully enabled is rolled back)", a.plan),
+    };
+    if !crate::confirm::confirm("abort", &question, args.yes) {
+        return exit::FAILED;
+    }
+    run(CommandKind::Abort, a)
+}
+
 pub fn run(kind: CommandKind, args: &Args) -> i32 {
     let command = kind.to_string();
     client::block_on(&command, run_async(kind, args)).unwrap_or(exit::USAGE)
