@@ -9,6 +9,7 @@
 
 mod approvals;
 mod audit;
+mod completion;
 mod crash;
 mod dashboard;
 mod demo;

@@ -109,6 +109,8 @@ enum Command {
     /// The evidence report of a plan: approvals at first traffic, steps, bake health,
     /// failures, commands, and the proof that no traffic ran without its approvals.
     Report(commands::report::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(commands::completion::Args),
 }
 
 fn main() {
@@ -137,6 +139,7 @@ fn main() {
         Command::Freeze(args) => commands::control::freeze(args),
         Command::Unfreeze(args) => commands::control::unfreeze(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Completion(args) => commands::completion::run(args),
     };
     std::process::exit(code);
 }
