@@ -89,6 +89,7 @@ pub fn router(control: Arc<dyn ControlPlane>, auth: Auth, limits: Limits) -> Rou
         .route("/events", get(events::stream))
         .route("/config", get(probes::config))
         .route("/whoami", get(probes::whoami))
+        .route("/version", get(probes::version))
         .fallback(probes::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()

@@ -47,6 +47,11 @@ pub(crate) async fn whoami(Extension(identity): Extension<Identity>) -> impl Int
     Json(json!({ "identity": identity, "authDisabled": identity.role.is_none() }))
 }
 
+/// The server's version, for `meridian version` to set beside its own.
+pub(crate) async fn version() -> impl IntoResponse {
+    Json(json!({ "version": env!("CARGO_PKG_VERSION"), "api": "v1" }))
+}
+
 pub(crate) async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::not_found(
         format!("no endpoint at {}", uri.path()),

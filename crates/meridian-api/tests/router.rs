@@ -446,6 +446,9 @@ async fn unknown_routes_and_methods_get_the_error_shape() {
     assert_eq!(d["identity"]["role"], "approver");
     assert_eq!(d["identity"]["flags"][0], "jp-regulator");
     assert_eq!(d["authDisabled"], false);
+    let v = call(&app, "GET", "/api/v1/version", Some(VIEWER), None).await.json();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["api"], "v1");
 }
 
 #[tokio::test]

@@ -111,6 +111,15 @@ enum Command {
     Report(commands::report::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(commands::completion::Args),
+    /// List the approvals on record (files and API, revoked ones too), or show one.
+    Approvals(commands::info::ApprovalsArgs),
+    /// The controller's own history: approvals granted, revoked, expired; config changes;
+    /// denied requests.
+    History(commands::info::HistoryArgs),
+    /// Who the token is: its name, role and flags.
+    Whoami(commands::info::WhoamiArgs),
+    /// The client's and the server's versions.
+    Version(commands::info::VersionArgs),
 }
 
 fn main() {
@@ -140,6 +149,10 @@ fn main() {
         Command::Unfreeze(args) => commands::control::unfreeze(args),
         Command::Report(args) => commands::report::run(args),
         Command::Completion(args) => commands::completion::run(args),
+        Command::Approvals(args) => commands::info::approvals(args),
+        Command::History(args) => commands::info::history(args),
+        Command::Whoami(args) => commands::info::whoami(args),
+        Command::Version(args) => commands::info::version(args),
     };
     std::process::exit(code);
 }

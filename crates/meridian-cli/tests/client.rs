@@ -400,6 +400,77 @@ async fn abort_and_revoke_ask_on_a_terminal_and_take_yes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_commands_show_approvals_history_whoami_and_versions() {
+    let s = start(None).await;
+    let approver = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", APPROVER)];
+    let o = meridian(&["whoami"], &approver).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(out(&o), format!("alice (role approver, flags jp-regulator) on {}\n", s.base));
+    let o = meridian(&["whoami", "-o", "json"], &approver).await;
+    let me: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(me["identity"]["role"], "approver");
+
+    let version = env!("CARGO_PKG_VERSION");
+    let o = meridian(&["version"], &approver).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(out(&o), format!("client {version}\nserver {version} ({})\n", s.base));
+    let o = meridian(&["version", "-o", "json"], &approver).await;
+    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!((v["client"]["version"].as_str(), v["server"]["version"].as_str()), (Some(version), Some(version)));
+    let nobody = format!("http://{}", closed_port().await);
+    let o = meridian(&["version", "--server", &nobody], &[]).await;
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert_eq!(out(&o), format!("client {version}\n"), "the client's version is shown anyway");
+    let o = meridian(&["version", "--client", "--server", &nobody], &[]).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+
+    let o = meridian(&["approvals"], &approver).await;
+    assert_eq!((code(&o), out(&o).as_str()), (0, "no approvals\n"), "{}", err(&o));
+    let o = meridian(
+        &[
+            "approve",
+            "jp-regulator",
+            "--plan",
+            "restore",
+            "--region",
+            "jp",
+            "--reference",
+            "letter 7",
+            "--name",
+            "jp-7",
+        ],
+        &approver,
+    )
+    .await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = meridian(&["approvals"], &approver).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let table = out(&o);
+    assert!(table.starts_with("NAME  FLAG          STATUS  GRANTED BY  EXPIRES  SCOPE"), "{table}");
+    assert!(table.contains("jp-7  jp-regulator  active  alice       never    plans restore regions jp"), "{table}");
+    let o = meridian(&["approvals", "jp-7"], &approver).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).contains("reference:   letter 7"), "{}", out(&o));
+    let o = meridian(&["approvals", "jp-7", "-o", "json"], &approver).await;
+    let one: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!((one["flag"].as_str(), one["status"].as_str()), (Some("jp-regulator"), Some("active")));
+    let o = meridian(&["approvals", "jp-8"], &approver).await;
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(err(&o).contains("no approval named \"jp-8\"\n  hint: known approvals: jp-7"), "{}", err(&o));
+
+    // A denied request is in the controller's history.
+    let o = meridian(&["pause", "restore"], &approver).await;
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    let o = meridian(&["history"], &approver).await;
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("ID  AT"), "{}", out(&o));
+    assert!(out(&o).contains("alice"), "{}", out(&o));
+    let o = meridian(&["history", "-o", "json", "--kind", "access-denied"], &approver).await;
+    let page: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert!(page["events"].as_array().is_some(), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_and_revoke_round_trip() {
     let s = start(None).await;
     let env = [("MERIDIAN_SERVER", s.base.as_str()), ("MERIDIAN_TOKEN", APPROVER)];

@@ -7,6 +7,7 @@ pub mod completion;
 pub mod control;
 pub mod crds;
 pub mod demo;
+pub mod info;
 pub mod kube;
 pub mod plan;
 pub mod report;

@@ -1,0 +1,264 @@
+//! Read commands for what only the API shows: `meridian approvals [NAME]`, `meridian history`,
+//! `meridian whoami` and `meridian version`. Each prints a table (or lines) as text, or the
+//! API's JSON as is with `-o json`.
+//!
+//! Exit codes: 0 shown, 1 refused by the server (or an unknown approval), 3 usage or
+//! connection error.
+
+use serde_json::Value;
+
+use super::Format;
+use crate::client::{self, Client, ClientError, ServerArgs, exit};
+
+const EXIT_CODES: &str = "Exit codes: 0 shown, 1 refused by the server or unknown, 3 usage or connection error";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct ApprovalsArgs {
+    /// One approval: show it in full (default: list every one, revoked ones too).
+    pub name: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct HistoryArgs {
+    /// Only this kind (approval-granted, approval-revoked, approval-expired, config-applied,
+    /// config-rejected, access-denied, ...).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Events after this id (the `next` of an earlier page).
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// At most this many (the server's cap is 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct WhoamiArgs {
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct VersionArgs {
+    /// Only the client's version; ask no server.
+    #[arg(long)]
+    pub client: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Run `read` against the server; its error reported under `command`'s name.
+fn with_client<F, Fut>(command: &str, server: &ServerArgs, read: F) -> i32
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<i32, ClientError>>,
+{
+    let client = match Client::new(server) {
+        Ok(c) => c,
+        Err(e) => {
+            e.report(command);
+            return exit::USAGE;
+        }
+    };
+    match client::block_on(command, read(client)) {
+        Some(Ok(code)) => code,
+        Some(Err(e)) => {
+            e.report(command);
+            e.exit_code()
+        }
+        None => exit::USAGE,
+    }
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value[key].as_str().unwrap_or("")
+}
+
+pub fn approvals(args: &ApprovalsArgs) -> i32 {
+    with_client("approvals", &args.server, |client| async move {
+        let list: Value = client.get("/approvals").await?;
+        let all = list["approvals"].as_array().cloned().unwrap_or_default();
+        let Some(name) = &args.name else {
+            match args.format {
+                Format::Json => print_json(&list),
+                Format::Text => print!("{}", approvals_table(&all)),
+            }
+            return Ok(exit::OK);
+        };
+        let Some(one) = all.iter().find(|a| text(a, "name") == name) else {
+            let names: Vec<&str> = all.iter().map(|a| text(a, "name")).collect();
+            eprintln!("meridian approvals: no approval named {name:?}");
+            eprintln!("  hint: known approvals: {}", if names.is_empty() { "none".into() } else { names.join(", ") });
+            return Ok(exit::FAILED);
+        };
+        match args.format {
+            Format::Json => print_json(one),
+            Format::Text => print!("{}", approval_detail(one)),
+        }
+        Ok(exit::OK)
+    })
+}
+
+/// `jp` / `signin, store` / `every plan`: one part of an approval's scope in words.
+fn scope_part(approval: &Value, key: &str) -> Option<String> {
+    let items: Vec<&str> = approval["scope"][key].as_array()?.iter().filter_map(Value::as_str).collect();
+    (!items.is_empty()).then(|| format!("{key} {}", items.join(",")))
+}
+
+fn scope(approval: &Value) -> String {
+    let parts: Vec<String> = ["plans", "regions", "services"].iter().filter_map(|k| scope_part(approval, k)).collect();
+    if parts.is_empty() { "everywhere".into() } else { parts.join(" ") }
+}
+
+/// The approvals as a table, one row each.
+pub fn approvals_table(all: &[Value]) -> String {
+    if all.is_empty() {
+        return "no approvals\n".into();
+    }
+    let mut rows = vec![["NAME", "FLAG", "STATUS", "GRANTED BY", "EXPIRES", "SCOPE"].map(String::from).to_vec()];
+    for a in all {
+        rows.push(vec![
+            text(a, "name").into(),
+            text(a, "flag").into(),
+            text(a, "status").into(),
+            text(a, "grantedBy").into(),
+            a["expires"].as_str().unwrap_or("never").into(),
+            scope(a),
+        ]);
+    }
+    crate::output::table(&rows, "")
+}
+
+/// One approval, a field a line.
+pub fn approval_detail(a: &Value) -> String {
+    let mut rows = vec![
+        vec!["name:".to_string(), text(a, "name").into()],
+        vec!["flag:".into(), text(a, "flag").into()],
+        vec!["status:".into(), text(a, "status").into()],
+        vec!["granted by:".into(), text(a, "grantedBy").into()],
+        vec!["granted at:".into(), a["grantedAt"].as_str().unwrap_or("-").into()],
+        vec!["expires:".into(), a["expires"].as_str().unwrap_or("never").into()],
+        vec!["reference:".into(), a["reference"].as_str().unwrap_or("-").into()],
+        vec!["scope:".into(), scope(a)],
+    ];
+    if a["signature"].is_object() {
+        rows.push(vec!["signed by key:".into(), text(&a["signature"], "key").into()]);
+    }
+    if a["revoked"].is_object() {
+        let r = &a["revoked"];
+        let reason = r["reason"].as_str().map(|x| format!(": {x}")).unwrap_or_default();
+        rows.push(vec!["revoked:".into(), format!("by {} at {}{reason}", text(r, "by"), text(r, "at"))]);
+    }
+    crate::output::table(&rows, "")
+}
+
+pub fn history(args: &HistoryArgs) -> i32 {
+    with_client("history", &args.server, |client| async move {
+        let mut path = format!("/history?after={}&limit={}", args.after, args.limit);
+        if let Some(kind) = &args.kind {
+            path.push_str(&format!("&kind={}", client::segment(kind)));
+        }
+        let page: Value = client.get(&path).await?;
+        match args.format {
+            Format::Json => print_json(&page),
+            Format::Text => {
+                let events = page["events"].as_array().cloned().unwrap_or_default();
+                print!("{}", history_table(&events));
+                if events.len() >= args.limit as usize {
+                    eprintln!("more may follow: meridian history --after {}", page["next"]);
+                }
+            }
+        }
+        Ok(exit::OK)
+    })
+}
+
+/// The controller's history, one row per event, its detail's main fields on the row.
+pub fn history_table(events: &[Value]) -> String {
+    if events.is_empty() {
+        return "no events\n".into();
+    }
+    let mut rows = vec![["ID", "AT", "KIND", "WHO", "DETAIL"].map(String::from).to_vec()];
+    for e in events {
+        let detail: Vec<String> = ["approval", "flag", "plan", "method", "path", "reason", "code", "error"]
+            .iter()
+            .filter_map(|k| e["detail"][k].as_str().map(|v| format!("{k}={v}")))
+            .collect();
+        rows.push(vec![
+            e["id"].to_string(),
+            text(e, "at").into(),
+            text(e, "kind").into(),
+            text(e, "who").into(),
+            detail.join(" "),
+        ]);
+    }
+    crate::output::table(&rows, "")
+}
+
+pub fn whoami(args: &WhoamiArgs) -> i32 {
+    with_client("whoami", &args.server, |client| async move {
+        let me: Value = client.get("/whoami").await?;
+        match args.format {
+            Format::Json => print_json(&me),
+            Format::Text if me["authDisabled"] == Value::Bool(true) => {
+                println!(
+                    "{} (authentication is disabled on {}: every request may do everything)",
+                    text(&me["identity"], "name"),
+                    client.server()
+                )
+            }
+            Format::Text => {
+                let id = &me["identity"];
+                let flags: Vec<&str> =
+                    id["flags"].as_array().map(|f| f.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let flags = if flags.is_empty() { String::new() } else { format!(", flags {}", flags.join(", ")) };
+                println!("{} (role {}{flags}) on {}", text(id, "name"), text(id, "role"), client.server());
+            }
+        }
+        Ok(exit::OK)
+    })
+}
+
+pub fn version(args: &VersionArgs) -> i32 {
+    let client_version = env!("CARGO_PKG_VERSION");
+    if args.client {
+        match args.format {
+            Format::Json => print_json(&serde_json::json!({ "client": { "version": client_version } })),
+            Format::Text => println!("client {client_version}"),
+        }
+        return exit::OK;
+    }
+    if args.format == Format::Text {
+        println!("client {client_version}");
+    }
+    with_client("version", &args.server, |client| async move {
+        let server: Value = client.get("/version").await?;
+        match args.format {
+            Format::Json => {
+                print_json(&serde_json::json!({ "client": { "version": client_version }, "server": server }))
+            }
+            Format::Text => println!("server {} ({})", text(&server, "version"), client.server()),
+        }
+        Ok(exit::OK)
+    })
+}
