@@ -6,6 +6,7 @@
 //! (every index in range, services topologically ordered, steps increasing to 100).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 
 use chrono_tz::Tz;
@@ -55,8 +56,35 @@ pub struct Plan {
     /// without one needs one holding approval. At most one per flag.
     pub approval_policies: Vec<ApprovalPolicy>,
     /// Name to index, built by `Plan::index_names`.
-    pub(crate) region_lookup: HashMap<String, usize>,
-    pub(crate) service_lookup: HashMap<String, usize>,
+    pub(crate) region_lookup: NameIndex,
+    pub(crate) service_lookup: NameIndex,
+}
+
+/// Region or service name to index. Looked up for every health sample, read-back and
+/// confirmation of every decision, so hashed with FNV-1a rather than SipHash: the names are
+/// the plan author's, not an attacker's, and short.
+pub(crate) type NameIndex = HashMap<String, usize, BuildHasherDefault<NameHasher>>;
+
+/// FNV-1a, 64 bits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// What a flag's approvals must be for the flag to hold.

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -97,8 +98,13 @@ pub enum WaitReason {
     Window { opens_at: Option<DateTime<Utc>> },
     /// Services in the same region that must be enabled first.
     Dependency { services: Vec<String> },
-    /// The wave's `maxParallel` is used up by these regions.
-    Parallelism { limit: usize, active: Vec<String> },
+    /// The wave's `maxParallel` is used up by these regions. One list, shared by every unit
+    /// of the wave that waits for a slot (written out as a plain list).
+    Parallelism {
+        limit: usize,
+        #[serde(with = "shared_names")]
+        active: Arc<[String]>,
+    },
     /// The target has not confirmed the current percent yet.
     Actuation { percent: u32 },
     /// The target serves another percent than the state says, and the plan holds on drift
@@ -126,6 +132,21 @@ pub enum WaitReason {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
+}
+
+/// A list of names shared between units (`Arc<[String]>`), written as a plain list.
+mod shared_names {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(names: &Arc<[String]>, serializer: S) -> Result<S::Ok, S::Error> {
+        names[..].serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<[String]>, D::Error> {
+        Vec::<String>::deserialize(deserializer).map(Arc::from)
+    }
 }
 
 impl fmt::Display for WaitReason {
@@ -550,7 +571,7 @@ impl PlanState {
         self.plan = plan.name.clone();
     }
 
-    fn is_aligned(&self, plan: &Plan) -> bool {
+    pub(crate) fn is_aligned(&self, plan: &Plan) -> bool {
         self.units.len() == plan.unit_count()
             && self.waves.len() == plan.waves.len()
             && self.waves.iter().zip(&plan.waves).all(|(s, w)| s.name == w.name)

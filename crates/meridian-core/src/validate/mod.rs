@@ -408,8 +408,8 @@ impl<'d> PlanChecker<'d, '_> {
             on_progress_deadline: spec.on_progress_deadline.unwrap_or_default(),
             actuator,
             approval_policies,
-            region_lookup: HashMap::new(),
-            service_lookup: HashMap::new(),
+            region_lookup: Default::default(),
+            service_lookup: Default::default(),
         };
         plan.index_names();
         Some(plan)
