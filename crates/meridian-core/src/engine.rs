@@ -234,6 +234,7 @@ pub(crate) fn decide_aligned(plan: &Plan, state: PlanState, obs: &Observations<'
         drifted: Vec::new(),
         shared_active: None,
         windows: vec![None; plan.regions.len()],
+        pending_marked: vec![None; plan.waves.len()],
     };
     engine.apply_commands();
     engine.expire_freezes();
@@ -263,6 +264,25 @@ struct Engine<'a> {
     shared_active: Option<(usize, Vec<usize>, Arc<[String]>)>,
     /// Each region's windows at `now`, once asked (`window_at`).
     windows: Vec<Option<WindowAt>>,
+    /// What each pending wave's units were last told they wait for, in this decision.
+    pending_marked: Vec<Option<WaitReason>>,
+}
+
+/// The last name looked up, and its index.
+#[derive(Default)]
+struct NameSeen<'a>(Option<(&'a str, usize)>);
+
+impl<'a> NameSeen<'a> {
+    fn index(&mut self, name: &'a str, find: impl FnOnce(&str) -> Option<usize>) -> Option<usize> {
+        match self.0 {
+            Some((seen, index)) if seen == name => Some(index),
+            _ => {
+                let index = find(name)?;
+                self.0 = Some((name, index));
+                Some(index)
+            }
+        }
+    }
 }
 
 /// A region's windows at the decision's `now`.
@@ -619,12 +639,18 @@ impl Engine<'_> {
     }
 
     fn apply_health(&mut self) {
+        let plan = self.plan;
+        // Samples come grouped, by region (the simulator) or by service (one health request
+        // per service): a name that repeats the last sample's is not looked up again.
+        let (mut region, mut service, mut check) = (NameSeen::default(), NameSeen::default(), NameSeen::default());
         for sample in self.obs.health {
-            let (Some(r), Some(s)) = (self.plan.region_index(&sample.region), self.plan.service_index(&sample.service))
-            else {
+            let (Some(r), Some(s)) = (
+                region.index(&sample.region, |n| plan.region_index(n)),
+                service.index(&sample.service, |n| plan.service_index(n)),
+            ) else {
                 continue;
             };
-            let Some(c) = self.plan.health.checks.iter().position(|c| c.name == sample.check) else {
+            let Some(c) = check.index(&sample.check, |n| plan.health.checks.iter().position(|c| c.name == n)) else {
                 continue;
             };
             let i = self.plan.unit_index(r, s);
@@ -879,12 +905,17 @@ impl Engine<'_> {
                         Some(p) => WaitReason::Wave { wave: self.plan.waves[p].name.clone() },
                         None => WaitReason::Aborted,
                     };
-                    for &r in &self.plan.waves[w].regions {
-                        for i in self.region_units(r) {
-                            if self.state.units[i].waiting.as_ref() != Some(&reason) {
-                                self.state.units[i].waiting = Some(reason.clone());
+                    // Nothing else in `progress` touches a pending wave's units: once they say
+                    // so in this decision, a later pass has nothing to do for them.
+                    if self.pending_marked[w].as_ref() != Some(&reason) {
+                        for &r in &self.plan.waves[w].regions {
+                            for i in self.region_units(r) {
+                                if self.state.units[i].waiting.as_ref() != Some(&reason) {
+                                    self.state.units[i].waiting = Some(reason.clone());
+                                }
                             }
                         }
+                        self.pending_marked[w] = Some(reason.clone());
                     }
                     self.state.waves[w].waiting = Some(reason);
                     continue;
