@@ -683,6 +683,7 @@ async fn plans_and_detail_carry_the_outcome_with_accepted_failures() {
             verdict: meridian_core::HealthVerdict::Unhealthy,
             value: Some(0.2),
             failures: 2,
+            baseline: None,
             progress_deadline: None,
         });
         for w in &mut s.waves {

@@ -39,6 +39,7 @@ pub mod metric_selector;
 pub mod outcome;
 pub mod plan;
 pub mod ports;
+pub mod relative;
 pub mod report;
 pub mod schema;
 pub mod signing;

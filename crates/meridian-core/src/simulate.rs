@@ -155,6 +155,9 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
 /// A verdict at `now` for every check of every unit under watch, by the engine's one rule
 /// (`watch::health_requests`): what the controller would ask the fleet for. Unhealthy in a
 /// region failing by now, healthy elsewhere with `assume_healthy`, else nothing (no data).
+/// A check's `relative` part has no verdict (no data) while fewer regions than its
+/// `minBaselineRegions` are fully enabled besides the region, as in the controller, so a
+/// plan whose first regions cannot have a baseline shows them holding.
 fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimOptions, out: &mut Vec<HealthSample>) {
     if !opts.assume_healthy && opts.failures.is_empty() {
         return;
@@ -168,6 +171,12 @@ fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimO
                 (false, false) => continue,
             };
             for check in &plan.health.checks {
+                let without_baseline = check.relative.as_ref().is_some_and(|rel| {
+                    let others = request.baseline.iter().filter(|b| *b != region).count();
+                    others < rel.min_baseline_regions
+                });
+                let verdict =
+                    if verdict == HealthVerdict::Healthy && without_baseline { HealthVerdict::NoData } else { verdict };
                 out.push(HealthSample {
                     region: region.clone(),
                     service: request.service.clone(),
@@ -176,6 +185,7 @@ fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimO
                     value: None,
                     detail: None,
                     at: now,
+                    baseline: None,
                 });
             }
         }

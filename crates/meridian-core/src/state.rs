@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::approval::ApprovalProblem;
 use crate::health::HealthVerdict;
 use crate::plan::Plan;
+use crate::relative::Baseline;
 
 /// Where a (region, service) unit is in its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -234,6 +235,9 @@ pub struct CheckState {
     /// Failing evaluations in a row.
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// What the latest value was compared with, for a check with a `relative` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
 }
 
 /// One (region, service).
@@ -318,6 +322,9 @@ pub struct UnitFailure {
     pub value: Option<f64>,
     /// Failing evaluations in a row.
     pub failures: u32,
+    /// What the last value was compared with, for a check with a `relative` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
     /// Set when it failed for making no progress within this `progressDeadline`
     /// (`onProgressDeadline: fail`) rather than by `check`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -135,6 +135,7 @@ fn sample(
         value,
         detail,
         at,
+        baseline: None,
     }
 }
 
@@ -154,6 +155,7 @@ pub(crate) fn error_sample(
         value: None,
         detail: Some(detail),
         at: now,
+        baseline: None,
     }
 }
 
