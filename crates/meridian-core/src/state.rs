@@ -467,6 +467,22 @@ impl fmt::Display for PlanPhase {
 }
 
 impl UnitState {
+    /// What the unit waits for, in words (`meridian status`, the API's `waiting`, the
+    /// dashboard): a health wait adds, for each awaited check judged against the fleet, what
+    /// its latest value was compared with ("... from error-rate (error-rate: 0.031 vs
+    /// baseline 0.009 (median of us-east, eu-west), limit 0.018)").
+    pub fn waiting_text(&self) -> Option<String> {
+        let waiting = self.waiting.as_ref()?;
+        let WaitReason::Health { checks } = waiting else { return Some(waiting.to_string()) };
+        let compared: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| checks.contains(&c.name))
+            .filter_map(|c| Some(format!("{}: {}", c.name, c.baseline.as_ref()?.compare(c.value?))))
+            .collect();
+        Some(if compared.is_empty() { waiting.to_string() } else { format!("{waiting} ({})", compared.join("; ")) })
+    }
+
     fn new(plan: &Plan, region: usize, service: usize) -> Self {
         UnitState {
             region: plan.regions[region].name.clone(),
