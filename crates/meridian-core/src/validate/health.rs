@@ -321,7 +321,7 @@ impl<'d> PlanChecker<'d, '_> {
             let outcome = if held.iter().any(|(_, p)| *p == NoDataPolicy::Fail) {
                 "noData: fail fails them"
             } else {
-                "noData: hold holds them until a promote"
+                "noData: hold holds them"
             };
             self.warn(
                 &path,
