@@ -277,6 +277,27 @@ mod tests {
     }
 
     #[test]
+    fn a_baseline_value_counts_only_when_a_judged_one_would_be_read() {
+        let l = limits(0.01, Some(100.0));
+        let j = Judgement {
+            region: "us-east",
+            service: "store",
+            check: "errors",
+            limits: &l,
+            now: now(),
+            max_age: TimeDelta::seconds(30),
+            fleet: None,
+        };
+        let guard = value(500.0, 1);
+        assert_eq!(usable_value(&j, &value(0.5, 1), Some(&guard)), Some(0.5), "its own max does not matter");
+        assert_eq!(usable_value(&j, &value(0.0, 31), Some(&guard)), None, "stale");
+        assert_eq!(usable_value(&j, &value(f64::NAN, 1), Some(&guard)), None);
+        assert_eq!(usable_value(&j, &value(f64::INFINITY, 1), Some(&guard)), None);
+        assert_eq!(usable_value(&j, &value(0.0, 1), Some(&value(99.0, 1))), None, "low traffic");
+        assert_eq!(usable_value(&j, &Reading::Failed("boom".into()), Some(&guard)), None);
+    }
+
+    #[test]
     fn judged_samples_carry_the_value_timestamp_and_failures_carry_now() {
         let l = limits(0.01, None);
         let s = run(&l, value(0.001, 5), None);
