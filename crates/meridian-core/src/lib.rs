@@ -25,6 +25,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod blockers;
 pub mod chain;
 pub mod command;
 pub mod diagnostics;
