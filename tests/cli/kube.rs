@@ -5,6 +5,8 @@
 //! within lease duration + 2 s and resumes from the state in the API server, the frozen one
 //! sends nothing once resumed and exits, and the fleet's log shows every unit walking the
 //! steps once, each step with one idempotency key (no duplicate, no conflicting actuation).
+//! Each replica says on `/metrics` who leads (`meridian_leader`, 1 on the leader, 0 on the
+//! follower), what the `MeridianNoLeader` alert reads.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -68,14 +70,20 @@ fn small_plan(name: &str, namespace: &str, fleet_url: &str) -> String {
     )
 }
 
+/// A replica in namespace default, logging JSON lines.
 fn replica(kubeconfig: &Path, identity: &str, log: &Path) -> Child {
-    replica_in("default", kubeconfig, identity, log)
+    replica_with(&["--log-format", "json", "--log-level", "info"], "default", kubeconfig, identity, log)
 }
 
 fn replica_in(namespace: &str, kubeconfig: &Path, identity: &str, log: &Path) -> Child {
+    replica_with(&[], namespace, kubeconfig, identity, log)
+}
+
+fn replica_with(extra: &[&str], namespace: &str, kubeconfig: &Path, identity: &str, log: &Path) -> Child {
     let listen = format!("127.0.0.1:{}", port_of(&format!("{namespace}/{identity}")));
     Command::new(env!("CARGO_BIN_EXE_meridian"))
         .arg("kube")
+        .args(extra)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--namespace", namespace, "--listen", &listen, "--no-auth", "--identity", identity])
@@ -87,7 +95,11 @@ fn replica_in(namespace: &str, kubeconfig: &Path, identity: &str, log: &Path) ->
 }
 
 fn holder(plane: &ControlPlane) -> String {
-    text(&plane.kubectl(&["get", "lease", "meridian", "-o", "jsonpath={.spec.holderIdentity}"], None))
+    holder_in(plane, "default")
+}
+
+fn holder_in(plane: &ControlPlane, namespace: &str) -> String {
+    text(&plane.kubectl(&["get", "lease", "meridian", "-n", namespace, "-o", "jsonpath={.spec.holderIdentity}"], None))
 }
 
 /// Poll `cond` every 50 ms until it holds; panics after `within`.
@@ -144,10 +156,35 @@ async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_withou
         )
     };
     wait("the follower to show the plan", Duration::from_secs(20), || cli(&["status"]).1.contains("ha"));
+    // Leadership on /metrics (what the MeridianNoLeader alert reads): 1 on the leader, 0 on the
+    // follower, both naming the leader.
+    for (who, value) in [(first.as_str(), 1), (follower, 0)] {
+        let url = format!("http://127.0.0.1:{}/metrics", port_of(&format!("default/{who}")));
+        let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let line = format!("meridian_leader{{leader=\"{first}\"}} {value}");
+        assert!(page.lines().any(|l| l == line), "no {line} on {who}'s /metrics:\n{page}");
+    }
     let phase = || text(&plane.kubectl(&["get", "rolloutplan", "ha", "-o", "jsonpath={.status.phase}"], None));
+    // The follower's live event stream carries what the leader commits, read from the API server.
+    let streamed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut events = reqwest::get(format!("{server}/api/v1/events?plan=ha")).await.unwrap();
+    assert_eq!(events.status(), 200);
+    let sink = streamed.clone();
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(chunk)) = events.chunk().await {
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk));
+        }
+        sink.lock().unwrap().push_str("\n[stream ended]");
+    });
     let (ok, said) = cli(&["pause", "ha"]);
     assert!(ok, "pause through the follower: {said}");
     wait("the leader to apply the follower's pause", Duration::from_secs(20), || phase() == "paused");
+    wait("the follower's event stream to carry the pause", Duration::from_secs(20), || {
+        let seen = streamed.lock().unwrap();
+        assert!(!seen.contains("[stream ended]"), "the follower's event stream ended: {seen}");
+        seen.contains("event: audit") && seen.contains("\"command\":\"pause\"")
+    });
+    reader.abort();
     let (ok, said) = cli(&["resume", "ha"]);
     assert!(ok, "resume through the follower: {said}");
     wait("the leader to apply the resume", Duration::from_secs(20), || phase() == "running");
@@ -260,6 +297,17 @@ async fn two_replicas_one_leads_and_a_killed_or_frozen_leader_is_replaced_withou
         let _ = child.kill();
         let _ = child.wait();
     }
+    // With --log-format json a replica's log is JSON lines only: following, leading, losing
+    // the lease and the transitions alike.
+    for name in ["r1", "r2", "r3"] {
+        let logged = std::fs::read_to_string(log(name)).unwrap_or_default();
+        for line in logged.lines().filter(|l| !l.trim().is_empty()) {
+            let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+            assert!(parsed.is_ok_and(|v| v["message"].is_string()), "{name} logged a line that is not JSON: {line}");
+        }
+        assert!(logged.contains("\"kind\":\"lifecycle\"") && logged.contains(" follows on lease "), "{name}: {logged}");
+    }
+    assert!(logs(&["r1", "r2", "r3"]).contains("\"kind\":\"transition\""), "no transition was logged");
 }
 
 /// The controller's identity as deploy/rbac.yaml binds it: a static token whose user is the
@@ -271,11 +319,11 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
     let groups: &[&str] = &["system:serviceaccounts", "system:serviceaccounts:meridian"];
     let plane = ControlPlane::start_with_tokens(&[("controller-token-for-the-tests", CONTROLLER, groups)]);
     plane.install_crds();
-    for file in ["deploy/namespace.yaml", "deploy/rbac.yaml"] {
+    for file in ["deploy/namespace.yaml", "deploy/rbac.yaml", "deploy/admission.yaml"] {
         let out = plane.kubectl(&["apply", "-f", file], None);
         assert!(out.status.success(), "{file}: {}", text(&out));
     }
-    let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin", "store"])).await.expect("start fleet");
+    let fleet = Fleet::start(FleetConfig::new(["a", "b"], ["signin", "store", "music"])).await.expect("start fleet");
     let manifest = small_plan("rbac", "meridian", &fleet.base_url());
     let out = plane.kubectl(&["apply", "-f", "-"], Some(&manifest));
     assert!(out.status.success(), "{}", text(&out));
@@ -391,6 +439,52 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
         text(&out),
         logged()
     );
+    // A grant through the HTTP API is an Approval resource the controller writes (marked as
+    // its API's, with the caller), under deploy/'s RBAC and admission policy; it opens the gate.
+    let out = plane.kubectl(&["apply", "-f", "-"], Some(&gated_plan("gated", "meridian", "music", &fleet.base_url())));
+    assert!(out.status.success(), "{}", text(&out));
+    wait("gated: a enabled, b waiting for go-b", Duration::from_secs(30), || fleet.traffic("a", "music") == Some(100));
+    let api = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian")).args(args).args(["--server", &server]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "meridian {args:?}: {}{}",
+            crate::support::stdout(&out),
+            crate::support::stderr(&out)
+        );
+    };
+    api(&["approve", "go-b", "--plan", "gated", "--reference", "ticket 7", "--name", "go-b-api"]);
+    let approval = |path: &str| {
+        text(
+            &plane.kubectl(&["get", "approval", "go-b-api", "-n", "meridian", "-o", &format!("jsonpath={path}")], None),
+        )
+    };
+    assert_eq!(approval("{.metadata.annotations.meridian\\.dev/granted-via}"), "api");
+    assert_eq!(approval("{.spec.flag} {.spec.reference}"), "go-b ticket 7");
+    wait("the API's grant to open b", Duration::from_secs(30), || fleet.traffic("b", "music") == Some(100));
+    // Revoked through the API: recorded as revoked, and the resource is gone.
+    api(&["revoke", "go-b-api", "--reason", "done"]);
+    let out = plane.kubectl(&["get", "approval", "go-b-api", "-n", "meridian"], None);
+    assert!(!out.status.success() && text(&out).contains("NotFound"), "{}", text(&out));
+    let approvals = || -> Vec<serde_json::Value> {
+        let body = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                reqwest::get(format!("{server}/api/v1/approvals")).await.unwrap().text().await.unwrap()
+            })
+        });
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v.as_array().or_else(|| v["approvals"].as_array()).cloned().unwrap_or_default()
+    };
+    let revoked = |name: &str| approvals().iter().any(|a| a["name"] == name && !a["revoked"].is_null());
+    let go_b = approvals().into_iter().find(|a| a["name"] == "go-b-api");
+    assert!(go_b.as_ref().is_some_and(|a| a["revoked"]["reason"] == "done"), "{go_b:?}");
+    // Deleting an API grant's resource with kubectl revokes it, like any Approval's deletion.
+    api(&["approve", "go-b", "--plan", "gated", "--reference", "ticket 8", "--name", "go-b-again"]);
+    assert!(!revoked("go-b-again"));
+    let out = plane.kubectl(&["delete", "approval", "go-b-again", "-n", "meridian"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    wait("the deleted resource's grant revoked", Duration::from_secs(30), || revoked("go-b-again"));
+
     // The namespace without plans is a configuration like any other, not a rejected edit.
     assert!(!logged().contains("no RolloutPlan found"), "{}", logged());
     assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
@@ -462,6 +556,21 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     let get = |ns: &str, name: &str, path: &str| {
         text(&plane.kubectl(&["get", "rolloutplan", name, "-n", ns, "-o", &format!("jsonpath={path}")], None))
     };
+    wait("the first replica to lead", Duration::from_secs(30), || holder_in(&plane, "meridian") == "only");
+    // A second replica, same flags: it follows, reading every namespace's plans.
+    let follower_log = dir.path().join("follower.log");
+    let follower_listen = format!("127.0.0.1:{}", port_of("all/second"));
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("kube")
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig_for("controller-token-for-the-tests"))
+        .args(["--namespace", "meridian", "--all-namespaces", "--listen", &follower_listen, "--no-auth"])
+        .args(["--identity", "second"])
+        .args(["--lease-duration", &format!("{LEASE_SECONDS}s"), "--renew-deadline", "2s", "--retry-period", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&follower_log).unwrap())
+        .spawn()
+        .expect("spawn the second replica");
 
     wait("alpha complete in team-a", Duration::from_secs(60), || {
         ["a", "b"].iter().all(|r| fleet.traffic(r, "signin") == Some(100))
@@ -475,6 +584,33 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
         get("team-b", "beta", "{.status.blocked}").contains("go-b")
     });
     assert_eq!(fleet.traffic("b", "store"), None, "team-a's approval opened team-b's plan\n{}", logged());
+
+    // The follower shows both namespaces' plans as the leader left them, and takes a command
+    // for team-b's plan, which the leader applies there.
+    let on_follower = |args: &[&str]| {
+        let mut all = args.to_vec();
+        let server = format!("http://{follower_listen}");
+        all.extend(["--server", &server]);
+        let out = crate::support::meridian(&all);
+        (out.status.success(), format!("{}{}", crate::support::stdout(&out), crate::support::stderr(&out)))
+    };
+    wait("the follower to show alpha complete and beta running", Duration::from_secs(20), || {
+        let (_, said) = on_follower(&["status", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&said).unwrap_or_default();
+        let plans = v["plans"].as_array().cloned().unwrap_or_default();
+        let phase = |name: &str| plans.iter().find(|p| p["name"] == name).map(|p| p["phase"].clone());
+        phase("alpha") == Some("complete".into()) && phase("beta") == Some("running".into())
+    });
+    let (ok, said) = on_follower(&["pause", "beta"]);
+    assert!(ok, "pause beta through the follower: {said}");
+    wait("the leader to pause team-b's beta", Duration::from_secs(20), || {
+        get("team-b", "beta", "{.status.phase}") == "paused"
+    });
+    let (ok, said) = on_follower(&["resume", "beta"]);
+    assert!(ok, "resume beta through the follower: {said}");
+    wait("beta running again", Duration::from_secs(20), || get("team-b", "beta", "{.status.phase}") == "running");
+    let followed = std::fs::read_to_string(&follower_log).unwrap_or_default();
+    assert!(followed.contains("second follows on lease meridian/meridian"), "{followed}");
 
     // A plan named alpha in team-b as well: refused, said on it, while team-a's alpha stays.
     apply("a second alpha", &gated_plan("alpha", "team-b", "music", &url));
@@ -499,6 +635,27 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     assert_eq!(get("team-a", "alpha", "{.status.phase}"), "complete");
     assert!(get("team-a", "alpha", "{.status.conditions[?(@.type=='Accepted')].status}") == "True");
 
+    // A command created next to the refused duplicate, for the alpha that runs in team-a, would
+    // wait forever unseen: it is refused (history, a Warning Event on it) and deleted.
+    let stray = "apiVersion: meridian.dev/v1alpha1\nkind: RolloutCommand\nmetadata: {name: stray-pause, namespace: \
+                 team-b}\nspec: {plan: alpha, command: pause, by: admin}\n";
+    apply("a stray command", stray);
+    wait("the stray command refused and deleted", Duration::from_secs(30), || {
+        text(&plane.kubectl(&["get", "rolloutcommands", "-n", "team-b", "-o", "name"], None)).is_empty()
+    });
+    wait("a CommandRefused Event in team-b", Duration::from_secs(20), || reasons("team-b").contains("CommandRefused"));
+    let notes =
+        text(&plane.kubectl(&["get", "events.events.k8s.io", "-n", "team-b", "-o", "jsonpath={.items[*].note}"], None));
+    assert!(notes.contains("plan \"alpha\" runs in namespace \"team-a\", not in \"team-b\""), "{notes}");
+    assert_eq!(get("team-a", "alpha", "{.status.phase}"), "complete", "the stray command was applied");
+    let server = format!("http://127.0.0.1:{}", port_of("all/only"));
+    let history = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            reqwest::get(format!("{server}/api/v1/history?limit=1000")).await.unwrap().text().await.unwrap()
+        })
+    });
+    assert!(history.contains("command-refused") && history.contains("stray-pause"), "{history}");
+
     // team-b's own approval opens beta.
     apply("team-b's approval", &approval_in("go-b-b", "team-b"));
     wait("beta complete", Duration::from_secs(60), || fleet.traffic("b", "store") == Some(100));
@@ -519,7 +676,6 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     let out = plane.kubectl(&["get", "configmap", "meridian-history-000001", "-n", "meridian", "-o", "name"], None);
     assert!(out.status.success(), "no history in the home namespace: {}", text(&out));
     // The API names plans as before, and verifies each plan's chain.
-    let server = format!("http://127.0.0.1:{}", port_of("all/only"));
     for plan in ["alpha", "beta"] {
         let out = crate::support::meridian(&["audit", "verify", "--server", &server, "--plan", plan]);
         let said = crate::support::stdout(&out);
@@ -542,6 +698,10 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     let said = crate::support::stdout(&out);
     assert!(out.status.success() && said.contains("audit chain intact"), "{said}{}", crate::support::stderr(&out));
     assert!(!logged().contains("forbidden"), "the controller was refused something:\n{}", logged());
+    let followed = std::fs::read_to_string(&follower_log).unwrap_or_default();
+    assert!(!followed.contains("forbidden"), "the follower was refused something:\n{followed}");
+    let _ = follower.kill();
+    let _ = follower.wait();
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -558,10 +718,24 @@ impl Kubectl {
     }
 }
 
+/// `small_plan` enabled through the Kubernetes actuator: the percent in ConfigMap
+/// `REGION-SERVICE` of `namespace`, key `percent`.
+fn configmap_plan(name: &str, namespace: &str) -> String {
+    let plan = small_plan(name, namespace, "http://unused");
+    let http = plan.lines().find(|l| l.trim_start().starts_with("http:")).unwrap().to_string();
+    plan.replace(
+        &http,
+        &format!(
+            "    kubernetes: {{namespace: {namespace}, configMap: {{name: '{{{{region}}}}-{{{{service}}}}', key:              percent}}}}"
+        ),
+    )
+}
+
 /// The end-to-end story on any cluster `k` reaches: the CRDs install, a plan applied with
 /// kubectl in a fresh namespace is rolled out by `meridian kube` (run here, against a fleet on
 /// 127.0.0.1) to 100 %, its status says complete, Events tell the transitions, and the plan's
-/// deletion completes; the namespace is deleted at the end.
+/// deletion completes; a second plan is rolled out by the Kubernetes actuator to ConfigMaps of
+/// that namespace; the namespace is deleted at the end.
 async fn end_to_end(k: &Kubectl, namespace: &str, log_dir: &Path) {
     let out = k.run(&["create", "namespace", namespace], None);
     assert!(out.status.success(), "create namespace {namespace}: {}", text(&out));
@@ -588,6 +762,49 @@ async fn end_to_end(k: &Kubectl, namespace: &str, log_dir: &Path) {
     wait("the transitions' Events", Duration::from_secs(30), || reasons().contains("Completed"));
     let out = k.run(&["delete", "rolloutplan", "e2e", "-n", namespace, "--timeout=30s"], None);
     assert!(out.status.success(), "the plan's deletion: {}\n{}", text(&out), logged());
+
+    // The Kubernetes actuator: each unit's percent in a ConfigMap, walked step by step.
+    for region in ["a", "b"] {
+        let out = k.run(&["create", "configmap", &format!("{region}-signin"), "-n", namespace], None);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = k.run(&["apply", "-f", "-"], Some(&configmap_plan("e2e-configmap", namespace)));
+    assert!(out.status.success(), "{}", text(&out));
+    let percent = |region: &str| {
+        let path = "jsonpath={.data.percent}";
+        text(&k.run(&["get", "configmap", &format!("{region}-signin"), "-n", namespace, "-o", path], None))
+    };
+    wait("both ConfigMaps at 100 %", Duration::from_secs(120), || percent("a") == "100" && percent("b") == "100");
+    let get = |path: &str| {
+        text(&k.run(&["get", "rolloutplan", "e2e-configmap", "-n", namespace, "-o", &format!("jsonpath={path}")], None))
+    };
+    wait("the actuator's plan complete", Duration::from_secs(30), || get("{.status.phase}") == "complete");
+    let key = text(
+        &k.run(&["get", "configmap", "b-signin", "-n", namespace, "-o", "jsonpath={.metadata.annotations}"], None),
+    );
+    assert!(key.contains("meridian.dev/idempotency-key") && key.contains("e2e-configmap/b/signin/"), "{key}");
+    // Every step of each unit is in the audit log, in order: 10, 50, then 100 %.
+    let server = format!("http://127.0.0.1:{}", port_of(&format!("{namespace}/e2e")));
+    let audit = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let url = format!("{server}/api/v1/audit?plan=e2e-configmap&limit=1000");
+            reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()
+        })
+    });
+    let records = audit.as_array().or_else(|| audit["records"].as_array()).cloned().unwrap_or_default();
+    for region in ["a", "b"] {
+        let walked: Vec<u64> = records
+            .iter()
+            .filter(|r| r["region"] == region && r["event"]["type"] == "unit")
+            .filter_map(|r| r["event"]["to_percent"].as_u64())
+            .filter(|p| *p > 0)
+            .collect();
+        let mut steps = walked.clone();
+        steps.dedup();
+        assert_eq!(steps, [10, 50, 100], "{region}/signin walked {walked:?}: {audit}");
+    }
+    let out = crate::support::meridian(&["audit", "verify", "--server", &server, "--plan", "e2e-configmap"]);
+    assert!(out.status.success(), "{}{}", crate::support::stdout(&out), crate::support::stderr(&out));
     let _ = controller.kill();
     let _ = controller.wait();
     let _ = k.run(&["delete", "namespace", namespace, "--wait=false"], None);

@@ -4,7 +4,8 @@
 //! stays small at any fleet size: aggregates per plan (units by wave and phase, regions by
 //! state, traffic per service, the plan's phase), per check, per approval and per error kind;
 //! 1,000 plans of 50 regions x 3 services export a few thousand series, not a million.
-//! Per-unit series (`meridian_unit_*`, `meridian_health_value`) are opt-in
+//! Per-unit series (`meridian_unit_*`, `meridian_health_value`, and the per-region
+//! `meridian_health_limit` to read them against) are opt-in
 //! (`Metrics::with_unit_series`, `meridian run --unit-metrics`).
 //!
 //! State gauges are rebuilt from the snapshot at every scrape (reset, then set, under one
@@ -33,6 +34,13 @@ const PHASES: [UnitPhase; 7] = [
     UnitPhase::RolledBack,
     UnitPhase::Paused,
 ];
+
+/// The leadership gauge of the Kubernetes mode: 1 on the replica that leads, 0 on the others
+/// (labelled with the leader's identity), so an alert can tell "no replica leads" from "no
+/// replica is up".
+pub const LEADER: &str = "meridian_leader";
+/// Its help text, the same on the leader and the followers.
+pub const LEADER_HELP: &str = "1 on the replica that leads (decides, writes state, actuates), 0 on the others";
 
 /// Every metric the controller exports.
 pub struct Metrics {
@@ -63,6 +71,9 @@ pub struct Metrics {
     pub task_failures: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub health_errors: IntCounterVec,
+    /// `meridian_leader{leader}`: 1 once this replica leads (Kubernetes mode, [`Metrics::lead`]);
+    /// no series in the standalone mode. Followers say 0 (`meridian_kube::follower`).
+    leader: IntGaugeVec,
     /// Held from the reset of the state gauges to the end of rendering, so concurrent
     /// scrapes never see a half-rebuilt set.
     scrape: Mutex<()>,
@@ -74,6 +85,9 @@ struct UnitSeries {
     state: IntGaugeVec,
     traffic: IntGaugeVec,
     health_value: GaugeVec,
+    /// Each check's effective `max` and `min` per region (overrides applied), so a value can be
+    /// read against the limit it is judged by: per region, since limits are.
+    health_limit: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -114,6 +128,10 @@ impl Metrics {
             health_value: reg!(GaugeVec::new(
                 Opts::new("meridian_health_value", "Latest measured value of each check"),
                 &["plan", "region", "service", "check"]
+            )),
+            health_limit: reg!(GaugeVec::new(
+                Opts::new("meridian_health_limit", "Each check's max or min in each region (its overrides applied)"),
+                &["plan", "region", "check", "bound"]
             )),
         });
         Metrics {
@@ -224,6 +242,7 @@ impl Metrics {
                 ),
                 &["plan", "check", "error"]
             )),
+            leader: reg!(IntGaugeVec::new(Opts::new(LEADER, LEADER_HELP), &["leader"])),
             scrape: Mutex::new(()),
             registry,
         }
@@ -233,6 +252,13 @@ impl Metrics {
     pub fn with_expiry_warning(mut self, window: TimeDelta) -> Self {
         self.expiry_warning = window;
         self
+    }
+
+    /// Say that this replica leads as `identity` (`meridian_leader{leader=identity} 1`) from now
+    /// on; a replica that loses its lease exits, so there is no way back to 0 here.
+    pub fn lead(&self, identity: &str) {
+        self.leader.reset();
+        self.leader.with_label_values(&[identity]).set(1);
     }
 
     /// Mirror one plan's state onto the gauges (after a reset of them, at scrape time).
@@ -280,6 +306,18 @@ impl Metrics {
                     }
                 }
             }
+            for region in &plan.regions {
+                for (check, limits) in plan.health.checks.iter().zip(&region.settings.checks) {
+                    for (bound, limit) in [("max", limits.max), ("min", limits.min)] {
+                        if let Some(v) = limit {
+                            series
+                                .health_limit
+                                .with_label_values(&[&state.plan, &region.name, &check.name, bound])
+                                .set(v);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -298,6 +336,7 @@ impl Metrics {
             series.state.reset();
             series.traffic.reset();
             series.health_value.reset();
+            series.health_limit.reset();
         }
         for entry in snapshot.plans.values() {
             self.observe_state(&entry.plan, &entry.state);
@@ -421,6 +460,7 @@ mod tests {
         assert!(lines.len() <= 200 * 12 + 100, "{} series", lines.len());
         assert!(!page.contains("meridian_unit_"), "per-unit series are opt-in");
         assert!(!page.contains("meridian_health_value"), "per-unit series are opt-in");
+        assert!(!page.contains("meridian_health_limit"), "per-unit series are opt-in");
         let has = |line: &str| lines.contains(&line);
         assert!(has(r#"meridian_units{phase="enabled",plan="plan-7",wave="canary"} 3"#), "{page}");
         assert!(has(r#"meridian_units{phase="failed",plan="plan-7",wave="rest"} 1"#));
@@ -503,6 +543,57 @@ mod tests {
             assert!(lines.contains(&line), "missing {line}:\n{page}");
         }
         assert_eq!(lines.iter().filter(|l| l.starts_with("meridian_regions{")).count(), 3, "{page}");
+    }
+
+    #[test]
+    fn unit_series_put_each_health_value_beside_the_limit_of_its_region() {
+        let text = r#"apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: p}
+spec:
+  services: [{name: a}]
+  regions:
+    - {name: r0}
+    - {name: r1, checks: [{name: errors, max: 0.05}]}
+  waves: [{name: w, regions: [r0, r1]}]
+  health:
+    checks:
+      - {name: errors, prometheus: {url: "http://127.0.0.1:9090", query: errors}, max: 0.01}
+      - {name: rps, prometheus: {url: "http://127.0.0.1:9090", query: rps}, min: 10}
+"#;
+        let bundle = meridian_core::validate::load(&[("p.yaml".to_string(), text.to_string())], None);
+        assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
+        let plan = bundle.plans.into_iter().next().unwrap();
+        let mut state = PlanState::new(&plan);
+        state.units[1].checks =
+            vec![meridian_core::state::CheckState { name: "errors".into(), value: Some(0.031), ..Default::default() }];
+        let mut snapshot = Snapshot::default();
+        let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+        snapshot.plans.insert("p".into(), entry);
+        let page = Metrics::with_unit_series(true).scrape(&snapshot, Utc::now());
+        let lines = series(&page);
+        for line in [
+            r#"meridian_health_value{check="errors",plan="p",region="r1",service="a"} 0.031"#,
+            r#"meridian_health_limit{bound="max",check="errors",plan="p",region="r0"} 0.01"#,
+            r#"meridian_health_limit{bound="max",check="errors",plan="p",region="r1"} 0.05"#,
+            r#"meridian_health_limit{bound="min",check="rps",plan="p",region="r1"} 10"#,
+        ] {
+            assert!(lines.contains(&line), "missing {line}:\n{page}");
+        }
+        // A bound the check does not have is not exported.
+        assert!(!page.contains(r#"bound="min",check="errors""#), "{page}");
+        assert!(!Metrics::new().scrape(&snapshot, Utc::now()).contains("meridian_health_limit"));
+    }
+
+    #[test]
+    fn only_a_leading_replica_exports_the_leader_gauge() {
+        let metrics = Metrics::new();
+        let page = metrics.scrape(&Snapshot::default(), Utc::now());
+        assert!(!page.contains(LEADER), "the standalone controller has no leader series:\n{page}");
+        metrics.lead("meridian-7d9f-x");
+        let page = metrics.scrape(&Snapshot::default(), Utc::now());
+        assert!(series(&page).contains(&r#"meridian_leader{leader="meridian-7d9f-x"} 1"#), "{page}");
+        assert!(page.contains(&format!("# HELP {LEADER} {LEADER_HELP}")), "{page}");
     }
 
     #[test]

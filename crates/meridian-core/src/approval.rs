@@ -114,6 +114,34 @@ impl ApprovalScopeSet {
 }
 
 impl ApprovalRecord {
+    /// The approval as an `Approval` document's `spec` would say it, so a shell can write it
+    /// as a file or a resource that loads back into this very record (times to the
+    /// nanosecond). The source's confinement is left out: the document's place decides it.
+    pub fn to_spec(&self) -> crate::manifest::ApprovalSpec {
+        use crate::manifest::{ApprovalScope, ApprovalSpec, Revocation, SignatureSpec};
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let scope = &self.scope;
+        let scoped = !(scope.plans.is_empty() && scope.regions.is_empty() && scope.services.is_empty());
+        ApprovalSpec {
+            flag: self.flag.clone(),
+            granted_by: self.granted_by.clone(),
+            reference: self.reference.clone(),
+            granted_at: self.granted_at.map(time),
+            expires: self.expires.map(time),
+            scope: scoped.then(|| ApprovalScope {
+                plans: scope.plans.clone(),
+                regions: scope.regions.clone(),
+                services: scope.services.clone(),
+            }),
+            revoked: self.revoked.as_ref().map(|r| Revocation {
+                at: time(r.at),
+                by: r.by.clone(),
+                reason: r.reason.clone(),
+            }),
+            signature: self.signature.as_ref().map(|s| SignatureSpec { key: s.key.clone(), value: s.value.clone() }),
+        }
+    }
+
     /// Whether this approval, by itself, makes its flag hold here and now.
     pub fn check(
         &self,
@@ -381,6 +409,30 @@ mod tests {
             revoked: None,
             signature: None,
         }
+    }
+
+    #[test]
+    fn an_approval_written_as_a_document_loads_back_into_the_same_record() {
+        let mut a = approval("jp");
+        a.granted_at = Some(t(1) + chrono::TimeDelta::nanoseconds(123_456_789));
+        a.reference = Some("letter 7".into());
+        a.scope.regions = vec!["jp".into()];
+        a.signature = Some(ApprovalSignature { key: "k".into(), value: "A".repeat(86) + "==" });
+        let document = serde_json::json!({
+            "apiVersion": "meridian.dev/v1alpha1",
+            "kind": "Approval",
+            "metadata": {"name": a.name},
+            "spec": a.to_spec(),
+        });
+        let text = serde_json::to_string_pretty(&document).unwrap();
+        let bundle = crate::validate::load(&[("a.yaml".to_string(), text)], None);
+        assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
+        assert_eq!(bundle.approvals, vec![a.clone()]);
+        // Without scope or optional fields the spec says nothing of them.
+        let bare =
+            ApprovalRecord { reference: None, granted_at: None, expires: None, signature: None, ..approval("kr") };
+        let spec = serde_json::to_value(bare.to_spec()).unwrap();
+        assert_eq!(spec, serde_json::json!({"flag": "kr", "grantedBy": "ministry"}));
     }
 
     #[test]

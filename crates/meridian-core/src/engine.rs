@@ -416,6 +416,7 @@ impl Engine<'_> {
                 at: check.at,
                 min: limits.min,
                 max: limits.max,
+                baseline: check.baseline.clone(),
             })
             .collect()
     }
@@ -666,6 +667,7 @@ impl Engine<'_> {
             check.verdict = Some(sample.verdict);
             check.value = sample.value;
             check.at = Some(at);
+            check.baseline = sample.baseline.clone();
             if !watched {
                 continue;
             }
@@ -705,6 +707,7 @@ impl Engine<'_> {
                 verdict: check.verdict.unwrap_or(HealthVerdict::NoData),
                 value: check.value,
                 failures: check.consecutive_failures,
+                baseline: check.baseline.clone(),
                 progress_deadline: None,
             };
             let cause = Cause::HealthFailed {
@@ -712,6 +715,7 @@ impl Engine<'_> {
                 verdict: failure.verdict,
                 value: failure.value,
                 failures: failure.failures,
+                baseline: failure.baseline.clone(),
             };
             self.fail_unit(i, failure, cause);
         }
@@ -792,6 +796,7 @@ impl Engine<'_> {
                 verdict: HealthVerdict::NoData,
                 value: None,
                 failures: 0,
+                baseline: None,
                 progress_deadline: Some(deadline.to_string()),
             };
             self.fail_unit(i, failure, cause);

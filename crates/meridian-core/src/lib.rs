@@ -25,6 +25,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod blockers;
 pub mod chain;
 pub mod command;
 pub mod diagnostics;
@@ -39,6 +40,7 @@ pub mod metric_selector;
 pub mod outcome;
 pub mod plan;
 pub mod ports;
+pub mod relative;
 pub mod report;
 pub mod schema;
 pub mod signing;

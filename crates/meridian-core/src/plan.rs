@@ -17,6 +17,7 @@ use crate::endpoint::{Url, UrlTemplate};
 use crate::freeze::Freeze;
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::metric_selector::SelectorTemplate;
+use crate::relative::RelativeLimit;
 use crate::signing::Signer;
 use crate::window::Window;
 
@@ -435,6 +436,8 @@ pub struct Check {
     pub limits: CheckLimits,
     /// Query for the traffic guard's sample count, if any.
     pub min_samples_query: Option<String>,
+    /// The judgement relative to the fleet, if any (plan-wide: regions do not override it).
+    pub relative: Option<RelativeLimit>,
 }
 
 /// Where a check reads its value, resolved.
@@ -572,6 +575,9 @@ pub struct EffectiveCheck {
     pub max: Sourced<Option<f64>>,
     pub failure_limit: Sourced<u32>,
     pub no_data: Sourced<NoDataPolicy>,
+    /// The check's `relative` part (the plan's; regions do not override it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative: Option<RelativeLimit>,
 }
 
 /// An actuator section in words: `http PUT https://...`, `kubernetes configmap ...`,
@@ -618,6 +624,7 @@ impl Plan {
                 max: sourced(limits.max, origin.max),
                 failure_limit: sourced(limits.failure_limit, origin.failure_limit),
                 no_data: sourced(limits.no_data, origin.no_data),
+                relative: check.relative,
             })
             .collect();
         EffectiveSettings {

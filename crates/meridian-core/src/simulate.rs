@@ -158,8 +158,14 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
 ///
 /// Replaces `out`'s samples in place: the last decision's strings keep their buffers, so a
 /// large rollout does not allocate three strings per sample per decision.
+/// A check's `relative` part has no verdict (no data) while fewer regions than its
+/// `minBaselineRegions` are fully enabled besides the region, as in the controller, so a
+/// plan whose first regions cannot have a baseline shows them holding.
 fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimOptions, out: &mut Vec<HealthSample>) {
     let mut n = 0;
+    let services = plan.services.len();
+    // Per service, its baseline regions, worked out when a relative check first needs them.
+    let mut baselines: Vec<Option<Vec<String>>> = vec![None; services];
     if opts.assume_healthy || !opts.failures.is_empty() {
         for (i, u) in state.units.iter().enumerate() {
             if !crate::watch::under_watch(plan, state, i) {
@@ -172,6 +178,13 @@ fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimO
                 (false, false) => continue,
             };
             for check in &plan.health.checks {
+                let without_baseline = check.relative.as_ref().is_some_and(|rel| {
+                    let baseline = baselines[i % services]
+                        .get_or_insert_with(|| crate::watch::baseline_regions(plan, state, i % services));
+                    baseline.iter().filter(|b| **b != u.region).count() < rel.min_baseline_regions
+                });
+                let verdict =
+                    if verdict == HealthVerdict::Healthy && without_baseline { HealthVerdict::NoData } else { verdict };
                 match out.get_mut(n) {
                     Some(sample) => {
                         sample.region.clone_from(&u.region);
@@ -181,6 +194,7 @@ fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimO
                         sample.value = None;
                         sample.detail = None;
                         sample.at = now;
+                        sample.baseline = None;
                     }
                     None => out.push(HealthSample {
                         region: u.region.clone(),
@@ -190,6 +204,7 @@ fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimO
                         value: None,
                         detail: None,
                         at: now,
+                        baseline: None,
                     }),
                 }
                 n += 1;
@@ -325,6 +340,7 @@ spec:
                             value: None,
                             detail: None,
                             at: now,
+                            baseline: None,
                         });
                     }
                 }

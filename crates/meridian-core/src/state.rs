@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::approval::ApprovalProblem;
 use crate::health::HealthVerdict;
 use crate::plan::Plan;
+use crate::relative::Baseline;
 
 /// Where a (region, service) unit is in its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -255,6 +256,9 @@ pub struct CheckState {
     /// Failing evaluations in a row.
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// What the latest value was compared with, for a check with a `relative` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
 }
 
 /// One (region, service).
@@ -339,6 +343,9 @@ pub struct UnitFailure {
     pub value: Option<f64>,
     /// Failing evaluations in a row.
     pub failures: u32,
+    /// What the last value was compared with, for a check with a `relative` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
     /// Set when it failed for making no progress within this `progressDeadline`
     /// (`onProgressDeadline: fail`) rather than by `check`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -481,6 +488,22 @@ impl fmt::Display for PlanPhase {
 }
 
 impl UnitState {
+    /// What the unit waits for, in words (`meridian status`, the API's `waiting`, the
+    /// dashboard): a health wait adds, for each awaited check judged against the fleet, what
+    /// its latest value was compared with ("... from error-rate (error-rate: 0.031 vs
+    /// baseline 0.009 (median of us-east, eu-west), limit 0.018)").
+    pub fn waiting_text(&self) -> Option<String> {
+        let waiting = self.waiting.as_ref()?;
+        let WaitReason::Health { checks } = waiting else { return Some(waiting.to_string()) };
+        let compared: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| checks.contains(&c.name))
+            .filter_map(|c| Some(format!("{}: {}", c.name, c.baseline.as_ref()?.compare(c.value?))))
+            .collect();
+        Some(if compared.is_empty() { waiting.to_string() } else { format!("{waiting} ({})", compared.join("; ")) })
+    }
+
     fn new(plan: &Plan, region: usize, service: usize) -> Self {
         UnitState {
             region: plan.regions[region].name.clone(),

@@ -79,6 +79,7 @@ fn mk_sample(region: &str, service: &str, check: &str, verdict: HealthVerdict, a
         value: None,
         detail: None,
         at,
+        baseline: None,
     }
 }
 

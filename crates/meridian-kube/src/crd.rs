@@ -75,6 +75,14 @@ pub struct RegionSpec(pub manifest::RegionDocumentSpec);
 #[serde(transparent)]
 pub struct ApprovalSpec(pub manifest::ApprovalSpec);
 
+/// The annotation on an `Approval` the controller wrote for a grant made through its HTTP API
+/// (`meridian approve`), with its value. Only the controller's account may set it
+/// (`deploy/admission.yaml`): in `--all-namespaces` mode such an Approval in the home namespace
+/// is scoped as its grantor said rather than confined to that namespace's plans.
+pub const GRANTED_VIA: (&str, &str) = ("meridian.dev/granted-via", "api");
+/// The annotation naming who made that grant (the API token's name).
+pub const GRANTED_BY_CALLER: &str = "meridian.dev/granted-by";
+
 /// An operator command on a plan, as a resource: `kubectl create -f` one to pause, resume,
 /// abort, promote, retry, freeze or unfreeze (the HTTP API's commands become these too). The
 /// leader applies it exactly once (the commit that applies it names it) and then deletes it;

@@ -83,12 +83,17 @@ impl PlanEvents {
             }
         };
         let Some(uid) = uid else { return };
+        self.publish_regarding("RolloutPlan", namespace, plan, &uid, event).await;
+    }
+
+    /// Publish `event` on the meridian.dev object `kind` `namespace/name` of `uid`.
+    pub async fn publish_regarding(&self, kind: &str, namespace: &str, name: &str, uid: &str, event: &PlanEvent) {
         let reference = ObjectReference {
             api_version: Some("meridian.dev/v1alpha1".into()),
-            kind: Some("RolloutPlan".into()),
-            name: Some(plan.to_string()),
+            kind: Some(kind.into()),
+            name: Some(name.to_string()),
             namespace: Some(namespace.to_string()),
-            uid: Some(uid),
+            uid: Some(uid.to_string()),
             ..ObjectReference::default()
         };
         let published = self
@@ -105,7 +110,7 @@ impl PlanEvents {
             )
             .await;
         if let Err(e) = published {
-            crate::log_line(&format!("could not publish an Event on RolloutPlan {namespace}/{plan}: {e}"));
+            crate::log_line(&format!("could not publish an Event on {kind} {namespace}/{name}: {e}"));
         }
     }
 }

@@ -1,12 +1,15 @@
 //! What a replica that does not lead answers through the same HTTP API and dashboard: the
 //! plans, their state, approvals, audit and history read from the API server (refreshed every
-//! 2 s, so at most that much behind the leader), and commands made durable as
+//! 2 s, so at most that much behind the leader), the live event stream (`/api/v1/events`) fed
+//! by the audit records each refresh finds past the last one it saw (none of the history
+//! before the replica started, as on the leader), and commands made durable as
 //! `RolloutCommand` resources for the leader to apply, exactly as on the leader. Grants and
 //! revocations are the leader's (they are checked against the plans in force, signatures
 //! included): a follower answers them 503, naming the leader. It decides nothing, writes no
 //! state and actuates nothing.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -32,7 +35,14 @@ pub struct FollowerControl {
     snapshot: RwLock<Arc<Snapshot>>,
     /// The leader's `--expiry-warning`, for the plans' expiring approvals.
     expiry_warning: Option<chrono::TimeDelta>,
+    /// The event stream's records, as the refreshes find them.
+    feed: tokio::sync::broadcast::Sender<AuditRecord>,
+    /// Per plan, the last audit seq sent to the stream.
+    seen: Arc<Mutex<HashMap<String, u64>>>,
 }
+
+/// Records one refresh reads for the stream, at most (the rest come with the next).
+const FEED_PAGE: usize = 500;
 
 /// How often the view is read again from the API server.
 const REFRESH: Duration = Duration::from_secs(2);
@@ -45,7 +55,8 @@ impl FollowerControl {
         expiry_warning: Option<chrono::TimeDelta>,
     ) -> Arc<Self> {
         let snapshot = RwLock::new(Arc::new(Snapshot::default()));
-        Arc::new(FollowerControl { source, store, leader, snapshot, expiry_warning })
+        let (feed, _) = tokio::sync::broadcast::channel(1024);
+        Arc::new(FollowerControl { source, store, leader, snapshot, expiry_warning, feed, seen: Arc::default() })
     }
 
     /// Keep the view current until the task is dropped.
@@ -70,16 +81,23 @@ impl FollowerControl {
             Some(c) => c.plans.clone(),
             None => previous.plans.values().map(|e| e.plan.clone()).collect(),
         };
+        let seen = self.seen.clone();
         let read = tokio::task::spawn_blocking(move || {
             let mut entries = std::collections::BTreeMap::new();
+            let mut fresh = Vec::new();
             for plan in plans {
                 let state = store.peek_state(&plan.name)?.unwrap_or_else(|| meridian_core::PlanState::new(&plan));
+                fresh.extend(new_records(&store, &seen, &plan.name, state.audit_seq)?);
                 entries.insert(plan.name.clone(), PlanEntry { plan, state, updated_at: now, wake_at: None });
             }
-            Ok::<_, meridian_core::ports::store::StoreFailure>((entries, store.approvals()?))
+            Ok::<_, meridian_core::ports::store::StoreFailure>((entries, store.approvals()?, fresh))
         })
         .await;
-        let Ok(Ok((plans, approvals))) = read else { return };
+        let Ok(Ok((plans, approvals, fresh))) = read else { return };
+        for record in fresh {
+            // Nobody listening is not an error.
+            let _ = self.feed.send(record);
+        }
         let status = ConfigStatus {
             generation: config.as_ref().map_or(previous.config.generation, |c| c.generation),
             loaded_at: config.as_ref().map(|c| c.loaded_at).or(previous.config.loaded_at),
@@ -110,12 +128,46 @@ impl FollowerControl {
     }
 }
 
-/// A follower's audit feed: it sees no commits, and says so by ending.
-struct NoFeed;
+/// The audit records of `plan` committed since the last call (`last` is its latest seq); on
+/// the first call for a plan, none: the stream starts now, as on the leader.
+fn new_records(
+    store: &KubeStore,
+    seen: &Mutex<HashMap<String, u64>>,
+    plan: &str,
+    last: u64,
+) -> Result<Vec<AuditRecord>, meridian_core::ports::store::StoreFailure> {
+    let after = {
+        let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match seen.get(plan).copied() {
+            None => {
+                seen.insert(plan.to_string(), last);
+                return Ok(Vec::new());
+            }
+            Some(after) if after >= last => return Ok(Vec::new()),
+            Some(after) => after,
+        }
+    };
+    let records: Vec<AuditRecord> =
+        store.audit(Some(plan), after, FEED_PAGE)?.into_iter().filter(|r| r.seq > after).collect();
+    if let Some(newest) = records.iter().map(|r| r.seq).max() {
+        seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(plan.to_string(), newest);
+    }
+    Ok(records)
+}
 
-impl AuditFeed for NoFeed {
+/// A follower's audit feed: the records its refreshes find.
+struct FollowerFeed(tokio::sync::broadcast::Receiver<AuditRecord>);
+
+impl AuditFeed for FollowerFeed {
     fn next(&mut self) -> BoxFuture<'_, FeedItem> {
-        Box::pin(async { FeedItem::Closed })
+        Box::pin(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            match self.0.recv().await {
+                Ok(record) => FeedItem::Record(Box::new(record)),
+                Err(RecvError::Lagged(skipped)) => FeedItem::Lagged(skipped),
+                Err(RecvError::Closed) => FeedItem::Closed,
+            }
+        })
     }
 }
 
@@ -125,7 +177,7 @@ impl ControlPlane for FollowerControl {
     }
 
     fn subscribe(&self) -> Box<dyn AuditFeed> {
-        Box::new(NoFeed)
+        Box::new(FollowerFeed(self.feed.subscribe()))
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -201,9 +253,11 @@ impl ControlPlane for FollowerControl {
 
     fn metrics(&self) -> String {
         let leader = (self.leader)().unwrap_or_default().replace(['\\', '"', '\n'], "_");
+        // The leader exports the same gauge at 1 (`meridian_controller::metrics::LEADER`, with
+        // the same help text), so that an alert tells "no replica leads" from "none is up".
         format!(
             "# HELP meridian_leader 1 on the replica that leads (decides, writes state, actuates), 0 on the \
-             others.\n# TYPE meridian_leader gauge\nmeridian_leader{{leader=\"{leader}\"}} 0\n"
+             others\n# TYPE meridian_leader gauge\nmeridian_leader{{leader=\"{leader}\"}} 0\n"
         )
     }
 

@@ -42,6 +42,7 @@ pub mod scope;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod stray;
 
 pub use crd::{ApprovalResource, RegionResource, RolloutPlanResource, crds, crds_yaml};
 pub use source::KubeSource;

@@ -14,7 +14,10 @@
 //! plans of that namespace. An Approval counts only for the plans of its own namespace: the
 //! source confines it to them (`scope.confinedToPlans`, which the engine applies and the
 //! signature does not cover), so an Approval in namespace A never opens a plan in B, whatever
-//! its flag. Plan names are unique across the cluster (`scope::resolve_plans`: the first
+//! its flag. The exception is a grant made through the controller's HTTP API: the leader keeps
+//! it as an Approval in its home namespace annotated `meridian.dev/granted-via: api` (which
+//! only the controller's account may set, `deploy/admission.yaml`), scoped as its grantor said,
+//! like the grant it is. Plan names are unique across the cluster (`scope::resolve_plans`: the first
 //! created runs; a later one of the same name is refused with a warning here and
 //! `Accepted=False` by the reporter); so are approval names (the store records approvals by
 //! name): a later Approval of a name already used in another namespace is ignored with a
@@ -25,7 +28,7 @@
 //!
 //! Owns listing, watching and fingerprinting the resources; must not decide anything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -44,7 +47,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::crd::{ApprovalResource, RegionResource, RolloutPlanResource};
+use crate::crd::{ApprovalResource, GRANTED_VIA, RegionResource, RolloutPlanResource};
 use crate::scope::{Listed, Namespaces, RefusedPlan, Watched, hand_over, resolve_plans};
 
 /// Plans, regions and approvals from one namespace, or all, of an API server.
@@ -72,6 +75,9 @@ struct Doc {
     created: i64,
     /// The manifest, YAML.
     text: String,
+    /// An Approval the controller wrote in its home namespace for a grant through its API
+    /// (`crd::GRANTED_VIA`): scoped as its grantor said, not confined to that namespace.
+    grantor_scoped: bool,
 }
 
 impl Doc {
@@ -143,7 +149,10 @@ impl KubeSource {
             let created = meta.creation_timestamp.as_ref().map_or(0, |t| t.0.as_millisecond());
             let text =
                 manifest_text(kind, &object).map_err(|reason| ConfigError::Read { path: what.clone(), reason })?;
-            docs.push(Doc { kind, namespace, name, created, text });
+            let grantor_scoped = kind == "Approval"
+                && namespace == self.namespaces.home()
+                && meta.annotations.as_ref().and_then(|a| a.get(GRANTED_VIA.0)).is_some_and(|v| v == GRANTED_VIA.1);
+            docs.push(Doc { kind, namespace, name, created, text, grantor_scoped });
         }
         Ok(())
     }
@@ -297,6 +306,8 @@ fn config_from(
         .filter(|d| d.kind == "Approval")
         .map(|d| ((d.namespace.as_str(), d.name.as_str()), d.created))
         .collect();
+    let grantor_scoped: HashSet<(&str, &str)> =
+        docs.iter().filter(|d| d.grantor_scoped).map(|d| (d.namespace.as_str(), d.name.as_str())).collect();
     let mut report = Report::default();
     let mut plans = Vec::new();
     // Approvals with the namespace each comes from.
@@ -315,7 +326,9 @@ fn config_from(
             let home = match watched {
                 Watched::One(ns) => ns.clone(),
                 Watched::All => {
-                    approval.scope.confined_to_plans = Some(mine.clone());
+                    if !grantor_scoped.contains(&(namespace, approval.name.as_str())) {
+                        approval.scope.confined_to_plans = Some(mine.clone());
+                    }
                     namespace.to_string()
                 }
             };
@@ -401,7 +414,7 @@ mod tests {
     fn doc(kind: &'static str, namespace: &str, created: i64, yaml: &str) -> Doc {
         let value: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
         let name = value["metadata"]["name"].as_str().unwrap().to_string();
-        Doc { kind, namespace: namespace.into(), name, created, text: yaml.into() }
+        Doc { kind, namespace: namespace.into(), name, created, text: yaml.into(), grantor_scoped: false }
     }
 
     fn plan(name: &str, region_b: &str) -> String {
@@ -448,6 +461,15 @@ mod tests {
         assert_eq!(scope("go-c").confined_to_plans, Some(vec![]));
         assert!(!scope("go-a").admits_plan("beta") && !scope("go-c").admits_plan("beta"));
         assert_eq!(config.approval_sources.get("go-a").map(String::as_str), Some("kube:team-a/go-a"));
+        // A grant the controller made through its API (in its home namespace, annotated) is
+        // scoped as its grantor said; the same Approval without the mark is confined.
+        let granted = Doc { grantor_scoped: true, ..doc("Approval", "meridian", 1, &approval("go-api", "go")) };
+        let plain = doc("Approval", "meridian", 1, &approval("go-kubectl", "go"));
+        let (config, _, _) = load(&Watched::All, &[docs.to_vec(), vec![granted, plain]].concat());
+        let scope = |name: &str| config.approvals.iter().find(|a| a.name == name).unwrap().scope.clone();
+        assert_eq!(scope("go-api").confined_to_plans, None);
+        assert!(scope("go-api").admits_plan("alpha") && scope("go-api").admits_plan("beta"));
+        assert_eq!(scope("go-kubectl").confined_to_plans, Some(vec![]));
         // One namespace: no confinement, as before.
         let (config, _, _) = load(&Watched::One("team-a".into()), &docs[..1]);
         assert!(config.plans.len() == 1 && config.warnings.errors() == 0);

@@ -31,7 +31,7 @@ const CONTROLLER_USES: &[(&str, &str, &[&str])] = &[
     ("meridian.dev", "rolloutplans", &["get", "list", "watch", "patch"]),
     ("meridian.dev", "rolloutplans/status", &["update", "patch"]),
     ("meridian.dev", "regions", &["get", "list", "watch"]),
-    ("meridian.dev", "approvals", &["get", "list", "watch"]),
+    ("meridian.dev", "approvals", &["get", "list", "watch", "create", "delete"]),
     ("", "configmaps", &["get", "list", "create", "update"]),
     ("meridian.dev", "rolloutcommands", &["get", "list", "watch", "create", "delete"]),
     ("coordination.k8s.io", "leases", &["get", "create", "update"]),
@@ -293,10 +293,26 @@ enum Writer<'a> {
 
 /// `kubectl create` an Approval of `flag` as `writer` (a dry run on the server when `dry_run`).
 fn create_approval(plane: &ControlPlane, writer: &Writer, name: &str, flag: &str, dry_run: bool) -> Output {
+    create_approval_marked(plane, writer, name, flag, dry_run, false)
+}
+
+/// The same, with the controller's mark for a grant through its API when `marked`.
+fn create_approval_marked(
+    plane: &ControlPlane,
+    writer: &Writer,
+    name: &str,
+    flag: &str,
+    dry_run: bool,
+    marked: bool,
+) -> Output {
+    let mut metadata = json!({"name": name, "namespace": NAMESPACE});
+    if marked {
+        metadata["annotations"] = json!({"meridian.dev/granted-via": "api", "meridian.dev/granted-by": "alice"});
+    }
     let manifest = json!({
         "apiVersion": "meridian.dev/v1alpha1",
         "kind": "Approval",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": metadata,
         "spec": {"flag": flag, "grantedBy": "the tests", "reference": "crates/meridian-kube/tests/deploy.rs"},
     })
     .to_string();
@@ -363,9 +379,15 @@ fn the_admission_policy_lets_each_approver_group_grant_its_own_flags_only() {
         let out = create_approval(&plane, &any, &format!("{flag}-by-any-approver"), flag, false);
         assert!(out.status.success(), "meridian:approvers may grant {flag}: {}", text(&out));
     }
-    // The controller never writes Approvals: RBAC refuses it before the policy is asked.
-    let out = create_approval(&plane, &Writer::As(CONTROLLER), "other-flag-by-controller", "other-flag", false);
-    assert!(!out.status.success() && text(&out).contains("forbidden"), "{}", text(&out));
+    // The controller writes the Approvals its HTTP API grants, of any flag: its own roles and
+    // token flags judged the caller (README, "Roles"); only it may mark one as such.
+    let out =
+        create_approval_marked(&plane, &Writer::As(CONTROLLER), "other-flag-by-controller", "other-flag", false, true);
+    assert!(out.status.success(), "the controller records its API's grants: {}", text(&out));
+    assert_refused(
+        &create_approval_marked(&plane, &any, "marked-by-any-approver", "other-flag", false, true),
+        "only the Meridian controller may set the annotation meridian.dev/granted-via",
+    );
 
     // Updates: the flag before and after must both be the writer's.
     let patch = |writer: &Path, name: &str, spec: &str| {
@@ -401,6 +423,7 @@ fn the_admission_policy_lets_each_approver_group_grant_its_own_flags_only() {
         "approval.meridian.dev/jp-by-jp-approver",
         "approval.meridian.dev/jp-regulator-by-any-approver",
         "approval.meridian.dev/other-flag-by-any-approver",
+        "approval.meridian.dev/other-flag-by-controller",
     ]
     .into();
     assert_eq!(names, expected);
@@ -515,23 +538,25 @@ fn the_all_namespaces_component_grants_exactly_what_that_mode_uses_and_its_deplo
     assert!(args.iter().any(|a| a == "--all-namespaces"), "{args:?}");
     assert!(args.windows(2).any(|w| w[0] == "--namespace" && w[1] == NAMESPACE), "{args:?}");
 
-    // The ClusterRole is everything the controller uses but the Lease; the Lease's Role in
-    // namespace meridian is only that.
+    // The ClusterRole is everything the controller uses but its own objects in its home
+    // namespace (the Lease, the Approvals its API grants); the Role in namespace meridian is
+    // only those.
     let uses: BTreeSet<(String, String, String)> = CONTROLLER_USES
         .iter()
         .flat_map(|(group, resource, verbs)| {
             verbs.iter().map(|v| (group.to_string(), resource.to_string(), v.to_string()))
         })
         .collect();
-    let (lease, cluster_wide): (BTreeSet<_>, BTreeSet<_>) =
-        uses.iter().cloned().partition(|(g, _, _)| g == "coordination.k8s.io");
+    let (lease, cluster_wide): (BTreeSet<_>, BTreeSet<_>) = uses.iter().cloned().partition(|(g, r, v)| {
+        g == "coordination.k8s.io" || (r == "approvals" && ["create", "delete"].contains(&v.as_str()))
+    });
     assert_eq!(rules_of(find("ClusterRole", "meridian-all-namespaces").expect("no ClusterRole")), cluster_wide);
     let lease_role = find("Role", "meridian-lease").expect("no Lease Role");
     assert_eq!(lease_role["metadata"]["namespace"], NAMESPACE);
     assert_eq!(rules_of(lease_role), lease);
 
-    // Applied, the API server answers so: in any namespace for the watched kinds, the Lease in
-    // meridian only.
+    // Applied, the API server answers so: in any namespace for the watched kinds, the Lease and
+    // the API's Approvals in meridian only.
     let rbac: Vec<String> = docs
         .iter()
         .filter(|d| {

@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use meridian_controller::control::ControlPlane;
+use meridian_controller::log::{Level, say};
 use meridian_controller::runtime::{Adapters, SystemClock, start_with};
 use meridian_core::duration::Span;
 use meridian_kube::events::PlanEvents;
@@ -83,7 +84,7 @@ pub fn run(args: &Args) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("meridian kube: failed to start the async runtime: {e}");
+            say(Level::Error, "meridian kube", &format!("failed to start the async runtime: {e}"));
             return crate::exit::FAILED;
         }
     };
@@ -124,7 +125,7 @@ fn lease_settings(args: &Args) -> Result<LeaseSettings, String> {
 
 async fn run_async(args: &Args) -> i32 {
     let fail = |e: String| {
-        eprintln!("meridian kube: {e}");
+        say(Level::Error, "meridian kube", &e);
         crate::exit::FAILED
     };
     // Bad election settings are said before anything is contacted.
@@ -172,12 +173,16 @@ async fn run_async(args: &Args) -> i32 {
     let follower = tokio::spawn(meridian_api::serve(listener, router, tls.clone(), async move {
         let _ = stopped.await;
     }));
-    eprintln!(
-        "meridian kube: {} follows on lease {}/{} (leader: {}); read-only API on {addr}",
-        settings.identity,
-        settings.namespace,
-        settings.name,
-        leadership.holder().unwrap_or_else(|| "none yet".into())
+    say(
+        Level::Info,
+        "meridian kube",
+        &format!(
+            "{} follows on lease {}/{} (leader: {}); read-only API on {addr}",
+            settings.identity,
+            settings.namespace,
+            settings.name,
+            leadership.holder().unwrap_or_else(|| "none yet".into())
+        ),
     );
     let term = tokio::select! {
         term = leadership.until_leading() => match term {
@@ -189,7 +194,7 @@ async fn run_async(args: &Args) -> i32 {
     let _ = stop_following.send(());
     let _ = follower.await;
     refresh.abort();
-    eprintln!("meridian kube: {} leads, term {}", term.identity, term.transitions);
+    say(Level::Info, "meridian kube", &format!("{} leads, term {}", term.identity, term.transitions));
     let listener = match bind_api(&addr.to_string()).await {
         Ok(l) => l,
         Err(e) => return fail(e),
@@ -220,7 +225,7 @@ async fn lead(
     deposed: impl std::future::Future<Output = String>,
 ) -> i32 {
     let fail = |e: String| {
-        eprintln!("meridian kube: {e}");
+        say(Level::Error, "meridian kube", &e);
         crate::exit::FAILED
     };
     let placed = namespaces(args);
@@ -253,6 +258,9 @@ async fn lead(
         Ok(r) => r,
         Err(e) => return fail(start_error(&e)),
     };
+    // `meridian_leader{leader=IDENTITY} 1`: with the followers' 0, an alert tells a cluster
+    // where no replica leads from one where none is up.
+    running.controller.metrics_registry().lead(identity);
     let control: Arc<dyn ControlPlane> = running.controller.clone();
     let events = Arc::new(PlanEvents::with_namespaces(client.clone(), placed.clone(), identity));
     let reporter = tokio::spawn(meridian_kube::report::report_status(
@@ -268,6 +276,13 @@ async fn lead(
         placed.clone(),
         Arc::new(move || waker.kick()),
     ));
+    let strays = tokio::spawn(meridian_kube::stray::refuse_stray_commands(
+        client.clone(),
+        placed.clone(),
+        control.clone(),
+        store.clone(),
+        events.clone(),
+    ));
     let deletions =
         tokio::spawn(meridian_kube::finalizer::guard_deletions(client, placed.clone(), control, store, events));
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
@@ -277,17 +292,21 @@ async fn lead(
             return fail(e);
         }
     };
-    eprintln!(
-        "meridian kube: watching RolloutPlans, Regions and Approvals in {}, state in the API server, API on \
-         {}://{}",
-        placed.describe(),
-        if args.serve.tls_cert.is_some() { "https" } else { "http" },
-        api.addr
+    say(
+        Level::Info,
+        "meridian kube",
+        &format!(
+            "watching RolloutPlans, Regions and Approvals in {}, state in the API server, API on {}://{}",
+            placed.describe(),
+            if args.serve.tls_cert.is_some() { "https" } else { "http" },
+            api.addr
+        ),
     );
     let code = supervise(running, Some(api), None, deposed).await;
     reporter.abort();
     transitions.abort();
     deletions.abort();
     commands.abort();
+    strays.abort();
     code
 }

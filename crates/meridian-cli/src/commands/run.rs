@@ -94,8 +94,9 @@ pub struct LoopArgs {
     #[arg(long, default_value = "30s")]
     pub readback_interval: Span,
     /// Also export one series per unit on /metrics (meridian_unit_state,
-    /// meridian_unit_traffic_percent, meridian_health_value): about 8 per (region, service),
-    /// so keep it for small fleets. The per-plan aggregates are always exported.
+    /// meridian_unit_traffic_percent, meridian_health_value, and each check's
+    /// meridian_health_limit per region): about 8 per (region, service), so keep it for small
+    /// fleets. The per-plan aggregates are always exported.
     #[arg(long)]
     pub unit_metrics: bool,
     /// Announce an approval a unit still depends on this long before it expires: an

@@ -391,6 +391,7 @@ impl<'d> PlanChecker<'d, '_> {
             .collect();
         let approval_policies = self.approval_policies(&spec.approval_policies, &required);
         self.risks(raw, &waves);
+        self.relative_risks(&health, &check_index, &regions, &waves);
 
         if self.errors > 0 {
             return None;

@@ -8,6 +8,7 @@
 //!   ConfigMap meridian-audit-P-N   the plan's audit trail, append-only segments (log.rs)
 //!   ConfigMap meridian-history-N   the controller's history (approvals, rejected edits, denials)
 //!   ConfigMap meridian-approval-A  one approval record, with the source of its last grant
+//!   Approval A (home namespace)    a grant made through the HTTP API (approvals.rs)
 //!   RolloutCommand PLAN-KIND-*     a queued operator command (the API's, or one made with
 //!                                  kubectl), until the commit that applied it
 //! ```
@@ -32,6 +33,7 @@
 //! The port is blocking (the runtime calls it on its blocking pool); each call runs its
 //! requests on the runtime handle the store was made on.
 
+mod approvals;
 pub mod log;
 pub mod record;
 
@@ -611,6 +613,14 @@ impl StateStore for KubeStore {
     }
 
     fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        // A grant through the API becomes an Approval resource first (approvals.rs).
+        let resource_source;
+        let source = if source == "api" {
+            resource_source = self.create_api_approval(approval, by)?;
+            resource_source.as_str()
+        } else {
+            source
+        };
         for _ in 0..ATTEMPTS {
             let existing = self.approval_maps()?.into_iter().find(|(_, r, _)| r.name == approval.name);
             let change = approval_change(existing.as_ref().map(|(_, r, _)| r), approval, source).map_err(
@@ -637,10 +647,13 @@ impl StateStore for KubeStore {
                 return Ok(false);
             };
             if record.revoked.is_some() {
+                // A retry finishes what a revocation left undone.
+                self.delete_api_approval(name)?;
                 return Ok(true);
             }
             record.revoked = Some(RevokedInfo { at, by: by.to_string(), reason: reason.map(str::to_string) });
             if self.write_approval(Some(cm), &record, ApprovalChange::Revoked, "revoke", by, at)? {
+                self.delete_api_approval(name)?;
                 return Ok(true);
             }
         }
