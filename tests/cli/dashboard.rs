@@ -170,3 +170,66 @@ fn an_approval_a_unit_depends_on_that_expires_soon_is_called_out() {
     assert!(dom.contains("⚠ approval jp-letter (jp-regulator) expires in 2h 5"), "{dom}");
     assert!(dom.contains("2 units depend on it: jp/signin, jp/store"), "{dom}");
 }
+
+/// A relative check's comparison on the page: the region's value, the baseline and the
+/// regions it came from, in the grid and in the unit's wait reason. Served by the API
+/// router over the fake control plane (the state is set, not rolled out) on 127.0.0.1.
+#[test]
+fn a_relative_check_shows_the_baseline_and_the_regions_it_came_from() {
+    use meridian_core::HealthVerdict;
+    use meridian_core::manifest::BaselineKind;
+    use meridian_core::relative::Baseline;
+    use meridian_core::state::UnitPhase;
+    let control = meridian_api::fake::FakeControl::from_yaml(
+        r#"apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: fleet}
+spec:
+  services: [{name: signin}]
+  regions:
+    - {name: us-east, noData: ignore}
+    - {name: eu-west, noData: ignore}
+    - {name: eu-central}
+    - {name: jp}
+  waves:
+    - {name: first, regions: [us-east, eu-west, eu-central]}
+    - {name: asia, regions: [jp]}
+  health:
+    checks:
+      - name: error-rate
+        prometheus: {query: 'ratio{service="{{service}}"}'}
+        max: 0.1
+        relative: {maxRatio: 2.0, minBaselineRegions: 2}
+  actuator: {log: {}}
+"#,
+    );
+    control.update("fleet", |s| {
+        for u in &mut s.units {
+            (u.phase, u.percent) =
+                if u.region == "jp" { (UnitPhase::Progressing, 10) } else { (UnitPhase::Enabled, 100) };
+        }
+        let jp = s.units.iter_mut().find(|u| u.region == "jp").unwrap();
+        jp.waiting = Some(meridian_core::WaitReason::Health { checks: vec!["error-rate".into()] });
+        jp.checks[0].verdict = Some(HealthVerdict::Unhealthy);
+        jp.checks[0].value = Some(0.031);
+        jp.checks[0].baseline = Some(Baseline {
+            kind: BaselineKind::Median,
+            regions: vec!["us-east".into(), "eu-west".into(), "eu-central".into()],
+            value: Some(0.009),
+            min_regions: 2,
+            limit: Some(0.018),
+        });
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = meridian_api::router(control, meridian_api::Auth::disabled(), meridian_api::Limits::default());
+    runtime.spawn(meridian_api::serve(listener, router, None, std::future::pending()));
+
+    let dom = dump_dom(&format!("{base}/"));
+    assert!(dom.contains(r#"data-ready="true""#), "{dom}");
+    let compared = "0.031 vs baseline 0.009 (median of us-east, eu-west, eu-central), limit 0.018";
+    assert!(dom.contains(&format!(r#"data-check="error-rate" title="">error-rate unhealthy ({compared})"#)), "{dom}");
+    assert!(dom.contains(&format!("waiting for fresh healthy data from error-rate (error-rate: {compared})")), "{dom}");
+    assert!(dom.contains("at most 2 × the median of ≥ 2 fully enabled regions"), "{dom}");
+}

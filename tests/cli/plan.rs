@@ -17,7 +17,45 @@ fn restoration_projection_honours_windows_and_holds_out_of_scope_services() {
         text.contains("jp/music: approval jp-regulator (jp-regulator-2026-05) does not cover this region or service"),
         "{text}"
     );
-    assert!(text.contains("finish   not within the projection"), "{text}");
+    // Nobody grants jp's music: the rollout never finishes, and says what holds it, once,
+    // with what waits on it summarised.
+    assert!(text.contains("finish   never without action: jp/music: approval jp-regulator"), "{text}");
+    let held = &text[text.find("held when the projection ends:").expect(&text)..];
+    assert!(held.contains("  jp/music: approval jp-regulator"), "{held}");
+    assert!(held.lines().count() < 12, "every waiting unit listed one by one:\n{held}");
+}
+
+#[test]
+fn a_rollout_that_never_finishes_says_why_and_what_would_let_it() {
+    let out = meridian(&["plan", "config/network-restoration.yaml", "--assume-healthy", "--start", START]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("finish   never without action: us-east/signin: approval ops-go not granted"), "{text}");
+    assert!(text.contains("try --grant ops-go, or --approvals PATH with its Approval"), "{text}");
+    assert!(text.contains("  38 more units wait on these (an earlier wave"), "{text}");
+    let out =
+        meridian(&["plan", "config/network-restoration.yaml", "--assume-healthy", "--start", START, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["blockers"]["roots"][0]["unit"], "us-east/signin");
+    assert_eq!(v["blockers"]["roots"][0]["flag"], "ops-go");
+    assert_eq!(v["blockers"]["downstream"], 38);
+    // Granted, the same plan finishes: no blockers.
+    let out = meridian(&[
+        "plan",
+        "config/network-restoration.yaml",
+        "--assume-healthy",
+        "--start",
+        START,
+        "--grant",
+        "ops-go",
+        "--grant",
+        "jp-regulator",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("finishedAt").is_some(), "{}", v["blockers"]);
+    assert_eq!(v["blockers"]["roots"], serde_json::json!([]));
 }
 
 #[test]

@@ -270,7 +270,7 @@ async fn a_region_whose_error_rate_rises_is_rolled_back_while_the_others_finish(
         .find(|r| r.region.as_deref() == Some("west") && matches!(r.cause, Cause::HealthFailed { .. }))
         .unwrap_or_else(|| panic!("no health failure recorded for west: {audit:#?}"));
     match &failed.cause {
-        Cause::HealthFailed { check, verdict, value, failures } => {
+        Cause::HealthFailed { check, verdict, value, failures, baseline: None } => {
             assert_eq!((check.as_str(), *verdict, *failures), ("error-rate", HealthVerdict::Unhealthy, 2));
             assert!(value.is_some_and(|v| v > 0.05), "{value:?}");
         }

@@ -143,11 +143,11 @@ pub fn spawn_run_on(
     }
 }
 
-/// Run `meridian demo --fast --listen 127.0.0.1:0 --timeout 2m EXTRA...` to its end (at most
-/// 150 s, else the test fails): its output, stdout and stderr captured.
+/// Run `meridian demo --fast --exit --listen 127.0.0.1:0 --timeout 2m EXTRA...` to its end (at
+/// most 150 s, else the test fails): its output, stdout and stderr captured.
 pub fn run_demo_fast(extra: &[&std::ffi::OsStr]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .args(["demo", "--fast", "--listen", "127.0.0.1:0", "--timeout", "2m"])
+        .args(["demo", "--fast", "--exit", "--listen", "127.0.0.1:0", "--timeout", "2m"])
         .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

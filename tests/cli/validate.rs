@@ -226,6 +226,68 @@ fn schema_prints_the_committed_schema() {
     assert_eq!(stdout(&out), committed);
 }
 
+/// The schema as an editor's validator uses it (Python's `jsonschema`, Draft 7, as
+/// `scripts/install-test-deps` installs it): every example document passes, and a mistake is
+/// reported where it is (the schema dispatches on `kind`), not as "matches none" at the root.
+#[test]
+fn the_schema_accepts_every_example_and_locates_a_mistake_at_its_field() {
+    let mut documents = Vec::new();
+    for entry in walk(&crate::support::repo_root().join("config")) {
+        for doc in serde_yaml::Deserializer::from_str(&fs::read_to_string(&entry).unwrap()) {
+            let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            if !value.is_null() {
+                documents.push(value);
+            }
+        }
+    }
+    assert!(documents.len() >= 8, "{documents:?}");
+    let typo = serde_yaml::from_str::<serde_json::Value>(
+        "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: x}\nspec:\n  services: [{name: s}]\n  \
+         regions: [{name: a}]\n  waves: [{name: w, regions: [a], bakee: 5s}]\n  steps: [100]\n",
+    )
+    .unwrap();
+    let script = [
+        "import json, sys, jsonschema",
+        "v = jsonschema.Draft7Validator(json.load(open(sys.argv[1])))",
+        "for doc in json.load(sys.stdin):",
+        // The errors as the validator raises them, as an editor shows them (no best_match, which
+        // would dig into a oneOf on its own).
+        "    errors = [('/'.join(str(p) for p in e.absolute_path) or '(root)') + ': ' + e.message",
+        "              for e in v.iter_errors(doc)]",
+        "    print(' | '.join(errors) or 'ok')",
+    ]
+    .join("\n");
+    let schema = crate::support::repo_root().join("deploy/schema/meridian.schema.json");
+    let mut all = documents.clone();
+    all.push(typo);
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .arg(&schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(serde_json::to_string(&all).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python3 with jsonschema (scripts/install-test-deps installs Debian's python3-jsonschema): {}",
+        stderr(&out)
+    );
+    let verdicts: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(verdicts.len(), all.len(), "{verdicts:?}");
+    for (doc, verdict) in documents.iter().zip(&verdicts) {
+        assert_eq!(verdict, "ok", "{}: {verdict}", doc["metadata"]["name"]);
+    }
+    let last = verdicts.last().unwrap();
+    assert!(
+        last.starts_with("spec/waves/0: ") && last.contains("'bakee' was unexpected") && !last.contains(" | "),
+        "{last}"
+    );
+}
+
 #[test]
 fn every_example_config_points_editors_at_the_schema() {
     for entry in walk(&crate::support::repo_root().join("config")) {

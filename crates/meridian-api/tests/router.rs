@@ -686,6 +686,7 @@ async fn plans_and_detail_carry_the_outcome_with_accepted_failures() {
             verdict: meridian_core::HealthVerdict::Unhealthy,
             value: Some(0.2),
             failures: 2,
+            baseline: None,
             progress_deadline: None,
         });
         for w in &mut s.waves {
@@ -770,4 +771,89 @@ async fn approval_names_follow_kubernetes_rules_dot_by_dot() {
     let ok = call(&app, "POST", "/api/v1/approvals", Some(APPROVER), Some(&approval_json("a.b", "jp-regulator"))).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
     let _ = control;
+}
+
+/// A plan with a relative check, us-east, eu-west and eu-central enabled, and jp judged
+/// against them: unhealthy at 0.031 against a median of 0.009.
+fn relative_fixture() -> std::sync::Arc<meridian_api::fake::FakeControl> {
+    use meridian_core::HealthVerdict;
+    use meridian_core::manifest::BaselineKind;
+    use meridian_core::relative::Baseline;
+    let control = meridian_api::fake::FakeControl::from_yaml(
+        r#"
+apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: fleet}
+spec:
+  services: [{name: signin}]
+  regions:
+    - {name: us-east, noData: ignore}
+    - {name: eu-west, noData: ignore}
+    - {name: eu-central}
+    - {name: jp}
+  waves:
+    - {name: first, regions: [us-east, eu-west, eu-central]}
+    - {name: asia, regions: [jp]}
+  health:
+    checks:
+      - name: error-rate
+        prometheus: {query: 'ratio{service="{{service}}"}'}
+        max: 0.1
+        failureLimit: 3
+        relative: {maxRatio: 2.0, baseline: median, minBaselineRegions: 2}
+  actuator: {log: {}}
+"#,
+    );
+    control.update("fleet", |s| {
+        for u in &mut s.units {
+            (u.phase, u.percent) =
+                if u.region == "jp" { (UnitPhase::Progressing, 10) } else { (UnitPhase::Enabled, 100) };
+        }
+        let jp = s.units.iter_mut().find(|u| u.region == "jp").unwrap();
+        jp.step = Some(0);
+        jp.waiting = Some(meridian_core::WaitReason::Health { checks: vec!["error-rate".into()] });
+        let check = &mut jp.checks[0];
+        check.verdict = Some(HealthVerdict::Unhealthy);
+        check.value = Some(0.031);
+        check.consecutive_failures = 1;
+        check.baseline = Some(Baseline {
+            kind: BaselineKind::Median,
+            regions: vec!["us-east".into(), "eu-west".into(), "eu-central".into()],
+            value: Some(0.009),
+            min_regions: 2,
+            limit: Some(0.018),
+        });
+        s.waves[0].phase = WavePhase::Complete;
+        s.waves[1].phase = WavePhase::Running;
+    });
+    control
+}
+
+#[tokio::test]
+async fn plan_detail_shows_what_a_relative_check_compared_a_region_with() {
+    let app = meridian_api::router(relative_fixture(), auth(), Limits::default());
+    let d = call(&app, "GET", "/api/v1/plans/fleet", Some(VIEWER), None).await.json();
+    let jp = d["state"]["units"].as_array().unwrap().iter().find(|u| u["region"] == "jp").unwrap().clone();
+    assert_eq!(
+        jp["checks"][0]["baseline"],
+        serde_json::json!({
+            "kind": "median",
+            "regions": ["us-east", "eu-west", "eu-central"],
+            "value": 0.009,
+            "minRegions": 2,
+            "limit": 0.018,
+        })
+    );
+    assert_eq!(jp["checks"][0]["value"], 0.031);
+    let waiting = d["waiting"].as_array().unwrap().iter().find(|w| w["region"] == "jp").unwrap().clone();
+    assert_eq!(
+        waiting["reason"],
+        "waiting for fresh healthy data from error-rate (error-rate: 0.031 vs baseline 0.009 (median of us-east, \
+         eu-west, eu-central), limit 0.018)"
+    );
+    let settings = &d["regions"][3]["settings"]["checks"][0];
+    assert_eq!(
+        settings["relative"],
+        serde_json::json!({"maxRatio": 2.0, "baseline": "median", "minBaselineRegions": 2, "minDelta": 0.0})
+    );
 }

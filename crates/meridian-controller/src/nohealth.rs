@@ -25,6 +25,7 @@ impl HealthSource for Unreadable {
                         value: None,
                         detail: Some(self.reason.clone()),
                         at: request.now,
+                        baseline: None,
                     })
                 })
                 .collect();

@@ -75,6 +75,7 @@ impl HealthSource for FakeFleet {
                         value: Some(0.0),
                         detail: None,
                         at: Utc::now(),
+                        baseline: None,
                     })
                 })
                 .collect();
@@ -951,6 +952,7 @@ impl HealthSource for TimingOut {
                         value: None,
                         detail: Some("timed out".into()),
                         at: req.now,
+                        baseline: None,
                     });
                 }
                 eval.errors.push(meridian_core::ports::EvalFault {

@@ -59,6 +59,7 @@ fn healthy(plan: &Plan, state: &PlanState, at: chrono::DateTime<Utc>) -> Vec<Hea
             value: Some(0.0),
             detail: None,
             at,
+            baseline: None,
         })
         .collect()
 }

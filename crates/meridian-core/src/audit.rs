@@ -12,6 +12,7 @@ use crate::approval::ApprovalProblem;
 use crate::command::CommandKind;
 use crate::health::HealthVerdict;
 use crate::manifest::{OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
+use crate::relative::Baseline;
 use crate::state::{UnitPhase, WaitReason, WavePhase};
 
 /// One append-only record.
@@ -92,6 +93,9 @@ pub enum Cause {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<f64>,
         failures: u32,
+        /// What the value was compared with, for a check with a `relative` part.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline: Option<Baseline>,
     },
     /// A service of the region failed; the plan's `onFailure` applies here.
     RegionFailed { service: String, policy: OnFailure },
@@ -207,6 +211,9 @@ pub struct CheckEvidence {
     pub min: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// What the value was compared with, for a check with a `relative` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
 }
 
 impl CheckEvidence {
@@ -227,9 +234,10 @@ impl fmt::Display for CheckEvidence {
         if let (Some(r), Some(s)) = (&self.region, &self.service) {
             write!(f, "{r}/{s} ")?;
         }
+        let value = |v: f64| self.baseline.as_ref().map_or_else(|| v.to_string(), |b| b.compare(v));
         let shown = match (self.verdict, self.value) {
-            (Some(HealthVerdict::Healthy), Some(v)) => v.to_string(),
-            (Some(verdict), Some(v)) => format!("{} {v}", wire_name(&verdict)),
+            (Some(HealthVerdict::Healthy), Some(v)) => value(v),
+            (Some(verdict), Some(v)) => format!("{} {}", wire_name(&verdict), value(v)),
             (Some(verdict), None) => wire_name(&verdict),
             (None, _) => "not evaluated".into(),
         };
@@ -254,8 +262,12 @@ impl fmt::Display for Cause {
             Cause::Completed { promoted: true, .. } => f.write_str("promoted to enabled"),
             Cause::Completed { promoted: false, health } => write!(f, "last step baked healthy{}", health_of(health)),
             Cause::Blocked { waiting } => write!(f, "{waiting}"),
-            Cause::HealthFailed { check, verdict, value, failures } => {
-                let value = value.map(|v| format!(" value {v}")).unwrap_or_default();
+            Cause::HealthFailed { check, verdict, value, failures, baseline } => {
+                let value = match (value, baseline) {
+                    (Some(v), Some(b)) => format!(" value {}", b.compare(*v)),
+                    (Some(v), None) => format!(" value {v}"),
+                    (None, _) => String::new(),
+                };
                 write!(f, "check {check} {}{value}, {failures} failing evaluations in a row", wire_name(verdict))
             }
             Cause::RegionFailed { service, policy } => {
@@ -411,6 +423,7 @@ mod tests {
             at: None,
             min: None,
             max: Some(0.01),
+            baseline: None,
         };
         let cause = Cause::Advanced {
             approvals: vec!["jp-1".into()],

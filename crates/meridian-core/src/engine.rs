@@ -122,6 +122,8 @@
 //! The engine never raises traffic for a unit whose required approvals do not all hold at
 //! `now`, and never advances on missing, stale or failing health.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -210,9 +212,30 @@ pub fn stale_after(plan: &Plan) -> TimeDelta {
 /// Decide what happens next.
 pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: DateTime<Utc>) -> Decision {
     state.align(plan);
+    decide_aligned(plan, state, obs, now)
+}
+
+/// `decide` for a state known to be aligned with `plan`: one from `PlanState::new(plan)` or
+/// from an earlier decision on the same plan. The simulation feeds every decision's state
+/// back into the next one, and checking the names of every unit each time was an eighth
+/// of a large simulated rollout.
+pub(crate) fn decide_aligned(plan: &Plan, state: PlanState, obs: &Observations<'_>, now: DateTime<Utc>) -> Decision {
+    debug_assert!(state.is_aligned(plan), "decide_aligned needs a state aligned with its plan");
     let before: Vec<u32> = state.units.iter().map(|u| u.percent).collect();
     let judged = Judged::new(obs.approvals, &plan.approval_policies);
-    let mut engine = Engine { plan, obs, judged, now, state, audit: Vec::new(), wake_at: None, drifted: Vec::new() };
+    let mut engine = Engine {
+        plan,
+        obs,
+        judged,
+        now,
+        state,
+        audit: Vec::new(),
+        wake_at: None,
+        drifted: Vec::new(),
+        shared_active: None,
+        windows: vec![None; plan.regions.len()],
+        pending_marked: vec![None; plan.waves.len()],
+    };
     engine.apply_commands();
     engine.expire_freezes();
     engine.apply_health();
@@ -237,6 +260,39 @@ struct Engine<'a> {
     audit: Vec<AuditRecord>,
     wake_at: Option<DateTime<Utc>>,
     drifted: Vec<usize>,
+    /// The last list built by `parallel_names`: its wave, the regions it names, the list.
+    shared_active: Option<(usize, Vec<usize>, Arc<[String]>)>,
+    /// Each region's windows at `now`, once asked (`window_at`).
+    windows: Vec<Option<WindowAt>>,
+    /// What each pending wave's units were last told they wait for, in this decision.
+    pending_marked: Vec<Option<WaitReason>>,
+}
+
+/// The last name looked up, and its index.
+#[derive(Default)]
+struct NameSeen<'a>(Option<(&'a str, usize)>);
+
+impl<'a> NameSeen<'a> {
+    fn index(&mut self, name: &'a str, find: impl FnOnce(&str) -> Option<usize>) -> Option<usize> {
+        match self.0 {
+            Some((seen, index)) if seen == name => Some(index),
+            _ => {
+                let index = find(name)?;
+                self.0 = Some((name, index));
+                Some(index)
+            }
+        }
+    }
+}
+
+/// A region's windows at the decision's `now`.
+#[derive(Debug, Clone, Copy)]
+enum WindowAt {
+    Open,
+    /// Every window is closed; the next opens then (none within 8 days: `None`).
+    Closed {
+        opens_at: Option<DateTime<Utc>>,
+    },
 }
 
 impl Engine<'_> {
@@ -306,12 +362,12 @@ impl Engine<'_> {
         let held_for_approval = u.percent > 0 && matches!(u.waiting, Some(WaitReason::Approval { .. }));
         let new_kind = !u.waiting.as_ref().is_some_and(|w| same_kind(w, &reason));
         let (from, step, percent) = (u.phase, u.step, u.percent);
-        let cause = Cause::Blocked { waiting: reason.clone() };
+        // The cause is built only for a record: most calls find the unit waiting as before.
         if from != phase {
-            self.move_unit(i, phase, step, percent, cause);
+            self.move_unit(i, phase, step, percent, Cause::Blocked { waiting: reason.clone() });
         } else if new_kind && !held_for_approval && phase != UnitPhase::Pending {
             let event = AuditEvent::Unit { from, to: phase, step, from_percent: percent, to_percent: percent };
-            self.record(None, Some(i), event, cause);
+            self.record(None, Some(i), event, Cause::Blocked { waiting: reason.clone() });
         }
         if !held_for_approval {
             self.state.units[i].waiting = Some(reason);
@@ -360,6 +416,7 @@ impl Engine<'_> {
                 at: check.at,
                 min: limits.min,
                 max: limits.max,
+                baseline: check.baseline.clone(),
             })
             .collect()
     }
@@ -583,12 +640,18 @@ impl Engine<'_> {
     }
 
     fn apply_health(&mut self) {
+        let plan = self.plan;
+        // Samples come grouped, by region (the simulator) or by service (one health request
+        // per service): a name that repeats the last sample's is not looked up again.
+        let (mut region, mut service, mut check) = (NameSeen::default(), NameSeen::default(), NameSeen::default());
         for sample in self.obs.health {
-            let (Some(r), Some(s)) = (self.plan.region_index(&sample.region), self.plan.service_index(&sample.service))
-            else {
+            let (Some(r), Some(s)) = (
+                region.index(&sample.region, |n| plan.region_index(n)),
+                service.index(&sample.service, |n| plan.service_index(n)),
+            ) else {
                 continue;
             };
-            let Some(c) = self.plan.health.checks.iter().position(|c| c.name == sample.check) else {
+            let Some(c) = check.index(&sample.check, |n| plan.health.checks.iter().position(|c| c.name == n)) else {
                 continue;
             };
             let i = self.plan.unit_index(r, s);
@@ -604,6 +667,7 @@ impl Engine<'_> {
             check.verdict = Some(sample.verdict);
             check.value = sample.value;
             check.at = Some(at);
+            check.baseline = sample.baseline.clone();
             if !watched {
                 continue;
             }
@@ -643,6 +707,7 @@ impl Engine<'_> {
                 verdict: check.verdict.unwrap_or(HealthVerdict::NoData),
                 value: check.value,
                 failures: check.consecutive_failures,
+                baseline: check.baseline.clone(),
                 progress_deadline: None,
             };
             let cause = Cause::HealthFailed {
@@ -650,6 +715,7 @@ impl Engine<'_> {
                 verdict: failure.verdict,
                 value: failure.value,
                 failures: failure.failures,
+                baseline: failure.baseline.clone(),
             };
             self.fail_unit(i, failure, cause);
         }
@@ -730,6 +796,7 @@ impl Engine<'_> {
                 verdict: HealthVerdict::NoData,
                 value: None,
                 failures: 0,
+                baseline: None,
                 progress_deadline: Some(deadline.to_string()),
             };
             self.fail_unit(i, failure, cause);
@@ -843,12 +910,17 @@ impl Engine<'_> {
                         Some(p) => WaitReason::Wave { wave: self.plan.waves[p].name.clone() },
                         None => WaitReason::Aborted,
                     };
-                    for &r in &self.plan.waves[w].regions {
-                        for i in self.region_units(r) {
-                            if self.state.units[i].waiting.as_ref() != Some(&reason) {
-                                self.state.units[i].waiting = Some(reason.clone());
+                    // Nothing else in `progress` touches a pending wave's units: once they say
+                    // so in this decision, a later pass has nothing to do for them.
+                    if self.pending_marked[w].as_ref() != Some(&reason) {
+                        for &r in &self.plan.waves[w].regions {
+                            for i in self.region_units(r) {
+                                if self.state.units[i].waiting.as_ref() != Some(&reason) {
+                                    self.state.units[i].waiting = Some(reason.clone());
+                                }
                             }
                         }
+                        self.pending_marked[w] = Some(reason.clone());
                     }
                     self.state.waves[w].waiting = Some(reason);
                     continue;
@@ -1119,34 +1191,40 @@ impl Engine<'_> {
     }
 
     fn try_start(&mut self, i: usize, w: usize, active: &mut Vec<usize>) {
+        let plan = self.plan;
         let r = self.region_of(i);
-        let s = i % self.plan.services.len();
-        let waiting_on: Vec<String> = self.plan.services[s]
-            .after
-            .iter()
-            .filter(|&&d| self.state.units[self.plan.unit_index(r, d)].phase != UnitPhase::Enabled)
-            .map(|&d| self.plan.services[d].name.clone())
-            .collect();
-        if !waiting_on.is_empty() {
-            return self.block(i, UnitPhase::Blocked, WaitReason::Dependency { services: waiting_on });
-        }
-        let limit = self.plan.waves[w].max_parallel;
-        if !active.contains(&r) && active.len() >= limit {
-            // Most units of a big wave wait here at every decision: skip rebuilding the
-            // (unchanged) list of region names.
-            let unchanged = match &self.state.units[i].waiting {
-                Some(WaitReason::Parallelism { limit: l, active: names }) => {
-                    *l == limit
-                        && names.len() == active.len()
-                        && names.iter().zip(active.iter()).all(|(n, &a)| *n == self.plan.regions[a].name)
-                }
-                _ => false,
-            };
-            if unchanged && self.state.units[i].phase == UnitPhase::Blocked {
+        let s = i % plan.services.len();
+        let units = &self.state.units;
+        let waiting_on = || {
+            let pending = |d: &&usize| units[plan.unit_index(r, **d)].phase != UnitPhase::Enabled;
+            plan.services[s].after.iter().filter(pending).map(|&d| &plan.services[d].name)
+        };
+        if waiting_on().next().is_some() {
+            // Most units of a big wave wait here at every decision: an unchanged wait is left
+            // as it is rather than rebuilt (`block` would change nothing else).
+            let u = &units[i];
+            let unchanged =
+                matches!(&u.waiting, Some(WaitReason::Dependency { services }) if services.iter().eq(waiting_on()));
+            if unchanged && u.phase == UnitPhase::Blocked {
                 return;
             }
-            let active = active.iter().map(|&a| self.plan.regions[a].name.clone()).collect();
-            return self.block(i, UnitPhase::Blocked, WaitReason::Parallelism { limit, active });
+            let services = waiting_on().cloned().collect();
+            return self.block(i, UnitPhase::Blocked, WaitReason::Dependency { services });
+        }
+        let limit = plan.waves[w].max_parallel;
+        if !active.contains(&r) && active.len() >= limit {
+            let names = self.parallel_names(w, active, i);
+            let u = &mut self.state.units[i];
+            if u.phase == UnitPhase::Blocked
+                && let Some(WaitReason::Parallelism { limit: l, active: held }) = &mut u.waiting
+                && *l == limit
+                && (Arc::ptr_eq(held, &names) || *held == names)
+            {
+                // Unchanged; from now on it shares the one list, compared by pointer.
+                *held = names;
+                return;
+            }
+            return self.block(i, UnitPhase::Blocked, WaitReason::Parallelism { limit, active: names });
         }
         let evidence = match self.approvals_hold(i) {
             Ok(evidence) => evidence,
@@ -1155,15 +1233,10 @@ impl Engine<'_> {
         if let Some(reason) = self.freeze_wait(r) {
             return self.block(i, UnitPhase::Blocked, reason);
         }
-        let region = &self.plan.regions[r];
-        if !window::any_open(&region.settings.windows, region.timezone, self.now) {
-            let opens_at = window::next_open(&region.settings.windows, region.timezone, self.now);
-            if let Some(at) = opens_at {
-                self.wake(at);
-            }
+        if let WindowAt::Closed { opens_at } = self.window_at(r) {
             return self.block(i, UnitPhase::Blocked, WaitReason::Window { opens_at });
         }
-        let percent = region.settings.steps[0];
+        let percent = self.plan.regions[r].settings.steps[0];
         self.reset_checks(i);
         let flags = self.required_flag_names(i);
         self.move_unit(i, UnitPhase::Progressing, Some(0), percent, Cause::Started { approvals: evidence, flags });
@@ -1172,6 +1245,56 @@ impl Engine<'_> {
             active.push(r);
         }
         self.note_step_wait(i);
+    }
+
+    /// Whether region `r` may start a step now, by its windows; when not, schedules the
+    /// wake-up at the next opening. Worked out once per region and decision: a region waiting
+    /// for its window is asked again in every pass, and the answer depends on `now` alone.
+    fn window_at(&mut self, r: usize) -> WindowAt {
+        let known = match self.windows[r] {
+            Some(known) => known,
+            None => {
+                let region = &self.plan.regions[r];
+                let (windows, tz) = (&region.settings.windows, region.timezone);
+                let known = if window::any_open(windows, tz, self.now) {
+                    WindowAt::Open
+                } else {
+                    WindowAt::Closed { opens_at: window::next_open(windows, tz, self.now) }
+                };
+                self.windows[r] = Some(known);
+                known
+            }
+        };
+        if let WindowAt::Closed { opens_at: Some(at) } = known {
+            self.wake(at);
+        }
+        known
+    }
+
+    /// The names of wave `w`'s regions in progress (`active`), as one list that every unit
+    /// waiting for a slot shares: with hundreds of regions in progress and hundreds waiting,
+    /// a list per unit was most of a large rollout's time and memory. Built once per change of
+    /// `active` in a decision; when unit `i` already holds a list naming the same regions (it
+    /// waited the same way in the last decision), that one is kept, so the other units'
+    /// copies compare equal by pointer.
+    fn parallel_names(&mut self, w: usize, active: &[usize], i: usize) -> Arc<[String]> {
+        if let Some((cw, ca, names)) = &self.shared_active
+            && *cw == w
+            && ca == active
+        {
+            return Arc::clone(names);
+        }
+        let plan = self.plan;
+        let names = match &self.state.units[i].waiting {
+            Some(WaitReason::Parallelism { active: held, .. })
+                if held.len() == active.len() && held.iter().zip(active).all(|(n, &a)| *n == plan.regions[a].name) =>
+            {
+                Arc::clone(held)
+            }
+            _ => active.iter().map(|&a| plan.regions[a].name.clone()).collect(),
+        };
+        self.shared_active = Some((w, active.to_vec(), Arc::clone(&names)));
+        names
     }
 
     /// Checks of unit `i` that do not vouch for it: for each check, a healthy verdict
@@ -1273,16 +1396,11 @@ impl Engine<'_> {
             self.state.units[i].waiting = Some(reason);
             return;
         }
-        let region = &self.plan.regions[r];
-        let steps = &region.settings.steps;
-        if !window::any_open(&region.settings.windows, region.timezone, self.now) {
-            let opens_at = window::next_open(&region.settings.windows, region.timezone, self.now);
-            if let Some(at) = opens_at {
-                self.wake(at);
-            }
+        if let WindowAt::Closed { opens_at } = self.window_at(r) {
             self.state.units[i].waiting = Some(WaitReason::Window { opens_at });
             return;
         }
+        let steps = &self.plan.regions[r].settings.steps;
         let evidence = self.approvals_hold(i).unwrap_or_default();
         let percent = steps[step + 1];
         let (flags, health) = (self.required_flag_names(i), self.health_evidence(i, false));

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::CheckLimits;
+use crate::relative::Baseline;
 
 /// The outcome of one evaluation of one check for one (region, service).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,6 +38,10 @@ pub struct HealthSample {
     pub detail: Option<String>,
     /// When the value was measured.
     pub at: DateTime<Utc>,
+    /// For a check with a `relative` part: the fleet's value the region was compared with
+    /// (`relative::baseline`), set whenever the region had a value to compare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
 }
 
 /// Judge a value against a check's limits. `samples` is the traffic guard's count, when

@@ -26,6 +26,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod blockers;
 pub mod chain;
 pub mod command;
 pub mod diagnostics;
@@ -40,6 +41,7 @@ pub mod metric_selector;
 pub mod outcome;
 pub mod plan;
 pub mod ports;
+pub mod relative;
 pub mod report;
 pub mod schema;
 pub mod signing;

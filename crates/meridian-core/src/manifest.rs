@@ -469,6 +469,53 @@ pub struct CheckSpec {
     /// Traffic guard: below this many samples the verdict is "no data", never "healthy".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_samples: Option<MinSamplesSpec>,
+    /// Compare each region with the regions already fully enabled for the same service,
+    /// read from the same query: a value above `maxRatio` times their baseline is unhealthy.
+    /// `min`/`max` still apply. Prometheus checks only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative: Option<RelativeSpec>,
+}
+
+/// A check's judgement relative to the fleet: the region's value against a baseline of the
+/// regions already fully enabled for the service (the region itself left out).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RelativeSpec {
+    /// Greatest healthy value as a multiple of the baseline (at least 1), e.g. `2.0`.
+    pub max_ratio: f64,
+    /// How the baseline regions' values are combined. Default: `median`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineKind>,
+    /// Fewest baseline regions with a usable value for a relative verdict; with fewer, the
+    /// relative part has no verdict and the check's `noData` decides. Default: 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_baseline_regions: Option<i64>,
+    /// Absolute tolerance above the baseline: a value within `baseline + minDelta` is never
+    /// unhealthy by ratio. This is what a zero baseline is compared with. Default: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_delta: Option<f64>,
+}
+
+/// How a baseline combines the values of its regions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaselineKind {
+    /// The middle value (the mean of the two middle ones for an even count): one bad
+    /// baseline region does not move it.
+    #[default]
+    Median,
+    /// The arithmetic mean.
+    Mean,
+}
+
+impl BaselineKind {
+    /// As written in a plan: `median`, `mean`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaselineKind::Median => "median",
+            BaselineKind::Mean => "mean",
+        }
+    }
 }
 
 /// A Prometheus instant query.

@@ -254,6 +254,8 @@ fn failed_region(
             let against = match (f.value, min, max) {
                 (Some(v), _, Some(max)) if v > max => format!(" ({} > max {})", number(v), number(max)),
                 (Some(v), Some(min), _) if v < min => format!(" ({} < min {})", number(v), number(min)),
+                // Within min/max: the comparison with the fleet failed it.
+                (Some(v), _, _) if let Some(b) = &f.baseline => format!(" ({})", b.compare(v)),
                 (Some(v), _, _) => format!(" (value {})", number(v)),
                 (None, _, _) => String::new(),
             };
@@ -496,6 +498,7 @@ mod tests {
             verdict: HealthVerdict::Unhealthy,
             value: Some(0.31),
             failures: 2,
+            baseline: None,
             progress_deadline: None,
         });
         (plan, state)

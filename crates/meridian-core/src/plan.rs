@@ -6,6 +6,7 @@
 //! (every index in range, services topologically ordered, steps increasing to 100).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 
 use chrono_tz::Tz;
@@ -16,6 +17,7 @@ use crate::endpoint::{Url, UrlTemplate};
 use crate::freeze::Freeze;
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::metric_selector::SelectorTemplate;
+use crate::relative::RelativeLimit;
 use crate::signing::Signer;
 use crate::window::Window;
 
@@ -55,8 +57,35 @@ pub struct Plan {
     /// without one needs one holding approval. At most one per flag.
     pub approval_policies: Vec<ApprovalPolicy>,
     /// Name to index, built by `Plan::index_names`.
-    pub(crate) region_lookup: HashMap<String, usize>,
-    pub(crate) service_lookup: HashMap<String, usize>,
+    pub(crate) region_lookup: NameIndex,
+    pub(crate) service_lookup: NameIndex,
+}
+
+/// Region or service name to index. Looked up for every health sample, read-back and
+/// confirmation of every decision, so hashed with FNV-1a rather than SipHash: the names are
+/// the plan author's, not an attacker's, and short.
+pub(crate) type NameIndex = HashMap<String, usize, BuildHasherDefault<NameHasher>>;
+
+/// FNV-1a, 64 bits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// What a flag's approvals must be for the flag to hold.
@@ -407,6 +436,8 @@ pub struct Check {
     pub limits: CheckLimits,
     /// Query for the traffic guard's sample count, if any.
     pub min_samples_query: Option<String>,
+    /// The judgement relative to the fleet, if any (plan-wide: regions do not override it).
+    pub relative: Option<RelativeLimit>,
 }
 
 /// Where a check reads its value, resolved.
@@ -544,6 +575,9 @@ pub struct EffectiveCheck {
     pub max: Sourced<Option<f64>>,
     pub failure_limit: Sourced<u32>,
     pub no_data: Sourced<NoDataPolicy>,
+    /// The check's `relative` part (the plan's; regions do not override it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative: Option<RelativeLimit>,
 }
 
 /// An actuator section in words: `http PUT https://...`, `kubernetes configmap ...`,
@@ -590,6 +624,7 @@ impl Plan {
                 max: sourced(limits.max, origin.max),
                 failure_limit: sourced(limits.failure_limit, origin.failure_limit),
                 no_data: sourced(limits.no_data, origin.no_data),
+                relative: check.relative,
             })
             .collect();
         EffectiveSettings {

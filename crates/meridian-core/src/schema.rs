@@ -23,11 +23,23 @@ pub fn manifest_schema() -> Value {
             props["kind"] = json!({ "const": kind });
         }
     }
+    // Dispatch on `kind` (if/then) rather than `oneOf`: a validator then reports an error at
+    // the field it is in (`spec.waves[0].bake`), not "matches none of three" at the root.
+    let when = |kind: &str, then: &schemars::Schema| json!({ "if": { "properties": { "kind": { "const": kind } }, "required": ["kind"] }, "then": then });
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "Meridian manifest",
         "description": "A Meridian RolloutPlan, Region or Approval (apiVersion meridian.dev/v1alpha1).",
-        "oneOf": [plan, region, approval],
+        "type": "object",
+        "required": ["apiVersion", "kind"],
+        "properties": {
+            "apiVersion": { "const": API_VERSION, "description": "Always meridian.dev/v1alpha1." },
+            "kind": {
+                "enum": ["RolloutPlan", "Region", "Approval"],
+                "description": "What the document is: a RolloutPlan, a Region of a plan, or an Approval.",
+            },
+        },
+        "allOf": [when("RolloutPlan", &plan), when("Region", &region), when("Approval", &approval)],
         "definitions": definitions,
     })
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::approval::ApprovalRecord;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::duration::Span;
-use crate::engine::{Observations, decide};
+use crate::engine::{Observations, decide_aligned};
 use crate::health::{HealthSample, HealthVerdict};
 use crate::plan::Plan;
 use crate::state::{PlanPhase, PlanState, UnitPhase, WaitReason, WavePhase};
@@ -124,10 +124,10 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
     let mut samples = Vec::new();
     let interval = plan.health.interval.to_delta();
     while decisions < opts.max_decisions {
-        samples.clear();
         fleet_samples(plan, &state, now, opts, &mut samples);
         let obs = Observations { approvals, health: &samples, ..Observations::default() };
-        let decision = decide(plan, state, &obs, now);
+        // Aligned: fresh from the plan, then each decision's own state.
+        let decision = decide_aligned(plan, state, &obs, now);
         decisions += 1;
         state = decision.state;
         audit.extend(decision.audit);
@@ -153,33 +153,65 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
 }
 
 /// A verdict at `now` for every check of every unit under watch, by the engine's one rule
-/// (`watch::health_requests`): what the controller would ask the fleet for. Unhealthy in a
+/// (`watch::under_watch`): what the controller would ask the fleet for. Unhealthy in a
 /// region failing by now, healthy elsewhere with `assume_healthy`, else nothing (no data).
+///
+/// Replaces `out`'s samples in place: the last decision's strings keep their buffers, so a
+/// large rollout does not allocate three strings per sample per decision.
+/// A check's `relative` part has no verdict (no data) while fewer regions than its
+/// `minBaselineRegions` are fully enabled besides the region, as in the controller, so a
+/// plan whose first regions cannot have a baseline shows them holding.
 fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimOptions, out: &mut Vec<HealthSample>) {
-    if !opts.assume_healthy && opts.failures.is_empty() {
-        return;
-    }
-    for request in crate::watch::health_requests(plan, state, now) {
-        for region in &request.regions {
-            let failing = opts.failures.iter().any(|f| f.region == *region && f.from <= now);
+    let mut n = 0;
+    let services = plan.services.len();
+    // Per service, its baseline regions, worked out when a relative check first needs them.
+    let mut baselines: Vec<Option<Vec<String>>> = vec![None; services];
+    if opts.assume_healthy || !opts.failures.is_empty() {
+        for (i, u) in state.units.iter().enumerate() {
+            if !crate::watch::under_watch(plan, state, i) {
+                continue;
+            }
+            let failing = opts.failures.iter().any(|f| f.region == u.region && f.from <= now);
             let verdict = match (failing, opts.assume_healthy) {
                 (true, _) => HealthVerdict::Unhealthy,
                 (false, true) => HealthVerdict::Healthy,
                 (false, false) => continue,
             };
             for check in &plan.health.checks {
-                out.push(HealthSample {
-                    region: region.clone(),
-                    service: request.service.clone(),
-                    check: check.name.clone(),
-                    verdict,
-                    value: None,
-                    detail: None,
-                    at: now,
+                let without_baseline = check.relative.as_ref().is_some_and(|rel| {
+                    let baseline = baselines[i % services]
+                        .get_or_insert_with(|| crate::watch::baseline_regions(plan, state, i % services));
+                    baseline.iter().filter(|b| **b != u.region).count() < rel.min_baseline_regions
                 });
+                let verdict =
+                    if verdict == HealthVerdict::Healthy && without_baseline { HealthVerdict::NoData } else { verdict };
+                match out.get_mut(n) {
+                    Some(sample) => {
+                        sample.region.clone_from(&u.region);
+                        sample.service.clone_from(&u.service);
+                        sample.check.clone_from(&check.name);
+                        sample.verdict = verdict;
+                        sample.value = None;
+                        sample.detail = None;
+                        sample.at = now;
+                        sample.baseline = None;
+                    }
+                    None => out.push(HealthSample {
+                        region: u.region.clone(),
+                        service: u.service.clone(),
+                        check: check.name.clone(),
+                        verdict,
+                        value: None,
+                        detail: None,
+                        at: now,
+                        baseline: None,
+                    }),
+                }
+                n += 1;
             }
         }
     }
+    out.truncate(n);
 }
 
 fn timeline(
@@ -286,6 +318,101 @@ spec:
         let bundle = load(&[("p.yaml".into(), yaml)], None);
         assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
         bundle.plans.into_iter().next().unwrap()
+    }
+
+    /// The loop `simulate` replaced: the public `decide` (aligning every time) fed fresh
+    /// samples built from `watch::health_requests`.
+    fn simulate_plainly(plan: &Plan, opts: &SimOptions) -> (Vec<AuditRecord>, PlanState, usize) {
+        let (mut state, mut now, mut audit, mut decisions) = (PlanState::new(plan), opts.start, Vec::new(), 0);
+        let horizon = opts.start + opts.horizon.to_delta();
+        loop {
+            let mut samples = Vec::new();
+            for request in crate::watch::health_requests(plan, &state, now) {
+                for region in &request.regions {
+                    let failing = opts.failures.iter().any(|f| f.region == *region && f.from <= now);
+                    let verdict = if failing { HealthVerdict::Unhealthy } else { HealthVerdict::Healthy };
+                    for check in &plan.health.checks {
+                        samples.push(HealthSample {
+                            region: region.clone(),
+                            service: request.service.clone(),
+                            check: check.name.clone(),
+                            verdict,
+                            value: None,
+                            detail: None,
+                            at: now,
+                            baseline: None,
+                        });
+                    }
+                }
+            }
+            let obs = Observations { health: &samples, ..Observations::default() };
+            let decision = crate::engine::decide(plan, state, &obs, now);
+            decisions += 1;
+            state = decision.state;
+            audit.extend(decision.audit);
+            if state.phase() == PlanPhase::Complete {
+                break;
+            }
+            let mut next = decision.wake_at;
+            for f in opts.failures.iter().filter(|f| f.from > now) {
+                next = Some(next.map_or(f.from, |n| n.min(f.from)));
+            }
+            if samples.iter().any(|s| s.verdict == HealthVerdict::Unhealthy) {
+                let at = now + plan.health.interval.to_delta();
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            match next {
+                Some(next) if next <= horizon => now = next,
+                _ => break,
+            }
+        }
+        (audit, state, decisions)
+    }
+
+    #[test]
+    fn the_simulation_decides_as_the_plain_loop_over_decide_does() {
+        let yaml = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: p}
+spec:
+  services: [{name: a}, {name: b, after: [a]}, {name: c, after: [a]}]
+  regions:
+    - {name: r0, timezone: Asia/Tokyo}
+    - {name: r1}
+    - {name: r2, timezone: America/New_York}
+    - {name: r3}
+    - {name: r4, timezone: Europe/Berlin}
+    - {name: r5}
+    - {name: r6, timezone: Asia/Tokyo}
+    - {name: r7}
+    - {name: r8}
+  waves:
+    - {name: canary, regions: [r0], bake: 30m}
+    - {name: w1, regions: [r1, r2, r3, r4], maxParallel: 2, maxFailures: 1, bake: 1h}
+    - {name: w2, regions: [r5, r6, r7, r8], maxParallel: 3}
+  steps: [10, 50, 100]
+  stepBake: 10m
+  windows: [{days: [Mon, Tue, Wed, Thu, Fri], from: \"08:00\", to: \"18:00\"}]
+  health:
+    checks:
+      - {name: errors, prometheus: {query: x}, max: 0.01, failureLimit: 2}
+      - {name: latency, prometheus: {query: y}, max: 0.5}
+";
+        let bundle = load(&[("p.yaml".into(), yaml.into())], None);
+        assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
+        let plan = bundle.plans.into_iter().next().unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 6, 1, 7, 0, 0).unwrap();
+        let mut opts = SimOptions::new(start);
+        opts.assume_healthy = true;
+        opts.failures = vec![SimFailure { region: "r3".into(), from: start + chrono::TimeDelta::hours(5) }];
+
+        let t = simulate(&plan, &[], &opts);
+        let (audit, state, decisions) = simulate_plainly(&plan, &opts);
+        assert_eq!(t.phase, PlanPhase::Complete, "the budget lets the plan finish without r3");
+        assert!(t.units.iter().any(|u| u.region == "r3" && u.final_phase == UnitPhase::RolledBack));
+        assert_eq!(t.decisions, decisions);
+        assert_eq!(t.audit, audit);
+        assert_eq!(t.state, state);
     }
 
     #[test]

@@ -245,10 +245,10 @@ impl Snapshot {
                 .iter()
                 .filter_map(|u| {
                     // A unit past its progress deadline (`alert`) says so after what it waits for.
-                    let reason = match (&u.waiting, &u.stalled) {
+                    let reason = match (u.waiting_text(), &u.stalled) {
                         (Some(w), Some(s)) => format!("{w}; {}", s.describe(now)),
                         (None, Some(s)) => s.describe(now),
-                        (Some(w), None) => w.to_string(),
+                        (Some(w), None) => w,
                         (None, None) => return None,
                     };
                     Some(UnitWaiting { region: u.region.clone(), service: u.service.clone(), reason })

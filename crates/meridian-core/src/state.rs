@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::approval::ApprovalProblem;
 use crate::health::HealthVerdict;
 use crate::plan::Plan;
+use crate::relative::Baseline;
 
 /// Where a (region, service) unit is in its rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,8 +99,13 @@ pub enum WaitReason {
     Window { opens_at: Option<DateTime<Utc>> },
     /// Services in the same region that must be enabled first.
     Dependency { services: Vec<String> },
-    /// The wave's `maxParallel` is used up by these regions.
-    Parallelism { limit: usize, active: Vec<String> },
+    /// The wave's `maxParallel` is used up by these regions. One list, shared by every unit
+    /// of the wave that waits for a slot (written out as a plain list).
+    Parallelism {
+        limit: usize,
+        #[serde(with = "shared_names")]
+        active: Arc<[String]>,
+    },
     /// The target has not confirmed the current percent yet.
     Actuation { percent: u32 },
     /// The target serves another percent than the state says, and the plan holds on drift
@@ -126,6 +133,21 @@ pub enum WaitReason {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
+}
+
+/// A list of names shared between units (`Arc<[String]>`), written as a plain list.
+mod shared_names {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(names: &Arc<[String]>, serializer: S) -> Result<S::Ok, S::Error> {
+        names[..].serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<[String]>, D::Error> {
+        Vec::<String>::deserialize(deserializer).map(Arc::from)
+    }
 }
 
 impl fmt::Display for WaitReason {
@@ -234,6 +256,9 @@ pub struct CheckState {
     /// Failing evaluations in a row.
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// What the latest value was compared with, for a check with a `relative` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
 }
 
 /// One (region, service).
@@ -318,6 +343,9 @@ pub struct UnitFailure {
     pub value: Option<f64>,
     /// Failing evaluations in a row.
     pub failures: u32,
+    /// What the last value was compared with, for a check with a `relative` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
     /// Set when it failed for making no progress within this `progressDeadline`
     /// (`onProgressDeadline: fail`) rather than by `check`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -460,6 +488,22 @@ impl fmt::Display for PlanPhase {
 }
 
 impl UnitState {
+    /// What the unit waits for, in words (`meridian status`, the API's `waiting`, the
+    /// dashboard): a health wait adds, for each awaited check judged against the fleet, what
+    /// its latest value was compared with ("... from error-rate (error-rate: 0.031 vs
+    /// baseline 0.009 (median of us-east, eu-west), limit 0.018)").
+    pub fn waiting_text(&self) -> Option<String> {
+        let waiting = self.waiting.as_ref()?;
+        let WaitReason::Health { checks } = waiting else { return Some(waiting.to_string()) };
+        let compared: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| checks.contains(&c.name))
+            .filter_map(|c| Some(format!("{}: {}", c.name, c.baseline.as_ref()?.compare(c.value?))))
+            .collect();
+        Some(if compared.is_empty() { waiting.to_string() } else { format!("{waiting} ({})", compared.join("; ")) })
+    }
+
     fn new(plan: &Plan, region: usize, service: usize) -> Self {
         UnitState {
             region: plan.regions[region].name.clone(),
@@ -550,7 +594,7 @@ impl PlanState {
         self.plan = plan.name.clone();
     }
 
-    fn is_aligned(&self, plan: &Plan) -> bool {
+    pub(crate) fn is_aligned(&self, plan: &Plan) -> bool {
         self.units.len() == plan.unit_count()
             && self.waves.len() == plan.waves.len()
             && self.waves.iter().zip(&plan.waves).all(|(s, w)| s.name == w.name)

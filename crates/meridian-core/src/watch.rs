@@ -7,6 +7,11 @@
 //! promoted past it is watched again), or enabled in a wave that has not completed (the
 //! wave bake needs its fresh verdicts). An enabled unit of a complete wave is done with.
 //!
+//! The baseline of a check's `relative` part has its rule here too (`relative` says what is
+//! done with it): the regions whose unit of the service is enabled at 100 %, in plan order,
+//! whatever their wave. A region under judgement is left out of its own baseline by
+//! `relative::baseline`, not here, so one request serves every region of it.
+//!
 //! Read-back (drift) has its rule here too: every unit Meridian has moved is read back, those
 //! it took back to 0 included, and a reading counts only when it was taken after the unit's
 //! last change and while no actuation of it was in flight.
@@ -31,6 +36,16 @@ pub fn under_watch(plan: &Plan, state: &PlanState, i: usize) -> bool {
         }
 }
 
+/// The regions fully enabled for service `s` (enabled at 100 %), in plan order: the baseline a
+/// check's `relative` part compares the regions under watch with.
+pub fn baseline_regions(plan: &Plan, state: &PlanState, s: usize) -> Vec<String> {
+    (0..plan.regions.len())
+        .filter_map(|r| state.units.get(plan.unit_index(r, s)))
+        .filter(|u| u.phase == UnitPhase::Enabled && u.percent == 100)
+        .map(|u| u.region.clone())
+        .collect()
+}
+
 /// The health evaluations to run now: one request per (service, wave) with every watched
 /// region of it, so one query per check per service covers them all. Empty for a plan
 /// without checks.
@@ -38,6 +53,7 @@ pub fn health_requests(plan: &Plan, state: &PlanState, now: DateTime<Utc>) -> Ve
     if plan.health.checks.is_empty() || plan.services.is_empty() {
         return Vec::new();
     }
+    let relative = plan.health.checks.iter().any(|c| c.relative.is_some());
     let mut by_key: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
     for (i, u) in state.units.iter().enumerate() {
         if under_watch(plan, state, i) {
@@ -51,6 +67,7 @@ pub fn health_requests(plan: &Plan, state: &PlanState, now: DateTime<Utc>) -> Ve
             service: plan.services[s].name.clone(),
             wave: plan.waves[w].name.clone(),
             regions,
+            baseline: if relative { baseline_regions(plan, state, s) } else { Vec::new() },
             now,
         })
         .collect()

@@ -608,6 +608,7 @@ fn sample(region: &str, service: &str, check: &str, verdict: HealthVerdict, at: 
         value: None,
         detail: None,
         at,
+        baseline: None,
     }
 }
 

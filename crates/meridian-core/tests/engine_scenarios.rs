@@ -79,6 +79,7 @@ fn mk_sample(region: &str, service: &str, check: &str, verdict: HealthVerdict, a
         value: None,
         detail: None,
         at,
+        baseline: None,
     }
 }
 
@@ -1209,7 +1210,7 @@ fn max_parallel_limits_regions_in_progress_and_the_next_starts_as_soon_as_one_fi
     run.tick();
     assert_eq!(run.unit("a", "signin").percent, 10);
     assert!(
-        matches!(&run.unit("b", "signin").waiting, Some(WaitReason::Parallelism { limit: 1, active }) if active == &["a"])
+        matches!(&run.unit("b", "signin").waiting, Some(WaitReason::Parallelism { limit: 1, active }) if active[..] == ["a"])
     );
     assert!(run.run_until(t0() + TimeDelta::hours(2), |r| r.region_enabled("a")));
     let enabled_at = run.now;

@@ -217,7 +217,10 @@ impl HttpSource {
             }
         }
         errors.extend(guard_errors);
-        let samples = judge_regions(plan, check, request, regions, &readings, guard.as_deref(), self.max_age(plan));
+        // One GET per region: there is no fleet in the answer to compare with (validation
+        // rejects `relative` on http checks; a relative check here has no verdict).
+        let samples =
+            judge_regions(plan, check, request, regions, &readings, guard.as_deref(), self.max_age(plan), &[]);
         Evaluation { samples, errors: errors.into_iter().map(Into::into).collect() }
     }
 }

@@ -2,12 +2,16 @@
 //!
 //! Owns the fail-closed order of judgement: a failed read is `Error`; a missing, stale or
 //! NaN value (or traffic-guard count) is `NoData`; only then does
-//! [`meridian_core::health::assess`] compare the value with the region's limits. It must
-//! not fetch anything and must never produce `Healthy` without `assess` saying so.
+//! [`meridian_core::health::assess`] compare the value with the region's limits, and, for a
+//! check with a `relative` part, [`meridian_core::relative`] compare it with the fleet's
+//! baseline (the usable values of the baseline regions, read from the same query by the same
+//! rules: [`usable_value`]). It must not fetch anything and must never produce `Healthy`
+//! without `assess` saying so.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use meridian_core::health::{HealthSample, HealthVerdict, assess};
 use meridian_core::plan::CheckLimits;
+use meridian_core::relative::{self, Baseline, RelativeLimit};
 
 /// What a source read for one region of one query.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,13 +35,65 @@ pub struct Judgement<'a> {
     pub now: DateTime<Utc>,
     /// Oldest acceptable value; a timestamp this far ahead of `now` is an error (clock skew).
     pub max_age: TimeDelta,
+    /// The check's `relative` part and the usable values of the baseline regions (from the
+    /// same query), when it has one.
+    pub fleet: Option<Fleet<'a>>,
+}
+
+/// What a region of a relative check is compared with.
+#[derive(Debug, Clone, Copy)]
+pub struct Fleet<'a> {
+    pub relative: &'a RelativeLimit,
+    /// (region, usable value) of the baseline regions, in the engine's order.
+    pub values: &'a [(&'a str, f64)],
 }
 
 /// Judge one region's reading of a check and, when the check has a traffic guard, of its
 /// sample count. `guard` is `None` only when the check has no guard query.
 pub fn judge(j: &Judgement<'_>, reading: &Reading, guard: Option<&Reading>) -> HealthSample {
-    let error = |detail: String| error_sample(j.region, j.service, j.check, detail, j.now);
-    let no_data = |detail: String| sample(j, HealthVerdict::NoData, None, Some(detail), j.now);
+    let (value, at, samples) = match usable(j, reading, guard) {
+        Ok(usable) => usable,
+        Err(Unusable::Error(detail)) => return error_sample(j.region, j.service, j.check, detail, j.now),
+        Err(Unusable::NoData(detail)) => return sample(j, HealthVerdict::NoData, None, Some(detail), j.now),
+    };
+    let absolute = assess(j.limits, Some(value), samples);
+    let baseline: Option<Baseline> = j.fleet.map(|f| relative::baseline(f.relative, j.region, f.values));
+    let verdict = match &baseline {
+        Some(b) => relative::assess(absolute, value, b),
+        None => absolute,
+    };
+    let detail = match (verdict, &baseline) {
+        (HealthVerdict::Healthy, _) => None,
+        (HealthVerdict::Unhealthy, Some(b)) if absolute == HealthVerdict::Healthy => Some(b.compare(value)),
+        (HealthVerdict::Unhealthy, _) => Some(out_of_bounds(j.limits, value)),
+        (HealthVerdict::NoData, Some(b)) if absolute == HealthVerdict::Healthy => {
+            Some(format!("{}: the relative part has no verdict", b.compare(value)))
+        }
+        (HealthVerdict::NoData | HealthVerdict::Error, _) => Some("judged without data".into()),
+    };
+    // The value's own timestamp: the engine orders samples by it.
+    HealthSample { baseline, ..sample(j, verdict, Some(value), detail, at) }
+}
+
+/// The value of a baseline region's reading, by the same rules a judged region's value must
+/// pass (fresh, not NaN, over the traffic guard), and finite; `None` when it does not count.
+/// `j` is the baseline region's own judgement (its region, limits, `fleet: None`).
+pub fn usable_value(j: &Judgement<'_>, reading: &Reading, guard: Option<&Reading>) -> Option<f64> {
+    usable(j, reading, guard).ok().map(|(value, _, _)| value).filter(|v| v.is_finite())
+}
+
+enum Unusable {
+    Error(String),
+    NoData(String),
+}
+
+/// A value to judge: the value, its timestamp and the traffic guard's count.
+type Usable = (f64, DateTime<Utc>, Option<f64>);
+
+/// The value to judge, or why there is nothing to judge.
+fn usable(j: &Judgement<'_>, reading: &Reading, guard: Option<&Reading>) -> Result<Usable, Unusable> {
+    let error = |detail: String| -> Result<Usable, Unusable> { Err(Unusable::Error(detail)) };
+    let no_data = |detail: String| -> Result<Usable, Unusable> { Err(Unusable::NoData(detail)) };
     match (reading, guard) {
         (Reading::Failed(why), _) => return error(why.clone()),
         (_, Some(Reading::Failed(why))) => return error(format!("traffic guard: {why}")),
@@ -77,14 +133,7 @@ pub fn judge(j: &Judgement<'_>, reading: &Reading, guard: Option<&Reading>) -> H
             }
         },
     };
-    let verdict = assess(j.limits, Some(value), samples);
-    let detail = match verdict {
-        HealthVerdict::Healthy => None,
-        HealthVerdict::Unhealthy => Some(out_of_bounds(j.limits, value)),
-        HealthVerdict::NoData | HealthVerdict::Error => Some("judged without data".into()),
-    };
-    // The value's own timestamp: the engine orders samples by it.
-    sample(j, verdict, Some(value), detail, at)
+    Ok((value, at, samples))
 }
 
 enum Freshness {
@@ -135,6 +184,7 @@ fn sample(
         value,
         detail,
         at,
+        baseline: None,
     }
 }
 
@@ -154,6 +204,7 @@ pub(crate) fn error_sample(
         value: None,
         detail: Some(detail),
         at: now,
+        baseline: None,
     }
 }
 
@@ -184,6 +235,7 @@ mod tests {
             limits,
             now: now(),
             max_age: TimeDelta::seconds(30),
+            fleet: None,
         };
         judge(&j, &reading, guard.as_ref())
     }
@@ -222,6 +274,27 @@ mod tests {
             assert_eq!(s.detail.is_none(), want == Healthy, "{name}: detail {s:?}");
             assert_eq!((s.region.as_str(), s.service.as_str(), s.check.as_str()), ("jp", "store", "errors"));
         }
+    }
+
+    #[test]
+    fn a_baseline_value_counts_only_when_a_judged_one_would_be_read() {
+        let l = limits(0.01, Some(100.0));
+        let j = Judgement {
+            region: "us-east",
+            service: "store",
+            check: "errors",
+            limits: &l,
+            now: now(),
+            max_age: TimeDelta::seconds(30),
+            fleet: None,
+        };
+        let guard = value(500.0, 1);
+        assert_eq!(usable_value(&j, &value(0.5, 1), Some(&guard)), Some(0.5), "its own max does not matter");
+        assert_eq!(usable_value(&j, &value(0.0, 31), Some(&guard)), None, "stale");
+        assert_eq!(usable_value(&j, &value(f64::NAN, 1), Some(&guard)), None);
+        assert_eq!(usable_value(&j, &value(f64::INFINITY, 1), Some(&guard)), None);
+        assert_eq!(usable_value(&j, &value(0.0, 1), Some(&value(99.0, 1))), None, "low traffic");
+        assert_eq!(usable_value(&j, &Reading::Failed("boom".into()), Some(&guard)), None);
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //!                                          │
 //!                        per region: Reading (value + timestamp | missing | failed)
 //!                                          │ judge: staleness, NaN, traffic guard,
-//!                                          v        meridian_core::health::assess
+//!                                          │        meridian_core::health::assess, and for a
+//!                                          │        relative check meridian_core::relative
+//!                                          │        against the usable values of the request's
+//!                                          v        baseline regions, read from the same answer
 //!                        Evaluation { samples: Vec<HealthSample>, errors }
 //! ```
 //!

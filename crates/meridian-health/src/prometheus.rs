@@ -18,7 +18,7 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 use crate::fetch::{self, FetchError};
-use crate::judge::{Judgement, Reading, judge};
+use crate::judge::{Fleet, Judgement, Reading, judge};
 use crate::{DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, EvalError, EvalRequest, Evaluation, HealthSource, template};
 
 /// How the Prometheus provider reaches and trusts its server.
@@ -377,12 +377,29 @@ impl PrometheusSource {
             let query = template::promql(query, &query_vars(plan, request));
             self.query_by_region(&server, &query, &plan.health.region_label).await
         };
+        // A relative check reads its baseline regions from the same two answers: no extra query.
+        let extra = if c.relative.is_some() { baseline_only(plan, request, regions) } else { Vec::new() };
+        let all: Vec<String> = regions.iter().chain(&extra).cloned().collect();
         let mut guard_errors = Vec::new();
-        let guard = self.guard_readings(plan, check, request, regions, &mut guard_errors);
+        let guard = self.guard_readings(plan, check, request, &all, &mut guard_errors);
         let (split, guard) = join(main, guard).await;
-        let readings = readings(&c.name, split, regions, &mut errors);
+        let readings = readings(&c.name, split, &all, &mut errors);
         errors.extend(guard_errors);
-        let samples = judge_regions(plan, check, request, regions, &readings, guard.as_deref(), self.max_age(plan));
+        // A baseline region's unreadable series is not this evaluation's fault: its value
+        // just does not count.
+        errors.retain(|e| !matches!(e, EvalError::Prometheus { region: Some(r), .. } if extra.contains(r)));
+        let fleet = fleet_values(plan, check, request, &all, &readings, guard.as_deref(), self.max_age(plan));
+        let fleet: Vec<(&str, f64)> = fleet.iter().map(|(r, v)| (r.as_str(), *v)).collect();
+        let samples = judge_regions(
+            plan,
+            check,
+            request,
+            regions,
+            &readings[..regions.len()],
+            guard.as_deref().map(|g| &g[..regions.len()]),
+            self.max_age(plan),
+            &fleet,
+        );
         Evaluation { samples, errors: errors.into_iter().map(Into::into).collect() }
     }
 }
@@ -438,7 +455,62 @@ fn readings(
     }
 }
 
-/// Judge each region against its own limits.
+/// The request's baseline regions that are not among `regions` (judged ones are read
+/// anyway), known to the plan, each once.
+fn baseline_only(plan: &Plan, request: &EvalRequest, regions: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in &request.baseline {
+        if !regions.contains(r) && !out.contains(r) && plan.region_index(r).is_some() {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
+/// The usable values of the request's baseline regions among `regions` (aligned with
+/// `readings` and `guard`), in the request's baseline order, each judged by its own
+/// region's traffic guard.
+fn fleet_values(
+    plan: &Plan,
+    check: usize,
+    request: &EvalRequest,
+    regions: &[String],
+    readings: &[Reading],
+    guard: Option<&[Reading]>,
+    max_age: TimeDelta,
+) -> Vec<(String, f64)> {
+    if plan.health.checks[check].relative.is_none() {
+        return Vec::new();
+    }
+    request
+        .baseline
+        .iter()
+        .filter_map(|b| {
+            let i = regions.iter().position(|r| r == b)?;
+            let j = judgement(plan, check, request, b, max_age);
+            crate::judge::usable_value(&j, &readings[i], guard.map(|g| &g[i])).map(|v| (b.clone(), v))
+        })
+        .collect()
+}
+
+/// How region `region` is judged for `check`: its own limits, no fleet.
+fn judgement<'a>(
+    plan: &'a Plan,
+    check: usize,
+    request: &'a EvalRequest,
+    region: &'a str,
+    max_age: TimeDelta,
+) -> Judgement<'a> {
+    let c = &plan.health.checks[check];
+    let limits =
+        plan.region_index(region).and_then(|r| plan.regions[r].settings.checks.get(check)).unwrap_or(&c.limits);
+    Judgement { region, service: &request.service, check: &c.name, limits, now: request.now, max_age, fleet: None }
+}
+
+/// Judge each region against its own limits and, for a relative check, against the
+/// baseline values in `fleet` (the usable values of the request's baseline regions; empty
+/// for a source that has none, so a relative check has no verdict there).
+#[allow(clippy::too_many_arguments, reason = "one call per source, each argument a distinct input of the judgement")]
 pub(crate) fn judge_regions(
     plan: &Plan,
     check: usize,
@@ -447,15 +519,15 @@ pub(crate) fn judge_regions(
     readings: &[Reading],
     guard: Option<&[Reading]>,
     max_age: TimeDelta,
+    fleet: &[(&str, f64)],
 ) -> Vec<meridian_core::HealthSample> {
     let c = &plan.health.checks[check];
     regions
         .iter()
         .enumerate()
         .map(|(i, region)| {
-            let limits =
-                plan.region_index(region).and_then(|r| plan.regions[r].settings.checks.get(check)).unwrap_or(&c.limits);
-            let j = Judgement { region, service: &request.service, check: &c.name, limits, now: request.now, max_age };
+            let fleet = c.relative.as_ref().map(|relative| Fleet { relative, values: fleet });
+            let j = Judgement { fleet, ..judgement(plan, check, request, region, max_age) };
             judge(&j, &readings[i], guard.map(|g| &g[i]))
         })
         .collect()

@@ -47,6 +47,7 @@ fn request() -> EvalRequest {
         service: "signin".into(),
         wave: "all".into(),
         regions: REGIONS.iter().map(|r| r.to_string()).collect(),
+        baseline: Vec::new(),
         now: Utc::now(),
     }
 }

@@ -47,6 +47,7 @@ fn request(regions: &[&str]) -> EvalRequest {
         service: "signin".into(),
         wave: "all".into(),
         regions: regions.iter().map(|r| r.to_string()).collect(),
+        baseline: Vec::new(),
         now: Utc::now(),
     }
 }

@@ -83,6 +83,7 @@ fn request(regions: &[&str], now: DateTime<Utc>) -> EvalRequest {
         service: "signin".into(),
         wave: "all".into(),
         regions: regions.iter().map(|r| r.to_string()).collect(),
+        baseline: Vec::new(),
         now,
     }
 }

@@ -5,9 +5,12 @@
 //! actuators, HTTP health checks, a fleet of endpoints on 127.0.0.1):
 //! - the canary region, then the main wave two regions at a time;
 //! - br-south's store turns unhealthy once it reaches 50 %, and the region is rolled back, which halts
-//!   the wave; the on-call engineer accepts the rollback and promotes the wave;
+//!   the wave; the demo says what on-call does about it (and how, with the CLI), holds the halt
+//!   long enough to look at it, then accepts the rollback and promotes the wave (unless the
+//!   user's own `meridian promote` did already);
 //! - jp waits for its regulator's approval, which the ministry grants part-way;
-//! - everything else finishes. About a minute and a half (`--fast`: a few seconds).
+//! - everything else finishes. About a minute and a half (`--fast`: a few seconds). The
+//!   dashboard then stays up until Ctrl-C (`--exit`: the demo ends with the rollout).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +48,16 @@ pub struct Args {
     /// Give up after this long.
     #[arg(long, default_value = "5m")]
     pub timeout: meridian_core::Span,
+    /// End when the rollout does (for scripts), instead of keeping the dashboard up until
+    /// Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+}
+
+/// How long the halted wave is left halted before the demo's on-call promotes it: long
+/// enough to open the dashboard and see why.
+fn halt_hold(fast: bool) -> Duration {
+    Duration::from_millis(if fast { 300 } else { 10_000 })
 }
 
 pub fn run(args: &Args) -> i32 {
@@ -188,14 +201,38 @@ async fn demo(args: &Args) -> i32 {
         let main_halted = state.waves.iter().any(|w| w.name == "main" && w.phase == WavePhase::Halted);
         if main_halted && !promoted {
             promoted = true;
-            say(&format!("on-call: {FAILING_REGION} was rolled back; accepting that and promoting wave main"));
-            let command = Command {
-                wave: Some("main".into()),
-                ..Command::plan_wide(CommandKind::Promote, "demo on-call", Utc::now())
-            };
-            if let Err(e) = controller.command("demo", command).await {
-                break Err(format!("promote failed: {e}"));
+            let hold = halt_hold(args.fast);
+            say(&format!(
+                "wave main is halted: {FAILING_REGION}'s store failed its health check and the region was rolled back"
+            ));
+            say(&format!(
+                "on-call now: see why on the dashboard (http://{addr}/) or with `meridian status demo --server \
+                 http://{addr}`"
+            ));
+            say(&format!(
+                "then accept the rollback and let the wave go on: `meridian promote demo --wave main --server \
+                 http://{addr}` (the demo does it in {:.1} s)",
+                hold.as_secs_f64()
+            ));
+            tokio::time::sleep(hold).await;
+            let still_halted = controller
+                .snapshot()
+                .plans
+                .get("demo")
+                .is_some_and(|e| e.state.waves.iter().any(|w| w.name == "main" && w.phase == WavePhase::Halted));
+            if still_halted {
+                say(&format!("on-call: accepting {FAILING_REGION}'s rollback and promoting wave main"));
+                let command = Command {
+                    wave: Some("main".into()),
+                    ..Command::plan_wide(CommandKind::Promote, "demo on-call", Utc::now())
+                };
+                if let Err(e) = controller.command("demo", command).await {
+                    break Err(format!("promote failed: {e}"));
+                }
+            } else {
+                say("your promote went through: wave main goes on without br-south");
             }
+            continue;
         }
         let jp_waits = state
             .unit(GATED_REGION, "signin")
@@ -224,6 +261,13 @@ async fn demo(args: &Args) -> i32 {
             1
         }
     };
+    if code == 0 && !args.exit {
+        say(&format!(
+            "the dashboard stays up on http://{addr}/ (and the API: try `meridian report --plan demo --server \
+             http://{addr}`); Ctrl-C ends the demo (--exit ends it with the rollout)"
+        ));
+        super::run::shutdown_signal().await;
+    }
     running.shutdown();
     api.task.abort();
     let _ = fleet.shutdown().await;

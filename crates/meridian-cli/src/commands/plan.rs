@@ -122,6 +122,9 @@ pub fn run(args: &Args) -> i32 {
             let with_regions = |plan: &Plan, t: &Timeline| {
                 serde_json::to_value(t).map(|mut v| {
                     v["regions"] = regions_json(plan);
+                    // What holds a rollout that does not finish: the roots, and how many
+                    // units wait only on them.
+                    v["blockers"] = json!(meridian_core::blockers::blockers(&t.state));
                     v
                 })
             };
@@ -190,6 +193,18 @@ fn render(plan: &Plan, t: &Timeline) -> String {
     let time = |at: DateTime<Utc>| {
         if with_seconds { at.format("%m-%d %H:%M:%S").to_string() } else { at.format("%m-%d %H:%M").to_string() }
     };
+    let mut blockers = meridian_core::blockers::blockers(&t.state);
+    // The projection's own words for a unit (a missed progress deadline included).
+    for root in &mut blockers.roots {
+        if let Some(text) = t
+            .units
+            .iter()
+            .find(|u| format!("{}/{}", u.region, u.service) == root.unit)
+            .and_then(|u| u.waiting_text.clone())
+        {
+            root.reason = text;
+        }
+    }
     let mut out = String::new();
     out.push_str(&format!("plan {}\n", t.plan));
     out.push_str(&format!("  start    {} UTC\n", t.start.format("%Y-%m-%d %H:%M")));
@@ -199,6 +214,17 @@ fn render(plan: &Plan, t: &Timeline) -> String {
             end.format("%Y-%m-%d %H:%M"),
             Span::from_delta(end - t.start)
         )),
+        None if !blockers.roots.is_empty() => {
+            let first = &blockers.roots[0];
+            let more = match blockers.roots.len() {
+                1 => String::new(),
+                n => format!(" (and {} more, below)", n - 1),
+            };
+            out.push_str(&format!("  finish   never without action: {}: {}{more}\n", first.unit, first.reason));
+            if let Some(hint) = never_hint(&blockers) {
+                out.push_str(&format!("           {hint}\n"));
+            }
+        }
         None => out.push_str(&format!(
             "  finish   not within the projection (ends {} UTC, rollout {})\n",
             t.ended_at.format("%Y-%m-%d %H:%M"),
@@ -273,17 +299,20 @@ fn render(plan: &Plan, t: &Timeline) -> String {
         }
         out.push_str(&crate::output::table(&rows, "  "));
     }
-    let held: Vec<String> = t
-        .units
-        .iter()
-        .filter(|u| u.final_phase != UnitPhase::Enabled)
-        .map(|u| format!("  {}/{}: {}", u.region, u.service, u.waiting_text.as_deref().unwrap_or("not started")))
-        .collect();
-    if !held.is_empty() {
+    // The roots one per unit; what waits only on them, summarised.
+    if !blockers.roots.is_empty() || blockers.downstream > 0 {
         out.push_str("\nheld when the projection ends:\n");
-        for line in held {
-            out.push_str(&line);
-            out.push('\n');
+        for root in &blockers.roots {
+            out.push_str(&format!("  {}: {}\n", root.unit, root.reason));
+        }
+        if blockers.downstream > 0 {
+            let whom = if blockers.roots.is_empty() { "their turn" } else { "these" };
+            out.push_str(&format!(
+                "  {} more unit{} wait{} on {whom} (an earlier wave, a service enabled first, parallelism, a bake)\n",
+                blockers.downstream,
+                if blockers.downstream == 1 { "" } else { "s" },
+                if blockers.downstream == 1 { "s" } else { "" },
+            ));
         }
     }
     let budgets: Vec<String> = t
@@ -301,6 +330,29 @@ fn render(plan: &Plan, t: &Timeline) -> String {
     }
     out.push('\n');
     out
+}
+
+/// What would let a rollout that never finishes go on, from what holds it.
+fn never_hint(blockers: &meridian_core::blockers::Blockers) -> Option<String> {
+    let flags = blockers.flags();
+    if !flags.is_empty() {
+        let grants: Vec<String> = flags.iter().map(|f| format!("--grant {f}")).collect();
+        let whose = if flags.len() == 1 { "its Approval" } else { "their Approvals" };
+        return Some(format!("try {}, or --approvals PATH with {whose}", grants.join(" ")));
+    }
+    let kinds: Vec<&str> = blockers.roots.iter().map(|r| r.kind).collect();
+    if kinds.contains(&"health") {
+        return Some("no health data arrives in a projection: pass --assume-healthy".into());
+    }
+    if kinds.contains(&"halted") || kinds.contains(&"failed") {
+        return Some(
+            "a failed region halted its wave (--fail): a live rollout goes on after `meridian promote`".into(),
+        );
+    }
+    if kinds.contains(&"window") {
+        return Some("no window of the region opens within 8 days: check its windows".into());
+    }
+    None
 }
 
 /// Per region that overrides anything: its effective settings and where each came from.

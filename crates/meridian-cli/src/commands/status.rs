@@ -504,8 +504,8 @@ pub fn plan_table(view: &PlanView, wave: Option<&str>, region: Option<&str>) -> 
         let missing: Vec<String> =
             r.approvals.iter().filter(|a| !a.holds).map(|a| format!("{} ({})", a.flag, a.detail)).collect();
         for u in view.state.units.iter().filter(|u| u.region == r.name) {
-            let mut waiting = match (&u.waiting, u.phase) {
-                (Some(why), _) => why.to_string(),
+            let mut waiting = match (u.waiting_text(), u.phase) {
+                (Some(why), _) => why,
                 // The engine names the first reason; say which approvals are missing too.
                 (None, UnitPhase::Pending | UnitPhase::Blocked) if !missing.is_empty() => missing.join("; "),
                 _ => String::new(),
@@ -543,9 +543,10 @@ fn health(u: &UnitState) -> String {
                     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
                 }
             };
-            match c.value {
-                Some(v) => format!("{} {verdict} ({})", c.name, trim_float(v)),
-                None => format!("{} {verdict}", c.name),
+            match (c.value, &c.baseline) {
+                (Some(v), Some(baseline)) => format!("{} {verdict} ({})", c.name, baseline.compare(v)),
+                (Some(v), None) => format!("{} {verdict} ({})", c.name, trim_float(v)),
+                (None, _) => format!("{} {verdict}", c.name),
             }
         })
         .collect::<Vec<_>>()
@@ -673,5 +674,36 @@ mod tests {
         assert!(lines[3].ends_with("waiting for a to be enabled first"), "{text}");
         assert_eq!(plan_table(&v, None, Some("r2")).lines().count(), 4);
         assert_eq!(plan_table(&v, Some("w1"), None).lines().count(), 4);
+    }
+
+    #[test]
+    fn a_check_judged_against_the_fleet_says_against_what() {
+        use meridian_core::relative::Baseline;
+        use meridian_core::state::CheckState;
+        let v = view(|s| {
+            s.units[0].phase = UnitPhase::Progressing;
+            s.units[0].percent = 10;
+            s.units[0].waiting = Some(meridian_core::WaitReason::Health { checks: vec!["errors".into()] });
+            s.units[0].checks = vec![CheckState {
+                name: "errors".into(),
+                verdict: Some(meridian_core::HealthVerdict::NoData),
+                value: Some(0.002),
+                baseline: Some(Baseline {
+                    kind: meridian_core::manifest::BaselineKind::Median,
+                    regions: vec!["r2".into()],
+                    value: None,
+                    min_regions: 2,
+                    limit: None,
+                }),
+                ..CheckState::default()
+            }];
+        });
+        let text = plan_table(&v, None, Some("r1"));
+        let no_baseline = "0.002 vs no baseline (1 fully enabled region with data: r2; minBaselineRegions 2)";
+        assert!(text.contains(&format!("errors no-data ({no_baseline})")), "{text}");
+        assert!(
+            text.contains(&format!("waiting for fresh healthy data from errors (errors: {no_baseline})")),
+            "{text}"
+        );
     }
 }

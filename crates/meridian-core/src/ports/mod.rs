@@ -55,6 +55,9 @@ pub struct EvalRequest {
     pub wave: String,
     /// The regions to judge: only units under watch. Duplicates are judged once.
     pub regions: Vec<String>,
+    /// The regions fully enabled for the service (`watch::baseline_regions`): what a check's
+    /// `relative` part compares with, read from the same query. Never judged for them.
+    pub baseline: Vec<String>,
     /// The moment of the evaluation: the staleness reference, and the `at` of samples that
     /// carry no value timestamp (`NoData`, `Error`).
     pub now: DateTime<Utc>,

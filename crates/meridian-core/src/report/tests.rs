@@ -60,6 +60,7 @@ fn evidence(value: f64) -> Vec<CheckEvidence> {
         at: None,
         min: None,
         max: Some(0.01),
+        baseline: None,
     }]
 }
 
@@ -259,6 +260,7 @@ fn a_promote_that_accepted_failures_names_who_and_the_failure_its_cause() {
         verdict: HealthVerdict::Unhealthy,
         value: Some(0.5),
         failures: 3,
+        baseline: None,
     };
     log.unit(3, "us", Progressing, Failed, 10, 10, failed);
     log.unit(

@@ -391,6 +391,7 @@ impl<'d> PlanChecker<'d, '_> {
             .collect();
         let approval_policies = self.approval_policies(&spec.approval_policies, &required);
         self.risks(raw, &waves);
+        self.relative_risks(&health, &check_index, &regions, &waves);
 
         if self.errors > 0 {
             return None;
@@ -408,8 +409,8 @@ impl<'d> PlanChecker<'d, '_> {
             on_progress_deadline: spec.on_progress_deadline.unwrap_or_default(),
             actuator,
             approval_policies,
-            region_lookup: HashMap::new(),
-            service_lookup: HashMap::new(),
+            region_lookup: Default::default(),
+            service_lookup: Default::default(),
         };
         plan.index_names();
         Some(plan)
