@@ -88,7 +88,13 @@ pub fn run(args: &Args) -> i32 {
             return crate::exit::FAILED;
         }
     };
-    runtime.block_on(run_async(args))
+    let code = runtime.block_on(run_async(args));
+    // The process exits right after this (main). Dropping the runtime first would shut its
+    // timer down under blocking-pool threads still inside a store call (`Handle::block_on`
+    // with a request in flight, as when a deposed leader exits): they would panic with
+    // "runtime is shutting down" on the way out, a stack trace in the log of a clean exit.
+    std::mem::forget(runtime);
+    code
 }
 
 /// `--identity`, or HOSTNAME-PID (unique per process, as the election needs).
