@@ -94,6 +94,13 @@ fn replica_with(extra: &[&str], namespace: &str, kubeconfig: &Path, identity: &s
         .expect("spawn meridian kube")
 }
 
+/// `GET url` as text, from a test body that blocks its thread (multi-thread runtime).
+fn get_text(url: &str) -> String {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+    })
+}
+
 fn holder(plane: &ControlPlane) -> String {
     holder_in(plane, "default")
 }
@@ -467,13 +474,8 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
     let out = plane.kubectl(&["get", "approval", "go-b-api", "-n", "meridian"], None);
     assert!(!out.status.success() && text(&out).contains("NotFound"), "{}", text(&out));
     let approvals = || -> Vec<serde_json::Value> {
-        let body = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                reqwest::get(format!("{server}/api/v1/approvals")).await.unwrap().text().await.unwrap()
-            })
-        });
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v.as_array().or_else(|| v["approvals"].as_array()).cloned().unwrap_or_default()
+        let v: serde_json::Value = serde_json::from_str(&get_text(&format!("{server}/api/v1/approvals"))).unwrap();
+        v["approvals"].as_array().cloned().unwrap_or_default()
     };
     let revoked = |name: &str| approvals().iter().any(|a| a["name"] == name && !a["revoked"].is_null());
     let go_b = approvals().into_iter().find(|a| a["name"] == "go-b-api");
@@ -649,11 +651,7 @@ async fn one_replica_runs_the_plans_of_every_namespace_with_exactly_the_cluster_
     assert!(notes.contains("plan \"alpha\" runs in namespace \"team-a\", not in \"team-b\""), "{notes}");
     assert_eq!(get("team-a", "alpha", "{.status.phase}"), "complete", "the stray command was applied");
     let server = format!("http://127.0.0.1:{}", port_of("all/only"));
-    let history = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(async {
-            reqwest::get(format!("{server}/api/v1/history?limit=1000")).await.unwrap().text().await.unwrap()
-        })
-    });
+    let history = get_text(&format!("{server}/api/v1/history?limit=1000"));
     assert!(history.contains("command-refused") && history.contains("stray-pause"), "{history}");
 
     // team-b's own approval opens beta.
@@ -785,13 +783,9 @@ async fn end_to_end(k: &Kubectl, namespace: &str, log_dir: &Path) {
     assert!(key.contains("meridian.dev/idempotency-key") && key.contains("e2e-configmap/b/signin/"), "{key}");
     // Every step of each unit is in the audit log, in order: 10, 50, then 100 %.
     let server = format!("http://127.0.0.1:{}", port_of(&format!("{namespace}/e2e")));
-    let audit = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(async {
-            let url = format!("{server}/api/v1/audit?plan=e2e-configmap&limit=1000");
-            reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()
-        })
-    });
-    let records = audit.as_array().or_else(|| audit["records"].as_array()).cloned().unwrap_or_default();
+    let audit: serde_json::Value =
+        serde_json::from_str(&get_text(&format!("{server}/api/v1/audit?plan=e2e-configmap&limit=1000"))).unwrap();
+    let records = audit["records"].as_array().cloned().unwrap_or_default();
     for region in ["a", "b"] {
         let walked: Vec<u64> = records
             .iter()

@@ -119,7 +119,7 @@ impl ApprovalRecord {
     /// nanosecond). The source's confinement is left out: the document's place decides it.
     pub fn to_spec(&self) -> crate::manifest::ApprovalSpec {
         use crate::manifest::{ApprovalScope, ApprovalSpec, Revocation, SignatureSpec};
-        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let time = crate::validate::rfc3339;
         let scope = &self.scope;
         let scoped = !(scope.plans.is_empty() && scope.regions.is_empty() && scope.services.is_empty());
         ApprovalSpec {

@@ -137,7 +137,7 @@ fn new_records(
     last: u64,
 ) -> Result<Vec<AuditRecord>, meridian_core::ports::store::StoreFailure> {
     let after = {
-        let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = crate::store::lock(seen);
         match seen.get(plan).copied() {
             None => {
                 seen.insert(plan.to_string(), last);
@@ -150,7 +150,7 @@ fn new_records(
     let records: Vec<AuditRecord> =
         store.audit(Some(plan), after, FEED_PAGE)?.into_iter().filter(|r| r.seq > after).collect();
     if let Some(newest) = records.iter().map(|r| r.seq).max() {
-        seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(plan.to_string(), newest);
+        crate::store::lock(seen).insert(plan.to_string(), newest);
     }
     Ok(records)
 }

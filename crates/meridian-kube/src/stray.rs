@@ -8,7 +8,8 @@
 //!
 //! Owns finding and refusing them; applying commands is the store's and the engine's.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -21,7 +22,7 @@ use meridian_core::ports::store::{ControllerEvent, StateStore as _};
 use crate::crd::RolloutCommandResource;
 use crate::events::{PlanEvent, PlanEvents};
 use crate::scope::Namespaces;
-use crate::store::KubeStore;
+use crate::store::{KubeStore, lock};
 
 /// How old a stray command gets before it is refused: time for the plan applied with it to
 /// be loaded.
@@ -58,6 +59,9 @@ pub async fn refuse_stray_commands(
 ) {
     let api: Api<RolloutCommandResource> = namespaces.watched_api(&client);
     let mut stream = watcher(api, watcher::Config::default()).boxed();
+    // Commands (by uid) with a refusal pending: one per command, however often the watch
+    // shows it again (an update, a re-list), so a refusal is recorded once.
+    let pending: Arc<Mutex<HashSet<String>>> = Arc::default();
     while let Some(event) = stream.next().await {
         let command = match event {
             Ok(watcher::Event::Apply(c) | watcher::Event::InitApply(c)) => c,
@@ -67,17 +71,22 @@ pub async fn refuse_stray_commands(
         if stray_reason(&namespaces, running, &command).is_none() {
             continue;
         }
+        let uid = command.metadata.uid.clone().unwrap_or_default();
+        if !lock(&pending).insert(uid.clone()) {
+            continue;
+        }
         let age = command
             .metadata
             .creation_timestamp
             .as_ref()
             .map(|t| chrono::Utc::now().timestamp_millis() - t.0.as_millisecond())
             .map_or(Duration::ZERO, |ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
-        let (client, namespaces, control, store, events) =
-            (client.clone(), namespaces.clone(), control.clone(), store.clone(), events.clone());
+        let (client, namespaces, control, store, events, pending) =
+            (client.clone(), namespaces.clone(), control.clone(), store.clone(), events.clone(), pending.clone());
         tokio::spawn(async move {
             tokio::time::sleep(GRACE.saturating_sub(age)).await;
             refuse(&client, &namespaces, control.as_ref(), &store, &events, &command).await;
+            lock(&pending).remove(&uid);
         });
     }
 }

@@ -198,8 +198,7 @@ async fn demo(args: &Args) -> i32 {
             PlanPhase::Aborted => break Err("the rollout was aborted".to_string()),
             _ => {}
         }
-        let main_halted = state.waves.iter().any(|w| w.name == "main" && w.phase == WavePhase::Halted);
-        if main_halted && !promoted {
+        if main_halted(state) && !promoted {
             promoted = true;
             let hold = halt_hold(args.fast);
             say(&format!(
@@ -215,12 +214,7 @@ async fn demo(args: &Args) -> i32 {
                 hold.as_secs_f64()
             ));
             tokio::time::sleep(hold).await;
-            let still_halted = controller
-                .snapshot()
-                .plans
-                .get("demo")
-                .is_some_and(|e| e.state.waves.iter().any(|w| w.name == "main" && w.phase == WavePhase::Halted));
-            if still_halted {
+            if controller.snapshot().plans.get("demo").is_some_and(|e| main_halted(&e.state)) {
                 say(&format!("on-call: accepting {FAILING_REGION}'s rollback and promoting wave main"));
                 let command = Command {
                     wave: Some("main".into()),
@@ -272,6 +266,11 @@ async fn demo(args: &Args) -> i32 {
     api.task.abort();
     let _ = fleet.shutdown().await;
     code
+}
+
+/// Whether the demo's wave main stands halted (by the failed region).
+fn main_halted(state: &meridian_core::PlanState) -> bool {
+    state.waves.iter().any(|w| w.name == "main" && w.phase == WavePhase::Halted)
 }
 
 fn regulator_approval() -> ApprovalRecord {

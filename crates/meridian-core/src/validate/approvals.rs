@@ -16,7 +16,8 @@ use crate::plan::Plan;
 use crate::signing::decode_signature;
 use crate::source::Document;
 
-pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
+/// A time as documents write it: RFC 3339, UTC, as many fractional digits as it has.
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 

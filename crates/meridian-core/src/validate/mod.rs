@@ -23,6 +23,7 @@
 
 mod actuator;
 mod approvals;
+pub(crate) use approvals::rfc3339;
 mod health;
 mod labels;
 mod policies;

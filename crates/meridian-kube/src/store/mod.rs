@@ -120,7 +120,8 @@ fn failure(what: &str, e: impl std::fmt::Display) -> StoreFailure {
     StoreFailure { message: format!("{what}: {e}") }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// The guard of `m`, poisoned or not (a panicked holder leaves plain data behind).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
