@@ -9,6 +9,7 @@
 
 mod approvals;
 mod audit;
+mod bench;
 mod completion;
 mod crash;
 mod dashboard;

@@ -120,6 +120,9 @@ enum Command {
     Whoami(commands::info::WhoamiArgs),
     /// The client's and the server's versions.
     Version(commands::info::VersionArgs),
+    /// Measure the controller: `fleet` runs `meridian run` on a generated fleet of plans.
+    #[command(subcommand)]
+    Bench(commands::bench::Command),
 }
 
 fn main() {
@@ -153,6 +156,7 @@ fn main() {
         Command::History(args) => commands::info::history(args),
         Command::Whoami(args) => commands::info::whoami(args),
         Command::Version(args) => commands::info::version(args),
+        Command::Bench(command) => commands::bench::run(command),
     };
     std::process::exit(code);
 }

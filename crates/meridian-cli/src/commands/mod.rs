@@ -3,6 +3,7 @@
 pub mod approval;
 pub mod approve;
 pub mod audit;
+pub mod bench;
 pub mod completion;
 pub mod control;
 pub mod crds;
