@@ -32,12 +32,20 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     /// Every write fails while set: a full disk, a read-only file, for tests.
     failing: std::sync::atomic::AtomicBool,
+    /// How often each plan's pending commands were read: once per decision of the plan.
+    command_reads: Mutex<BTreeMap<String, usize>>,
 }
 
 impl MemoryStore {
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> StoreResult<T>) -> StoreResult<T> {
         let mut inner = self.inner.lock().map_err(|_| StoreFailure { message: "memory store poisoned".into() })?;
         f(&mut inner)
+    }
+
+    /// How often the pending commands of `plan` were read: the run loop does so once per
+    /// decision of the plan, so tests count decisions with it.
+    pub fn command_reads(&self, plan: &str) -> usize {
+        self.command_reads.lock().map_or(0, |reads| reads.get(plan).copied().unwrap_or(0))
     }
 
     /// While `on`, every write fails (reads still work), as on a full disk.
@@ -157,6 +165,9 @@ impl StateStore for MemoryStore {
     }
 
     fn pending_commands(&self, plan: &str) -> StoreResult<Vec<QueuedCommand>> {
+        if let Ok(mut reads) = self.command_reads.lock() {
+            *reads.entry(plan.to_string()).or_default() += 1;
+        }
         self.write(|i| {
             Ok(i.commands.iter().filter(|(p, _, done)| p == plan && !done).map(|(_, c, _)| c.clone()).collect())
         })

@@ -1252,3 +1252,72 @@ async fn an_approval_a_unit_depends_on_is_announced_once_when_it_enters_the_warn
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_plan_something_happened_to_is_decided_and_matching_read_backs_wake_nothing() {
+    let plan = |name: &str| {
+        format!(
+            "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: {name}}}
+spec:
+  services: [{{name: signin}}]
+  regions: [{{name: {name}-r}}]
+  waves: [{{name: one, regions: [{name}-r], bake: 1h}}]
+  steps: [50, 100]
+  stepBake: 1h
+"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), plan("a")).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), plan("b")).unwrap();
+    // The clock stands still: no bake ends, so nothing is due but what the test causes.
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z").unwrap().with_timezone(&Utc);
+    let clock = Arc::new(meridian_controller::runtime::ManualClock::new(t0));
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let adapters =
+        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: clock.clone() };
+    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
+    settings.readback_interval = Duration::from_millis(50);
+    settings.config_poll = Duration::from_secs(3600);
+    let running = start(settings, adapters).await.expect("start");
+    let c = running.controller.clone();
+    let settled = |name: &str| {
+        let snapshot = c.snapshot();
+        let entry = &snapshot.plans[name];
+        entry.wake_at.is_some_and(|w| w > clock.now())
+            && entry.state.units[0]
+                .waiting
+                .as_ref()
+                .is_some_and(|w| matches!(w, meridian_core::WaitReason::StepBake { .. }))
+    };
+    wait_for("both plans baking their first step", Duration::from_secs(10), || {
+        settled("a") && settled("b") && store.open_intents().unwrap().is_empty()
+    })
+    .await;
+    // A minute on (read-backs count only when taken after a unit's last move); the bakes
+    // still have 59 minutes to go.
+    clock.advance(chrono::TimeDelta::minutes(1));
+    let (a_before, b_before) = (store.command_reads("a"), store.command_reads("b"));
+
+    // Both targets are read back every 50 ms and serve what they should. Then someone changes
+    // b's traffic by hand: its read-back is news, b is decided and the drift undone.
+    fleet.traffic.lock().unwrap().insert(("b-r".into(), "signin".into()), 100);
+    wait_for("b's drift undone", Duration::from_secs(10), || {
+        fleet.traffic.lock().unwrap().get(&("b-r".into(), "signin".into())) == Some(&50)
+            && store.open_intents().unwrap().is_empty()
+            && store.command_reads("b") >= b_before + 2
+    })
+    .await;
+    // Many read-back rounds of a came and went meanwhile, each matching: a was not decided
+    // once, and nothing else woke it either.
+    assert_eq!(store.command_reads("a"), a_before, "a was decided without anything new for it");
+    let audit = c.audit(Some("b"), 0, 100).await.unwrap();
+    assert!(
+        audit.iter().any(|r| matches!(r.event, meridian_core::AuditEvent::Drift { expected: 50, observed: 100 })),
+        "{audit:?}"
+    );
+    running.shutdown();
+}

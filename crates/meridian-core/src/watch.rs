@@ -88,6 +88,14 @@ pub fn reading_counts(unit: &UnitState, read_at: DateTime<Utc>, busy: bool) -> b
     unit.since.is_none_or(|since| since < read_at) && !busy
 }
 
+/// Is a read-back of `unit` showing `percent` news for the engine? Only when it differs from
+/// what the unit is meant to serve, or while the unit holds a drift that it would clear: a
+/// reading that matches, with nothing held, changes no decision, so the shell need not wake
+/// the engine for it.
+pub fn reading_matters(unit: &UnitState, percent: u32) -> bool {
+    percent != unit.percent || unit.drift.is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
@@ -103,6 +111,17 @@ mod tests {
         let plan = bundle.plans.into_iter().next().unwrap();
         let state = PlanState::new(&plan);
         (plan, state)
+    }
+
+    #[test]
+    fn a_reading_matters_when_it_differs_or_a_drift_is_held() {
+        let (_, mut state) = mk_state();
+        let u = &mut state.units[0];
+        u.percent = 50;
+        assert!(!reading_matters(u, 50), "serves what it should: nothing to decide");
+        assert!(reading_matters(u, 0), "drift");
+        u.drift = Some(70);
+        assert!(reading_matters(u, 50), "a held drift that a matching reading clears");
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Controller {
             };
             plans.insert(
                 plan.name.clone(),
-                PlanRun { plan: plan.clone(), state: plan_state, wake_at: Some(now), updated_at: now },
+                PlanRun { plan: plan.clone(), state: plan_state, wake_at: Some(now), warn_at: None, updated_at: now },
             );
         }
         // Plans removed from the files keep their stored state; nothing is deleted.

@@ -18,8 +18,9 @@ fn is_signature_code(code: &str) -> bool {
 impl Controller {
     pub(super) async fn decision_loop(self: Arc<Self>, mut state: LoopState, mut rx: mpsc::UnboundedReceiver<Event>) {
         loop {
-            // Nothing due: sleep until an event, however long that is (idle is idle).
-            let wake = state.plans.values().filter_map(|p| p.wake_at).chain(state.warn_at).min();
+            // Nothing due: sleep until an event or the next plan's timer, however long that is
+            // (idle is idle).
+            let wake = state.plans.values().filter_map(PlanRun::next_timer).min();
             let timer = async {
                 match wake {
                     Some(at) => self.adapters.clock.sleep_until(at).await,
@@ -36,52 +37,113 @@ impl Controller {
             while let Ok(event) = rx.try_recv() {
                 self.absorb(&mut state, event).await;
             }
-            let names: Vec<String> = state.plans.keys().cloned().collect();
-            state.warn_at = None; // each plan's decision says when its next warning is due
-            for name in names {
-                if let Err(e) = self.decide_plan(&mut state, &name).await {
-                    self.store_write_failed("decide", &e);
-                    let failed = self.failed_commits.fetch_add(1, Ordering::SeqCst) + 1;
-                    if failed >= self.settings.max_failed_commits {
-                        log(
-                            Level::Error,
-                            "store",
-                            &format!(
-                                "state store: {failed} decisions in a row failed to commit (last: {e}); stopping, since a \
-                             controller that cannot record its decisions must not act; fix the state store \
-                             (disk space, permissions, damage) and start again"
-                            ),
-                        );
+            // Only the plans something happened to, or whose timer is due: by the engine's
+            // contract, deciding any other again changes nothing.
+            let now = self.now();
+            let mut names = std::mem::take(&mut state.due);
+            if std::mem::take(&mut state.all_due) {
+                names.extend(state.plans.keys().cloned());
+            } else {
+                names.extend(
+                    state
+                        .plans
+                        .iter()
+                        .filter(|(_, run)| run.next_timer().is_some_and(|at| at <= now))
+                        .map(|(name, _)| name.clone()),
+                );
+            }
+            if names.is_empty() {
+                continue;
+            }
+            let store = self.store();
+            let approvals = match blocking(move || store.approvals()).await {
+                Ok(approvals) => approvals,
+                Err(e) => {
+                    if self.decision_failed(&mut state, names, &e).await {
                         return;
                     }
-                    // Retry soon from what the store holds: the in-memory state was not advanced,
-                    // and a store shared with other writers (the Kubernetes one, after a leader
-                    // change) may hold a newer decision to decide from again.
-                    let store = self.store();
-                    let plan = name.clone();
-                    if let Ok(Some(stored)) = blocking(move || store.load_state(&plan)).await
-                        && let Some(run) = state.plans.get_mut(&name)
-                    {
-                        run.state = stored;
-                    }
-                    if let Some(run) = state.plans.get_mut(&name) {
-                        run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
+                    continue;
+                }
+            };
+            self.announce_expiries(&mut state.expired, &approvals, now);
+            let mut changed = false;
+            for name in names {
+                match self.decide_plan(&mut state, &name, &approvals).await {
+                    Ok(c) => changed |= c,
+                    Err(e) => {
+                        if self.decision_failed(&mut state, vec![name].into_iter().collect(), &e).await {
+                            return;
+                        }
                     }
                 }
+            }
+            // Published once per pass, after every commit of it: a pass over many plans does not
+            // copy the world once per plan. An approval granted or revoked with no effect on any
+            // unit (a paused or complete plan) still shows up in the API at once.
+            if changed || self.snapshot().approvals != approvals {
+                self.publish_with_approvals(&state, None, Some(approvals)).await;
             }
         }
     }
 
+    /// A pass that could not read or commit for `names`: logged and counted; they are retried
+    /// in a second from what the store holds. `true` once too many failed in a row: the loop
+    /// stops, and with it the process.
+    async fn decision_failed(
+        &self,
+        state: &mut LoopState,
+        names: std::collections::BTreeSet<String>,
+        e: &StoreFailure,
+    ) -> bool {
+        self.store_write_failed("decide", e);
+        let failed = self.failed_commits.fetch_add(1, Ordering::SeqCst) + 1;
+        if failed >= self.settings.max_failed_commits {
+            log(
+                Level::Error,
+                "store",
+                &format!(
+                    "state store: {failed} decisions in a row failed to commit (last: {e}); stopping, since a \
+                     controller that cannot record its decisions must not act; fix the state store \
+                     (disk space, permissions, damage) and start again"
+                ),
+            );
+            return true;
+        }
+        for name in names {
+            // Retry soon from what the store holds: the in-memory state was not advanced, and a
+            // store shared with other writers (the Kubernetes one, after a leader change) may
+            // hold a newer decision to decide from again.
+            let store = self.store();
+            let plan = name.clone();
+            if let Ok(Some(stored)) = blocking(move || store.load_state(&plan)).await
+                && let Some(run) = state.plans.get_mut(&name)
+            {
+                run.state = stored;
+            }
+            if let Some(run) = state.plans.get_mut(&name) {
+                run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
+            }
+        }
+        false
+    }
+
     pub(super) async fn absorb(&self, state: &mut LoopState, event: Event) {
         match event {
-            Event::Kick => {}
+            Event::Kick => state.all_due = true,
             Event::Health { plan, samples, faults } => {
                 self.metrics.observe_samples(&plan, &samples);
                 self.report_faults(&plan, &faults);
+                state.due.insert(plan.clone());
                 state.samples.entry(plan).or_default().extend(samples);
             }
-            Event::Readings { plan, readings } => state.readings.entry(plan).or_default().extend(readings),
-            Event::Confirmed { plan, confirmation } => state.confirmations.entry(plan).or_default().push(confirmation),
+            Event::Readings { plan, readings } => {
+                state.due.insert(plan.clone());
+                state.readings.entry(plan).or_default().extend(readings);
+            }
+            Event::Confirmed { plan, confirmation } => {
+                state.due.insert(plan.clone());
+                state.confirmations.entry(plan).or_default().push(confirmation);
+            }
             Event::Config(config) => {
                 let generation = config.generation;
                 let vanished =
@@ -91,6 +153,7 @@ impl Controller {
                 }
                 match self.apply_config(state, config).await {
                     Ok(()) => {
+                        state.all_due = true;
                         self.metrics.config_reloads.with_label_values(&["applied"]).inc();
                         self.record_event("config-applied", "config", serde_json::json!({ "generation": generation }));
                         self.publish(state, None).await;
@@ -127,22 +190,26 @@ impl Controller {
         self.publish(state, Some(rejected)).await;
     }
 
-    /// Decide one plan, commit the decision, publish it, and start its actuations.
-    pub(super) async fn decide_plan(self: &Arc<Self>, state: &mut LoopState, name: &str) -> Result<(), StoreFailure> {
+    /// Decide one plan, commit the decision and start its actuations; `true` when the state
+    /// changed (the caller publishes once per pass).
+    pub(super) async fn decide_plan(
+        self: &Arc<Self>,
+        state: &mut LoopState,
+        name: &str,
+        approvals: &[ApprovalRecord],
+    ) -> Result<bool, StoreFailure> {
         // Observed when this returns, committed or not: decide and commit together.
         let _timer = self.metrics.decision_duration.with_label_values(&[] as &[&str]).start_timer();
         let store = self.store();
         let plan_name = name.to_string();
-        let (approvals, commands, unconfirmed) = blocking(move || {
-            let approvals = store.approvals()?;
+        let (commands, unconfirmed) = blocking(move || {
             let commands = store.pending_commands(&plan_name)?;
             let unconfirmed = store.unconfirmed(&plan_name)?;
-            Ok::<_, StoreFailure>((approvals, commands, unconfirmed))
+            Ok::<_, StoreFailure>((commands, unconfirmed))
         })
         .await?;
         let now = self.now();
-        self.announce_expiries(&mut state.expired, &approvals, now);
-        let Some(run) = state.plans.get_mut(name) else { return Ok(()) };
+        let Some(run) = state.plans.get_mut(name) else { return Ok(false) };
         let samples = state.samples.remove(name).unwrap_or_default();
         let confirmations = state.confirmations.remove(name).unwrap_or_default();
         let inflight: Vec<Target> = self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default();
@@ -159,7 +226,7 @@ impl Controller {
             .collect();
         let command_list: Vec<Command> = commands.iter().map(|c| c.command.clone()).collect();
         let obs = Observations {
-            approvals: &approvals,
+            approvals,
             health: &samples,
             traffic: &readings,
             commands: &command_list,
@@ -167,17 +234,11 @@ impl Controller {
             confirmations: &confirmations,
         };
         let decision = decide(&run.plan, run.state.clone(), &obs, now);
-        let next_warning = self.announce_expiring(&mut state.expiring, &run.plan, &decision.state, &approvals, now);
-        state.warn_at = state.warn_at.into_iter().chain(next_warning).min();
+        run.warn_at = self.announce_expiring(&mut state.expiring, &run.plan, &decision.state, approvals, now);
         let changed = decision.state != run.state || !decision.audit.is_empty() || !commands.is_empty();
         run.wake_at = decision.wake_at;
         if !changed {
-            // An approval granted or revoked with no effect on any unit (a paused or
-            // complete plan) must still show up in the API at once.
-            if self.snapshot().approvals != approvals {
-                self.publish_with_approvals(state, None, Some(approvals)).await;
-            }
-            return Ok(());
+            return Ok(false);
         }
         let store = self.store();
         let (plan_name, new_state, audit, actions) =
@@ -200,8 +261,7 @@ impl Controller {
         for intent in intents {
             self.dispatch(intent);
         }
-        self.publish_with_approvals(state, None, Some(approvals)).await;
-        Ok(())
+        Ok(true)
     }
 
     pub(super) async fn publish(&self, state: &LoopState, rejected: Option<RejectedEdit>) {
@@ -252,6 +312,7 @@ impl Controller {
         if let Ok(mut s) = self.snapshot.write() {
             *s = Arc::new(snapshot);
         }
+        self.published.send_replace(());
     }
 
     /// Every health fault is counted by plan, check and kind; each distinct one is logged once.

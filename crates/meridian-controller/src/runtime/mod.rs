@@ -208,6 +208,9 @@ pub struct Controller {
     /// Targets with an actuation worker running; `true` = new intents arrived meanwhile.
     inflight: Mutex<HashMap<Target, bool>>,
     plans: RwLock<BTreeMap<String, Arc<Plan>>>,
+    /// Ticks at every publication of the snapshot: what waits for the state to change (the
+    /// health poller with nothing under watch) sleeps on it instead of polling.
+    published: tokio::sync::watch::Sender<()>,
     /// Serialises API grants, so two requests for one name cannot both pass the check.
     grants: Arc<Mutex<()>>,
     /// Where plans and approvals come from (files, or Kubernetes resources).
@@ -279,6 +282,7 @@ pub async fn start_with(
         reported_faults: Mutex::new(std::collections::HashSet::new()),
         inflight: Mutex::new(HashMap::new()),
         plans: RwLock::new(BTreeMap::new()),
+        published: tokio::sync::watch::Sender::new(()),
         grants: Arc::new(Mutex::new(())),
         source,
     });
@@ -298,7 +302,8 @@ pub async fn start_with(
         plans: BTreeMap::new(),
         expired,
         expiring,
-        warn_at: None,
+        due: std::collections::BTreeSet::new(),
+        all_due: false,
         samples: HashMap::new(),
         readings: HashMap::new(),
         confirmations: HashMap::new(),
@@ -345,8 +350,12 @@ struct LoopState {
     expired: std::collections::HashSet<String>,
     /// Approvals whose coming expiry has been announced (seeded from the store too).
     expiring: std::collections::HashSet<String>,
-    /// When the next approval enters the expiry warning window: the loop wakes then.
-    warn_at: Option<DateTime<Utc>>,
+    /// Plans the next pass decides because something new arrived for them (health, a
+    /// read-back, a confirmation); the others are decided when their timer is due.
+    due: std::collections::BTreeSet<String>,
+    /// The next pass decides every plan: a command, an approval or a configuration may touch
+    /// any of them.
+    all_due: bool,
     samples: HashMap<String, Vec<HealthSample>>,
     readings: HashMap<String, Vec<(TrafficReading, DateTime<Utc>)>>,
     confirmations: HashMap<String, Vec<Confirmation>>,
@@ -357,7 +366,17 @@ struct PlanRun {
     plan: Arc<Plan>,
     state: PlanState,
     wake_at: Option<DateTime<Utc>>,
+    /// When the next approval it depends on enters the expiry warning window.
+    warn_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+}
+
+impl PlanRun {
+    /// When time alone may change this plan's decision (its engine's `wake_at`) or an
+    /// approval it depends on is to be announced as expiring.
+    fn next_timer(&self) -> Option<DateTime<Utc>> {
+        self.wake_at.into_iter().chain(self.warn_at).min()
+    }
 }
 
 impl Controller {

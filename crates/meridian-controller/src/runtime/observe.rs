@@ -5,13 +5,18 @@
 use super::*;
 
 impl Controller {
-    /// Evaluate every plan's checks on its interval, for the units under watch.
+    /// Evaluate every plan's checks on its interval, for the units under watch. A plan with
+    /// nothing under watch costs nothing until a new snapshot is published.
     pub(super) async fn health_loop(self: Arc<Self>) {
         let mut next: HashMap<String, tokio::time::Instant> = HashMap::new();
+        let mut published = self.published.subscribe();
         loop {
+            published.borrow_and_update();
             let snapshot = self.snapshot();
             let now_instant = tokio::time::Instant::now();
-            let mut soonest = now_instant + Duration::from_secs(1);
+            let now = self.now();
+            let mut soonest: Option<tokio::time::Instant> = None;
+            next.retain(|name, _| snapshot.plans.contains_key(name));
             for (name, entry) in &snapshot.plans {
                 if entry.plan.health.checks.is_empty() {
                     continue;
@@ -19,15 +24,18 @@ impl Controller {
                 let interval = Duration::from_millis(entry.plan.health.interval.as_millis().max(100));
                 let due = *next.get(name).unwrap_or(&now_instant);
                 if due > now_instant {
-                    soonest = soonest.min(due);
+                    soonest = soonest.into_iter().chain([due]).min();
                     continue;
                 }
-                next.insert(name.clone(), now_instant + interval);
-                soonest = soonest.min(now_instant + interval);
-                let requests = meridian_core::watch::health_requests(&entry.plan, &entry.state, self.now());
+                let requests = meridian_core::watch::health_requests(&entry.plan, &entry.state, now);
                 if requests.is_empty() {
+                    // What is under watch depends on the state alone: nothing until it changes.
+                    next.remove(name);
                     continue;
                 }
+                let due = now_instant + interval;
+                next.insert(name.clone(), due);
+                soonest = soonest.into_iter().chain([due]).min();
                 // At most one evaluation per plan in flight: a slow source is not piled onto.
                 let free = self.health_inflight.lock().is_ok_and(|mut busy| busy.insert(name.clone()));
                 if !free {
@@ -56,23 +64,48 @@ impl Controller {
                     }
                 });
             }
-            tokio::time::sleep_until(soonest).await;
+            let timer = async {
+                match soonest {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = timer => {}
+                changed = published.changed() => if changed.is_err() { return },
+            }
         }
     }
 
-    /// Read back the traffic of units that should serve some, to detect drift.
+    /// Read back the traffic of units Meridian moved, to detect drift: each plan once per
+    /// interval, the plans spread evenly over it (not all at once). Only readings that may
+    /// change a decision (`watch::reading_matters`) wake the decision loop, so a fleet that
+    /// serves what it should costs a read per unit and nothing more.
     pub(super) async fn readback_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.settings.readback_interval);
-        tick.tick().await;
+        let interval = self.settings.readback_interval;
+        let mut round = tokio::time::Instant::now() + interval;
         loop {
-            tick.tick().await;
-            let snapshot = self.snapshot();
-            for (name, entry) in &snapshot.plans {
+            tokio::time::sleep_until(round).await;
+            let names: Vec<String> = self
+                .snapshot()
+                .plans
+                .iter()
+                .filter(|(_, e)| meridian_core::watch::readback_units(&e.state).next().is_some())
+                .map(|(name, _)| name.clone())
+                .collect();
+            let gap = interval / u32::try_from(names.len().max(1)).unwrap_or(u32::MAX);
+            for (k, name) in names.iter().enumerate() {
+                tokio::time::sleep_until(round + gap * u32::try_from(k).unwrap_or(u32::MAX)).await;
+                // The state as published now, not at the start of the round.
+                let snapshot = self.snapshot();
+                let Some(entry) = snapshot.plans.get(name) else { continue };
                 let mut readings = Vec::new();
                 for u in meridian_core::watch::readback_units(&entry.state) {
                     let target = Target { plan: name.clone(), region: u.region.clone(), service: u.service.clone() };
                     let read_at = self.now();
-                    if let Ok(Some(percent)) = self.adapters.actuator.read_traffic(&entry.plan, &target).await {
+                    if let Ok(Some(percent)) = self.adapters.actuator.read_traffic(&entry.plan, &target).await
+                        && meridian_core::watch::reading_matters(u, percent)
+                    {
                         readings.push((
                             TrafficReading { region: u.region.clone(), service: u.service.clone(), percent },
                             read_at,
@@ -83,6 +116,8 @@ impl Controller {
                     let _ = self.events.send(Event::Readings { plan: name.clone(), readings });
                 }
             }
+            // A round that took longer than the interval (slow targets) starts the next at once.
+            round = (round + interval).max(tokio::time::Instant::now());
         }
     }
 }
