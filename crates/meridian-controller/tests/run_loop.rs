@@ -1321,3 +1321,61 @@ spec:
     );
     running.shutdown();
 }
+
+/// Records the plan and `now` of every evaluation, and answers healthy.
+#[derive(Default)]
+struct RecordingHealth {
+    fleet: FakeFleet,
+    asked: Mutex<Vec<(String, chrono::DateTime<Utc>)>>,
+}
+
+impl HealthSource for RecordingHealth {
+    fn evaluate<'a>(&'a self, plan: &'a Plan, req: &'a EvalRequest) -> BoxFuture<'a, Evaluation> {
+        self.asked.lock().unwrap().push((plan.name.clone(), req.now));
+        self.fleet.evaluate(plan, req)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_with_one_health_interval_are_evaluated_at_the_same_ticks_with_the_same_now() {
+    let plan = |name: &str| {
+        format!(
+            "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: {name}}}
+spec:
+  services: [{{name: signin}}]
+  regions: [{{name: r}}]
+  waves: [{{name: one, regions: [r]}}]
+  steps: [50, 100]
+  stepBake: 1h
+  health:
+    interval: 100ms
+    checks: [{{name: errors, prometheus: {{query: 'x'}}, max: 0.01}}]
+"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), plan("a")).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), plan("b")).unwrap();
+    let health = Arc::new(RecordingHealth::default());
+    let fleet = Arc::new(FakeFleet::default());
+    let adapters = Adapters {
+        store: Arc::new(MemoryStore::default()),
+        health: health.clone(),
+        actuator: fleet.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let running = start(Settings::new(vec![dir.path().to_path_buf()]), adapters).await.expect("start");
+    let nows = |plan: &str| -> std::collections::BTreeSet<chrono::DateTime<Utc>> {
+        health.asked.lock().unwrap().iter().filter(|(p, _)| p == plan).map(|(_, at)| *at).collect()
+    };
+    // Both plans bake their first step for an hour, under watch: evaluated every 100 ms. The
+    // ticks they share carry one `now`, so a health source can tell identical questions apart
+    // from merely similar ones and send each once.
+    wait_for("five ticks shared by both plans", Duration::from_secs(20), || {
+        nows("a").intersection(&nows("b")).count() >= 5
+    })
+    .await;
+    running.shutdown();
+}

@@ -6,12 +6,19 @@
 //! vector becomes one reading per region (one series: its value; none: no data; two or
 //! more: ambiguous, an error). It never collapses a vector into one number and never picks
 //! one of several series. Judging is `judge`'s job.
+//!
+//! Identical questions are asked once: the same rendered query to the same server for plans
+//! with the same health interval, evaluated at the same `now` (the controller evaluates every
+//! plan due at one tick with that tick's time), share one request and its answer. A query
+//! common to many plans (an error rate by service) costs one request per tick, not one per plan.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::future::join;
+use futures_util::FutureExt;
+use futures_util::future::{Shared, join};
 use meridian_core::plan::{CheckSource, Plan};
 use meridian_core::ports::BoxFuture;
 use reqwest::{StatusCode, Url};
@@ -77,6 +84,10 @@ pub enum PrometheusError {
     Malformed { series: String, reason: String },
     #[error("{count} series for region {region:?} ({}); make the query return one series per region", series.join(", "))]
     Ambiguous { region: String, count: usize, series: Vec<String> },
+    /// The failure of a query shared with identical ones ([`PrometheusSource`]): each asker
+    /// gets it as if it had sent the query itself.
+    #[error(transparent)]
+    Shared(Arc<PrometheusError>),
 }
 
 impl PrometheusError {
@@ -94,6 +105,7 @@ impl PrometheusError {
             PrometheusError::MissingRegionLabel { .. } => "missing_region_label",
             PrometheusError::Malformed { .. } => "malformed",
             PrometheusError::Ambiguous { .. } => "ambiguous",
+            PrometheusError::Shared(e) => e.metric_label(),
         }
     }
 }
@@ -273,17 +285,69 @@ fn series_of(raw: RawSample) -> Result<Series, PrometheusError> {
 pub struct PrometheusSource {
     client: reqwest::Client,
     config: PrometheusConfig,
+    /// Answers shared between identical queries (clones of the source share them too).
+    shared: Arc<SharedQueries>,
+}
+
+/// What makes two queries the same question: the query endpoint, the rendered PromQL, the
+/// plan's health interval and the evaluation's `now`. The controller evaluates every plan due
+/// at one tick with that tick's `now`, so one error-rate query shared by many plans is sent
+/// once per tick; a caller with its own `now` for each evaluation shares nothing.
+type QueryKey = (Url, String, Duration, DateTime<Utc>);
+
+type SharedAnswer = Shared<BoxFuture<'static, Result<Arc<Vec<Series>>, Arc<PrometheusError>>>>;
+
+/// Identical queries asked together are sent once: those asked while it is in flight wait
+/// for its answer, those asked after it get the same answer, failures included.
+#[derive(Default)]
+struct SharedQueries {
+    answers: Mutex<HashMap<QueryKey, SharedAnswer>>,
+}
+
+impl std::fmt::Debug for SharedQueries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.answers.lock().map_or(0, |a| a.len());
+        f.debug_struct("SharedQueries").field("answers", &count).finish()
+    }
 }
 
 impl PrometheusSource {
     pub fn new(config: PrometheusConfig) -> Result<Self, PrometheusError> {
         let client = fetch::client(config.timeout).map_err(|source| PrometheusError::Fetch { source })?;
-        Ok(PrometheusSource { client, config })
+        Ok(PrometheusSource { client, config, shared: Arc::default() })
     }
 
     /// Share a client (its pool) with other adapters; `config.timeout` still bounds each query.
     pub fn with_client(client: reqwest::Client, config: PrometheusConfig) -> Self {
-        PrometheusSource { client, config }
+        PrometheusSource { client, config, shared: Arc::default() }
+    }
+
+    /// [`Self::query_by_region`], sent once for identical questions (see [`QueryKey`]).
+    async fn shared_query_by_region(
+        &self,
+        server: &Url,
+        query: &str,
+        plan: &Plan,
+        now: DateTime<Utc>,
+    ) -> Result<RegionSplit, PrometheusError> {
+        let interval = Duration::from_millis(plan.health.interval.as_millis());
+        let key: QueryKey = (server.clone(), query.to_string(), interval, now);
+        let answer = {
+            let mut answers = self.shared.answers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Older ticks are done with: nothing asks about them again.
+            answers.retain(|(_, _, every, at), _| *at + TimeDelta::from_std(*every).unwrap_or(TimeDelta::MAX) >= now);
+            answers
+                .entry(key)
+                .or_insert_with(|| {
+                    let (me, server, query) = (self.clone(), server.clone(), query.to_string());
+                    async move { me.query(&server, &query).await.map(Arc::new).map_err(Arc::new) }.boxed().shared()
+                })
+                .clone()
+        };
+        match answer.await {
+            Ok(series) => RegionSplit::new(series.as_ref().clone(), &plan.health.region_label),
+            Err(e) => Err(PrometheusError::Shared(e)),
+        }
     }
 
     pub fn config(&self) -> &PrometheusConfig {
@@ -352,7 +416,7 @@ impl PrometheusSource {
         let split = match self.server_for(&c.name, url) {
             Ok(server) => {
                 let query = template::promql(query, &query_vars(plan, request));
-                self.query_by_region(&server, &query, &plan.health.region_label).await
+                self.shared_query_by_region(&server, &query, plan, request.now).await
             }
             Err(e) => Err(e),
         };
@@ -375,7 +439,7 @@ impl PrometheusSource {
         let main = async {
             let server = self.server_for(&c.name, server.as_ref())?;
             let query = template::promql(query, &query_vars(plan, request));
-            self.query_by_region(&server, &query, &plan.health.region_label).await
+            self.shared_query_by_region(&server, &query, plan, request.now).await
         };
         // A relative check reads its baseline regions from the same two answers: no extra query.
         let extra = if c.relative.is_some() { baseline_only(plan, request, regions) } else { Vec::new() };

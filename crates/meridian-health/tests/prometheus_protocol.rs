@@ -145,7 +145,7 @@ async fn server_errors_and_foreign_bodies_fail_closed() {
 
     let api = ScriptedApi::start(502, "<html>bad gateway</html>").await;
     let labels = expect_all(&source(api.url()), Error, "answered 502 Bad Gateway: <html>bad gateway</html>").await;
-    assert_eq!(labels, ["http_5xx", "http_5xx"]);
+    assert_eq!(labels, ["http_5xx"]);
 
     let api = ScriptedApi::start(200, "<html>sign in</html>").await;
     expect_all(&source(api.url()), Error, "not its json api").await;
@@ -184,4 +184,71 @@ async fn a_check_without_a_server_is_an_error() {
 fn the_default_timeout_is_ten_seconds() {
     assert_eq!(PrometheusConfig::default().timeout, Duration::from_secs(10));
     assert_eq!(meridian_health::HttpSourceConfig::default().timeout, Duration::from_secs(10));
+}
+
+/// A plan named `name` whose error-rate query does not mention the plan (so many plans render
+/// it alike), evaluated every `interval`.
+fn shared_query_plan(name: &str, interval: &str, query: &str) -> Plan {
+    plan(&format!(
+        r#"
+apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{ name: {name} }}
+spec:
+  services: [{{ name: signin }}]
+  regions: [{{ name: us-east, timezone: UTC }}, {{ name: jp, timezone: UTC }}]
+  waves: [{{ name: all, regions: [us-east, jp] }}]
+  health:
+    interval: {interval}
+    checks:
+      - name: error-rate
+        prometheus: {{ query: '{query}' }}
+        max: 0.01
+"#
+    ))
+}
+
+#[tokio::test]
+async fn identical_queries_of_one_tick_are_sent_once_and_each_plan_gets_the_answer() {
+    let api = ScriptedApi::start(200, vector(&[("us-east", "0.001"), ("jp", "0.5")])).await;
+    let source = source(api.url());
+    let shared = r#"max by (region) (errors{service="{{service}}"})"#;
+    let plans: Vec<Plan> = (0..5).map(|i| shared_query_plan(&format!("p{i}"), "30s", shared)).collect();
+    let tick = request(&["us-east", "jp"]);
+    // Five plans at one tick, all at once: one request, every plan judged from its answer.
+    let evals = futures_util::future::join_all(plans.iter().map(|p| source.evaluate(p, &tick))).await;
+    assert_eq!(api.queries(), [r#"max by (region) (errors{service="signin"})"#]);
+    for eval in &evals {
+        assert_eq!(verdicts(&eval.samples).values().copied().collect::<Vec<_>>(), [Unhealthy, Healthy]);
+    }
+    // Another plan of the same tick, after the answer came: still the one request.
+    source.evaluate(&shared_query_plan("late", "30s", shared), &tick).await;
+    assert_eq!(api.queries().len(), 1);
+
+    // A different question each: the next tick, another interval, another rendered query.
+    let mut next = tick.clone();
+    next.now += chrono::TimeDelta::seconds(30);
+    source.evaluate(&plans[0], &next).await;
+    source.evaluate(&shared_query_plan("fast", "10s", shared), &tick).await;
+    let own = r#"max by (region) (errors{service="{{service}}",plan="{{plan}}"})"#;
+    source.evaluate(&shared_query_plan("own", "30s", own), &tick).await;
+    assert_eq!(api.queries().len(), 4, "{:?}", api.queries());
+}
+
+#[tokio::test]
+async fn a_failed_shared_query_fails_every_plan_that_asked_it() {
+    let api = ScriptedApi::start(503, "overloaded").await;
+    let source = source(api.url());
+    let shared = r#"max by (region) (errors{service="{{service}}"})"#;
+    let tick = request(&["us-east", "jp"]);
+    let (a, b) = futures_util::future::join(
+        source.evaluate(&shared_query_plan("a", "30s", shared), &tick),
+        source.evaluate(&shared_query_plan("b", "30s", shared), &tick),
+    )
+    .await;
+    assert_eq!(api.queries().len(), 1);
+    for eval in [a, b] {
+        assert!(eval.samples.iter().all(|s| s.verdict == Error), "{:?}", eval.samples);
+        assert_eq!(eval.errors.iter().map(|e| e.metric_label()).collect::<Vec<_>>(), ["http_5xx"]);
+    }
 }

@@ -7,9 +7,15 @@ use super::*;
 impl Controller {
     /// Evaluate every plan's checks on its interval, for the units under watch. A plan with
     /// nothing under watch costs nothing until a new snapshot is published.
+    ///
+    /// Plans with the same interval are evaluated at the same ticks (multiples of the interval
+    /// since the loop started; a plan's first evaluation is at once, the next at the first
+    /// tick at least half an interval later), all with the tick's `now`: a health source sends
+    /// a query that many plans render alike once per tick.
     pub(super) async fn health_loop(self: Arc<Self>) {
         let mut next: HashMap<String, tokio::time::Instant> = HashMap::new();
         let mut published = self.published.subscribe();
+        let origin = tokio::time::Instant::now();
         loop {
             published.borrow_and_update();
             let snapshot = self.snapshot();
@@ -33,7 +39,11 @@ impl Controller {
                     next.remove(name);
                     continue;
                 }
-                let due = now_instant + interval;
+                // The first tick at least half an interval away: consecutive evaluations (which
+                // `failureLimit` counts) stay about an interval apart.
+                let elapsed = now_instant - origin + interval / 2;
+                let ticks = elapsed.as_nanos() / interval.as_nanos().max(1) + 1;
+                let due = origin + interval * u32::try_from(ticks).unwrap_or(u32::MAX);
                 next.insert(name.clone(), due);
                 soonest = soonest.into_iter().chain([due]).min();
                 // At most one evaluation per plan in flight: a slow source is not piled onto.
