@@ -69,6 +69,9 @@ struct FileWatch {
     events: mpsc::UnboundedReceiver<()>,
     /// What the files were when last loaded or looked at.
     last_seen: LastSeen,
+    /// Names, sizes and modification times of the files at the last poll: a poll that finds
+    /// them unchanged reads nothing.
+    polled: Option<u64>,
 }
 
 impl FileSource {
@@ -76,7 +79,12 @@ impl FileSource {
     pub fn new(paths: Vec<PathBuf>, poll: Duration) -> Self {
         let canonical = paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
         let events = spawn_fs_watch(&paths);
-        FileSource { paths, canonical, poll, watch: Mutex::new(FileWatch { events, last_seen: LastSeen::default() }) }
+        FileSource {
+            paths,
+            canonical,
+            poll,
+            watch: Mutex::new(FileWatch { events, last_seen: LastSeen::default(), polled: None }),
+        }
     }
 }
 
@@ -97,7 +105,15 @@ impl ConfigSource for FileSource {
             let mut watch = self.watch.lock().await;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(self.poll) => {}
+                    _ = tokio::time::sleep(self.poll) => {
+                        // The safety net: read the files only when a name, size or time changed.
+                        let paths = self.paths.clone();
+                        let stat = tokio::task::spawn_blocking(move || stat_signature(&paths)).await.ok().flatten();
+                        if stat.is_some() && stat == watch.polled {
+                            continue;
+                        }
+                        watch.polled = stat;
+                    }
                     Some(()) = watch.events.recv() => {
                         // Let a burst of writes (an editor's save) settle.
                         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -138,7 +154,7 @@ fn spawn_fs_watch(paths: &[PathBuf]) -> mpsc::UnboundedReceiver<()> {
             use notify::{RecursiveMode, Watcher};
             let sender = tx.clone();
             let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if res.is_ok() {
+                if res.is_ok_and(|event| is_change(&event.kind)) {
                     let _ = sender.send(());
                 }
             });
@@ -153,6 +169,30 @@ fn spawn_fs_watch(paths: &[PathBuf]) -> mpsc::UnboundedReceiver<()> {
         })
         .ok();
     rx
+}
+
+/// Does a file event say something may have changed? Opening and reading a file does not:
+/// the watcher's own reads (and the poll's) must not wake it again, or a large configuration
+/// is read over and over while nothing changes.
+fn is_change(kind: &notify::EventKind) -> bool {
+    !matches!(kind, notify::EventKind::Access(_))
+}
+
+/// A hash of the names, sizes and modification times of the files under `paths`; `None` when
+/// one cannot be read (the full read then reports it).
+fn stat_signature(paths: &[PathBuf]) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut names = Vec::new();
+    for path in paths {
+        collect(path, true, &mut names).ok()?;
+    }
+    names.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for name in names {
+        let meta = fs::metadata(&name).ok()?;
+        (name, meta.len(), meta.modified().ok()).hash(&mut h);
+    }
+    Some(h.finish())
 }
 
 /// The fingerprint of what is on disk now, to skip reloads when nothing changed.
@@ -237,5 +277,33 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_a_file_is_no_change_writing_or_removing_one_is() {
+        use notify::event::{AccessKind, CreateKind, ModifyKind, RemoveKind};
+        assert!(!is_change(&notify::EventKind::Access(AccessKind::Any)));
+        assert!(is_change(&notify::EventKind::Modify(ModifyKind::Any)));
+        assert!(is_change(&notify::EventKind::Create(CreateKind::File)));
+        assert!(is_change(&notify::EventKind::Remove(RemoveKind::File)));
+    }
+
+    #[test]
+    fn the_stat_signature_changes_with_a_file_added_or_grown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "a").unwrap();
+        let paths = vec![dir.path().to_path_buf()];
+        let first = stat_signature(&paths).unwrap();
+        assert_eq!(stat_signature(&paths), Some(first));
+        std::fs::write(dir.path().join("a.yaml"), "ab").unwrap();
+        let grown = stat_signature(&paths).unwrap();
+        assert_ne!(grown, first);
+        std::fs::write(dir.path().join("b.yaml"), "b").unwrap();
+        assert_ne!(stat_signature(&paths), Some(grown));
     }
 }
