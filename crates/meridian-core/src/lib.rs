@@ -29,6 +29,7 @@ pub mod audit;
 pub mod blockers;
 pub mod chain;
 pub mod command;
+pub mod dependency;
 pub mod diagnostics;
 pub mod duration;
 pub mod endpoint;
