@@ -281,3 +281,42 @@ fn a_unit_without_health_data_is_flagged_past_its_progress_deadline() {
     assert_eq!(record["at"], "2026-11-30T13:20:00Z");
     assert_eq!(record["event"]["fromPercent"], record["event"]["toPercent"]);
 }
+
+#[test]
+fn plans_that_depend_on_plans_are_projected_together_in_order() {
+    let dir = "tests/fixtures/plan/dependent";
+    let out = meridian(&["plan", dir, "--start", START, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = |name: &str| v.as_array().unwrap().iter().find(|p| p["plan"] == name).unwrap().clone();
+    let wave = |p: &serde_json::Value, name: &str| {
+        p["waves"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap().clone()
+    };
+    let (signin, store) = (plan("signin-restore"), plan("store-restore"));
+    // store's canary starts when signin's canary completes (after its 30m bake), its second
+    // wave when the whole of signin does; not at the start, where nothing holds it otherwise.
+    assert_eq!(wave(&signin, "canary")["completedAt"], "2026-11-30T13:50:00Z");
+    assert_eq!(wave(&store, "canary")["startedAt"], "2026-11-30T13:50:00Z");
+    assert_eq!(signin["finishedAt"], "2026-11-30T14:10:00Z");
+    assert_eq!(wave(&store, "rest")["startedAt"], "2026-11-30T14:10:00Z");
+    assert_eq!(store["finishedAt"], "2026-11-30T14:30:00Z");
+    // Asked for alone, store is still projected with the plan it waits for.
+    let out = meridian(&["plan", dir, "--plan", "store-restore", "--start", START]);
+    let text = stdout(&out);
+    assert!(!text.contains("plan signin-restore\n"), "only the plan asked for is shown:\n{text}");
+    assert!(text.contains("finish   2026-11-30 14:30 UTC (1h30m after start)"), "{text}");
+    assert!(
+        text.contains(
+            "wave canary (maxParallel 1, bake 0s, after plan signin-restore wave canary): 11-30 13:50 -> 11-30 14:10"
+        ),
+        "{text}"
+    );
+    // Read without the plan it waits for, store is refused with a located error.
+    let out = meridian(&["plan", "tests/fixtures/plan/dependent/store.yaml", "--start", START]);
+    assert_eq!(out.status.code(), Some(1), "an unknown plan is a validation error");
+    assert!(
+        stderr(&out).contains("store.yaml:11:26: error: plan store-restore wave canary depends on plan \"signin-restore\", which is not defined"),
+        "{}",
+        stderr(&out)
+    );
+}

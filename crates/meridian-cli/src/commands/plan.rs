@@ -8,7 +8,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::duration::Span;
 use meridian_core::plan::{EffectiveSettings, Origin};
-use meridian_core::simulate::{SimFailure, SimOptions, Timeline, simulate};
+use meridian_core::simulate::{SimFailure, SimOptions, Timeline, simulate_together};
 use meridian_core::{Cause, Plan, UnitPhase};
 use serde_json::{Value, json};
 
@@ -108,15 +108,32 @@ pub fn run(args: &Args) -> i32 {
             eprintln!("meridian plan: plan {} has no health checks, so --fail cannot fail its regions", p.name);
         }
     }
+    // The plans these wait for (`dependsOn`, transitively) are projected with them, on one
+    // clock, so a dependent wave starts when its dependency would complete.
+    let mut projected: Vec<&Plan> = plans.clone();
+    let mut k = 0;
+    while let Some(p) = projected.get(k).copied() {
+        for name in p.dependency_plans() {
+            if let Some(dep) = bundle.plan(name)
+                && !projected.iter().any(|q| q.name == dep.name)
+            {
+                projected.push(dep);
+            }
+        }
+        k += 1;
+    }
     // A simulated grant is unsigned and from one grantor: for its flag, the policy is taken as met.
-    let timelines: Vec<Timeline> = plans
+    let projected: Vec<Plan> = projected
         .iter()
         .map(|p| {
             let mut p = (*p).clone();
             p.approval_policies.retain(|policy| !granted.contains(&policy.flag));
-            simulate(&p, &approvals, &opts)
+            p
         })
         .collect();
+    let mut timelines: Vec<Timeline> = simulate_together(&projected.iter().collect::<Vec<_>>(), &approvals, &opts);
+    // Only the plans asked for are shown (the first ones projected).
+    timelines.truncate(plans.len());
     match args.format {
         Format::Json => {
             let with_regions = |plan: &Plan, t: &Timeline| {
@@ -239,6 +256,9 @@ fn render(plan: &Plan, t: &Timeline) -> String {
         "no data (pass --assume-healthy to project a healthy rollout)"
     };
     out.push_str(&format!("  health   {health}\n"));
+    if !plan.depends_on.is_empty() {
+        out.push_str(&format!("  after    {} (dependsOn, projected together)\n", dependencies(&plan.depends_on)));
+    }
     for f in &t.failures {
         out.push_str(&format!("  failing  {} from {} (--fail)\n", f.region, time(f.from)));
     }
@@ -263,6 +283,9 @@ fn render(plan: &Plan, t: &Timeline) -> String {
         };
         if let Some(b) = wave.max_failures {
             approvals.push_str(&format!(", maxFailures {b}"));
+        }
+        if !wave.depends_on.is_empty() {
+            approvals.push_str(&format!(", after {}", dependencies(&wave.depends_on)));
         }
         out.push_str(&format!(
             "\nwave {} (maxParallel {}, bake {}{approvals}): {span}\n",
@@ -332,6 +355,18 @@ fn render(plan: &Plan, t: &Timeline) -> String {
     out
 }
 
+/// `plan a wave canary, plan b` for `dependsOn` entries.
+fn dependencies(deps: &[meridian_core::plan::PlanDependency]) -> String {
+    let named: Vec<String> = deps
+        .iter()
+        .map(|d| match &d.wave {
+            Some(w) => format!("plan {} wave {w}", d.plan),
+            None => format!("plan {}", d.plan),
+        })
+        .collect();
+    named.join(", ")
+}
+
 /// What would let a rollout that never finishes go on, from what holds it.
 fn never_hint(blockers: &meridian_core::blockers::Blockers) -> Option<String> {
     let flags = blockers.flags();
@@ -351,6 +386,9 @@ fn never_hint(blockers: &meridian_core::blockers::Blockers) -> Option<String> {
     }
     if kinds.contains(&"window") {
         return Some("no window of the region opens within 8 days: check its windows".into());
+    }
+    if kinds.contains(&"plan") {
+        return Some("a plan it depends on does not get that far: see that plan's projection".into());
     }
     None
 }
