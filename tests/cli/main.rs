@@ -13,6 +13,7 @@ mod completion;
 mod crash;
 mod dashboard;
 mod demo;
+mod dependent;
 mod image;
 mod kube;
 mod log;
