@@ -82,7 +82,8 @@ pub struct RolloutPlanSpec {
     pub on_budget_exceeded: Option<OnBudgetExceeded>,
     /// How long a (region, service) may go without progress (a step, enabled) while it waits
     /// for nothing expected (an approval, a window, a freeze, a dependency, parallelism, a
-    /// pause, an earlier wave), e.g. health data that never arrives. Default: no deadline.
+    /// pause, an earlier wave, another plan), e.g. health data that never arrives. Default: no
+    /// deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
     pub progress_deadline: Option<String>,
