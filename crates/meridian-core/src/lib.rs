@@ -8,7 +8,8 @@
 //!    (signing: canonical content, Ed25519 verify;  │
 //!     approval::Judged counts them per policy)     │
 //!     observations (approvals, health samples,     v
-//!     read-backs, commands) + state + now ──> engine::decide ──> state, actions, audit, wake_at
+//!     read-backs, commands, the other plans'
+//!     progress: dependency) + state + now ──> engine::decide ──> state, actions, audit, wake_at
 //!                                                  │
 //!                                          simulate (the engine on a virtual clock: `meridian plan`)
 //!
