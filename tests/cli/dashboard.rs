@@ -26,7 +26,7 @@ spec:
   stepBake: 1h
 ";
 
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
         if Path::new(candidate).exists() {
             return PathBuf::from(candidate);
@@ -73,7 +73,7 @@ pub(crate) fn dump_dom(url: &str) -> String {
     std::fs::read_to_string(out.path()).unwrap()
 }
 
-fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+pub(crate) fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
@@ -210,6 +210,11 @@ spec:
         }
         let jp = s.units.iter_mut().find(|u| u.region == "jp").unwrap();
         jp.waiting = Some(meridian_core::WaitReason::Health { checks: vec!["error-rate".into()] });
+        let eu = s.units.iter_mut().find(|u| u.region == "eu-central").unwrap();
+        eu.checks[0].verdict = Some(HealthVerdict::Unhealthy);
+        eu.checks[0].value = Some(0.2);
+        eu.checks[0].at = Some(chrono::Utc::now());
+        let jp = s.units.iter_mut().find(|u| u.region == "jp").unwrap();
         jp.checks[0].verdict = Some(HealthVerdict::Unhealthy);
         jp.checks[0].value = Some(0.031);
         jp.checks[0].baseline = Some(Baseline {
@@ -223,7 +228,7 @@ spec:
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = meridian_api::router(control, meridian_api::Auth::disabled(), meridian_api::Limits::default());
+    let router = meridian_api::router(control.clone(), meridian_api::Auth::disabled(), meridian_api::Limits::default());
     runtime.spawn(meridian_api::serve(listener, router, None, std::future::pending()));
 
     let dom = dump_dom(&format!("{base}/"));
@@ -232,4 +237,23 @@ spec:
     assert!(dom.contains(&format!(r#"data-check="error-rate" title="">error-rate unhealthy ({compared})"#)), "{dom}");
     assert!(dom.contains(&format!("waiting for fresh healthy data from error-rate (error-rate: {compared})")), "{dom}");
     assert!(dom.contains("at most 2 × the median of ≥ 2 fully enabled regions"), "{dom}");
+    // An absolute limit: the value against it.
+    assert!(dom.contains(r#"data-check="error-rate" title="">error-rate unhealthy (0.2 &gt; max 0.1)"#), "{dom}");
+
+    // The API carries the latest value only; the page keeps those it saw, one per evaluation.
+    let mut b = crate::browser::Browser::start();
+    b.navigate(&format!("{base}/"));
+    b.wait_for("document.body.dataset.ready === 'true'", Duration::from_secs(20));
+    control.update("fleet", |s| {
+        let eu = s.units.iter_mut().find(|u| u.region == "eu-central").unwrap();
+        eu.checks[0].verdict = Some(HealthVerdict::Healthy);
+        eu.checks[0].value = Some(0.05);
+        eu.checks[0].at = Some(chrono::Utc::now() + chrono::TimeDelta::seconds(1));
+    });
+    // The page's 5 s refresh picks it up.
+    let cell = r#"document.querySelector('[data-unit="eu-central/signin"]').innerText"#;
+    b.wait_for(
+        &format!("{cell}.includes('error-rate healthy (0.05 ≤ max 0.1) recent: 0.2 → 0.05')"),
+        Duration::from_secs(20),
+    );
 }

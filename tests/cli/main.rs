@@ -9,9 +9,11 @@
 
 mod approvals;
 mod audit;
+mod browser;
 mod completion;
 mod crash;
 mod dashboard;
+mod dashboard_act;
 mod demo;
 mod image;
 mod kube;
