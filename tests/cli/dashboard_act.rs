@@ -300,3 +300,67 @@ fn triage_at_60_regions_an_approver_grants_from_the_page_and_a_rejected_edit_is_
     b.eval("window.scrollTo(0, 0)");
     b.screenshot("rejected-edit");
 }
+
+fn post(base: &str, path: &str, body: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{base}{path}"))
+            .bearer_auth(OPERATOR)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "POST {path}: {status}");
+}
+
+#[test]
+fn failures_stand_out_in_the_transitions_which_page_back_and_the_keyboard_focus_is_visible() {
+    let (dir, config, state) = crate::dashboard::setup();
+    let tokens = tokens(dir.path());
+    let run = spawn_run(&config, &state, &["--tokens", tokens.to_str().unwrap()]).expect("meridian run starts");
+    let base = run.base.clone();
+    wait_api(&base, "/api/v1/plans/restore", "us-east at 1 %", |d| unit(d, "us-east", "signin")["percent"] == 1);
+    // More than two pages of transitions, then a failure: us-east aborted and rolled back.
+    for _ in 0..12 {
+        post(&base, "/api/v1/plans/restore/pause", r#"{"region": "us-east"}"#);
+        post(&base, "/api/v1/plans/restore/resume", r#"{"region": "us-east"}"#);
+    }
+    post(&base, "/api/v1/plans/restore/abort", r#"{"region": "us-east"}"#);
+    let detail = wait_api(&base, "/api/v1/plans/restore", "us-east rolled back", |d| {
+        unit(d, "us-east", "signin")["phase"] == "rolled-back"
+    });
+    let records = detail["state"]["auditSeq"].as_u64().unwrap();
+    assert!(records > 60, "{records} records");
+
+    let mut b = Browser::start();
+    b.navigate(&format!("{base}/"));
+    b.wait_for("document.getElementById('token-form').style.display === 'block'", T);
+    // The keyboard reaches the header's button first, and its focus is outlined.
+    b.eval("document.activeElement.blur()");
+    b.press("Tab");
+    assert_eq!(b.eval("document.activeElement.id"), "token-button");
+    assert_eq!(b.eval("getComputedStyle(document.activeElement).outlineStyle"), "solid");
+    sign_in(&mut b, VIEWER);
+    b.wait_for(&format!("document.querySelector('#audit li[data-seq=\"{records}\"]')"), T);
+    assert_eq!(count(&mut b, "#audit li"), 30);
+    let failure = text(&mut b, "#audit li.failure");
+    assert!(failure.starts_with("✗ #"), "{failure}");
+    assert!(failure.contains("us-east/signin: progressing -> rolled-back"), "{failure}");
+    b.screenshot("transitions");
+    // Older pages, 30 at a time, down to the first record.
+    b.click("#older");
+    b.wait_for("document.querySelectorAll('#audit li').length === 60", T);
+    while b.eval("document.getElementById('older').hidden") != Value::Bool(true) {
+        b.click("#older");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(count(&mut b, "#audit li"), records);
+    assert_eq!(b.eval("document.querySelector('#audit li:last-child').dataset.seq"), "1");
+    let seqs = b.eval("[...document.querySelectorAll('#audit li')].map((li) => Number(li.dataset.seq))");
+    let seqs: Vec<u64> = seqs.as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=records).rev().collect::<Vec<_>>());
+}
