@@ -172,6 +172,27 @@ fn a_viewer_sees_no_buttons_and_an_operator_promotes_and_pauses_from_the_page() 
         T,
     );
     b.screenshot("operator");
+
+    // A freeze of one region asks for its reason; its unfreeze button then appears there.
+    b.click("button[data-action=\"freeze\"][data-scope=\"region:us-east\"]");
+    b.wait_for("document.getElementById('confirm').open", T);
+    assert_eq!(text(&mut b, "#confirm-title"), "Freeze region us-east of plan restore?");
+    b.click("#f-reason");
+    b.type_text("carrier maintenance");
+    b.click("#confirm-ok");
+    let detail =
+        wait_api(&base, "/api/v1/plans/restore", "the freeze", |d| d["state"]["freezes"][0]["region"] == "us-east");
+    let freeze = &detail["state"]["freezes"][0];
+    assert_eq!(freeze["reason"], "carrier maintenance");
+    assert_eq!(freeze["by"], "oncall");
+    let name = freeze["name"].as_str().unwrap();
+    let unfreeze = "button[data-action=\"unfreeze\"][data-scope=\"region:us-east\"]";
+    b.wait_for(&format!("document.querySelector('{unfreeze}')"), T);
+    assert_eq!(text(&mut b, unfreeze), format!("unfreeze {name}"));
+    b.click(unfreeze);
+    b.wait_for("document.getElementById('confirm').open", T);
+    b.click("#confirm-ok");
+    wait_api(&base, "/api/v1/plans/restore", "the unfreeze", |d| d["state"]["freezes"].is_null());
 }
 
 /// 60 regions: a canary wave of 5 (one of them waiting for its regulator) and 55 pending.
