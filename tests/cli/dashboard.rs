@@ -176,6 +176,7 @@ fn an_approval_a_unit_depends_on_that_expires_soon_is_called_out() {
 /// router over the fake control plane (the state is set, not rolled out) on 127.0.0.1.
 #[test]
 fn a_relative_check_shows_the_baseline_and_the_regions_it_came_from() {
+    use chrono::DurationRound;
     use meridian_core::HealthVerdict;
     use meridian_core::manifest::BaselineKind;
     use meridian_core::relative::Baseline;
@@ -188,7 +189,7 @@ spec:
   services: [{name: signin}]
   regions:
     - {name: us-east, noData: ignore}
-    - {name: eu-west, noData: ignore}
+    - {name: eu-west, noData: ignore, timezone: Europe/Paris}
     - {name: eu-central}
     - {name: jp}
   waves:
@@ -203,6 +204,8 @@ spec:
   actuator: {log: {}}
 "#,
     );
+    let opens =
+        (chrono::Utc::now() + chrono::TimeDelta::minutes(150)).duration_round(chrono::TimeDelta::minutes(1)).unwrap();
     control.update("fleet", |s| {
         for u in &mut s.units {
             (u.phase, u.percent) =
@@ -210,6 +213,8 @@ spec:
         }
         let jp = s.units.iter_mut().find(|u| u.region == "jp").unwrap();
         jp.waiting = Some(meridian_core::WaitReason::Health { checks: vec!["error-rate".into()] });
+        let west = s.units.iter_mut().find(|u| u.region == "eu-west").unwrap();
+        west.waiting = Some(meridian_core::WaitReason::Window { opens_at: Some(opens) });
         let eu = s.units.iter_mut().find(|u| u.region == "eu-central").unwrap();
         eu.checks[0].verdict = Some(HealthVerdict::Unhealthy);
         eu.checks[0].value = Some(0.2);
@@ -239,6 +244,12 @@ spec:
     assert!(dom.contains("at most 2 × the median of ≥ 2 fully enabled regions"), "{dom}");
     // An absolute limit: the value against it.
     assert!(dom.contains(r#"data-check="error-rate" title="">error-rate unhealthy (0.2 &gt; max 0.1)"#), "{dom}");
+    // A wait with an end: the API's words in the page's time format, and a countdown with
+    // the region's local time.
+    let shown = opens.format("%Y-%m-%d %H:%M UTC");
+    assert!(dom.contains(&format!("outside its windows; next opens {shown}")), "{dom}");
+    assert!(dom.contains("window opens in 2h "), "{dom}");
+    assert!(dom.contains(" Europe/Paris)"), "{dom}");
 
     // The API carries the latest value only; the page keeps those it saw, one per evaluation.
     let mut b = crate::browser::Browser::start();
