@@ -375,6 +375,16 @@ fn failures_stand_out_in_the_transitions_which_page_back_and_the_keyboard_focus_
     assert!(failure.starts_with("✗ #"), "{failure}");
     assert!(failure.contains("us-east/signin: progressing -> rolled-back"), "{failure}");
     b.screenshot("transitions");
+    // A wave folds from the keyboard, and the focus stays on its toggle through redraws.
+    let toggle = "button[data-wave-toggle=\"canary\"]";
+    b.eval(&format!("document.querySelector('{toggle}').focus()"));
+    b.press("Enter");
+    b.wait_for(&format!("document.querySelector('{toggle}').getAttribute('aria-expanded') === 'false'"), T);
+    b.eval("document.querySelector('#plan section').dataset.old = 'yes'");
+    b.wait_for("!document.querySelector('#plan section[data-old]')", T);
+    assert_eq!(b.eval("document.activeElement.dataset.waveToggle"), "canary");
+    assert_eq!(b.eval("getComputedStyle(document.activeElement).outlineStyle"), "solid");
+    assert!(visible_regions(&mut b).is_empty());
     // Older pages, 30 at a time, down to the first record.
     b.click("#older");
     b.wait_for("document.querySelectorAll('#audit li').length === 60", T);
