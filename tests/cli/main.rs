@@ -17,6 +17,7 @@ mod image;
 mod kube;
 mod log;
 mod monitoring;
+mod notify;
 mod outcomes;
 mod plan;
 mod prometheus;
