@@ -19,6 +19,7 @@ mod log;
 mod monitoring;
 mod notify;
 mod outcomes;
+mod output;
 mod plan;
 mod prometheus;
 mod regional;
