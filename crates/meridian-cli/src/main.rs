@@ -6,6 +6,7 @@
 )]
 
 mod client;
+mod client_config;
 mod commands;
 mod confirm;
 mod output;

@@ -121,16 +121,16 @@ fn source(server: &str, scope: &str) -> String {
 
 fn report(source: &str, outcome: &Result<ChainHead, ChainBreak>, output: Format) -> i32 {
     match output {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let value = match outcome {
                 Ok(head) => json!({ "source": source, "intact": true, "head": head, "anchor": head.to_string() }),
                 Err(broken) => {
                     json!({ "source": source, "intact": false, "break": broken, "message": broken.to_string() })
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            crate::output::data(output, &value);
         }
-        Format::Text => match outcome {
+        Format::Text | Format::Wide => match outcome {
             Ok(head) => {
                 println!("audit chain intact: {} records in {source}", head.entries);
                 println!("head: {head}");
