@@ -30,3 +30,4 @@ mod run;
 mod signed;
 mod support;
 mod validate;
+mod watch;
