@@ -9,16 +9,20 @@
 
 mod approvals;
 mod audit;
+mod browser;
 mod completion;
 mod crash;
 mod dashboard;
+mod dashboard_act;
 mod demo;
 mod dependent;
 mod image;
 mod kube;
 mod log;
 mod monitoring;
+mod notify;
 mod outcomes;
+mod output;
 mod plan;
 mod prometheus;
 mod regional;
@@ -27,3 +31,4 @@ mod run;
 mod signed;
 mod support;
 mod validate;
+mod watch;

@@ -1,4 +1,16 @@
-//! Plain-text output shared by the commands.
+//! Output shared by the commands: text tables, and data as JSON or YAML (`-o json|yaml`).
+
+use crate::commands::Format;
+
+/// Print `value` as `format` asks for data: pretty JSON (also the fallback for a text format)
+/// or YAML.
+pub fn data(format: Format, value: &impl serde::Serialize) {
+    let text = match format {
+        Format::Yaml => serde_yaml::to_string(value).unwrap_or_default(),
+        _ => serde_json::to_string_pretty(value).map(|t| t + "\n").unwrap_or_default(),
+    };
+    print!("{text}");
+}
 
 /// Left-aligned columns, two spaces apart, each line indented by `indent`, no trailing spaces.
 pub fn table(rows: &[Vec<String>], indent: &str) -> String {

@@ -40,6 +40,7 @@ pub mod freeze;
 pub mod health;
 pub mod manifest;
 pub mod metric_selector;
+pub mod notify;
 pub mod outcome;
 pub mod plan;
 pub mod ports;

@@ -31,6 +31,7 @@ async fn controller(
         health: Arc::new(meridian_controller::nohealth::Unreadable { reason: "no checks".into() }),
         actuator: fleet,
         clock: Arc::new(meridian_controller::runtime::SystemClock),
+        notifier: Arc::new(meridian_controller::runtime::NoNotifier),
     };
     let source = Arc::new(meridian_kube::KubeSource::new(client, "default"));
     let running = meridian_controller::runtime::start_with(

@@ -10,6 +10,7 @@ use chrono::Utc;
 use meridian_core::CommandKind;
 use serde_json::{Value, json};
 
+use super::Format;
 use crate::client::{self, Client, ServerArgs, exit, segment};
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +24,9 @@ pub struct Args {
     /// Only this region.
     #[arg(long)]
     pub region: Option<String>,
+    /// `text`, or the server's answer as `json` or `yaml`.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -79,6 +83,10 @@ async fn run_async(kind: CommandKind, args: &Args) -> i32 {
     };
     let path = format!("/plans/{}/{name}", segment(&args.plan));
     match client.post::<Value>(&path, scope.as_ref()).await {
+        Ok(answer) if !args.format.is_text() => {
+            crate::output::data(args.format, &answer);
+            exit::OK
+        }
         Ok(answer) => {
             let by = answer["command"]["by"].as_str().unwrap_or("?");
             let scope = match (&args.wave, &args.region) {
@@ -117,6 +125,9 @@ pub struct FreezeArgs {
     /// replaces that freeze.
     #[arg(long)]
     pub name: Option<String>,
+    /// `text`, or the server's answer as `json` or `yaml`.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -129,6 +140,9 @@ pub struct UnfreezeArgs {
     /// The run-time freeze to lift (default: every one).
     #[arg(long)]
     pub name: Option<String>,
+    /// `text`, or the server's answer as `json` or `yaml`.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -169,6 +183,10 @@ async fn freeze_async(args: &FreezeArgs) -> i32 {
     };
     let path = format!("/plans/{}/freeze", segment(&args.plan));
     match client.post::<Value>(&path, Some(&body)).await {
+        Ok(answer) if !args.format.is_text() => {
+            crate::output::data(args.format, &answer);
+            exit::OK
+        }
         Ok(answer) => {
             let c = &answer["command"];
             let scope = match (c["wave"].as_str(), c["region"].as_str()) {
@@ -207,6 +225,10 @@ async fn unfreeze_async(args: &UnfreezeArgs) -> i32 {
     let body = args.name.as_ref().map(|n| json!({ "name": n }));
     let path = format!("/plans/{}/unfreeze", segment(&args.plan));
     match client.post::<Value>(&path, body.as_ref()).await {
+        Ok(answer) if !args.format.is_text() => {
+            crate::output::data(args.format, &answer);
+            exit::OK
+        }
         Ok(answer) => {
             let what = match &args.name {
                 Some(n) => format!("freeze {n}"),
@@ -237,7 +259,8 @@ mod tests {
             wave: None,
             region: Some("jp".into()),
             name: None,
-            server: ServerArgs { server: String::new(), token: None, token_file: None, ca_cert: None },
+            format: Format::Text,
+            server: ServerArgs { server: None, token: None, token_file: None, ca_cert: None },
         }
     }
 

@@ -135,7 +135,7 @@ pub fn run(args: &Args) -> i32 {
     // Only the plans asked for are shown (the first ones projected).
     timelines.truncate(plans.len());
     match args.format {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let with_regions = |plan: &Plan, t: &Timeline| {
                 serde_json::to_value(t).map(|mut v| {
                     v["regions"] = regions_json(plan);
@@ -155,9 +155,9 @@ pub fn run(args: &Args) -> i32 {
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::from)
             };
-            println!("{}", value.and_then(|v| serde_json::to_string_pretty(&v)).unwrap_or_default());
+            crate::output::data(args.format, &value.unwrap_or_default());
         }
-        Format::Text => {
+        Format::Text | Format::Wide => {
             for (plan, timeline) in plans.iter().zip(&timelines) {
                 print!("{}", render(plan, timeline));
             }

@@ -209,6 +209,13 @@ impl Controller {
             blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids, at)).await?;
         self.failed_commits.store(0, Ordering::SeqCst);
         self.problems.clear(key::STORE);
+        if !decision.audit.is_empty() {
+            let notices =
+                meridian_core::notify::decision_notices(&run.plan, &run.state, &decision.state, &decision.audit, now);
+            if !notices.is_empty() {
+                self.adapters.notifier.notify(notices);
+            }
+        }
         run.state = decision.state;
         run.updated_at = now;
         self.metrics.observe_audit(&decision.audit);
@@ -243,6 +250,12 @@ impl Controller {
             }
         };
         let previous = self.snapshot();
+        // Grants and revocations since the last view (none at the first: that is a start).
+        let before = (previous.config.generation > 0).then_some(previous.approvals.as_slice());
+        let notices = meridian_core::notify::approval_notices(before, &approvals, self.now());
+        if !notices.is_empty() {
+            self.adapters.notifier.notify(notices);
+        }
         let config = state.config.as_ref();
         let snapshot = Snapshot {
             plans: state
