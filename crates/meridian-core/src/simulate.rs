@@ -121,9 +121,19 @@ pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) ->
     timelines.remove(0)
 }
 
+/// Run `plan` on from `state` (a live rollout's, `meridian plan --from-server`) at
+/// `opts.start`: units enabled stay so, units mid-step go on from their `since` and bake
+/// times, and the timeline keeps what the state says was enabled or completed before.
+pub fn simulate_from(plan: &Plan, state: PlanState, approvals: &[ApprovalRecord], opts: &SimOptions) -> Timeline {
+    let mut timelines = simulate_together_from(&[plan], vec![state], approvals, opts);
+    timelines.remove(0)
+}
+
 /// One plan of a simulation.
 struct SimRun<'p> {
     plan: &'p Plan,
+    /// Where it started: what was enabled or completed before `opts.start`.
+    initial: PlanState,
     state: PlanState,
     audit: Vec<AuditRecord>,
     decisions: usize,
@@ -142,11 +152,28 @@ struct SimRun<'p> {
 /// decided, and, when one depends on another, decided again at once while a decision
 /// completes a wave or a plan. A plan whose dependency is not among `plans` waits for it.
 pub fn simulate_together(plans: &[&Plan], approvals: &[ApprovalRecord], opts: &SimOptions) -> Vec<Timeline> {
+    simulate_together_from(plans, plans.iter().map(|p| PlanState::new(p)).collect(), approvals, opts)
+}
+
+/// [`simulate_together`] from given states (one per plan, in the same order; each aligned
+/// with its plan first, as the controller does after an edit) rather than fresh ones.
+pub fn simulate_together_from(
+    plans: &[&Plan],
+    states: Vec<PlanState>,
+    approvals: &[ApprovalRecord],
+    opts: &SimOptions,
+) -> Vec<Timeline> {
     let mut runs: Vec<SimRun<'_>> = plans
         .iter()
-        .map(|plan| SimRun {
+        .zip(states)
+        .map(|(plan, mut state)| {
+            state.align(plan);
+            (plan, state)
+        })
+        .map(|(plan, state)| SimRun {
             plan,
-            state: PlanState::new(plan),
+            initial: state.clone(),
+            state,
             audit: Vec::new(),
             decisions: 0,
             samples: Vec::new(),
@@ -220,7 +247,7 @@ pub fn simulate_together(plans: &[&Plan], approvals: &[ApprovalRecord], opts: &S
     runs.into_iter()
         .map(|run| {
             let ended_at = run.completed_at.unwrap_or(now);
-            timeline(run.plan, run.state, run.audit, opts, ended_at, run.decisions)
+            timeline(run.plan, &run.initial, run.state, run.audit, opts, ended_at, run.decisions)
         })
         .collect()
 }
@@ -289,6 +316,7 @@ fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimO
 
 fn timeline(
     plan: &Plan,
+    initial: &PlanState,
     state: PlanState,
     audit: Vec<AuditRecord>,
     opts: &SimOptions,
@@ -304,7 +332,8 @@ fn timeline(
             region: u.region.clone(),
             service: u.service.clone(),
             steps: Vec::new(),
-            enabled_at: None,
+            // Enabled before the projection began: since then, as the state says.
+            enabled_at: initial.units.get(i).filter(|u| u.phase == UnitPhase::Enabled).and_then(|u| u.since),
             final_phase: u.phase,
             waiting: u.waiting.clone(),
             waiting_text: match (&u.waiting, &u.stalled) {
@@ -317,7 +346,13 @@ fn timeline(
     let mut waves: Vec<WaveTimeline> = state
         .waves
         .iter()
-        .map(|w| WaveTimeline { name: w.name.clone(), started_at: None, completed_at: None, final_phase: w.phase })
+        .zip(&initial.waves)
+        .map(|(w, before)| WaveTimeline {
+            name: w.name.clone(),
+            started_at: None,
+            completed_at: if before.phase == WavePhase::Complete { before.since } else { None },
+            final_phase: w.phase,
+        })
         .collect();
     for record in &audit {
         match &record.event {
@@ -366,7 +401,7 @@ fn timeline(
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{TimeDelta, TimeZone};
 
     use super::*;
     use crate::validate::load;
@@ -511,5 +546,56 @@ spec:
         let t = simulate(&plan(""), &[], &opts);
         assert_eq!(t.phase, PlanPhase::Halted);
         assert!(t.units.iter().find(|u| u.region == "c").unwrap().steps.is_empty());
+    }
+
+    #[test]
+    fn a_projection_from_a_mid_rollout_state_finishes_when_the_whole_simulation_does() {
+        let yaml = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: p}
+spec:
+  services: [{name: a}, {name: b, after: [a]}]
+  regions: [{name: r0}, {name: r1, timezone: Asia/Tokyo}, {name: r2}]
+  waves:
+    - {name: canary, regions: [r0], bake: 30m}
+    - {name: rest, regions: [r1, r2], maxParallel: 1}
+  steps: [10, 50, 100]
+  stepBake: 10m
+  windows: [{days: [Mon, Tue, Wed, Thu, Fri], from: \"08:00\", to: \"18:00\"}]
+  health:
+    checks: [{name: errors, prometheus: {query: x}, max: 0.01}]
+";
+        let bundle = load(&[("p.yaml".into(), yaml.into())], None);
+        assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
+        let plan = bundle.plans.into_iter().next().unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 6, 1, 7, 0, 0).unwrap();
+        let mut opts = SimOptions::new(start);
+        opts.assume_healthy = true;
+        let whole = simulate(&plan, &[], &opts);
+        let finish = whole.finished_at.expect("the whole rollout finishes");
+
+        // Cut mid-step in the canary, in its wave bake, and in the second wave: the
+        // state there, projected on from the moment it was cut.
+        for cut in [TimeDelta::minutes(65), TimeDelta::minutes(125), TimeDelta::minutes(200)] {
+            let mut early = opts.clone();
+            early.horizon = Span::from_delta(cut);
+            let live = simulate(&plan, &[], &early);
+            assert_eq!(live.finished_at, None);
+            let mut from = opts.clone();
+            from.start = start + cut;
+            let projected = simulate_from(&plan, live.state.clone(), &[], &from);
+            assert_eq!(projected.finished_at, Some(finish), "cut at {cut}");
+            // The same moves, at the same times, with the same sequence numbers.
+            let rest: Vec<&AuditRecord> = whole.audit.iter().filter(|r| r.at > from.start).collect();
+            assert_eq!(projected.audit.iter().collect::<Vec<_>>(), rest, "cut at {cut}");
+            assert_eq!(projected.state, whole.state);
+            // What was enabled before the cut keeps its time and projects no steps.
+            for (u, w) in projected.units.iter().zip(&whole.units) {
+                if live.state.unit(&u.region, &u.service).is_some_and(|s| s.phase == UnitPhase::Enabled) {
+                    assert!(u.steps.is_empty());
+                    assert_eq!(u.enabled_at, w.enabled_at);
+                }
+            }
+        }
     }
 }

@@ -613,6 +613,34 @@ impl PlanState {
         self.plan = plan.name.clone();
     }
 
+    /// What `align` would add or drop to fit this state to `plan`: the regions, services and
+    /// waves one has and the other lacks, in words ("region eu-west only in the state"). Empty
+    /// when the two name the same ones (in any order). `meridian plan --from-server` refuses
+    /// to project a live state with a plan that differs from the one that made it.
+    pub fn differences(&self, plan: &Plan) -> Vec<String> {
+        fn compare(what: &str, state: Vec<&str>, plan: Vec<&str>, out: &mut Vec<String>) {
+            let mut seen = BTreeSet::new();
+            for name in &state {
+                if !plan.contains(name) && seen.insert(*name) {
+                    out.push(format!("{what} {name} only in the state"));
+                }
+            }
+            for name in &plan {
+                if !state.contains(name) && seen.insert(*name) {
+                    out.push(format!("{what} {name} only in the plan"));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let regions = self.units.iter().map(|u| u.region.as_str()).collect();
+        compare("region", regions, plan.regions.iter().map(|r| r.name.as_str()).collect(), &mut out);
+        let services = self.units.iter().map(|u| u.service.as_str()).collect();
+        compare("service", services, plan.services.iter().map(|s| s.name.as_str()).collect(), &mut out);
+        let waves = self.waves.iter().map(|w| w.name.as_str()).collect();
+        compare("wave", waves, plan.waves.iter().map(|w| w.name.as_str()).collect(), &mut out);
+        out
+    }
+
     pub(crate) fn is_aligned(&self, plan: &Plan) -> bool {
         self.units.len() == plan.unit_count()
             && self.waves.len() == plan.waves.len()
@@ -659,5 +687,48 @@ impl PlanState {
         } else {
             PlanPhase::Running
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::load;
+
+    fn plan(regions: &str, waves: &str) -> Plan {
+        let yaml = format!(
+            "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: p}}
+spec:
+  services: [{{name: signin}}, {{name: store, after: [signin]}}]
+  regions: {regions}
+  waves: {waves}
+  steps: [100]
+"
+        );
+        let bundle = load(&[("p.yaml".into(), yaml)], None);
+        assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
+        bundle.plans.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn differences_name_what_only_one_side_has() {
+        let live = plan("[{name: a}, {name: b}]", "[{name: one, regions: [a]}, {name: two, regions: [b]}]");
+        let state = PlanState::new(&live);
+        assert_eq!(state.differences(&live), Vec::<String>::new());
+        // The same names in another order and wave are no difference.
+        let reordered = plan("[{name: b}, {name: a}]", "[{name: one, regions: [b]}, {name: two, regions: [a]}]");
+        assert_eq!(state.differences(&reordered), Vec::<String>::new());
+        let edited = plan("[{name: a}, {name: c}]", "[{name: one, regions: [a]}, {name: three, regions: [c]}]");
+        assert_eq!(
+            state.differences(&edited),
+            [
+                "region b only in the state",
+                "region c only in the plan",
+                "wave two only in the state",
+                "wave three only in the plan"
+            ]
+        );
     }
 }
