@@ -320,3 +320,91 @@ fn plans_that_depend_on_plans_are_projected_together_in_order() {
         stderr(&out)
     );
 }
+
+const LIVE_PLAN: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: live}
+spec:
+  services: [{name: web}]
+  regions: [{name: us}, {name: eu, approvals: [eu-regulator]}]
+  waves:
+    - {name: canary, regions: [us]}
+    - {name: rest, regions: [eu]}
+  steps: [50, 100]
+  stepBake: 1s
+  actuator: {log: {}}
+";
+
+#[test]
+fn from_server_projects_the_rest_of_a_running_rollout_from_its_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("plan.yaml"), LIVE_PLAN).unwrap();
+    let run =
+        crate::support::spawn_run(&config, &dir.path().join("state"), &["--no-auth"]).expect("meridian run starts");
+    let canary = meridian(&[
+        "status",
+        "live",
+        "--wave",
+        "canary",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--interval",
+        "200ms",
+        "--server",
+        &run.base,
+    ]);
+    assert_eq!(canary.status.code(), Some(0), "{}{}", stdout(&canary), stderr(&canary));
+    let config_arg = config.to_str().unwrap();
+    let project = |extra: &[&str]| {
+        let mut args = vec!["plan", config_arg, "--from-server", &run.base, "--plan", "live"];
+        args.extend_from_slice(extra);
+        meridian(&args)
+    };
+
+    let out = project(&["--grant", "eu-regulator", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["projectedFrom"]["server"], run.base.as_str());
+    let from = v["projectedFrom"]["at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert_eq!(v["start"], v["projectedFrom"]["at"]);
+    // The canary is enabled already: kept as the server says, not projected again.
+    let us = &v["units"][0];
+    assert_eq!((us["region"].as_str(), us["finalPhase"].as_str()), (Some("us"), Some("enabled")), "{us}");
+    assert_eq!(us["steps"], serde_json::json!([]), "{us}");
+    let enabled = us["enabledAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!(enabled <= from, "{enabled} after the projection's start {from}");
+    assert_eq!(v["waves"][0]["finalPhase"], "complete");
+    // The rest, granted, goes through its two steps from now.
+    let eu = &v["units"][1];
+    assert_eq!((eu["region"].as_str(), eu["finalPhase"].as_str()), (Some("eu"), Some("enabled")), "{eu}");
+    let steps: Vec<&str> = eu["steps"].as_array().unwrap().iter().map(|s| s["at"].as_str().unwrap()).collect();
+    assert_eq!(steps.len(), 2, "{eu}");
+    assert_eq!(steps[0], v["start"].as_str().unwrap());
+    let finish = v["finishedAt"].as_str().expect("a finish").parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    // Two steps of 1 s, the last one held too before the unit counts as enabled, as for the
+    // canary from a fresh start: 2 s from now, not 4 s from the rollout's start.
+    assert_eq!(finish - from, chrono::TimeDelta::seconds(2));
+
+    // Without the grant it never finishes: the server holds no eu-regulator approval.
+    let out = project(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with(&format!("projected from the live state of {} at ", run.base)), "{text}");
+    assert!(text.contains("finish   never without action: eu/web: approval eu-regulator"), "{text}");
+
+    // A local plan that is not the one running is refused, naming the difference.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("plan.yaml"), LIVE_PLAN.replace("eu", "fr")).unwrap();
+    let out = meridian(&["plan", other.to_str().unwrap(), "--from-server", &run.base, "--plan", "live"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the local plan live is not the one"), "{err}");
+    assert!(err.contains("region eu only in the state, region fr only in the plan"), "{err}");
+    // --from-server needs a plan to project.
+    let out = meridian(&["plan", config_arg, "--from-server", &run.base]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}

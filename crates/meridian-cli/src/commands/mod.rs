@@ -10,6 +10,7 @@ pub mod demo;
 pub mod info;
 pub mod kube;
 pub mod plan;
+pub mod plan_live;
 pub mod report;
 pub mod run;
 pub mod schema;

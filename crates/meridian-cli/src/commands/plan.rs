@@ -1,6 +1,7 @@
 //! `meridian plan PATH...`: the projected timeline, computed by running the real engine on a
-//! virtual clock (see `meridian_core::simulate`). Exit codes (the table in `main.rs`): 0
-//! projected, 1 invalid input, 3 usage.
+//! virtual clock (see `meridian_core::simulate`); with `--from-server`, from a running
+//! rollout's live state (`plan_live`). Exit codes (the table in `main.rs`): 0 projected, 1
+//! invalid input or the server's refusal, 3 usage (a local plan not the server's included).
 
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::duration::Span;
 use meridian_core::plan::{EffectiveSettings, Origin};
-use meridian_core::simulate::{SimFailure, SimOptions, Timeline, simulate_together};
+use meridian_core::simulate::{SimFailure, SimOptions, Timeline, simulate_together, simulate_together_from};
 use meridian_core::{Cause, Plan, UnitPhase};
 use serde_json::{Value, json};
 
@@ -46,6 +47,8 @@ pub struct Args {
     pub horizon: Span,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub format: Format,
+    #[command(flatten)]
+    pub live: super::plan_live::LiveArgs,
 }
 
 pub fn run(args: &Args) -> i32 {
@@ -58,8 +61,12 @@ pub fn run(args: &Args) -> i32 {
             return crate::exit::USAGE;
         }
     };
-    let start =
-        args.start.unwrap_or_else(|| Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap_or_else(|_| Utc::now()));
+    // A live rollout is projected from now, rounded up to the second (never before what its
+    // state records); a plan from now, to the minute.
+    let start = args.start.unwrap_or_else(|| match args.live.from_server {
+        Some(_) => Utc::now().duration_round_up(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now()),
+        None => Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap_or_else(|_| Utc::now()),
+    });
     let bundle = sources.load(Some(start));
     for d in &bundle.report.diagnostics {
         eprintln!("{d}");
@@ -131,7 +138,21 @@ pub fn run(args: &Args) -> i32 {
             p
         })
         .collect();
-    let mut timelines: Vec<Timeline> = simulate_together(&projected.iter().collect::<Vec<_>>(), &approvals, &opts);
+    let live = match &args.live.from_server {
+        Some(url) => match super::plan_live::fetch(&args.live, url, &projected) {
+            Ok(live) => Some(live),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let refs: Vec<&Plan> = projected.iter().collect();
+    let (mut timelines, projected_from): (Vec<Timeline>, _) = match live {
+        Some(live) => {
+            let approvals = super::plan_live::merge_approvals(live.approvals, approvals);
+            (simulate_together_from(&refs, live.states, &approvals, &opts), Some((live.server, start)))
+        }
+        None => (simulate_together(&refs, &approvals, &opts), None),
+    };
     // Only the plans asked for are shown (the first ones projected).
     timelines.truncate(plans.len());
     match args.format {
@@ -142,6 +163,9 @@ pub fn run(args: &Args) -> i32 {
                     // What holds a rollout that does not finish: the roots, and how many
                     // units wait only on them.
                     v["blockers"] = json!(meridian_core::blockers::blockers(&t.state));
+                    if let Some((server, at)) = &projected_from {
+                        v["projectedFrom"] = json!({ "server": server, "at": at });
+                    }
                     v
                 })
             };
@@ -158,6 +182,9 @@ pub fn run(args: &Args) -> i32 {
             crate::output::data(args.format, &value.unwrap_or_default());
         }
         Format::Text | Format::Wide => {
+            if let Some((server, at)) = &projected_from {
+                println!("projected from the live state of {server} at {} UTC\n", at.format("%Y-%m-%d %H:%M:%S"));
+            }
             for (plan, timeline) in plans.iter().zip(&timelines) {
                 print!("{}", render(plan, timeline));
             }
