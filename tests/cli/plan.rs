@@ -408,3 +408,31 @@ fn from_server_projects_the_rest_of_a_running_rollout_from_its_live_state() {
     let out = meridian(&["plan", config_arg, "--from-server", &run.base]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
+
+#[test]
+fn from_server_sends_the_token_of_token_file_as_the_client_commands_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("plan.yaml"), LIVE_PLAN).unwrap();
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(&tokens, "tokens:\n  - {name: oncall, token: oncall-viewer-token-for-the-tests3, role: viewer}\n")
+        .unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "oncall-viewer-token-for-the-tests3\n").unwrap();
+    let run = crate::support::spawn_run(&config, &dir.path().join("state"), &["--tokens", tokens.to_str().unwrap()])
+        .expect("meridian run starts");
+    let config_arg = config.to_str().unwrap();
+    let base = ["plan", config_arg, "--from-server", &run.base, "--plan", "live", "-o", "json"];
+
+    // No token: the server's refusal (1), with how to give one.
+    let out = meridian(&base);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("hint: pass --token-file FILE or --token TOKEN"), "{}", stderr(&out));
+    let mut with_file = base.to_vec();
+    with_file.extend(["--token-file", token.to_str().unwrap()]);
+    let out = meridian(&with_file);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["projectedFrom"]["server"], run.base.as_str());
+}
