@@ -95,7 +95,8 @@
 //!   run: abort plan-wide to stop everything. Promote skips the current step bake of
 //!   progressing units in scope, once; plan-wide or wave-scoped, it also skips the bake of a
 //!   baking wave or accepts the failures of a halted wave. A promote never skips approvals,
-//!   windows or health, and is not remembered for later phases of a wave. A promote that
+//!   windows or health, and is not remembered for later phases of a wave (a full promotion,
+//!   below, is). A promote that
 //!   completes a halted wave records who accepted which failed regions (`WaveState::accepted`,
 //!   `Cause::FailuresAccepted`); each failed unit keeps why it failed (`UnitState::failure`)
 //!   until a retry. Retry sends failed
@@ -111,9 +112,9 @@
 //!   measured after the step began (none where the plan has no checks); a promoted wave bake
 //!   ends as a one-shot promote's does. It takes one step per unit and decision, so each
 //!   step is actuated on its own (`wake_at` asks for the next decision at once), and it
-//!   never accepts a failure: a halted wave stays halted. A pause or an abort of a scope
-//!   sharing a region with it, or a unit in scope failing, cancels it; a resume or a retry
-//!   does not bring it back. Steps and wave bakes taken under it say `promoted: true` and
+//!   never accepts a failure: a halted wave stays halted. One declared on a scope aborted
+//!   before ends at once. A pause or an abort of a scope sharing a region with it, or a unit
+//!   in scope failing, cancels it; a resume or a retry does not bring it back. Steps and wave bakes taken under it say `promoted: true` and
 //!   name it (`full` in `Cause::Advanced`, `Cause::Completed`, `Cause::WaveBaked`); its
 //!   declaration is recorded with the command (`Cause::FullPromotionDeclared`), its end as
 //!   `AuditEvent::FullPromotionEnded` with why (`Cause::ScopeCompleted`, the pause or abort,
@@ -670,7 +671,7 @@ impl Engine<'_> {
 
     /// After this decision's moves: a full promotion whose scope completed (every wave of the
     /// plan, its wave, or every unit of its region enabled; a scope no longer in the plan has
-    /// nothing left either) has nothing left to skip.
+    /// nothing left either), or was aborted before it was declared, has nothing left to skip.
     fn end_full_promotions(&mut self) {
         if self.state.full_promotions.is_empty() {
             return;
@@ -686,11 +687,18 @@ impl Engine<'_> {
                 }
                 (None, None) => self.state.waves.iter().all(|w| w.phase == WavePhase::Complete),
             };
-            if complete { ended.push(p) } else { kept.push(p) }
+            // Declared on a scope aborted before: nothing there moves again.
+            let aborted = self.state.aborted
+                || p.region.as_ref().and_then(|r| self.plan.region_index(r)).is_some_and(|r| self.region_aborted(r));
+            match (complete, aborted) {
+                (true, _) => ended.push((p, Cause::ScopeCompleted)),
+                (false, true) => ended.push((p, Cause::Blocked { waiting: WaitReason::Aborted })),
+                (false, false) => kept.push(p),
+            }
         }
         self.state.full_promotions = kept;
-        for p in ended {
-            self.record_full_promotion_end(&p, Cause::ScopeCompleted);
+        for (p, cause) in ended {
+            self.record_full_promotion_end(&p, cause);
         }
     }
 

@@ -2123,4 +2123,8 @@ fn a_pause_or_an_abort_of_an_overlapping_scope_cancels_promote_full_and_a_resume
     assert!(run.full_scopes().is_empty());
     let ends: Vec<String> = run.full_ends().into_iter().map(|(s, _)| s).collect();
     assert_eq!(ends, vec!["wave one", "wave two", "region c"]);
+    // Declared on a scope aborted before, it ends at once: nothing there moves again.
+    run.promote_full(None, Some("c"));
+    assert!(run.full_scopes().is_empty());
+    assert_eq!(run.full_ends().last().unwrap().1, Cause::Blocked { waiting: WaitReason::Aborted });
 }
