@@ -153,3 +153,33 @@ impl Command {
         Command { unfreeze: name, ..Command::plan_wide(CommandKind::Unfreeze, by, at) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_is_kept_for_promote_and_refused_on_any_other_command() {
+        let at = DateTime::parse_from_rfc3339("2026-06-01T09:00:00Z").unwrap().with_timezone(&Utc);
+        let old: Command = serde_json::from_str(r#"{"kind":"promote","by":"a","at":"2026-06-01T09:00:00Z"}"#).unwrap();
+        assert!(!old.full, "a command written before full is a one-shot promote");
+        assert!(!serde_json::to_string(&old).unwrap().contains("full"));
+        let full = Command { wave: Some("asia".into()), ..Command::promote_full("a", at) };
+        assert!(serde_json::to_string(&full).unwrap().contains(r#""full":true"#));
+
+        let plan = crate::validate::load(
+            &[(
+                "p.yaml".into(),
+                "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: p}\nspec:\n  services: \
+                 [{name: s}]\n  regions: [{name: jp}]\n  waves: [{name: asia, regions: [jp]}]\n"
+                    .into(),
+            )],
+            None,
+        )
+        .plans
+        .remove(0);
+        assert_eq!(scope_problem(&plan, &full), None);
+        let pause = Command { full: true, ..Command::plan_wide(CommandKind::Pause, "a", at) };
+        assert_eq!(scope_problem(&plan, &pause).as_deref(), Some("\"full\" is only for promote, not for pause"));
+    }
+}

@@ -691,3 +691,28 @@ impl PlanState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_written_before_full_promotions_still_loads_and_one_in_force_round_trips() {
+        let old = r#"{"plan":"p","units":[],"waves":[],"paused":{},"auditSeq":4}"#;
+        let state: PlanState = serde_json::from_str(old).expect("old state loads");
+        assert!(state.full_promotions.is_empty());
+        assert!(!serde_json::to_string(&state).unwrap().contains("fullPromotions"), "nothing written when none");
+
+        let at = DateTime::parse_from_rfc3339("2026-06-01T09:00:00Z").unwrap().with_timezone(&Utc);
+        let promotion = FullPromotion { wave: Some("asia".into()), region: None, by: "alice".into(), at };
+        let state = PlanState { full_promotions: vec![promotion.clone()], ..state };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            json["fullPromotions"],
+            serde_json::json!([{"wave": "asia", "by": "alice", "at": "2026-06-01T09:00:00Z"}])
+        );
+        assert_eq!(serde_json::from_value::<PlanState>(json).unwrap(), state);
+        assert_eq!(promotion.to_string(), "promote --full of wave asia by alice");
+        assert!(promotion.covers("asia", "jp") && !promotion.covers("canary", "us-east"));
+    }
+}
