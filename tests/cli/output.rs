@@ -94,3 +94,38 @@ fn a_broken_client_config_is_a_located_usage_error() {
     assert_eq!(missing.status.code(), Some(3));
     assert!(stderr(&missing).contains("cannot read the client config"), "{}", stderr(&missing));
 }
+
+#[test]
+fn the_audit_log_and_the_configuration_status_are_read_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("plan.yaml"), PLAN).unwrap();
+    let run = spawn_run(&config, &dir.path().join("state"), &["--no-auth"]).expect("meridian run starts");
+    let client_config = dir.path().join("client.yaml");
+    std::fs::write(&client_config, format!("server: {}\n", run.base)).unwrap();
+
+    let log = ok(client(&client_config, &["audit", "log", "--plan", "shown", "--limit", "2"]));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].ends_with(" UTC shown #1 wave canary: pending -> running: wave started"), "{log}");
+    let page: serde_json::Value =
+        serde_json::from_str(&ok(client(&client_config, &["audit", "log", "--after", "1", "-o", "json"]))).unwrap();
+    assert_eq!(page["records"][0]["seq"], 2, "{page}");
+
+    let status = ok(client(&client_config, &["config"]));
+    assert!(status.starts_with("configuration generation 1 in force, loaded "), "{status}");
+    // A broken edit: the command says so, with the located error, and exits 1.
+    std::fs::write(config.join("plan.yaml"), PLAN.replace("steps: [50, 100]", "steps: [50, 10]")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let rejected = loop {
+        let out = client(&client_config, &["config"]);
+        if out.status.code() == Some(1) {
+            break stdout(&out);
+        }
+        assert!(std::time::Instant::now() < deadline, "the edit was not rejected: {}", stdout(&out));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(rejected.contains("the last edit was REJECTED at "), "{rejected}");
+    assert!(rejected.contains("plan.yaml:"), "{rejected}");
+}

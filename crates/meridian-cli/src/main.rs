@@ -118,6 +118,9 @@ enum Command {
     /// The controller's own history: approvals granted, revoked, expired; config changes;
     /// denied requests.
     History(commands::info::HistoryArgs),
+    /// The configuration in force (generation, load time, warnings) and the last rejected
+    /// edit with its located errors (exit 1 while one stands).
+    Config(commands::info::ConfigArgs),
     /// Who the token is: its name, role and flags.
     Whoami(commands::info::WhoamiArgs),
     /// The client's and the server's versions.
@@ -153,6 +156,7 @@ fn main() {
         Command::Completion(args) => commands::completion::run(args),
         Command::Approvals(args) => commands::info::approvals(args),
         Command::History(args) => commands::info::history(args),
+        Command::Config(args) => commands::info::config(args),
         Command::Whoami(args) => commands::info::whoami(args),
         Command::Version(args) => commands::info::version(args),
     };

@@ -88,6 +88,11 @@
 //! - **Dependencies.** `after` orders starts: a service starts in a region once the services
 //!   it comes after are enabled there. Later changes to those (a lost approval, say) do not
 //!   move it; the region's own failure handling does.
+//! - **Plans that depend on plans.** A wave does not start, and no unit of it starts, until
+//!   every `dependsOn` of the plan and of the wave holds by `Observations::other_plans`
+//!   (`crate::dependency`: the other plan's wave, or all of it, complete and not aborted).
+//!   A unit that has started goes on when one stops holding; the others wait again
+//!   (`WaitReason::PlanDependency`, an expected wait for progress deadlines).
 //! - **Commands.** Pause holds units in scope at their traffic; resume lifts a pause of the
 //!   same scope (plan-wide resume lifts every pause). Abort rolls back every unit in scope
 //!   that is not enabled and nothing in scope starts again, retry included; an aborted region
@@ -150,6 +155,7 @@ use serde::{Deserialize, Serialize};
 use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
 use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence};
 use crate::command::{Command, CommandKind};
+use crate::dependency::PlanProgress;
 use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
@@ -178,6 +184,9 @@ pub struct Observations<'a> {
     /// percent restarts its healthy hold at that moment, so a step is held for its full bake
     /// from when traffic really moved, not from when the move was decided.
     pub confirmations: &'a [Confirmation],
+    /// Where the other plans stand, for this plan's `dependsOn` (`None`: nothing known, so no
+    /// dependency holds).
+    pub other_plans: Option<&'a PlanProgress>,
 }
 
 /// A (region, service) by name.
@@ -1038,11 +1047,15 @@ impl Engine<'_> {
         for w in 0..self.plan.waves.len() {
             let earlier_done = self.state.waves[..w].iter().all(|s| s.phase == WavePhase::Complete);
             if self.state.waves[w].phase == WavePhase::Pending {
-                if !earlier_done || self.state.aborted {
-                    let reason = match self.state.waves[..w].iter().rposition(|s| s.phase != WavePhase::Complete) {
+                let waits = if !earlier_done || self.state.aborted {
+                    Some(match self.state.waves[..w].iter().rposition(|s| s.phase != WavePhase::Complete) {
                         Some(p) => WaitReason::Wave { wave: self.plan.waves[p].name.clone() },
                         None => WaitReason::Aborted,
-                    };
+                    })
+                } else {
+                    self.plan_wait(w)
+                };
+                if let Some(reason) = waits {
                     // Nothing else in `progress` touches a pending wave's units: once they say
                     // so in this decision, a later pass has nothing to do for them.
                     if self.pending_marked[w].as_ref() != Some(&reason) {
@@ -1323,8 +1336,27 @@ impl Engine<'_> {
         }
     }
 
+    /// The first `dependsOn` of wave `w` (the plan's, then the wave's own) that does not
+    /// hold: what its units wait for before they start (`crate::dependency`).
+    fn plan_wait(&self, w: usize) -> Option<WaitReason> {
+        static NOTHING_KNOWN: PlanProgress = PlanProgress { plans: std::collections::BTreeMap::new() };
+        let (own, wave) = (&self.plan.depends_on, &self.plan.waves[w].depends_on);
+        if own.is_empty() && wave.is_empty() {
+            return None;
+        }
+        self.obs.other_plans.unwrap_or(&NOTHING_KNOWN).unmet(own.iter().chain(wave))
+    }
+
     fn try_start(&mut self, i: usize, w: usize, active: &mut Vec<usize>) {
         let plan = self.plan;
+        if let Some(reason) = self.plan_wait(w) {
+            // Only starts wait: a unit that started goes on (see `crate::dependency`).
+            let u = &self.state.units[i];
+            if u.phase == UnitPhase::Blocked && u.waiting.as_ref() == Some(&reason) {
+                return;
+            }
+            return self.block(i, UnitPhase::Blocked, reason);
+        }
         let r = self.region_of(i);
         let s = i % plan.services.len();
         let units = &self.state.units;

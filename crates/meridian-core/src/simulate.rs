@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::approval::ApprovalRecord;
 use crate::audit::{AuditEvent, AuditRecord};
+use crate::dependency::PlanProgress;
 use crate::duration::Span;
 use crate::engine::{Observations, decide_aligned};
 use crate::health::{HealthSample, HealthVerdict};
@@ -116,40 +117,112 @@ pub struct Timeline {
 
 /// Run `plan` from a fresh state.
 pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) -> Timeline {
-    let mut state = PlanState::new(plan);
+    let mut timelines = simulate_together(&[plan], approvals, opts);
+    timelines.remove(0)
+}
+
+/// One plan of a simulation.
+struct SimRun<'p> {
+    plan: &'p Plan,
+    state: PlanState,
+    audit: Vec<AuditRecord>,
+    decisions: usize,
+    samples: Vec<HealthSample>,
+    wake_at: Option<DateTime<Utc>>,
+    /// The last decision was given an unhealthy verdict: a failing region is evaluated again
+    /// every health interval.
+    failing: bool,
+    /// When it completed (nothing is decided for it afterwards).
+    completed_at: Option<DateTime<Utc>>,
+}
+
+/// Run `plans` together from fresh states on one virtual clock (one timeline each, in the
+/// same order), each seeing where the others stand, as the controller shows it them
+/// (`dependsOn`, [`crate::dependency`]): at each moment every plan not yet complete is
+/// decided, and, when one depends on another, decided again at once while a decision
+/// completes a wave or a plan. A plan whose dependency is not among `plans` waits for it.
+pub fn simulate_together(plans: &[&Plan], approvals: &[ApprovalRecord], opts: &SimOptions) -> Vec<Timeline> {
+    let mut runs: Vec<SimRun<'_>> = plans
+        .iter()
+        .map(|plan| SimRun {
+            plan,
+            state: PlanState::new(plan),
+            audit: Vec::new(),
+            decisions: 0,
+            samples: Vec::new(),
+            wake_at: None,
+            failing: false,
+            completed_at: None,
+        })
+        .collect();
+    let linked = plans.iter().any(|p| p.has_dependencies());
     let mut now = opts.start;
     let horizon = opts.start + opts.horizon.to_delta();
-    let mut audit = Vec::new();
     let mut decisions = 0;
-    let mut samples = Vec::new();
-    let interval = plan.health.interval.to_delta();
-    while decisions < opts.max_decisions {
-        fleet_samples(plan, &state, now, opts, &mut samples);
-        let obs = Observations { approvals, health: &samples, ..Observations::default() };
-        // Aligned: fresh from the plan, then each decision's own state.
-        let decision = decide_aligned(plan, state, &obs, now);
-        decisions += 1;
-        state = decision.state;
-        audit.extend(decision.audit);
-        if state.phase() == PlanPhase::Complete {
-            break;
+    'clock: loop {
+        let mut rounds = if linked { runs.len() + 1 } else { 1 };
+        while rounds > 0 {
+            rounds -= 1;
+            let before = linked.then(|| PlanProgress::of(runs.iter().map(|r| &r.state)));
+            for k in 0..runs.len() {
+                if runs[k].completed_at.is_some() {
+                    continue;
+                }
+                if decisions >= opts.max_decisions {
+                    break 'clock;
+                }
+                let other_plans = (linked && runs[k].plan.has_dependencies())
+                    .then(|| PlanProgress::of(runs.iter().enumerate().filter(|(j, _)| *j != k).map(|(_, r)| &r.state)));
+                let run = &mut runs[k];
+                fleet_samples(run.plan, &run.state, now, opts, &mut run.samples);
+                let obs = Observations {
+                    approvals,
+                    health: &run.samples,
+                    other_plans: other_plans.as_ref(),
+                    ..Observations::default()
+                };
+                // Aligned: fresh from the plan, then each decision's own state.
+                let state = std::mem::take(&mut run.state);
+                let decision = decide_aligned(run.plan, state, &obs, now);
+                decisions += 1;
+                run.decisions += 1;
+                run.state = decision.state;
+                run.audit.extend(decision.audit);
+                run.wake_at = decision.wake_at;
+                run.failing = run.samples.iter().any(|s| s.verdict == HealthVerdict::Unhealthy);
+                if run.state.phase() == PlanPhase::Complete {
+                    run.completed_at = Some(now);
+                }
+            }
+            match before {
+                Some(before) if PlanProgress::of(runs.iter().map(|r| &r.state)) != before => {}
+                _ => break,
+            }
         }
-        let mut next = decision.wake_at;
+        let mut next: Option<DateTime<Utc>> = None;
         let mut sooner = |at: DateTime<Utc>| next = Some(next.map_or(at, |n| n.min(at)));
-        // A failure to come is a moment to decide at; a failing region is evaluated every
-        // health interval, as the controller would, until its failure limit is reached.
-        for f in opts.failures.iter().filter(|f| f.from > now) {
-            sooner(f.from);
-        }
-        if samples.iter().any(|s| s.verdict == HealthVerdict::Unhealthy) {
-            sooner(now + interval);
+        for run in runs.iter().filter(|r| r.completed_at.is_none()) {
+            run.wake_at.into_iter().for_each(&mut sooner);
+            // A failure to come is a moment to decide at; a failing region is evaluated every
+            // health interval, as the controller would, until its failure limit is reached.
+            for f in opts.failures.iter().filter(|f| f.from > now && run.plan.region_index(&f.region).is_some()) {
+                sooner(f.from);
+            }
+            if run.failing {
+                sooner(now + run.plan.health.interval.to_delta());
+            }
         }
         match next {
             Some(next) if next <= horizon => now = next,
             _ => break,
         }
     }
-    timeline(plan, state, audit, opts, now, decisions)
+    runs.into_iter()
+        .map(|run| {
+            let ended_at = run.completed_at.unwrap_or(now);
+            timeline(run.plan, run.state, run.audit, opts, ended_at, run.decisions)
+        })
+        .collect()
 }
 
 /// A verdict at `now` for every check of every unit under watch, by the engine's one rule

@@ -133,6 +133,15 @@ pub enum WaitReason {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
+    /// Another plan (`wave: None`), or one of its waves, is not complete yet (`dependsOn`),
+    /// or no longer counts as complete because that plan was aborted.
+    PlanDependency {
+        plan: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wave: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        aborted: bool,
+    },
 }
 
 /// A list of names shared between units (`Arc<[String]>`), written as a plain list.
@@ -238,6 +247,16 @@ impl fmt::Display for WaitReason {
                 Some(name) => write!(f, "frozen ({reason}; run-time freeze {name}) until lifted with unfreeze"),
                 None => write!(f, "frozen ({reason}) until lifted with unfreeze"),
             },
+            WaitReason::PlanDependency { plan, wave, aborted } => {
+                match wave {
+                    Some(wave) => write!(f, "waits for plan {plan} wave {wave}")?,
+                    None => write!(f, "waits for plan {plan} to complete")?,
+                }
+                if *aborted {
+                    f.write_str(" (that plan was aborted)")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -486,7 +505,7 @@ impl fmt::Display for FullPromotion {
 }
 
 /// The whole rollout's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanState {
     pub plan: String,

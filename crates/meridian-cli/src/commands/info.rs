@@ -44,6 +44,17 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Exit codes: 0 the configuration in force is the files' latest, 1 the last edit was \
+                        rejected (the previous version stays in force) or the server refused, 3 usage or \
+                        connection error")]
+pub struct ConfigArgs {
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct WhoamiArgs {
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
@@ -250,6 +261,42 @@ pub fn whoami(args: &WhoamiArgs) -> i32 {
         }
         Ok(exit::OK)
     })
+}
+
+/// `meridian config`: the configuration in force, and the last rejected edit with its errors.
+pub fn config(args: &ConfigArgs) -> i32 {
+    with_client("config", &args.server, |client| async move {
+        let status: Value = client.get("/config").await?;
+        let rejected = status["rejected"].is_object();
+        match args.format {
+            Format::Json | Format::Yaml => output::data(args.format, &status),
+            Format::Text | Format::Wide => print!("{}", config_text(&status)),
+        }
+        Ok(if rejected { exit::FAILED } else { exit::OK })
+    })
+}
+
+/// The configuration status in words.
+pub fn config_text(status: &Value) -> String {
+    let loaded = status["loadedAt"].as_str().unwrap_or("never");
+    let warnings = status["warnings"].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "configuration generation {} in force, loaded {loaded}, {warnings} warning{}\n",
+        status["generation"],
+        if warnings == 1 { "" } else { "s" }
+    );
+    if let Some(r) = status["rejected"].as_object() {
+        let errors: Vec<&str> =
+            r.get("errors").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        out.push_str(&format!(
+            "the last edit was REJECTED at {}; the previous version stays in force until it is fixed:\n",
+            r.get("at").and_then(Value::as_str).unwrap_or("?")
+        ));
+        for e in errors {
+            out.push_str(&format!("  {e}\n"));
+        }
+    }
+    out
 }
 
 pub fn version(args: &VersionArgs) -> i32 {

@@ -15,6 +15,7 @@ pub mod run;
 pub mod schema;
 pub mod status;
 pub mod validate;
+pub mod watch;
 
 use chrono::{DateTime, Utc};
 

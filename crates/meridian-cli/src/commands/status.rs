@@ -75,9 +75,17 @@ pub struct Args {
     /// With --wait: give up after this long (exit 2).
     #[arg(long, default_value = "30m")]
     pub timeout: Span,
-    /// With --wait: how often to ask the server.
+    /// With --wait or --watch: how often to ask the server.
     #[arg(long, default_value = "2s")]
     pub interval: Span,
+    /// A live view until Ctrl-C: with PLAN a grid of regions x services (state, traffic, what
+    /// each waits on), redrawn in place on a terminal; off a terminal a frame each time it
+    /// changes.
+    #[arg(long, conflicts_with_all = ["wait", "format"])]
+    pub watch: bool,
+    /// With --watch: colour the states (`auto`: on a terminal, unless NO_COLOR is set).
+    #[arg(long, value_enum, default_value = "auto", requires = "watch")]
+    pub color: super::watch::ColorChoice,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -237,6 +245,9 @@ async fn run_async(args: &Args) -> i32 {
             return exit::USAGE;
         }
     };
+    if args.watch {
+        return super::watch::run(&client, args).await;
+    }
     let result = match &args.plan {
         Some(plan) => one_plan(&client, args, plan).await,
         None => every_plan(&client, args).await,

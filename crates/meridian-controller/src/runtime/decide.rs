@@ -5,6 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
+use meridian_core::dependency::PlanProgress;
 use meridian_core::watch::reading_counts;
 
 use super::*;
@@ -38,36 +39,51 @@ impl Controller {
             }
             let names: Vec<String> = state.plans.keys().cloned().collect();
             state.warn_at = None; // each plan's decision says when its next warning is due
-            for name in names {
-                if let Err(e) = self.decide_plan(&mut state, &name).await {
-                    self.store_write_failed("decide", &e);
-                    let failed = self.failed_commits.fetch_add(1, Ordering::SeqCst) + 1;
-                    if failed >= self.settings.max_failed_commits {
-                        log(
-                            Level::Error,
-                            "store",
-                            &format!(
-                                "state store: {failed} decisions in a row failed to commit (last: {e}); stopping, since a \
+            // A plan that completes a wave may let a plan that depends on it start (`dependsOn`):
+            // while the plans' progress moves, decide every plan again at once. Bounded: each
+            // round that moves completes a wave somewhere.
+            let linked = state.plans.values().any(|run| run.plan.has_dependencies());
+            let mut rounds = if linked { names.len() + 1 } else { 1 };
+            let mut progress = linked.then(|| PlanProgress::of(state.plans.values().map(|run| &run.state)));
+            while rounds > 0 {
+                rounds -= 1;
+                for name in &names {
+                    if let Err(e) = self.decide_plan(&mut state, name).await {
+                        self.store_write_failed("decide", &e);
+                        let failed = self.failed_commits.fetch_add(1, Ordering::SeqCst) + 1;
+                        if failed >= self.settings.max_failed_commits {
+                            log(
+                                Level::Error,
+                                "store",
+                                &format!(
+                                    "state store: {failed} decisions in a row failed to commit (last: {e}); stopping, since a \
                              controller that cannot record its decisions must not act; fix the state store \
                              (disk space, permissions, damage) and start again"
-                            ),
-                        );
-                        return;
-                    }
-                    // Retry soon from what the store holds: the in-memory state was not advanced,
-                    // and a store shared with other writers (the Kubernetes one, after a leader
-                    // change) may hold a newer decision to decide from again.
-                    let store = self.store();
-                    let plan = name.clone();
-                    if let Ok(Some(stored)) = blocking(move || store.load_state(&plan)).await
-                        && let Some(run) = state.plans.get_mut(&name)
-                    {
-                        run.state = stored;
-                    }
-                    if let Some(run) = state.plans.get_mut(&name) {
-                        run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
+                                ),
+                            );
+                            return;
+                        }
+                        // Retry soon from what the store holds: the in-memory state was not advanced,
+                        // and a store shared with other writers (the Kubernetes one, after a leader
+                        // change) may hold a newer decision to decide from again.
+                        let store = self.store();
+                        let plan = name.clone();
+                        if let Ok(Some(stored)) = blocking(move || store.load_state(&plan)).await
+                            && let Some(run) = state.plans.get_mut(name)
+                        {
+                            run.state = stored;
+                        }
+                        if let Some(run) = state.plans.get_mut(name) {
+                            run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
+                        }
                     }
                 }
+                let Some(before) = progress.take() else { break };
+                let after = PlanProgress::of(state.plans.values().map(|run| &run.state));
+                if after == before {
+                    break;
+                }
+                progress = Some(after);
             }
         }
     }
@@ -142,6 +158,10 @@ impl Controller {
         .await?;
         let now = self.now();
         self.announce_expiries(&mut state.expired, &approvals, now);
+        // Where the other plans stand, for this one's `dependsOn` (the rule is the engine's).
+        let other_plans = state.plans.get(name).filter(|run| run.plan.has_dependencies()).map(|_| {
+            PlanProgress::of(state.plans.iter().filter(|(other, _)| *other != name).map(|(_, run)| &run.state))
+        });
         let Some(run) = state.plans.get_mut(name) else { return Ok(()) };
         let samples = state.samples.remove(name).unwrap_or_default();
         let confirmations = state.confirmations.remove(name).unwrap_or_default();
@@ -165,6 +185,7 @@ impl Controller {
             commands: &command_list,
             unconfirmed: &unconfirmed,
             confirmations: &confirmations,
+            other_plans: other_plans.as_ref(),
         };
         let decision = decide(&run.plan, run.state.clone(), &obs, now);
         let next_warning = self.announce_expiring(&mut state.expiring, &run.plan, &decision.state, &approvals, now);
