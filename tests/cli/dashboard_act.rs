@@ -117,6 +117,9 @@ fn a_viewer_sees_no_buttons_and_an_operator_promotes_and_pauses_from_the_page() 
     for (action, scope) in [
         ("pause", "plan"),
         ("promote", "plan"),
+        ("promote-full", "plan"),
+        ("promote-full", "wave:canary"),
+        ("promote-full", "region:jp"),
         ("retry", "plan"),
         ("abort", "plan"),
         ("freeze", "plan"),
@@ -193,6 +196,56 @@ fn a_viewer_sees_no_buttons_and_an_operator_promotes_and_pauses_from_the_page() 
     b.wait_for("document.getElementById('confirm').open", T);
     b.click("#confirm-ok");
     wait_api(&base, "/api/v1/plans/restore", "the unfreeze", |d| d["state"]["freezes"].is_null());
+
+    // Promote the canary wave in full while the plan is paused: the dialog names the scope
+    // and the consequence, the page shows the promotion in force, and nothing moves yet.
+    b.click("button[data-action=\"promote-full\"][data-scope=\"wave:canary\"]");
+    b.wait_for("document.getElementById('confirm').open", T);
+    assert_eq!(text(&mut b, "#confirm-title"), "Promote wave canary of plan restore in full?");
+    assert!(
+        text(&mut b, "#confirm-text").contains(
+            "Every remaining bake in wave canary of plan restore is skipped until it completes; approvals, windows and \
+             health still gate"
+        ),
+        "{}",
+        text(&mut b, "#confirm-text")
+    );
+    b.screenshot("confirm-promote-full");
+    b.click("#confirm-ok");
+    let detail = wait_api(&base, "/api/v1/plans/restore", "the full promotion", |d| {
+        d["state"]["fullPromotions"][0]["wave"] == "canary"
+    });
+    assert_eq!(detail["state"]["fullPromotions"][0]["by"], "oncall");
+    let banner = "[data-full-promotion=\"wave canary\"]";
+    b.wait_for(&format!("document.querySelector('{banner}')"), T);
+    assert!(text(&mut b, banner).contains("promote full of wave canary by oncall"), "{}", text(&mut b, banner));
+    assert!(
+        text(&mut b, "#status").contains("promote full of wave canary of plan restore: accepted (recorded as oncall)")
+    );
+    assert_eq!(unit(&detail, "us-east", "signin")["percent"], 10, "paused: nothing moved");
+    b.screenshot("promote-full");
+
+    // A resume lets it run: us-east's hour-long step bakes and the canary's hour-long wave bake
+    // are skipped, so the wave completes at once; asia still waits for jp's regulator.
+    b.click("button[data-action=\"resume\"][data-scope=\"plan\"]");
+    b.wait_for("document.getElementById('confirm').open", T);
+    b.click("#confirm-ok");
+    let detail = wait_api(&base, "/api/v1/plans/restore", "the canary complete", |d| {
+        d["state"]["waves"][0]["phase"] == "complete"
+    });
+    assert!(detail["state"]["fullPromotions"].is_null(), "ended with its wave: {detail}");
+    assert_eq!(unit(&detail, "us-east", "store")["phase"], "enabled");
+    assert_eq!(unit(&detail, "jp", "signin")["percent"], 0, "approvals still gate");
+    b.wait_for(&format!("!document.querySelector('{banner}')"), T);
+    b.wait_for(
+        "[...document.querySelectorAll('#audit li')].some((li) => li.innerText.includes('full promotion of wave canary by oncall ended'))",
+        T,
+    );
+    b.wait_for(
+        "[...document.querySelectorAll('#audit li')].some((li) => li.innerText.includes('wave baked (promote full of wave canary by oncall)'))",
+        T,
+    );
+    b.screenshot("promote-full-done");
 }
 
 /// 60 regions: a canary wave of 5 (one of them waiting for its regulator) and 55 pending.

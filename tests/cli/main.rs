@@ -25,6 +25,7 @@ mod outcomes;
 mod output;
 mod plan;
 mod prometheus;
+mod promote;
 mod regional;
 mod report;
 mod run;

@@ -4,7 +4,8 @@ const START: &str = "2026-11-30T13:00:00Z"; // a Monday, 08:00 in New York
 
 #[test]
 fn restoration_projection_honours_windows_and_holds_out_of_scope_services() {
-    let out = meridian(&["plan", "config/", "--plan", "network-restoration", "--assume-healthy", "--start", START]);
+    let out =
+        meridian(&["plan", "config/", "--plan", "network-restoration", "--assume-healthy", "--start", START, "--full"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     // The window opens at 09:00 New York time, 14:00 UTC.
@@ -23,6 +24,45 @@ fn restoration_projection_honours_windows_and_holds_out_of_scope_services() {
     let held = &text[text.find("held when the projection ends:").expect(&text)..];
     assert!(held.contains("  jp/music: approval jp-regulator"), "{held}");
     assert!(held.lines().count() < 12, "every waiting unit listed one by one:\n{held}");
+    // The hour before the window opens is explained, in New York time.
+    assert!(text.contains("  us-east waited 1h 00m for a window: opens Mon 09:00 EST\n"), "{text}");
+}
+
+#[test]
+fn the_condensed_view_is_a_line_per_region_with_its_gaps_explained() {
+    let out = meridian(&["plan", "config/", "--plan", "network-restoration", "--assume-healthy", "--start", START]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("  REGION   FIRST TRAFFIC  ENABLED\n  us-east  11-30 14:00    11-30 16:00\n"), "{text}");
+    assert!(text.contains("  us-east waited 1h 00m for a window: opens Mon 09:00 EST\n"), "{text}");
+    // A line per region, not per service: no row names a service.
+    assert!(!text.contains("SERVICE") && !text.contains(" signin "), "{text}");
+    let wide = stdout(&meridian(&[
+        "plan",
+        "config/",
+        "--plan",
+        "network-restoration",
+        "--assume-healthy",
+        "--start",
+        START,
+        "-o",
+        "wide",
+    ]));
+    assert!(wide.contains("STEP 1") && wide.contains(" signin "), "{wide}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&meridian(&[
+        "plan",
+        "config/",
+        "--plan",
+        "network-restoration",
+        "--assume-healthy",
+        "--start",
+        START,
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["gaps"][0]["region"], "us-east", "{}", json["gaps"]);
+    assert_eq!(json["gaps"][0]["why"], "a window: opens Mon 09:00 EST");
 }
 
 #[test]
@@ -134,7 +174,7 @@ fn approvals_from_the_approvals_path_release_the_gated_region() {
     let letter = dir.path().join("jp-letter.yaml");
     std::fs::write(&letter, JP_LETTER).unwrap();
     let approvals = dir.path().to_str().unwrap();
-    let base = ["plan", "config/demo.yaml", "--assume-healthy", "--start", START];
+    let base = ["plan", "config/demo.yaml", "--assume-healthy", "--start", START, "--full"];
 
     // Without the approval file jp is blocked on its flag to the end of the projection.
     let held = meridian(&base);

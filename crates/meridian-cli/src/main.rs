@@ -99,8 +99,9 @@ enum Command {
     Resume(commands::control::Args),
     /// Stop: roll back everything in scope that is not enabled; nothing in scope starts again.
     Abort(commands::control::AbortArgs),
-    /// Skip the current bake (or accept a wave's halt) once; never skips approvals, windows or health.
-    Promote(commands::control::Args),
+    /// Skip the current bake (or accept a wave's halt) once, or with --full every remaining bake
+    /// in scope; never skips approvals, windows or health.
+    Promote(commands::control::PromoteArgs),
     /// Send failed and rolled-back units in scope back to the start.
     Retry(commands::control::Args),
     /// Declare a run-time freeze: no step starts in scope until it ends; traffic is kept.
@@ -147,7 +148,7 @@ fn main() {
         Command::Pause(args) => commands::control::run(meridian_core::CommandKind::Pause, args),
         Command::Resume(args) => commands::control::run(meridian_core::CommandKind::Resume, args),
         Command::Abort(args) => commands::control::abort(args),
-        Command::Promote(args) => commands::control::run(meridian_core::CommandKind::Promote, args),
+        Command::Promote(args) => commands::control::promote(args),
         Command::Retry(args) => commands::control::run(meridian_core::CommandKind::Retry, args),
         Command::Freeze(args) => commands::control::freeze(args),
         Command::Unfreeze(args) => commands::control::unfreeze(args),

@@ -118,6 +118,7 @@ mod tests {
             aborted,
             audit_seq: 0,
             freezes: Vec::new(),
+            full_promotions: Vec::new(),
         }
     }
 

@@ -37,6 +37,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod expiry;
 pub mod freeze;
+pub mod gaps;
 pub mod health;
 pub mod manifest;
 pub mod metric_selector;

@@ -459,6 +459,51 @@ impl RuntimeFreeze {
     }
 }
 
+/// An operator's `promote --full` of the plan, a wave or a region, remembered until its scope
+/// completes: every remaining step bake and wave bake in scope is skipped. Approvals, windows,
+/// freezes, dependencies, parallelism and health still gate, and failures are never accepted.
+/// A pause or an abort of an overlapping scope, or a region in scope failing, cancels it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FullPromotion {
+    /// Its scope: one wave, one region, or (neither) the whole plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Who promoted.
+    pub by: String,
+    /// When the promote was applied.
+    pub at: DateTime<Utc>,
+}
+
+impl FullPromotion {
+    /// `plan`, `wave asia`, `region jp`.
+    pub fn scope(&self) -> String {
+        match (&self.region, &self.wave) {
+            (Some(r), _) => format!("region {r}"),
+            (None, Some(w)) => format!("wave {w}"),
+            (None, None) => "plan".into(),
+        }
+    }
+
+    /// Does it cover region `region` of wave `wave`?
+    pub fn covers(&self, wave: &str, region: &str) -> bool {
+        match (&self.region, &self.wave) {
+            (Some(r), _) => r == region,
+            (None, Some(w)) => w == wave,
+            (None, None) => true,
+        }
+    }
+}
+
+impl fmt::Display for FullPromotion {
+    /// `promote --full of wave asia by alice`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "promote --full of {} by {}", self.scope(), self.by)
+    }
+}
+
 /// The whole rollout's state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -479,6 +524,9 @@ pub struct PlanState {
     /// Run-time freezes in force, in the order declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freezes: Vec<RuntimeFreeze>,
+    /// Full promotions in force (`promote --full`), one per scope, in the order applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub full_promotions: Vec<FullPromotion>,
 }
 
 /// The rollout as a whole, for status displays and `status --wait`.
@@ -561,6 +609,7 @@ impl PlanState {
             aborted: false,
             audit_seq: 0,
             freezes: Vec::new(),
+            full_promotions: Vec::new(),
         };
         state.align(plan);
         state
@@ -730,5 +779,25 @@ spec:
                 "wave three only in the plan"
             ]
         );
+    }
+
+    #[test]
+    fn state_written_before_full_promotions_still_loads_and_one_in_force_round_trips() {
+        let old = r#"{"plan":"p","units":[],"waves":[],"paused":{},"auditSeq":4}"#;
+        let state: PlanState = serde_json::from_str(old).expect("old state loads");
+        assert!(state.full_promotions.is_empty());
+        assert!(!serde_json::to_string(&state).unwrap().contains("fullPromotions"), "nothing written when none");
+
+        let at = DateTime::parse_from_rfc3339("2026-06-01T09:00:00Z").unwrap().with_timezone(&Utc);
+        let promotion = FullPromotion { wave: Some("asia".into()), region: None, by: "alice".into(), at };
+        let state = PlanState { full_promotions: vec![promotion.clone()], ..state };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            json["fullPromotions"],
+            serde_json::json!([{"wave": "asia", "by": "alice", "at": "2026-06-01T09:00:00Z"}])
+        );
+        assert_eq!(serde_json::from_value::<PlanState>(json).unwrap(), state);
+        assert_eq!(promotion.to_string(), "promote --full of wave asia by alice");
+        assert!(promotion.covers("asia", "jp") && !promotion.covers("canary", "us-east"));
     }
 }

@@ -105,6 +105,7 @@ async fn the_state_lives_in_the_api_server_and_a_new_controller_resumes_without_
         at: chrono::Utc::now(),
         freeze: None,
         unfreeze: None,
+        full: false,
     };
     c.command("gated", pause).await.unwrap();
     wait_for("the pause applied", Duration::from_secs(30), || c.snapshot().plans["gated"].state.paused.plan).await;

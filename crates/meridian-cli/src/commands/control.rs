@@ -1,5 +1,6 @@
 //! `meridian pause|resume|abort|promote|retry PLAN [--wave W | --region R]`: queue an
-//! operator command through the API. `meridian freeze PLAN --reason TEXT [--until TIME]
+//! operator command through the API (`promote --full` keeps promoting the scope until it
+//! completes). `meridian freeze PLAN --reason TEXT [--until TIME]
 //! [--wave W | --region R] [--name N]` and `meridian unfreeze PLAN [--name N]` declare and
 //! lift run-time freezes the same way.
 //!
@@ -43,6 +44,23 @@ pub struct AbortArgs {
     pub yes: bool,
 }
 
+/// `promote`: the scope, and `--full`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Exit codes: 0 accepted, 1 refused by the server, 3 usage or connection error")]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub scope: Args,
+    /// Promote the whole remaining scope: every remaining step bake and wave bake in it is
+    /// skipped until it completes. Approvals, windows, freezes and health still gate; a pause,
+    /// an abort or a failure in scope cancels it.
+    #[arg(long)]
+    pub full: bool,
+}
+
+pub fn promote(args: &PromoteArgs) -> i32 {
+    client::block_on("promote", run_async(CommandKind::Promote, &args.scope, args.full)).unwrap_or(exit::USAGE)
+}
+
 /// `abort`, once confirmed: it cannot be undone (a retry starts the regions from scratch).
 pub fn abort(args: &AbortArgs) -> i32 {
     let a = &args.scope;
@@ -64,10 +82,10 @@ pub fn abort(args: &AbortArgs) -> i32 {
 
 pub fn run(kind: CommandKind, args: &Args) -> i32 {
     let command = kind.to_string();
-    client::block_on(&command, run_async(kind, args)).unwrap_or(exit::USAGE)
+    client::block_on(&command, run_async(kind, args, false)).unwrap_or(exit::USAGE)
 }
 
-async fn run_async(kind: CommandKind, args: &Args) -> i32 {
+async fn run_async(kind: CommandKind, args: &Args, full: bool) -> i32 {
     let name = kind.to_string();
     let client = match Client::new(&args.server) {
         Ok(c) => c,
@@ -76,11 +94,14 @@ async fn run_async(kind: CommandKind, args: &Args) -> i32 {
             return exit::USAGE;
         }
     };
-    let scope = match (&args.wave, &args.region) {
+    let mut scope = match (&args.wave, &args.region) {
         (Some(w), _) => Some(json!({ "wave": w })),
         (None, Some(r)) => Some(json!({ "region": r })),
         (None, None) => None,
     };
+    if full {
+        scope.get_or_insert_with(|| json!({}))["full"] = json!(true);
+    }
     let path = format!("/plans/{}/{name}", segment(&args.plan));
     match client.post::<Value>(&path, scope.as_ref()).await {
         Ok(answer) if !args.format.is_text() => {
@@ -94,6 +115,7 @@ async fn run_async(kind: CommandKind, args: &Args) -> i32 {
                 (None, Some(r)) => format!(", region {r}"),
                 (None, None) => String::new(),
             };
+            let name = if full { format!("{name} --full") } else { name };
             println!("{name} accepted for plan {}{scope} (by {by}); the controller applies it at once", args.plan);
             exit::OK
         }

@@ -45,6 +45,10 @@ pub struct Args {
     /// Stop projecting this long after the start.
     #[arg(long, default_value = "90d")]
     pub horizon: Span,
+    /// The full table: a row per region and service with every step's time (also `-o
+    /// wide`). Default: a line per region (first traffic, enabled, and why it waited).
+    #[arg(long)]
+    pub full: bool,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub format: Format,
     #[command(flatten)]
@@ -166,6 +170,8 @@ pub fn run(args: &Args) -> i32 {
                     if let Some((server, at)) = &projected_from {
                         v["projectedFrom"] = json!({ "server": server, "at": at });
                     }
+                    // Why its regions paused beyond their bakes, in their local time.
+                    v["gaps"] = json!(meridian_core::gaps::region_gaps(plan, &t.audit, t.ended_at));
                     v
                 })
             };
@@ -186,7 +192,13 @@ pub fn run(args: &Args) -> i32 {
                 println!("projected from the live state of {server} at {} UTC\n", at.format("%Y-%m-%d %H:%M:%S"));
             }
             for (plan, timeline) in plans.iter().zip(&timelines) {
-                print!("{}", render(plan, timeline));
+                let full = args.full || args.format == Format::Wide;
+                let width = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    crate::output::terminal_width()
+                } else {
+                    None
+                };
+                print!("{}", crate::output::fit(&render(plan, timeline, full), width));
             }
         }
     }
@@ -232,7 +244,9 @@ fn parse_failure(text: &str, start: DateTime<Utc>, plans: &[&Plan]) -> Result<Si
     Ok(SimFailure { region: region.to_string(), from })
 }
 
-fn render(plan: &Plan, t: &Timeline) -> String {
+/// The projection as text: its summary, then each wave (a line per region, or with `full` a
+/// row per unit and step) with the gaps of its regions explained.
+fn render(plan: &Plan, t: &Timeline, full: bool) -> String {
     let with_seconds = t.audit.iter().any(|r| r.at.timestamp() % 60 != 0);
     let time = |at: DateTime<Utc>| {
         if with_seconds { at.format("%m-%d %H:%M:%S").to_string() } else { at.format("%m-%d %H:%M").to_string() }
@@ -324,6 +338,15 @@ fn render(plan: &Plan, t: &Timeline) -> String {
             .zip(&wave.chosen_by)
             .map(|(&r, by)| format!("{} ({by})", plan.regions[r].name))
             .collect();
+        if !full {
+            // How the regions were chosen, when a selector did (by name is the table itself).
+            if wave.chosen_by.iter().any(|by| !matches!(by, meridian_core::plan::ChosenBy::Name)) {
+                out.push_str(&format!("  regions: {}\n", chosen.join(", ")));
+            }
+            out.push_str(&condensed(plan, t, w, &time));
+            out.push_str(&wave_gaps(plan, t, w));
+            continue;
+        }
         out.push_str(&format!("  regions: {}\n", if chosen.is_empty() { "none".into() } else { chosen.join(", ") }));
         let mut rows: Vec<Vec<String>> = Vec::new();
         let steps = wave.regions.iter().map(|&r| plan.regions[r].settings.steps.len()).max().unwrap_or(0);
@@ -348,6 +371,7 @@ fn render(plan: &Plan, t: &Timeline) -> String {
             }
         }
         out.push_str(&crate::output::table(&rows, "  "));
+        out.push_str(&wave_gaps(plan, t, w));
     }
     // The roots one per unit; what waits only on them, summarised.
     if !blockers.roots.is_empty() || blockers.downstream > 0 {
@@ -392,6 +416,43 @@ fn dependencies(deps: &[meridian_core::plan::PlanDependency]) -> String {
         })
         .collect();
     named.join(", ")
+}
+
+/// Wave `w` a line per region: when it first gets traffic, when it is enabled (or how it
+/// ends), readable at 50 regions.
+fn condensed(plan: &Plan, t: &Timeline, w: usize, time: &dyn Fn(DateTime<Utc>) -> String) -> String {
+    let mut rows = vec![["REGION", "FIRST TRAFFIC", "ENABLED"].map(String::from).to_vec()];
+    for &r in &plan.waves[w].regions {
+        let units: Vec<&meridian_core::simulate::UnitTimeline> =
+            plan.service_order.iter().map(|&s| &t.units[plan.unit_index(r, s)]).collect();
+        let first = units.iter().filter_map(|u| u.steps.first().map(|st| st.at)).min();
+        let enabled = if units.iter().all(|u| u.final_phase == UnitPhase::Enabled) {
+            units.iter().filter_map(|u| u.enabled_at).max().map_or_else(|| "enabled".into(), time)
+        } else {
+            // The first unit that is not enabled says how the region ends.
+            let u = units.iter().find(|u| u.final_phase != UnitPhase::Enabled).copied();
+            u.map(|u| match &u.waiting_text {
+                // Still waiting for its wave's turn: nothing more to say.
+                Some(why) if u.final_phase != UnitPhase::Pending => format!("{}: {}: {why}", u.final_phase, u.service),
+                _ => u.final_phase.to_string(),
+            })
+            .unwrap_or_default()
+        };
+        rows.push(vec![plan.regions[r].name.clone(), first.map(time).unwrap_or_else(|| "-".into()), enabled]);
+    }
+    crate::output::table(&rows, "  ")
+}
+
+/// Why wave `w`'s regions paused beyond their bakes (a window, a freeze, an approval, another
+/// plan), a line each, in the region's local time (`meridian_core::gaps`).
+fn wave_gaps(plan: &Plan, t: &Timeline, w: usize) -> String {
+    let mut out = String::new();
+    for gap in meridian_core::gaps::region_gaps(plan, &t.audit, t.ended_at) {
+        if plan.region_index(&gap.region).is_some_and(|r| plan.regions[r].wave == w) {
+            out.push_str(&format!("  {} {}\n", gap.region, gap.describe()));
+        }
+    }
+    out
 }
 
 /// What would let a rollout that never finishes go on, from what holds it.

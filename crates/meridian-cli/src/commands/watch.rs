@@ -180,17 +180,6 @@ pub fn plan_frame(view: &PlanView, now: DateTime<Utc>, colour: bool, width: Opti
     out
 }
 
-/// The terminal's width, when stdout is one.
-fn terminal_width() -> Option<usize> {
-    // SAFETY: TIOCGWINSZ only writes the winsize struct we pass; a failure leaves it zeroed.
-    #[allow(unsafe_code, reason = "the one ioctl that reads the terminal's size")]
-    let columns = unsafe {
-        let mut size: libc::winsize = std::mem::zeroed();
-        (libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) == 0).then_some(size.ws_col)
-    };
-    columns.filter(|c| *c > 0).map(usize::from).or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
-}
-
 /// Watch until interrupted (or a refusal: exit 1 for an unknown plan, 3 otherwise).
 pub async fn run(client: &Client, args: &Args) -> i32 {
     let terminal = std::io::stdout().is_terminal();
@@ -199,7 +188,7 @@ pub async fn run(client: &Client, args: &Args) -> i32 {
     let mut last = String::new();
     loop {
         let now = Utc::now();
-        let width = if terminal { terminal_width() } else { None };
+        let width = if terminal { crate::output::terminal_width() } else { None };
         let body = match frame(client, args, now, colour, width).await {
             Ok(body) => body,
             Err(e) if e.is_transient() => format!("{e}; retrying every {}\n", span_ms(interval)),
