@@ -26,7 +26,7 @@ spec:
   stepBake: 1h
 ";
 
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
         if Path::new(candidate).exists() {
             return PathBuf::from(candidate);
@@ -73,7 +73,7 @@ pub(crate) fn dump_dom(url: &str) -> String {
     std::fs::read_to_string(out.path()).unwrap()
 }
 
-fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+pub(crate) fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
@@ -176,6 +176,7 @@ fn an_approval_a_unit_depends_on_that_expires_soon_is_called_out() {
 /// router over the fake control plane (the state is set, not rolled out) on 127.0.0.1.
 #[test]
 fn a_relative_check_shows_the_baseline_and_the_regions_it_came_from() {
+    use chrono::DurationRound;
     use meridian_core::HealthVerdict;
     use meridian_core::manifest::BaselineKind;
     use meridian_core::relative::Baseline;
@@ -188,7 +189,7 @@ spec:
   services: [{name: signin}]
   regions:
     - {name: us-east, noData: ignore}
-    - {name: eu-west, noData: ignore}
+    - {name: eu-west, noData: ignore, timezone: Europe/Paris}
     - {name: eu-central}
     - {name: jp}
   waves:
@@ -203,6 +204,8 @@ spec:
   actuator: {log: {}}
 "#,
     );
+    let opens =
+        (chrono::Utc::now() + chrono::TimeDelta::minutes(150)).duration_round(chrono::TimeDelta::minutes(1)).unwrap();
     control.update("fleet", |s| {
         for u in &mut s.units {
             (u.phase, u.percent) =
@@ -210,6 +213,13 @@ spec:
         }
         let jp = s.units.iter_mut().find(|u| u.region == "jp").unwrap();
         jp.waiting = Some(meridian_core::WaitReason::Health { checks: vec!["error-rate".into()] });
+        let west = s.units.iter_mut().find(|u| u.region == "eu-west").unwrap();
+        west.waiting = Some(meridian_core::WaitReason::Window { opens_at: Some(opens) });
+        let eu = s.units.iter_mut().find(|u| u.region == "eu-central").unwrap();
+        eu.checks[0].verdict = Some(HealthVerdict::Unhealthy);
+        eu.checks[0].value = Some(0.2);
+        eu.checks[0].at = Some(chrono::Utc::now());
+        let jp = s.units.iter_mut().find(|u| u.region == "jp").unwrap();
         jp.checks[0].verdict = Some(HealthVerdict::Unhealthy);
         jp.checks[0].value = Some(0.031);
         jp.checks[0].baseline = Some(Baseline {
@@ -223,7 +233,7 @@ spec:
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = meridian_api::router(control, meridian_api::Auth::disabled(), meridian_api::Limits::default());
+    let router = meridian_api::router(control.clone(), meridian_api::Auth::disabled(), meridian_api::Limits::default());
     runtime.spawn(meridian_api::serve(listener, router, None, std::future::pending()));
 
     let dom = dump_dom(&format!("{base}/"));
@@ -232,4 +242,29 @@ spec:
     assert!(dom.contains(&format!(r#"data-check="error-rate" title="">error-rate unhealthy ({compared})"#)), "{dom}");
     assert!(dom.contains(&format!("waiting for fresh healthy data from error-rate (error-rate: {compared})")), "{dom}");
     assert!(dom.contains("at most 2 × the median of ≥ 2 fully enabled regions"), "{dom}");
+    // An absolute limit: the value against it.
+    assert!(dom.contains(r#"data-check="error-rate" title="">error-rate unhealthy (0.2 &gt; max 0.1)"#), "{dom}");
+    // A wait with an end: the API's words in the page's time format, and a countdown with
+    // the region's local time.
+    let shown = opens.format("%Y-%m-%d %H:%M UTC");
+    assert!(dom.contains(&format!("outside its windows; next opens {shown}")), "{dom}");
+    assert!(dom.contains("window opens in 2h "), "{dom}");
+    assert!(dom.contains(" Europe/Paris)"), "{dom}");
+
+    // The API carries the latest value only; the page keeps those it saw, one per evaluation.
+    let mut b = crate::browser::Browser::start();
+    b.navigate(&format!("{base}/"));
+    b.wait_for("document.body.dataset.ready === 'true'", Duration::from_secs(20));
+    control.update("fleet", |s| {
+        let eu = s.units.iter_mut().find(|u| u.region == "eu-central").unwrap();
+        eu.checks[0].verdict = Some(HealthVerdict::Healthy);
+        eu.checks[0].value = Some(0.05);
+        eu.checks[0].at = Some(chrono::Utc::now() + chrono::TimeDelta::seconds(1));
+    });
+    // The page's 5 s refresh picks it up.
+    let cell = r#"document.querySelector('[data-unit="eu-central/signin"]').innerText"#;
+    b.wait_for(
+        &format!("{cell}.includes('error-rate healthy (0.05 ≤ max 0.1) recent: 0.2 → 0.05')"),
+        Duration::from_secs(20),
+    );
 }

@@ -4,7 +4,8 @@ const START: &str = "2026-11-30T13:00:00Z"; // a Monday, 08:00 in New York
 
 #[test]
 fn restoration_projection_honours_windows_and_holds_out_of_scope_services() {
-    let out = meridian(&["plan", "config/", "--plan", "network-restoration", "--assume-healthy", "--start", START]);
+    let out =
+        meridian(&["plan", "config/", "--plan", "network-restoration", "--assume-healthy", "--start", START, "--full"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     // The window opens at 09:00 New York time, 14:00 UTC.
@@ -23,6 +24,45 @@ fn restoration_projection_honours_windows_and_holds_out_of_scope_services() {
     let held = &text[text.find("held when the projection ends:").expect(&text)..];
     assert!(held.contains("  jp/music: approval jp-regulator"), "{held}");
     assert!(held.lines().count() < 12, "every waiting unit listed one by one:\n{held}");
+    // The hour before the window opens is explained, in New York time.
+    assert!(text.contains("  us-east waited 1h 00m for a window: opens Mon 09:00 EST\n"), "{text}");
+}
+
+#[test]
+fn the_condensed_view_is_a_line_per_region_with_its_gaps_explained() {
+    let out = meridian(&["plan", "config/", "--plan", "network-restoration", "--assume-healthy", "--start", START]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("  REGION   FIRST TRAFFIC  ENABLED\n  us-east  11-30 14:00    11-30 16:00\n"), "{text}");
+    assert!(text.contains("  us-east waited 1h 00m for a window: opens Mon 09:00 EST\n"), "{text}");
+    // A line per region, not per service: no row names a service.
+    assert!(!text.contains("SERVICE") && !text.contains(" signin "), "{text}");
+    let wide = stdout(&meridian(&[
+        "plan",
+        "config/",
+        "--plan",
+        "network-restoration",
+        "--assume-healthy",
+        "--start",
+        START,
+        "-o",
+        "wide",
+    ]));
+    assert!(wide.contains("STEP 1") && wide.contains(" signin "), "{wide}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&meridian(&[
+        "plan",
+        "config/",
+        "--plan",
+        "network-restoration",
+        "--assume-healthy",
+        "--start",
+        START,
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["gaps"][0]["region"], "us-east", "{}", json["gaps"]);
+    assert_eq!(json["gaps"][0]["why"], "a window: opens Mon 09:00 EST");
 }
 
 #[test]
@@ -134,7 +174,7 @@ fn approvals_from_the_approvals_path_release_the_gated_region() {
     let letter = dir.path().join("jp-letter.yaml");
     std::fs::write(&letter, JP_LETTER).unwrap();
     let approvals = dir.path().to_str().unwrap();
-    let base = ["plan", "config/demo.yaml", "--assume-healthy", "--start", START];
+    let base = ["plan", "config/demo.yaml", "--assume-healthy", "--start", START, "--full"];
 
     // Without the approval file jp is blocked on its flag to the end of the projection.
     let held = meridian(&base);
@@ -280,4 +320,159 @@ fn a_unit_without_health_data_is_flagged_past_its_progress_deadline() {
     assert_eq!(record["region"], "us-east");
     assert_eq!(record["at"], "2026-11-30T13:20:00Z");
     assert_eq!(record["event"]["fromPercent"], record["event"]["toPercent"]);
+}
+
+#[test]
+fn plans_that_depend_on_plans_are_projected_together_in_order() {
+    let dir = "tests/fixtures/plan/dependent";
+    let out = meridian(&["plan", dir, "--start", START, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = |name: &str| v.as_array().unwrap().iter().find(|p| p["plan"] == name).unwrap().clone();
+    let wave = |p: &serde_json::Value, name: &str| {
+        p["waves"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap().clone()
+    };
+    let (signin, store) = (plan("signin-restore"), plan("store-restore"));
+    // store's canary starts when signin's canary completes (after its 30m bake), its second
+    // wave when the whole of signin does; not at the start, where nothing holds it otherwise.
+    assert_eq!(wave(&signin, "canary")["completedAt"], "2026-11-30T13:50:00Z");
+    assert_eq!(wave(&store, "canary")["startedAt"], "2026-11-30T13:50:00Z");
+    assert_eq!(signin["finishedAt"], "2026-11-30T14:10:00Z");
+    assert_eq!(wave(&store, "rest")["startedAt"], "2026-11-30T14:10:00Z");
+    assert_eq!(store["finishedAt"], "2026-11-30T14:30:00Z");
+    // Asked for alone, store is still projected with the plan it waits for.
+    let out = meridian(&["plan", dir, "--plan", "store-restore", "--start", START]);
+    let text = stdout(&out);
+    assert!(!text.contains("plan signin-restore\n"), "only the plan asked for is shown:\n{text}");
+    assert!(text.contains("finish   2026-11-30 14:30 UTC (1h30m after start)"), "{text}");
+    assert!(
+        text.contains(
+            "wave canary (maxParallel 1, bake 0s, after plan signin-restore wave canary): 11-30 13:50 -> 11-30 14:10"
+        ),
+        "{text}"
+    );
+    // Read without the plan it waits for, store is refused with a located error.
+    let out = meridian(&["plan", "tests/fixtures/plan/dependent/store.yaml", "--start", START]);
+    assert_eq!(out.status.code(), Some(1), "an unknown plan is a validation error");
+    assert!(
+        stderr(&out).contains("store.yaml:11:26: error: plan store-restore wave canary depends on plan \"signin-restore\", which is not defined"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+const LIVE_PLAN: &str = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: live}
+spec:
+  services: [{name: web}]
+  regions: [{name: us}, {name: eu, approvals: [eu-regulator]}]
+  waves:
+    - {name: canary, regions: [us]}
+    - {name: rest, regions: [eu]}
+  steps: [50, 100]
+  stepBake: 1s
+  actuator: {log: {}}
+";
+
+#[test]
+fn from_server_projects_the_rest_of_a_running_rollout_from_its_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("plan.yaml"), LIVE_PLAN).unwrap();
+    let run =
+        crate::support::spawn_run(&config, &dir.path().join("state"), &["--no-auth"]).expect("meridian run starts");
+    let canary = meridian(&[
+        "status",
+        "live",
+        "--wave",
+        "canary",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--interval",
+        "200ms",
+        "--server",
+        &run.base,
+    ]);
+    assert_eq!(canary.status.code(), Some(0), "{}{}", stdout(&canary), stderr(&canary));
+    let config_arg = config.to_str().unwrap();
+    let project = |extra: &[&str]| {
+        let mut args = vec!["plan", config_arg, "--from-server", &run.base, "--plan", "live"];
+        args.extend_from_slice(extra);
+        meridian(&args)
+    };
+
+    let out = project(&["--grant", "eu-regulator", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["projectedFrom"]["server"], run.base.as_str());
+    let from = v["projectedFrom"]["at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert_eq!(v["start"], v["projectedFrom"]["at"]);
+    // The canary is enabled already: kept as the server says, not projected again.
+    let us = &v["units"][0];
+    assert_eq!((us["region"].as_str(), us["finalPhase"].as_str()), (Some("us"), Some("enabled")), "{us}");
+    assert_eq!(us["steps"], serde_json::json!([]), "{us}");
+    let enabled = us["enabledAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!(enabled <= from, "{enabled} after the projection's start {from}");
+    assert_eq!(v["waves"][0]["finalPhase"], "complete");
+    // The rest, granted, goes through its two steps from now.
+    let eu = &v["units"][1];
+    assert_eq!((eu["region"].as_str(), eu["finalPhase"].as_str()), (Some("eu"), Some("enabled")), "{eu}");
+    let steps: Vec<&str> = eu["steps"].as_array().unwrap().iter().map(|s| s["at"].as_str().unwrap()).collect();
+    assert_eq!(steps.len(), 2, "{eu}");
+    assert_eq!(steps[0], v["start"].as_str().unwrap());
+    let finish = v["finishedAt"].as_str().expect("a finish").parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    // Two steps of 1 s, the last one held too before the unit counts as enabled, as for the
+    // canary from a fresh start: 2 s from now, not 4 s from the rollout's start.
+    assert_eq!(finish - from, chrono::TimeDelta::seconds(2));
+
+    // Without the grant it never finishes: the server holds no eu-regulator approval.
+    let out = project(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with(&format!("projected from the live state of {} at ", run.base)), "{text}");
+    assert!(text.contains("finish   never without action: eu/web: approval eu-regulator"), "{text}");
+
+    // A local plan that is not the one running is refused, naming the difference.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("plan.yaml"), LIVE_PLAN.replace("eu", "fr")).unwrap();
+    let out = meridian(&["plan", other.to_str().unwrap(), "--from-server", &run.base, "--plan", "live"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the local plan live is not the one"), "{err}");
+    assert!(err.contains("region eu only in the state, region fr only in the plan"), "{err}");
+    // --from-server needs a plan to project.
+    let out = meridian(&["plan", config_arg, "--from-server", &run.base]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+#[test]
+fn from_server_sends_the_token_of_token_file_as_the_client_commands_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("plan.yaml"), LIVE_PLAN).unwrap();
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(&tokens, "tokens:\n  - {name: oncall, token: oncall-viewer-token-for-the-tests3, role: viewer}\n")
+        .unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "oncall-viewer-token-for-the-tests3\n").unwrap();
+    let run = crate::support::spawn_run(&config, &dir.path().join("state"), &["--tokens", tokens.to_str().unwrap()])
+        .expect("meridian run starts");
+    let config_arg = config.to_str().unwrap();
+    let base = ["plan", config_arg, "--from-server", &run.base, "--plan", "live", "-o", "json"];
+
+    // No token: the server's refusal (1), with how to give one.
+    let out = meridian(&base);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("hint: pass --token-file FILE or --token TOKEN"), "{}", stderr(&out));
+    let mut with_file = base.to_vec();
+    with_file.extend(["--token-file", token.to_str().unwrap()]);
+    let out = meridian(&with_file);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["projectedFrom"]["server"], run.base.as_str());
 }

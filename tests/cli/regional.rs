@@ -35,7 +35,7 @@ fn squeezed(text: &str) -> String {
 
 #[test]
 fn plan_shows_where_regions_differ_how_waves_chose_them_and_the_freeze_in_the_timeline() {
-    let out = meridian(&["plan", "config/regional/", "--assume-healthy", "--start", START]);
+    let out = meridian(&["plan", "config/regional/", "--assume-healthy", "--start", START, "--full"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = squeezed(&stdout(&out));
     for expected in [

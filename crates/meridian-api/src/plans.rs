@@ -1,6 +1,7 @@
 //! `GET /plans`, `GET /plans/{name}` and `POST /plans/{name}/{action}`: the published views
 //! and operator commands, optionally scoped to one wave or one region. `freeze` and
-//! `unfreeze` carry their parameters in the body as well.
+//! `unfreeze` carry their parameters in the body as well, and `promote` may say `"full":
+//! true` (`promote --full`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -48,9 +49,13 @@ struct CommandScope {
     wave: Option<String>,
     #[serde(default)]
     region: Option<String>,
+    /// `promote` only: promote the whole remaining scope.
+    #[serde(default)]
+    full: bool,
 }
 
-const SCOPE_HINT: &str = r#"send no body for the whole plan, or {"wave": "W"} or {"region": "R"}"#;
+const SCOPE_HINT: &str =
+    r#"send no body for the whole plan, or {"wave": "W"} or {"region": "R"} (promote also takes "full": true)"#;
 
 pub(crate) async fn command(
     State(state): State<AppState>,
@@ -82,15 +87,37 @@ pub fn command_from_body(
     by: &str,
     now: DateTime<Utc>,
 ) -> Result<Command, ApiError> {
+    refuse_full(kind, body)?;
     match kind {
         CommandKind::Freeze => freeze_command(plan, body, by, now),
         CommandKind::Unfreeze => unfreeze_command(plan, state, body, by, now),
         _ => {
             let scope = parse_scope(body)?;
             check_scope(plan, &scope)?;
-            Ok(Command { wave: scope.wave, region: scope.region, ..Command::plan_wide(kind, by, now) })
+            let full = scope.full;
+            Ok(Command { wave: scope.wave, region: scope.region, full, ..Command::plan_wide(kind, by, now) })
         }
     }
+}
+
+/// `"full"` belongs to `promote` alone: any other command that carries it is refused by name,
+/// rather than as an unknown field or (worse) taken as if it were not there.
+fn refuse_full(kind: CommandKind, body: &[u8]) -> Result<(), ApiError> {
+    if kind == CommandKind::Promote {
+        return Ok(());
+    }
+    let carries_full = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v.as_object().is_some_and(|o| o.contains_key("full")));
+    if carries_full {
+        return Err(ApiError::bad_request(
+            format!("\"full\" is only for promote, not for {kind}"),
+            format!(
+                "leave \"full\" out of the {kind} body, or POST /api/v1/plans/PLAN/promote with {{\"full\": true}}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The body of `POST /plans/{name}/freeze`.
@@ -130,7 +157,7 @@ fn freeze_command(plan: &Plan, body: &[u8], by: &str, now: DateTime<Utc>) -> Res
             "give a later time, or leave until out to freeze until an unfreeze",
         ));
     }
-    let scope = CommandScope { wave: body.wave, region: body.region };
+    let scope = CommandScope { wave: body.wave, region: body.region, full: false };
     if scope.wave.is_some() && scope.region.is_some() {
         return Err(ApiError::bad_request("give a wave or a region, not both", FREEZE_HINT));
     }

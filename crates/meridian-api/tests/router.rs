@@ -176,6 +176,40 @@ async fn command_scope_and_shape_are_validated() {
     assert_eq!(control.commands().len(), 1);
 }
 
+/// `"full"` is `promote`'s alone: other commands refuse it by name, a promote keeps it.
+#[tokio::test]
+async fn full_is_for_promote_only() {
+    let (control, app) = app(Limits::default());
+    for (action, body) in [
+        ("pause", r#"{"full": true}"#),
+        ("retry", r#"{"wave": "asia", "full": false}"#),
+        ("freeze", r#"{"reason": "audit", "full": true}"#),
+        ("unfreeze", r#"{"full": true}"#),
+    ] {
+        let a = call(&app, "POST", &format!("/api/v1/plans/restore/{action}"), Some(OPERATOR), Some(body)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{action} {body}: {}", a.text);
+        let (error, hint) = a.error();
+        assert_eq!(error, format!("\"full\" is only for promote, not for {action}"));
+        assert!(hint.contains(r#"promote with {"full": true}"#), "{hint}");
+    }
+    assert!(control.commands().is_empty(), "a refused body queues nothing");
+    let bad = call(&app, "POST", "/api/v1/plans/restore/promote", Some(OPERATOR), Some(r#"{"full": "yes"}"#)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert!(bad.error().0.starts_with("invalid command body"), "{}", bad.text);
+
+    let ok =
+        call(&app, "POST", "/api/v1/plans/restore/promote", Some(OPERATOR), Some(r#"{"full": true, "wave": "asia"}"#))
+            .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text);
+    assert_eq!(ok.json()["command"]["full"], true, "{}", ok.text);
+    let once = call(&app, "POST", "/api/v1/plans/restore/promote", Some(OPERATOR), Some(r#"{"region": "jp"}"#)).await;
+    assert_eq!(once.status, StatusCode::ACCEPTED, "{}", once.text);
+    assert!(once.json()["command"].get("full").is_none(), "a one-shot promote says nothing of full: {}", once.text);
+    let queued: Vec<(bool, Option<String>)> =
+        control.commands().into_iter().map(|(_, c)| (c.full, c.wave.or(c.region))).collect();
+    assert_eq!(queued, vec![(true, Some("asia".to_string())), (false, Some("jp".to_string()))]);
+}
+
 #[tokio::test]
 async fn command_role_matrix_and_denials() {
     let (control, app) = app(Limits::default());

@@ -16,12 +16,14 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 /// Exit codes shared by the client subcommands.
 pub(crate) use crate::exit;
 
-/// Where the API is and how to authenticate: flags, else environment variables.
+/// Where the API is and how to authenticate: flags, else environment variables, else the
+/// client config file (`client_config`), else the default server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// Base URL of the Meridian API.
-    #[arg(long, env = "MERIDIAN_SERVER", default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// Base URL of the Meridian API [default: the config file's `server`, else
+    /// http://127.0.0.1:7070].
+    #[arg(long, env = "MERIDIAN_SERVER")]
+    pub server: Option<String>,
     /// Bearer token (from the server's tokens file). Visible to other users in `ps`: prefer
     /// --token-file or the environment.
     #[arg(long, env = "MERIDIAN_TOKEN", hide_env_values = true)]
@@ -75,7 +77,10 @@ impl ClientError {
             ClientError::Api { status: 401, .. } => eprintln!("  hint: {TOKEN_HINT}"),
             ClientError::Api { hint: Some(hint), .. } => eprintln!("  hint: {hint}"),
             ClientError::Connection { .. } => {
-                eprintln!("  hint: is the controller running? pass --server or set MERIDIAN_SERVER")
+                eprintln!(
+                    "  hint: is the controller running? pass --server, set MERIDIAN_SERVER, or set server in the client \
+                     config (~/.config/meridian/config.yaml)"
+                )
             }
             _ => {}
         }
@@ -129,12 +134,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
     pub fn new(args: &ServerArgs) -> Result<Self, ClientError> {
-        let base = args.server.trim_end_matches('/').to_string();
+        let args = &crate::client_config::layered(args)?;
+        let server = args.server.as_deref().unwrap_or(DEFAULT_SERVER);
+        let base = server.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Usage(format!(
-                "invalid --server {:?}; use a URL such as {DEFAULT_SERVER}",
-                args.server
-            )));
+            return Err(ClientError::Usage(format!("invalid --server {server:?}; use a URL such as {DEFAULT_SERVER}")));
         }
         let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(Duration::from_secs(5));
         if let Some(path) = &args.ca_cert {
@@ -265,7 +269,7 @@ mod tests {
     use super::*;
 
     fn args(token: Option<&str>, file: Option<PathBuf>) -> ServerArgs {
-        ServerArgs { server: DEFAULT_SERVER.into(), token: token.map(Into::into), token_file: file, ca_cert: None }
+        ServerArgs { server: None, token: token.map(Into::into), token_file: file, ca_cert: None }
     }
 
     #[test]

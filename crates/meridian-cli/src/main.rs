@@ -6,6 +6,7 @@
 )]
 
 mod client;
+mod client_config;
 mod commands;
 mod confirm;
 mod output;
@@ -98,8 +99,9 @@ enum Command {
     Resume(commands::control::Args),
     /// Stop: roll back everything in scope that is not enabled; nothing in scope starts again.
     Abort(commands::control::AbortArgs),
-    /// Skip the current bake (or accept a wave's halt) once; never skips approvals, windows or health.
-    Promote(commands::control::Args),
+    /// Skip the current bake (or accept a wave's halt) once, or with --full every remaining bake
+    /// in scope; never skips approvals, windows or health.
+    Promote(commands::control::PromoteArgs),
     /// Send failed and rolled-back units in scope back to the start.
     Retry(commands::control::Args),
     /// Declare a run-time freeze: no step starts in scope until it ends; traffic is kept.
@@ -116,6 +118,9 @@ enum Command {
     /// The controller's own history: approvals granted, revoked, expired; config changes;
     /// denied requests.
     History(commands::info::HistoryArgs),
+    /// The configuration in force (generation, load time, warnings) and the last rejected
+    /// edit with its located errors (exit 1 while one stands).
+    Config(commands::info::ConfigArgs),
     /// Who the token is: its name, role and flags.
     Whoami(commands::info::WhoamiArgs),
     /// The client's and the server's versions.
@@ -146,7 +151,7 @@ fn main() {
         Command::Pause(args) => commands::control::run(meridian_core::CommandKind::Pause, args),
         Command::Resume(args) => commands::control::run(meridian_core::CommandKind::Resume, args),
         Command::Abort(args) => commands::control::abort(args),
-        Command::Promote(args) => commands::control::run(meridian_core::CommandKind::Promote, args),
+        Command::Promote(args) => commands::control::promote(args),
         Command::Retry(args) => commands::control::run(meridian_core::CommandKind::Retry, args),
         Command::Freeze(args) => commands::control::freeze(args),
         Command::Unfreeze(args) => commands::control::unfreeze(args),
@@ -154,6 +159,7 @@ fn main() {
         Command::Completion(args) => commands::completion::run(args),
         Command::Approvals(args) => commands::info::approvals(args),
         Command::History(args) => commands::info::history(args),
+        Command::Config(args) => commands::info::config(args),
         Command::Whoami(args) => commands::info::whoami(args),
         Command::Version(args) => commands::info::version(args),
         Command::Bench(command) => commands::bench::run(command),

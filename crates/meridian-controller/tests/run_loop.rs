@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use meridian_controller::control::ControlPlane;
 use meridian_controller::memory::MemoryStore;
-use meridian_controller::runtime::{Adapters, Clock, Settings, SystemClock, start};
+use meridian_controller::runtime::{Adapters, Clock, NoNotifier, Settings, SystemClock, start};
 use meridian_controller::store::StateStore;
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::plan::Plan;
@@ -113,7 +113,13 @@ async fn stop_and_release<S: ?Sized>(
 
 /// The fake fleet as health source and actuator, on the wall clock.
 fn fake_adapters(store: Arc<dyn StateStore>, fleet: &Arc<FakeFleet>) -> Adapters {
-    Adapters { store, health: fleet.clone(), actuator: fleet.clone(), clock: Arc::new(SystemClock) }
+    Adapters {
+        store,
+        health: fleet.clone(),
+        actuator: fleet.clone(),
+        clock: Arc::new(SystemClock),
+        notifier: Arc::new(NoNotifier),
+    }
 }
 
 async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
@@ -881,6 +887,7 @@ async fn run_unruly(fleet: Arc<UnrulyFleet>) -> (tempfile::TempDir, meridian_con
         health: fleet.clone(),
         actuator: fleet.clone(),
         clock: Arc::new(SystemClock),
+        notifier: Arc::new(NoNotifier),
     };
     let mut settings = Settings::new(vec![path]);
     settings.intent_retry = Duration::from_millis(100);
@@ -975,6 +982,7 @@ async fn health_errors_reach_metrics_by_plan_check_and_kind_and_never_advance() 
         health: Arc::new(TimingOut),
         actuator: fleet.clone(),
         clock: Arc::new(SystemClock),
+        notifier: Arc::new(NoNotifier),
     };
     let running = start(Settings::new(vec![path]), adapters).await.expect("start");
     let c = running.controller.clone();
@@ -1007,8 +1015,13 @@ spec:
     let clock = Arc::new(meridian_controller::runtime::ManualClock::new(t0));
     let fleet = Arc::new(FakeFleet::default());
     let store = Arc::new(MemoryStore::default());
-    let adapters =
-        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: clock.clone() };
+    let adapters = Adapters {
+        store: store.clone(),
+        health: fleet.clone(),
+        actuator: fleet.clone(),
+        clock: clock.clone(),
+        notifier: Arc::new(NoNotifier),
+    };
     let running = start(Settings::new(vec![path]), adapters).await.expect("start");
     let c = running.controller.clone();
     let complete = || c.snapshot().plans["slow"].state.phase() == PlanPhase::Complete;
@@ -1277,8 +1290,13 @@ spec:
     let clock = Arc::new(meridian_controller::runtime::ManualClock::new(t0));
     let fleet = Arc::new(FakeFleet::default());
     let store = Arc::new(MemoryStore::default());
-    let adapters =
-        Adapters { store: store.clone(), health: fleet.clone(), actuator: fleet.clone(), clock: clock.clone() };
+    let adapters = Adapters {
+        store: store.clone(),
+        health: fleet.clone(),
+        actuator: fleet.clone(),
+        clock: clock.clone(),
+        notifier: Arc::new(NoNotifier),
+    };
     let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
     settings.readback_interval = Duration::from_millis(50);
     settings.config_poll = Duration::from_secs(3600);
@@ -1365,6 +1383,7 @@ spec:
         health: health.clone(),
         actuator: fleet.clone(),
         clock: Arc::new(SystemClock),
+        notifier: Arc::new(NoNotifier),
     };
     let running = start(Settings::new(vec![dir.path().to_path_buf()]), adapters).await.expect("start");
     let nows = |plan: &str| -> std::collections::BTreeSet<chrono::DateTime<Utc>> {

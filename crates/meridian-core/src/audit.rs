@@ -13,7 +13,7 @@ use crate::command::CommandKind;
 use crate::health::HealthVerdict;
 use crate::manifest::{OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::relative::Baseline;
-use crate::state::{UnitPhase, WaitReason, WavePhase};
+use crate::state::{FullPromotion, UnitPhase, WaitReason, WavePhase};
 
 /// One append-only record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +52,9 @@ pub enum AuditEvent {
     Command { command: CommandKind, by: String },
     /// A read-back disagreed with the state; traffic is re-applied.
     Drift { expected: u32, observed: u32 },
+    /// The full promotion (`promote --full`) of `scope` (`plan`, `wave W`, `region R`) that
+    /// `by` asked for ended: its scope completed, or a pause, an abort or a failure cancelled it.
+    FullPromotionEnded { scope: String, by: String },
 }
 
 /// Why it changed.
@@ -69,7 +72,8 @@ pub enum Cause {
         flags: Vec<String>,
     },
     /// The previous step baked healthy (or was promoted) and the next began; `health` is
-    /// what each check showed when the bake ended (evidence).
+    /// what each check showed when the bake ended (evidence). `full` names the full promotion
+    /// the step was taken under, if any.
     Advanced {
         approvals: Vec<String>,
         promoted: bool,
@@ -77,12 +81,17 @@ pub enum Cause {
         flags: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         health: Vec<CheckEvidence>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        full: Option<FullPromotion>,
     },
-    /// The last step baked healthy; `health` is what each check showed then (evidence).
+    /// The last step baked healthy (or was promoted); `health` is what each check showed then
+    /// (evidence), `full` the full promotion it was taken under, if any.
     Completed {
         promoted: bool,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         health: Vec<CheckEvidence>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        full: Option<FullPromotion>,
     },
     /// It may not move yet.
     Blocked { waiting: WaitReason },
@@ -109,12 +118,22 @@ pub enum Cause {
     /// Every region of the wave is enabled.
     WaveEnabled,
     /// The wave baked healthy (or was promoted); `health` is what each check of each of its
-    /// units showed when the bake ended (evidence).
+    /// units showed when the bake ended (evidence), `full` the full promotion that skipped
+    /// the bake, if one did.
     WaveBaked {
         promoted: bool,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         health: Vec<CheckEvidence>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        full: Option<FullPromotion>,
     },
+    /// An operator's `promote --full` of `scope`: every remaining step and wave bake there is
+    /// skipped until it completes (approvals, windows, freezes and health still gate).
+    FullPromotionDeclared { scope: String, by: String },
+    /// A full promotion's scope completed: nothing is left in it to skip.
+    ScopeCompleted,
+    /// Unit `region`/`service` in a full promotion's scope failed, which cancels it.
+    FailedInScope { region: String, service: String },
     /// An operator's promote completed the halted wave, accepting its failed regions as they
     /// are (rolled back, or failed with traffic kept).
     FailuresAccepted { by: String, regions: Vec<String> },
@@ -245,6 +264,11 @@ impl fmt::Display for CheckEvidence {
     }
 }
 
+/// ` (promote --full of wave asia by alice)`, or nothing.
+fn under(full: &Option<FullPromotion>) -> String {
+    full.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
+}
+
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let evidence = |approvals: &[String]| {
@@ -256,11 +280,13 @@ impl fmt::Display for Cause {
             Cause::Advanced { approvals, promoted: false, health, .. } => {
                 write!(f, "step baked healthy{}{}", health_of(health), evidence(approvals))
             }
-            Cause::Advanced { approvals, promoted: true, .. } => {
-                write!(f, "promoted{}", evidence(approvals))
+            Cause::Advanced { approvals, promoted: true, full, .. } => {
+                write!(f, "promoted{}{}", under(full), evidence(approvals))
             }
-            Cause::Completed { promoted: true, .. } => f.write_str("promoted to enabled"),
-            Cause::Completed { promoted: false, health } => write!(f, "last step baked healthy{}", health_of(health)),
+            Cause::Completed { promoted: true, full, .. } => write!(f, "promoted to enabled{}", under(full)),
+            Cause::Completed { promoted: false, health, .. } => {
+                write!(f, "last step baked healthy{}", health_of(health))
+            }
             Cause::Blocked { waiting } => write!(f, "{waiting}"),
             Cause::HealthFailed { check, verdict, value, failures, baseline } => {
                 let value = match (value, baseline) {
@@ -280,9 +306,14 @@ impl fmt::Display for Cause {
             Cause::ApprovalRestored { approvals } => write!(f, "approvals hold again{}", evidence(approvals)),
             Cause::Command { command, by } => write!(f, "{command} by {by}"),
             Cause::WaveEnabled => f.write_str("every region enabled"),
-            Cause::WaveBaked { promoted, .. } => {
-                f.write_str(if *promoted { "wave promoted" } else { "wave baked healthy" })
-            }
+            Cause::WaveBaked { promoted: true, full, .. } => write!(f, "wave promoted{}", under(full)),
+            Cause::WaveBaked { promoted: false, .. } => f.write_str("wave baked healthy"),
+            Cause::FullPromotionDeclared { scope, by } => write!(
+                f,
+                "promote --full of {scope} by {by}: every remaining bake in {scope} is skipped until it completes"
+            ),
+            Cause::ScopeCompleted => f.write_str("its scope completed"),
+            Cause::FailedInScope { region, service } => write!(f, "{region}/{service} failed"),
             Cause::FailuresAccepted { by, regions } => {
                 write!(f, "promoted by {by}, accepting failed regions {}", regions.join(", "))
             }
@@ -365,7 +396,9 @@ impl AuditRecord {
         if matches!(self.event, AuditEvent::Command { .. }) {
             // The command is its own cause; say it once (with what a freeze declares).
             let what = match &self.cause {
-                Cause::FreezeDeclared { .. } | Cause::FreezeLifted { .. } => self.cause.to_string(),
+                Cause::FreezeDeclared { .. } | Cause::FreezeLifted { .. } | Cause::FullPromotionDeclared { .. } => {
+                    self.cause.to_string()
+                }
                 _ => what,
             };
             return format!("#{} {subject}: {what}", self.seq);
@@ -390,6 +423,7 @@ impl AuditRecord {
             AuditEvent::Drift { expected, observed } => {
                 format!("drift: expected {expected}%, observed {observed}%")
             }
+            AuditEvent::FullPromotionEnded { scope, by } => format!("full promotion of {scope} by {by} ended"),
         }
     }
 }
@@ -406,7 +440,13 @@ mod tests {
         let record: AuditRecord = serde_json::from_str(old).unwrap();
         assert_eq!(
             record.cause,
-            Cause::Advanced { approvals: vec!["jp-1".into()], promoted: false, flags: vec![], health: vec![] }
+            Cause::Advanced {
+                approvals: vec!["jp-1".into()],
+                promoted: false,
+                flags: vec![],
+                health: vec![],
+                full: None
+            }
         );
         let again = serde_json::to_string(&record).unwrap();
         assert!(!again.contains("health") && !again.contains("flags"), "{again}");
@@ -430,6 +470,7 @@ mod tests {
             promoted: false,
             flags: vec!["jp-regulator".into()],
             health: vec![e("error-rate", HealthVerdict::Healthy, Some(0.002)), e("x", HealthVerdict::NoData, None)],
+            full: None,
         };
         assert_eq!(
             cause.to_string(),

@@ -1,7 +1,8 @@
 //! What holds a rollout that cannot go on by itself, read from a state where time alone
 //! changes nothing any more (the end of a `meridian plan` projection): the units held by a
 //! cause no clock will lift (the roots: an approval not granted, health data that never
-//! comes, a halted wave, a pause, a hold on drift, a window or freeze with no end in sight),
+//! comes, a halted wave, a pause, a hold on drift, a window or freeze with no end in sight,
+//! another plan that does not get as far as `dependsOn` asks),
 //! and how many wait only on those (an earlier wave, a service enabled first, parallelism).
 //!
 //! Owns that classification, so the projection and any other reader say it the same way.
@@ -18,7 +19,7 @@ pub struct Root {
     /// Why, in the words of `meridian status`.
     pub reason: String,
     /// What kind of hold: approval, health, halted, paused, aborted, drift, window, freeze,
-    /// failed.
+    /// failed, plan (another plan's wave or completion, `dependsOn`).
     pub kind: &'static str,
     /// The flag it needs, when an approval is what holds it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,6 +58,8 @@ fn root_kind(reason: &WaitReason) -> Option<&'static str> {
         WaitReason::Drift { .. } => "drift",
         WaitReason::Window { opens_at: None } => "window",
         WaitReason::Frozen { until: None, .. } => "freeze",
+        // Lifted by the other plan, not by this one: its own projection says what holds it.
+        WaitReason::PlanDependency { .. } => "plan",
         _ => return None,
     })
 }

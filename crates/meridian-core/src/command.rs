@@ -20,7 +20,9 @@ pub enum CommandKind {
     Abort,
     /// Skip the current step bake of progressing units in scope, once. Plan-wide or scoped to
     /// a wave, also skip the bake of a baking wave or accept the failures of a halted one.
-    /// Never skips approvals, windows or health, and is not kept for a later gate.
+    /// Never skips approvals, windows or health, and is not kept for a later gate. With
+    /// `Command::full`, it is kept: every remaining step and wave bake in scope is skipped
+    /// until the scope completes (`state::FullPromotion`).
     Promote,
     /// Send failed units in scope back to progressing at their step, and rolled-back ones
     /// back to the start.
@@ -82,11 +84,18 @@ pub struct Command {
     /// For `unfreeze`: the run-time freeze to lift; `None` lifts every one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unfreeze: Option<String>,
+    /// For `promote`: promote the whole remaining scope (`promote --full`), not only its
+    /// current bakes. Meaningless for any other kind (receivers refuse it there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
 }
 
-/// What is wrong with `command`'s scope for `plan` (a wave or region it does not have), if
-/// anything: the one check every receiver of a command makes before queuing it.
+/// What is wrong with `command`'s scope for `plan` (a wave or region it does not have, or
+/// `full` on another command than promote), if anything: the one check every receiver of a command makes before queuing it.
 pub fn scope_problem(plan: &crate::plan::Plan, command: &Command) -> Option<String> {
+    if command.full && command.kind != CommandKind::Promote {
+        return Some(format!("\"full\" is only for promote, not for {}", command.kind));
+    }
     if let Some(w) = &command.wave
         && plan.wave_index(w).is_none()
     {
@@ -126,7 +135,12 @@ impl FreezeRequest {
 
 impl Command {
     pub fn plan_wide(kind: CommandKind, by: &str, at: DateTime<Utc>) -> Self {
-        Command { kind, wave: None, region: None, by: by.to_string(), at, freeze: None, unfreeze: None }
+        Command { kind, wave: None, region: None, by: by.to_string(), at, freeze: None, unfreeze: None, full: false }
+    }
+
+    /// A plan-wide `promote --full`; set `wave` or `region` to narrow it.
+    pub fn promote_full(by: &str, at: DateTime<Utc>) -> Self {
+        Command { full: true, ..Command::plan_wide(CommandKind::Promote, by, at) }
     }
 
     /// A plan-wide `freeze`; set `wave` or `region` to narrow it.
@@ -137,5 +151,35 @@ impl Command {
     /// An `unfreeze` of one run-time freeze, or of every one (`None`).
     pub fn unfreeze(name: Option<String>, by: &str, at: DateTime<Utc>) -> Self {
         Command { unfreeze: name, ..Command::plan_wide(CommandKind::Unfreeze, by, at) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_is_kept_for_promote_and_refused_on_any_other_command() {
+        let at = DateTime::parse_from_rfc3339("2026-06-01T09:00:00Z").unwrap().with_timezone(&Utc);
+        let old: Command = serde_json::from_str(r#"{"kind":"promote","by":"a","at":"2026-06-01T09:00:00Z"}"#).unwrap();
+        assert!(!old.full, "a command written before full is a one-shot promote");
+        assert!(!serde_json::to_string(&old).unwrap().contains("full"));
+        let full = Command { wave: Some("asia".into()), ..Command::promote_full("a", at) };
+        assert!(serde_json::to_string(&full).unwrap().contains(r#""full":true"#));
+
+        let plan = crate::validate::load(
+            &[(
+                "p.yaml".into(),
+                "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: p}\nspec:\n  services: \
+                 [{name: s}]\n  regions: [{name: jp}]\n  waves: [{name: asia, regions: [jp]}]\n"
+                    .into(),
+            )],
+            None,
+        )
+        .plans
+        .remove(0);
+        assert_eq!(scope_problem(&plan, &full), None);
+        let pause = Command { full: true, ..Command::plan_wide(CommandKind::Pause, "a", at) };
+        assert_eq!(scope_problem(&plan, &pause).as_deref(), Some("\"full\" is only for promote, not for pause"));
     }
 }

@@ -9,18 +9,20 @@
 //! Pure and deterministic: no I/O, no clock, no randomness; the same inputs give the same
 //! outputs. One decision runs these passes in order:
 //!
-//! 1. commands: pause, resume, abort, promote, retry, freeze, unfreeze; run-time freezes past
-//!    their `until` end;
+//! 1. commands: pause, resume, abort, promote (once, or `--full`), retry, freeze, unfreeze;
+//!    run-time freezes past their `until` end; pauses and aborts cancel full promotions;
 //! 2. health: new samples update each check's verdict, failure streak and healthy hold;
-//! 3. failures: a streak at `failureLimit` fails the unit and applies `onFailure`;
+//! 3. failures: a streak at `failureLimit` fails the unit and applies `onFailure` (and
+//!    cancels the full promotions covering its region);
 //! 4. approvals: a unit with traffic whose required flags stopped holding applies
 //!    `onApprovalRevoked` (hold: no further step; disable: back to 0 %); then a unit past its
 //!    progress deadline under `onProgressDeadline: fail` fails;
 //! 5. progress: waves in order; inside a wave, failed regions are first charged to the
 //!    failure budgets, then every started region moves (steps,
 //!    resumes), then regions start in order under `maxParallel`; inside a region, services
-//!    in dependency order; each move needs approvals, no freeze, a window, a baked step and
-//!    fresh healthy verdicts, all by the region's effective settings;
+//!    in dependency order; each move needs approvals, no freeze, a window, a baked (or
+//!    promoted) step and fresh healthy verdicts, all by the region's effective settings;
+//!    then full promotions whose scope completed end;
 //! 6. deadlines: progress-deadline clocks start or stop by what each unit now waits for; a
 //!    unit past its deadline under `alert` is recorded and marked; the rest set `wake_at`;
 //! 7. actions: one `SetTraffic` per unit whose percent changed, or whose read-back drifted.
@@ -86,6 +88,11 @@
 //! - **Dependencies.** `after` orders starts: a service starts in a region once the services
 //!   it comes after are enabled there. Later changes to those (a lost approval, say) do not
 //!   move it; the region's own failure handling does.
+//! - **Plans that depend on plans.** A wave does not start, and no unit of it starts, until
+//!   every `dependsOn` of the plan and of the wave holds by `Observations::other_plans`
+//!   (`crate::dependency`: the other plan's wave, or all of it, complete and not aborted).
+//!   A unit that has started goes on when one stops holding; the others wait again
+//!   (`WaitReason::PlanDependency`, an expected wait for progress deadlines).
 //! - **Commands.** Pause holds units in scope at their traffic; resume lifts a pause of the
 //!   same scope (plan-wide resume lifts every pause). Abort rolls back every unit in scope
 //!   that is not enabled and nothing in scope starts again, retry included; an aborted region
@@ -93,12 +100,30 @@
 //!   run: abort plan-wide to stop everything. Promote skips the current step bake of
 //!   progressing units in scope, once; plan-wide or wave-scoped, it also skips the bake of a
 //!   baking wave or accepts the failures of a halted wave. A promote never skips approvals,
-//!   windows or health, and is not remembered for later phases of a wave. A promote that
+//!   windows or health, and is not remembered for later phases of a wave (a full promotion,
+//!   below, is). A promote that
 //!   completes a halted wave records who accepted which failed regions (`WaveState::accepted`,
 //!   `Cause::FailuresAccepted`); each failed unit keeps why it failed (`UnitState::failure`)
 //!   until a retry. Retry sends failed
 //!   units back to progressing at their step (the hold restarts) and rolled-back ones back to
 //!   the start.
+//! - **Full promotion.** `promote --full` (`Command::full`) of the plan, a wave or a region is
+//!   kept in the state (`PlanState::full_promotions`, one per scope) and skips every remaining
+//!   step bake in scope, and every remaining wave bake of the plan or of that wave (a region's
+//!   covers its own steps only), until the scope completes (every wave, the wave, or every
+//!   unit of the region enabled), as Argo Rollouts' `promote --full` does. A promoted step
+//!   still needs what a one-shot promote's does: approvals, no freeze, a window, its
+//!   dependencies and a parallel slot to start, and a fresh healthy verdict of every check
+//!   measured after the step began (none where the plan has no checks); a promoted wave bake
+//!   ends as a one-shot promote's does. It takes one step per unit and decision, so each
+//!   step is actuated on its own (`wake_at` asks for the next decision at once), and it
+//!   never accepts a failure: a halted wave stays halted. One declared on a scope aborted
+//!   before ends at once. A pause or an abort of a scope sharing a region with it, or a unit
+//!   in scope failing, cancels it; a resume or a retry does not bring it back. Steps and wave bakes taken under it say `promoted: true` and
+//!   name it (`full` in `Cause::Advanced`, `Cause::Completed`, `Cause::WaveBaked`); its
+//!   declaration is recorded with the command (`Cause::FullPromotionDeclared`), its end as
+//!   `AuditEvent::FullPromotionEnded` with why (`Cause::ScopeCompleted`, the pause or abort,
+//!   or `Cause::FailedInScope`).
 //! - **Waves.** Waves run strictly in order; a wave starts when every earlier one is
 //!   complete, and complete is final. It bakes once every region (aborted ones aside) is
 //!   enabled: its bake runs from the latest healthy-hold start of its units, and needs fresh
@@ -130,12 +155,14 @@ use serde::{Deserialize, Serialize};
 use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
 use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence};
 use crate::command::{Command, CommandKind};
+use crate::dependency::PlanProgress;
 use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::plan::{DriftPolicy, Plan};
 use crate::state::{
-    AcceptedFailures, BudgetCharge, PlanState, RuntimeFreeze, Stalled, UnitFailure, UnitPhase, WaitReason, WavePhase,
+    AcceptedFailures, BudgetCharge, FullPromotion, PlanState, RuntimeFreeze, Stalled, UnitFailure, UnitPhase,
+    WaitReason, WavePhase,
 };
 use crate::window;
 
@@ -157,6 +184,9 @@ pub struct Observations<'a> {
     /// percent restarts its healthy hold at that moment, so a step is held for its full bake
     /// from when traffic really moved, not from when the move was decided.
     pub confirmations: &'a [Confirmation],
+    /// Where the other plans stand, for this plan's `dependsOn` (`None`: nothing known, so no
+    /// dependency holds).
+    pub other_plans: Option<&'a PlanProgress>,
 }
 
 /// A (region, service) by name.
@@ -245,6 +275,7 @@ pub(crate) fn decide_aligned(plan: &Plan, state: PlanState, obs: &Observations<'
     engine.apply_deadlines();
     engine.check_drift(&before);
     engine.progress();
+    engine.end_full_promotions();
     engine.note_deadlines();
     engine.schedule_approval_changes();
     engine.finish(&before)
@@ -460,24 +491,42 @@ impl Engine<'_> {
             }
             let regions: Vec<usize> = (0..self.plan.regions.len()).filter(|&r| self.in_scope(cmd, r)).collect();
             match cmd.kind {
-                CommandKind::Pause => match (&cmd.region, &cmd.wave) {
-                    (Some(r), _) => _ = self.state.paused.regions.insert(r.clone()),
-                    (None, Some(w)) => _ = self.state.paused.waves.insert(w.clone()),
-                    (None, None) => self.state.paused.plan = true,
-                },
+                CommandKind::Pause => {
+                    match (&cmd.region, &cmd.wave) {
+                        (Some(r), _) => _ = self.state.paused.regions.insert(r.clone()),
+                        (None, Some(w)) => _ = self.state.paused.waves.insert(w.clone()),
+                        (None, None) => self.state.paused.plan = true,
+                    }
+                    self.cancel_full_promotions(&regions, Cause::Command { command: cmd.kind, by: cmd.by.clone() });
+                }
                 CommandKind::Resume => match (&cmd.region, &cmd.wave) {
                     (Some(r), _) => _ = self.state.paused.regions.remove(r),
                     (None, Some(w)) => _ = self.state.paused.waves.remove(w),
                     (None, None) => self.state.paused = Default::default(),
                 },
-                CommandKind::Abort => match (&cmd.region, &cmd.wave) {
-                    (None, None) => self.state.aborted = true,
-                    _ => {
-                        for &r in &regions {
-                            self.state.aborted_regions.insert(self.plan.regions[r].name.clone());
+                CommandKind::Abort => {
+                    match (&cmd.region, &cmd.wave) {
+                        (None, None) => self.state.aborted = true,
+                        _ => {
+                            for &r in &regions {
+                                self.state.aborted_regions.insert(self.plan.regions[r].name.clone());
+                            }
                         }
                     }
-                },
+                    self.cancel_full_promotions(&regions, Cause::Command { command: cmd.kind, by: cmd.by.clone() });
+                }
+                CommandKind::Promote if cmd.full => {
+                    // Kept, not applied once: `try_advance` and `settle_wave` ask for it. It
+                    // accepts no failure, so a halted wave stays halted.
+                    let promotion = FullPromotion {
+                        wave: if cmd.region.is_none() { cmd.wave.clone() } else { None },
+                        region: cmd.region.clone(),
+                        by: cmd.by.clone(),
+                        at: cmd.at,
+                    };
+                    self.state.full_promotions.retain(|p| (&p.wave, &p.region) != (&promotion.wave, &promotion.region));
+                    self.state.full_promotions.push(promotion);
+                }
                 CommandKind::Promote => {
                     for &r in &regions {
                         for i in self.region_units(r) {
@@ -569,7 +618,96 @@ impl Engine<'_> {
                     .collect(),
                 by,
             },
+            (CommandKind::Promote, _) if cmd.full => Cause::FullPromotionDeclared {
+                scope: match (&cmd.region, &cmd.wave) {
+                    (Some(r), _) => format!("region {r}"),
+                    (None, Some(w)) => format!("wave {w}"),
+                    (None, None) => "plan".into(),
+                },
+                by,
+            },
             _ => Cause::Command { command: cmd.kind, by },
+        }
+    }
+
+    // ----- full promotions -----
+
+    /// The full promotion that covers region `r`'s step bakes, if one does.
+    fn full_promotion(&self, r: usize) -> Option<&FullPromotion> {
+        let region = &self.plan.regions[r];
+        let wave = &self.plan.waves[region.wave].name;
+        self.state.full_promotions.iter().find(|p| p.covers(wave, &region.name))
+    }
+
+    /// The full promotion that covers wave `w`'s bake (of the plan or of that wave; one of a
+    /// region covers that region's steps only), if one does.
+    fn full_promotion_of_wave(&self, w: usize) -> Option<&FullPromotion> {
+        let wave = &self.plan.waves[w].name;
+        self.state.full_promotions.iter().find(|p| p.region.is_none() && p.wave.as_ref().is_none_or(|n| n == wave))
+    }
+
+    /// Do full promotion `p` and the regions `regions` share a region?
+    fn overlaps(&self, p: &FullPromotion, regions: &[usize]) -> bool {
+        regions.iter().any(|&r| {
+            let region = &self.plan.regions[r];
+            p.covers(&self.plan.waves[region.wave].name, &region.name)
+        })
+    }
+
+    /// End the full promotions that share a region with `regions`, each audited with `cause`.
+    /// A resume or a retry does not bring one back: it is the operator's to ask again.
+    fn cancel_full_promotions(&mut self, regions: &[usize], cause: Cause) {
+        let (ended, kept): (Vec<FullPromotion>, Vec<FullPromotion>) =
+            std::mem::take(&mut self.state.full_promotions).into_iter().partition(|p| self.overlaps(p, regions));
+        self.state.full_promotions = kept;
+        for p in ended {
+            self.record_full_promotion_end(&p, cause.clone());
+        }
+    }
+
+    fn record_full_promotion_end(&mut self, p: &FullPromotion, cause: Cause) {
+        let wave = match (&p.region, &p.wave) {
+            (Some(r), _) => self.plan.region_index(r).map(|r| self.plan.regions[r].wave),
+            (None, Some(w)) => self.plan.wave_index(w),
+            (None, None) => None,
+        };
+        let event = AuditEvent::FullPromotionEnded { scope: p.scope(), by: p.by.clone() };
+        self.record(wave, None, event, cause);
+        if let Some(last) = self.audit.last_mut() {
+            last.region.clone_from(&p.region);
+        }
+    }
+
+    /// After this decision's moves: a full promotion whose scope completed (every wave of the
+    /// plan, its wave, or every unit of its region enabled; a scope no longer in the plan has
+    /// nothing left either), or was aborted before it was declared, has nothing left to skip.
+    fn end_full_promotions(&mut self) {
+        if self.state.full_promotions.is_empty() {
+            return;
+        }
+        let promotions = std::mem::take(&mut self.state.full_promotions);
+        let mut kept = Vec::with_capacity(promotions.len());
+        let mut ended = Vec::new();
+        for p in promotions {
+            let complete = match (&p.region, &p.wave) {
+                (Some(r), _) => self.plan.region_index(r).is_none_or(|r| self.region_enabled(r)),
+                (None, Some(w)) => {
+                    self.plan.wave_index(w).is_none_or(|w| self.state.waves[w].phase == WavePhase::Complete)
+                }
+                (None, None) => self.state.waves.iter().all(|w| w.phase == WavePhase::Complete),
+            };
+            // Declared on a scope aborted before: nothing there moves again.
+            let aborted = self.state.aborted
+                || p.region.as_ref().and_then(|r| self.plan.region_index(r)).is_some_and(|r| self.region_aborted(r));
+            match (complete, aborted) {
+                (true, _) => ended.push((p, Cause::ScopeCompleted)),
+                (false, true) => ended.push((p, Cause::Blocked { waiting: WaitReason::Aborted })),
+                (false, false) => kept.push(p),
+            }
+        }
+        self.state.full_promotions = kept;
+        for (p, cause) in ended {
+            self.record_full_promotion_end(&p, cause);
         }
     }
 
@@ -729,6 +867,10 @@ impl Engine<'_> {
         self.move_unit(i, UnitPhase::Failed, step, percent, cause);
         self.state.units[i].failure = Some(failure);
         let service = self.state.units[i].service.clone();
+        if !self.state.full_promotions.is_empty() {
+            let region = self.state.units[i].region.clone();
+            self.cancel_full_promotions(&[r], Cause::FailedInScope { region, service: service.clone() });
+        }
         if policy == OnFailure::RollbackRegion {
             for j in self.region_units(r) {
                 let u = &self.state.units[j];
@@ -905,11 +1047,15 @@ impl Engine<'_> {
         for w in 0..self.plan.waves.len() {
             let earlier_done = self.state.waves[..w].iter().all(|s| s.phase == WavePhase::Complete);
             if self.state.waves[w].phase == WavePhase::Pending {
-                if !earlier_done || self.state.aborted {
-                    let reason = match self.state.waves[..w].iter().rposition(|s| s.phase != WavePhase::Complete) {
+                let waits = if !earlier_done || self.state.aborted {
+                    Some(match self.state.waves[..w].iter().rposition(|s| s.phase != WavePhase::Complete) {
                         Some(p) => WaitReason::Wave { wave: self.plan.waves[p].name.clone() },
                         None => WaitReason::Aborted,
-                    };
+                    })
+                } else {
+                    self.plan_wait(w)
+                };
+                if let Some(reason) = waits {
                     // Nothing else in `progress` touches a pending wave's units: once they say
                     // so in this decision, a later pass has nothing to do for them.
                     if self.pending_marked[w].as_ref() != Some(&reason) {
@@ -1190,8 +1336,27 @@ impl Engine<'_> {
         }
     }
 
+    /// The first `dependsOn` of wave `w` (the plan's, then the wave's own) that does not
+    /// hold: what its units wait for before they start (`crate::dependency`).
+    fn plan_wait(&self, w: usize) -> Option<WaitReason> {
+        static NOTHING_KNOWN: PlanProgress = PlanProgress { plans: std::collections::BTreeMap::new() };
+        let (own, wave) = (&self.plan.depends_on, &self.plan.waves[w].depends_on);
+        if own.is_empty() && wave.is_empty() {
+            return None;
+        }
+        self.obs.other_plans.unwrap_or(&NOTHING_KNOWN).unmet(own.iter().chain(wave))
+    }
+
     fn try_start(&mut self, i: usize, w: usize, active: &mut Vec<usize>) {
         let plan = self.plan;
+        if let Some(reason) = self.plan_wait(w) {
+            // Only starts wait: a unit that started goes on (see `crate::dependency`).
+            let u = &self.state.units[i];
+            if u.phase == UnitPhase::Blocked && u.waiting.as_ref() == Some(&reason) {
+                return;
+            }
+            return self.block(i, UnitPhase::Blocked, reason);
+        }
         let r = self.region_of(i);
         let s = i % plan.services.len();
         let units = &self.state.units;
@@ -1369,7 +1534,15 @@ impl Engine<'_> {
         let u = &self.state.units[i];
         let step = u.step.unwrap_or(0);
         let until = u.bake_since.unwrap_or(self.now) + region.settings.step_bake.to_delta();
-        let promoted = u.promoted;
+        let full = self.full_promotion(r).cloned();
+        let promoted = u.promoted || full.is_some();
+        if full.is_some() && !u.promoted && self.now < until && u.since == Some(self.now) {
+            // One step per decision under a full promotion, so that every step is sent (and,
+            // by the shell, confirmed) on its own rather than 1 % -> 100 % at once; the next
+            // decision may come at once.
+            self.wake(self.now + TimeDelta::nanoseconds(1));
+            return;
+        }
         if !promoted && self.now < until {
             self.wake(until);
             let failing = self.failing_checks(i);
@@ -1388,7 +1561,7 @@ impl Engine<'_> {
         if step + 1 >= region.settings.steps.len() {
             let percent = self.state.units[i].percent;
             let health = self.health_evidence(i, false);
-            self.move_unit(i, UnitPhase::Enabled, Some(step), percent, Cause::Completed { promoted, health });
+            self.move_unit(i, UnitPhase::Enabled, Some(step), percent, Cause::Completed { promoted, health, full });
             self.state.units[i].waiting = None;
             return;
         }
@@ -1409,7 +1582,7 @@ impl Engine<'_> {
             UnitPhase::Progressing,
             Some(step + 1),
             percent,
-            Cause::Advanced { approvals: evidence, promoted, flags, health },
+            Cause::Advanced { approvals: evidence, promoted, flags, health, full },
         );
         self.note_step_wait(i);
     }
@@ -1498,11 +1671,12 @@ impl Engine<'_> {
             .max()
             .unwrap_or(self.now);
         let until = since + bake;
-        let promoted = self.state.waves[w].promoted;
+        let full = self.full_promotion_of_wave(w).cloned();
+        let promoted = self.state.waves[w].promoted || full.is_some();
         let health = |engine: &Self| units.iter().flat_map(|&i| engine.health_evidence(i, true)).collect();
         if bake.is_zero() || promoted {
             let health = health(self);
-            return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted, health });
+            return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted, health, full });
         }
         if self.now < until {
             self.wake(until);
@@ -1518,7 +1692,7 @@ impl Engine<'_> {
             .collect();
         if checks.is_empty() {
             let health = health(self);
-            self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: false, health });
+            self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: false, health, full: None });
         } else {
             checks.sort();
             checks.dedup();

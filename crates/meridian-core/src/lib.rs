@@ -8,7 +8,8 @@
 //!    (signing: canonical content, Ed25519 verify;  │
 //!     approval::Judged counts them per policy)     │
 //!     observations (approvals, health samples,     v
-//!     read-backs, commands) + state + now ──> engine::decide ──> state, actions, audit, wake_at
+//!     read-backs, commands, the other plans'
+//!     progress: dependency) + state + now ──> engine::decide ──> state, actions, audit, wake_at
 //!                                                  │
 //!                                          simulate (the engine on a virtual clock: `meridian plan`)
 //!
@@ -29,15 +30,18 @@ pub mod audit;
 pub mod blockers;
 pub mod chain;
 pub mod command;
+pub mod dependency;
 pub mod diagnostics;
 pub mod duration;
 pub mod endpoint;
 pub mod engine;
 pub mod expiry;
 pub mod freeze;
+pub mod gaps;
 pub mod health;
 pub mod manifest;
 pub mod metric_selector;
+pub mod notify;
 pub mod outcome;
 pub mod plan;
 pub mod ports;

@@ -82,7 +82,8 @@ pub struct RolloutPlanSpec {
     pub on_budget_exceeded: Option<OnBudgetExceeded>,
     /// How long a (region, service) may go without progress (a step, enabled) while it waits
     /// for nothing expected (an approval, a window, a freeze, a dependency, parallelism, a
-    /// pause, an earlier wave), e.g. health data that never arrives. Default: no deadline.
+    /// pause, an earlier wave, another plan), e.g. health data that never arrives. Default: no
+    /// deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
     pub progress_deadline: Option<String>,
@@ -100,6 +101,21 @@ pub struct RolloutPlanSpec {
     /// flag's keys, and/or from several distinct grantors. At most one entry per flag.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approval_policies: Vec<ApprovalPolicySpec>,
+    /// Other plans (or waves of them) that must be complete before any unit of this plan
+    /// starts, e.g. `[{plan: signin-restore}]`: separate teams' plans restore in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<DependencySpec>,
+}
+
+/// Another plan, or one of its waves, that must be complete first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DependencySpec {
+    /// The other plan's `metadata.name` (read from the same files, or the same namespace).
+    pub plan: String,
+    /// One of its waves: complete once that wave is. Default: the whole plan complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
 }
 
 /// The rules for one flag's approvals.
@@ -325,6 +341,10 @@ pub struct WaveSpec {
     /// `maxFailures` of its own (then only the plan's budget counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_failures: Option<CountOrPercent>,
+    /// Other plans (or waves of them) that must be complete before any unit of this wave
+    /// starts, e.g. `[{plan: signin-restore, wave: canary}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<DependencySpec>,
 }
 
 /// A number of regions (`2`) or a percent of them (`"25%"`).

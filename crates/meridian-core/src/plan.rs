@@ -56,6 +56,8 @@ pub struct Plan {
     /// What the approvals of some flags must be (signed, from several grantors); a flag
     /// without one needs one holding approval. At most one per flag.
     pub approval_policies: Vec<ApprovalPolicy>,
+    /// Other plans (or waves of them) every wave of this plan waits for (`spec.dependsOn`).
+    pub depends_on: Vec<PlanDependency>,
     /// Name to index, built by `Plan::index_names`.
     pub(crate) region_lookup: NameIndex,
     pub(crate) service_lookup: NameIndex,
@@ -372,6 +374,19 @@ pub struct Wave {
     pub approvals: Vec<String>,
     /// Failed regions this wave tolerates (`None`: as [`Plan::wave_budget`] says).
     pub max_failures: Option<FailureBudget>,
+    /// Other plans (or waves of them) this wave waits for, besides the plan's own.
+    pub depends_on: Vec<PlanDependency>,
+}
+
+/// Another plan that must be complete first, or one of its waves (`dependsOn` entries; the
+/// rule for when one holds is in [`crate::dependency`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanDependency {
+    pub plan: String,
+    /// `None`: the whole plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
 }
 
 /// A `maxFailures` budget: a number of regions, or a percent of them (rounded down).
@@ -497,6 +512,22 @@ impl Plan {
     /// Position of a unit in region-major order, the layout of `PlanState::units`.
     pub fn unit_index(&self, region: usize, service: usize) -> usize {
         region * self.services.len() + service
+    }
+
+    /// Does the plan, or any wave of it, wait for another plan (`dependsOn`)?
+    pub fn has_dependencies(&self) -> bool {
+        !self.depends_on.is_empty() || self.waves.iter().any(|w| !w.depends_on.is_empty())
+    }
+
+    /// The plans this one waits for, each once, in the order first named.
+    pub fn dependency_plans(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for d in self.depends_on.iter().chain(self.waves.iter().flat_map(|w| &w.depends_on)) {
+            if !names.contains(&d.plan.as_str()) {
+                names.push(&d.plan);
+            }
+        }
+        names
     }
 
     /// The policy for `flag`, if the plan has one.

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::approval::ApprovalRecord;
 use crate::audit::{AuditEvent, AuditRecord};
+use crate::dependency::PlanProgress;
 use crate::duration::Span;
 use crate::engine::{Observations, decide_aligned};
 use crate::health::{HealthSample, HealthVerdict};
@@ -116,40 +117,139 @@ pub struct Timeline {
 
 /// Run `plan` from a fresh state.
 pub fn simulate(plan: &Plan, approvals: &[ApprovalRecord], opts: &SimOptions) -> Timeline {
-    let mut state = PlanState::new(plan);
+    let mut timelines = simulate_together(&[plan], approvals, opts);
+    timelines.remove(0)
+}
+
+/// Run `plan` on from `state` (a live rollout's, `meridian plan --from-server`) at
+/// `opts.start`: units enabled stay so, units mid-step go on from their `since` and bake
+/// times, and the timeline keeps what the state says was enabled or completed before.
+pub fn simulate_from(plan: &Plan, state: PlanState, approvals: &[ApprovalRecord], opts: &SimOptions) -> Timeline {
+    let mut timelines = simulate_together_from(&[plan], vec![state], approvals, opts);
+    timelines.remove(0)
+}
+
+/// One plan of a simulation.
+struct SimRun<'p> {
+    plan: &'p Plan,
+    /// Where it started: what was enabled or completed before `opts.start`.
+    initial: PlanState,
+    state: PlanState,
+    audit: Vec<AuditRecord>,
+    decisions: usize,
+    samples: Vec<HealthSample>,
+    wake_at: Option<DateTime<Utc>>,
+    /// The last decision was given an unhealthy verdict: a failing region is evaluated again
+    /// every health interval.
+    failing: bool,
+    /// When it completed (nothing is decided for it afterwards).
+    completed_at: Option<DateTime<Utc>>,
+}
+
+/// Run `plans` together from fresh states on one virtual clock (one timeline each, in the
+/// same order), each seeing where the others stand, as the controller shows it them
+/// (`dependsOn`, [`crate::dependency`]): at each moment every plan not yet complete is
+/// decided, and, when one depends on another, decided again at once while a decision
+/// completes a wave or a plan. A plan whose dependency is not among `plans` waits for it.
+pub fn simulate_together(plans: &[&Plan], approvals: &[ApprovalRecord], opts: &SimOptions) -> Vec<Timeline> {
+    simulate_together_from(plans, plans.iter().map(|p| PlanState::new(p)).collect(), approvals, opts)
+}
+
+/// [`simulate_together`] from given states (one per plan, in the same order; each aligned
+/// with its plan first, as the controller does after an edit) rather than fresh ones.
+pub fn simulate_together_from(
+    plans: &[&Plan],
+    states: Vec<PlanState>,
+    approvals: &[ApprovalRecord],
+    opts: &SimOptions,
+) -> Vec<Timeline> {
+    let mut runs: Vec<SimRun<'_>> = plans
+        .iter()
+        .zip(states)
+        .map(|(plan, mut state)| {
+            state.align(plan);
+            (plan, state)
+        })
+        .map(|(plan, state)| SimRun {
+            plan,
+            initial: state.clone(),
+            state,
+            audit: Vec::new(),
+            decisions: 0,
+            samples: Vec::new(),
+            wake_at: None,
+            failing: false,
+            completed_at: None,
+        })
+        .collect();
+    let linked = plans.iter().any(|p| p.has_dependencies());
     let mut now = opts.start;
     let horizon = opts.start + opts.horizon.to_delta();
-    let mut audit = Vec::new();
     let mut decisions = 0;
-    let mut samples = Vec::new();
-    let interval = plan.health.interval.to_delta();
-    while decisions < opts.max_decisions {
-        fleet_samples(plan, &state, now, opts, &mut samples);
-        let obs = Observations { approvals, health: &samples, ..Observations::default() };
-        // Aligned: fresh from the plan, then each decision's own state.
-        let decision = decide_aligned(plan, state, &obs, now);
-        decisions += 1;
-        state = decision.state;
-        audit.extend(decision.audit);
-        if state.phase() == PlanPhase::Complete {
-            break;
+    'clock: loop {
+        let mut rounds = if linked { runs.len() + 1 } else { 1 };
+        while rounds > 0 {
+            rounds -= 1;
+            let before = linked.then(|| PlanProgress::of(runs.iter().map(|r| &r.state)));
+            for k in 0..runs.len() {
+                if runs[k].completed_at.is_some() {
+                    continue;
+                }
+                if decisions >= opts.max_decisions {
+                    break 'clock;
+                }
+                let other_plans = (linked && runs[k].plan.has_dependencies())
+                    .then(|| PlanProgress::of(runs.iter().enumerate().filter(|(j, _)| *j != k).map(|(_, r)| &r.state)));
+                let run = &mut runs[k];
+                fleet_samples(run.plan, &run.state, now, opts, &mut run.samples);
+                let obs = Observations {
+                    approvals,
+                    health: &run.samples,
+                    other_plans: other_plans.as_ref(),
+                    ..Observations::default()
+                };
+                // Aligned: fresh from the plan, then each decision's own state.
+                let state = std::mem::take(&mut run.state);
+                let decision = decide_aligned(run.plan, state, &obs, now);
+                decisions += 1;
+                run.decisions += 1;
+                run.state = decision.state;
+                run.audit.extend(decision.audit);
+                run.wake_at = decision.wake_at;
+                run.failing = run.samples.iter().any(|s| s.verdict == HealthVerdict::Unhealthy);
+                if run.state.phase() == PlanPhase::Complete {
+                    run.completed_at = Some(now);
+                }
+            }
+            match before {
+                Some(before) if PlanProgress::of(runs.iter().map(|r| &r.state)) != before => {}
+                _ => break,
+            }
         }
-        let mut next = decision.wake_at;
+        let mut next: Option<DateTime<Utc>> = None;
         let mut sooner = |at: DateTime<Utc>| next = Some(next.map_or(at, |n| n.min(at)));
-        // A failure to come is a moment to decide at; a failing region is evaluated every
-        // health interval, as the controller would, until its failure limit is reached.
-        for f in opts.failures.iter().filter(|f| f.from > now) {
-            sooner(f.from);
-        }
-        if samples.iter().any(|s| s.verdict == HealthVerdict::Unhealthy) {
-            sooner(now + interval);
+        for run in runs.iter().filter(|r| r.completed_at.is_none()) {
+            run.wake_at.into_iter().for_each(&mut sooner);
+            // A failure to come is a moment to decide at; a failing region is evaluated every
+            // health interval, as the controller would, until its failure limit is reached.
+            for f in opts.failures.iter().filter(|f| f.from > now && run.plan.region_index(&f.region).is_some()) {
+                sooner(f.from);
+            }
+            if run.failing {
+                sooner(now + run.plan.health.interval.to_delta());
+            }
         }
         match next {
             Some(next) if next <= horizon => now = next,
             _ => break,
         }
     }
-    timeline(plan, state, audit, opts, now, decisions)
+    runs.into_iter()
+        .map(|run| {
+            let ended_at = run.completed_at.unwrap_or(now);
+            timeline(run.plan, &run.initial, run.state, run.audit, opts, ended_at, run.decisions)
+        })
+        .collect()
 }
 
 /// A verdict at `now` for every check of every unit under watch, by the engine's one rule
@@ -216,6 +316,7 @@ fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimO
 
 fn timeline(
     plan: &Plan,
+    initial: &PlanState,
     state: PlanState,
     audit: Vec<AuditRecord>,
     opts: &SimOptions,
@@ -231,7 +332,8 @@ fn timeline(
             region: u.region.clone(),
             service: u.service.clone(),
             steps: Vec::new(),
-            enabled_at: None,
+            // Enabled before the projection began: since then, as the state says.
+            enabled_at: initial.units.get(i).filter(|u| u.phase == UnitPhase::Enabled).and_then(|u| u.since),
             final_phase: u.phase,
             waiting: u.waiting.clone(),
             waiting_text: match (&u.waiting, &u.stalled) {
@@ -244,7 +346,13 @@ fn timeline(
     let mut waves: Vec<WaveTimeline> = state
         .waves
         .iter()
-        .map(|w| WaveTimeline { name: w.name.clone(), started_at: None, completed_at: None, final_phase: w.phase })
+        .zip(&initial.waves)
+        .map(|(w, before)| WaveTimeline {
+            name: w.name.clone(),
+            started_at: None,
+            completed_at: if before.phase == WavePhase::Complete { before.since } else { None },
+            final_phase: w.phase,
+        })
         .collect();
     for record in &audit {
         match &record.event {
@@ -293,7 +401,7 @@ fn timeline(
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{TimeDelta, TimeZone};
 
     use super::*;
     use crate::validate::load;
@@ -438,5 +546,56 @@ spec:
         let t = simulate(&plan(""), &[], &opts);
         assert_eq!(t.phase, PlanPhase::Halted);
         assert!(t.units.iter().find(|u| u.region == "c").unwrap().steps.is_empty());
+    }
+
+    #[test]
+    fn a_projection_from_a_mid_rollout_state_finishes_when_the_whole_simulation_does() {
+        let yaml = "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: p}
+spec:
+  services: [{name: a}, {name: b, after: [a]}]
+  regions: [{name: r0}, {name: r1, timezone: Asia/Tokyo}, {name: r2}]
+  waves:
+    - {name: canary, regions: [r0], bake: 30m}
+    - {name: rest, regions: [r1, r2], maxParallel: 1}
+  steps: [10, 50, 100]
+  stepBake: 10m
+  windows: [{days: [Mon, Tue, Wed, Thu, Fri], from: \"08:00\", to: \"18:00\"}]
+  health:
+    checks: [{name: errors, prometheus: {query: x}, max: 0.01}]
+";
+        let bundle = load(&[("p.yaml".into(), yaml.into())], None);
+        assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
+        let plan = bundle.plans.into_iter().next().unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 6, 1, 7, 0, 0).unwrap();
+        let mut opts = SimOptions::new(start);
+        opts.assume_healthy = true;
+        let whole = simulate(&plan, &[], &opts);
+        let finish = whole.finished_at.expect("the whole rollout finishes");
+
+        // Cut mid-step in the canary, in its wave bake, and in the second wave: the
+        // state there, projected on from the moment it was cut.
+        for cut in [TimeDelta::minutes(65), TimeDelta::minutes(125), TimeDelta::minutes(200)] {
+            let mut early = opts.clone();
+            early.horizon = Span::from_delta(cut);
+            let live = simulate(&plan, &[], &early);
+            assert_eq!(live.finished_at, None);
+            let mut from = opts.clone();
+            from.start = start + cut;
+            let projected = simulate_from(&plan, live.state.clone(), &[], &from);
+            assert_eq!(projected.finished_at, Some(finish), "cut at {cut}");
+            // The same moves, at the same times, with the same sequence numbers.
+            let rest: Vec<&AuditRecord> = whole.audit.iter().filter(|r| r.at > from.start).collect();
+            assert_eq!(projected.audit.iter().collect::<Vec<_>>(), rest, "cut at {cut}");
+            assert_eq!(projected.state, whole.state);
+            // What was enabled before the cut keeps its time and projects no steps.
+            for (u, w) in projected.units.iter().zip(&whole.units) {
+                if live.state.unit(&u.region, &u.service).is_some_and(|s| s.phase == UnitPhase::Enabled) {
+                    assert!(u.steps.is_empty());
+                    assert_eq!(u.enabled_at, w.enabled_at);
+                }
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::approval::{ApprovalRecord, Judged};
+use crate::dependency::PlanProgress;
 use crate::outcome::{Outcome, outcome};
 use crate::plan::{ChosenBy, EffectiveSettings, Plan};
 use crate::state::{PlanPhase, PlanState};
@@ -97,6 +98,24 @@ pub struct PlanDetail {
     /// Approvals units of the plan depend on that expire within the controller's warning
     /// window (`--expiry-warning`), soonest first (`meridian_core::expiry`).
     pub expiring: Vec<ExpiringApproval>,
+    /// What the plan, or a wave of it, waits for in other plans (`dependsOn`), and whether
+    /// each holds now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<DependencyStatus>,
+}
+
+/// One `dependsOn` entry and whether it holds now (`crate::dependency`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DependencyStatus {
+    /// The wave of this plan that waits (`None`: every wave, the plan's own entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// The plan waited for, and its wave (`None`: all of it).
+    pub plan: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_wave: Option<String>,
+    pub holds: bool,
 }
 
 /// An approval in use that expires soon, for the page and the API.
@@ -183,6 +202,24 @@ impl Snapshot {
             .collect()
     }
 
+    /// `plan`'s `dependsOn` entries, each judged against the other plans' states.
+    fn dependencies(&self, plan: &Plan) -> Vec<DependencyStatus> {
+        if !plan.has_dependencies() {
+            return Vec::new();
+        }
+        let progress = PlanProgress::of(self.plans.values().filter(|e| e.plan.name != plan.name).map(|e| &e.state));
+        let own = plan.depends_on.iter().map(|d| (None, d));
+        let waves = plan.waves.iter().flat_map(|w| w.depends_on.iter().map(|d| (Some(w.name.clone()), d)));
+        own.chain(waves)
+            .map(|(wave, d)| DependencyStatus {
+                wave,
+                plan: d.plan.clone(),
+                plan_wave: d.wave.clone(),
+                holds: progress.holds(d),
+            })
+            .collect()
+    }
+
     pub fn detail(&self, name: &str, now: DateTime<Utc>) -> Option<PlanDetail> {
         let e = self.plans.get(name)?;
         let judged = Judged::new(&self.approvals, &e.plan.approval_policies);
@@ -262,6 +299,7 @@ impl Snapshot {
                 .collect(),
             outcome: outcome(&e.plan, &e.state),
             expiring: self.expiring(e, now),
+            depends_on: self.dependencies(&e.plan),
         })
     }
 }

@@ -189,6 +189,12 @@ impl MarkedEventReceiver for LocationCollector {
 }
 
 /// Locations of every document, and the syntax error that ended the stream early, if any.
+/// Where every field of each document of `text` sits (for files that are not manifests, such
+/// as the notification sinks file); a document cut short by a syntax error has what was read.
+pub fn document_locations(text: &str) -> Vec<Locations> {
+    collect_locations(text).0
+}
+
 fn collect_locations(text: &str) -> (Vec<Locations>, Option<(String, Pos)>) {
     let mut collector = LocationCollector::default();
     let mut parser = Parser::new_from_str(text);

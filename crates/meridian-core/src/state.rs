@@ -133,6 +133,15 @@ pub enum WaitReason {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
+    /// Another plan (`wave: None`), or one of its waves, is not complete yet (`dependsOn`),
+    /// or no longer counts as complete because that plan was aborted.
+    PlanDependency {
+        plan: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wave: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        aborted: bool,
+    },
 }
 
 /// A list of names shared between units (`Arc<[String]>`), written as a plain list.
@@ -238,6 +247,16 @@ impl fmt::Display for WaitReason {
                 Some(name) => write!(f, "frozen ({reason}; run-time freeze {name}) until lifted with unfreeze"),
                 None => write!(f, "frozen ({reason}) until lifted with unfreeze"),
             },
+            WaitReason::PlanDependency { plan, wave, aborted } => {
+                match wave {
+                    Some(wave) => write!(f, "waits for plan {plan} wave {wave}")?,
+                    None => write!(f, "waits for plan {plan} to complete")?,
+                }
+                if *aborted {
+                    f.write_str(" (that plan was aborted)")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -440,8 +459,53 @@ impl RuntimeFreeze {
     }
 }
 
+/// An operator's `promote --full` of the plan, a wave or a region, remembered until its scope
+/// completes: every remaining step bake and wave bake in scope is skipped. Approvals, windows,
+/// freezes, dependencies, parallelism and health still gate, and failures are never accepted.
+/// A pause or an abort of an overlapping scope, or a region in scope failing, cancels it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FullPromotion {
+    /// Its scope: one wave, one region, or (neither) the whole plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Who promoted.
+    pub by: String,
+    /// When the promote was applied.
+    pub at: DateTime<Utc>,
+}
+
+impl FullPromotion {
+    /// `plan`, `wave asia`, `region jp`.
+    pub fn scope(&self) -> String {
+        match (&self.region, &self.wave) {
+            (Some(r), _) => format!("region {r}"),
+            (None, Some(w)) => format!("wave {w}"),
+            (None, None) => "plan".into(),
+        }
+    }
+
+    /// Does it cover region `region` of wave `wave`?
+    pub fn covers(&self, wave: &str, region: &str) -> bool {
+        match (&self.region, &self.wave) {
+            (Some(r), _) => r == region,
+            (None, Some(w)) => w == wave,
+            (None, None) => true,
+        }
+    }
+}
+
+impl fmt::Display for FullPromotion {
+    /// `promote --full of wave asia by alice`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "promote --full of {} by {}", self.scope(), self.by)
+    }
+}
+
 /// The whole rollout's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanState {
     pub plan: String,
@@ -460,6 +524,9 @@ pub struct PlanState {
     /// Run-time freezes in force, in the order declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freezes: Vec<RuntimeFreeze>,
+    /// Full promotions in force (`promote --full`), one per scope, in the order applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub full_promotions: Vec<FullPromotion>,
 }
 
 /// The rollout as a whole, for status displays and `status --wait`.
@@ -542,6 +609,7 @@ impl PlanState {
             aborted: false,
             audit_seq: 0,
             freezes: Vec::new(),
+            full_promotions: Vec::new(),
         };
         state.align(plan);
         state
@@ -594,6 +662,34 @@ impl PlanState {
         self.plan = plan.name.clone();
     }
 
+    /// What `align` would add or drop to fit this state to `plan`: the regions, services and
+    /// waves one has and the other lacks, in words ("region eu-west only in the state"). Empty
+    /// when the two name the same ones (in any order). `meridian plan --from-server` refuses
+    /// to project a live state with a plan that differs from the one that made it.
+    pub fn differences(&self, plan: &Plan) -> Vec<String> {
+        fn compare(what: &str, state: Vec<&str>, plan: Vec<&str>, out: &mut Vec<String>) {
+            let mut seen = BTreeSet::new();
+            for name in &state {
+                if !plan.contains(name) && seen.insert(*name) {
+                    out.push(format!("{what} {name} only in the state"));
+                }
+            }
+            for name in &plan {
+                if !state.contains(name) && seen.insert(*name) {
+                    out.push(format!("{what} {name} only in the plan"));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let regions = self.units.iter().map(|u| u.region.as_str()).collect();
+        compare("region", regions, plan.regions.iter().map(|r| r.name.as_str()).collect(), &mut out);
+        let services = self.units.iter().map(|u| u.service.as_str()).collect();
+        compare("service", services, plan.services.iter().map(|s| s.name.as_str()).collect(), &mut out);
+        let waves = self.waves.iter().map(|w| w.name.as_str()).collect();
+        compare("wave", waves, plan.waves.iter().map(|w| w.name.as_str()).collect(), &mut out);
+        out
+    }
+
     pub(crate) fn is_aligned(&self, plan: &Plan) -> bool {
         self.units.len() == plan.unit_count()
             && self.waves.len() == plan.waves.len()
@@ -640,5 +736,68 @@ impl PlanState {
         } else {
             PlanPhase::Running
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::load;
+
+    fn plan(regions: &str, waves: &str) -> Plan {
+        let yaml = format!(
+            "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: p}}
+spec:
+  services: [{{name: signin}}, {{name: store, after: [signin]}}]
+  regions: {regions}
+  waves: {waves}
+  steps: [100]
+"
+        );
+        let bundle = load(&[("p.yaml".into(), yaml)], None);
+        assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
+        bundle.plans.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn differences_name_what_only_one_side_has() {
+        let live = plan("[{name: a}, {name: b}]", "[{name: one, regions: [a]}, {name: two, regions: [b]}]");
+        let state = PlanState::new(&live);
+        assert_eq!(state.differences(&live), Vec::<String>::new());
+        // The same names in another order and wave are no difference.
+        let reordered = plan("[{name: b}, {name: a}]", "[{name: one, regions: [b]}, {name: two, regions: [a]}]");
+        assert_eq!(state.differences(&reordered), Vec::<String>::new());
+        let edited = plan("[{name: a}, {name: c}]", "[{name: one, regions: [a]}, {name: three, regions: [c]}]");
+        assert_eq!(
+            state.differences(&edited),
+            [
+                "region b only in the state",
+                "region c only in the plan",
+                "wave two only in the state",
+                "wave three only in the plan"
+            ]
+        );
+    }
+
+    #[test]
+    fn state_written_before_full_promotions_still_loads_and_one_in_force_round_trips() {
+        let old = r#"{"plan":"p","units":[],"waves":[],"paused":{},"auditSeq":4}"#;
+        let state: PlanState = serde_json::from_str(old).expect("old state loads");
+        assert!(state.full_promotions.is_empty());
+        assert!(!serde_json::to_string(&state).unwrap().contains("fullPromotions"), "nothing written when none");
+
+        let at = DateTime::parse_from_rfc3339("2026-06-01T09:00:00Z").unwrap().with_timezone(&Utc);
+        let promotion = FullPromotion { wave: Some("asia".into()), region: None, by: "alice".into(), at };
+        let state = PlanState { full_promotions: vec![promotion.clone()], ..state };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            json["fullPromotions"],
+            serde_json::json!([{"wave": "asia", "by": "alice", "at": "2026-06-01T09:00:00Z"}])
+        );
+        assert_eq!(serde_json::from_value::<PlanState>(json).unwrap(), state);
+        assert_eq!(promotion.to_string(), "promote --full of wave asia by alice");
+        assert!(promotion.covers("asia", "jp") && !promotion.covers("canary", "us-east"));
     }
 }

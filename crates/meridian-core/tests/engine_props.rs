@@ -287,7 +287,7 @@ enum Input {
     Grant(usize, u32, Option<u32>, Option<usize>),
     /// Revoke an approval (index into the approvals granted so far).
     Revoke(usize),
-    /// Command kind, scope (0 plan, 1 wave, 2 region), index.
+    /// Command kind (the sixth: `promote --full`), scope (0 plan, 1 wave, 2 region), index.
     Command(usize, usize, usize),
     /// A traffic read-back: unit, percent choice.
     Reading(usize, usize),
@@ -322,7 +322,7 @@ fn input() -> impl Strategy<Value = Input> {
               prop::option::weighted(0.2, 0..3usize))
             .prop_map(|(f, from, exp, svc)| Input::Grant(f, from, exp, svc)),
         1 => (0..16usize).prop_map(Input::Revoke),
-        1 => (0..5usize, 0..3usize, 0..6usize).prop_map(|(k, s, i)| Input::Command(k, s, i)),
+        1 => (0..6usize, 0..3usize, 0..6usize).prop_map(|(k, s, i)| Input::Command(k, s, i)),
         1 => (0..18usize, 0..6usize).prop_map(|(u, p)| Input::Reading(u, p)),
         1 => (0..2usize, 0..3usize, 0..6usize, prop::option::weighted(0.6, 1..=120u32))
             .prop_map(|(n, s, i, until)| Input::Freeze(n, s, i, until)),
@@ -366,6 +366,10 @@ struct Model {
     region_failed: Vec<bool>,
     /// Run-time freezes declared so far and not lifted: name, wave, region, end.
     freezes: Vec<ModelFreeze>,
+    /// Full promotions (wave, region) declared and not cancelled by a pause or an abort of
+    /// an overlapping scope or a failure in scope. Kept past their scope's completion: the
+    /// model may allow more than the engine does, never less.
+    full: Vec<(Option<String>, Option<String>)>,
 }
 
 impl Model {
@@ -491,12 +495,14 @@ impl Model {
                     }
                 }
                 Input::Command(kind, scope, idx) => {
+                    let full = kind == 5;
                     let kind = [
                         CommandKind::Pause,
                         CommandKind::Resume,
                         CommandKind::Abort,
                         CommandKind::Promote,
                         CommandKind::Retry,
+                        CommandKind::Promote,
                     ][kind];
                     let (mut wave, mut region) = (None, None);
                     match scope {
@@ -504,7 +510,7 @@ impl Model {
                         2 => region = Some(self.plan.regions[idx % self.plan.regions.len()].name.clone()),
                         _ => {}
                     }
-                    commands.push(Command { wave, region, ..Command::plan_wide(kind, "prop", self.now) });
+                    commands.push(Command { wave, region, full, ..Command::plan_wide(kind, "prop", self.now) });
                 }
                 Input::Freeze(n, scope, idx, until) => {
                     let request = FreezeRequest {
@@ -553,13 +559,28 @@ impl Model {
                     self.freezes.push((f.name.clone(), c.wave.clone(), c.region.clone(), f.until));
                 }
                 (CommandKind::Unfreeze, _) => self.freezes.retain(|x| c.unfreeze.as_ref().is_some_and(|n| *n != x.0)),
+                (CommandKind::Promote, _) if c.full => {
+                    let scope = (if c.region.is_none() { c.wave.clone() } else { None }, c.region.clone());
+                    self.full.retain(|p| *p != scope);
+                    self.full.push(scope);
+                }
+                (CommandKind::Pause | CommandKind::Abort, _) => {
+                    let regions: Vec<usize> = (0..self.plan.regions.len())
+                        .filter(|&r| {
+                            let region = &self.plan.regions[r];
+                            c.region.as_ref().is_none_or(|n| *n == region.name)
+                                && c.wave.as_ref().is_none_or(|w| *w == self.plan.waves[region.wave].name)
+                        })
+                        .collect();
+                    self.cancel_full(&regions);
+                }
                 _ => {}
             }
         }
         if commands.iter().any(|c| c.kind == CommandKind::Retry) {
             self.region_failed.iter_mut().for_each(|f| *f = false);
         }
-        if commands.iter().any(|c| c.kind == CommandKind::Promote) {
+        if commands.iter().any(|c| c.kind == CommandKind::Promote && !c.full) {
             self.promoted.iter_mut().for_each(|p| *p = true);
             for (w, wave) in before.waves.iter().enumerate() {
                 if matches!(wave.phase, WavePhase::Baking | WavePhase::Halted) {
@@ -575,11 +596,35 @@ impl Model {
         }
     }
 
+    /// Does full promotion `p` cover region `r`?
+    fn full_covers(&self, p: &(Option<String>, Option<String>), r: usize) -> bool {
+        let region = &self.plan.regions[r];
+        match p {
+            (_, Some(name)) => *name == region.name,
+            (Some(w), None) => *w == self.plan.waves[region.wave].name,
+            (None, None) => true,
+        }
+    }
+
+    /// Cancel the full promotions covering any of `regions`.
+    fn cancel_full(&mut self, regions: &[usize]) {
+        let full = std::mem::take(&mut self.full);
+        self.full = full.into_iter().filter(|p| !regions.iter().any(|&r| self.full_covers(p, r))).collect();
+    }
+
+    /// Is wave `w`'s bake covered by a full promotion (of the plan or of the wave)?
+    fn full_covers_wave(&self, w: usize) -> bool {
+        self.full
+            .iter()
+            .any(|(wave, region)| region.is_none() && wave.as_ref().is_none_or(|n| *n == self.plan.waves[w].name))
+    }
+
     /// Why an advance of unit `i` at `now` would be unjustified, if it would.
     fn advance_unjustified(&self, i: usize) -> Option<String> {
         let settings = &self.plan.regions[i / self.services()].settings;
         let entered = self.entered[i]?;
-        if !self.promoted[i] && self.now < entered + settings.step_bake.to_delta() {
+        let full = self.full.iter().any(|p| self.full_covers(p, i / self.services()));
+        if !self.promoted[i] && !full && self.now < entered + settings.step_bake.to_delta() {
             return Some(format!("step bake not over (entered {entered})"));
         }
         for (c, limits) in settings.checks.iter().enumerate() {
@@ -652,6 +697,27 @@ fn check_decision(
         };
     }
     ensure!(d.wake_at.is_none_or(|w| w > now), "wake_at {:?} not after now", d.wake_at);
+
+    // Full promotions: a unit failing in this decision cancels every one covering its region
+    // before anything moves; the engine keeps none the model does not (a pause, an abort or a
+    // failure ended it, or it was never asked for), and none accepts a failure.
+    let newly_failed: Vec<usize> = (0..plan.unit_count())
+        .filter(|&i| before.units[i].failure.is_none() && after.units[i].failure.is_some())
+        .map(|i| i / n)
+        .collect();
+    m.cancel_full(&newly_failed);
+    let m = &*m;
+    let plan = &m.plan;
+    for p in &after.full_promotions {
+        ensure!(m.full.contains(&(p.wave.clone(), p.region.clone())), "{} kept, the model has {:?}", p, m.full);
+    }
+    for x in &d.audit {
+        if let (Cause::FailuresAccepted { .. }, Some(w)) =
+            (&x.cause, x.wave.as_deref().and_then(|w| plan.wave_index(w)))
+        {
+            ensure!(m.wave_promoted[w], "wave {} accepted failures without a one-shot promote", plan.waves[w].name);
+        }
+    }
 
     // Audit: gapless, increasing, stamped now.
     for (k, r) in d.audit.iter().enumerate() {
@@ -778,7 +844,7 @@ fn check_decision(
                 ensure!(false, "{name} raised to {}% by {cause:?}", a.percent);
             }
             if let Some(
-                Cause::Advanced { promoted: false, health, .. } | Cause::Completed { promoted: false, health },
+                Cause::Advanced { promoted: false, health, .. } | Cause::Completed { promoted: false, health, .. },
             ) = cause
             {
                 ensure!(health.len() == region.settings.checks.len(), "{name} baked with evidence {health:?}");
@@ -843,7 +909,12 @@ fn check_decision(
         );
         if aw.phase == WavePhase::Complete && bw.phase != WavePhase::Complete && !wave.bake.is_zero() {
             let baked = bw.phase == WavePhase::Baking && bw.since.is_some_and(|s| now >= s + wave.bake.to_delta());
-            ensure!(baked || m.wave_promoted[w], "wave {} completed without baking ({:?})", wave.name, bw);
+            ensure!(
+                baked || m.wave_promoted[w] || m.full_covers_wave(w),
+                "wave {} completed without baking ({:?})",
+                wave.name,
+                bw
+            );
         }
     }
     // Progress deadlines: recorded only once the deadline has passed since the unit last
@@ -964,6 +1035,7 @@ fn run(
         wave_promoted: vec![false; plan.waves.len()],
         region_failed: vec![false; plan.regions.len()],
         freezes: Vec::new(),
+        full: Vec::new(),
         plan,
     };
     if grant_all {
@@ -1064,6 +1136,9 @@ struct Coverage {
     budgets_consumed: usize,
     budgets_exceeded: usize,
     deadlines: usize,
+    /// Steps and wave bakes taken under a full promotion, and full promotions ended.
+    full_moves: usize,
+    full_ends: usize,
 }
 
 static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
@@ -1081,13 +1156,22 @@ static COVERAGE: Mutex<Coverage> = Mutex::new(Coverage {
     budgets_consumed: 0,
     budgets_exceeded: 0,
     deadlines: 0,
+    full_moves: 0,
+    full_ends: 0,
 });
 
 fn count(d: &Decision, before: &PlanState) {
     let mut c = COVERAGE.lock().unwrap_or_else(|e| e.into_inner());
     c.decisions += 1;
     for r in &d.audit {
+        if let Cause::Advanced { full: Some(_), .. }
+        | Cause::Completed { full: Some(_), .. }
+        | Cause::WaveBaked { full: Some(_), .. } = r.cause
+        {
+            c.full_moves += 1;
+        }
         match (&r.event, &r.cause) {
+            (AuditEvent::FullPromotionEnded { .. }, _) => c.full_ends += 1,
             (AuditEvent::Unit { .. }, Cause::Started { .. }) => c.starts += 1,
             (AuditEvent::Unit { .. }, Cause::Advanced { .. }) => c.advances += 1,
             (AuditEvent::Unit { to: UnitPhase::Enabled, .. }, _) => c.enabled += 1,
@@ -1155,6 +1239,7 @@ fn engine_invariants_hold_over_random_plans_and_observations() {
     assert!(c.frozen > 20, "{c:#?}");
     // Each alone is rare at this count (a few per run); the directed tests cover each.
     assert!(c.budgets_consumed + c.budgets_exceeded > 0 && c.deadlines > 0, "{c:#?}");
+    assert!(c.full_moves > 0 && c.full_ends > 0, "{c:#?}");
 }
 
 /// `PROPTEST_CASES` sets how many random cases the property above runs (README,

@@ -1936,3 +1936,195 @@ fn an_unconfirmed_actuation_passes_the_deadline_and_a_region_may_have_its_own() 
     at(&mut run, 40);
     assert!(run.unit("b", "signin").stalled.is_some());
 }
+
+// ----- promote --full -----
+
+const THREE_WAVES: &str = r#"
+  services:
+    - name: signin
+    - name: store
+      after: [signin]
+  regions:
+    - name: a
+    - name: b
+    - name: c
+    - name: d
+      approvals: [d-regulator]
+  waves:
+    - name: one
+      regions: [a]
+      bake: 2h
+    - name: two
+      regions: [b, c]
+      maxParallel: 2
+      bake: 2h
+    - name: three
+      regions: [d]
+      bake: 2h
+  steps: [10, 50, 100]
+  stepBake: 1h
+"#;
+
+fn mk_three_waves() -> Plan {
+    mk_plan(&format!("{THREE_WAVES}{}", mk_health("        failureLimit: 2\n")))
+}
+
+impl Rollout {
+    fn promote_full(&mut self, wave: Option<&str>, region: Option<&str>) -> Decision {
+        let cmd = Command { full: true, ..mk_command(CommandKind::Promote, wave, region, self.now) };
+        self.decide_with(&[], &[], &[cmd])
+    }
+
+    /// The scopes of the full promotions in force.
+    fn full_scopes(&self) -> Vec<String> {
+        self.state.full_promotions.iter().map(|p| p.scope()).collect()
+    }
+
+    /// The records that ended a full promotion: (scope, cause).
+    fn full_ends(&self) -> Vec<(String, Cause)> {
+        self.audit
+            .iter()
+            .filter_map(|r| match &r.event {
+                AuditEvent::FullPromotionEnded { scope, .. } => Some((scope.clone(), r.cause.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn promote_full_completes_a_three_wave_rollout_without_waiting_its_bakes_but_never_without_health() {
+    let mut run = Rollout::new(mk_three_waves(), t0());
+    run.approvals.push(mk_approval("d-1", "d-regulator", t0()));
+    run.tick();
+    assert_eq!(run.unit("a", "signin").percent, 10);
+    run.now += TimeDelta::seconds(10);
+    let d = run.promote_full(None, None);
+    assert_eq!(run.full_scopes(), vec!["plan"]);
+    assert_eq!(d.audit[0].cause, Cause::FullPromotionDeclared { scope: "plan".into(), by: "oncall".into() });
+    assert_eq!(run.unit("a", "signin").percent, 10, "no fresh healthy verdict since the step began yet");
+    // Bakes of 1h per step and 2h per wave (over 20h in all) are skipped: health paces it.
+    assert!(run.run_until(t0() + mins(30), |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
+    assert!(run.now < t0() + mins(30));
+    assert!(run.full_scopes().is_empty(), "the scope completed");
+    assert_eq!(run.full_ends(), vec![("plan".to_string(), Cause::ScopeCompleted)]);
+    // Every step and wave bake after the promote was skipped under it, and says so.
+    let promoted_at = t0() + TimeDelta::seconds(10);
+    for r in run.audit.iter().filter(|r| r.at >= promoted_at) {
+        match &r.cause {
+            Cause::Advanced { promoted, full, .. }
+            | Cause::Completed { promoted, full, .. }
+            | Cause::WaveBaked { promoted, full, .. } => {
+                assert!(*promoted, "{}", r.summary());
+                assert_eq!(full.as_ref().map(|p| (p.scope(), p.by.as_str())), Some(("plan".into(), "oncall")));
+                assert!(r.cause.to_string().contains("(promote --full of plan by oncall)"), "{}", r.summary());
+            }
+            _ => {}
+        }
+    }
+    let baked = run.audit.iter().filter(|r| matches!(r.cause, Cause::WaveBaked { .. })).count();
+    assert_eq!(baked, 3);
+    // Health still gates every move: a unit takes at most one step per fresh healthy verdict,
+    // so no two raises of a unit share a decision.
+    for u in &run.state.units {
+        let raises = run.raises(&u.region, &u.service);
+        assert_eq!(raises.len(), 3, "{}/{}: {raises:?}", u.region, u.service);
+        assert!(raises.windows(2).all(|w| w[0].0 < w[1].0), "{}/{}: {raises:?}", u.region, u.service);
+    }
+}
+
+#[test]
+fn a_failure_in_scope_cancels_promote_full_and_the_region_fails_as_usual() {
+    let mut run = Rollout::new(mk_three_waves(), t0());
+    run.approvals.push(mk_approval("d-1", "d-regulator", t0()));
+    run.tick();
+    run.promote_full(None, None);
+    run.promote_full(Some("three"), None);
+    assert_eq!(run.full_scopes(), vec!["plan", "wave three"]);
+    assert!(run.run_until(t0() + mins(30), |r| r.wave("two") == WavePhase::Running));
+    run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(run.now + mins(10), |r| r.unit("b", "signin").phase == UnitPhase::RolledBack));
+    // b failed and was rolled back as without a promotion; only the promotion covering it ended.
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+    assert_eq!(run.full_scopes(), vec!["wave three"], "a promotion that does not cover b is kept");
+    let ends = run.full_ends();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].0, "plan");
+    assert!(matches!(&ends[0].1, Cause::FailedInScope { region, .. } if region == "b"), "{ends:?}");
+    let end = run.audit.iter().find(|r| matches!(r.event, AuditEvent::FullPromotionEnded { .. })).unwrap();
+    let service = match &ends[0].1 {
+        Cause::FailedInScope { service, .. } => service.clone(),
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        end.line(),
+        format!("#{} plan test: full promotion of plan by oncall ended: b/{service} failed", end.seq)
+    );
+    // c bakes its steps again: none of its units moves in the next 50 minutes (stepBake 1h).
+    let c: Vec<_> = run.state.units.iter().filter(|u| u.region == "c").map(|u| (u.since, u.percent)).collect();
+    run.run_for(mins(50));
+    let now_c: Vec<_> = run.state.units.iter().filter(|u| u.region == "c").map(|u| (u.since, u.percent)).collect();
+    assert_eq!(now_c, c, "c moved under a cancelled promotion");
+    // The wave halts on b as usual; a retry does not bring the promotion back.
+    run.verdicts.remove("b");
+    run.command(CommandKind::Retry, None, Some("b"));
+    assert_eq!(run.full_scopes(), vec!["wave three"]);
+}
+
+#[test]
+fn promote_full_never_skips_an_approval() {
+    let mut run = Rollout::new(mk_three_waves(), t0());
+    run.tick();
+    run.promote_full(None, None);
+    assert!(run.run_until(t0() + mins(30), |r| r.wave("three") == WavePhase::Running));
+    // d needs d-regulator: hours pass and it gets no traffic, however promoted.
+    run.run_for(TimeDelta::hours(3));
+    assert_eq!(run.region_percents("d"), vec![0, 0]);
+    assert!(
+        matches!(run.unit("d", "signin").waiting, Some(WaitReason::Approval { .. })),
+        "{:?}",
+        run.unit("d", "signin")
+    );
+    assert_eq!(run.full_scopes(), vec!["plan"], "still in force while it waits");
+    // Once granted, d goes through without its bakes.
+    run.approvals.push(mk_approval("d-1", "d-regulator", run.now));
+    let granted = run.now;
+    assert!(run.run_until(granted + mins(15), |r| r.state.phase() == PlanPhase::Complete));
+    let raises = run.raises("d", "signin");
+    assert!(raises.iter().all(|(at, _)| *at >= granted), "{raises:?}");
+}
+
+#[test]
+fn a_pause_or_an_abort_of_an_overlapping_scope_cancels_promote_full_and_a_resume_does_not_bring_it_back() {
+    let mut run = Rollout::new(mk_three_waves(), t0());
+    run.approvals.push(mk_approval("d-1", "d-regulator", t0()));
+    run.tick();
+    run.promote_full(Some("one"), None);
+    run.promote_full(Some("two"), None);
+    run.promote_full(None, Some("c"));
+    // A pause of another scope leaves it alone.
+    run.command(CommandKind::Pause, Some("three"), None);
+    assert_eq!(run.full_scopes(), vec!["wave one", "wave two", "region c"]);
+    // A pause of region a overlaps wave one: that promotion ends, audited with the pause.
+    run.command(CommandKind::Pause, None, Some("a"));
+    assert_eq!(run.full_scopes(), vec!["wave two", "region c"]);
+    assert_eq!(
+        run.full_ends(),
+        vec![("wave one".to_string(), Cause::Command { command: CommandKind::Pause, by: "oncall".into() })]
+    );
+    run.command(CommandKind::Resume, None, Some("a"));
+    assert_eq!(run.full_scopes(), vec!["wave two", "region c"], "a resume does not bring it back");
+    // Back to baking: a's next step waits its hour.
+    let before = run.unit("a", "signin").percent;
+    run.run_for(mins(50));
+    assert_eq!(run.unit("a", "signin").percent, before);
+    // An abort of region c ends both promotions covering it.
+    run.command(CommandKind::Abort, None, Some("c"));
+    assert!(run.full_scopes().is_empty());
+    let ends: Vec<String> = run.full_ends().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(ends, vec!["wave one", "wave two", "region c"]);
+    // Declared on a scope aborted before, it ends at once: nothing there moves again.
+    run.promote_full(None, Some("c"));
+    assert!(run.full_scopes().is_empty());
+    assert_eq!(run.full_ends().last().unwrap().1, Cause::Blocked { waiting: WaitReason::Aborted });
+}

@@ -437,7 +437,7 @@ fn check_invariants(run: &Fleet, rel: &RelativeLimit) {
     }
     for record in &run.audit {
         let (health, region) = match &record.cause {
-            Cause::Advanced { promoted: false, health, .. } | Cause::Completed { promoted: false, health } => {
+            Cause::Advanced { promoted: false, health, .. } | Cause::Completed { promoted: false, health, .. } => {
                 (health, record.region.clone().unwrap())
             }
             _ => continue,

@@ -124,6 +124,11 @@ pub struct RolloutCommandSpec {
     /// For `unfreeze`: the run-time freeze to lift; absent lifts every one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unfreeze: Option<String>,
+    /// For `promote`: promote the whole remaining scope (`promote --full`): every remaining
+    /// step and wave bake in it is skipped until it completes. Only for `promote`; any other
+    /// command ignores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
 }
 
 /// The CustomResourceDefinitions, in a stable order.

@@ -130,12 +130,14 @@ pub fn audit_event(record: &AuditRecord) -> PlanEvent {
             | Cause::ProgressDeadline { .. }
             | Cause::Drift
             | Cause::DriftHeld
+            | Cause::FailedInScope { .. }
     );
     let action = match &record.event {
         meridian_core::audit::AuditEvent::Unit { .. } => "Unit",
         meridian_core::audit::AuditEvent::Wave { .. } => "Wave",
         meridian_core::audit::AuditEvent::Command { .. } => "Command",
         meridian_core::audit::AuditEvent::Drift { .. } => "Drift",
+        meridian_core::audit::AuditEvent::FullPromotionEnded { .. } => "Promotion",
     };
     PlanEvent { warning, reason, action: action.to_string(), note: truncate(&record.summary(), 1000) }
 }
@@ -235,6 +237,7 @@ mod tests {
             promoted: false,
             flags: vec![],
             health: vec![],
+            full: None,
         }));
         assert_eq!((e.warning, e.reason.as_str(), e.action.as_str()), (false, "Advanced", "Unit"));
         assert!(e.note.contains("jp/signin") && e.note.contains("10% -> 50%"), "{}", e.note);

@@ -143,6 +143,7 @@ pub async fn guard_deletions(
                     at: control.now(),
                     freeze: None,
                     unfreeze: None,
+                    full: false,
                 };
                 if let Err(e) = control.command(name, abort).await {
                     aborted.remove(name);

@@ -159,6 +159,7 @@ mod tests {
                 by: "alice".into(),
                 freeze: None,
                 unfreeze: None,
+                full: false,
             },
         }
     }

@@ -106,6 +106,7 @@ async fn the_run_loop_runs_on_resources_watched_in_the_api_server() {
         health: std::sync::Arc::new(meridian_controller::nohealth::Unreadable { reason: "no checks".into() }),
         actuator: fleet.clone(),
         clock: std::sync::Arc::new(meridian_controller::runtime::SystemClock),
+        notifier: std::sync::Arc::new(meridian_controller::runtime::NoNotifier),
     };
     let running = meridian_controller::runtime::start_with(
         source,

@@ -31,6 +31,7 @@ async fn controller(
         health: Arc::new(meridian_controller::nohealth::Unreadable { reason: "no checks".into() }),
         actuator: fleet,
         clock: Arc::new(meridian_controller::runtime::SystemClock),
+        notifier: Arc::new(meridian_controller::runtime::NoNotifier),
     };
     let source = Arc::new(meridian_kube::KubeSource::new(client, "default"));
     let running = meridian_controller::runtime::start_with(
@@ -104,6 +105,7 @@ async fn the_state_lives_in_the_api_server_and_a_new_controller_resumes_without_
         at: chrono::Utc::now(),
         freeze: None,
         unfreeze: None,
+        full: false,
     };
     c.command("gated", pause).await.unwrap();
     wait_for("the pause applied", Duration::from_secs(30), || c.snapshot().plans["gated"].state.paused.plan).await;

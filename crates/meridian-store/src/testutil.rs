@@ -46,6 +46,7 @@ pub(crate) fn state(plan: &str, audit_seq: u64) -> PlanState {
         aborted: false,
         audit_seq,
         freezes: Vec::new(),
+        full_promotions: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use meridian_core::duration::Span;
 use serde_json::{Value, json};
 
+use super::Format;
 use crate::client::{self, Client, ServerArgs, exit, segment};
 
 const EXIT_CODES: &str = "Exit codes: 0 done, 1 refused by the server, 3 usage or connection error";
@@ -45,6 +46,9 @@ pub struct ApproveArgs {
     /// grantedBy, so it is filled in first (--granted-by, else your token's name).
     #[arg(long, value_name = "KEY_FILE")]
     pub key: Option<std::path::PathBuf>,
+    /// `text`, or the server's answer as `json` or `yaml`.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -61,6 +65,9 @@ pub struct RevokeArgs {
     /// Do not ask for confirmation on a terminal (off a terminal nothing is asked).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// `text`, or the server's answer as `json` or `yaml`.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -143,6 +150,10 @@ async fn approve_async(args: &ApproveArgs) -> i32 {
         };
     }
     match client.post::<Value>("/approvals", Some(&body)).await {
+        Ok(answer) if !args.format.is_text() => {
+            crate::output::data(args.format, &answer);
+            exit::OK
+        }
         Ok(answer) => {
             let a = &answer["approval"];
             let scope = match (args.regions.is_empty(), args.services.is_empty()) {
@@ -221,6 +232,10 @@ async fn revoke_async(args: &RevokeArgs) -> i32 {
     let body = args.reason.as_ref().map(|r| json!({ "reason": r }));
     let path = format!("/approvals/{}", segment(&args.name));
     match client.delete::<Value>(&path, body.as_ref()).await {
+        Ok(answer) if !args.format.is_text() => {
+            crate::output::data(args.format, &answer);
+            exit::OK
+        }
         Ok(answer) => {
             println!(
                 "revoked approval {} (flag {}) by {}; it is never valid again",

@@ -19,6 +19,10 @@ const EXIT_CODES: &str = "Exit codes: 0 the chain holds, 1 it is broken (the fir
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// The audit records (every transition with its cause and evidence), oldest first, a page
+    /// at a time.
+    #[command(after_help = "Exit codes: 0 shown, 1 refused by the server, 3 usage or connection error")]
+    Log(LogArgs),
     /// Check that no audit record was edited, deleted, reordered or slipped in; print the
     /// chain head (N:HASH) to keep elsewhere as an anchor.
     #[command(after_help = EXIT_CODES)]
@@ -44,10 +48,73 @@ pub struct VerifyArgs {
     pub server: ServerArgs,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Only this plan's records (its `seq` numbers are gapless: page with --after).
+    #[arg(long)]
+    pub plan: Option<String>,
+    /// Records after this sequence number (the last one of an earlier page).
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// At most this many (the server's cap is 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: Format,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
 pub fn run(command: &Command) -> i32 {
     match command {
+        Command::Log(args) => log(args),
         Command::Verify(args) => verify(args),
     }
+}
+
+/// `meridian audit log`: one line per record as the controller's log words it.
+fn log(args: &LogArgs) -> i32 {
+    let read = async {
+        let client = Client::new(&args.server)?;
+        let mut path = format!("/audit?after={}&limit={}", args.after, args.limit);
+        if let Some(plan) = &args.plan {
+            path.push_str(&format!("&plan={}", segment(plan)));
+        }
+        let page: serde_json::Value = client.get(&path).await?;
+        Ok::<_, client::ClientError>((client, page))
+    };
+    let (client, page) = match client::block_on("audit log", read) {
+        Some(Ok(done)) => done,
+        Some(Err(e)) => {
+            e.report("audit log");
+            return e.exit_code();
+        }
+        None => return exit::USAGE,
+    };
+    if !args.output.is_text() {
+        crate::output::data(args.output, &page);
+        return exit::OK;
+    }
+    let records: Vec<meridian_core::AuditRecord> = match serde_json::from_value(page["records"].clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("meridian audit log: unexpected answer from {}: {e}", client.server());
+            return exit::USAGE;
+        }
+    };
+    if records.is_empty() {
+        println!("no records");
+    }
+    for r in &records {
+        println!("{} {} {}", r.at.format("%Y-%m-%d %H:%M:%S UTC"), r.plan, r.line());
+    }
+    if records.len() >= args.limit as usize
+        && let Some(last) = records.last()
+    {
+        let plan = args.plan.as_ref().map(|p| format!(" --plan {p}")).unwrap_or_default();
+        eprintln!("more may follow: meridian audit log{plan} --after {}", last.seq);
+    }
+    exit::OK
 }
 
 fn verify(args: &VerifyArgs) -> i32 {
@@ -121,16 +188,16 @@ fn source(server: &str, scope: &str) -> String {
 
 fn report(source: &str, outcome: &Result<ChainHead, ChainBreak>, output: Format) -> i32 {
     match output {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let value = match outcome {
                 Ok(head) => json!({ "source": source, "intact": true, "head": head, "anchor": head.to_string() }),
                 Err(broken) => {
                     json!({ "source": source, "intact": false, "break": broken, "message": broken.to_string() })
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            crate::output::data(output, &value);
         }
-        Format::Text => match outcome {
+        Format::Text | Format::Wide => match outcome {
             Ok(head) => {
                 println!("audit chain intact: {} records in {source}", head.entries);
                 println!("head: {head}");

@@ -160,14 +160,8 @@ fn fleet(args: &FleetArgs) -> i32 {
     match result {
         Ok(figures) => {
             match args.format {
-                Format::Json => match serde_json::to_string_pretty(&figures) {
-                    Ok(json) => println!("{json}"),
-                    Err(e) => {
-                        eprintln!("meridian bench fleet: {e}");
-                        return crate::exit::FAILED;
-                    }
-                },
-                Format::Text => print!("{}", table(&figures)),
+                Format::Json | Format::Yaml => crate::output::data(args.format, &figures),
+                Format::Text | Format::Wide => print!("{}", table(&figures)),
             }
             crate::exit::OK
         }

@@ -1,5 +1,6 @@
 //! `meridian pause|resume|abort|promote|retry PLAN [--wave W | --region R]`: queue an
-//! operator command through the API. `meridian freeze PLAN --reason TEXT [--until TIME]
+//! operator command through the API (`promote --full` keeps promoting the scope until it
+//! completes). `meridian freeze PLAN --reason TEXT [--until TIME]
 //! [--wave W | --region R] [--name N]` and `meridian unfreeze PLAN [--name N]` declare and
 //! lift run-time freezes the same way.
 //!
@@ -10,6 +11,7 @@ use chrono::Utc;
 use meridian_core::CommandKind;
 use serde_json::{Value, json};
 
+use super::Format;
 use crate::client::{self, Client, ServerArgs, exit, segment};
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +25,9 @@ pub struct Args {
     /// Only this region.
     #[arg(long)]
     pub region: Option<String>,
+    /// `text`, or the server's answer as `json` or `yaml`.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -37,6 +42,23 @@ pub struct AbortArgs {
     /// Do not ask for confirmation on a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+/// `promote`: the scope, and `--full`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Exit codes: 0 accepted, 1 refused by the server, 3 usage or connection error")]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub scope: Args,
+    /// Promote the whole remaining scope: every remaining step bake and wave bake in it is
+    /// skipped until it completes. Approvals, windows, freezes and health still gate; a pause,
+    /// an abort or a failure in scope cancels it.
+    #[arg(long)]
+    pub full: bool,
+}
+
+pub fn promote(args: &PromoteArgs) -> i32 {
+    client::block_on("promote", run_async(CommandKind::Promote, &args.scope, args.full)).unwrap_or(exit::USAGE)
 }
 
 /// `abort`, once confirmed: it cannot be undone (a retry starts the regions from scratch).
@@ -60,10 +82,10 @@ pub fn abort(args: &AbortArgs) -> i32 {
 
 pub fn run(kind: CommandKind, args: &Args) -> i32 {
     let command = kind.to_string();
-    client::block_on(&command, run_async(kind, args)).unwrap_or(exit::USAGE)
+    client::block_on(&command, run_async(kind, args, false)).unwrap_or(exit::USAGE)
 }
 
-async fn run_async(kind: CommandKind, args: &Args) -> i32 {
+async fn run_async(kind: CommandKind, args: &Args, full: bool) -> i32 {
     let name = kind.to_string();
     let client = match Client::new(&args.server) {
         Ok(c) => c,
@@ -72,13 +94,20 @@ async fn run_async(kind: CommandKind, args: &Args) -> i32 {
             return exit::USAGE;
         }
     };
-    let scope = match (&args.wave, &args.region) {
+    let mut scope = match (&args.wave, &args.region) {
         (Some(w), _) => Some(json!({ "wave": w })),
         (None, Some(r)) => Some(json!({ "region": r })),
         (None, None) => None,
     };
+    if full {
+        scope.get_or_insert_with(|| json!({}))["full"] = json!(true);
+    }
     let path = format!("/plans/{}/{name}", segment(&args.plan));
     match client.post::<Value>(&path, scope.as_ref()).await {
+        Ok(answer) if !args.format.is_text() => {
+            crate::output::data(args.format, &answer);
+            exit::OK
+        }
         Ok(answer) => {
             let by = answer["command"]["by"].as_str().unwrap_or("?");
             let scope = match (&args.wave, &args.region) {
@@ -86,6 +115,7 @@ async fn run_async(kind: CommandKind, args: &Args) -> i32 {
                 (None, Some(r)) => format!(", region {r}"),
                 (None, None) => String::new(),
             };
+            let name = if full { format!("{name} --full") } else { name };
             println!("{name} accepted for plan {}{scope} (by {by}); the controller applies it at once", args.plan);
             exit::OK
         }
@@ -117,6 +147,9 @@ pub struct FreezeArgs {
     /// replaces that freeze.
     #[arg(long)]
     pub name: Option<String>,
+    /// `text`, or the server's answer as `json` or `yaml`.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -129,6 +162,9 @@ pub struct UnfreezeArgs {
     /// The run-time freeze to lift (default: every one).
     #[arg(long)]
     pub name: Option<String>,
+    /// `text`, or the server's answer as `json` or `yaml`.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -169,6 +205,10 @@ async fn freeze_async(args: &FreezeArgs) -> i32 {
     };
     let path = format!("/plans/{}/freeze", segment(&args.plan));
     match client.post::<Value>(&path, Some(&body)).await {
+        Ok(answer) if !args.format.is_text() => {
+            crate::output::data(args.format, &answer);
+            exit::OK
+        }
         Ok(answer) => {
             let c = &answer["command"];
             let scope = match (c["wave"].as_str(), c["region"].as_str()) {
@@ -207,6 +247,10 @@ async fn unfreeze_async(args: &UnfreezeArgs) -> i32 {
     let body = args.name.as_ref().map(|n| json!({ "name": n }));
     let path = format!("/plans/{}/unfreeze", segment(&args.plan));
     match client.post::<Value>(&path, body.as_ref()).await {
+        Ok(answer) if !args.format.is_text() => {
+            crate::output::data(args.format, &answer);
+            exit::OK
+        }
         Ok(answer) => {
             let what = match &args.name {
                 Some(n) => format!("freeze {n}"),
@@ -237,7 +281,8 @@ mod tests {
             wave: None,
             region: Some("jp".into()),
             name: None,
-            server: ServerArgs { server: String::new(), token: None, token_file: None, ca_cert: None },
+            format: Format::Text,
+            server: ServerArgs { server: None, token: None, token_file: None, ca_cert: None },
         }
     }
 

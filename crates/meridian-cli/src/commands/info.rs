@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::Format;
 use crate::client::{self, Client, ClientError, ServerArgs, exit};
+use crate::output;
 
 const EXIT_CODES: &str = "Exit codes: 0 shown, 1 refused by the server or unknown, 3 usage or connection error";
 
@@ -36,6 +37,17 @@ pub struct HistoryArgs {
     /// At most this many (the server's cap is 1000).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Exit codes: 0 the configuration in force is the files' latest, 1 the last edit was \
+                        rejected (the previous version stays in force) or the server refused, 3 usage or \
+                        connection error")]
+pub struct ConfigArgs {
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub format: Format,
     #[command(flatten)]
@@ -86,10 +98,6 @@ where
     }
 }
 
-fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
-}
-
 fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or("")
 }
@@ -100,8 +108,9 @@ pub fn approvals(args: &ApprovalsArgs) -> i32 {
         let all = list["approvals"].as_array().cloned().unwrap_or_default();
         let Some(name) = &args.name else {
             match args.format {
-                Format::Json => print_json(&list),
-                Format::Text => print!("{}", approvals_table(&all)),
+                Format::Json | Format::Yaml => output::data(args.format, &list),
+                Format::Text => print!("{}", approvals_table(&all, false)),
+                Format::Wide => print!("{}", approvals_table(&all, true)),
             }
             return Ok(exit::OK);
         };
@@ -112,8 +121,8 @@ pub fn approvals(args: &ApprovalsArgs) -> i32 {
             return Ok(exit::FAILED);
         };
         match args.format {
-            Format::Json => print_json(one),
-            Format::Text => print!("{}", approval_detail(one)),
+            Format::Json | Format::Yaml => output::data(args.format, one),
+            Format::Text | Format::Wide => print!("{}", approval_detail(one)),
         }
         Ok(exit::OK)
     })
@@ -131,20 +140,35 @@ fn scope(approval: &Value) -> String {
 }
 
 /// The approvals as a table, one row each.
-pub fn approvals_table(all: &[Value]) -> String {
+/// `wide` adds when each was granted, its reference, its signing key and its revocation.
+pub fn approvals_table(all: &[Value], wide: bool) -> String {
     if all.is_empty() {
         return "no approvals\n".into();
     }
-    let mut rows = vec![["NAME", "FLAG", "STATUS", "GRANTED BY", "EXPIRES", "SCOPE"].map(String::from).to_vec()];
+    let mut header = vec!["NAME", "FLAG", "STATUS", "GRANTED BY", "EXPIRES", "SCOPE"];
+    if wide {
+        header.extend(["GRANTED AT", "REFERENCE", "SIGNED BY KEY", "REVOKED"]);
+    }
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     for a in all {
-        rows.push(vec![
+        let mut row = vec![
             text(a, "name").into(),
             text(a, "flag").into(),
             text(a, "status").into(),
             text(a, "grantedBy").into(),
             a["expires"].as_str().unwrap_or("never").into(),
             scope(a),
-        ]);
+        ];
+        if wide {
+            let r = &a["revoked"];
+            row.extend([
+                a["grantedAt"].as_str().unwrap_or("-").into(),
+                a["reference"].as_str().unwrap_or("-").into(),
+                a["signature"]["key"].as_str().unwrap_or("-").into(),
+                if r.is_object() { format!("{} by {}", text(r, "at"), text(r, "by")) } else { "-".into() },
+            ]);
+        }
+        rows.push(row);
     }
     crate::output::table(&rows, "")
 }
@@ -180,8 +204,8 @@ pub fn history(args: &HistoryArgs) -> i32 {
         }
         let page: Value = client.get(&path).await?;
         match args.format {
-            Format::Json => print_json(&page),
-            Format::Text => {
+            Format::Json | Format::Yaml => output::data(args.format, &page),
+            Format::Text | Format::Wide => {
                 let events = page["events"].as_array().cloned().unwrap_or_default();
                 print!("{}", history_table(&events));
                 if events.len() >= args.limit as usize {
@@ -219,15 +243,15 @@ pub fn whoami(args: &WhoamiArgs) -> i32 {
     with_client("whoami", &args.server, |client| async move {
         let me: Value = client.get("/whoami").await?;
         match args.format {
-            Format::Json => print_json(&me),
-            Format::Text if me["authDisabled"] == Value::Bool(true) => {
+            Format::Json | Format::Yaml => output::data(args.format, &me),
+            _ if me["authDisabled"] == Value::Bool(true) => {
                 println!(
                     "{} (authentication is disabled on {}: every request may do everything)",
                     text(&me["identity"], "name"),
                     client.server()
                 )
             }
-            Format::Text => {
+            Format::Text | Format::Wide => {
                 let id = &me["identity"];
                 let flags: Vec<&str> =
                     id["flags"].as_array().map(|f| f.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
@@ -239,25 +263,64 @@ pub fn whoami(args: &WhoamiArgs) -> i32 {
     })
 }
 
+/// `meridian config`: the configuration in force, and the last rejected edit with its errors.
+pub fn config(args: &ConfigArgs) -> i32 {
+    with_client("config", &args.server, |client| async move {
+        let status: Value = client.get("/config").await?;
+        let rejected = status["rejected"].is_object();
+        match args.format {
+            Format::Json | Format::Yaml => output::data(args.format, &status),
+            Format::Text | Format::Wide => print!("{}", config_text(&status)),
+        }
+        Ok(if rejected { exit::FAILED } else { exit::OK })
+    })
+}
+
+/// The configuration status in words.
+pub fn config_text(status: &Value) -> String {
+    let loaded = status["loadedAt"].as_str().unwrap_or("never");
+    let warnings = status["warnings"].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "configuration generation {} in force, loaded {loaded}, {warnings} warning{}\n",
+        status["generation"],
+        if warnings == 1 { "" } else { "s" }
+    );
+    if let Some(r) = status["rejected"].as_object() {
+        let errors: Vec<&str> =
+            r.get("errors").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        out.push_str(&format!(
+            "the last edit was REJECTED at {}; the previous version stays in force until it is fixed:\n",
+            r.get("at").and_then(Value::as_str).unwrap_or("?")
+        ));
+        for e in errors {
+            out.push_str(&format!("  {e}\n"));
+        }
+    }
+    out
+}
+
 pub fn version(args: &VersionArgs) -> i32 {
     let client_version = env!("CARGO_PKG_VERSION");
     if args.client {
         match args.format {
-            Format::Json => print_json(&serde_json::json!({ "client": { "version": client_version } })),
-            Format::Text => println!("client {client_version}"),
+            Format::Json | Format::Yaml => {
+                output::data(args.format, &serde_json::json!({ "client": { "version": client_version } }))
+            }
+            Format::Text | Format::Wide => println!("client {client_version}"),
         }
         return exit::OK;
     }
-    if args.format == Format::Text {
+    if args.format.is_text() {
         println!("client {client_version}");
     }
     with_client("version", &args.server, |client| async move {
         let server: Value = client.get("/version").await?;
         match args.format {
-            Format::Json => {
-                print_json(&serde_json::json!({ "client": { "version": client_version }, "server": server }))
-            }
-            Format::Text => println!("server {} ({})", text(&server, "version"), client.server()),
+            Format::Json | Format::Yaml => output::data(
+                args.format,
+                &serde_json::json!({ "client": { "version": client_version }, "server": server }),
+            ),
+            Format::Text | Format::Wide => println!("server {} ({})", text(&server, "version"), client.server()),
         }
         Ok(exit::OK)
     })

@@ -34,7 +34,8 @@ use meridian_kube::store::{Fence, ReadOnly, Unfenced};
 use meridian_kube::{KubeSource, KubeStore};
 
 use super::run::{
-    LoopArgs, ServeArgs, bind_api, health_source, prepare_api, serve_api, shutdown_signal, start_error, supervise,
+    LoopArgs, Notifications, ServeArgs, bind_api, health_source, prepare_api, serve_api, shutdown_signal, start_error,
+    supervise,
 };
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +148,12 @@ async fn run_async(args: &Args) -> i32 {
         Ok(api) => api,
         Err(e) => return fail(e),
     };
+    // A bad sinks file stops the start, not the first lead.
+    if let Some(path) = &args.loop_args.notifications
+        && let Err(e) = meridian_notify::load(path)
+    {
+        return fail(e.to_string());
+    }
     if args.no_leader_election {
         let identity = settings.identity.clone();
         return lead(args, &identity, client, (listener, auth, tls), Arc::new(Unfenced), std::future::pending()).await;
@@ -245,6 +252,11 @@ async fn lead(
         Err(e) => return fail(e.to_string()),
     };
     let store: Arc<KubeStore> = Arc::new(store);
+    // Only the leader decides, so only the leader tells the sinks.
+    let notifications = match args.loop_args.notifier("meridian kube") {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
     let adapters = Adapters {
         store: store.clone(),
         health: health_source(args.loop_args.prometheus.as_deref()),
@@ -258,12 +270,16 @@ async fn lead(
             fence,
         }),
         clock: Arc::new(SystemClock),
+        notifier: Arc::new(meridian_controller::runtime::NoNotifier),
     };
+    let mut adapters = adapters;
+    Notifications::plug(&notifications, &mut adapters);
     let source = Arc::new(KubeSource::watching(client.clone(), placed.clone()));
     let running = match start_with(source, args.loop_args.settings(Vec::new()), adapters).await {
         Ok(r) => r,
         Err(e) => return fail(start_error(&e)),
     };
+    Notifications::export(notifications, &running);
     // `meridian_leader{leader=IDENTITY} 1`: with the followers' 0, an alert tells a cluster
     // where no replica leads from one where none is up.
     running.controller.metrics_registry().lead(identity);

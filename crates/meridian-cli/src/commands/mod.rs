@@ -11,11 +11,13 @@ pub mod demo;
 pub mod info;
 pub mod kube;
 pub mod plan;
+pub mod plan_live;
 pub mod report;
 pub mod run;
 pub mod schema;
 pub mod status;
 pub mod validate;
+pub mod watch;
 
 use chrono::{DateTime, Utc};
 
@@ -26,9 +28,22 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("invalid time {text:?} ({e}); use RFC 3339, e.g. 2026-06-01T09:00:00Z"))
 }
 
-/// Output format shared by the commands that have one.
+/// Output format shared by the commands that have one (`-o`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// For people.
     Text,
+    /// The same data as JSON, for scripts (`jq`).
     Json,
+    /// The same data as YAML.
+    Yaml,
+    /// Text with more columns where a table has them (`status`, `approvals`); else as text.
+    Wide,
+}
+
+impl Format {
+    /// Whether this is a text format (`text` or `wide`) rather than data.
+    pub fn is_text(self) -> bool {
+        matches!(self, Format::Text | Format::Wide)
+    }
 }

@@ -1,6 +1,7 @@
 //! `meridian plan PATH...`: the projected timeline, computed by running the real engine on a
-//! virtual clock (see `meridian_core::simulate`). Exit codes (the table in `main.rs`): 0
-//! projected, 1 invalid input, 3 usage.
+//! virtual clock (see `meridian_core::simulate`); with `--from-server`, from a running
+//! rollout's live state (`plan_live`). Exit codes (the table in `main.rs`): 0 projected, 1
+//! invalid input or the server's refusal, 3 usage (a local plan not the server's included).
 
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
 use meridian_core::duration::Span;
 use meridian_core::plan::{EffectiveSettings, Origin};
-use meridian_core::simulate::{SimFailure, SimOptions, Timeline, simulate};
+use meridian_core::simulate::{SimFailure, SimOptions, Timeline, simulate_together, simulate_together_from};
 use meridian_core::{Cause, Plan, UnitPhase};
 use serde_json::{Value, json};
 
@@ -44,8 +45,14 @@ pub struct Args {
     /// Stop projecting this long after the start.
     #[arg(long, default_value = "90d")]
     pub horizon: Span,
+    /// The full table: a row per region and service with every step's time (also `-o
+    /// wide`). Default: a line per region (first traffic, enabled, and why it waited).
+    #[arg(long)]
+    pub full: bool,
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub format: Format,
+    #[command(flatten)]
+    pub live: super::plan_live::LiveArgs,
 }
 
 pub fn run(args: &Args) -> i32 {
@@ -58,8 +65,12 @@ pub fn run(args: &Args) -> i32 {
             return crate::exit::USAGE;
         }
     };
-    let start =
-        args.start.unwrap_or_else(|| Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap_or_else(|_| Utc::now()));
+    // A live rollout is projected from now, rounded up to the second (never before what its
+    // state records); a plan from now, to the minute.
+    let start = args.start.unwrap_or_else(|| match args.live.from_server {
+        Some(_) => Utc::now().duration_round_up(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now()),
+        None => Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap_or_else(|_| Utc::now()),
+    });
     let bundle = sources.load(Some(start));
     for d in &bundle.report.diagnostics {
         eprintln!("{d}");
@@ -108,23 +119,59 @@ pub fn run(args: &Args) -> i32 {
             eprintln!("meridian plan: plan {} has no health checks, so --fail cannot fail its regions", p.name);
         }
     }
+    // The plans these wait for (`dependsOn`, transitively) are projected with them, on one
+    // clock, so a dependent wave starts when its dependency would complete.
+    let mut projected: Vec<&Plan> = plans.clone();
+    let mut k = 0;
+    while let Some(p) = projected.get(k).copied() {
+        for name in p.dependency_plans() {
+            if let Some(dep) = bundle.plan(name)
+                && !projected.iter().any(|q| q.name == dep.name)
+            {
+                projected.push(dep);
+            }
+        }
+        k += 1;
+    }
     // A simulated grant is unsigned and from one grantor: for its flag, the policy is taken as met.
-    let timelines: Vec<Timeline> = plans
+    let projected: Vec<Plan> = projected
         .iter()
         .map(|p| {
             let mut p = (*p).clone();
             p.approval_policies.retain(|policy| !granted.contains(&policy.flag));
-            simulate(&p, &approvals, &opts)
+            p
         })
         .collect();
+    let live = match &args.live.from_server {
+        Some(url) => match super::plan_live::fetch(&args.live, url, &projected) {
+            Ok(live) => Some(live),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let refs: Vec<&Plan> = projected.iter().collect();
+    let (mut timelines, projected_from): (Vec<Timeline>, _) = match live {
+        Some(live) => {
+            let approvals = super::plan_live::merge_approvals(live.approvals, approvals);
+            (simulate_together_from(&refs, live.states, &approvals, &opts), Some((live.server, start)))
+        }
+        None => (simulate_together(&refs, &approvals, &opts), None),
+    };
+    // Only the plans asked for are shown (the first ones projected).
+    timelines.truncate(plans.len());
     match args.format {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let with_regions = |plan: &Plan, t: &Timeline| {
                 serde_json::to_value(t).map(|mut v| {
                     v["regions"] = regions_json(plan);
                     // What holds a rollout that does not finish: the roots, and how many
                     // units wait only on them.
                     v["blockers"] = json!(meridian_core::blockers::blockers(&t.state));
+                    if let Some((server, at)) = &projected_from {
+                        v["projectedFrom"] = json!({ "server": server, "at": at });
+                    }
+                    // Why its regions paused beyond their bakes, in their local time.
+                    v["gaps"] = json!(meridian_core::gaps::region_gaps(plan, &t.audit, t.ended_at));
                     v
                 })
             };
@@ -138,11 +185,20 @@ pub fn run(args: &Args) -> i32 {
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::from)
             };
-            println!("{}", value.and_then(|v| serde_json::to_string_pretty(&v)).unwrap_or_default());
+            crate::output::data(args.format, &value.unwrap_or_default());
         }
-        Format::Text => {
+        Format::Text | Format::Wide => {
+            if let Some((server, at)) = &projected_from {
+                println!("projected from the live state of {server} at {} UTC\n", at.format("%Y-%m-%d %H:%M:%S"));
+            }
             for (plan, timeline) in plans.iter().zip(&timelines) {
-                print!("{}", render(plan, timeline));
+                let full = args.full || args.format == Format::Wide;
+                let width = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    crate::output::terminal_width()
+                } else {
+                    None
+                };
+                print!("{}", crate::output::fit(&render(plan, timeline, full), width));
             }
         }
     }
@@ -188,7 +244,9 @@ fn parse_failure(text: &str, start: DateTime<Utc>, plans: &[&Plan]) -> Result<Si
     Ok(SimFailure { region: region.to_string(), from })
 }
 
-fn render(plan: &Plan, t: &Timeline) -> String {
+/// The projection as text: its summary, then each wave (a line per region, or with `full` a
+/// row per unit and step) with the gaps of its regions explained.
+fn render(plan: &Plan, t: &Timeline, full: bool) -> String {
     let with_seconds = t.audit.iter().any(|r| r.at.timestamp() % 60 != 0);
     let time = |at: DateTime<Utc>| {
         if with_seconds { at.format("%m-%d %H:%M:%S").to_string() } else { at.format("%m-%d %H:%M").to_string() }
@@ -239,6 +297,9 @@ fn render(plan: &Plan, t: &Timeline) -> String {
         "no data (pass --assume-healthy to project a healthy rollout)"
     };
     out.push_str(&format!("  health   {health}\n"));
+    if !plan.depends_on.is_empty() {
+        out.push_str(&format!("  after    {} (dependsOn, projected together)\n", dependencies(&plan.depends_on)));
+    }
     for f in &t.failures {
         out.push_str(&format!("  failing  {} from {} (--fail)\n", f.region, time(f.from)));
     }
@@ -264,6 +325,9 @@ fn render(plan: &Plan, t: &Timeline) -> String {
         if let Some(b) = wave.max_failures {
             approvals.push_str(&format!(", maxFailures {b}"));
         }
+        if !wave.depends_on.is_empty() {
+            approvals.push_str(&format!(", after {}", dependencies(&wave.depends_on)));
+        }
         out.push_str(&format!(
             "\nwave {} (maxParallel {}, bake {}{approvals}): {span}\n",
             wave.name, wave.max_parallel, wave.bake
@@ -274,6 +338,15 @@ fn render(plan: &Plan, t: &Timeline) -> String {
             .zip(&wave.chosen_by)
             .map(|(&r, by)| format!("{} ({by})", plan.regions[r].name))
             .collect();
+        if !full {
+            // How the regions were chosen, when a selector did (by name is the table itself).
+            if wave.chosen_by.iter().any(|by| !matches!(by, meridian_core::plan::ChosenBy::Name)) {
+                out.push_str(&format!("  regions: {}\n", chosen.join(", ")));
+            }
+            out.push_str(&condensed(plan, t, w, &time));
+            out.push_str(&wave_gaps(plan, t, w));
+            continue;
+        }
         out.push_str(&format!("  regions: {}\n", if chosen.is_empty() { "none".into() } else { chosen.join(", ") }));
         let mut rows: Vec<Vec<String>> = Vec::new();
         let steps = wave.regions.iter().map(|&r| plan.regions[r].settings.steps.len()).max().unwrap_or(0);
@@ -298,6 +371,7 @@ fn render(plan: &Plan, t: &Timeline) -> String {
             }
         }
         out.push_str(&crate::output::table(&rows, "  "));
+        out.push_str(&wave_gaps(plan, t, w));
     }
     // The roots one per unit; what waits only on them, summarised.
     if !blockers.roots.is_empty() || blockers.downstream > 0 {
@@ -332,6 +406,55 @@ fn render(plan: &Plan, t: &Timeline) -> String {
     out
 }
 
+/// `plan a wave canary, plan b` for `dependsOn` entries.
+fn dependencies(deps: &[meridian_core::plan::PlanDependency]) -> String {
+    let named: Vec<String> = deps
+        .iter()
+        .map(|d| match &d.wave {
+            Some(w) => format!("plan {} wave {w}", d.plan),
+            None => format!("plan {}", d.plan),
+        })
+        .collect();
+    named.join(", ")
+}
+
+/// Wave `w` a line per region: when it first gets traffic, when it is enabled (or how it
+/// ends), readable at 50 regions.
+fn condensed(plan: &Plan, t: &Timeline, w: usize, time: &dyn Fn(DateTime<Utc>) -> String) -> String {
+    let mut rows = vec![["REGION", "FIRST TRAFFIC", "ENABLED"].map(String::from).to_vec()];
+    for &r in &plan.waves[w].regions {
+        let units: Vec<&meridian_core::simulate::UnitTimeline> =
+            plan.service_order.iter().map(|&s| &t.units[plan.unit_index(r, s)]).collect();
+        let first = units.iter().filter_map(|u| u.steps.first().map(|st| st.at)).min();
+        let enabled = if units.iter().all(|u| u.final_phase == UnitPhase::Enabled) {
+            units.iter().filter_map(|u| u.enabled_at).max().map_or_else(|| "enabled".into(), time)
+        } else {
+            // The first unit that is not enabled says how the region ends.
+            let u = units.iter().find(|u| u.final_phase != UnitPhase::Enabled).copied();
+            u.map(|u| match &u.waiting_text {
+                // Still waiting for its wave's turn: nothing more to say.
+                Some(why) if u.final_phase != UnitPhase::Pending => format!("{}: {}: {why}", u.final_phase, u.service),
+                _ => u.final_phase.to_string(),
+            })
+            .unwrap_or_default()
+        };
+        rows.push(vec![plan.regions[r].name.clone(), first.map(time).unwrap_or_else(|| "-".into()), enabled]);
+    }
+    crate::output::table(&rows, "  ")
+}
+
+/// Why wave `w`'s regions paused beyond their bakes (a window, a freeze, an approval, another
+/// plan), a line each, in the region's local time (`meridian_core::gaps`).
+fn wave_gaps(plan: &Plan, t: &Timeline, w: usize) -> String {
+    let mut out = String::new();
+    for gap in meridian_core::gaps::region_gaps(plan, &t.audit, t.ended_at) {
+        if plan.region_index(&gap.region).is_some_and(|r| plan.regions[r].wave == w) {
+            out.push_str(&format!("  {} {}\n", gap.region, gap.describe()));
+        }
+    }
+    out
+}
+
 /// What would let a rollout that never finishes go on, from what holds it.
 fn never_hint(blockers: &meridian_core::blockers::Blockers) -> Option<String> {
     let flags = blockers.flags();
@@ -351,6 +474,9 @@ fn never_hint(blockers: &meridian_core::blockers::Blockers) -> Option<String> {
     }
     if kinds.contains(&"window") {
         return Some("no window of the region opens within 8 days: check its windows".into());
+    }
+    if kinds.contains(&"plan") {
+        return Some("a plan it depends on does not get that far: see that plan's projection".into());
     }
     None
 }

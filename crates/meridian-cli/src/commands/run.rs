@@ -111,6 +111,10 @@ pub struct LoopArgs {
     /// configuration change, plus the rest) or `debug`.
     #[arg(long, env = "MERIDIAN_LOG_LEVEL", default_value = "info")]
     pub log_level: LogLevel,
+    /// Webhook sinks (YAML) told of failures, approvals needed, approval changes,
+    /// completions and rejected edits; see the README's Notifications section.
+    #[arg(long, value_name = "FILE", env = "MERIDIAN_NOTIFICATIONS")]
+    pub notifications: Option<PathBuf>,
 }
 
 /// `--log-format` (see `meridian_controller::log`).
@@ -147,6 +151,7 @@ impl LoopArgs {
         // The API's and the Kubernetes mode's own lines (warnings) in the same format.
         meridian_api::set_log_sink(|line| meridian_controller::log::line(Level::Warn, "api", &[], line));
         meridian_kube::set_log_sink(|line| meridian_controller::log::line(Level::Warn, "kubernetes", &[], line));
+        meridian_notify::set_log_sink(|line| meridian_controller::log::line(Level::Warn, "notifications", &[], line));
     }
 
     /// The loop's settings for these paths.
@@ -156,6 +161,39 @@ impl LoopArgs {
         settings.expiry_warning = Duration::from_millis(self.expiry_warning.as_millis());
         settings.readback_interval = Duration::from_millis(self.readback_interval.as_millis().max(100));
         settings
+    }
+
+    /// The sinks of `--notifications`, checked and started (on the current runtime), with
+    /// their delivery counters to register on `/metrics`; none without the option.
+    pub fn notifier(&self, who: &str) -> Result<Option<Notifications>, String> {
+        let Some(path) = &self.notifications else { return Ok(None) };
+        let specs = meridian_notify::load(path).map_err(|e| e.to_string())?;
+        let hooks = meridian_notify::Webhooks::start(specs)?;
+        say(Level::Info, who, &format!("notifications to sinks {}", hooks.names().join(", ")));
+        let collector = hooks.collector();
+        Ok(Some(Notifications { notifier: Arc::new(hooks), collector }))
+    }
+}
+
+/// Started notification sinks: what the runtime hands notices to, and their counters.
+pub struct Notifications {
+    pub notifier: Arc<dyn meridian_controller::runtime::Notifier>,
+    pub collector: Box<dyn prometheus::core::Collector>,
+}
+
+impl Notifications {
+    /// Hand the sinks to the runtime's adapters.
+    pub fn plug(notifications: &Option<Notifications>, adapters: &mut Adapters) {
+        if let Some(n) = notifications {
+            adapters.notifier = n.notifier.clone();
+        }
+    }
+
+    /// Export the delivery counters on the running controller's `/metrics`.
+    pub fn export(notifications: Option<Notifications>, running: &Running) {
+        if let Some(n) = notifications {
+            let _ = running.controller.metrics_registry().registry.register(n.collector);
+        }
     }
 }
 
@@ -203,7 +241,13 @@ pub fn run(args: &Args) -> i32 {
 pub fn adapters(state_dir: &std::path::Path, health: Arc<dyn HealthSource>) -> Result<Adapters, String> {
     let store = SqliteStore::open(state_dir).map_err(|e| error_chain(&e))?;
     let actuator = PlanActuators::new(ActuatorOptions::default()).map_err(|e| e.to_string())?;
-    Ok(Adapters { store: Arc::new(store), health, actuator: Arc::new(actuator), clock: Arc::new(SystemClock) })
+    Ok(Adapters {
+        store: Arc::new(store),
+        health,
+        actuator: Arc::new(actuator),
+        clock: Arc::new(SystemClock),
+        notifier: Arc::new(meridian_controller::runtime::NoNotifier),
+    })
 }
 
 pub use meridian_controller::error_chain;
@@ -295,13 +339,21 @@ pub async fn serve_api(
 
 async fn run_async(args: &Args) -> i32 {
     let health = health_source(args.loop_args.prometheus.as_deref());
-    let adapters = match adapters(&args.state_dir, health) {
+    let mut adapters = match adapters(&args.state_dir, health) {
         Ok(a) => a,
         Err(e) => {
             say(Level::Error, "meridian run", &e.to_string());
             return crate::exit::FAILED;
         }
     };
+    let notifications = match args.loop_args.notifier("meridian run") {
+        Ok(n) => n,
+        Err(e) => {
+            say(Level::Error, "meridian run", &e);
+            return crate::exit::FAILED;
+        }
+    };
+    Notifications::plug(&notifications, &mut adapters);
     let settings = args.loop_args.settings(args.paths.clone());
     if let Err(e) = standalone_actuators(&args.paths) {
         say(Level::Error, "meridian run", &e.to_string());
@@ -321,6 +373,7 @@ async fn run_async(args: &Args) -> i32 {
             return crate::exit::FAILED;
         }
     };
+    Notifications::export(notifications, &running);
     let api = match serve_api(running.controller.clone(), listener, auth, tls).await {
         Ok(api) => api,
         Err(e) => {

@@ -75,9 +75,17 @@ pub struct Args {
     /// With --wait: give up after this long (exit 2).
     #[arg(long, default_value = "30m")]
     pub timeout: Span,
-    /// With --wait: how often to ask the server.
+    /// With --wait or --watch: how often to ask the server.
     #[arg(long, default_value = "2s")]
     pub interval: Span,
+    /// A live view until Ctrl-C: with PLAN a grid of regions x services (state, traffic, what
+    /// each waits on), redrawn in place on a terminal; off a terminal a frame each time it
+    /// changes.
+    #[arg(long, conflicts_with_all = ["wait", "format"])]
+    pub watch: bool,
+    /// With --watch: colour the states (`auto`: on a terminal, unless NO_COLOR is set).
+    #[arg(long, value_enum, default_value = "auto", requires = "watch")]
+    pub color: super::watch::ColorChoice,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -237,6 +245,9 @@ async fn run_async(args: &Args) -> i32 {
             return exit::USAGE;
         }
     };
+    if args.watch {
+        return super::watch::run(&client, args).await;
+    }
     let result = match &args.plan {
         Some(plan) => one_plan(&client, args, plan).await,
         None => every_plan(&client, args).await,
@@ -314,7 +325,7 @@ async fn one_plan(client: &Client, args: &Args, name: &str) -> Result<i32, Clien
     let mut last_line = String::new();
     loop {
         let line = progress_line(&view);
-        if line != last_line && args.format == Format::Text {
+        if line != last_line && args.format.is_text() {
             eprintln!("{line}");
             last_line = line;
         }
@@ -437,20 +448,18 @@ fn progress_line(view: &PlanView) -> String {
 
 fn show_plan(args: &Args, raw: &Value, view: &PlanView) {
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(raw).unwrap_or_default()),
-        Format::Text => print!("{}", plan_table(view, args.wave.as_deref(), args.region.as_deref())),
+        Format::Json | Format::Yaml => crate::output::data(args.format, raw),
+        Format::Text | Format::Wide => print!("{}", plan_table(view, args.wave.as_deref(), args.region.as_deref())),
     }
 }
 
 fn show_list(args: &Args, plans: &[SummaryView]) {
     match args.format {
-        Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "plans": plans_json(plans) })).unwrap_or_default()
-            )
+        Format::Json | Format::Yaml => {
+            crate::output::data(args.format, &serde_json::json!({ "plans": plans_json(plans) }))
         }
-        Format::Text => print!("{}", list_table(plans)),
+        Format::Text => print!("{}", list_table(plans, false)),
+        Format::Wide => print!("{}", list_table(plans, true)),
     }
 }
 
@@ -471,13 +480,24 @@ fn plans_json(plans: &[SummaryView]) -> Vec<Value> {
         .collect()
 }
 
-/// The plan list as a table.
-pub fn list_table(plans: &[SummaryView]) -> String {
+/// The plan list as a table; `wide` adds the failed and aborted regions by name and the
+/// outcome in words.
+pub fn list_table(plans: &[SummaryView], wide: bool) -> String {
     if plans.is_empty() {
         return "no plans\n".to_string();
     }
-    let mut rows = vec![["PLAN", "PHASE", "ENABLED", "WAVES", "UPDATED", "NOT ENABLED"].map(String::from).to_vec()];
+    let mut header = vec!["PLAN", "PHASE", "ENABLED", "WAVES", "UPDATED", "NOT ENABLED"];
+    if wide {
+        header.extend(["FAILED", "ABORTED", "OUTCOME"]);
+    }
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     for p in plans {
+        let names = |regions: Vec<&str>| if regions.is_empty() { "-".to_string() } else { regions.join(",") };
+        let extra = [
+            names(p.outcome.failed.iter().map(|f| f.region.as_str()).collect()),
+            names(p.outcome.aborted.iter().map(|a| a.region.as_str()).collect()),
+            p.outcome.summary.clone(),
+        ];
         rows.push(vec![
             p.name.clone(),
             p.phase.to_string(),
@@ -487,6 +507,9 @@ pub fn list_table(plans: &[SummaryView]) -> String {
             // Failed (with who accepted them) and aborted regions: complete is not clean.
             p.outcome.exceptions().unwrap_or_default(),
         ]);
+        if wide && let Some(row) = rows.last_mut() {
+            row.extend(extra);
+        }
     }
     crate::output::table(&rows, "")
 }

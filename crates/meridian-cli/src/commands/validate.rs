@@ -42,7 +42,7 @@ pub fn run(args: &Args) -> i32 {
     }
     let report = &bundle.report;
     match args.format {
-        Format::Json => {
+        Format::Json | Format::Yaml => {
             let out = json!({
                 "files": files,
                 "plans": bundle.plans.iter().map(|p| &p.name).collect::<Vec<_>>(),
@@ -52,9 +52,9 @@ pub fn run(args: &Args) -> i32 {
                 "diagnostics": report.diagnostics,
                 "selections": selections(&bundle.plans),
             });
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            crate::output::data(args.format, &out);
         }
-        Format::Text => {
+        Format::Text | Format::Wide => {
             for d in &report.diagnostics {
                 println!("{d}");
             }

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
+use meridian_core::dependency::PlanProgress;
 use meridian_core::watch::reading_counts;
 
 use super::*;
@@ -67,15 +68,36 @@ impl Controller {
             };
             self.announce_expiries(&mut state.expired, &approvals, now);
             let mut changed = false;
-            for name in names {
-                match self.decide_plan(&mut state, &name, &approvals).await {
-                    Ok(c) => changed |= c,
-                    Err(e) => {
-                        if self.decision_failed(&mut state, vec![name].into_iter().collect(), &e).await {
-                            return;
+            // A plan that completes a wave may let a plan that depends on it start (`dependsOn`):
+            // while the plans' progress moves, the plans with dependencies are decided again at
+            // once. Bounded: each round that moves completes a wave somewhere.
+            let linked = state.plans.values().any(|run| run.plan.has_dependencies());
+            let mut progress = linked.then(|| PlanProgress::of(state.plans.values().map(|run| &run.state)));
+            let mut rounds = state.plans.len() + 1;
+            loop {
+                for name in names {
+                    match self.decide_plan(&mut state, &name, &approvals).await {
+                        Ok(c) => changed |= c,
+                        Err(e) => {
+                            if self.decision_failed(&mut state, vec![name].into_iter().collect(), &e).await {
+                                return;
+                            }
                         }
                     }
                 }
+                rounds -= 1;
+                let Some(before) = progress.take() else { break };
+                let after = PlanProgress::of(state.plans.values().map(|run| &run.state));
+                if after == before || rounds == 0 {
+                    break;
+                }
+                progress = Some(after);
+                names = state
+                    .plans
+                    .iter()
+                    .filter(|(_, run)| run.plan.has_dependencies())
+                    .map(|(name, _)| name.clone())
+                    .collect();
             }
             // Published once per pass, after every commit of it: a pass over many plans does not
             // copy the world once per plan. An approval granted or revoked with no effect on any
@@ -209,6 +231,10 @@ impl Controller {
         })
         .await?;
         let now = self.now();
+        // Where the other plans stand, for this one's `dependsOn` (the rule is the engine's).
+        let other_plans = state.plans.get(name).filter(|run| run.plan.has_dependencies()).map(|_| {
+            PlanProgress::of(state.plans.iter().filter(|(other, _)| *other != name).map(|(_, run)| &run.state))
+        });
         let Some(run) = state.plans.get_mut(name) else { return Ok(false) };
         let samples = state.samples.remove(name).unwrap_or_default();
         let confirmations = state.confirmations.remove(name).unwrap_or_default();
@@ -232,6 +258,7 @@ impl Controller {
             commands: &command_list,
             unconfirmed: &unconfirmed,
             confirmations: &confirmations,
+            other_plans: other_plans.as_ref(),
         };
         let decision = decide(&run.plan, run.state.clone(), &obs, now);
         run.warn_at = self.announce_expiring(&mut state.expiring, &run.plan, &decision.state, approvals, now);
@@ -249,6 +276,13 @@ impl Controller {
             blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids, at)).await?;
         self.failed_commits.store(0, Ordering::SeqCst);
         self.problems.clear(key::STORE);
+        if !decision.audit.is_empty() {
+            let notices =
+                meridian_core::notify::decision_notices(&run.plan, &run.state, &decision.state, &decision.audit, now);
+            if !notices.is_empty() {
+                self.adapters.notifier.notify(notices);
+            }
+        }
         run.state = decision.state;
         run.updated_at = now;
         self.metrics.observe_audit(&decision.audit);
@@ -282,6 +316,12 @@ impl Controller {
             }
         };
         let previous = self.snapshot();
+        // Grants and revocations since the last view (none at the first: that is a start).
+        let before = (previous.config.generation > 0).then_some(previous.approvals.as_slice());
+        let notices = meridian_core::notify::approval_notices(before, &approvals, self.now());
+        if !notices.is_empty() {
+            self.adapters.notifier.notify(notices);
+        }
         let config = state.config.as_ref();
         let snapshot = Snapshot {
             plans: state

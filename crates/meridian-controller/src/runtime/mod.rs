@@ -58,7 +58,7 @@ use meridian_core::ports::config::{
     ApprovalSync, Config, ConfigError, ConfigSource, sync_source_approvals, vanished_in_flight,
 };
 
-pub use meridian_core::ports::Clock;
+pub use meridian_core::ports::{Clock, NoNotifier, Notifier};
 
 /// The system clock.
 pub struct SystemClock;
@@ -116,6 +116,8 @@ pub struct Adapters {
     pub health: Arc<dyn HealthSource>,
     pub actuator: Arc<dyn Actuator>,
     pub clock: Arc<dyn Clock>,
+    /// Where notices go (`NoNotifier`: nowhere).
+    pub notifier: Arc<dyn Notifier>,
 }
 
 /// Tunables of the run loop.
@@ -439,6 +441,9 @@ impl Controller {
     /// through the same funnel as every store write, and a success clears a store problem.
     fn record_event_at(&self, kind: &str, who: &str, detail: serde_json::Value, at: DateTime<Utc>) {
         let event = ControllerEvent { at, kind: kind.to_string(), who: who.to_string(), detail };
+        if let Some(notice) = meridian_core::notify::event_notice(&event) {
+            self.adapters.notifier.notify(vec![notice]);
+        }
         let (store, metrics, problems) = (self.store(), self.metrics.clone(), self.problems.clone());
         tokio::task::spawn_blocking(move || match store.record_event(&event) {
             Ok(()) => problems.clear(key::STORE),

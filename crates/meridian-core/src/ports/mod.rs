@@ -7,9 +7,10 @@
 //!   HealthSource (Prometheus, HTTP) ──> observe  actuate ──> Actuator (HTTP | Kubernetes)
 //!                                           │
 //!                           ControlPlane <──┘ (the API and the CLI's commands read and ask through it)
+//!                                decide ──> Notifier (webhook sinks; queued, never waited on)
 //! ```
 //!
-//! Here: where health comes from (`HealthSource`), how traffic is set (`Actuator`); in
+//! Here: where health comes from (`HealthSource`), how traffic is set (`Actuator`), where notices go (`Notifier`); in
 //! `store`, what is kept durably (`StateStore`); in `control`, the controller's face to the
 //! API (`ControlPlane`); in `config`, where plans and approvals come from (`ConfigSource`).
 //! Async without a runtime: futures are boxed `std` futures, subscriptions a small trait.
@@ -136,4 +137,18 @@ pub trait Actuator: Send + Sync {
         plan: &'a Plan,
         target: &'a Target,
     ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>>;
+}
+
+/// Where notices go (webhook sinks, see `crate::notify`). Handing them over never waits: a
+/// sink that is slow or down must never hold a decision, so an implementation queues (and
+/// drops, counting, when its queue is full).
+pub trait Notifier: Send + Sync {
+    fn notify(&self, notices: Vec<crate::notify::Notice>);
+}
+
+/// No sinks: notices are dropped (the default).
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    fn notify(&self, _notices: Vec<crate::notify::Notice>) {}
 }

@@ -393,7 +393,7 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
                     promoted: *promoted,
                     health: health.clone(),
                 }),
-                Cause::Completed { promoted, health } => bakes.push(Bake {
+                Cause::Completed { promoted, health, .. } => bakes.push(Bake {
                     seq: r.seq,
                     at: r.at,
                     service: Some(service.clone()),
@@ -425,7 +425,7 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
     let mut accepted_failures = Vec::new();
     for r in records.iter().filter(|r| r.region.is_none() && r.wave.is_some() && r.wave == wave) {
         match &r.cause {
-            Cause::WaveBaked { promoted, health } => bakes.push(Bake {
+            Cause::WaveBaked { promoted, health, .. } => bakes.push(Bake {
                 seq: r.seq,
                 at: r.at,
                 service: None,

@@ -141,9 +141,18 @@ fn full_rollout() -> (Log, Vec<ApprovalHistoryEvent>) {
         promoted: false,
         flags: vec!["jp-regulator".into()],
         health: evidence(0.002),
+        full: None,
     };
     log.unit(10, "jp", Progressing, Progressing, 10, 100, advanced);
-    log.unit(15, "jp", Progressing, Enabled, 100, 100, Cause::Completed { promoted: false, health: evidence(0.004) });
+    log.unit(
+        15,
+        "jp",
+        Progressing,
+        Enabled,
+        100,
+        100,
+        Cause::Completed { promoted: false, health: evidence(0.004), full: None },
+    );
     (log, vec![granted(3, approval("jp-1", "jp-regulator"))])
 }
 

@@ -23,6 +23,7 @@
 
 mod actuator;
 mod approvals;
+mod dependencies;
 pub(crate) use approvals::rfc3339;
 mod health;
 mod labels;
@@ -169,6 +170,18 @@ fn validate_entries<'d>(entries: &[(&'d Document, Option<&'d Recovered>)], now: 
             bundle.plans.push(plan);
         }
     }
+    // `dependsOn` across plans: the first definition of each plan, as written.
+    let mut first_plans: Vec<(&Document, &RolloutPlan)> = Vec::new();
+    for (doc, raw) in &raw_plans {
+        if !first_plans.iter().any(|(_, p)| p.metadata.name == raw.metadata.name) {
+            first_plans.push((*doc, *raw));
+        }
+    }
+    let mut local = Report::default();
+    let broken = dependencies::check(&first_plans, &mut local);
+    let recovered: Vec<&Recovered> = entries.iter().filter_map(|(_, r)| *r).collect();
+    keep_relevant(local, &recovered, &mut bundle.report);
+    bundle.plans.retain(|p| !broken.contains(&p.name));
     for (doc, recovered) in entries {
         let Manifest::Approval(raw) = &doc.manifest else { continue };
         let mut local = Report::default();
@@ -410,6 +423,7 @@ impl<'d> PlanChecker<'d, '_> {
             on_progress_deadline: spec.on_progress_deadline.unwrap_or_default(),
             actuator,
             approval_policies,
+            depends_on: dependencies::resolved(&spec.depends_on),
             region_lookup: Default::default(),
             service_lookup: Default::default(),
         };

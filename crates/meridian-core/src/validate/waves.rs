@@ -202,6 +202,7 @@ impl<'d> PlanChecker<'d, '_> {
                 bake,
                 approvals: raw_wave.approvals.clone(),
                 max_failures,
+                depends_on: super::dependencies::resolved(&raw_wave.depends_on),
             });
         }
         for (r, region) in regions.iter().enumerate() {

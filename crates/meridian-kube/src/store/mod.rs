@@ -559,6 +559,7 @@ impl StateStore for KubeStore {
                 by: command.by.clone(),
                 freeze: command.freeze.clone(),
                 unfreeze: command.unfreeze.clone(),
+                full: command.full,
             },
         };
         let (commands_api, _) = self.plan_api::<RolloutCommandResource>(plan)?;
@@ -598,6 +599,7 @@ impl StateStore for KubeStore {
                 at,
                 freeze: spec.freeze,
                 unfreeze: spec.unfreeze,
+                full: spec.full,
             };
             let id = record::intent_id(&name);
             lock(&self.commands).insert(id, name.clone());

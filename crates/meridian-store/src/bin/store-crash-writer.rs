@@ -108,6 +108,7 @@ fn initial_state() -> PlanState {
         aborted: false,
         audit_seq: 0,
         freezes: Vec::new(),
+        full_promotions: Vec::new(),
     }
 }
 
@@ -160,7 +161,13 @@ fn write_forever(mut store: Store) -> Result<(), Box<dyn Error>> {
                 from_percent: from,
                 to_percent: to,
             },
-            Cause::Advanced { approvals: Vec::new(), promoted: false, flags: Vec::new(), health: Vec::new() },
+            Cause::Advanced {
+                approvals: Vec::new(),
+                promoted: false,
+                flags: Vec::new(),
+                health: Vec::new(),
+                full: None,
+            },
         );
         let action = Action::SetTraffic { region: UNITS[u].0.into(), service: UNITS[u].1.into(), percent: to, from };
         let applied: Vec<_> = pending.iter().map(|p| p.id).collect();
