@@ -42,6 +42,10 @@ pub const LEADER: &str = "meridian_leader";
 /// Its help text, the same on the leader and the followers.
 pub const LEADER_HELP: &str = "1 on the replica that leads (decides, writes state, actuates), 0 on the others";
 
+/// Regions over all plans up to which `meridian_region_traffic_percent` is exported by
+/// default: one series each, so the default set stays under 20,000 series at any fleet size.
+pub const REGION_SERIES_CAP: usize = 10_000;
+
 /// Every metric the controller exports.
 pub struct Metrics {
     pub registry: Registry,
@@ -50,6 +54,12 @@ pub struct Metrics {
     units: IntGaugeVec,
     regions: IntGaugeVec,
     service_traffic: GaugeVec,
+    /// Mean traffic per (plan, region), while the fleet has at most `region_cap` regions over
+    /// all plans (any size with per-unit series).
+    region_traffic: GaugeVec,
+    region_cap: usize,
+    /// The cap was met and said so (once, until the fleet is under it again).
+    region_capped: std::sync::atomic::AtomicBool,
     plan_phase: IntGaugeVec,
     /// Units past their progress deadline (`onProgressDeadline: alert`), per plan.
     progress_deadline_exceeded: IntGaugeVec,
@@ -154,6 +164,15 @@ impl Metrics {
                 ),
                 &["plan", "service"]
             )),
+            region_traffic: reg!(GaugeVec::new(
+                Opts::new(
+                    "meridian_region_traffic_percent",
+                    "Mean traffic percent a region is meant to serve over the plan's services (up to 10,000 regions over all plans by default)"
+                ),
+                &["plan", "region"]
+            )),
+            region_cap: REGION_SERIES_CAP,
+            region_capped: std::sync::atomic::AtomicBool::new(false),
             plan_phase: reg!(IntGaugeVec::new(
                 Opts::new("meridian_plan_phase", "1 for the phase each plan is in (other phases absent)"),
                 &["plan", "phase"]
@@ -248,6 +267,12 @@ impl Metrics {
         }
     }
 
+    /// Export `meridian_region_traffic_percent` up to this many regions over all plans.
+    pub fn with_region_cap(mut self, cap: usize) -> Self {
+        self.region_cap = cap;
+        self
+    }
+
     /// Look this far ahead for approvals in use that expire (default 24 hours).
     pub fn with_expiry_warning(mut self, window: TimeDelta) -> Self {
         self.expiry_warning = window;
@@ -262,7 +287,7 @@ impl Metrics {
     }
 
     /// Mirror one plan's state onto the gauges (after a reset of them, at scrape time).
-    fn observe_state(&self, plan: &Plan, state: &PlanState) {
+    fn observe_state(&self, plan: &Plan, state: &PlanState, per_region: bool) {
         let n = plan.services.len().max(1);
         let mut units: BTreeMap<(usize, &'static str), i64> = BTreeMap::new();
         let mut traffic = vec![0u64; plan.services.len()];
@@ -280,6 +305,10 @@ impl Metrics {
         let mut regions: BTreeMap<&'static str, i64> = BTreeMap::new();
         for (region, units) in plan.regions.iter().zip(state.units.chunks(n)) {
             *regions.entry(region_state(state, &region.name, units).as_str()).or_default() += 1;
+            if per_region {
+                let total: u64 = units.iter().map(|u| u64::from(u.percent)).sum();
+                self.region_traffic.with_label_values(&[&state.plan, &region.name]).set(total as f64 / n as f64);
+            }
         }
         for (region_state, count) in regions {
             self.regions.with_label_values(&[&state.plan, region_state]).set(count);
@@ -327,6 +356,7 @@ impl Metrics {
         self.units.reset();
         self.regions.reset();
         self.service_traffic.reset();
+        self.region_traffic.reset();
         self.plan_phase.reset();
         self.progress_deadline_exceeded.reset();
         self.approval_valid.reset();
@@ -338,8 +368,23 @@ impl Metrics {
             series.health_value.reset();
             series.health_limit.reset();
         }
+        let fleet: usize = snapshot.plans.values().map(|e| e.plan.regions.len()).sum();
+        let per_region = self.unit_series.is_some() || fleet <= self.region_cap;
+        let capped = !per_region;
+        if capped != self.region_capped.swap(capped, std::sync::atomic::Ordering::Relaxed) && capped {
+            crate::log::line(
+                crate::log::Level::Warn,
+                "metrics",
+                &[],
+                &format!(
+                    "metrics: {fleet} regions over all plans are more than {}: meridian_region_traffic_percent is not \
+                     exported (the per-plan aggregates are); start with --unit-metrics to export it anyway",
+                    self.region_cap
+                ),
+            );
+        }
         for entry in snapshot.plans.values() {
-            self.observe_state(&entry.plan, &entry.state);
+            self.observe_state(&entry.plan, &entry.state, per_region);
             let expiring = meridian_core::expiry::expiring(
                 &entry.plan,
                 &entry.state,
@@ -457,7 +502,8 @@ mod tests {
         let page = metrics.scrape(&snapshot, Utc::now());
         let lines = series(&page);
         // 200 plans x 7,500 units would be 1.2 M per-unit series; the aggregates are a few per plan.
-        assert!(lines.len() <= 200 * 12 + 100, "{} series", lines.len());
+        // Plus one traffic series per region while there are at most 10,000 of them.
+        assert!(lines.len() <= 200 * 12 + 10_000 + 100, "{} series", lines.len());
         assert!(!page.contains("meridian_unit_"), "per-unit series are opt-in");
         assert!(!page.contains("meridian_health_value"), "per-unit series are opt-in");
         assert!(!page.contains("meridian_health_limit"), "per-unit series are opt-in");
@@ -473,6 +519,16 @@ mod tests {
         assert!(has(r#"meridian_service_traffic_percent{plan="plan-7",service="b"} 2"#));
         assert!(has(r#"meridian_plan_phase{phase="running",plan="plan-7"} 1"#));
         assert!(!page.contains(r#"meridian_plan_phase{phase="pending",plan="plan-7"}"#));
+        // 200 x 50 = 10,000 regions: at the cap, each region's mean traffic is there.
+        assert!(has(r#"meridian_region_traffic_percent{plan="plan-7",region="r0"} 100"#), "{page}");
+        assert!(has(r#"meridian_region_traffic_percent{plan="plan-7",region="r1"} 16.666666666666668"#), "{page}");
+        // Past the cap it is left out (and said once); the aggregates stay.
+        let page = Metrics::new().with_region_cap(9_999).scrape(&snapshot, Utc::now());
+        assert!(!page.contains("meridian_region_traffic_percent{"), "capped");
+        assert!(page.contains(r#"meridian_service_traffic_percent{plan="plan-7",service="a"} 3"#));
+        // Per-unit series on: any size.
+        let page = Metrics::with_unit_series(true).with_region_cap(1).scrape(&snapshot, Utc::now());
+        assert!(page.contains(r#"meridian_region_traffic_percent{plan="plan-7",region="r0"} 100"#));
     }
 
     #[test]
