@@ -128,18 +128,19 @@ pub fn decision_notices(
 ) -> Vec<Notice> {
     let mut out = Vec::new();
     let name = plan.name.as_str();
-    let by_region = |state: &PlanState| -> BTreeMap<String, RegionState> {
-        let mut units: BTreeMap<&str, Vec<crate::state::UnitState>> = BTreeMap::new();
-        for u in &state.units {
-            units.entry(u.region.as_str()).or_default().push(u.clone());
-        }
-        units.into_iter().map(|(r, us)| (r.to_string(), region_state(state, r, &us))).collect()
-    };
-    let (was, now) = (by_region(before), by_region(after));
+    // Units are region-major, aligned with the plan: a region's units are one slice.
+    let services = plan.services.len().max(1);
+    fn units_of(state: &PlanState, r: usize, services: usize) -> &[crate::state::UnitState] {
+        state.units.get(r * services..(r + 1) * services).unwrap_or_default()
+    }
     let failed_now = || outcome(plan, after).failed;
     let mut failed_cache = None;
-    for region in &plan.regions {
-        let (old, new) = (was.get(&region.name).copied(), now.get(&region.name).copied());
+    for (r, region) in plan.regions.iter().enumerate() {
+        let state_of = |state: &PlanState| {
+            let units = units_of(state, r, services);
+            (!units.is_empty()).then(|| region_state(state, &region.name, units))
+        };
+        let (old, new) = (state_of(before), state_of(after));
         let wave = plan.waves.get(region.wave).map(|w| w.name.clone());
         let failing = |s: Option<RegionState>| matches!(s, Some(RegionState::Failed | RegionState::RolledBack));
         if failing(new) && !failing(old) {
@@ -166,10 +167,8 @@ pub fn decision_notices(
         }
         // A region that starts to wait for an approval: one notice per flag it now waits on.
         let waits = |state: &PlanState| -> BTreeSet<String> {
-            state
-                .units
+            units_of(state, r, services)
                 .iter()
-                .filter(|u| u.region == region.name)
                 .filter_map(|u| match &u.waiting {
                     Some(WaitReason::Approval { flag, .. }) => Some(flag.clone()),
                     _ => None,
@@ -178,10 +177,8 @@ pub fn decision_notices(
         };
         let (old_flags, new_flags) = (waits(before), waits(after));
         for flag in new_flags.difference(&old_flags) {
-            let why = after
-                .units
+            let why = units_of(after, r, services)
                 .iter()
-                .filter(|u| u.region == region.name)
                 .find_map(|u| match &u.waiting {
                     Some(w @ WaitReason::Approval { flag: f, .. }) if f == flag => Some(w.to_string()),
                     _ => None,
