@@ -153,13 +153,14 @@ impl<'d> PlanChecker<'d, '_> {
             let mut date = |field: &str, text: &str| match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
                 Ok(d) => Some(d),
                 Err(_) => {
-                    let hint = if text.len() > 10 && NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").is_ok() {
-                        format!(
-                            "a freeze covers whole local days: write {}, and add daily: {{from: \"HH:MM\", to: \"HH:MM\"}} for hours",
-                            &text[..10]
-                        )
-                    } else {
-                        "write dates as YYYY-MM-DD, e.g. 2026-04-29".into()
+                    // The first 10 bytes, when they are whole characters (a date written with a
+                    // time after it); never a slice through a character.
+                    let day = text.get(..10).filter(|_| text.len() > 10);
+                    let hint = match day {
+                        Some(day) if NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok() => format!(
+                            "a freeze covers whole local days: write {day}, and add daily: {{from: \"HH:MM\", to: \"HH:MM\"}} for hours"
+                        ),
+                        _ => "write dates as YYYY-MM-DD, e.g. 2026-04-29".into(),
                     };
                     self.error(
                         &format!("{base}.{field}"),
@@ -222,5 +223,26 @@ impl<'d> PlanChecker<'d, '_> {
             out.push(Freeze { reason: f.reason.trim().to_string(), from, to, daily, origin });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load;
+    use super::super::test_support::errors;
+
+    /// A freeze date with a character of several bytes where a date ends (found by the
+    /// `validate` fuzz target): an error with the plain hint, never a panic.
+    #[test]
+    fn a_freeze_date_cut_through_a_character_is_an_error_not_a_panic() {
+        for to in ["2026-12-3\u{e9}T00:00:00Z", "2026-\u{fffd}-31T00:00:00Z", "2026-12-31T00:00:00Z"] {
+            let yaml = format!(
+                "apiVersion: meridian.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {{name: p}}\nspec:\n  services: \
+                 [{{name: signin}}]\n  regions: [{{name: jp}}]\n  waves: [{{name: all, regions: [jp]}}]\n  freezes:\n    \
+                 - {{reason: Golden Week, from: 2026-12-01, to: \"{to}\"}}\n"
+            );
+            let bundle = load(&[("p.yaml".into(), yaml)], None);
+            assert!(errors(&bundle).iter().any(|(path, _)| path == "spec.freezes[0].to"), "{to}: {:?}", bundle.report);
+        }
     }
 }
