@@ -61,6 +61,11 @@ pub struct Metrics {
     /// The cap was met and said so (once, until the fleet is under it again).
     region_capped: std::sync::atomic::AtomicBool,
     plan_phase: IntGaugeVec,
+    /// Per plan and check, the unit nearest to its limit (or furthest beyond it): its latest
+    /// value, and the limits it is judged by; and how many units are beyond theirs.
+    health_worst_value: GaugeVec,
+    health_worst_limit: GaugeVec,
+    health_beyond_limit: IntGaugeVec,
     /// Units past their progress deadline (`onProgressDeadline: alert`), per plan.
     progress_deadline_exceeded: IntGaugeVec,
     health_verdicts: IntCounterVec,
@@ -87,6 +92,20 @@ pub struct Metrics {
     /// Held from the reset of the state gauges to the end of rendering, so concurrent
     /// scrapes never see a half-rebuilt set.
     scrape: Mutex<()>,
+}
+
+/// How far `value` is beyond its nearest limit, relative to that limit's size (negative while
+/// within: the headroom left), so units with different limits compare: 0.2 against `max:
+/// 0.1` is 1.0, 0.05 against it -0.5.
+fn limit_distance(value: f64, max: Option<f64>, min: Option<f64>) -> f64 {
+    let relative = |over: f64, limit: f64| over / limit.abs().max(f64::EPSILON);
+    let above = max.map(|m| relative(value - m, m));
+    let below = min.map(|m| relative(m - value, m));
+    match (above, below) {
+        (Some(a), Some(b)) => a.max(b),
+        (Some(d), None) | (None, Some(d)) => d,
+        (None, None) => f64::NEG_INFINITY,
+    }
 }
 
 /// The per-unit series: one per (plan, region, service), so 150,000 units are over a million
@@ -176,6 +195,27 @@ impl Metrics {
             plan_phase: reg!(IntGaugeVec::new(
                 Opts::new("meridian_plan_phase", "1 for the phase each plan is in (other phases absent)"),
                 &["plan", "phase"]
+            )),
+            health_worst_value: reg!(GaugeVec::new(
+                Opts::new(
+                    "meridian_health_worst_value",
+                    "Latest value of the unit nearest to its limit (or furthest beyond it), per plan and check"
+                ),
+                &["plan", "check"]
+            )),
+            health_worst_limit: reg!(GaugeVec::new(
+                Opts::new(
+                    "meridian_health_worst_limit",
+                    "The max or min (bound) that meridian_health_worst_value is judged by, its region's overrides applied"
+                ),
+                &["plan", "check", "bound"]
+            )),
+            health_beyond_limit: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "meridian_health_beyond_limit",
+                    "Units whose latest value of the check is beyond their max or min, per plan and check"
+                ),
+                &["plan", "check"]
             )),
             progress_deadline_exceeded: reg!(IntGaugeVec::new(
                 Opts::new(
@@ -318,6 +358,7 @@ impl Metrics {
             self.service_traffic.with_label_values(&[&state.plan, &service.name]).set(total as f64 / region_count);
         }
         self.plan_phase.with_label_values(&[&state.plan, &state.phase().to_string()]).set(1);
+        self.observe_health_limits(plan, state);
         if plan.regions.iter().any(|r| r.settings.progress_deadline.is_some()) {
             let stalled = state.units.iter().filter(|u| u.stalled.is_some()).count();
             self.progress_deadline_exceeded.with_label_values(&[&state.plan]).set(stalled as i64);
@@ -350,6 +391,42 @@ impl Metrics {
         }
     }
 
+    /// Per check, the unit nearest to (or furthest beyond) its limit and the units beyond it,
+    /// so a value can be read against its limit from the default set at any fleet size.
+    fn observe_health_limits(&self, plan: &Plan, state: &PlanState) {
+        let n = plan.services.len().max(1);
+        for (c, check) in plan.health.checks.iter().enumerate() {
+            let mut worst: Option<(f64, f64, &meridian_core::plan::CheckLimits)> = None;
+            let mut beyond = 0i64;
+            for (region, units) in plan.regions.iter().zip(state.units.chunks(n)) {
+                let Some(limits) = region.settings.checks.get(c) else { continue };
+                if limits.max.is_none() && limits.min.is_none() {
+                    continue;
+                }
+                for unit in units {
+                    let Some(value) = unit.checks.get(c).and_then(|k| k.value).filter(|v| v.is_finite()) else {
+                        continue;
+                    };
+                    let distance = limit_distance(value, limits.max, limits.min);
+                    if distance > 0.0 {
+                        beyond += 1;
+                    }
+                    if worst.is_none_or(|(d, _, _)| distance > d) {
+                        worst = Some((distance, value, limits));
+                    }
+                }
+            }
+            let Some((_, value, limits)) = worst else { continue };
+            self.health_worst_value.with_label_values(&[&state.plan, &check.name]).set(value);
+            for (bound, limit) in [("max", limits.max), ("min", limits.min)] {
+                if let Some(v) = limit {
+                    self.health_worst_limit.with_label_values(&[&state.plan, &check.name, bound]).set(v);
+                }
+            }
+            self.health_beyond_limit.with_label_values(&[&state.plan, &check.name]).set(beyond);
+        }
+    }
+
     /// Rebuild the state gauges from the published snapshot and render the registry.
     pub fn scrape(&self, snapshot: &Snapshot, now: DateTime<Utc>) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -358,6 +435,9 @@ impl Metrics {
         self.service_traffic.reset();
         self.region_traffic.reset();
         self.plan_phase.reset();
+        self.health_worst_value.reset();
+        self.health_worst_limit.reset();
+        self.health_beyond_limit.reset();
         self.progress_deadline_exceeded.reset();
         self.approval_valid.reset();
         self.approval_expiry.reset();
@@ -639,6 +719,56 @@ spec:
         // A bound the check does not have is not exported.
         assert!(!page.contains(r#"bound="min",check="errors""#), "{page}");
         assert!(!Metrics::new().scrape(&snapshot, Utc::now()).contains("meridian_health_limit"));
+    }
+
+    #[test]
+    fn the_default_set_reads_each_check_against_its_limit_at_the_unit_nearest_to_it() {
+        let text = r#"apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: p}
+spec:
+  services: [{name: a}]
+  regions:
+    - {name: r0}
+    - {name: r1, checks: [{name: errors, max: 0.05}]}
+    - {name: r2}
+  waves: [{name: w, regions: [r0, r1, r2]}]
+  health:
+    checks:
+      - {name: errors, prometheus: {url: "http://127.0.0.1:9090", query: errors}, max: 0.01}
+      - {name: rps, prometheus: {url: "http://127.0.0.1:9090", query: rps}, min: 10}
+      - {name: latency, prometheus: {url: "http://127.0.0.1:9090", query: latency}, max: 0.5}
+"#;
+        let bundle = meridian_core::validate::load(&[("p.yaml".to_string(), text.to_string())], None);
+        assert!(!bundle.report.has_errors(), "{:?}", bundle.report);
+        let plan = bundle.plans.into_iter().next().unwrap();
+        let mut state = PlanState::new(&plan);
+        // errors: r0 0.005 of 0.01 (half left), r1 0.031 of its own 0.05, r2 0.02 over 0.01
+        // (beyond by its whole limit); rps: r0 12 over min 10, r1 9 under it, r2 no data.
+        for (unit, (errors, rps)) in state.units.iter_mut().zip([(0.005, Some(12.0)), (0.031, Some(9.0)), (0.02, None)])
+        {
+            unit.checks[0].value = Some(errors);
+            unit.checks[1].value = rps;
+        }
+        let mut snapshot = Snapshot::default();
+        let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+        snapshot.plans.insert("p".into(), entry);
+        let page = Metrics::new().scrape(&snapshot, Utc::now());
+        let lines = series(&page);
+        for line in [
+            r#"meridian_health_worst_value{check="errors",plan="p"} 0.02"#,
+            r#"meridian_health_worst_limit{bound="max",check="errors",plan="p"} 0.01"#,
+            r#"meridian_health_beyond_limit{check="errors",plan="p"} 1"#,
+            r#"meridian_health_worst_value{check="rps",plan="p"} 9"#,
+            r#"meridian_health_worst_limit{bound="min",check="rps",plan="p"} 10"#,
+            r#"meridian_health_beyond_limit{check="rps",plan="p"} 1"#,
+        ] {
+            assert!(lines.contains(&line), "missing {line}:\n{page}");
+        }
+        // A check without any value yet has no series: no data is not a value within limits.
+        assert!(!page.contains(r#"check="latency""#), "{page}");
+        assert!(!page.contains(r#"bound="min",check="errors""#), "{page}");
+        assert_eq!(lines.iter().filter(|l| l.starts_with("meridian_health_worst_value{")).count(), 2, "{page}");
     }
 
     #[test]
