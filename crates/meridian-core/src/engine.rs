@@ -274,7 +274,16 @@ pub(crate) fn decide_aligned(
     now: DateTime<Utc>,
 ) -> Decision {
     debug_assert!(state.is_aligned(plan), "decide_aligned needs a state aligned with its plan");
-    let before: Vec<u32> = state.units.iter().map(|u| u.percent).collect();
+    // One walk of the units for both (each walk of 5,000 units is felt in a large rollout).
+    let mut any_failed = false;
+    let before: Vec<u32> = state
+        .units
+        .iter()
+        .map(|u| {
+            any_failed |= matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack);
+            u.percent
+        })
+        .collect();
     let judged = Judged::new(obs.approvals, &plan.approval_policies);
     let mut engine = Engine {
         plan,
@@ -285,6 +294,9 @@ pub(crate) fn decide_aligned(
         audit,
         wake_at: None,
         drifted: Vec::new(),
+        moved: Vec::new(),
+        any_failed,
+        waves_done: vec![false; plan.waves.len()],
         shared_active: None,
         list_id: 0,
         windows: vec![None; plan.regions.len()],
@@ -315,6 +327,16 @@ struct Engine<'a> {
     audit: Vec<AuditRecord>,
     wake_at: Option<DateTime<Utc>>,
     drifted: Vec<usize>,
+    /// Units `move_unit` moved in this decision, in the order they moved (an action is only
+    /// ever for one of them or a drifted unit: no walk of every unit to find them).
+    moved: Vec<usize>,
+    /// Some unit is failed or rolled back (at the start, or moved so since): while none is,
+    /// no region is failed, without a look at its units.
+    any_failed: bool,
+    /// Waves found with every unit enabled during `progress`. Nothing in `progress` takes a
+    /// unit out of `Enabled` (failures, lost approvals and commands act before it), so such a
+    /// wave is not walked again in the later passes of the decision.
+    waves_done: Vec<bool>,
     /// The last list built by `parallel_names`: the id of the `ActiveRegions` it names, the list.
     shared_active: Option<(u64, Arc<[String]>)>,
     /// The last id given to an `ActiveRegions` list.
@@ -400,6 +422,12 @@ impl Engine<'_> {
         if from == phase && from_percent == percent && from_step == step {
             return;
         }
+        debug_assert!(
+            !(from == UnitPhase::Enabled && phase != UnitPhase::Enabled && self.waves_done[self.wave_of(i)]),
+            "a unit of a wave `progress` found all enabled left Enabled"
+        );
+        self.moved.push(i);
+        self.any_failed |= matches!(phase, UnitPhase::Failed | UnitPhase::RolledBack);
         let u = &mut self.state.units[i];
         u.phase = phase;
         u.step = step;
@@ -449,6 +477,10 @@ impl Engine<'_> {
 
     fn region_of(&self, i: usize) -> usize {
         i / self.plan.services.len()
+    }
+
+    fn wave_of(&self, i: usize) -> usize {
+        self.plan.regions[self.region_of(i)].wave
     }
 
     /// Flags unit `i` needs now: its region's always, its wave's until the wave completes.
@@ -1236,7 +1268,8 @@ impl Engine<'_> {
 
     /// Failed or rolled back after a failure; an aborted region is not failed, it is gone.
     fn region_failed(&self, r: usize) -> bool {
-        !self.region_aborted(r)
+        self.any_failed
+            && !self.region_aborted(r)
             && self
                 .region_units(r)
                 .any(|i| matches!(self.state.units[i].phase, UnitPhase::Failed | UnitPhase::RolledBack))
@@ -1272,8 +1305,13 @@ impl Engine<'_> {
         let plan = self.plan;
         let wave = &plan.waves[w];
         // A wave whose every unit is enabled has nothing to move, start, block or abort here
-        // (most of a large plan late in its rollout): skip the walk below.
+        // (most of a large plan late in its rollout): skip the walk below, in this pass and,
+        // known so, in the later ones.
+        if self.waves_done[w] {
+            return;
+        }
         if wave.regions.iter().all(|&r| self.region_enabled(r)) {
+            self.waves_done[w] = true;
             return;
         }
         let mut free = Vec::with_capacity(wave.regions.len());
@@ -1842,7 +1880,13 @@ impl Engine<'_> {
 
     fn finish(mut self, before: &[u32]) -> Decision {
         let mut actions = Vec::new();
-        for (i, u) in self.state.units.iter_mut().enumerate() {
+        // In unit order, as a walk of every unit would find them.
+        let mut touched = std::mem::take(&mut self.moved);
+        touched.extend(&self.drifted);
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            let u = &mut self.state.units[i];
             if u.percent != before[i] || self.drifted.contains(&i) {
                 u.actuated = true;
                 actions.push(Action::SetTraffic {
