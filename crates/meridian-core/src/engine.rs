@@ -160,6 +160,7 @@ use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
 use crate::plan::{DriftPolicy, Plan};
+use crate::relative::Baseline;
 use crate::state::{
     AcceptedFailures, BudgetCharge, FullPromotion, PlanState, RuntimeFreeze, Stalled, UnitFailure, UnitPhase,
     WaitReason, WavePhase,
@@ -242,16 +243,47 @@ pub fn stale_after(plan: &Plan) -> TimeDelta {
 /// Decide what happens next.
 pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: DateTime<Utc>) -> Decision {
     state.align(plan);
-    decide_aligned(plan, state, obs, now)
+    decide_aligned(plan, state, obs, &[], Vec::new(), now)
+}
+
+/// A verdict for check `check` of unit `unit` (indices into the plan, region-major as in
+/// `PlanState::units`) measured at the decision's `now`, with no value, detail or baseline:
+/// a `HealthSample` as the simulated fleet reports it, without names to look up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FleetVerdict {
+    pub unit: usize,
+    pub check: usize,
+    pub verdict: HealthVerdict,
 }
 
 /// `decide` for a state known to be aligned with `plan`: one from `PlanState::new(plan)` or
 /// from an earlier decision on the same plan. The simulation feeds every decision's state
 /// back into the next one, and checking the names of every unit each time was an eighth
 /// of a large simulated rollout.
-pub(crate) fn decide_aligned(plan: &Plan, state: PlanState, obs: &Observations<'_>, now: DateTime<Utc>) -> Decision {
+///
+/// `fleet` adds verdicts by index after `obs.health` (the simulation's healthy fleet: no
+/// strings built and looked up again per sample and decision). The records of the decision
+/// are appended to `audit`, returned as `Decision::audit`: a simulation keeps one growing
+/// list instead of copying every decision's records into it.
+pub(crate) fn decide_aligned(
+    plan: &Plan,
+    state: PlanState,
+    obs: &Observations<'_>,
+    fleet: &[FleetVerdict],
+    audit: Vec<AuditRecord>,
+    now: DateTime<Utc>,
+) -> Decision {
     debug_assert!(state.is_aligned(plan), "decide_aligned needs a state aligned with its plan");
-    let before: Vec<u32> = state.units.iter().map(|u| u.percent).collect();
+    // One walk of the units for both (each walk of 5,000 units is felt in a large rollout).
+    let mut any_failed = false;
+    let before: Vec<u32> = state
+        .units
+        .iter()
+        .map(|u| {
+            any_failed |= matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack);
+            u.percent
+        })
+        .collect();
     let judged = Judged::new(obs.approvals, &plan.approval_policies);
     let mut engine = Engine {
         plan,
@@ -259,16 +291,20 @@ pub(crate) fn decide_aligned(plan: &Plan, state: PlanState, obs: &Observations<'
         judged,
         now,
         state,
-        audit: Vec::new(),
+        audit,
         wake_at: None,
         drifted: Vec::new(),
+        moved: Vec::new(),
+        any_failed,
+        waves_done: vec![false; plan.waves.len()],
         shared_active: None,
+        list_id: 0,
         windows: vec![None; plan.regions.len()],
         pending_marked: vec![None; plan.waves.len()],
     };
     engine.apply_commands();
     engine.expire_freezes();
-    engine.apply_health();
+    engine.apply_health(fleet);
     engine.apply_confirmations();
     engine.apply_failures();
     engine.apply_approvals();
@@ -291,8 +327,20 @@ struct Engine<'a> {
     audit: Vec<AuditRecord>,
     wake_at: Option<DateTime<Utc>>,
     drifted: Vec<usize>,
-    /// The last list built by `parallel_names`: its wave, the regions it names, the list.
-    shared_active: Option<(usize, Vec<usize>, Arc<[String]>)>,
+    /// Units `move_unit` moved in this decision, in the order they moved (an action is only
+    /// ever for one of them or a drifted unit: no walk of every unit to find them).
+    moved: Vec<usize>,
+    /// Some unit is failed or rolled back (at the start, or moved so since): while none is,
+    /// no region is failed, without a look at its units.
+    any_failed: bool,
+    /// Waves found with every unit enabled during `progress`. Nothing in `progress` takes a
+    /// unit out of `Enabled` (failures, lost approvals and commands act before it), so such a
+    /// wave is not walked again in the later passes of the decision.
+    waves_done: Vec<bool>,
+    /// The last list built by `parallel_names`: the id of the `ActiveRegions` it names, the list.
+    shared_active: Option<(u64, Arc<[String]>)>,
+    /// The last id given to an `ActiveRegions` list.
+    list_id: u64,
     /// Each region's windows at `now`, once asked (`window_at`).
     windows: Vec<Option<WindowAt>>,
     /// What each pending wave's units were last told they wait for, in this decision.
@@ -314,6 +362,17 @@ impl<'a> NameSeen<'a> {
             }
         }
     }
+}
+
+/// A wave's regions in progress, which count against its `maxParallel`.
+struct ActiveRegions {
+    /// In wave order, then in the order they started in this pass.
+    regions: Vec<usize>,
+    /// By region index (of the plan): is it among `regions`?
+    member: Vec<bool>,
+    /// Names this list as it stands (`Engine::next_list_id`), so that the units waiting for a
+    /// slot find their shared names by it rather than by comparing lists.
+    id: u64,
 }
 
 /// A region's windows at the decision's `now`.
@@ -363,6 +422,12 @@ impl Engine<'_> {
         if from == phase && from_percent == percent && from_step == step {
             return;
         }
+        debug_assert!(
+            !(from == UnitPhase::Enabled && phase != UnitPhase::Enabled && self.waves_done[self.wave_of(i)]),
+            "a unit of a wave `progress` found all enabled left Enabled"
+        );
+        self.moved.push(i);
+        self.any_failed |= matches!(phase, UnitPhase::Failed | UnitPhase::RolledBack);
         let u = &mut self.state.units[i];
         u.phase = phase;
         u.step = step;
@@ -412,6 +477,10 @@ impl Engine<'_> {
 
     fn region_of(&self, i: usize) -> usize {
         i / self.plan.services.len()
+    }
+
+    fn wave_of(&self, i: usize) -> usize {
+        self.plan.regions[self.region_of(i)].wave
     }
 
     /// Flags unit `i` needs now: its region's always, its wave's until the wave completes.
@@ -777,7 +846,7 @@ impl Engine<'_> {
         self.obs.unconfirmed.iter().any(|x| x.region == u.region && x.service == u.service)
     }
 
-    fn apply_health(&mut self) {
+    fn apply_health(&mut self, fleet: &[FleetVerdict]) {
         let plan = self.plan;
         // Samples come grouped, by region (the simulator) or by service (one health request
         // per service): a name that repeats the last sample's is not looked up again.
@@ -793,34 +862,50 @@ impl Engine<'_> {
                 continue;
             };
             let i = self.plan.unit_index(r, s);
-            let watched = self.watched(i);
-            let policy = self.plan.regions[r].settings.checks[c].no_data;
-            // A clock ahead of ours must not make a sample count as taken after a hold that
-            // begins now: it counts as measured now.
-            let at = sample.at.min(self.now);
-            let check = &mut self.state.units[i].checks[c];
-            if check.at.is_some_and(|t| at <= t) {
-                continue; // not newer than what we hold
-            }
-            check.verdict = Some(sample.verdict);
-            check.value = sample.value;
-            check.at = Some(at);
-            check.baseline = sample.baseline.clone();
-            if !watched {
-                continue;
-            }
-            let missing = matches!(sample.verdict, HealthVerdict::NoData | HealthVerdict::Error);
-            let failing = sample.verdict == HealthVerdict::Unhealthy || (missing && policy == NoDataPolicy::Fail);
-            if failing {
-                check.consecutive_failures += 1;
-            } else if sample.verdict == HealthVerdict::Healthy {
-                check.consecutive_failures = 0;
-            }
-            let breaks_hold = failing || (missing && policy == NoDataPolicy::Hold);
-            if breaks_hold {
-                let u = &mut self.state.units[i];
-                u.bake_since = Some(u.bake_since.map_or(at, |b| b.max(at)));
-            }
+            self.apply_verdict(i, c, sample.verdict, sample.value, sample.at, sample.baseline.as_ref());
+        }
+        for f in fleet {
+            self.apply_verdict(f.unit, f.check, f.verdict, None, self.now, None);
+        }
+    }
+
+    /// One evaluation of check `c` of unit `i`, measured `at`.
+    fn apply_verdict(
+        &mut self,
+        i: usize,
+        c: usize,
+        verdict: HealthVerdict,
+        value: Option<f64>,
+        at: DateTime<Utc>,
+        baseline: Option<&Baseline>,
+    ) {
+        let watched = self.watched(i);
+        let policy = self.plan.regions[self.region_of(i)].settings.checks[c].no_data;
+        // A clock ahead of ours must not make a sample count as taken after a hold that
+        // begins now: it counts as measured now.
+        let at = at.min(self.now);
+        let check = &mut self.state.units[i].checks[c];
+        if check.at.is_some_and(|t| at <= t) {
+            return; // not newer than what we hold
+        }
+        check.verdict = Some(verdict);
+        check.value = value;
+        check.at = Some(at);
+        check.baseline = baseline.cloned();
+        if !watched {
+            return;
+        }
+        let missing = matches!(verdict, HealthVerdict::NoData | HealthVerdict::Error);
+        let failing = verdict == HealthVerdict::Unhealthy || (missing && policy == NoDataPolicy::Fail);
+        if failing {
+            check.consecutive_failures += 1;
+        } else if verdict == HealthVerdict::Healthy {
+            check.consecutive_failures = 0;
+        }
+        let breaks_hold = failing || (missing && policy == NoDataPolicy::Hold);
+        if breaks_hold {
+            let u = &mut self.state.units[i];
+            u.bake_since = Some(u.bake_since.map_or(at, |b| b.max(at)));
         }
     }
 
@@ -1183,7 +1268,8 @@ impl Engine<'_> {
 
     /// Failed or rolled back after a failure; an aborted region is not failed, it is gone.
     fn region_failed(&self, r: usize) -> bool {
-        !self.region_aborted(r)
+        self.any_failed
+            && !self.region_aborted(r)
             && self
                 .region_units(r)
                 .any(|i| matches!(self.state.units[i].phase, UnitPhase::Failed | UnitPhase::RolledBack))
@@ -1218,6 +1304,16 @@ impl Engine<'_> {
     fn progress_wave(&mut self, w: usize) {
         let plan = self.plan;
         let wave = &plan.waves[w];
+        // A wave whose every unit is enabled has nothing to move, start, block or abort here
+        // (most of a large plan late in its rollout): skip the walk below, in this pass and,
+        // known so, in the later ones.
+        if self.waves_done[w] {
+            return;
+        }
+        if wave.regions.iter().all(|&r| self.region_enabled(r)) {
+            self.waves_done[w] = true;
+            return;
+        }
         let mut free = Vec::with_capacity(wave.regions.len());
         for &r in &wave.regions {
             if self.region_aborted(r) {
@@ -1268,8 +1364,14 @@ impl Engine<'_> {
             }
         }
         // A failed region a budget took is out of the wave: it holds no parallel slot.
-        let mut active: Vec<usize> =
-            wave.regions.iter().copied().filter(|&r| self.region_in_progress(r) && !self.charged(w, r)).collect();
+        let mut active = ActiveRegions { regions: Vec::new(), member: vec![false; plan.regions.len()], id: 0 };
+        for &r in &wave.regions {
+            if self.region_in_progress(r) && !self.charged(w, r) {
+                active.regions.push(r);
+                active.member[r] = true;
+            }
+        }
+        active.id = self.next_list_id();
         // A wave stopped by a failure past its budget starts no further region.
         let budget_halt = plan.wave_budget(w).is_some() && self.state.waves[w].phase == WavePhase::Halted;
         for r in free {
@@ -1347,7 +1449,7 @@ impl Engine<'_> {
         self.obs.other_plans.unwrap_or(&NOTHING_KNOWN).unmet(own.iter().chain(wave))
     }
 
-    fn try_start(&mut self, i: usize, w: usize, active: &mut Vec<usize>) {
+    fn try_start(&mut self, i: usize, w: usize, active: &mut ActiveRegions) {
         let plan = self.plan;
         if let Some(reason) = self.plan_wait(w) {
             // Only starts wait: a unit that started goes on (see `crate::dependency`).
@@ -1377,8 +1479,8 @@ impl Engine<'_> {
             return self.block(i, UnitPhase::Blocked, WaitReason::Dependency { services });
         }
         let limit = plan.waves[w].max_parallel;
-        if !active.contains(&r) && active.len() >= limit {
-            let names = self.parallel_names(w, active, i);
+        if !active.member[r] && active.regions.len() >= limit {
+            let names = self.parallel_names(active, i);
             let u = &mut self.state.units[i];
             if u.phase == UnitPhase::Blocked
                 && let Some(WaitReason::Parallelism { limit: l, active: held }) = &mut u.waiting
@@ -1406,8 +1508,10 @@ impl Engine<'_> {
         let flags = self.required_flag_names(i);
         self.move_unit(i, UnitPhase::Progressing, Some(0), percent, Cause::Started { approvals: evidence, flags });
         self.state.units[i].waiting = None;
-        if !active.contains(&r) {
-            active.push(r);
+        if !active.member[r] {
+            active.regions.push(r);
+            active.member[r] = true;
+            active.id = self.next_list_id();
         }
         self.note_step_wait(i);
     }
@@ -1436,29 +1540,36 @@ impl Engine<'_> {
         known
     }
 
-    /// The names of wave `w`'s regions in progress (`active`), as one list that every unit
+    /// A fresh id for an `ActiveRegions` list that was built or changed.
+    fn next_list_id(&mut self) -> u64 {
+        self.list_id += 1;
+        self.list_id
+    }
+
+    /// The names of a wave's regions in progress (`active`), as one list that every unit
     /// waiting for a slot shares: with hundreds of regions in progress and hundreds waiting,
     /// a list per unit was most of a large rollout's time and memory. Built once per change of
-    /// `active` in a decision; when unit `i` already holds a list naming the same regions (it
-    /// waited the same way in the last decision), that one is kept, so the other units'
-    /// copies compare equal by pointer.
-    fn parallel_names(&mut self, w: usize, active: &[usize], i: usize) -> Arc<[String]> {
-        if let Some((cw, ca, names)) = &self.shared_active
-            && *cw == w
-            && ca == active
+    /// `active` in a decision (known by its id, so the lists are not compared per unit); when
+    /// unit `i` already holds a list naming the same regions (it waited the same way in the
+    /// last decision), that one is kept, so the other units' copies compare equal by pointer.
+    fn parallel_names(&mut self, active: &ActiveRegions, i: usize) -> Arc<[String]> {
+        if let Some((id, names)) = &self.shared_active
+            && *id == active.id
         {
             return Arc::clone(names);
         }
         let plan = self.plan;
+        let regions = &active.regions;
         let names = match &self.state.units[i].waiting {
             Some(WaitReason::Parallelism { active: held, .. })
-                if held.len() == active.len() && held.iter().zip(active).all(|(n, &a)| *n == plan.regions[a].name) =>
+                if held.len() == regions.len()
+                    && held.iter().zip(regions).all(|(n, &a)| *n == plan.regions[a].name) =>
             {
                 Arc::clone(held)
             }
-            _ => active.iter().map(|&a| plan.regions[a].name.clone()).collect(),
+            _ => regions.iter().map(|&a| plan.regions[a].name.clone()).collect(),
         };
-        self.shared_active = Some((w, active.to_vec(), Arc::clone(&names)));
+        self.shared_active = Some((active.id, Arc::clone(&names)));
         names
     }
 
@@ -1769,7 +1880,13 @@ impl Engine<'_> {
 
     fn finish(mut self, before: &[u32]) -> Decision {
         let mut actions = Vec::new();
-        for (i, u) in self.state.units.iter_mut().enumerate() {
+        // In unit order, as a walk of every unit would find them.
+        let mut touched = std::mem::take(&mut self.moved);
+        touched.extend(&self.drifted);
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            let u = &mut self.state.units[i];
             if u.percent != before[i] || self.drifted.contains(&i) {
                 u.actuated = true;
                 actions.push(Action::SetTraffic {

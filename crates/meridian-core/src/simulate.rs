@@ -11,8 +11,8 @@ use crate::approval::ApprovalRecord;
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::dependency::PlanProgress;
 use crate::duration::Span;
-use crate::engine::{Observations, decide_aligned};
-use crate::health::{HealthSample, HealthVerdict};
+use crate::engine::{FleetVerdict, Observations, decide_aligned};
+use crate::health::HealthVerdict;
 use crate::plan::Plan;
 use crate::state::{PlanPhase, PlanState, UnitPhase, WaitReason, WavePhase};
 
@@ -137,7 +137,8 @@ struct SimRun<'p> {
     state: PlanState,
     audit: Vec<AuditRecord>,
     decisions: usize,
-    samples: Vec<HealthSample>,
+    /// What the fleet reports at the current decision (kept to reuse its buffer).
+    verdicts: Vec<FleetVerdict>,
     wake_at: Option<DateTime<Utc>>,
     /// The last decision was given an unhealthy verdict: a failing region is evaluated again
     /// every health interval.
@@ -176,7 +177,7 @@ pub fn simulate_together_from(
             state,
             audit: Vec::new(),
             decisions: 0,
-            samples: Vec::new(),
+            verdicts: Vec::new(),
             wake_at: None,
             failing: false,
             completed_at: None,
@@ -201,22 +202,18 @@ pub fn simulate_together_from(
                 let other_plans = (linked && runs[k].plan.has_dependencies())
                     .then(|| PlanProgress::of(runs.iter().enumerate().filter(|(j, _)| *j != k).map(|(_, r)| &r.state)));
                 let run = &mut runs[k];
-                fleet_samples(run.plan, &run.state, now, opts, &mut run.samples);
-                let obs = Observations {
-                    approvals,
-                    health: &run.samples,
-                    other_plans: other_plans.as_ref(),
-                    ..Observations::default()
-                };
+                fleet_verdicts(run.plan, &run.state, now, opts, &mut run.verdicts);
+                let obs = Observations { approvals, other_plans: other_plans.as_ref(), ..Observations::default() };
                 // Aligned: fresh from the plan, then each decision's own state.
                 let state = std::mem::take(&mut run.state);
-                let decision = decide_aligned(run.plan, state, &obs, now);
+                let audit = std::mem::take(&mut run.audit);
+                let decision = decide_aligned(run.plan, state, &obs, &run.verdicts, audit, now);
                 decisions += 1;
                 run.decisions += 1;
                 run.state = decision.state;
-                run.audit.extend(decision.audit);
+                run.audit = decision.audit;
                 run.wake_at = decision.wake_at;
-                run.failing = run.samples.iter().any(|s| s.verdict == HealthVerdict::Unhealthy);
+                run.failing = run.verdicts.iter().any(|v| v.verdict == HealthVerdict::Unhealthy);
                 if run.state.phase() == PlanPhase::Complete {
                     run.completed_at = Some(now);
                 }
@@ -256,62 +253,40 @@ pub fn simulate_together_from(
 /// (`watch::under_watch`): what the controller would ask the fleet for. Unhealthy in a
 /// region failing by now, healthy elsewhere with `assume_healthy`, else nothing (no data).
 ///
-/// Replaces `out`'s samples in place: the last decision's strings keep their buffers, so a
-/// large rollout does not allocate three strings per sample per decision.
-/// A check's `relative` part has no verdict (no data) while fewer regions than its
+/// The verdicts go to the engine by index (`FleetVerdict`), as the samples the controller
+/// gives it would say by name, into `out`'s buffer: a large rollout builds no strings for
+/// them. A check's `relative` part has no verdict (no data) while fewer regions than its
 /// `minBaselineRegions` are fully enabled besides the region, as in the controller, so a
 /// plan whose first regions cannot have a baseline shows them holding.
-fn fleet_samples(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimOptions, out: &mut Vec<HealthSample>) {
-    let mut n = 0;
+fn fleet_verdicts(plan: &Plan, state: &PlanState, now: DateTime<Utc>, opts: &SimOptions, out: &mut Vec<FleetVerdict>) {
+    out.clear();
+    if !opts.assume_healthy && opts.failures.is_empty() {
+        return;
+    }
     let services = plan.services.len();
     // Per service, its baseline regions, worked out when a relative check first needs them.
     let mut baselines: Vec<Option<Vec<String>>> = vec![None; services];
-    if opts.assume_healthy || !opts.failures.is_empty() {
-        for (i, u) in state.units.iter().enumerate() {
-            if !crate::watch::under_watch(plan, state, i) {
-                continue;
-            }
-            let failing = opts.failures.iter().any(|f| f.region == u.region && f.from <= now);
-            let verdict = match (failing, opts.assume_healthy) {
-                (true, _) => HealthVerdict::Unhealthy,
-                (false, true) => HealthVerdict::Healthy,
-                (false, false) => continue,
-            };
-            for check in &plan.health.checks {
-                let without_baseline = check.relative.as_ref().is_some_and(|rel| {
-                    let baseline = baselines[i % services]
-                        .get_or_insert_with(|| crate::watch::baseline_regions(plan, state, i % services));
-                    baseline.iter().filter(|b| **b != u.region).count() < rel.min_baseline_regions
-                });
-                let verdict =
-                    if verdict == HealthVerdict::Healthy && without_baseline { HealthVerdict::NoData } else { verdict };
-                match out.get_mut(n) {
-                    Some(sample) => {
-                        sample.region.clone_from(&u.region);
-                        sample.service.clone_from(&u.service);
-                        sample.check.clone_from(&check.name);
-                        sample.verdict = verdict;
-                        sample.value = None;
-                        sample.detail = None;
-                        sample.at = now;
-                        sample.baseline = None;
-                    }
-                    None => out.push(HealthSample {
-                        region: u.region.clone(),
-                        service: u.service.clone(),
-                        check: check.name.clone(),
-                        verdict,
-                        value: None,
-                        detail: None,
-                        at: now,
-                        baseline: None,
-                    }),
-                }
-                n += 1;
-            }
+    for (i, u) in state.units.iter().enumerate() {
+        if !crate::watch::under_watch(plan, state, i) {
+            continue;
+        }
+        let failing = opts.failures.iter().any(|f| f.region == u.region && f.from <= now);
+        let verdict = match (failing, opts.assume_healthy) {
+            (true, _) => HealthVerdict::Unhealthy,
+            (false, true) => HealthVerdict::Healthy,
+            (false, false) => continue,
+        };
+        for (c, check) in plan.health.checks.iter().enumerate() {
+            let without_baseline = check.relative.as_ref().is_some_and(|rel| {
+                let baseline = baselines[i % services]
+                    .get_or_insert_with(|| crate::watch::baseline_regions(plan, state, i % services));
+                baseline.iter().filter(|b| **b != u.region).count() < rel.min_baseline_regions
+            });
+            let verdict =
+                if verdict == HealthVerdict::Healthy && without_baseline { HealthVerdict::NoData } else { verdict };
+            out.push(FleetVerdict { unit: i, check: c, verdict });
         }
     }
-    out.truncate(n);
 }
 
 fn timeline(
@@ -404,6 +379,7 @@ mod tests {
     use chrono::{TimeDelta, TimeZone};
 
     use super::*;
+    use crate::health::HealthSample;
     use crate::validate::load;
 
     fn plan(budget: &str) -> Plan {
