@@ -865,7 +865,7 @@ impl Engine<'_> {
         let policy = self.plan.regions[r].settings.on_failure;
         let (step, percent) = (self.state.units[i].step, self.state.units[i].percent);
         self.move_unit(i, UnitPhase::Failed, step, percent, cause);
-        self.state.units[i].failure = Some(failure);
+        self.state.units[i].failure = Some(Box::new(failure));
         let service = self.state.units[i].service.clone();
         if !self.state.full_promotions.is_empty() {
             let region = self.state.units[i].region.clone();
@@ -975,7 +975,7 @@ impl Engine<'_> {
             let policy = self.plan.on_progress_deadline;
             let cause =
                 Cause::ProgressDeadline { since, deadline: deadline.to_string(), waiting: u.waiting.clone(), policy };
-            u.stalled = Some(Stalled { since, deadline: deadline.to_string(), at: now });
+            u.stalled = Some(Box::new(Stalled { since, deadline: deadline.to_string(), at: now }));
             self.record(None, Some(i), event, cause);
         }
     }
