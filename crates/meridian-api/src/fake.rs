@@ -57,7 +57,10 @@ impl FakeControl {
             .into_iter()
             .map(|plan| {
                 let state = PlanState::new(&plan);
-                (plan.name.clone(), PlanEntry { plan: Arc::new(plan), state, updated_at: now, wake_at: None })
+                (
+                    plan.name.clone(),
+                    PlanEntry { plan: Arc::new(plan), state: Arc::new(state), updated_at: now, wake_at: None },
+                )
             })
             .collect();
         let snapshot = Snapshot { plans, approvals: bundle.approvals, ..Snapshot::default() };
@@ -83,7 +86,7 @@ impl FakeControl {
         let mut inner = self.lock();
         let snapshot = Arc::make_mut(&mut inner.snapshot);
         if let Some(entry) = snapshot.plans.get_mut(plan) {
-            change(&mut entry.state);
+            change(Arc::make_mut(&mut entry.state));
             entry.updated_at = Utc::now();
         }
     }

@@ -70,7 +70,7 @@ pub(crate) async fn command(
     state.authorize(&identity, Action::Command(kind), &what)?;
     let snapshot = state.control.snapshot();
     let plan = snapshot.plans.get(&name).map(|e| e.plan.clone()).ok_or_else(|| unknown_plan(&snapshot, &name))?;
-    let plan_state = snapshot.plans.get(&name).map(|e| &e.state);
+    let plan_state = snapshot.plans.get(&name).map(|e| &*e.state);
     let command = command_from_body(&plan, plan_state, kind, &body, &identity.name, state.control.now())?;
     state.control.command(&name, command.clone()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "plan": name, "command": command }))))

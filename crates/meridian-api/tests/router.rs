@@ -714,7 +714,7 @@ async fn plans_and_detail_carry_the_outcome_with_accepted_failures() {
             (u.phase, u.percent) =
                 if u.region == "jp" { (UnitPhase::RolledBack, 0) } else { (UnitPhase::Enabled, 100) };
         }
-        s.units[2].failure = Some(UnitFailure {
+        s.units[2].failure = Some(Box::new(UnitFailure {
             at: "2026-06-01T10:00:00Z".parse().unwrap(),
             check: "error-rate".into(),
             verdict: meridian_core::HealthVerdict::Unhealthy,
@@ -722,7 +722,7 @@ async fn plans_and_detail_carry_the_outcome_with_accepted_failures() {
             failures: 2,
             baseline: None,
             progress_deadline: None,
-        });
+        }));
         for w in &mut s.waves {
             w.phase = WavePhase::Complete;
         }

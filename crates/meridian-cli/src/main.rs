@@ -130,10 +130,31 @@ enum Command {
     Bench(commands::bench::Command),
 }
 
+/// A controller allocates from many threads (the async workers, the blocking pool), and
+/// glibc gives each its own arena, where memory freed stays mapped: at 1,000 plans x 150
+/// units that was about 75 MiB of the resident set (291 MiB, 217 MiB with two arenas). Two
+/// are enough for a loop that decides on one thread. `MALLOC_ARENA_MAX` in the environment
+/// still wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn few_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists; it only sets a
+        // tunable of the allocator.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn few_malloc_arenas() {}
+
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| client::exit_on_parse_error(e));
     if !matches!(cli.command, Command::Run(_) | Command::Kube(_) | Command::Demo(_)) {
         die_quietly_on_a_closed_pipe();
+    } else {
+        few_malloc_arenas();
     }
     let code = match &cli.command {
         Command::Validate(args) => commands::validate::run(args),

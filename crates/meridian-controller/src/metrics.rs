@@ -565,7 +565,8 @@ mod tests {
             (state.units[3].phase, state.units[3].percent) = (UnitPhase::Failed, 50);
             state.waves[0].phase = meridian_core::WavePhase::Complete;
             state.waves[1].phase = meridian_core::WavePhase::Running;
-            let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+            let entry =
+                PlanEntry { plan: Arc::new(plan), state: Arc::new(state), updated_at: Utc::now(), wake_at: None };
             snapshot.plans.insert(entry.plan.name.clone(), entry);
         }
         snapshot
@@ -631,10 +632,13 @@ mod tests {
         let since = Utc::now() - TimeDelta::minutes(30);
         state.units[0].phase = UnitPhase::Progressing;
         state.units[0].waiting = Some(meridian_core::WaitReason::Health { checks: vec!["errors".into()] });
-        state.units[0].stalled =
-            Some(meridian_core::state::Stalled { since, deadline: "20m".into(), at: since + TimeDelta::minutes(20) });
+        state.units[0].stalled = Some(Box::new(meridian_core::state::Stalled {
+            since,
+            deadline: "20m".into(),
+            at: since + TimeDelta::minutes(20),
+        }));
         let mut snapshot = Snapshot::default();
-        let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+        let entry = PlanEntry { plan: Arc::new(plan), state: Arc::new(state), updated_at: Utc::now(), wake_at: None };
         snapshot.plans.insert("p".into(), entry);
         let page = Metrics::new().scrape(&snapshot, Utc::now());
         assert!(series(&page).contains(&r#"meridian_progress_deadline_exceeded{plan="p"} 1"#), "{page}");
@@ -665,7 +669,7 @@ mod tests {
             w.phase = meridian_core::WavePhase::Complete;
         }
         let mut snapshot = Snapshot::default();
-        let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+        let entry = PlanEntry { plan: Arc::new(plan), state: Arc::new(state), updated_at: Utc::now(), wake_at: None };
         snapshot.plans.insert("p".into(), entry);
         let page = Metrics::new().scrape(&snapshot, Utc::now());
         let lines = series(&page);
@@ -704,7 +708,7 @@ spec:
         state.units[1].checks =
             vec![meridian_core::state::CheckState { name: "errors".into(), value: Some(0.031), ..Default::default() }];
         let mut snapshot = Snapshot::default();
-        let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+        let entry = PlanEntry { plan: Arc::new(plan), state: Arc::new(state), updated_at: Utc::now(), wake_at: None };
         snapshot.plans.insert("p".into(), entry);
         let page = Metrics::with_unit_series(true).scrape(&snapshot, Utc::now());
         let lines = series(&page);

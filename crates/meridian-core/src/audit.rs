@@ -15,6 +15,22 @@ use crate::manifest::{OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgress
 use crate::relative::Baseline;
 use crate::state::{FullPromotion, UnitPhase, WaitReason, WavePhase};
 
+/// How many health evidence entries a wave's `WaveBaked` record keeps.
+pub const WAVE_EVIDENCE_LIMIT: usize = 24;
+
+/// A wave's evidence cut to [`WAVE_EVIDENCE_LIMIT`] entries, those not healthy first (in their
+/// order), and how many were left out.
+pub fn capped_evidence(mut all: Vec<CheckEvidence>) -> (Vec<CheckEvidence>, usize) {
+    all.sort_by_key(|e| e.verdict == Some(HealthVerdict::Healthy));
+    let omitted = all.len().saturating_sub(WAVE_EVIDENCE_LIMIT);
+    all.truncate(WAVE_EVIDENCE_LIMIT);
+    (all, omitted)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// One append-only record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -122,8 +138,13 @@ pub enum Cause {
     /// the bake, if one did.
     WaveBaked {
         promoted: bool,
+        /// At most [`WAVE_EVIDENCE_LIMIT`] entries, those not healthy first.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         health: Vec<CheckEvidence>,
+        /// Entries left out past the limit (50 regions x 3 services x 2 checks would be 300 in
+        /// one record); each unit's own last-step record (`Completed`) keeps its evidence.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        health_omitted: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         full: Option<FullPromotion>,
     },
@@ -431,6 +452,40 @@ impl AuditRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wave_keeps_at_most_the_limit_of_evidence_not_healthy_first_and_counts_the_rest() {
+        let entry = |n: usize, verdict| CheckEvidence {
+            region: Some(format!("r{n:02}")),
+            service: Some("web".into()),
+            check: "errors".into(),
+            verdict: Some(verdict),
+            value: None,
+            at: None,
+            min: None,
+            max: None,
+            baseline: None,
+        };
+        let all: Vec<CheckEvidence> = (0..WAVE_EVIDENCE_LIMIT + 6)
+            .map(|n| entry(n, if n == 20 || n == 27 { HealthVerdict::NoData } else { HealthVerdict::Healthy }))
+            .collect();
+        let (kept, omitted) = capped_evidence(all.clone());
+        assert_eq!((kept.len(), omitted), (WAVE_EVIDENCE_LIMIT, 6));
+        let regions: Vec<&str> = kept.iter().take(3).filter_map(|e| e.region.as_deref()).collect();
+        assert_eq!(regions, ["r20", "r27", "r00"], "not healthy first, then in order");
+        assert_eq!(capped_evidence(all[..3].to_vec()), (all[..3].to_vec(), 0), "a small wave keeps all");
+
+        // The count is written only when something was left out; records from before read as 0.
+        let cause = Cause::WaveBaked { promoted: false, health: kept, health_omitted: omitted, full: None };
+        assert_eq!(
+            serde_json::to_value(&cause).unwrap()["health_omitted"],
+            6,
+            "snake case, like every field of a cause"
+        );
+        let old: Cause = serde_json::from_str(r#"{"reason":"waveBaked","promoted":true}"#).unwrap();
+        assert_eq!(old, Cause::WaveBaked { promoted: true, health: vec![], health_omitted: 0, full: None });
+        assert!(!serde_json::to_string(&old).unwrap().contains("health_omitted"));
+    }
 
     #[test]
     fn records_written_before_the_evidence_was_kept_still_parse() {

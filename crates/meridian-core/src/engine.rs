@@ -153,7 +153,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
-use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence};
+use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence, capped_evidence};
 use crate::command::{Command, CommandKind};
 use crate::dependency::PlanProgress;
 use crate::freeze::{self, FreezeSource, Frozen};
@@ -950,7 +950,7 @@ impl Engine<'_> {
         let policy = self.plan.regions[r].settings.on_failure;
         let (step, percent) = (self.state.units[i].step, self.state.units[i].percent);
         self.move_unit(i, UnitPhase::Failed, step, percent, cause);
-        self.state.units[i].failure = Some(failure);
+        self.state.units[i].failure = Some(Box::new(failure));
         let service = self.state.units[i].service.clone();
         if !self.state.full_promotions.is_empty() {
             let region = self.state.units[i].region.clone();
@@ -1060,7 +1060,7 @@ impl Engine<'_> {
             let policy = self.plan.on_progress_deadline;
             let cause =
                 Cause::ProgressDeadline { since, deadline: deadline.to_string(), waiting: u.waiting.clone(), policy };
-            u.stalled = Some(Stalled { since, deadline: deadline.to_string(), at: now });
+            u.stalled = Some(Box::new(Stalled { since, deadline: deadline.to_string(), at: now }));
             self.record(None, Some(i), event, cause);
         }
     }
@@ -1784,10 +1784,11 @@ impl Engine<'_> {
         let until = since + bake;
         let full = self.full_promotion_of_wave(w).cloned();
         let promoted = self.state.waves[w].promoted || full.is_some();
-        let health = |engine: &Self| units.iter().flat_map(|&i| engine.health_evidence(i, true)).collect();
+        let health =
+            |engine: &Self| capped_evidence(units.iter().flat_map(|&i| engine.health_evidence(i, true)).collect());
         if bake.is_zero() || promoted {
-            let health = health(self);
-            return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted, health, full });
+            let (health, health_omitted) = health(self);
+            return self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted, health, health_omitted, full });
         }
         if self.now < until {
             self.wake(until);
@@ -1802,8 +1803,9 @@ impl Engine<'_> {
             })
             .collect();
         if checks.is_empty() {
-            let health = health(self);
-            self.move_wave(w, WavePhase::Complete, Cause::WaveBaked { promoted: false, health, full: None });
+            let (health, health_omitted) = health(self);
+            let cause = Cause::WaveBaked { promoted: false, health, health_omitted, full: None };
+            self.move_wave(w, WavePhase::Complete, cause);
         } else {
             checks.sort();
             checks.dedup();

@@ -492,7 +492,7 @@ mod tests {
             u.phase = UnitPhase::RolledBack;
             u.waiting = Some(WaitReason::RegionFailed { service: "signin".into() });
         }
-        state.units[2].failure = Some(UnitFailure {
+        state.units[2].failure = Some(Box::new(UnitFailure {
             at: t(10),
             check: "errors".into(),
             verdict: HealthVerdict::Unhealthy,
@@ -500,7 +500,7 @@ mod tests {
             failures: 2,
             baseline: None,
             progress_deadline: None,
-        });
+        }));
         (plan, state)
     }
 

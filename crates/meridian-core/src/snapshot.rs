@@ -18,7 +18,9 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 pub struct PlanEntry {
     pub plan: Arc<Plan>,
-    pub state: PlanState,
+    /// Shared with the decision loop, which replaces it (never changes it in place) when it
+    /// commits a new one: a publication copies no unit.
+    pub state: Arc<PlanState>,
     pub updated_at: DateTime<Utc>,
     /// The earliest moment time alone changes a decision.
     pub wake_at: Option<DateTime<Utc>>,
@@ -207,7 +209,7 @@ impl Snapshot {
         if !plan.has_dependencies() {
             return Vec::new();
         }
-        let progress = PlanProgress::of(self.plans.values().filter(|e| e.plan.name != plan.name).map(|e| &e.state));
+        let progress = PlanProgress::of(self.plans.values().filter(|e| e.plan.name != plan.name).map(|e| &*e.state));
         let own = plan.depends_on.iter().map(|d| (None, d));
         let waves = plan.waves.iter().flat_map(|w| w.depends_on.iter().map(|d| (Some(w.name.clone()), d)));
         own.chain(waves)
@@ -274,7 +276,7 @@ impl Snapshot {
             phase: e.state.phase(),
             updated_at: e.updated_at,
             wake_at: e.wake_at,
-            state: e.state.clone(),
+            state: PlanState::clone(&e.state),
             regions,
             waiting: e
                 .state

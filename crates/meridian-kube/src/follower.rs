@@ -88,7 +88,10 @@ impl FollowerControl {
             for plan in plans {
                 let state = store.peek_state(&plan.name)?.unwrap_or_else(|| meridian_core::PlanState::new(&plan));
                 fresh.extend(new_records(&store, &seen, &plan.name, state.audit_seq)?);
-                entries.insert(plan.name.clone(), PlanEntry { plan, state, updated_at: now, wake_at: None });
+                entries.insert(
+                    plan.name.clone(),
+                    PlanEntry { plan, state: Arc::new(state), updated_at: now, wake_at: None },
+                );
             }
             Ok::<_, meridian_core::ports::store::StoreFailure>((entries, store.approvals()?, fresh))
         })

@@ -4,6 +4,8 @@
 //! `SetTraffic` action, and the commands it applied. The checks below run inside that
 //! transaction, so a refused decision writes nothing.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use chrono::{DateTime, Utc};
 use meridian_core::{Action, AuditRecord, PlanState};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,6 +22,30 @@ impl Store {
             .optional()
             .map_err(sql("read a plan state"))?;
         json.map(|j| decode(&j, "plan state", plan)).transpose()
+    }
+
+    /// The stored states of `plans`, by name (a plan with none is left out), read in one
+    /// query: a start with 1,000 plans makes one round trip, not 1,000. Only the states asked
+    /// for are decoded.
+    pub fn load_states(&self, plans: &[&str]) -> Result<BTreeMap<String, PlanState>, StoreError> {
+        let wanted: BTreeSet<&str> = plans.iter().copied().collect();
+        let mut stmt = self.conn.prepare("SELECT plan, state FROM plan_states").map_err(sql("read plan states"))?;
+        let mut rows = stmt.query([]).map_err(sql("read plan states"))?;
+        let mut states = BTreeMap::new();
+        while let Some(row) = rows.next().map_err(sql("read plan states"))? {
+            let plan: String = row.get(0).map_err(sql("read plan states"))?;
+            if !wanted.contains(plan.as_str()) {
+                continue;
+            }
+            let json = row.get_ref(1).map_err(sql("read plan states"))?.as_str().map_err(|e| StoreError::Corrupt {
+                what: "plan state",
+                key: plan.clone(),
+                detail: e.to_string(),
+            })?;
+            let state = decode(json, "plan state", &plan)?;
+            states.insert(plan, state);
+        }
+        Ok(states)
     }
 
     /// Names of every plan with a stored state, sorted.
@@ -223,6 +249,25 @@ mod tests {
         assert_eq!(intents[0].created_at, t(5));
         assert_eq!(intents[0].status, IntentStatus::Open);
         assert_eq!(store.open_intents().unwrap(), intents);
+    }
+
+    #[test]
+    fn load_states_reads_the_plans_asked_for_in_one_go_as_load_state_does() {
+        let (_tmp, mut store) = temp_store();
+        assert!(store.load_states(&["a"]).unwrap().is_empty());
+        for (plan, seq) in [("a", 0), ("b", 0), ("c", 0)] {
+            store.commit_decision(plan, &state(plan, seq), &[], &[], &[], t(1)).unwrap();
+        }
+        let states = store.load_states(&["a", "c", "never-stored"]).unwrap();
+        assert_eq!(states.keys().map(String::as_str).collect::<Vec<_>>(), ["a", "c"], "b was not asked for");
+        for (plan, loaded) in &states {
+            assert_eq!(Some(loaded), store.load_state(plan).unwrap().as_ref());
+        }
+        // A damaged row is an error naming its plan, like load_state's; one not asked for is not read.
+        store.conn.execute("UPDATE plan_states SET state = '{\"plan\":' WHERE plan = 'b'", []).unwrap();
+        assert_eq!(store.load_states(&["a", "c"]).unwrap().len(), 2);
+        let error = store.load_states(&["a", "b"]).unwrap_err().to_string();
+        assert!(error.contains("plan state") && error.contains("b"), "{error}");
     }
 
     #[test]

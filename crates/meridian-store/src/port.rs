@@ -50,6 +50,10 @@ impl StateStore for SqliteStore {
         self.with(|s| s.load_state(plan))
     }
 
+    fn load_states(&self, plans: &[&str]) -> StoreResult<std::collections::BTreeMap<String, PlanState>> {
+        self.with(|s| s.load_states(plans))
+    }
+
     fn commit(
         &self,
         plan: &str,

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_actuator::{ActuatorOptions, PlanActuators};
+use meridian_controller::config::FileSource;
 use meridian_controller::control::ControlPlane;
 use meridian_controller::nohealth::Unreadable;
-use meridian_controller::runtime::{Adapters, Running, Settings, SystemClock, start};
+use meridian_controller::runtime::{Adapters, Running, Settings, StartError, SystemClock, start_loaded};
 use meridian_core::duration::Span;
 use meridian_core::ports::HealthSource;
+use meridian_core::ports::config::{Config, ConfigSource};
 use meridian_store::SqliteStore;
 
 const EXIT_CODES: &str = "\
@@ -355,7 +357,10 @@ async fn run_async(args: &Args) -> i32 {
     };
     Notifications::plug(&notifications, &mut adapters);
     let settings = args.loop_args.settings(args.paths.clone());
-    if let Err(e) = standalone_actuators(&args.paths) {
+    // Read and validated once, here: the controller starts on this very configuration.
+    let source = Arc::new(FileSource::new(settings.paths.clone(), settings.config_poll));
+    let loaded = source.load(adapters.clock.now()).await;
+    if let Err(e) = loaded.as_ref().map_or(Ok(()), standalone_actuators) {
         say(Level::Error, "meridian run", &e.to_string());
         return crate::exit::FAILED;
     }
@@ -366,7 +371,11 @@ async fn run_async(args: &Args) -> i32 {
             return crate::exit::FAILED;
         }
     };
-    let running = match start(settings, adapters).await {
+    let started = match loaded {
+        Ok(config) => start_loaded(source, config, settings, adapters).await,
+        Err(e) => Err(StartError::Config(e)),
+    };
+    let running = match started {
         Ok(r) => r,
         Err(e) => {
             say(Level::Error, "meridian run", &start_error(&e));
@@ -401,9 +410,8 @@ async fn run_async(args: &Args) -> i32 {
 
 /// A plan that asks for the kubernetes actuator stops the start: only `meridian kube` drives
 /// it. (One edited in later is refused by each actuation, with the same message.) A
-/// configuration that does not load is left to `start`, which reports it in full.
-fn standalone_actuators(paths: &[PathBuf]) -> Result<(), String> {
-    let Ok(config) = meridian_controller::config::load_config(paths, chrono::Utc::now()) else { return Ok(()) };
+/// configuration that does not load is left to the start, which reports it in full.
+fn standalone_actuators(config: &Config) -> Result<(), String> {
     match config.plans.iter().find_map(|plan| meridian_actuator::needs_kube_mode(plan)) {
         Some(e) => Err(e.to_string()),
         None => Ok(()),

@@ -29,20 +29,19 @@ impl Controller {
                 );
             }
         }
-        // Read every new plan's stored state first: a store error leaves the plans in force
-        // exactly as they were (all or nothing), never a loop that lost some of them.
-        let mut loaded = BTreeMap::new();
-        for plan in config.plans.iter().filter(|p| !state.plans.contains_key(&p.name)) {
-            let store = self.store();
-            let name = plan.name.clone();
-            let stored = blocking(move || store.load_state(&name)).await?;
-            loaded.insert(plan.name.clone(), stored.unwrap_or_else(|| PlanState::new(plan)));
-        }
+        // Read every new plan's stored state first, all in one go (at a start, 1,000 plans in
+        // one query): a store error leaves the plans in force exactly as they were (all or
+        // nothing), never a loop that lost some of them.
+        let new: Vec<String> =
+            config.plans.iter().filter(|p| !state.plans.contains_key(&p.name)).map(|p| p.name.clone()).collect();
+        let store = self.store();
+        let mut loaded =
+            blocking(move || store.load_states(&new.iter().map(String::as_str).collect::<Vec<_>>())).await?;
         let mut plans = BTreeMap::new();
         for plan in &config.plans {
             let plan_state = match state.plans.remove(&plan.name) {
                 Some(run) => run.state,
-                None => loaded.remove(&plan.name).unwrap_or_else(|| PlanState::new(plan)),
+                None => Arc::new(loaded.remove(&plan.name).unwrap_or_else(|| PlanState::new(plan))),
             };
             plans.insert(
                 plan.name.clone(),

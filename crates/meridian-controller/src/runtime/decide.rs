@@ -72,7 +72,7 @@ impl Controller {
             // while the plans' progress moves, the plans with dependencies are decided again at
             // once. Bounded: each round that moves completes a wave somewhere.
             let linked = state.plans.values().any(|run| run.plan.has_dependencies());
-            let mut progress = linked.then(|| PlanProgress::of(state.plans.values().map(|run| &run.state)));
+            let mut progress = linked.then(|| PlanProgress::of(state.plans.values().map(|run| &*run.state)));
             let mut rounds = state.plans.len() + 1;
             loop {
                 for name in names {
@@ -87,7 +87,7 @@ impl Controller {
                 }
                 rounds -= 1;
                 let Some(before) = progress.take() else { break };
-                let after = PlanProgress::of(state.plans.values().map(|run| &run.state));
+                let after = PlanProgress::of(state.plans.values().map(|run| &*run.state));
                 if after == before || rounds == 0 {
                     break;
                 }
@@ -140,7 +140,7 @@ impl Controller {
             if let Ok(Some(stored)) = blocking(move || store.load_state(&plan)).await
                 && let Some(run) = state.plans.get_mut(&name)
             {
-                run.state = stored;
+                run.state = Arc::new(stored);
             }
             if let Some(run) = state.plans.get_mut(&name) {
                 run.wake_at = Some(self.now() + chrono::TimeDelta::seconds(1));
@@ -169,7 +169,7 @@ impl Controller {
             Event::Config(config) => {
                 let generation = config.generation;
                 let vanished =
-                    vanished_in_flight(state.plans.iter().map(|(name, run)| (name.as_str(), &run.state)), &config);
+                    vanished_in_flight(state.plans.iter().map(|(name, run)| (name.as_str(), &*run.state)), &config);
                 if !vanished.is_empty() {
                     return self.reject_config(state, ConfigError::PlansVanished(vanished)).await;
                 }
@@ -233,7 +233,7 @@ impl Controller {
         let now = self.now();
         // Where the other plans stand, for this one's `dependsOn` (the rule is the engine's).
         let other_plans = state.plans.get(name).filter(|run| run.plan.has_dependencies()).map(|_| {
-            PlanProgress::of(state.plans.iter().filter(|(other, _)| *other != name).map(|(_, run)| &run.state))
+            PlanProgress::of(state.plans.iter().filter(|(other, _)| *other != name).map(|(_, run)| &*run.state))
         });
         let Some(run) = state.plans.get_mut(name) else { return Ok(false) };
         let samples = state.samples.remove(name).unwrap_or_default();
@@ -260,9 +260,9 @@ impl Controller {
             confirmations: &confirmations,
             other_plans: other_plans.as_ref(),
         };
-        let decision = decide(&run.plan, run.state.clone(), &obs, now);
+        let decision = decide(&run.plan, PlanState::clone(&run.state), &obs, now);
         run.warn_at = self.announce_expiring(&mut state.expiring, &run.plan, &decision.state, approvals, now);
-        let changed = decision.state != run.state || !decision.audit.is_empty() || !commands.is_empty();
+        let changed = decision.state != *run.state || !decision.audit.is_empty() || !commands.is_empty();
         run.wake_at = decision.wake_at;
         if !changed {
             return Ok(false);
@@ -283,7 +283,7 @@ impl Controller {
                 self.adapters.notifier.notify(notices);
             }
         }
-        run.state = decision.state;
+        run.state = Arc::new(decision.state);
         run.updated_at = now;
         self.metrics.observe_audit(&decision.audit);
         for record in &decision.audit {

@@ -41,7 +41,7 @@ fn a_region_that_rolls_back_on_two_services_is_one_failure_notice_with_its_cause
         u.phase = UnitPhase::RolledBack;
     }
     let jp_signin = after.units.iter_mut().find(|u| u.region == "jp" && u.service == "signin").unwrap();
-    jp_signin.failure = Some(UnitFailure {
+    jp_signin.failure = Some(Box::new(UnitFailure {
         at: t(10),
         check: "errors".into(),
         verdict: HealthVerdict::Unhealthy,
@@ -49,7 +49,7 @@ fn a_region_that_rolls_back_on_two_services_is_one_failure_notice_with_its_cause
         failures: 2,
         baseline: None,
         progress_deadline: None,
-    });
+    }));
     let notices = decision_notices(&plan, &before, &after, &[], t(11));
     assert_eq!(
         summaries(&notices),

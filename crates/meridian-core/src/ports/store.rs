@@ -79,6 +79,17 @@ pub type StoreResult<T> = Result<T, StoreFailure>;
 /// Durable state of the standalone controller.
 pub trait StateStore: Send + Sync + 'static {
     fn load_state(&self, plan: &str) -> StoreResult<Option<PlanState>>;
+    /// The stored states of `plans`, by name (a plan with none is left out): what a start
+    /// loads. A store that can read them together (one query, not one per plan) should.
+    fn load_states(&self, plans: &[&str]) -> StoreResult<std::collections::BTreeMap<String, PlanState>> {
+        let mut states = std::collections::BTreeMap::new();
+        for &plan in plans {
+            if let Some(state) = self.load_state(plan)? {
+                states.insert(plan.to_string(), state);
+            }
+        }
+        Ok(states)
+    }
     /// Atomically: the new state, its audit records, the commands it applied, and one intent
     /// per `SetTraffic` action (superseding older open intents of the same target), as of
     /// `at` (the controller's clock).

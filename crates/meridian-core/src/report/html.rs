@@ -216,7 +216,8 @@ fn write_region(out: &mut String, r: &RegionReport) -> std::fmt::Result {
             ];
             if b.health.is_empty() {
                 let mut cells = lead.to_vec();
-                cells.extend(["-".into(), "not recorded".into(), "-".into(), "-".into()]);
+                let missing = if b.left_out { super::markdown::LEFT_OUT } else { "not recorded" };
+                cells.extend(["-".into(), missing.into(), "-".into(), "-".into()]);
                 row(out, &cells)?;
             }
             for e in &b.health {

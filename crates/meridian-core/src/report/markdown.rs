@@ -219,16 +219,20 @@ fn approval_row(a: &ApprovalInForce) -> String {
     )
 }
 
+/// A wave bake whose record left this region's evidence out (`Bake::left_out`).
+pub(super) const LEFT_OUT: &str = "left out of the wave's record (past its limit); see the last steps above";
+
 fn write_bake(out: &mut String, b: &Bake) -> std::fmt::Result {
     let ended = if b.promoted { "promote" } else { "healthy hold" };
     let service = b.service.as_deref().unwrap_or("-");
     if b.health.is_empty() {
         return writeln!(
             out,
-            "| {} | {} | {service} | {} | {ended} | - | not recorded | - | - |",
+            "| {} | {} | {service} | {} | {ended} | - | {} | - | - |",
             b.seq,
             time(b.at),
-            cell(&b.what)
+            cell(&b.what),
+            if b.left_out { LEFT_OUT } else { "not recorded" }
         );
     }
     for e in &b.health {

@@ -250,6 +250,10 @@ pub struct Bake {
     pub promoted: bool,
     /// What each check showed against its limits (empty in records written before it was kept).
     pub health: Vec<CheckEvidence>,
+    /// A wave's bake whose record left this region's evidence out (past its limit); the
+    /// region's own last-step bakes have it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left_out: bool,
 }
 
 /// An operator command in the region's scope.
@@ -392,6 +396,7 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
                     what: format!("step at {from_percent}%"),
                     promoted: *promoted,
                     health: health.clone(),
+                    left_out: false,
                 }),
                 Cause::Completed { promoted, health, .. } => bakes.push(Bake {
                     seq: r.seq,
@@ -400,6 +405,7 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
                     what: format!("last step ({to_percent}%)"),
                     promoted: *promoted,
                     health: health.clone(),
+                    left_out: false,
                 }),
                 Cause::HealthFailed { .. }
                 | Cause::RegionFailed { .. }
@@ -425,14 +431,19 @@ fn region_report(plan: &str, region: &str, records: &[&AuditRecord], history: &H
     let mut accepted_failures = Vec::new();
     for r in records.iter().filter(|r| r.region.is_none() && r.wave.is_some() && r.wave == wave) {
         match &r.cause {
-            Cause::WaveBaked { promoted, health, .. } => bakes.push(Bake {
-                seq: r.seq,
-                at: r.at,
-                service: None,
-                what: format!("wave {}", r.wave.as_deref().unwrap_or_default()),
-                promoted: *promoted,
-                health: health.iter().filter(|e| e.region.as_deref() == Some(region)).cloned().collect(),
-            }),
+            Cause::WaveBaked { promoted, health, health_omitted, .. } => {
+                let health: Vec<CheckEvidence> =
+                    health.iter().filter(|e| e.region.as_deref() == Some(region)).cloned().collect();
+                bakes.push(Bake {
+                    seq: r.seq,
+                    at: r.at,
+                    service: None,
+                    what: format!("wave {}", r.wave.as_deref().unwrap_or_default()),
+                    promoted: *promoted,
+                    left_out: health.is_empty() && *health_omitted > 0,
+                    health,
+                })
+            }
             Cause::FailuresAccepted { by, regions } if regions.iter().any(|x| x == region) => {
                 accepted_failures.push(AcceptedFailure {
                     seq: r.seq,

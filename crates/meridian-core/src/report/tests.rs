@@ -343,6 +343,23 @@ fn bad_input_names_what_exists() {
 }
 
 #[test]
+fn a_region_left_out_of_its_waves_capped_evidence_says_so_and_keeps_its_last_steps() {
+    let (mut log, history) = full_rollout();
+    let mut other = evidence(0.001);
+    other[0].region = Some("kr".into());
+    other[0].service = Some("signin".into());
+    let baked = Cause::WaveBaked { promoted: false, health: other, health_omitted: 5, full: None };
+    log.wave(20, "asia", WavePhase::Complete, baked);
+    let report = report(&log, &history, None).unwrap();
+    let bakes = &report.regions[0].bakes;
+    let wave = bakes.last().unwrap();
+    assert_eq!((wave.what.as_str(), wave.health.len(), wave.left_out), ("wave asia", 0, true));
+    assert!(bakes.iter().filter(|b| b.service.is_some()).all(|b| !b.health.is_empty() && !b.left_out));
+    let md = markdown(&report);
+    assert!(md.contains("| wave asia | healthy hold | - | left out of the wave's record"), "{md}");
+}
+
+#[test]
 fn markdown_reads_as_a_ticket_excerpt() {
     let (log, history) = full_rollout();
     let mut report = report_of(&log, &history);
