@@ -70,14 +70,18 @@ impl SqliteStore {
             Ok(each) => each.into_iter().map(Ok).collect(),
             Err(e) => (0..writes.len()).map(|_| Err(failure(&e))).collect(),
         };
-        drop(store);
+        // Answered before the database is let go: a caller whose write this batch held finds
+        // its answer as soon as it gets the database.
         for ((_, waiting), outcome) in batch.into_iter().zip(outcomes) {
             if let Ok(mut s) = waiting.lock() {
                 *s = Some(outcome);
             }
         }
+        drop(store);
         // Ours was queued before we took the database, so this batch held it.
-        slot.lock().map_err(|_| poisoned())?.take().unwrap_or_else(|| Err(poisoned()))
+        slot.lock().map_err(|_| poisoned())?.take().unwrap_or_else(|| {
+            Err(StoreFailure { message: "an intent write was left out of its group commit (a bug)".into() })
+        })
     }
 }
 
@@ -282,7 +286,7 @@ mod tests {
     fn intent_writes_from_many_threads_are_each_durable_and_answered() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(tmp.path()).unwrap());
-        let regions: Vec<String> = (0..64).map(|i| format!("r{i}")).collect();
+        let regions: Vec<String> = (0..256).map(|i| format!("r{i}")).collect();
         let decisions: Vec<PlanDecision> = vec![PlanDecision {
             plan: "p".into(),
             state: state("p", 0),
@@ -291,15 +295,18 @@ mod tests {
             applied_commands: Vec::new(),
         }];
         let intents = store.commit_all(&decisions, t(1)).pop().unwrap().unwrap();
+        // 16 threads of 16 intents each, so that writes queue up behind each other's commits.
         let threads: Vec<_> = intents
-            .iter()
-            .map(|intent| {
-                let (store, id) = (store.clone(), intent.id);
+            .chunks(16)
+            .map(|chunk| {
+                let (store, ids) = (store.clone(), chunk.iter().map(|i| i.id).collect::<Vec<_>>());
                 std::thread::spawn(move || {
-                    assert!(store.mark_sending(id, t(2)).unwrap(), "intent {id} is open");
-                    store.complete(id, IntentOutcome::Done { observed: 1 }, t(3)).unwrap();
-                    // Closed now: a second hand-over must not send it again.
-                    assert!(!store.mark_sending(id, t(4)).unwrap(), "intent {id} is closed");
+                    for id in ids {
+                        assert!(store.mark_sending(id, t(2)).unwrap(), "intent {id} is open");
+                        store.complete(id, IntentOutcome::Done { observed: 1 }, t(3)).unwrap();
+                        // Closed now: a second hand-over must not send it again.
+                        assert!(!store.mark_sending(id, t(4)).unwrap(), "intent {id} is closed");
+                    }
                 })
             })
             .collect();
