@@ -5,8 +5,9 @@
 
 use std::sync::atomic::Ordering;
 
+use meridian_core::UnitRef;
 use meridian_core::dependency::PlanProgress;
-use meridian_core::ports::store::PlanDecision;
+use meridian_core::ports::store::{PlanDecision, QueuedCommand};
 use meridian_core::watch::reading_counts;
 
 use super::*;
@@ -87,8 +88,25 @@ impl Controller {
             let mut rounds = state.plans.len() + 1;
             loop {
                 let mut pass = Vec::new();
+                // What each plan's decision reads from the store, for the whole pass at once: one
+                // turn at the database, not one per plan behind the actuations' group commits.
+                let store = self.store();
+                let wanted: Vec<String> = names.iter().cloned().collect();
+                let mut reads = blocking(move || {
+                    wanted
+                        .into_iter()
+                        .map(|plan| {
+                            let read = store
+                                .pending_commands(&plan)
+                                .and_then(|commands| Ok((commands, store.unconfirmed(&plan)?)));
+                            (plan, read)
+                        })
+                        .collect::<HashMap<_, _>>()
+                })
+                .await;
                 for name in names {
-                    match self.decide_plan(&mut state, &name, &approvals).await {
+                    let read = reads.remove(&name).unwrap_or_else(|| Ok((Vec::new(), Vec::new())));
+                    match read.and_then(|read| self.decide_plan(&mut state, &name, &approvals, read)) {
                         Ok(decided) => pass.extend(decided),
                         Err(e) => {
                             if self.decision_failed(&mut state, vec![name].into_iter().collect(), &e).await {
@@ -228,24 +246,18 @@ impl Controller {
         self.publish(state, Some(rejected)).await;
     }
 
-    /// Decide one plan: its decision when anything changed, for the pass to commit (the caller
+    /// Decide one plan from what the pass read for it (its pending commands and unconfirmed
+    /// units): its decision when anything changed, for the pass to commit (the caller
     /// publishes once per pass).
-    pub(super) async fn decide_plan(
+    pub(super) fn decide_plan(
         self: &Arc<Self>,
         state: &mut LoopState,
         name: &str,
         approvals: &[ApprovalRecord],
+        (commands, unconfirmed): (Vec<QueuedCommand>, Vec<UnitRef>),
     ) -> Result<Option<Decided>, StoreFailure> {
-        // Its reads and the engine; the pass's commit is shared, so not in here.
+        // The engine; the pass's reads and its commit are shared, so not in here.
         let _timer = self.metrics.decision_duration.with_label_values(&[] as &[&str]).start_timer();
-        let store = self.store();
-        let plan_name = name.to_string();
-        let (commands, unconfirmed) = blocking(move || {
-            let commands = store.pending_commands(&plan_name)?;
-            let unconfirmed = store.unconfirmed(&plan_name)?;
-            Ok::<_, StoreFailure>((commands, unconfirmed))
-        })
-        .await?;
         let now = self.now();
         // Where the other plans stand, for this one's `dependsOn` (the rule is the engine's).
         let other_plans = state.plans.get(name).filter(|run| run.plan.has_dependencies()).map(|_| {
