@@ -10,7 +10,8 @@ use meridian_core::approval::{ApprovalRecord, RevokedInfo};
 use meridian_core::{Action, AuditRecord, Command, PlanState};
 
 use crate::store::{
-    ControllerEvent, Intent, IntentOutcome, QueuedCommand, StateStore, StoreFailure, StoreResult, StoredEvent,
+    ControllerEvent, Intent, IntentOutcome, PlanDecision, QueuedCommand, StateStore, StoreFailure, StoreResult,
+    StoredEvent,
 };
 
 #[derive(Default)]
@@ -34,6 +35,8 @@ pub struct MemoryStore {
     failing: std::sync::atomic::AtomicBool,
     /// How often each plan's pending commands were read: once per decision of the plan.
     command_reads: Mutex<BTreeMap<String, usize>>,
+    /// How many decisions each `commit_all` was handed, in order.
+    commit_passes: Mutex<Vec<usize>>,
 }
 
 impl MemoryStore {
@@ -46,6 +49,12 @@ impl MemoryStore {
     /// decision of the plan, so tests count decisions with it.
     pub fn command_reads(&self, plan: &str) -> usize {
         self.command_reads.lock().map_or(0, |reads| reads.get(plan).copied().unwrap_or(0))
+    }
+
+    /// How many decisions each `commit_all` call was handed, in order: the run loop commits
+    /// once per pass, so tests see its passes with it.
+    pub fn commit_passes(&self) -> Vec<usize> {
+        self.commit_passes.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// While `on`, every write fails (reads still work), as on a full disk.
@@ -120,6 +129,16 @@ impl StateStore for MemoryStore {
         })
     }
 
+    fn commit_all(&self, decisions: &[PlanDecision], at: DateTime<Utc>) -> Vec<StoreResult<Vec<Intent>>> {
+        if let Ok(mut passes) = self.commit_passes.lock() {
+            passes.push(decisions.len());
+        }
+        decisions
+            .iter()
+            .map(|d| self.commit(&d.plan, &d.state, &d.audit, &d.actions, &d.applied_commands, at))
+            .collect()
+    }
+
     fn open_intents(&self) -> StoreResult<Vec<Intent>> {
         self.with(|i| Ok(i.intents.iter().filter(|(_, o)| o.is_none()).map(|(x, _)| x.clone()).collect()))
     }
@@ -144,6 +163,10 @@ impl StateStore for MemoryStore {
 
     fn mark_sent(&self, _id: i64, _at: DateTime<Utc>) -> StoreResult<()> {
         Ok(())
+    }
+
+    fn mark_sending(&self, id: i64, _at: DateTime<Utc>) -> StoreResult<bool> {
+        self.with(|i| Ok(i.intents.iter().any(|(x, o)| x.id == id && o.is_none())))
     }
 
     fn complete(&self, id: i64, outcome: IntentOutcome, _at: DateTime<Utc>) -> StoreResult<()> {

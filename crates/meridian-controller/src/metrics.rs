@@ -755,7 +755,7 @@ spec:
             unit.checks[1].value = rps;
         }
         let mut snapshot = Snapshot::default();
-        let entry = PlanEntry { plan: Arc::new(plan), state, updated_at: Utc::now(), wake_at: None };
+        let entry = PlanEntry { plan: Arc::new(plan), state: Arc::new(state), updated_at: Utc::now(), wake_at: None };
         snapshot.plans.insert("p".into(), entry);
         let page = Metrics::new().scrape(&snapshot, Utc::now());
         let lines = series(&page);

@@ -1398,3 +1398,106 @@ spec:
     .await;
     running.shutdown();
 }
+
+/// A fleet whose every actuation takes a while, that counts how many are in flight at once
+/// and checks that each one's intent was committed before it was sent.
+struct SlowFleet {
+    store: Arc<MemoryStore>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    sent: Mutex<Vec<(String, String, String, u32)>>,
+    unrecorded: Mutex<Vec<String>>,
+}
+
+impl Actuator for SlowFleet {
+    fn set_traffic<'a>(
+        &'a self,
+        plan: &'a Plan,
+        t: &'a Target,
+        percent: u32,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), ActuationError>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            if !self.store.intents().iter().any(|(i, _)| i.idempotency_key == key && i.percent == percent) {
+                self.unrecorded.lock().unwrap().push(key.to_string());
+            }
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            self.sent.lock().unwrap().push((plan.name.clone(), t.region.clone(), t.service.clone(), percent));
+            Ok(())
+        })
+    }
+
+    fn read_traffic<'a>(
+        &'a self,
+        _plan: &'a Plan,
+        t: &'a Target,
+    ) -> BoxFuture<'a, Result<Option<u32>, ActuationError>> {
+        let sent = self.sent.lock().unwrap();
+        let last = sent.iter().rev().find(|(_, r, s, _)| *r == t.region && *s == t.service).map(|x| x.3);
+        Box::pin(async move { Ok(last) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_over_many_plans_is_committed_once_and_actuated_a_few_at_a_time() {
+    const PLANS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..PLANS {
+        let plan = format!(
+            "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: p{i:02}}}
+spec:
+  services: [{{name: web}}]
+  regions: [{{name: a}}, {{name: b}}, {{name: c}}]
+  waves: [{{name: all, regions: [a, b, c], bake: 1h}}]
+  steps: [10, 100]
+  stepBake: 1h
+"
+        );
+        std::fs::write(dir.path().join(format!("p{i:02}.yaml")), plan).unwrap();
+    }
+    let store = Arc::new(MemoryStore::default());
+    let fleet = Arc::new(SlowFleet {
+        store: store.clone(),
+        in_flight: Default::default(),
+        most: Default::default(),
+        sent: Mutex::new(Vec::new()),
+        unrecorded: Mutex::new(Vec::new()),
+    });
+    let adapters = Adapters {
+        store: store.clone(),
+        health: Arc::new(FakeFleet::default()),
+        actuator: fleet.clone(),
+        clock: Arc::new(SystemClock),
+        notifier: Arc::new(NoNotifier),
+    };
+    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
+    settings.max_actuations = 4;
+    let running = start(settings, adapters).await.expect("start");
+    let c = running.controller.clone();
+    wait_for("every first step sent and closed", Duration::from_secs(30), || {
+        fleet.sent.lock().unwrap().len() >= PLANS * 3 && store.open_intents().unwrap().is_empty()
+    })
+    .await;
+    let snapshot = c.snapshot();
+    assert!(snapshot.plans.values().all(|p| p.state.units.iter().all(|u| u.percent == 10)));
+
+    // The first pass decided every plan and committed them in one call.
+    let passes = store.commit_passes();
+    assert_eq!(passes.first(), Some(&PLANS), "commit passes: {passes:?}");
+    // Then each confirmation (a few at a time here) is decided and committed in a pass of its own.
+    assert!(passes.iter().all(|&n| n > 0), "an empty commit: {passes:?}");
+    // Every unit was sent its step once, never more than 4 at a time, each after its commit.
+    let sent = fleet.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), PLANS * 3, "{sent:?}");
+    let most = fleet.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "{most} actuations in flight at once; expected 2 to 4");
+    assert!(fleet.unrecorded.lock().unwrap().is_empty(), "sent before committed: {:?}", fleet.unrecorded);
+    assert!(store.open_intents().unwrap().is_empty());
+    running.shutdown();
+}

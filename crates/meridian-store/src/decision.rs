@@ -84,49 +84,87 @@ impl Store {
         applied_commands: &[CommandId],
         at: DateTime<Utc>,
     ) -> Result<Vec<Intent>, StoreError> {
-        if state.plan != plan {
-            return Err(StoreError::StatePlanMismatch { plan: plan.to_string(), found: state.plan.clone() });
-        }
+        let decision = NewDecision { plan, state, audit, actions, applied_commands };
+        self.commit_decisions(std::slice::from_ref(&decision), at).map(|mut v| v.pop().unwrap_or_default())
+    }
+
+    /// Commit several decisions (of different plans, or one after another of the same plan)
+    /// in ONE transaction, each checked as [`Store::commit_decision`] checks it: all of them
+    /// are durable when this returns, with a single wait for the disk, or, on any error,
+    /// none is written. Returns each decision's new intents, in order.
+    pub fn commit_decisions(
+        &mut self,
+        decisions: &[NewDecision<'_>],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Vec<Intent>>, StoreError> {
         let store_id = &self.store_id;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql("commit a decision"))?;
-
-        let mut last = last_seq(&tx, plan)?;
-        for record in audit {
-            append_audit(&tx, plan, last, record)?;
-            last = record.seq;
-        }
-        if state.audit_seq != last {
-            return Err(StoreError::StateAuditMismatch {
-                plan: plan.to_string(),
-                state_seq: state.audit_seq,
-                log_seq: last,
-            });
-        }
-        tx.execute(
-            "INSERT INTO plan_states (plan, state, audit_seq, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (plan) DO UPDATE SET state = excluded.state, audit_seq = excluded.audit_seq,
-                                              updated_at = excluded.updated_at",
-            params![plan, encode(state, "plan state")?, int(last, "audit seq")?, ts(at)],
-        )
-        .map_err(sql("write a plan state"))?;
-
-        let mut intents = Vec::with_capacity(actions.len());
-        for action in actions {
-            match action {
-                Action::SetTraffic { region, service, percent, from } => {
-                    intents.push(intent::record(&tx, store_id, plan, region, service, *percent, *from, at)?);
-                }
-            }
-        }
-        for &id in applied_commands {
-            command::mark_applied(&tx, plan, id, at)?;
+        let mut out = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            out.push(write_decision(&tx, store_id, decision, at)?);
         }
         tx.commit().map_err(sql("commit a decision"))?;
-        Ok(intents)
+        Ok(out)
     }
+}
+
+/// One decision, as [`Store::commit_decisions`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDecision<'a> {
+    pub plan: &'a str,
+    pub state: &'a PlanState,
+    pub audit: &'a [AuditRecord],
+    pub actions: &'a [Action],
+    pub applied_commands: &'a [CommandId],
+}
+
+/// Write one decision inside the caller's transaction (see [`Store::commit_decision`]).
+fn write_decision(
+    tx: &Connection,
+    store_id: &str,
+    d: &NewDecision<'_>,
+    at: DateTime<Utc>,
+) -> Result<Vec<Intent>, StoreError> {
+    let (plan, state) = (d.plan, d.state);
+    if state.plan != plan {
+        return Err(StoreError::StatePlanMismatch { plan: plan.to_string(), found: state.plan.clone() });
+    }
+    let mut last = last_seq(tx, plan)?;
+    for record in d.audit {
+        append_audit(tx, plan, last, record)?;
+        last = record.seq;
+    }
+    if state.audit_seq != last {
+        return Err(StoreError::StateAuditMismatch {
+            plan: plan.to_string(),
+            state_seq: state.audit_seq,
+            log_seq: last,
+        });
+    }
+    let (json, seq) = (encode(state, "plan state")?, int(last, "audit seq")?);
+    tx.prepare_cached(
+        "INSERT INTO plan_states (plan, state, audit_seq, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (plan) DO UPDATE SET state = excluded.state, audit_seq = excluded.audit_seq,
+                                          updated_at = excluded.updated_at",
+    )
+    .and_then(|mut stmt| stmt.execute(params![plan, json, seq, ts(at)]))
+    .map_err(sql("write a plan state"))?;
+
+    let mut intents = Vec::with_capacity(d.actions.len());
+    for action in d.actions {
+        match action {
+            Action::SetTraffic { region, service, percent, from } => {
+                intents.push(intent::record(tx, store_id, plan, region, service, *percent, *from, at)?);
+            }
+        }
+    }
+    for &id in d.applied_commands {
+        command::mark_applied(tx, plan, id, at)?;
+    }
+    Ok(intents)
 }
 
 fn last_seq(conn: &Connection, plan: &str) -> Result<u64, StoreError> {
@@ -367,6 +405,34 @@ mod tests {
         store.commit_decision("p", &state("p", 2), &[rec("p", 2)], &[set("eu", "web", 10)], &[cmd], t(3)).unwrap();
         assert_eq!(store.last_audit_seq("p").unwrap(), 2);
         assert!(store.pending_commands("p").unwrap().is_empty());
+    }
+
+    #[test]
+    fn decisions_of_a_pass_commit_together_or_not_at_all() {
+        let (_tmp, mut store) = temp_store();
+        let (a1, b1, a2) = (state("a", 1), state("b", 1), state("a", 2));
+        let (ra, rb, ra2) = ([rec("a", 1)], [rec("b", 1)], [rec("a", 2)]);
+        let (sa, sb, sa2) = ([set("eu", "web", 1)], [set("eu", "web", 10)], [set("eu", "web", 50)]);
+        let d = |plan, state, audit, actions| NewDecision { plan, state, audit, actions, applied_commands: &[] };
+        // Two plans, and a second decision of the first one after its first.
+        let intents = store
+            .commit_decisions(&[d("a", &a1, &ra, &sa), d("b", &b1, &rb, &sb), d("a", &a2, &ra2, &sa2)], t(1))
+            .unwrap();
+        assert_eq!(intents.iter().map(|v| v[0].percent).collect::<Vec<_>>(), vec![1, 10, 50]);
+        assert_eq!(store.load_state("a").unwrap(), Some(a2.clone()));
+        assert_eq!(store.load_state("b").unwrap(), Some(b1.clone()));
+        assert_eq!(
+            store.intent(intents[0][0].id).unwrap().unwrap().status,
+            IntentStatus::Superseded { by: intents[2][0].id }
+        );
+        assert_eq!(store.open_intents().unwrap(), vec![intents[1][0].clone(), intents[2][0].clone()]);
+
+        // One refused decision (a gap in b's log) and the whole pass writes nothing.
+        let before = (snapshot(&store, "a"), snapshot(&store, "b"));
+        let (a3, b3, ra3, rb3) = (state("a", 3), state("b", 3), [rec("a", 3)], [rec("b", 3)]);
+        let err = store.commit_decisions(&[d("a", &a3, &ra3, &sa), d("b", &b3, &rb3, &sb)], t(2)).unwrap_err();
+        assert!(matches!(err, StoreError::AuditGap { expected: 2, found: 3, .. }), "got {err:?}");
+        assert_eq!((snapshot(&store, "a"), snapshot(&store, "b")), before);
     }
 
     #[test]

@@ -273,15 +273,7 @@ impl Store {
     /// superseded intent is returned unchanged: the caller must not send it.
     pub fn mark_intent_sent(&mut self, id: IntentId, at: DateTime<Utc>) -> Result<Intent, StoreError> {
         let tx = self.write_tx("mark an intent sent")?;
-        let intent = get(&tx, id)?.ok_or(StoreError::IntentNotFound { id })?;
-        match intent.status {
-            IntentStatus::Open => {}
-            IntentStatus::Superseded { .. } => return Ok(intent),
-            ref closed => return Err(StoreError::IntentClosed { id, status: closed.as_str() }),
-        }
-        tx.execute("UPDATE intents SET sent_at = ?2, attempts = attempts + 1 WHERE id = ?1", params![id.0, ts(at)])
-            .map_err(sql("mark an intent sent"))?;
-        let intent = get(&tx, id)?.ok_or(StoreError::IntentNotFound { id })?;
+        let intent = mark_sent(&tx, id, at)?;
         tx.commit().map_err(sql("mark an intent sent"))?;
         Ok(intent)
     }
@@ -294,30 +286,86 @@ impl Store {
         outcome: IntentOutcome,
         at: DateTime<Utc>,
     ) -> Result<Intent, StoreError> {
-        let op = "complete an intent";
-        let tx = self.write_tx(op)?;
-        let intent = get(&tx, id)?.ok_or(StoreError::IntentNotFound { id })?;
-        match intent.status {
-            IntentStatus::Open => {}
-            IntentStatus::Superseded { .. } => return Ok(intent),
-            ref closed => return Err(StoreError::IntentClosed { id, status: closed.as_str() }),
-        }
-        match outcome {
-            IntentOutcome::Done { observed_percent } => tx.execute(
-                "UPDATE intents SET status = 'done', observed_percent = ?2, closed_at = ?3 WHERE id = ?1",
-                params![id.0, observed_percent, ts(at)],
-            ),
-            IntentOutcome::Failed { error } => tx.execute(
-                "UPDATE intents SET status = 'failed', error = ?2, closed_at = ?3 WHERE id = ?1",
-                params![id.0, error, ts(at)],
-            ),
-        }
-        .map_err(sql(op))?;
-        chain::append(&tx, chain::Kind::IntentClosed, &chain::row(id.0))?;
-        let intent = get(&tx, id)?.ok_or(StoreError::IntentNotFound { id })?;
-        tx.commit().map_err(sql(op))?;
+        let tx = self.write_tx("complete an intent")?;
+        let intent = complete(&tx, id, outcome, at)?;
+        tx.commit().map_err(sql("complete an intent"))?;
         Ok(intent)
     }
+
+    /// Several [`Store::mark_intent_sent`] and [`Store::complete_intent`] calls in ONE
+    /// transaction, so that many actuations in flight wait for the disk once: each write
+    /// succeeds or is refused on its own (a refused one writes nothing), and every one that
+    /// succeeded is durable when this returns. The outer error (nothing written) is for a
+    /// transaction that could not be committed at all.
+    pub fn write_intents(&mut self, writes: &[IntentWrite]) -> Result<Vec<Result<Intent, StoreError>>, StoreError> {
+        let op = "write intents";
+        let mut tx = self.write_tx(op)?;
+        let mut out = Vec::with_capacity(writes.len());
+        for write in writes {
+            let sp = tx.savepoint().map_err(sql(op))?;
+            let written = match write {
+                IntentWrite::Sent { id, at } => mark_sent(&sp, *id, *at),
+                IntentWrite::Complete { id, outcome, at } => complete(&sp, *id, outcome.clone(), *at),
+            };
+            match written {
+                Ok(_) => sp.commit().map_err(sql(op))?,
+                Err(_) => drop(sp), // rolls back this write only
+            }
+            out.push(written);
+        }
+        tx.commit().map_err(sql(op))?;
+        Ok(out)
+    }
+}
+
+/// One write of [`Store::write_intents`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentWrite {
+    /// [`Store::mark_intent_sent`].
+    Sent { id: IntentId, at: DateTime<Utc> },
+    /// [`Store::complete_intent`].
+    Complete { id: IntentId, outcome: IntentOutcome, at: DateTime<Utc> },
+}
+
+fn mark_sent(conn: &Connection, id: IntentId, at: DateTime<Utc>) -> Result<Intent, StoreError> {
+    let intent = get(conn, id)?.ok_or(StoreError::IntentNotFound { id })?;
+    match intent.status {
+        IntentStatus::Open => {}
+        IntentStatus::Superseded { .. } => return Ok(intent),
+        ref closed => return Err(StoreError::IntentClosed { id, status: closed.as_str() }),
+    }
+    conn.prepare_cached("UPDATE intents SET sent_at = ?2, attempts = attempts + 1 WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![id.0, ts(at)]))
+        .map_err(sql("mark an intent sent"))?;
+    Ok(Intent { sent_at: Some(at), attempts: intent.attempts + 1, ..intent })
+}
+
+fn complete(conn: &Connection, id: IntentId, outcome: IntentOutcome, at: DateTime<Utc>) -> Result<Intent, StoreError> {
+    let op = "complete an intent";
+    let intent = get(conn, id)?.ok_or(StoreError::IntentNotFound { id })?;
+    match intent.status {
+        IntentStatus::Open => {}
+        IntentStatus::Superseded { .. } => return Ok(intent),
+        ref closed => return Err(StoreError::IntentClosed { id, status: closed.as_str() }),
+    }
+    let status = match outcome {
+        IntentOutcome::Done { observed_percent } => {
+            conn.prepare_cached(
+                "UPDATE intents SET status = 'done', observed_percent = ?2, closed_at = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id.0, observed_percent, ts(at)]))
+            .map_err(sql(op))?;
+            IntentStatus::Done { observed_percent }
+        }
+        IntentOutcome::Failed { error } => {
+            conn.prepare_cached("UPDATE intents SET status = 'failed', error = ?2, closed_at = ?3 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id.0, error, ts(at)]))
+                .map_err(sql(op))?;
+            IntentStatus::Failed { error }
+        }
+    };
+    chain::append(conn, chain::Kind::IntentClosed, &chain::row(id.0))?;
+    Ok(Intent { status, closed_at: Some(at), ..intent })
 }
 
 #[cfg(test)]
@@ -419,6 +467,33 @@ mod tests {
             .unwrap();
         assert_eq!(store.intent(v[0].id).unwrap().unwrap().status, IntentStatus::Superseded { by: v[1].id });
         assert_eq!(store.open_intents().unwrap(), vec![v[1].clone()]);
+    }
+
+    #[test]
+    fn intent_writes_in_one_transaction_succeed_or_are_refused_each_on_its_own() {
+        let (_tmp, mut store) = temp_store();
+        let v =
+            store.commit_decision("p", &state("p", 0), &[], &[set("a", "s", 1), set("b", "s", 1)], &[], t(1)).unwrap();
+        let (a, b) = (v[0].id, v[1].id);
+        store.complete_intent(b, IntentOutcome::Done { observed_percent: 1 }, t(2)).unwrap();
+        let out = store
+            .write_intents(&[
+                IntentWrite::Sent { id: a, at: t(3) },
+                IntentWrite::Complete { id: b, outcome: IntentOutcome::Done { observed_percent: 1 }, at: t(3) },
+                IntentWrite::Complete { id: a, outcome: IntentOutcome::Done { observed_percent: 1 }, at: t(4) },
+                IntentWrite::Sent { id: IntentId(404), at: t(4) },
+            ])
+            .unwrap();
+        assert_eq!(out[0].as_ref().unwrap().attempts, 1);
+        assert!(matches!(out[1], Err(StoreError::IntentClosed { status: "done", .. })), "got {:?}", out[1]);
+        assert_eq!(out[2].as_ref().unwrap().status, IntentStatus::Done { observed_percent: 1 });
+        assert!(matches!(out[3], Err(StoreError::IntentNotFound { .. })), "got {:?}", out[3]);
+        // What each returned is what was written, and the refused ones wrote nothing.
+        assert_eq!(store.intent(a).unwrap().as_ref(), out[2].as_ref().ok());
+        assert_eq!(store.intent(a).unwrap().unwrap().sent_at, Some(t(3)));
+        assert_eq!(store.intent(b).unwrap().unwrap().closed_at, Some(t(2)));
+        assert!(store.open_intents().unwrap().is_empty());
+        assert!(store.verify_chain(None).unwrap().is_ok(), "the chain holds");
     }
 
     #[test]

@@ -58,9 +58,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 pub use approval::{ApprovalChange, ApprovalEvent, ApprovalEventKind};
 pub use command::{CommandId, PendingCommand};
+pub use decision::NewDecision;
 pub use error::StoreError;
 pub use event::EventRecord;
-pub use intent::{Intent, IntentId, IntentOutcome, IntentStatus};
+pub use intent::{Intent, IntentId, IntentOutcome, IntentStatus, IntentWrite};
 pub use meridian_core::approval::{FILE_REMOVED_BY, FILE_REMOVED_REASON, revoked_by_file_removal};
 pub use port::SqliteStore;
 pub use reader::{StoreReader, history_event};

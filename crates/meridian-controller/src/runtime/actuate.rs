@@ -1,6 +1,8 @@
-//! Actuating: one worker per target sends its newest open intent, in order, with retries;
+//! Actuating: one worker per target sends the intents it is handed, newest first, in order,
+//! with retries, at most `Settings::max_actuations` sends at a time across all targets;
 //! recovery at start resolves open intents by reading targets back; a reconciler re-dispatches
-//! intents whose worker is gone. Must not decide: it carries out committed intents only.
+//! intents whose worker is gone. Must not decide: it carries out committed intents only, and
+//! is handed them (a burst of thousands does not read every open intent once per send).
 
 use super::*;
 
@@ -9,31 +11,47 @@ impl Controller {
         self.plans.read().ok().and_then(|p| p.get(name).cloned())
     }
 
-    /// Hand an intent to its target's worker, starting one if none runs.
+    /// Hand a committed intent to its target's worker, starting one if none runs. A worker busy
+    /// with an older intent sends this one next; one still waiting is replaced (the newer
+    /// intent superseded it in the store).
     pub(super) fn dispatch(self: &Arc<Self>, intent: Intent) {
+        self.hand_over(intent, true);
+    }
+
+    /// Start a worker for `intent` unless one runs for its target (then `replace` says whether
+    /// the intent waits as its next); the check and the start are one step, so a reconciler
+    /// and the decision loop cannot both start one.
+    fn hand_over(self: &Arc<Self>, intent: Intent, replace: bool) {
         let target =
             Target { plan: intent.plan.clone(), region: intent.region.clone(), service: intent.service.clone() };
-        let start = match self.inflight.lock() {
+        let first = match self.inflight.lock() {
             Ok(mut map) => match map.get_mut(&target) {
-                Some(dirty) => {
-                    *dirty = true;
-                    false
+                Some(next) => {
+                    if replace && next.replace(intent).is_none() {
+                        self.metrics.open_intents.inc();
+                    }
+                    None
                 }
                 None => {
-                    map.insert(target.clone(), false);
-                    true
+                    map.insert(target.clone(), None);
+                    Some(intent)
                 }
             },
-            Err(_) => false,
+            Err(_) => None,
         };
-        if start {
-            let me = self.clone();
-            let work_target = target.clone();
-            let problem = format!("actuation worker for {}/{}/{}", target.plan, target.region, target.service);
-            let clear = problem.clone();
-            // A worker that panics must not leave its target "in flight" forever: it is let go,
-            // so the reconciler dispatches its open intent again.
-            self.spawn_watched("actuation worker", problem, async move { me.actuation_worker(work_target).await }, {
+        let Some(first) = first else { return };
+        self.metrics.open_intents.inc();
+        let me = self.clone();
+        let work_target = target.clone();
+        let problem = format!("actuation worker for {}/{}/{}", target.plan, target.region, target.service);
+        let clear = problem.clone();
+        // A worker that panics must not leave its target "in flight" forever: it is let go,
+        // so the reconciler dispatches its open intent again.
+        self.spawn_watched(
+            "actuation worker",
+            problem,
+            async move { me.actuation_worker(work_target, first).await },
+            {
                 move |me, panicked| {
                     if panicked {
                         if let Ok(mut map) = me.inflight.lock() {
@@ -43,54 +61,35 @@ impl Controller {
                         me.problems.clear(&clear);
                     }
                 }
-            });
-        }
-        self.metrics.open_intents.inc();
+            },
+        );
     }
 
-    /// Send the newest open intent of `target` until none is left; in order, one at a time.
-    pub(super) async fn actuation_worker(self: Arc<Self>, target: Target) {
+    /// Send `intent`, then each newer one handed over meanwhile, until none is left; in order,
+    /// one at a time, each attempt holding one of the `max_actuations` slots.
+    pub(super) async fn actuation_worker(self: Arc<Self>, target: Target, intent: Intent) {
         let mut delay = self.settings.intent_retry;
+        let mut current = intent;
         loop {
-            let store = self.store();
-            let t = target.clone();
-            let open = blocking(move || store.open_intents()).await;
-            let newest = match open {
-                Ok(list) => list
-                    .into_iter()
-                    .filter(|i| i.plan == t.plan && i.region == t.region && i.service == t.service)
-                    .max_by_key(|i| i.id),
-                Err(e) => {
-                    log(Level::Error, "store", &format!("cannot read open intents: {e}"));
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
+            let retry = match self.actuation_slots.clone().acquire_owned().await {
+                Ok(_slot) => matches!(self.send_intent(&current).await, Err(true)),
+                Err(_) => return, // closed only when the controller is dropped
             };
-            let Some(intent) = newest else {
-                let done = match self.inflight.lock() {
-                    Ok(mut map) => {
-                        if map.get(&target).copied().unwrap_or(false) {
-                            map.insert(target.clone(), false);
-                            false
-                        } else {
-                            map.remove(&target);
-                            true
-                        }
-                    }
-                    Err(_) => true,
-                };
-                if done {
+            if retry {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            } else {
+                delay = self.settings.intent_retry;
+            }
+            // A newer intent handed over meanwhile goes next (it superseded this one).
+            let Ok(mut map) = self.inflight.lock() else { return };
+            match map.get_mut(&target).and_then(Option::take) {
+                Some(next) => current = next,
+                None if retry => {}
+                None => {
+                    map.remove(&target);
                     return;
                 }
-                continue;
-            };
-            match self.send_intent(&intent).await {
-                Ok(()) => delay = self.settings.intent_retry,
-                Err(retryable) if retryable => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(60));
-                }
-                Err(_) => {}
             }
         }
     }
@@ -114,9 +113,16 @@ impl Controller {
             Target { plan: intent.plan.clone(), region: intent.region.clone(), service: intent.service.clone() };
         let store = self.store();
         let (id, now) = (intent.id, self.now());
-        if let Err(e) = blocking(move || store.mark_sent(id, now)).await {
+        match blocking(move || store.mark_sending(id, now)).await {
+            Ok(true) => {}
+            // Superseded or closed since it was handed over (a reconciler's stale read): the
+            // newer intent, or none, is what the target must get.
+            Ok(false) => {
+                self.metrics.open_intents.dec();
+                return Err(false);
+            }
             // Sending anyway is safe (the key makes it idempotent); the record says open.
-            self.store_write_failed("mark_intent_sent", &e);
+            Err(e) => self.store_write_failed("mark_intent_sent", &e),
         }
         let started = std::time::Instant::now();
         let result = self.adapters.actuator.set_traffic(&plan, &target, intent.percent, &intent.idempotency_key).await;
@@ -207,7 +213,8 @@ impl Controller {
     }
 
     /// Re-dispatch open intents whose worker is not running (e.g. after a retryable failure
-    /// of the read-back at startup).
+    /// of the read-back at startup). Its read may be stale by the time it hands an intent
+    /// over: the worker sends nothing the store no longer holds open (`mark_sending`).
     pub(super) async fn intent_reconciler(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.intent_retry.max(Duration::from_millis(200)) * 5);
         loop {
@@ -216,15 +223,7 @@ impl Controller {
             let Ok(open) = blocking(move || store.open_intents()).await else { continue };
             self.metrics.open_intents.set(open.len() as i64);
             for intent in open {
-                let target = Target {
-                    plan: intent.plan.clone(),
-                    region: intent.region.clone(),
-                    service: intent.service.clone(),
-                };
-                let running = self.inflight.lock().map(|m| m.contains_key(&target)).unwrap_or(true);
-                if !running {
-                    self.dispatch(intent);
-                }
+                self.hand_over(intent, false);
             }
         }
     }

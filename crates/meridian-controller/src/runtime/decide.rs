@@ -1,15 +1,27 @@
 //! Deciding: the decision loop, the only writer of plan state. It absorbs events, runs the
-//! engine for each plan, commits each decision (state, audit, intents) before anything acts
-//! on it, publishes the snapshot and hands intents to the actuation workers. Must not talk to
-//! targets or health sources.
+//! engine for each due plan, commits the pass's decisions together (state, audit, intents;
+//! one transaction) before anything acts on them, publishes the snapshot and hands the new
+//! intents to the actuation workers. Must not talk to targets or health sources.
 
 use std::sync::atomic::Ordering;
 
+use meridian_core::UnitRef;
 use meridian_core::dependency::PlanProgress;
+use meridian_core::ports::store::{PlanDecision, QueuedCommand};
 use meridian_core::watch::reading_counts;
 
 use super::*;
 use meridian_core::diagnostics::Severity;
+
+/// One plan's decision, decided in a pass and waiting for the pass's commit.
+pub(super) struct Decided {
+    commit: PlanDecision,
+    /// When it was decided.
+    at: DateTime<Utc>,
+}
+
+/// The decision loop must stop: too many decisions in a row failed to commit.
+struct Stop;
 
 /// The validator's codes for an approval refused for its signature.
 fn is_signature_code(code: &str) -> bool {
@@ -75,15 +87,37 @@ impl Controller {
             let mut progress = linked.then(|| PlanProgress::of(state.plans.values().map(|run| &*run.state)));
             let mut rounds = state.plans.len() + 1;
             loop {
+                let mut pass = Vec::new();
+                // What each plan's decision reads from the store, for the whole pass at once: one
+                // turn at the database, not one per plan behind the actuations' group commits.
+                let store = self.store();
+                let wanted: Vec<String> = names.iter().cloned().collect();
+                let mut reads = blocking(move || {
+                    wanted
+                        .into_iter()
+                        .map(|plan| {
+                            let read = store
+                                .pending_commands(&plan)
+                                .and_then(|commands| Ok((commands, store.unconfirmed(&plan)?)));
+                            (plan, read)
+                        })
+                        .collect::<HashMap<_, _>>()
+                })
+                .await;
                 for name in names {
-                    match self.decide_plan(&mut state, &name, &approvals).await {
-                        Ok(c) => changed |= c,
+                    let read = reads.remove(&name).unwrap_or_else(|| Ok((Vec::new(), Vec::new())));
+                    match read.and_then(|read| self.decide_plan(&mut state, &name, &approvals, read)) {
+                        Ok(decided) => pass.extend(decided),
                         Err(e) => {
                             if self.decision_failed(&mut state, vec![name].into_iter().collect(), &e).await {
                                 return;
                             }
                         }
                     }
+                }
+                match self.commit_pass(&mut state, pass).await {
+                    Ok(c) => changed |= c,
+                    Err(Stop) => return,
                 }
                 rounds -= 1;
                 let Some(before) = progress.take() else { break };
@@ -212,40 +246,34 @@ impl Controller {
         self.publish(state, Some(rejected)).await;
     }
 
-    /// Decide one plan, commit the decision and start its actuations; `true` when the state
-    /// changed (the caller publishes once per pass).
-    pub(super) async fn decide_plan(
+    /// Decide one plan from what the pass read for it (its pending commands and unconfirmed
+    /// units): its decision when anything changed, for the pass to commit (the caller
+    /// publishes once per pass).
+    pub(super) fn decide_plan(
         self: &Arc<Self>,
         state: &mut LoopState,
         name: &str,
         approvals: &[ApprovalRecord],
-    ) -> Result<bool, StoreFailure> {
-        // Observed when this returns, committed or not: decide and commit together.
+        (commands, unconfirmed): (Vec<QueuedCommand>, Vec<UnitRef>),
+    ) -> Result<Option<Decided>, StoreFailure> {
+        // The engine; the pass's reads and its commit are shared, so not in here.
         let _timer = self.metrics.decision_duration.with_label_values(&[] as &[&str]).start_timer();
-        let store = self.store();
-        let plan_name = name.to_string();
-        let (commands, unconfirmed) = blocking(move || {
-            let commands = store.pending_commands(&plan_name)?;
-            let unconfirmed = store.unconfirmed(&plan_name)?;
-            Ok::<_, StoreFailure>((commands, unconfirmed))
-        })
-        .await?;
         let now = self.now();
         // Where the other plans stand, for this one's `dependsOn` (the rule is the engine's).
         let other_plans = state.plans.get(name).filter(|run| run.plan.has_dependencies()).map(|_| {
             PlanProgress::of(state.plans.iter().filter(|(other, _)| *other != name).map(|(_, run)| &*run.state))
         });
-        let Some(run) = state.plans.get_mut(name) else { return Ok(false) };
+        let Some(run) = state.plans.get_mut(name) else { return Ok(None) };
         let samples = state.samples.remove(name).unwrap_or_default();
         let confirmations = state.confirmations.remove(name).unwrap_or_default();
-        let inflight: Vec<Target> = self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default();
         let readings: Vec<TrafficReading> = state
             .readings
             .remove(name)
             .unwrap_or_default()
             .into_iter()
             .filter(|(r, read_at)| {
-                let busy = inflight.iter().any(|t| t.plan == name && t.region == r.region && t.service == r.service);
+                let target = Target { plan: name.to_string(), region: r.region.clone(), service: r.service.clone() };
+                let busy = self.inflight.lock().map(|m| m.contains_key(&target)).unwrap_or(true);
                 run.state.unit(&r.region, &r.service).is_some_and(|u| reading_counts(u, *read_at, busy))
             })
             .map(|(r, _)| r)
@@ -265,37 +293,87 @@ impl Controller {
         let changed = decision.state != *run.state || !decision.audit.is_empty() || !commands.is_empty();
         run.wake_at = decision.wake_at;
         if !changed {
+            return Ok(None);
+        }
+        let commit = PlanDecision {
+            plan: name.to_string(),
+            state: decision.state,
+            audit: decision.audit,
+            actions: decision.actions,
+            applied_commands: commands.iter().map(|c| c.id).collect(),
+        };
+        Ok(Some(Decided { commit, at: now }))
+    }
+
+    /// Commit a pass's decisions together (one transaction, one wait for the disk), then, and
+    /// only then, take each committed one as the plan's state and hand its intents to the
+    /// actuation workers; `true` when any state changed. A decision the store refused is
+    /// retried from what the store holds (`decision_failed`); `Err(Stop)` once too many failed.
+    async fn commit_pass(self: &Arc<Self>, state: &mut LoopState, pass: Vec<Decided>) -> Result<bool, Stop> {
+        if pass.is_empty() {
             return Ok(false);
         }
         let store = self.store();
-        let (plan_name, new_state, audit, actions) =
-            (name.to_string(), decision.state.clone(), decision.audit.clone(), decision.actions.clone());
-        let command_ids: Vec<i64> = commands.iter().map(|c| c.id).collect();
         let at = self.now();
-        let intents =
-            blocking(move || store.commit(&plan_name, &new_state, &audit, &actions, &command_ids, at)).await?;
+        let (commits, times): (Vec<PlanDecision>, Vec<DateTime<Utc>>) =
+            pass.into_iter().map(|d| (d.commit, d.at)).unzip();
+        let (commits, mut results) = blocking(move || {
+            let results = store.commit_all(&commits, at);
+            (commits, results)
+        })
+        .await;
+        if results.len() != commits.len() {
+            let message = format!("the store answered {} of {} decisions", results.len(), commits.len());
+            results = commits.iter().map(|_| Err(StoreFailure { message: message.clone() })).collect();
+        }
+        let mut changed = false;
+        for ((commit, now), result) in commits.into_iter().zip(times).zip(results) {
+            match result {
+                Ok(intents) => {
+                    self.committed(state, commit, now, intents);
+                    changed = true;
+                }
+                Err(e) => {
+                    if self.decision_failed(state, std::iter::once(commit.plan).collect(), &e).await {
+                        return Err(Stop);
+                    }
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// A decision on disk: it becomes the plan's state, its audit records are announced, and
+    /// its intents go to the actuation workers.
+    fn committed(
+        self: &Arc<Self>,
+        state: &mut LoopState,
+        commit: PlanDecision,
+        now: DateTime<Utc>,
+        intents: Vec<Intent>,
+    ) {
         self.failed_commits.store(0, Ordering::SeqCst);
         self.problems.clear(key::STORE);
-        if !decision.audit.is_empty() {
+        let Some(run) = state.plans.get_mut(&commit.plan) else { return };
+        if !commit.audit.is_empty() {
             let notices =
-                meridian_core::notify::decision_notices(&run.plan, &run.state, &decision.state, &decision.audit, now);
+                meridian_core::notify::decision_notices(&run.plan, &run.state, &commit.state, &commit.audit, now);
             if !notices.is_empty() {
                 self.adapters.notifier.notify(notices);
             }
         }
-        run.state = Arc::new(decision.state);
+        run.state = Arc::new(commit.state);
         run.updated_at = now;
-        self.metrics.observe_audit(&decision.audit);
-        for record in &decision.audit {
+        self.metrics.observe_audit(&commit.audit);
+        for record in &commit.audit {
             crate::log::transition(record);
         }
-        for record in &decision.audit {
-            let _ = self.audit_tx.send(record.clone());
+        for record in commit.audit {
+            let _ = self.audit_tx.send(record);
         }
         for intent in intents {
             self.dispatch(intent);
         }
-        Ok(true)
     }
 
     pub(super) async fn publish(&self, state: &LoopState, rejected: Option<RejectedEdit>) {

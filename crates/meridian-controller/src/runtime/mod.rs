@@ -2,10 +2,11 @@
 //! store (files and SQLite standalone; Kubernetes resources next).
 //!
 //! ```text
-//!  configure (ConfigSource) ─┐                              ┌─> StateStore::commit (state, audit, intents)
+//!  configure (ConfigSource) ─┐                              ┌─> StateStore::commit_all (a pass's state, audit, intents)
 //!  observe: health, reads ───┤                              ├─> snapshot + audit feed + metrics
 //!  control (API requests) ───┼─> events ─> decide: engine ──┤
 //!                            │     (and timers at wake_at)  └─> actuate: one worker per target ─> Actuator
+//!                            │                                  (at most max_actuations sending at once)
 //! ```
 //!
 //! One job per module: `configure` (apply, reject and watch configuration), `decide` (the
@@ -135,6 +136,10 @@ pub struct Settings {
     /// Export per-unit series on `/metrics` (a million of them at 150,000 units); off by
     /// default, the aggregates are always there.
     pub unit_metrics: bool,
+    /// Actuations sent at the same time at most, across all targets (each target's own are
+    /// always one at a time, in order): a burst of thousands of first steps is sent, and its
+    /// intents closed, in group commits of up to this many.
+    pub max_actuations: usize,
     /// Decisions in a row that may fail to commit (each retried after a second) before the
     /// decision loop gives up and the process exits for its supervisor: a controller that
     /// cannot record what it decides must not go on running.
@@ -152,6 +157,7 @@ impl Settings {
             intent_retry: Duration::from_secs(1),
             config_poll: Duration::from_secs(2),
             unit_metrics: false,
+            max_actuations: 32,
             max_failed_commits: 10,
             expiry_warning: Duration::from_secs(24 * 3600),
         }
@@ -207,8 +213,11 @@ pub struct Controller {
     failed_commits: std::sync::atomic::AtomicU32,
     /// Plans with a health evaluation running: at most one at a time each.
     health_inflight: Mutex<std::collections::HashSet<String>>,
-    /// Targets with an actuation worker running; `true` = new intents arrived meanwhile.
-    inflight: Mutex<HashMap<Target, bool>>,
+    /// Targets with an actuation worker running, each with the newer intent handed over
+    /// while it was busy (sent next), if any.
+    inflight: Mutex<HashMap<Target, Option<Intent>>>,
+    /// One per actuation in flight, `Settings::max_actuations` in all.
+    actuation_slots: Arc<tokio::sync::Semaphore>,
     plans: RwLock<BTreeMap<String, Arc<Plan>>>,
     /// Ticks at every publication of the snapshot: what waits for the state to change (the
     /// health poller with nothing under watch) sleeps on it instead of polling.
@@ -295,6 +304,7 @@ pub async fn start_loaded(
         health_inflight: Mutex::new(std::collections::HashSet::new()),
         reported_faults: Mutex::new(std::collections::HashSet::new()),
         inflight: Mutex::new(HashMap::new()),
+        actuation_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_actuations.max(1))),
         plans: RwLock::new(BTreeMap::new()),
         published: tokio::sync::watch::Sender::new(()),
         grants: Arc::new(Mutex::new(())),

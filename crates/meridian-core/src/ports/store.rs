@@ -7,7 +7,8 @@
 //! records, the applied commands and one intent per traffic change in ONE transaction; an
 //! intent is completed only after the target confirmed it. A crash therefore leaves either
 //! the old decision (nothing to repair) or the new one with open intents, which startup
-//! resolves by reading each target back.
+//! resolves by reading each target back. `commit_all` keeps that contract for a whole pass of
+//! decisions: a store that can writes them in one transaction, with one wait for the disk.
 
 use chrono::{DateTime, Utc};
 
@@ -67,6 +68,17 @@ pub struct StoredEvent {
     pub event: ControllerEvent,
 }
 
+/// One plan's decision as the store commits it (`StateStore::commit_all`): what `commit`
+/// takes, owned, so that a pass can hand its decisions to a blocking pool and get them back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanDecision {
+    pub plan: String,
+    pub state: PlanState,
+    pub audit: Vec<AuditRecord>,
+    pub actions: Vec<Action>,
+    pub applied_commands: Vec<i64>,
+}
+
 /// A store failure; the loop retries and reports itself unready meanwhile.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -102,10 +114,25 @@ pub trait StateStore: Send + Sync + 'static {
         applied_commands: &[i64],
         at: DateTime<Utc>,
     ) -> StoreResult<Vec<Intent>>;
+    /// Commit a pass's decisions, each as `commit` would, as of `at`: one result per decision,
+    /// in order. A store that can (the database) writes them in one transaction, so a burst of
+    /// decisions waits for the disk once; a decision it refuses must not hold back the others.
+    /// The default commits them one after another.
+    fn commit_all(&self, decisions: &[PlanDecision], at: DateTime<Utc>) -> Vec<StoreResult<Vec<Intent>>> {
+        decisions
+            .iter()
+            .map(|d| self.commit(&d.plan, &d.state, &d.audit, &d.actions, &d.applied_commands, at))
+            .collect()
+    }
     fn open_intents(&self) -> StoreResult<Vec<Intent>>;
     /// Units of `plan` whose newest intent is not done (open, or failed for good).
     fn unconfirmed(&self, plan: &str) -> StoreResult<Vec<UnitRef>>;
     fn mark_sent(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()>;
+    /// `mark_sent`, saying whether the intent is still open: `false` (superseded by a newer
+    /// one, or closed meanwhile) means it must not be sent. The default assumes it is.
+    fn mark_sending(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
+        self.mark_sent(id, at).map(|()| true)
+    }
     fn complete(&self, id: i64, outcome: IntentOutcome, at: DateTime<Utc>) -> StoreResult<()>;
 
     fn enqueue_command(&self, plan: &str, command: &Command) -> StoreResult<i64>;

@@ -540,6 +540,13 @@ impl StateStore for KubeStore {
         self.settle(id, IntentStatus::Sent)
     }
 
+    /// Whether the intent is still open after the mark, in the record as this writer holds it.
+    fn mark_sending(&self, id: i64, at: DateTime<Utc>) -> StoreResult<bool> {
+        self.mark_sent(id, at)?;
+        let Some(plan) = lock(&self.intents).get(&id).cloned() else { return Ok(true) };
+        Ok(self.record_of(&plan)?.intents.iter().any(|i| record::intent_id(&i.key) == id && i.is_open()))
+    }
+
     fn complete(&self, id: i64, outcome: IntentOutcome, _at: DateTime<Utc>) -> StoreResult<()> {
         self.settle(id, record::outcome_status(outcome))
     }

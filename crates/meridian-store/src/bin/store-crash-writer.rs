@@ -4,6 +4,12 @@
 //! must on restart, then commits decisions for plan `crash` in a loop (state, audit
 //! records, intents, applied commands), printing `committed <seq>` after each, until killed.
 //!
+//! `store-crash-writer write-many DIR`: the same for 50 plans at once, as the controller's
+//! decision loop does a pass: every plan's next decision in ONE group commit
+//! (`commit_decisions`), printing `committed <round>` once it returned; then each new intent
+//! is "actuated" (printed as `sent <intent id>` just before, only after the commit), and the
+//! sent and closed marks of all of them are written in shared transactions (`write_intents`).
+//!
 //! `store-crash-writer hold DIR`: opens the store, prints `opened <pid>`, and holds it until
 //! stdin closes.
 //!
@@ -23,17 +29,19 @@ use std::process::ExitCode;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use meridian_core::state::{PauseSet, UnitState};
 use meridian_core::{Action, AuditEvent, AuditRecord, Cause, Command, CommandKind, PlanState, UnitPhase};
-use meridian_store::{IntentOutcome, Store, StoreError};
+use meridian_store::{CommandId, IntentOutcome, IntentWrite, NewDecision, Store, StoreError};
 
 const PLAN: &str = "crash";
+/// Plans of `write-many`: `many-00` to `many-49`.
+const MANY: usize = 50;
 const UNITS: [(&str, &str); 2] = [("eu", "web"), ("us", "web")];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mode, dir) = match args.as_slice() {
-        [mode, dir] if mode == "write" || mode == "hold" => (mode.as_str(), dir.as_str()),
+        [mode, dir] if ["write", "write-many", "hold"].contains(&mode.as_str()) => (mode.as_str(), dir.as_str()),
         _ => {
-            eprintln!("usage: store-crash-writer write|hold DIR");
+            eprintln!("usage: store-crash-writer write|write-many|hold DIR");
             return ExitCode::from(2);
         }
     };
@@ -50,6 +58,7 @@ fn main() -> ExitCode {
     };
     let result = match mode {
         "hold" => hold(),
+        "write-many" => write_many_forever(store),
         _ => write_forever(store),
     };
     match result {
@@ -80,8 +89,12 @@ fn at(n: u64) -> DateTime<Utc> {
 }
 
 fn initial_state() -> PlanState {
+    initial_state_of(PLAN)
+}
+
+fn initial_state_of(plan: &str) -> PlanState {
     PlanState {
-        plan: PLAN.into(),
+        plan: plan.into(),
         units: UNITS
             .iter()
             .map(|(region, service)| UnitState {
@@ -188,4 +201,117 @@ fn write_forever(mut store: Store) -> Result<(), Box<dyn Error>> {
         }
         say(&format!("committed {}", state.audit_seq))?;
     }
+}
+
+/// A plan's new state, its records, its one traffic change and the commands it applied.
+type NextDecision = (PlanState, Vec<AuditRecord>, Action, Vec<CommandId>);
+
+/// One plan's next decision in `write-many`: a traffic change on one of its units, and a record
+/// for each pending command (applied).
+fn next_decision(store: &Store, plan: &str) -> Result<NextDecision, Box<dyn Error>> {
+    let mut state = store.load_state(plan)?.unwrap_or_else(|| initial_state_of(plan));
+    let n = state.audit_seq;
+    let now = at(n + 1);
+    let pending = store.pending_commands(plan)?;
+    let mut audit = Vec::new();
+    for p in &pending {
+        state.audit_seq += 1;
+        let by = format!("writer#{}", p.id);
+        audit.push(AuditRecord {
+            seq: state.audit_seq,
+            at: now,
+            plan: plan.into(),
+            wave: None,
+            region: None,
+            service: None,
+            event: AuditEvent::Command { command: p.command.kind, by: by.clone() },
+            cause: Cause::Command { command: p.command.kind, by },
+        });
+    }
+    let u = (n % 2) as usize;
+    let from = state.units[u].percent;
+    let to = ((n * 7 + 3) % 101) as u32;
+    state.units[u].percent = to;
+    state.units[u].phase = UnitPhase::Progressing;
+    state.audit_seq += 1;
+    audit.push(AuditRecord {
+        seq: state.audit_seq,
+        at: now,
+        plan: plan.into(),
+        wave: None,
+        region: None,
+        service: None,
+        event: AuditEvent::Unit {
+            from: UnitPhase::Progressing,
+            to: UnitPhase::Progressing,
+            step: None,
+            from_percent: from,
+            to_percent: to,
+        },
+        cause: Cause::Advanced {
+            approvals: Vec::new(),
+            promoted: false,
+            flags: Vec::new(),
+            health: Vec::new(),
+            full: None,
+        },
+    });
+    let action = Action::SetTraffic { region: UNITS[u].0.into(), service: UNITS[u].1.into(), percent: to, from };
+    Ok((state, audit, action, pending.iter().map(|p| p.id).collect()))
+}
+
+fn write_many_forever(mut store: Store) -> Result<(), Box<dyn Error>> {
+    let plans: Vec<String> = (0..MANY).map(|i| format!("many-{i:02}")).collect();
+    // The restart rule, as in `write`: every open intent read back (applied) and closed.
+    let open: Vec<IntentWrite> = store
+        .open_intents()?
+        .into_iter()
+        .map(|i| IntentWrite::Complete {
+            id: i.id,
+            outcome: IntentOutcome::Done { observed_percent: i.percent },
+            at: at(0),
+        })
+        .collect();
+    for written in store.write_intents(&open)? {
+        written?;
+    }
+    say(&format!("opened {}", std::process::id()))?;
+    for round in 1.. {
+        let decided = plans.iter().map(|p| next_decision(&store, p)).collect::<Result<Vec<_>, _>>()?;
+        let now = at(round);
+        let batch: Vec<NewDecision<'_>> = plans
+            .iter()
+            .zip(&decided)
+            .map(|(plan, (state, audit, action, applied))| NewDecision {
+                plan,
+                state,
+                audit,
+                actions: std::slice::from_ref(action),
+                applied_commands: applied,
+            })
+            .collect();
+        let intents: Vec<_> = store.commit_decisions(&batch, now)?.into_iter().flatten().collect();
+        say(&format!("committed {round}"))?;
+        // Actuate only what is on disk: announce each send, then mark them all sent together,
+        // and close most (a kill leaves the rest open, or merely sent).
+        let mut writes = Vec::new();
+        for (k, intent) in intents.iter().enumerate() {
+            say(&format!("sent {}", intent.id))?;
+            writes.push(IntentWrite::Sent { id: intent.id, at: now });
+            if !(round + k as u64).is_multiple_of(3) {
+                let outcome = IntentOutcome::Done { observed_percent: intent.percent };
+                writes.push(IntentWrite::Complete { id: intent.id, outcome, at: now });
+            }
+        }
+        for written in store.write_intents(&writes)? {
+            written?;
+        }
+        // Commands arrive between passes, so a kill can leave some pending.
+        if round % 3 == 0 {
+            let kind = if round % 2 == 0 { CommandKind::Pause } else { CommandKind::Resume };
+            let plan = &plans[(round as usize / 3) % MANY];
+            store.enqueue_command(plan, &Command::plan_wide(kind, "writer", now))?;
+        }
+    }
+    Ok(())
 }

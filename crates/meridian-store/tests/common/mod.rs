@@ -82,6 +82,17 @@ impl Writer {
         self.child.wait().expect("reap store-crash-writer")
     }
 
+    /// SIGKILL and reap, then every line it printed before it died that was not read yet.
+    pub fn kill_and_drain(mut self, deadline: Instant) -> (ExitStatus, Vec<String>) {
+        self.child.kill().expect("kill store-crash-writer");
+        let status = self.child.wait().expect("reap store-crash-writer");
+        let mut rest = Vec::new();
+        while let Some(line) = self.next_line(deadline) {
+            rest.push(line);
+        }
+        (status, rest)
+    }
+
     /// Wait for the child to exit on its own: its stdout closing is the signal, bounded.
     pub fn wait_exit(mut self, deadline: Instant) -> (ExitStatus, String) {
         drop(self.stdin.take());
