@@ -109,6 +109,7 @@ fn initial_state() -> PlanState {
         audit_seq: 0,
         freezes: Vec::new(),
         full_promotions: Vec::new(),
+        departing: Vec::new(),
     }
 }
 
