@@ -39,9 +39,17 @@ impl Controller {
             loaded.insert(plan.name.clone(), stored.unwrap_or_else(|| PlanState::new(plan)));
         }
         let mut plans = BTreeMap::new();
+        let mut edits = Vec::new();
         for plan in &config.plans {
             let plan_state = match state.plans.remove(&plan.name) {
-                Some(run) => run.state,
+                Some(run) => {
+                    // The engine applies the edit at its next decision (`meridian_core::edit`);
+                    // what it will change is said now, in the log and the API's config status.
+                    if *run.plan != **plan {
+                        edits.push(meridian_core::edit::summarize(&run.plan, plan, &run.state));
+                    }
+                    run.state
+                }
                 None => loaded.remove(&plan.name).unwrap_or_else(|| PlanState::new(plan)),
             };
             plans.insert(
@@ -61,6 +69,15 @@ impl Controller {
             "config",
             &format!("configuration generation {} applied: plans {}", config.generation, names.join(", ")),
         );
+        for edit in &edits {
+            log(Level::Info, "edit", &format!("plan {} edited: {}", edit.plan, edit.counts()));
+            for line in edit.lines() {
+                log(Level::Info, "edit", &format!("plan {}: {line}", edit.plan));
+            }
+        }
+        if !edits.is_empty() {
+            state.last_edit = Some(AppliedEdit { at: now, generation: config.generation, plans: edits });
+        }
         state.config = Some(config);
         Ok(())
     }
