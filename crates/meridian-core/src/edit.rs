@@ -225,7 +225,8 @@ pub fn realign(state: &mut PlanState, plan: &Plan) -> EditSummary {
                 && placed != step
             {
                 unit.step = Some(placed);
-                if unit.percent > 0 {
+                // An enabled unit is done: its step is bookkeeping, not worth a word.
+                if unit.percent > 0 && unit.phase != UnitPhase::Enabled {
                     let next = steps.iter().find(|&&p| p > unit.percent);
                     let next = next.map_or("none".to_string(), |p| format!("{p} %"));
                     let reason = format!(
