@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use meridian_controller::store::StateStore;
 use meridian_core::engine::{Observations, decide};
 use meridian_core::validate::load;
@@ -47,9 +47,9 @@ fn golden(name: &str, actual: &str) {
     assert_eq!(actual, expected, "{name} differs from the golden file");
 }
 
-/// A state dir holding the old plan's rollout decided minute by minute until `reached`,
-/// made by the engine.
-fn state_dir(reached: impl Fn(&PlanState) -> bool) -> tempfile::TempDir {
+/// The old plan's rollout decided by the engine minute by minute until `reached`: the state
+/// and its audit records, and when.
+fn rollout(reached: impl Fn(&PlanState) -> bool) -> (PlanState, Vec<meridian_core::AuditRecord>, DateTime<Utc>) {
     let text = std::fs::read_to_string(fixtures().join("old/restore.yaml")).unwrap();
     let bundle = load(&[("restore.yaml".into(), text)], None);
     assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
@@ -64,6 +64,12 @@ fn state_dir(reached: impl Fn(&PlanState) -> bool) -> tempfile::TempDir {
         now += TimeDelta::minutes(1);
         assert!(now < Utc.with_ymd_and_hms(2026, 6, 2, 0, 0, 0).unwrap(), "never reached");
     }
+    (state, audit, now)
+}
+
+/// A real SQLite state dir holding `rollout(reached)`.
+fn state_dir(reached: impl Fn(&PlanState) -> bool) -> tempfile::TempDir {
+    let (state, audit, now) = rollout(reached);
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     store.commit("restore", &state, &audit, &[], &[], now).unwrap();
@@ -110,4 +116,41 @@ fn usage_errors_exit_3_and_name_what_is_wrong() {
     let (code, _, err) = diff(&["--state-dir", "/nonexistent/meridian-state"]);
     assert_eq!(code, 3);
     assert!(err.starts_with("meridian diff: cannot read the state dir /nonexistent/meridian-state"), "{err}");
+}
+
+const VIEWER: &str = "viewer-token-0000000001";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_a_live_server() {
+    // The real API router on 127.0.0.1, its plan at the same point as the state dir above.
+    let yaml = std::fs::read_to_string(fixtures().join("old/restore.yaml")).unwrap();
+    let control = meridian_api::fake::FakeControl::from_yaml(&yaml);
+    let (state, _, _) = rollout(|s| s.unit("eu", "store").is_some_and(|u| u.percent > 0));
+    control.update("restore", |s| *s = state);
+    let auth = meridian_api::Auth::from_yaml(
+        "tokens.yaml",
+        &format!("tokens:\n- {{name: vic, token: {VIEWER}, role: viewer}}\n"),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let app = meridian_api::router(control, auth, meridian_api::Limits::default());
+    tokio::spawn(meridian_api::serve(listener, app, None, std::future::pending()));
+
+    let url = base.clone();
+    let run = move || diff(&["--server", url.as_str(), "--token", VIEWER, "--plan", "restore"]);
+    let (code, out, err) = tokio::task::spawn_blocking(run).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    golden("server.txt", &out.replace(&base, "SERVER"));
+
+    // Without a token the server refuses (1), and a server nobody answers on is a usage error (3).
+    let url = base.clone();
+    let run = move || diff(&["--server", url.as_str(), "--plan", "restore"]);
+    let (code, _, err) = tokio::task::spawn_blocking(run).await.unwrap();
+    assert_eq!(code, 1, "{err}");
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, _, err) = tokio::task::spawn_blocking(move || diff(&["--server", url.as_str()])).await.unwrap();
+    assert_eq!(code, 3, "{err}");
 }

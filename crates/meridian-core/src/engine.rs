@@ -137,6 +137,14 @@
 //!   Like windows, a freeze does not keep a unit whose last step has baked from becoming
 //!   enabled, and never holds back what lowers traffic: failures, aborts and lost approvals
 //!   act during a freeze. A run-time freeze ends when lifted (`unfreeze`) or at its `until`.
+//! - **Edits.** A state made under another version of the plan is re-aligned first, by
+//!   `crate::edit::realign` (traffic kept; a unit placed at the highest step at or below its
+//!   traffic, its next step the first above it; a complete wave that gains units re-opens),
+//!   and each change is audited (`Cause::PlanEdited`). Units that left the plan with traffic
+//!   (`PlanState::departing`) are set to 0 % at the start of the decision (rolled back,
+//!   audited, a `SetTraffic` action) and dropped once no actuation of theirs is unconfirmed.
+//!   A required flag with no approval on record at all takes a unit's traffic to 0 % under
+//!   either `onApprovalRevoked`: there is no grant to hold.
 //! - **Drift.** A read-back that differs from the traffic the state held before this
 //!   decision, for a unit this decision did not move, is audited and re-applied.
 //! - **`wake_at`** is the earliest moment at which time alone could change a decision: a
