@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet};
+use meridian_core::command::{Command, CommandKind};
 use meridian_core::edit::{EditSummary, UnitChange, WaveChange, summarize};
 use meridian_core::engine::{Action, Decision, Observations, decide};
 use meridian_core::health::{HealthSample, HealthVerdict};
@@ -58,12 +59,25 @@ struct Run {
     approvals: Vec<ApprovalRecord>,
     audit: Vec<AuditRecord>,
     last: Option<Decision>,
+    /// Regions the fleet reports unhealthy.
+    unhealthy: Vec<String>,
+    /// Commands for the next decision.
+    commands: Vec<Command>,
 }
 
 impl Run {
     fn new(plan: Plan) -> Self {
         let state = PlanState::new(&plan);
-        Run { plan, state, now: t0(), approvals: Vec::new(), audit: Vec::new(), last: None }
+        Run {
+            plan,
+            state,
+            now: t0(),
+            approvals: Vec::new(),
+            audit: Vec::new(),
+            last: None,
+            unhealthy: Vec::new(),
+            commands: Vec::new(),
+        }
     }
 
     fn tick(&mut self) -> &Decision {
@@ -76,7 +90,11 @@ impl Run {
                     region: u.region.clone(),
                     service: u.service.clone(),
                     check: c.name.clone(),
-                    verdict: HealthVerdict::Healthy,
+                    verdict: if self.unhealthy.contains(&u.region) {
+                        HealthVerdict::Unhealthy
+                    } else {
+                        HealthVerdict::Healthy
+                    },
                     value: Some(0.0),
                     detail: None,
                     at: self.now,
@@ -84,7 +102,13 @@ impl Run {
                 })
             })
             .collect();
-        let obs = Observations { approvals: &self.approvals, health: &health, ..Observations::default() };
+        let commands = std::mem::take(&mut self.commands);
+        let obs = Observations {
+            approvals: &self.approvals,
+            health: &health,
+            commands: &commands,
+            ..Observations::default()
+        };
         let d = decide(&self.plan, self.state.clone(), &obs, self.now);
         assert_eq!(d, decide(&self.plan, self.state.clone(), &obs, self.now), "deterministic");
         self.audit.extend(d.audit.iter().cloned());
@@ -174,10 +198,15 @@ fn shortened_steps_keep_the_traffic_and_place_the_unit_at_or_below_it() {
     assert!(matches!(edited[0].event, AuditEvent::Unit { from_percent: 25, to_percent: 25, step: Some(0), .. }));
 
     // The next move is an ordinary step, to the first step above 25 %, after its bake.
-    let moved_at = run.now;
+    let reached_25 = run
+        .audit
+        .iter()
+        .find(|r| matches!(r.event, AuditEvent::Unit { to_percent: 25, from_percent: 5, .. }))
+        .unwrap()
+        .at;
     assert!(run.run_until(30, |r| r.unit("us", "signin").2 != 25));
     assert_eq!(run.unit("us", "signin"), (UnitPhase::Progressing, Some(1), 50));
-    assert!(run.now >= moved_at + TimeDelta::minutes(10) - TimeDelta::minutes(10));
+    assert!(run.now >= reached_25 + TimeDelta::minutes(10), "held for its bake: {reached_25} -> {}", run.now);
     assert!(matches!(run.audit.last().unwrap().cause, Cause::Advanced { .. }));
 }
 
@@ -433,6 +462,46 @@ fn a_longer_step_bake_extends_the_hold_that_runs() {
     assert!(run.run_until(60, |r| r.unit("us", "signin").2 > 1));
     let advanced = run.audit.iter().find(|r| matches!(r.cause, Cause::Advanced { .. })).unwrap().at;
     assert!(advanced >= started + TimeDelta::minutes(30), "{advanced} vs {started}");
+}
+
+#[test]
+fn an_operator_promotes_a_halted_wave_edited_meanwhile_heals_and_retries_the_failed_region_and_it_reaches_100() {
+    let mut run = Run::new(mk_plan(&base()));
+    assert!(run.run_until(300, |r| r.unit("eu", "signin").2 > 0));
+    run.unhealthy.push("eu".into());
+    assert!(run.run_until(300, |r| r.wave("rest") == WavePhase::Halted));
+    assert_eq!(run.unit("eu", "signin").0, UnitPhase::RolledBack);
+    assert_eq!(run.unit("jp", "signin").0, UnitPhase::Enabled);
+
+    // The steps are edited while the wave is halted: nothing moves by that alone.
+    run.edit(&spec("[{name: us}, {name: eu}, {name: jp}]", TWO_WAVES, "[10, 50, 100]", ""));
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert!(run.actions().is_empty(), "{:?}", run.actions());
+    assert_eq!(run.wave("rest"), WavePhase::Halted);
+
+    let at = run.now;
+    run.commands.push(Command { wave: Some("rest".into()), ..Command::plan_wide(CommandKind::Promote, "oncall", at) });
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert_eq!(run.wave("rest"), WavePhase::Complete);
+
+    run.unhealthy.clear();
+    let at = run.now;
+    run.commands.push(Command { region: Some("eu".into()), ..Command::plan_wide(CommandKind::Retry, "oncall", at) });
+    assert!(run.run_until(300, |r| r.unit("eu", "signin").0 == UnitPhase::Enabled));
+    assert_eq!(run.unit("eu", "signin").2, 100);
+    // It climbed the edited steps.
+    let raises: Vec<u32> = run
+        .audit
+        .iter()
+        .filter(|r| r.region.as_deref() == Some("eu") && r.at > at)
+        .filter_map(|r| match r.event {
+            AuditEvent::Unit { from_percent, to_percent, .. } if to_percent > from_percent => Some(to_percent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raises, [10, 50, 100]);
 }
 
 // ----- property: random edits at random moments of random rollouts -----
