@@ -513,6 +513,7 @@ async fn config_status_shows_a_rejected_edit() {
             at: chrono::Utc::now(),
             errors: vec!["plans/a.yaml:3:5: error: unknown region \"zz\"".into()],
         }),
+        last_edit: None,
     });
     let v = call(&app, "GET", "/api/v1/config", Some(VIEWER), None).await.json();
     assert_eq!(v["generation"], 3);

@@ -69,6 +69,8 @@ enum Command {
     Validate(commands::validate::Args),
     /// Project a plan's timeline by running the engine on a simulated clock.
     Plan(commands::plan::Args),
+    /// What an edit of plans (OLD -> NEW) would change for the rollouts as they stand.
+    Diff(commands::diff::Args),
     /// Print the JSON Schema of plans and approvals (for editor completion).
     Schema,
     /// Print the CustomResourceDefinitions for the Kubernetes mode (`| kubectl apply -f -`).
@@ -159,6 +161,7 @@ fn main() {
     let code = match &cli.command {
         Command::Validate(args) => commands::validate::run(args),
         Command::Plan(args) => commands::plan::run(args),
+        Command::Diff(args) => commands::diff::run(args),
         Command::Schema => commands::schema::run(),
         Command::Crds => commands::crds::run(),
         Command::Run(args) => commands::run::run(args),

@@ -1501,3 +1501,76 @@ spec:
     assert!(store.open_intents().unwrap().is_empty());
     running.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_removed_mid_rollout_is_wound_down_to_zero_and_the_edit_is_in_the_config_status() {
+    let plan = |regions: &str, waves: &str| {
+        format!(
+            "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: quick}}
+spec:
+  services: [{{name: signin}}]
+  regions: {regions}
+  waves: {waves}
+  steps: [50, 100]
+  stepBake: 1h
+  health:
+    interval: 100ms
+    checks: [{{name: errors, prometheus: {{query: 'x'}}, max: 0.01}}]
+"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.yaml");
+    std::fs::write(&file, plan("[{name: a}, {name: b}]", "[{name: one, regions: [a]}, {name: two, regions: [b]}]"))
+        .unwrap();
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::default());
+    let adapters = fake_adapters(store.clone(), &fleet);
+    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
+    settings.config_poll = Duration::from_millis(100);
+    let running = start(settings, adapters).await.expect("start");
+    let c = running.controller.clone();
+    let served = |region: &str| fleet.traffic.lock().unwrap().get(&(region.into(), "signin".into())).copied();
+    wait_for("a at 50 %", Duration::from_secs(10), || served("a") == Some(50)).await;
+    assert!(c.snapshot().config.last_edit.is_none());
+
+    std::fs::write(&file, plan("[{name: b}]", "[{name: one, regions: [b]}]")).unwrap();
+    wait_for("a wound down to 0 %", Duration::from_secs(10), || served("a") == Some(0)).await;
+    wait_for("a dropped from the state", Duration::from_secs(10), || {
+        let s = c.snapshot();
+        let state = &s.plans["quick"].state;
+        state.unit("a", "signin").is_none() && state.departing.is_empty()
+    })
+    .await;
+    let s = c.snapshot();
+    let edit = s.config.last_edit.as_ref().expect("the edit is in the config status");
+    assert_eq!(edit.plans.len(), 1);
+    let lines = edit.plans[0].lines();
+    assert!(
+        lines.contains(
+            &"unit a/signin removed: region a removed from the plan: wound down from 50 % to 0 % by the next \
+              decision; its audit records stay"
+                .to_string()
+        ),
+        "{lines:?}"
+    );
+    let json = serde_json::to_value(&s.config).unwrap();
+    let units = json["lastEdit"]["plans"][0]["units"].as_array().unwrap().clone();
+    let a = units.iter().find(|u| u["region"] == "a").unwrap();
+    assert_eq!((a["change"].as_str(), a["percent"].as_u64()), (Some("removed"), Some(50)));
+    // The audit trail of the removed region is kept: its start and its wind-down.
+    let records = store.audit(Some("quick"), 0, 10_000).unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.region.as_deref() == Some("a") && matches!(r.cause, meridian_core::Cause::Started { .. }))
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.region.as_deref() == Some("a") && matches!(r.cause, meridian_core::Cause::PlanEdited { .. }))
+    );
+    running.shutdown();
+}

@@ -165,6 +165,8 @@ pub enum Cause {
     /// Regions of a baking wave are no longer fully enabled (e.g. disabled for a lost
     /// approval); the wave runs again and bakes anew once they are.
     WaveReopened { regions: Vec<String> },
+    /// The plan was edited in flight (`crate::edit`): what the edit did here, in words.
+    PlanEdited { change: String },
     /// The pause or failure that held it was lifted.
     Resumed,
     /// The actuator read back a different percent than the state holds; it is re-applied.
@@ -343,6 +345,7 @@ impl fmt::Display for Cause {
             }
             Cause::WaveResumed => f.write_str("failed regions retried"),
             Cause::WaveReopened { regions } => write!(f, "no longer fully enabled: {}", regions.join(", ")),
+            Cause::PlanEdited { change } => write!(f, "plan edited: {change}"),
             Cause::Resumed => f.write_str("no longer held"),
             Cause::Drift => f.write_str("read-back differs from state; re-applied"),
             Cause::DriftHeld => f.write_str("read-back differs from state; held (onDrift: hold)"),

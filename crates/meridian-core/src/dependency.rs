@@ -119,6 +119,7 @@ mod tests {
             audit_seq: 0,
             freezes: Vec::new(),
             full_promotions: Vec::new(),
+            departing: Vec::new(),
         }
     }
 

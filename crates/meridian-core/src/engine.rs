@@ -137,6 +137,14 @@
 //!   Like windows, a freeze does not keep a unit whose last step has baked from becoming
 //!   enabled, and never holds back what lowers traffic: failures, aborts and lost approvals
 //!   act during a freeze. A run-time freeze ends when lifted (`unfreeze`) or at its `until`.
+//! - **Edits.** A state made under another version of the plan is re-aligned first, by
+//!   `crate::edit::realign` (traffic kept; a unit placed at the highest step at or below its
+//!   traffic, its next step the first above it; a complete wave that gains units re-opens),
+//!   and each change is audited (`Cause::PlanEdited`). Units that left the plan with traffic
+//!   (`PlanState::departing`) are set to 0 % at the start of the decision (rolled back,
+//!   audited, a `SetTraffic` action) and dropped once no actuation of theirs is unconfirmed.
+//!   A required flag with no approval on record at all takes a unit's traffic to 0 % under
+//!   either `onApprovalRevoked`: there is no grant to hold.
 //! - **Drift.** A read-back that differs from the traffic the state held before this
 //!   decision, for a unit this decision did not move, is audited and re-applied.
 //! - **`wake_at`** is the earliest moment at which time alone could change a decision: a
@@ -156,6 +164,7 @@ use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
 use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence, capped_evidence};
 use crate::command::{Command, CommandKind};
 use crate::dependency::PlanProgress;
+use crate::edit::{EditSummary, UnitChange, WaveChange};
 use crate::freeze::{self, FreezeSource, Frozen};
 use crate::health::{HealthSample, HealthVerdict};
 use crate::manifest::{NoDataPolicy, OnApprovalRevoked, OnBudgetExceeded, OnFailure, OnProgressDeadline};
@@ -240,10 +249,11 @@ pub fn stale_after(plan: &Plan) -> TimeDelta {
     plan.health.interval.to_delta() * 3
 }
 
-/// Decide what happens next.
+/// Decide what happens next. A state made under another version of the plan is re-aligned
+/// first (`crate::edit::realign`), and what that changed is audited in this decision.
 pub fn decide(plan: &Plan, mut state: PlanState, obs: &Observations<'_>, now: DateTime<Utc>) -> Decision {
-    state.align(plan);
-    decide_aligned(plan, state, obs, &[], Vec::new(), now)
+    let edit = crate::edit::realign(&mut state, plan);
+    decide_edited(plan, state, obs, &[], Vec::new(), now, &edit)
 }
 
 /// A verdict for check `check` of unit `unit` (indices into the plan, region-major as in
@@ -273,6 +283,18 @@ pub(crate) fn decide_aligned(
     audit: Vec<AuditRecord>,
     now: DateTime<Utc>,
 ) -> Decision {
+    decide_edited(plan, state, obs, fleet, audit, now, &EditSummary::default())
+}
+
+fn decide_edited(
+    plan: &Plan,
+    state: PlanState,
+    obs: &Observations<'_>,
+    fleet: &[FleetVerdict],
+    audit: Vec<AuditRecord>,
+    now: DateTime<Utc>,
+    edit: &EditSummary,
+) -> Decision {
     debug_assert!(state.is_aligned(plan), "decide_aligned needs a state aligned with its plan");
     // One walk of the units for both (each walk of 5,000 units is felt in a large rollout).
     let mut any_failed = false;
@@ -301,7 +323,10 @@ pub(crate) fn decide_aligned(
         list_id: 0,
         windows: vec![None; plan.regions.len()],
         pending_marked: vec![None; plan.waves.len()],
+        departed: Vec::new(),
     };
+    engine.record_edit(edit);
+    engine.wind_down_departing();
     engine.apply_commands();
     engine.expire_freezes();
     engine.apply_health(fleet);
@@ -345,6 +370,8 @@ struct Engine<'a> {
     windows: Vec<Option<WindowAt>>,
     /// What each pending wave's units were last told they wait for, in this decision.
     pending_marked: Vec<Option<WaitReason>>,
+    /// Units removed from the plan that this decision winds down to 0 %.
+    departed: Vec<Action>,
 }
 
 /// The last name looked up, and its index.
@@ -415,6 +442,110 @@ impl Engine<'_> {
         });
     }
 
+    /// A record naming its wave, region and service as given (a removed unit or wave is no
+    /// longer in the plan to look them up).
+    fn record_named(&mut self, wave: Option<String>, unit: Option<(&str, &str)>, event: AuditEvent, cause: Cause) {
+        self.state.audit_seq += 1;
+        self.audit.push(AuditRecord {
+            seq: self.state.audit_seq,
+            at: self.now,
+            plan: self.plan.name.clone(),
+            wave,
+            region: unit.map(|u| u.0.to_string()),
+            service: unit.map(|u| u.1.to_string()),
+            event,
+            cause,
+        });
+    }
+
+    /// Audit what re-aligning the state to an edited plan changed (`crate::edit::realign`):
+    /// units placed at another step or holding for a new check, units that left the plan
+    /// without traffic (those with traffic are recorded as they are wound down), re-opened
+    /// and removed waves.
+    fn record_edit(&mut self, edit: &EditSummary) {
+        for change in &edit.waves {
+            let cause =
+                Cause::PlanEdited { change: format!("wave {} {}: {}", change.wave, change.change, change.reason) };
+            match (change.change, self.plan.wave_index(&change.wave)) {
+                (WaveChange::Reopens, Some(w)) => {
+                    let event = AuditEvent::Wave { from: WavePhase::Complete, to: WavePhase::Running };
+                    self.state.waves[w].since = Some(self.now);
+                    self.record(Some(w), None, event, cause);
+                }
+                (WaveChange::Removed, _) => {
+                    let event = AuditEvent::Wave { from: WavePhase::Pending, to: WavePhase::Pending };
+                    self.record_named(Some(change.wave.clone()), None, event, cause);
+                }
+                _ => {}
+            }
+        }
+        for change in &edit.units {
+            let cause = Cause::PlanEdited { change: change.reason.clone() };
+            match change.change {
+                UnitChange::Moves | UnitChange::Holds => {
+                    let Some(i) = self
+                        .plan
+                        .region_index(&change.region)
+                        .and_then(|r| self.plan.service_index(&change.service).map(|s| self.plan.unit_index(r, s)))
+                    else {
+                        continue;
+                    };
+                    let event = unchanged(&self.state.units[i]);
+                    self.record(None, Some(i), event, cause);
+                }
+                UnitChange::Removed if change.percent == 0 => {
+                    let event = AuditEvent::Unit {
+                        from: change.phase,
+                        to: change.phase,
+                        step: None,
+                        from_percent: 0,
+                        to_percent: 0,
+                    };
+                    self.record_named(None, Some((&change.region, &change.service)), event, cause);
+                }
+                UnitChange::Removed | UnitChange::New => {}
+            }
+        }
+    }
+
+    /// Units an edit removed from the plan: one with traffic is set to 0 % (rolled back,
+    /// audited, an action the shell records as an intent before sending); one at 0 % is
+    /// dropped once the target confirmed its last change.
+    fn wind_down_departing(&mut self) {
+        if self.state.departing.is_empty() {
+            return;
+        }
+        for mut u in std::mem::take(&mut self.state.departing) {
+            if u.percent > 0 {
+                let from = u.percent;
+                let event = AuditEvent::Unit {
+                    from: u.phase,
+                    to: UnitPhase::RolledBack,
+                    step: u.step,
+                    from_percent: from,
+                    to_percent: 0,
+                };
+                let change = format!("{}/{} left the plan: wound down from {from} % to 0 %", u.region, u.service);
+                self.record_named(None, Some((&u.region, &u.service)), event, Cause::PlanEdited { change });
+                u.phase = UnitPhase::RolledBack;
+                u.percent = 0;
+                u.step = None;
+                u.since = Some(self.now);
+                u.waiting = None;
+                u.actuated = true;
+                self.departed.push(Action::SetTraffic {
+                    region: u.region.clone(),
+                    service: u.service.clone(),
+                    percent: 0,
+                    from,
+                });
+                self.state.departing.push(u);
+            } else if self.obs.unconfirmed.iter().any(|x| x.region == u.region && x.service == u.service) {
+                self.state.departing.push(u);
+            }
+        }
+    }
+
     /// Move a unit; records an audit entry when phase, step or traffic changes.
     fn move_unit(&mut self, i: usize, phase: UnitPhase, step: Option<usize>, percent: u32, cause: Cause) {
         let u = &self.state.units[i];
@@ -433,7 +564,8 @@ impl Engine<'_> {
         u.step = step;
         u.percent = percent;
         u.since = Some(self.now);
-        if from_step != step {
+        // A raise on the same step (a unit an edit placed below its first step) holds anew too.
+        if from_step != step || percent > from_percent {
             u.bake_since = Some(self.now);
             u.promoted = false;
         }
@@ -1094,6 +1226,10 @@ impl Engine<'_> {
                 Err(lost) => lost,
             };
             let reason = WaitReason::Approval { flag: flag.clone(), problem: problem.clone() };
+            // `hold` keeps traffic granted under an approval that stopped holding. A flag with
+            // no approval on record at all (one an edit added) never allowed this traffic:
+            // there is nothing to hold, so it goes as under `disable`.
+            let policy = if problem == ApprovalProblem::Missing { OnApprovalRevoked::Disable } else { policy };
             let cause = Cause::ApprovalLost { flag, problem, policy };
             match policy {
                 OnApprovalRevoked::Disable => {
@@ -1669,13 +1805,15 @@ impl Engine<'_> {
             self.state.units[i].waiting = Some(WaitReason::Health { checks: unhealthy });
             return;
         }
-        if step + 1 >= region.settings.steps.len() {
+        // The next step is the first above the unit's traffic: after an edit of the steps, a
+        // unit may sit between two of them (`crate::edit::place`).
+        let Some(next) = region.settings.steps.iter().position(|&p| p > u.percent) else {
             let percent = self.state.units[i].percent;
             let health = self.health_evidence(i, false);
             self.move_unit(i, UnitPhase::Enabled, Some(step), percent, Cause::Completed { promoted, health, full });
             self.state.units[i].waiting = None;
             return;
-        }
+        };
         if let Some(reason) = self.freeze_wait(r) {
             self.state.units[i].waiting = Some(reason);
             return;
@@ -1686,12 +1824,12 @@ impl Engine<'_> {
         }
         let steps = &self.plan.regions[r].settings.steps;
         let evidence = self.approvals_hold(i).unwrap_or_default();
-        let percent = steps[step + 1];
+        let percent = steps[next];
         let (flags, health) = (self.required_flag_names(i), self.health_evidence(i, false));
         self.move_unit(
             i,
             UnitPhase::Progressing,
-            Some(step + 1),
+            Some(next),
             percent,
             Cause::Advanced { approvals: evidence, promoted, flags, health, full },
         );
@@ -1899,6 +2037,7 @@ impl Engine<'_> {
                 });
             }
         }
+        actions.append(&mut self.departed);
         Decision { state: self.state, actions, audit: self.audit, wake_at: self.wake_at }
     }
 }

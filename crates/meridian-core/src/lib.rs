@@ -13,6 +13,7 @@
 //!                                                  │
 //!                                          simulate (the engine on a virtual clock: `meridian plan`)
 //!
+//!   state + edited plan ──> edit (the one rule for a plan edited in flight; its summary)
 //!   plan + state ──> outcome (done? clean? which regions failed, who accepted them)
 //!   outcome + state ──> wait (has a wait for complete, approval-needed, halted, failed, paused ended?)
 //!   plan + state + approvals ──> expiry (approvals in use that expire soon)
@@ -33,6 +34,7 @@ pub mod command;
 pub mod dependency;
 pub mod diagnostics;
 pub mod duration;
+pub mod edit;
 pub mod endpoint;
 pub mod engine;
 pub mod expiry;

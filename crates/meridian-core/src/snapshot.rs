@@ -37,6 +37,20 @@ pub struct ConfigStatus {
     /// The last edit that was rejected (the previous version stays in force), if any since.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected: Option<RejectedEdit>,
+    /// The last edit of a plan's definition that was applied, and what it changed for each
+    /// edited plan's rollout as it stood (`crate::edit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_edit: Option<AppliedEdit>,
+}
+
+/// An applied configuration that changed plan definitions.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedEdit {
+    pub at: DateTime<Utc>,
+    pub generation: u64,
+    /// One per plan whose definition changed, in name order.
+    pub plans: Vec<crate::edit::EditSummary>,
 }
 
 #[derive(Debug, Clone, Serialize)]

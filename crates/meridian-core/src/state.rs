@@ -1,8 +1,8 @@
 //! The durable state of one plan's rollout: a phase, step and traffic percent per
 //! (region, service) unit, a phase per wave, and what the operators asked for.
 //!
-//! Owns the shape that stores persist (a database row, a Kubernetes `status`) and its
-//! alignment with a (possibly edited) plan. Decisions about it live in `engine`.
+//! Owns the shape that stores persist (a database row, a Kubernetes `status`). Its alignment
+//! with an edited plan is `crate::edit`'s rule; decisions about it live in `engine`.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -398,6 +398,22 @@ pub struct WaveState {
     pub within_budget: Vec<BudgetCharge>,
 }
 
+impl WaveState {
+    /// A wave that has not started.
+    pub fn new(name: &str) -> Self {
+        WaveState {
+            name: name.to_string(),
+            phase: WavePhase::Pending,
+            since: None,
+            promoted: false,
+            promoted_by: None,
+            waiting: None,
+            accepted: None,
+            within_budget: Vec::new(),
+        }
+    }
+}
+
 /// A failed region that a failure budget took.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -529,6 +545,11 @@ pub struct PlanState {
     /// Full promotions in force (`promote --full`), one per scope, in the order applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub full_promotions: Vec<FullPromotion>,
+    /// Units an edit removed from the plan while they served traffic (or before the target
+    /// confirmed their last change): the engine winds them down to 0 % and drops them once
+    /// confirmed (`crate::edit`). Not in `units`, which stays aligned with the plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departing: Vec<UnitState>,
 }
 
 /// The rollout as a whole, for status displays and `status --wait`.
@@ -573,7 +594,7 @@ impl UnitState {
         Some(if compared.is_empty() { waiting.to_string() } else { format!("{waiting} ({})", compared.join("; ")) })
     }
 
-    fn new(plan: &Plan, region: usize, service: usize) -> Self {
+    pub(crate) fn new(plan: &Plan, region: usize, service: usize) -> Self {
         UnitState {
             region: plan.regions[region].name.clone(),
             service: plan.services[service].name.clone(),
@@ -612,56 +633,17 @@ impl PlanState {
             audit_seq: 0,
             freezes: Vec::new(),
             full_promotions: Vec::new(),
+            departing: Vec::new(),
         };
         state.align(plan);
         state
     }
 
-    /// Reshape to match `plan` after an edit: units and waves are matched by name, new ones
-    /// start pending, removed ones are dropped, and a step index beyond the (possibly
-    /// shortened) steps is clamped to the last step. A no-op when already aligned.
+    /// Reshape to match `plan` after an edit, by `crate::edit::realign` (the one rule: traffic
+    /// kept, steps placed at or below it, removed units with traffic kept in `departing` for
+    /// the engine to wind down). A no-op when already aligned.
     pub fn align(&mut self, plan: &Plan) {
-        if self.is_aligned(plan) {
-            return;
-        }
-        let mut old: std::collections::HashMap<(String, String), UnitState> =
-            self.units.drain(..).map(|u| ((u.region.clone(), u.service.clone()), u)).collect();
-        for (r, region) in plan.regions.iter().enumerate() {
-            for (s, service) in plan.services.iter().enumerate() {
-                let key = (region.name.clone(), service.name.clone());
-                let mut unit = old.remove(&key).unwrap_or_else(|| UnitState::new(plan, r, s));
-                let last = region.settings.steps.len().saturating_sub(1);
-                if let Some(step) = unit.step.as_mut() {
-                    *step = (*step).min(last);
-                }
-                let mut checks = Vec::with_capacity(plan.health.checks.len());
-                for check in &plan.health.checks {
-                    let kept = unit.checks.iter().find(|c| c.name == check.name).cloned();
-                    checks.push(kept.unwrap_or(CheckState { name: check.name.clone(), ..CheckState::default() }));
-                }
-                unit.checks = checks;
-                self.units.push(unit);
-            }
-        }
-        let mut old_waves: std::collections::HashMap<String, WaveState> =
-            self.waves.drain(..).map(|w| (w.name.clone(), w)).collect();
-        self.waves = plan
-            .waves
-            .iter()
-            .map(|w| {
-                old_waves.remove(&w.name).unwrap_or(WaveState {
-                    name: w.name.clone(),
-                    phase: WavePhase::Pending,
-                    since: None,
-                    promoted: false,
-                    promoted_by: None,
-                    waiting: None,
-                    accepted: None,
-                    within_budget: Vec::new(),
-                })
-            })
-            .collect();
-        self.plan = plan.name.clone();
+        crate::edit::realign(self, plan);
     }
 
     /// What `align` would add or drop to fit this state to `plan`: the regions, services and
@@ -692,6 +674,8 @@ impl PlanState {
         out
     }
 
+    /// Units and waves named as in `plan`, and every unit at the step its traffic fits on its
+    /// region's steps (`crate::edit::fitted_step`).
     pub(crate) fn is_aligned(&self, plan: &Plan) -> bool {
         self.units.len() == plan.unit_count()
             && self.waves.len() == plan.waves.len()
@@ -701,6 +685,7 @@ impl PlanState {
                     let u = &self.units[plan.unit_index(r, s)];
                     u.region == region.name
                         && u.service == service.name
+                        && u.step.is_none_or(|k| crate::edit::fitted_step(&region.settings.steps, k, u.percent) == k)
                         && u.checks.len() == plan.health.checks.len()
                         && u.checks.iter().zip(&plan.health.checks).all(|(c, k)| c.name == k.name)
                 })
@@ -721,7 +706,8 @@ impl PlanState {
             return 0;
         }
         let complete = self.phase() == PlanPhase::Complete;
-        self.units.iter().filter(|u| u.percent > 0 && !(complete && u.phase == UnitPhase::Enabled)).count()
+        let departing = self.departing.iter().filter(|u| u.percent > 0).count();
+        self.units.iter().filter(|u| u.percent > 0 && !(complete && u.phase == UnitPhase::Enabled)).count() + departing
     }
 
     pub fn phase(&self) -> PlanPhase {

@@ -106,6 +106,7 @@ impl FollowerControl {
             loaded_at: config.as_ref().map(|c| c.loaded_at).or(previous.config.loaded_at),
             warnings: config.as_ref().map_or(previous.config.warnings, |c| c.warnings.warnings()),
             rejected,
+            last_edit: None,
         };
         if let Ok(mut s) = self.snapshot.write() {
             *s = Arc::new(Snapshot { plans, approvals, config: status, expiry_warning: self.expiry_warning });

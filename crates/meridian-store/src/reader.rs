@@ -34,6 +34,11 @@ impl StoreReader {
         self.store.db_path()
     }
 
+    /// The stored state of `plan`, if it has one (`meridian diff --state-dir`).
+    pub fn state(&self, plan: &str) -> Result<Option<meridian_core::PlanState>, StoreError> {
+        self.store.load_state(plan)
+    }
+
     /// The audit chain, verified: its head (the anchor the report prints) or the first bad
     /// record in words; `None` for a database from before the chain.
     pub fn verify_chain(&self) -> Result<Option<Result<ChainHead, String>>, StoreError> {

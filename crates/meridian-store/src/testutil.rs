@@ -47,6 +47,7 @@ pub(crate) fn state(plan: &str, audit_seq: u64) -> PlanState {
         audit_seq,
         freezes: Vec::new(),
         full_promotions: Vec::new(),
+        departing: Vec::new(),
     }
 }
 

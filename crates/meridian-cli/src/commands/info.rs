@@ -5,6 +5,7 @@
 //! Exit codes: 0 shown, 1 refused by the server (or an unknown approval), 3 usage or
 //! connection error.
 
+use meridian_core::edit::EditSummary;
 use serde_json::Value;
 
 use super::Format;
@@ -296,6 +297,21 @@ pub fn config_text(status: &Value) -> String {
             out.push_str(&format!("  {e}\n"));
         }
     }
+    if let Some(edit) = status["lastEdit"].as_object() {
+        let edited: Vec<EditSummary> =
+            edit.get("plans").and_then(|p| serde_json::from_value(p.clone()).ok()).unwrap_or_default();
+        out.push_str(&format!(
+            "last plan edit applied at {} (generation {}):\n",
+            edit.get("at").and_then(Value::as_str).unwrap_or("?"),
+            edit.get("generation").and_then(Value::as_u64).unwrap_or(0)
+        ));
+        for plan in edited {
+            out.push_str(&format!("  plan {}: {}\n", plan.plan, plan.counts()));
+            for line in plan.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
     out
 }
 
@@ -324,4 +340,31 @@ pub fn version(args: &VersionArgs) -> i32 {
         }
         Ok(exit::OK)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_text_says_what_the_last_edit_changed() {
+        let status = serde_json::json!({
+            "generation": 4, "loadedAt": "2026-06-01T09:00:00Z", "warnings": 0,
+            "lastEdit": {"at": "2026-06-01T09:00:00Z", "generation": 4, "plans": [{
+                "plan": "quick",
+                "units": [{"region": "a", "service": "signin", "change": "removed", "phase": "progressing",
+                           "percent": 50, "reason": "region a removed from the plan"}],
+                "waves": [{"wave": "two", "change": "removed", "reason": "removed from the plan"}]
+            }]}
+        });
+        assert_eq!(
+            config_text(&status),
+            "configuration generation 4 in force, loaded 2026-06-01T09:00:00Z, 0 warnings
+last plan edit applied at 2026-06-01T09:00:00Z (generation 4):
+  plan quick: 1 unit removed, 1 wave removed
+    wave two removed: removed from the plan
+    unit a/signin removed: region a removed from the plan
+"
+        );
+    }
 }

@@ -8,6 +8,7 @@ pub mod completion;
 pub mod control;
 pub mod crds;
 pub mod demo;
+pub mod diff;
 pub mod info;
 pub mod kube;
 pub mod plan;

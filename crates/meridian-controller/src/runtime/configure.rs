@@ -38,9 +38,17 @@ impl Controller {
         let mut loaded =
             blocking(move || store.load_states(&new.iter().map(String::as_str).collect::<Vec<_>>())).await?;
         let mut plans = BTreeMap::new();
+        let mut edits = Vec::new();
         for plan in &config.plans {
             let plan_state = match state.plans.remove(&plan.name) {
-                Some(run) => run.state,
+                Some(run) => {
+                    // The engine applies the edit at its next decision (`meridian_core::edit`);
+                    // what it will change is said now, in the log and the API's config status.
+                    if *run.plan != **plan {
+                        edits.push(meridian_core::edit::summarize(&run.plan, plan, &run.state));
+                    }
+                    run.state
+                }
                 None => Arc::new(loaded.remove(&plan.name).unwrap_or_else(|| PlanState::new(plan))),
             };
             plans.insert(
@@ -60,6 +68,15 @@ impl Controller {
             "config",
             &format!("configuration generation {} applied: plans {}", config.generation, names.join(", ")),
         );
+        for edit in &edits {
+            log(Level::Info, "edit", &format!("plan {} edited: {}", edit.plan, edit.counts()));
+            for line in edit.lines() {
+                log(Level::Info, "edit", &format!("plan {}: {line}", edit.plan));
+            }
+        }
+        if !edits.is_empty() {
+            state.last_edit = Some(AppliedEdit { at: now, generation: config.generation, plans: edits });
+        }
         state.config = Some(config);
         Ok(())
     }

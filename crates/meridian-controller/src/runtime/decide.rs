@@ -424,6 +424,7 @@ impl Controller {
                 warnings: config.map_or(0, |c| c.warnings.warnings()),
                 rejected: rejected
                     .or_else(|| previous.config.rejected.clone().filter(|r| config.is_none_or(|c| r.at > c.loaded_at))),
+                last_edit: state.last_edit.clone(),
             },
             expiry_warning: Some(span(self.settings.expiry_warning)),
         };

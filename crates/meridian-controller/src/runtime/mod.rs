@@ -52,7 +52,7 @@ use crate::config::FileSource;
 use crate::control::{AuditFeed, ControlError, ControlPlane, FeedItem, Readiness};
 use crate::log::Level;
 use crate::metrics::Metrics;
-use crate::snapshot::{ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
+use crate::snapshot::{AppliedEdit, ConfigStatus, PlanEntry, RejectedEdit, Snapshot};
 use crate::store::{ControllerEvent, Intent, IntentOutcome, StateStore, StoreFailure, StoredEvent};
 use meridian_core::approval::{FILE_REMOVED_BY, FILE_REMOVED_REASON};
 use meridian_core::ports::config::{
@@ -332,6 +332,7 @@ pub async fn start_loaded(
         readings: HashMap::new(),
         confirmations: HashMap::new(),
         config: None,
+        last_edit: None,
     };
     controller.apply_config(&mut state, config).await?;
     controller.publish(&state, None).await;
@@ -384,6 +385,8 @@ struct LoopState {
     readings: HashMap<String, Vec<(TrafficReading, DateTime<Utc>)>>,
     confirmations: HashMap<String, Vec<Confirmation>>,
     config: Option<Arc<Config>>,
+    /// The last configuration that changed a plan's definition, with what it changed.
+    last_edit: Option<AppliedEdit>,
 }
 
 struct PlanRun {

@@ -122,6 +122,7 @@ fn initial_state_of(plan: &str) -> PlanState {
         audit_seq: 0,
         freezes: Vec::new(),
         full_promotions: Vec::new(),
+        departing: Vec::new(),
     }
 }
 
