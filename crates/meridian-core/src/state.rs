@@ -710,11 +710,18 @@ impl PlanState {
         self.units.iter().filter(|u| u.percent > 0 && !(complete && u.phase == UnitPhase::Enabled)).count() + departing
     }
 
+    /// The plan's phase from its waves'. A plan whose every wave is complete while a region
+    /// retried after its wave completed still climbs is running, not complete: it is complete
+    /// once that region is enabled (or fails again).
     pub fn phase(&self) -> PlanPhase {
         if self.aborted {
             PlanPhase::Aborted
         } else if self.waves.iter().all(|w| w.phase == WavePhase::Complete) {
-            PlanPhase::Complete
+            if self.units.iter().any(|u| u.phase == UnitPhase::Progressing) {
+                PlanPhase::Running
+            } else {
+                PlanPhase::Complete
+            }
         } else if self.waves.iter().any(|w| w.phase == WavePhase::Halted) {
             PlanPhase::Halted
         } else if self.paused.plan {

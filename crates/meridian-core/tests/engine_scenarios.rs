@@ -2128,3 +2128,28 @@ fn a_pause_or_an_abort_of_an_overlapping_scope_cancels_promote_full_and_a_resume
     assert!(run.full_scopes().is_empty());
     assert_eq!(run.full_ends().last().unwrap().1, Cause::Blocked { waiting: WaitReason::Aborted });
 }
+
+#[test]
+fn the_story_works_under_a_progress_deadline_promote_the_halted_wave_heal_and_retry_to_100() {
+    // The operator takes an hour to act, three times the deadline: the halted wave and the
+    // failed region are expected waits, and the retried region climbs with its deadline
+    // running anew from the retry, under both policies.
+    for policy in ["alert", "fail"] {
+        let mut run =
+            Rollout::new(mk_two_waves(&format!("  progressDeadline: 20m\n  onProgressDeadline: {policy}\n")), t0());
+        run.verdicts.insert("b".into(), HealthVerdict::Unhealthy);
+        assert!(run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted), "{policy}");
+        run.run_for(TimeDelta::hours(1));
+        assert!(deadline_records(&run).is_empty(), "{policy}: {:#?}", deadline_records(&run));
+        run.command(CommandKind::Promote, Some("first"), None);
+        assert_eq!(run.wave("first"), WavePhase::Complete, "{policy}");
+        run.verdicts.clear();
+        run.command(CommandKind::Retry, None, Some("b"));
+        // Every wave is complete, but the plan runs until b is enabled again.
+        assert_eq!(run.state.phase(), PlanPhase::Running, "{policy}");
+        assert!(run.run_until(run.now + TimeDelta::hours(2), |r| r.region_enabled("b")), "{policy}: {:#?}", run.state);
+        assert_eq!(run.region_percents("b"), vec![100, 100], "{policy}");
+        assert!(run.run_until(run.now + TimeDelta::hours(2), |r| r.state.phase() == PlanPhase::Complete), "{policy}");
+        assert!(deadline_records(&run).is_empty(), "{policy}: {:#?}", deadline_records(&run));
+    }
+}

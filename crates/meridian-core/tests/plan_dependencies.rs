@@ -388,3 +388,49 @@ fn no_unit_of_a_dependent_wave_starts_before_its_dependency_is_complete() {
     let mut runner = TestRunner::new(Config { cases, ..Config::default() });
     runner.run(&case(), |c| check_case(&c)).unwrap();
 }
+
+#[test]
+fn the_story_works_in_a_dependent_plan_promote_the_halted_wave_heal_and_retry_to_100() {
+    let health = "  health:\n    interval: 30s\n    checks: [{name: errors, prometheus: {query: 'x'}, max: 0.01}]\n";
+    let plans = mk_plans(&[mk_doc("signin", SIGNIN), mk_doc("store", &mk_store(health))]);
+    let (signin, store) = (&plans[0], &plans[1]);
+    let (mut a, mut b) = (PlanState::new(signin), PlanState::new(store));
+    let mut now = t0();
+    let mut failing = vec!["eu".to_string()];
+    let mut commands: Vec<Command> = Vec::new();
+    let mut promoted = false;
+    let mut retried = false;
+    let deadline = t0() + TimeDelta::hours(6);
+    while b.phase() != meridian_core::state::PlanPhase::Complete {
+        assert!(now < deadline, "store did not complete: {b:#?}");
+        (a, _, _) = step(signin, &a, None, &[], now);
+        let progress = PlanProgress::of([&a]);
+        let health = healthy(store, &b, now, &failing);
+        let obs = Observations {
+            health: &health,
+            commands: &commands,
+            other_plans: Some(&progress),
+            ..Observations::default()
+        };
+        b = decide(store, b.clone(), &obs, now).state;
+        commands.clear();
+        if b.waves[0].phase == WavePhase::Halted && !promoted {
+            // eu failed in the dependent wave: the operator accepts it, heals it and retries it.
+            assert_eq!(unit(&b, "us").percent, 100, "us went on within the wave: {b:#?}");
+            promoted = true;
+            commands.push(Command {
+                wave: Some("first".into()),
+                ..Command::plan_wide(CommandKind::Promote, "oncall", now)
+            });
+        } else if promoted && !retried {
+            assert_eq!(b.waves[0].phase, WavePhase::Complete);
+            failing.clear();
+            retried = true;
+            commands
+                .push(Command { region: Some("eu".into()), ..Command::plan_wide(CommandKind::Retry, "oncall", now) });
+        }
+        now += TimeDelta::seconds(30);
+    }
+    assert!(promoted && retried);
+    assert!(b.units.iter().all(|u| u.phase == UnitPhase::Enabled && u.percent == 100), "{b:#?}");
+}
