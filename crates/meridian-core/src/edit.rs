@@ -22,7 +22,7 @@
 //! | `stepBake`, a wave's `bake` | the hold that runs is measured against the new bake from when it began |
 //! | region or service added | its units start pending; a complete wave that gains one re-opens (runs, then bakes again; an earlier promote of it no longer counts) |
 //! | region or service removed | its units leave the plan: one with traffic is wound down to 0 % by the next decision (an action, an intent first) and dropped once the target confirmed; its audit records stay |
-//! | region moved to another wave | its units keep their traffic and phase; in a pending wave they hold until it starts (still watched: failures act), in a started one they go on |
+//! | region moved to another wave | its units keep their traffic and phase; in a pending wave they hold until it starts (still watched: failures act), in a started one they go on; units not started moved into a complete wave re-open it |
 //! | waves reordered | each wave keeps its phase; a pending wave starts once every wave now before it is complete; a started one goes on |
 //! | `after` changed | orders starts only: units that started keep going |
 //! | check added or removed | a new check starts without a verdict, so no unit takes its next step before it reports healthy; a removed one's state is dropped |
@@ -206,6 +206,10 @@ pub fn realign(state: &mut PlanState, plan: &Plan) -> EditSummary {
         .map(|u| ((u.region.clone(), u.service.clone()), u))
         .collect();
     let mut gained: Vec<BTreeSet<String>> = vec![BTreeSet::new(); plan.waves.len()];
+    // Regions with units not started, by their wave in the new plan: in a complete wave they
+    // are units moved there by this edit (the engine never completes a wave that leaves one
+    // of its regions unstarted, bar an aborted one), and they would never start.
+    let mut unstarted: Vec<BTreeSet<String>> = vec![BTreeSet::new(); plan.waves.len()];
     for (r, region) in plan.regions.iter().enumerate() {
         let steps = &region.settings.steps;
         for (s, service) in plan.services.iter().enumerate() {
@@ -220,6 +224,9 @@ pub fn realign(state: &mut PlanState, plan: &Plan) -> EditSummary {
                 state.units.push(unit);
                 continue;
             };
+            if unit.phase == UnitPhase::Pending && unit.percent == 0 && !state.aborted_regions.contains(&region.name) {
+                unstarted[region.wave].insert(region.name.clone());
+            }
             if let Some(step) = unit.step
                 && let placed = fitted_step(steps, step, unit.percent)
                 && placed != step
@@ -288,11 +295,19 @@ pub fn realign(state: &mut PlanState, plan: &Plan) -> EditSummary {
             state.waves.push(WaveState::new(&wave.name));
             continue;
         };
-        if kept.phase == WavePhase::Complete && !gained[w].is_empty() {
-            // Complete is final for the engine; an edit that gives the wave new units re-opens
-            // it, so later pending waves wait for it again (its bake included).
-            let joined: Vec<&str> = gained[w].iter().map(String::as_str).collect();
-            summary.wave(&wave.name, WaveChange::Reopens, format!("new units in {}", joined.join(", ")));
+        if kept.phase == WavePhase::Complete && (!gained[w].is_empty() || !unstarted[w].is_empty()) {
+            // Complete is final for the engine; an edit that gives the wave new units, or
+            // moves units not started into it, re-opens it, so they start and later pending
+            // waves wait for it again (its bake included).
+            let mut why = Vec::new();
+            if !gained[w].is_empty() {
+                why.push(format!("new units in {}", gained[w].iter().cloned().collect::<Vec<_>>().join(", ")));
+            }
+            let moved: Vec<String> = unstarted[w].difference(&gained[w]).cloned().collect();
+            if !moved.is_empty() {
+                why.push(format!("units not started moved in: {}", moved.join(", ")));
+            }
+            summary.wave(&wave.name, WaveChange::Reopens, why.join("; "));
             kept.phase = WavePhase::Running;
             kept.promoted = false;
             kept.waiting = None;

@@ -2153,3 +2153,25 @@ fn the_story_works_under_a_progress_deadline_promote_the_halted_wave_heal_and_re
         assert!(deadline_records(&run).is_empty(), "{policy}: {:#?}", deadline_records(&run));
     }
 }
+
+#[test]
+fn a_promote_past_the_budget_accepts_the_failed_region_and_the_regions_never_started_still_roll_out() {
+    // One region at a time and no failure tolerated: a fails first, so b and c never start
+    // and the wave halts. The operator accepts a: b and c must still reach 100 %, not be
+    // left at 0 % in a wave and a plan that read as complete.
+    let spec = TWO_WAVES.replace("      bake: 5m\n", "      bake: 5m\n      maxParallel: 1\n      maxFailures: 0\n");
+    let mut run = Rollout::new(mk_plan(&format!("{spec}{}", mk_health(""))), t0());
+    run.verdicts.insert("a".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted));
+    assert_eq!(run.region_percents("b"), vec![0, 0]);
+    run.command(CommandKind::Promote, Some("first"), None);
+    assert!(
+        run.run_until(run.now + TimeDelta::hours(3), |r| r.state.phase() == PlanPhase::Complete),
+        "{:#?}",
+        run.state
+    );
+    for region in ["b", "c", "d"] {
+        assert_eq!(run.region_percents(region), vec![100, 100], "{region}");
+    }
+    assert_eq!(run.state.waves[0].accepted.as_ref().map(|a| a.regions.clone()), Some(vec!["a".to_string()]));
+}

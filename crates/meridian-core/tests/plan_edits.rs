@@ -20,7 +20,7 @@ use meridian_core::edit::{EditSummary, UnitChange, WaveChange, summarize};
 use meridian_core::engine::{Action, Decision, Observations, decide};
 use meridian_core::health::{HealthSample, HealthVerdict};
 use meridian_core::plan::Plan;
-use meridian_core::state::{PlanState, UnitPhase, WavePhase};
+use meridian_core::state::{PlanPhase, PlanState, UnitPhase, WavePhase};
 use meridian_core::validate::load;
 use meridian_core::{AuditEvent, AuditRecord, Cause};
 use proptest::prelude::*;
@@ -775,4 +775,22 @@ fn random_edits_at_random_moments_keep_the_invariants() {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);
     let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     runner.run(&(shape(), 0..240i64, edit()), |(shape, minutes, edit)| check_edit(shape, minutes, edit)).unwrap();
+}
+
+#[test]
+fn a_pending_region_moved_into_a_complete_wave_reopens_it_and_reaches_100() {
+    let three = "[{name: canary, regions: [us], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [jp]}]";
+    let regions = "[{name: us}, {name: eu}, {name: jp}]";
+    let mut run = Run::new(mk_plan(&spec(regions, three, "[50, 100]", "")));
+    assert!(run.run_until(200, |r| r.wave("canary") == WavePhase::Complete && r.unit("eu", "signin").2 > 0));
+    assert_eq!(run.unit("jp", "signin").2, 0);
+    let moved = "[{name: canary, regions: [us, jp], bake: 10m}, {name: rest, regions: [eu]}]";
+    let summary = run.edit(&spec(regions, moved, "[50, 100]", ""));
+    let lines = summary.lines();
+    assert!(lines.contains(&"wave canary re-opens: units not started moved in: jp".to_string()), "{lines:?}");
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert_eq!(run.wave("canary"), WavePhase::Running);
+    assert!(run.run_until(300, |r| r.unit("jp", "signin").0 == UnitPhase::Enabled), "{:#?}", run.state);
+    assert!(run.run_until(300, |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
 }
