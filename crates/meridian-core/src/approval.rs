@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::ApprovalPolicy;
 use crate::signing::{self, SignatureProblem};
+use crate::state::{UnitPhase, WavePhase};
 
 /// A validated approval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +180,14 @@ impl ApprovalRecord {
             .flatten()
             .filter(move |t| *t > now)
     }
+}
+
+/// Does a unit in `unit` phase need its wave's flags (its region's it always needs)? While
+/// the wave is open, yes; once it completes, only units it enabled are done with them. A unit
+/// that starts or climbs in a wave that completed without it (a region never started when a
+/// promote accepted a failure, a region retried later) still needs the wave's approval.
+pub fn needs_wave_flags(wave: WavePhase, unit: UnitPhase) -> bool {
+    wave != WavePhase::Complete || unit != UnitPhase::Enabled
 }
 
 /// Does `flag` hold for (plan, region, service) at `now`? `Ok` names the approval that

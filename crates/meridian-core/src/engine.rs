@@ -160,7 +160,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::approval::{ApprovalProblem, ApprovalRecord, Judged};
+use crate::approval::{ApprovalProblem, ApprovalRecord, Judged, needs_wave_flags};
 use crate::audit::{AuditEvent, AuditRecord, BudgetUse, Cause, CheckEvidence, capped_evidence};
 use crate::command::{Command, CommandKind};
 use crate::dependency::PlanProgress;
@@ -615,11 +615,11 @@ impl Engine<'_> {
         self.plan.regions[self.region_of(i)].wave
     }
 
-    /// Flags unit `i` needs now: its region's always, its wave's until the wave completes.
+    /// Flags unit `i` needs now: its region's always, its wave's as `needs_wave_flags` says.
     fn required_flags(&self, i: usize) -> impl Iterator<Item = &String> {
         let region = &self.plan.regions[self.region_of(i)];
-        let wave_open = self.state.waves[region.wave].phase != WavePhase::Complete;
-        let wave_flags: &[String] = if wave_open { &self.plan.waves[region.wave].approvals } else { &[] };
+        let wave_gated = needs_wave_flags(self.state.waves[region.wave].phase, self.state.units[i].phase);
+        let wave_flags: &[String] = if wave_gated { &self.plan.waves[region.wave].approvals } else { &[] };
         region.approvals.iter().chain(wave_flags.iter())
     }
 

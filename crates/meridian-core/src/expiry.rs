@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::approval::{ApprovalRecord, Judged};
+use crate::approval::{ApprovalRecord, Judged, needs_wave_flags};
 use crate::plan::Plan;
-use crate::state::{PlanState, UnitPhase, WavePhase};
+use crate::state::{PlanState, UnitPhase};
 
 /// An approval in use that expires within the warning window.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +45,9 @@ pub fn expiring<'a>(
         if !to_start && u.percent == 0 {
             continue;
         }
-        let wave_open = state.waves.get(region.wave).is_some_and(|w| w.phase != WavePhase::Complete);
+        let wave_gated = state.waves.get(region.wave).is_some_and(|w| needs_wave_flags(w.phase, u.phase));
         let wave_flags =
-            plan.waves.get(region.wave).filter(|_| wave_open).map(|w| w.approvals.as_slice()).unwrap_or_default();
+            plan.waves.get(region.wave).filter(|_| wave_gated).map(|w| w.approvals.as_slice()).unwrap_or_default();
         for flag in region.approvals.iter().chain(wave_flags) {
             let Ok(held) = judged.holds(flag, &plan.name, &u.region, Some(&u.service), now) else { continue };
             for a in held {
@@ -69,6 +69,7 @@ mod tests {
 
     use super::*;
     use crate::approval::ApprovalScopeSet;
+    use crate::state::WavePhase;
 
     fn t(h: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h)
@@ -118,5 +119,16 @@ mod tests {
         }
         assert_eq!(names(&state), ["jp-soon"]);
         assert!(expiring(&plan, &state, &approvals, t(11), TimeDelta::hours(24)).is_empty(), "expired: not expiring");
+        // Wave one completed; a unit of it not enabled (never started, or retried) still needs
+        // the wave's flag, so ops-late counts again; an enabled one does not.
+        let week = |state: &PlanState| {
+            expiring(&plan, state, &approvals, t(0), TimeDelta::hours(72))
+                .iter()
+                .map(|e| e.approval.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(week(&state), ["jp-soon"]);
+        (state.units[0].phase, state.units[0].percent) = (UnitPhase::Blocked, 0);
+        assert_eq!(week(&state), ["jp-soon", "ops-late"]);
     }
 }

@@ -380,7 +380,8 @@ impl Model {
     fn required_flags(&self, state: &PlanState, i: usize) -> Vec<String> {
         let region = &self.plan.regions[i / self.services()];
         let mut flags = region.approvals.clone();
-        if state.waves[region.wave].phase != WavePhase::Complete {
+        // Only units the wave enabled are done with its gate once it completes.
+        if state.waves[region.wave].phase != WavePhase::Complete || state.units[i].phase != UnitPhase::Enabled {
             flags.extend(self.plan.waves[region.wave].approvals.iter().cloned());
         }
         flags

@@ -2175,3 +2175,33 @@ fn a_promote_past_the_budget_accepts_the_failed_region_and_the_regions_never_sta
     }
     assert_eq!(run.state.waves[0].accepted.as_ref().map(|a| a.regions.clone()), Some(vec!["a".to_string()]));
 }
+
+#[test]
+fn a_region_never_started_in_a_wave_promoted_past_its_failure_still_needs_the_wave_approval() {
+    // The wave's gate held while a ran and failed, then was revoked. The promote accepts a
+    // and completes the wave, but b never ran under the gate: it may not start without it.
+    let spec = TWO_WAVES.replace(
+        "      bake: 5m\n",
+        "      bake: 5m\n      maxParallel: 1\n      maxFailures: 0\n      approvals: [first-go]\n",
+    );
+    let mut run = Rollout::new(mk_plan(&format!("{spec}{}", mk_health(""))), t0());
+    run.approvals.push(mk_approval("go-1", "first-go", t0()));
+    run.verdicts.insert("a".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted));
+    run.approvals[0].revoked = Some(RevokedInfo { at: run.now, by: "ops".into(), reason: None });
+    run.command(CommandKind::Promote, Some("first"), None);
+    run.run_until(run.now + TimeDelta::hours(1), |_| false);
+    assert_eq!(run.wave("first"), WavePhase::Complete);
+    assert_eq!(run.region_percents("b"), vec![0, 0], "{:#?}", run.state);
+    assert!(
+        matches!(&run.unit("b", "signin").waiting, Some(WaitReason::Approval { flag, .. }) if flag == "first-go"),
+        "{:#?}",
+        run.unit("b", "signin")
+    );
+    // A new grant lets the regions never started roll out, and the plan completes.
+    run.approvals.push(mk_approval("go-2", "first-go", run.now));
+    assert!(run.run_until(run.now + TimeDelta::hours(3), |r| r.state.phase() == PlanPhase::Complete));
+    for region in ["b", "c", "d"] {
+        assert_eq!(run.region_percents(region), vec![100, 100], "{region}");
+    }
+}
