@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::plan::PlanDependency;
-use crate::state::{PlanState, WaitReason, WavePhase};
+use crate::state::{PlanPhase, PlanState, WaitReason, WavePhase};
 
 /// Where one plan stands, as plans depending on it read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -34,7 +34,7 @@ use crate::state::{PlanState, WaitReason, WavePhase};
 pub struct Milestones {
     /// Its waves that are complete, in plan order.
     pub complete_waves: Vec<String>,
-    /// Every wave complete.
+    /// The plan complete (`PlanState::phase`): every wave, and no region still to finish.
     pub complete: bool,
     /// Aborted plan-wide: nothing of it counts as complete any more.
     pub aborted: bool,
@@ -60,7 +60,9 @@ impl PlanProgress {
     pub fn insert(&mut self, state: &PlanState) {
         let complete_waves: Vec<String> =
             state.waves.iter().filter(|w| w.phase == WavePhase::Complete).map(|w| w.name.clone()).collect();
-        let complete = !state.waves.is_empty() && complete_waves.len() == state.waves.len();
+        // Complete as the plan's phase says: not while a region retried after its wave
+        // completed still has to finish.
+        let complete = !state.waves.is_empty() && state.phase() == PlanPhase::Complete;
         let milestones = Milestones { complete_waves, complete, aborted: state.aborted };
         match self.plans.get_mut(&state.plan) {
             Some(known) if *known == milestones => {}

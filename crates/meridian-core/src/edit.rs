@@ -22,12 +22,12 @@
 //! | `stepBake`, a wave's `bake` | the hold that runs is measured against the new bake from when it began |
 //! | region or service added | its units start pending; a complete wave that gains one re-opens (runs, then bakes again; an earlier promote of it no longer counts) |
 //! | region or service removed | its units leave the plan: one with traffic is wound down to 0 % by the next decision (an action, an intent first) and dropped once the target confirmed; its audit records stay |
-//! | region moved to another wave | its units keep their traffic and phase; in a pending wave they hold until it starts (still watched: failures act), in a started one they go on; units not started moved into a complete wave re-open it |
+//! | region moved to another wave | its units keep their traffic and phase; in a pending wave they hold until it starts (still watched: failures act), in a started one they go on; the new wave's flags gate their steps (`disable` takes units with traffic to 0 % while they do not hold, `hold` keeps it); units not started moved into a complete wave re-open it |
 //! | waves reordered | each wave keeps its phase; a pending wave starts once every wave now before it is complete; a started one goes on |
 //! | `after` changed | orders starts only: units that started keep going |
 //! | check added or removed | a new check starts without a verdict, so no unit takes its next step before it reports healthy; a removed one's state is dropped |
 //! | a check's limits changed | apply from the next evaluation; a failure streak is kept, so a lower `failureLimit` already reached fails the unit |
-//! | a region's approvals changed | judged at every decision: a flag with no approval on record takes the unit's traffic to 0 % (there is nothing to hold); a flag that stopped holding applies `onApprovalRevoked` |
+//! | a region's approvals changed | judged at every decision: a region flag with no approval on record takes the unit's traffic to 0 % (there is nothing to hold); a flag that stopped holding applies `onApprovalRevoked` |
 //!
 //! An edit alone never raises traffic: every raise is a step the engine takes with its usual
 //! gates (approvals, windows, freezes, bake, health).
@@ -39,6 +39,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::approval::needs_wave_flags;
+use crate::manifest::OnApprovalRevoked;
 use crate::plan::Plan;
 use crate::state::{CheckState, PlanState, UnitPhase, UnitState, WavePhase, WaveState};
 
@@ -199,6 +201,8 @@ pub fn realign(state: &mut PlanState, plan: &Plan) -> EditSummary {
         return summary;
     }
     let fresh = state.units.is_empty() && state.waves.is_empty() && state.departing.is_empty();
+    let wound_down: BTreeSet<(String, String)> =
+        state.departing.iter().filter(|u| u.percent == 0).map(|u| (u.region.clone(), u.service.clone())).collect();
     let mut old: HashMap<(String, String), UnitState> = state
         .units
         .drain(..)
@@ -214,12 +218,17 @@ pub fn realign(state: &mut PlanState, plan: &Plan) -> EditSummary {
         let steps = &region.settings.steps;
         for (s, service) in plan.services.iter().enumerate() {
             let key = (region.name.clone(), service.name.clone());
-            let Some(mut unit) = old.remove(&key) else {
-                let unit = UnitState::new(plan, r, s);
+            let back = wound_down.contains(&key);
+            let Some(mut unit) = old.remove(&key).filter(|_| !back) else {
+                // New, or back before the target confirmed the wind-down of its removal: that
+                // one starts afresh too (it did not fail; its first step supersedes the 0 %).
+                let mut unit = UnitState::new(plan, r, s);
+                unit.actuated = back;
                 if !fresh {
                     gained[region.wave].insert(region.name.clone());
                     let wave = &plan.waves[region.wave].name;
-                    summary.unit(&unit, UnitChange::New, format!("new in the plan; starts pending in wave {wave}"));
+                    let why = if back { "back in the plan, wound down to 0 %" } else { "new in the plan" };
+                    summary.unit(&unit, UnitChange::New, format!("{why}; starts pending in wave {wave}"));
                 }
                 state.units.push(unit);
                 continue;
@@ -327,7 +336,7 @@ pub fn realign(state: &mut PlanState, plan: &Plan) -> EditSummary {
 /// summary (`realign`), plus what only the old plan tells: regions moved to another wave,
 /// waves moved in the order, units with traffic whose wave now waits for an earlier one, and
 /// units whose required approvals changed. `state` itself is left as it is.
-pub fn summarize(old: &Plan, new: &Plan, state: &PlanState) -> EditSummary {
+pub fn summarize<'a>(old: &'a Plan, new: &'a Plan, state: &PlanState) -> EditSummary {
     let mut before = state.clone();
     before.align(old);
     let mut after = before.clone();
@@ -336,9 +345,7 @@ pub fn summarize(old: &Plan, new: &Plan, state: &PlanState) -> EditSummary {
     for (r, region) in new.regions.iter().enumerate() {
         let Some(o) = old.region_index(&region.name) else { continue };
         let (from, to) = (&old.waves[old.regions[o].wave].name, &new.waves[region.wave].name);
-        let old_flags: BTreeSet<&String> =
-            old.regions[o].approvals.iter().chain(&old.waves[old.regions[o].wave].approvals).collect();
-        let new_flags: BTreeSet<&String> = region.approvals.iter().chain(&new.waves[region.wave].approvals).collect();
+        let (old_wave, new_wave) = (old.regions[o].wave, region.wave);
         let earlier_open = new.waves[..region.wave]
             .iter()
             .zip(&after.waves)
@@ -350,6 +357,13 @@ pub fn summarize(old: &Plan, new: &Plan, state: &PlanState) -> EditSummary {
                 continue;
             }
             let wave_phase = after.waves[region.wave].phase;
+            // The flags this unit needs now, before and after (an edit keeps its phase).
+            let needed = |plan: &'a Plan, r: usize, w: usize, phase: WavePhase| -> BTreeSet<&'a String> {
+                let wave: &[String] = if needs_wave_flags(phase, u.phase) { &plan.waves[w].approvals } else { &[] };
+                plan.regions[r].approvals.iter().chain(wave).collect()
+            };
+            let old_flags = needed(old, o, old_wave, before.waves[old_wave].phase);
+            let new_flags = needed(new, r, new_wave, wave_phase);
             if from != to {
                 let mut reason = format!("moved from wave {from} to wave {to}; keeps {} %", u.percent);
                 if u.percent > 0
@@ -358,8 +372,19 @@ pub fn summarize(old: &Plan, new: &Plan, state: &PlanState) -> EditSummary {
                 {
                     reason.push_str(&format!("; holds until wave {w} completes"));
                 }
+                let gate: Vec<&str> = new_flags
+                    .difference(&old_flags)
+                    .map(|f| f.as_str())
+                    .filter(|f| !region.approvals.iter().any(|a| a == f))
+                    .collect();
+                if u.percent > 0 && !gate.is_empty() && new.on_approval_revoked == OnApprovalRevoked::Disable {
+                    reason.push_str(&format!(
+                        "; its steps now need {} (onApprovalRevoked: disable takes it to 0 % while they do not hold)",
+                        gate.join(", ")
+                    ));
+                }
                 extra.push((u.clone(), UnitChange::Moves, reason));
-            } else if u.percent > 0 && u.phase != UnitPhase::Enabled && new_flags != old_flags {
+            } else if u.percent > 0 && new_flags != old_flags {
                 let added: Vec<&str> = new_flags.difference(&old_flags).map(|f| f.as_str()).collect();
                 let removed: Vec<&str> = old_flags.difference(&new_flags).map(|f| f.as_str()).collect();
                 let mut words = Vec::new();
@@ -370,8 +395,8 @@ pub fn summarize(old: &Plan, new: &Plan, state: &PlanState) -> EditSummary {
                     words.push(format!("no longer needs {}", removed.join(", ")));
                 }
                 let reason = format!(
-                    "approvals changed: {}; judged at the next decision, a flag with no approval on record takes \
-                     it to 0 %",
+                    "approvals changed: {}; judged at the next decision: a region flag with no approval on \
+                     record takes it to 0 %, a flag that does not hold applies onApprovalRevoked",
                     words.join(", ")
                 );
                 extra.push((u.clone(), UnitChange::Holds, reason));

@@ -1226,10 +1226,14 @@ impl Engine<'_> {
                 Err(lost) => lost,
             };
             let reason = WaitReason::Approval { flag: flag.clone(), problem: problem.clone() };
-            // `hold` keeps traffic granted under an approval that stopped holding. A flag with
-            // no approval on record at all (one an edit added) never allowed this traffic:
-            // there is nothing to hold, so it goes as under `disable`.
-            let policy = if problem == ApprovalProblem::Missing { OnApprovalRevoked::Disable } else { policy };
+            // `hold` keeps traffic granted under an approval that stopped holding. A region flag
+            // with no approval on record at all (one an edit added) never allowed this traffic:
+            // there is nothing to hold, so it goes as under `disable`. A wave's flags gate its
+            // steps: a region an edit moved into a wave whose gate is not granted yet keeps
+            // what it has under `hold`.
+            let region_flag = self.plan.regions[self.region_of(i)].approvals.contains(&flag);
+            let policy =
+                if problem == ApprovalProblem::Missing && region_flag { OnApprovalRevoked::Disable } else { policy };
             let cause = Cause::ApprovalLost { flag, problem, policy };
             match policy {
                 OnApprovalRevoked::Disable => {

@@ -674,8 +674,9 @@ impl PlanState {
         out
     }
 
-    /// Units and waves named as in `plan`, and every unit at the step its traffic fits on its
-    /// region's steps (`crate::edit::fitted_step`).
+    /// Units and waves named as in `plan`, every unit at the step its traffic fits on its
+    /// region's steps (`crate::edit::fitted_step`), and no complete wave holding a unit not
+    /// started (one an edit moved there: the wave must re-open for it to start).
     pub(crate) fn is_aligned(&self, plan: &Plan) -> bool {
         self.units.len() == plan.unit_count()
             && self.waves.len() == plan.waves.len()
@@ -688,6 +689,10 @@ impl PlanState {
                         && u.step.is_none_or(|k| crate::edit::fitted_step(&region.settings.steps, k, u.percent) == k)
                         && u.checks.len() == plan.health.checks.len()
                         && u.checks.iter().zip(&plan.health.checks).all(|(c, k)| c.name == k.name)
+                        && !(u.phase == UnitPhase::Pending
+                            && u.percent == 0
+                            && self.waves[region.wave].phase == WavePhase::Complete
+                            && !self.aborted_regions.contains(&region.name))
                 })
             })
     }
@@ -706,22 +711,33 @@ impl PlanState {
             return 0;
         }
         let complete = self.phase() == PlanPhase::Complete;
-        let departing = self.departing.iter().filter(|u| u.percent > 0).count();
+        // A unit that left the plan stays departing until the target confirmed its 0 %; until
+        // then (its wind-down may also have failed for good) it may still serve traffic.
+        let departing = self.departing.len();
         self.units.iter().filter(|u| u.percent > 0 && !(complete && u.phase == UnitPhase::Enabled)).count() + departing
     }
 
+    /// Does a region have units still to start or climb: progressing, or blocked or pending in
+    /// a region none of whose units failed (a failed region a promote accepted is done with
+    /// until it is retried) and that was not aborted?
+    fn units_to_finish(&self) -> bool {
+        self.units.chunk_by(|a, b| a.region == b.region).any(|region| {
+            let failed = region.iter().any(|u| matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack));
+            let to_start = region.iter().any(|u| matches!(u.phase, UnitPhase::Pending | UnitPhase::Blocked));
+            !self.aborted_regions.contains(&region[0].region)
+                && (region.iter().any(|u| u.phase == UnitPhase::Progressing) || (to_start && !failed))
+        })
+    }
+
     /// The plan's phase from its waves'. A plan whose every wave is complete while a region
-    /// retried after its wave completed still climbs is running, not complete: it is complete
-    /// once that region is enabled (or fails again).
+    /// still has units to start or climb (one retried after its wave completed, one a promote
+    /// past a failure left unstarted, one set to 0 % by a lost approval) is running, not
+    /// complete: it is complete once that region is enabled (or fails again).
     pub fn phase(&self) -> PlanPhase {
         if self.aborted {
             PlanPhase::Aborted
         } else if self.waves.iter().all(|w| w.phase == WavePhase::Complete) {
-            if self.units.iter().any(|u| u.phase == UnitPhase::Progressing) {
-                PlanPhase::Running
-            } else {
-                PlanPhase::Complete
-            }
+            if self.units_to_finish() { PlanPhase::Running } else { PlanPhase::Complete }
         } else if self.waves.iter().any(|w| w.phase == WavePhase::Halted) {
             PlanPhase::Halted
         } else if self.paused.plan {

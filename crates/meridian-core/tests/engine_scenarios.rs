@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use meridian_core::approval::{ApprovalRecord, ApprovalScopeSet, RevokedInfo};
 use meridian_core::command::{Command, CommandKind};
+use meridian_core::dependency::PlanProgress;
 use meridian_core::engine::{Action, Decision, Observations, TrafficReading, decide};
 use meridian_core::health::{HealthSample, HealthVerdict};
 use meridian_core::outcome::{End, outcome};
@@ -2198,6 +2199,11 @@ fn a_region_never_started_in_a_wave_promoted_past_its_failure_still_needs_the_wa
         "{:#?}",
         run.unit("b", "signin")
     );
+    // Every wave is complete, but b and c are still to start: the plan is running, and a
+    // plan that depends on it waits.
+    assert_eq!(run.wave("second"), WavePhase::Complete);
+    assert_eq!(run.state.phase(), PlanPhase::Running);
+    assert!(!PlanProgress::of([&run.state]).plans["test"].complete);
     // A new grant lets the regions never started roll out, and the plan completes.
     run.approvals.push(mk_approval("go-2", "first-go", run.now));
     assert!(run.run_until(run.now + TimeDelta::hours(3), |r| r.state.phase() == PlanPhase::Complete));

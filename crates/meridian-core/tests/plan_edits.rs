@@ -794,3 +794,95 @@ fn a_pending_region_moved_into_a_complete_wave_reopens_it_and_reaches_100() {
     assert!(run.run_until(300, |r| r.unit("jp", "signin").0 == UnitPhase::Enabled), "{:#?}", run.state);
     assert!(run.run_until(300, |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
 }
+
+#[test]
+fn a_pending_region_moved_alone_into_a_complete_wave_reopens_it() {
+    // Only the move: every wave is kept, so nothing else makes the edit visible.
+    let regions = "[{name: us}, {name: eu}, {name: jp}, {name: fr}]";
+    let waves =
+        "[{name: canary, regions: [us], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [jp, fr]}]";
+    let mut run = Run::new(mk_plan(&spec(regions, waves, "[50, 100]", "")));
+    assert!(run.run_until(200, |r| r.wave("canary") == WavePhase::Complete && r.unit("eu", "signin").2 > 0));
+    let moved =
+        "[{name: canary, regions: [us, jp], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [fr]}]";
+    let summary = run.edit(&spec(regions, moved, "[50, 100]", ""));
+    let lines = summary.lines();
+    assert!(lines.contains(&"wave canary re-opens: units not started moved in: jp".to_string()), "{lines:?}");
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert_eq!(run.wave("canary"), WavePhase::Running);
+    assert_eq!(run.edited().len(), 1, "the re-open is audited");
+    assert!(run.run_until(300, |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
+    assert_eq!(run.unit("jp", "signin"), (UnitPhase::Enabled, Some(1), 100));
+}
+
+#[test]
+fn an_enabled_region_moved_into_a_wave_whose_gate_is_not_granted_keeps_its_traffic_under_hold() {
+    let regions = "[{name: us}, {name: eu}, {name: jp}]";
+    let three = |gate: &str| {
+        format!(
+            "[{{name: canary, regions: [us]}}, {{name: rest, regions: [{}]}}, {{name: last, regions: [{}], approvals: [last-go]}}]",
+            if gate.is_empty() { "eu" } else { "jp" },
+            if gate.is_empty() { "jp" } else { "eu" },
+        )
+    };
+    for (policy, kept) in [("", 100), ("  onApprovalRevoked: disable\n", 0)] {
+        let mut run = Run::new(mk_plan(&spec(regions, &three(""), "[50, 100]", policy)));
+        assert!(run.run_until(300, |r| r.unit("eu", "signin").0 == UnitPhase::Enabled));
+        let summary = run.edit(&spec(regions, &three("moved"), "[50, 100]", policy));
+        let eu = summary.units.iter().find(|u| u.region == "eu").expect("eu listed");
+        assert_eq!(eu.change, UnitChange::Moves);
+        assert_eq!(
+            eu.reason.contains("its steps now need last-go (onApprovalRevoked: disable takes it to 0 %"),
+            kept == 0,
+            "{policy}: {}",
+            eu.reason
+        );
+        run.run(30);
+        assert_eq!(run.unit("eu", "signin").2, kept, "{policy}{:#?}", run.state);
+        run.approvals.push(mk_approval("last-go"));
+        assert!(run.run_until(300, |r| r.state.phase() == PlanPhase::Complete), "{policy}{:#?}", run.state);
+        assert_eq!(run.unit("eu", "signin").2, 100);
+    }
+}
+
+#[test]
+fn a_flag_added_to_an_enabled_region_is_in_the_summary_and_takes_it_to_zero() {
+    let mut run = Run::new(mk_plan(&base()));
+    assert!(run.run_until(300, |r| r.unit("us", "signin").0 == UnitPhase::Enabled));
+    let summary =
+        run.edit(&spec("[{name: us, approvals: [us-ok]}, {name: eu}, {name: jp}]", TWO_WAVES, "[1, 5, 25, 100]", ""));
+    let us = summary.units.iter().find(|u| u.region == "us").expect("us listed");
+    assert_eq!(us.change, UnitChange::Holds);
+    assert!(us.reason.contains("now needs us-ok"), "{}", us.reason);
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert_eq!(run.unit("us", "signin").2, 0);
+}
+
+#[test]
+fn a_region_restored_before_its_wind_down_is_confirmed_starts_afresh_not_failed() {
+    let mut run = Run::new(mk_plan(&base()));
+    assert!(run.run_until(300, |r| r.unit("eu", "signin").2 == 5));
+    let without_eu = "[{name: canary, regions: [us]}, {name: rest, regions: [jp]}]";
+    run.edit(&spec("[{name: us}, {name: jp}]", without_eu, "[1, 5, 25, 100]", ""));
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert_eq!(run.state.departing.len(), 1, "wound down to 0 %, not yet confirmed");
+    assert_eq!(run.state.departing[0].percent, 0);
+    let summary = run.edit(&base());
+    let lines = summary.lines();
+    assert!(
+        lines.contains(
+            &"unit eu/signin new: back in the plan, wound down to 0 %; starts pending in wave rest".to_string()
+        ),
+        "{lines:?}"
+    );
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert!(run.state.departing.is_empty());
+    assert_ne!(run.wave("rest"), WavePhase::Halted, "{:#?}", run.state);
+    assert!(!matches!(run.unit("eu", "signin").0, UnitPhase::RolledBack | UnitPhase::Failed));
+    assert!(run.run_until(300, |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
+    assert_eq!(run.unit("eu", "signin").2, 100);
+}

@@ -12,8 +12,15 @@ impl Controller {
         let now = self.now();
         let config_for_sync = config.clone();
         let source = self.source.clone();
-        let kept =
-            blocking(move || mirror_source_approvals(store.as_ref(), &config_for_sync, source.as_ref(), now)).await?;
+        let grants = self.grants.clone();
+        let (kept, deferred) = blocking(move || {
+            let mut recent = grants.lock().map_err(|_| StoreFailure { message: "grant lock poisoned".into() })?;
+            mirror_source_approvals(store.as_ref(), &config_for_sync, source.as_ref(), &mut recent, now)
+        })
+        .await?;
+        if deferred {
+            self.reload.notify_one();
+        }
         // What the source reads never changes while running, so only the first apply (at
         // start) can find approvals from elsewhere; say so once, not on every reload.
         if state.config.is_none() {
@@ -84,7 +91,12 @@ impl Controller {
     /// Reload on every change of the files' contents since `initial` (what `start` loaded).
     pub(super) async fn config_watcher(self: Arc<Self>) {
         loop {
-            self.source.changed().await;
+            // A reload asked for reads the source as it is now, so a change the source was
+            // about to report is in it too (dropping `changed` loses nothing).
+            tokio::select! {
+                () = self.source.changed() => {}
+                () = self.reload.notified() => {}
+            }
             let current = self.snapshot().config.generation;
             match self.source.load(self.now()).await {
                 Ok(mut config) => {
@@ -101,14 +113,26 @@ impl Controller {
 
 /// Mirror the source's approvals into the store by the core's one diff
 /// (`sync_source_approvals`); returns the approvals kept because they came from elsewhere, as
-/// (name, source), to be reported.
+/// (name, source), to be reported, and whether a revocation was left to the next read.
+///
+/// `recent` holds when each API grant was on record. A grant in Kubernetes mode is an Approval
+/// resource written before its record, so a configuration read (`loaded_at`, taken before the
+/// source lists) before that moment may lack it: such a configuration does not revoke it, and
+/// the caller has the source read again, so the next one, read after it, does if the resource
+/// is gone by then.
 fn mirror_source_approvals(
     store: &dyn StateStore,
     config: &Config,
     source: &dyn ConfigSource,
+    recent: &mut HashMap<String, DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> Result<Vec<(String, String)>, StoreFailure> {
-    let changes = sync_source_approvals(config, &store.approvals()?, &store.source_approvals()?, |s| source.owns(s));
+) -> Result<(Vec<(String, String)>, bool), StoreFailure> {
+    recent.retain(|_, on_record| *on_record > config.loaded_at);
+    let mut changes =
+        sync_source_approvals(config, &store.approvals()?, &store.source_approvals()?, |s| source.owns(s));
+    let before = changes.len();
+    changes.retain(|c| !matches!(c, ApprovalSync::Revoke { name } if recent.contains_key(name)));
+    let deferred = changes.len() < before;
     let mut kept = Vec::new();
     for change in changes {
         match change {
@@ -128,5 +152,84 @@ fn mirror_source_approvals(
             ApprovalSync::KeepForeign { name, source } => kept.push((name, source)),
         }
     }
-    Ok(kept)
+    Ok((kept, deferred))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use meridian_core::approval::ApprovalScopeSet;
+    use meridian_core::diagnostics::Report;
+
+    use super::*;
+    use crate::memory::MemoryStore;
+
+    /// Owns `kube:` sources; never loads (the test hands configurations over itself).
+    struct Kube;
+
+    impl ConfigSource for Kube {
+        fn load(&self, _: DateTime<Utc>) -> BoxFuture<'_, Result<Config, ConfigError>> {
+            Box::pin(std::future::pending())
+        }
+        fn changed(&self) -> BoxFuture<'_, ()> {
+            Box::pin(std::future::pending())
+        }
+        fn owns(&self, source: &str) -> bool {
+            source.starts_with("kube:")
+        }
+        fn describe(&self) -> String {
+            "kube".into()
+        }
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap() + chrono::TimeDelta::seconds(s)
+    }
+
+    fn read_at(at: DateTime<Utc>) -> Config {
+        Config {
+            generation: 2,
+            plans: Vec::new(),
+            approvals: Vec::new(),
+            approval_sources: HashMap::new(),
+            warnings: Report::default(),
+            loaded_at: at,
+            fingerprint: 0,
+        }
+    }
+
+    fn revoked(store: &MemoryStore, name: &str) -> bool {
+        store.approvals().unwrap().iter().any(|a| a.name == name && a.revoked.is_some())
+    }
+
+    #[test]
+    fn a_configuration_read_before_a_grant_was_on_record_does_not_revoke_it() {
+        let store = MemoryStore::default();
+        for name in ["new", "old"] {
+            let approval = ApprovalRecord {
+                name: name.into(),
+                flag: "go".into(),
+                granted_by: "alice".into(),
+                reference: None,
+                granted_at: Some(t(0)),
+                expires: None,
+                scope: ApprovalScopeSet::default(),
+                revoked: None,
+                signature: None,
+            };
+            store.put_approval(&approval, &format!("kube:meridian/{name}"), "alice", t(0)).unwrap();
+        }
+        // "new" was granted through the API and on record at 5 s; "old" long before.
+        let mut recent = HashMap::from([("new".to_string(), t(5))]);
+        // Read at 4 s, before the grant's resource existed: it lacks both, but only "old" is gone.
+        let (_, deferred) = mirror_source_approvals(&store, &read_at(t(4)), &Kube, &mut recent, t(6)).unwrap();
+        assert!(deferred, "the source is to be read again");
+        assert!(revoked(&store, "old"));
+        assert!(!revoked(&store, "new"), "a grant newer than the configuration's read");
+        // Read at 7 s and still without it: the resource is gone (deleted), so is the grant.
+        let (_, deferred) = mirror_source_approvals(&store, &read_at(t(7)), &Kube, &mut recent, t(8)).unwrap();
+        assert!(!deferred);
+        assert!(revoked(&store, "new"));
+        assert!(recent.is_empty(), "forgotten once a configuration read after it applied");
+    }
 }

@@ -76,13 +76,17 @@ impl ControlPlane for Controller {
             let store = self.store();
             let now = self.now();
             let grants = self.grants.clone();
+            let clock = self.adapters.clock.clone();
             let conflict = blocking(move || {
-                let _one_at_a_time =
-                    grants.lock().map_err(|_| StoreFailure { message: "grant lock poisoned".into() })?;
+                let mut recent = grants.lock().map_err(|_| StoreFailure { message: "grant lock poisoned".into() })?;
                 if store.approvals()?.iter().any(|a| a.name == approval.name) {
                     return Ok(Some(approval.name));
                 }
-                store.put_approval(&approval, "api", &by, now).map(|()| None)
+                store.put_approval(&approval, "api", &by, now)?;
+                // In Kubernetes mode the grant is an Approval resource, written before this
+                // record: a configuration read before now may lack it (see the mirroring).
+                recent.insert(approval.name, clock.now());
+                Ok::<_, StoreFailure>(None)
             })
             .await
             .map_err(|e| ControlError::Store(e.message))?;

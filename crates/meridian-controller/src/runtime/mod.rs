@@ -222,8 +222,13 @@ pub struct Controller {
     /// Ticks at every publication of the snapshot: what waits for the state to change (the
     /// health poller with nothing under watch) sleeps on it instead of polling.
     published: tokio::sync::watch::Sender<()>,
-    /// Serialises API grants, so two requests for one name cannot both pass the check.
-    grants: Arc<Mutex<()>>,
+    /// Serialises API grants, so two requests for one name cannot both pass the check, and
+    /// the mirroring of a source's approvals with them. Holds when each recent grant was on
+    /// record (`configure::mirror_source_approvals` reads it).
+    grants: Arc<Mutex<HashMap<String, DateTime<Utc>>>>,
+    /// Asks the configuration watcher to load again though the source saw no change (a
+    /// configuration read before a grant was on record left its revocation to the next read).
+    reload: tokio::sync::Notify,
     /// Where plans and approvals come from (files, or Kubernetes resources).
     source: Arc<dyn ConfigSource>,
 }
@@ -307,7 +312,8 @@ pub async fn start_loaded(
         actuation_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_actuations.max(1))),
         plans: RwLock::new(BTreeMap::new()),
         published: tokio::sync::watch::Sender::new(()),
-        grants: Arc::new(Mutex::new(())),
+        grants: Arc::new(Mutex::new(HashMap::new())),
+        reload: tokio::sync::Notify::new(),
         source,
     });
     let store = adapters.store.clone();

@@ -71,6 +71,10 @@ fn a_halt_and_a_completion_accepting_failures_name_what_happened_and_what_to_do(
     enable(&mut before, "us");
     before.waves[0].phase = WavePhase::Complete;
     before.waves[1].phase = WavePhase::Running;
+    // jp failed and was rolled back (a decision before this one said so).
+    for u in before.units.iter_mut().filter(|u| u.region == "jp") {
+        u.phase = UnitPhase::RolledBack;
+    }
     let mut halted = before.clone();
     halted.waves[1].phase = WavePhase::Halted;
     let record = AuditRecord {
