@@ -133,6 +133,23 @@ pub struct Client {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
+    /// A client for `url` with a command's own token and CA flags (`meridian diff --server`,
+    /// `meridian plan --from-server`); `Err` holds the exit code once the reason is printed
+    /// as `command`'s.
+    pub fn for_url(
+        command: &str,
+        url: &str,
+        token: Option<String>,
+        token_file: Option<PathBuf>,
+        ca_cert: Option<PathBuf>,
+    ) -> Result<Self, i32> {
+        let args = ServerArgs { server: Some(url.to_string()), token, token_file, ca_cert };
+        Client::new(&args).map_err(|e| {
+            e.report(command);
+            e.exit_code()
+        })
+    }
+
     pub fn new(args: &ServerArgs) -> Result<Self, ClientError> {
         let args = &crate::client_config::layered(args)?;
         let server = args.server.as_deref().unwrap_or(DEFAULT_SERVER);

@@ -102,19 +102,7 @@ mod tests {
         PlanState {
             plan: plan.into(),
             units: Vec::new(),
-            waves: waves
-                .iter()
-                .map(|(name, phase)| WaveState {
-                    name: (*name).into(),
-                    phase: *phase,
-                    since: None,
-                    promoted: false,
-                    promoted_by: None,
-                    waiting: None,
-                    accepted: None,
-                    within_budget: Vec::new(),
-                })
-                .collect(),
+            waves: waves.iter().map(|(name, phase)| WaveState { phase: *phase, ..WaveState::new(name) }).collect(),
             paused: Default::default(),
             aborted_regions: Default::default(),
             aborted,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Format;
-use crate::client::{self, Client, ServerArgs};
+use crate::client::{self, Client};
 use crate::exit;
 use meridian_controller::config::read_sources;
 
@@ -154,16 +154,7 @@ fn states(args: &Args, plans: &[&Plan]) -> Result<(String, Vec<PlanState>), i32>
         return Ok((format!("the state in {}", dir.display()), states));
     }
     let Some(url) = &args.server else { return Ok(("rollouts not started".into(), Vec::new())) };
-    let server_args = ServerArgs {
-        server: Some(url.clone()),
-        token: args.token.clone(),
-        token_file: args.token_file.clone(),
-        ca_cert: args.ca_cert.clone(),
-    };
-    let client = Client::new(&server_args).map_err(|e| {
-        e.report("diff");
-        e.exit_code()
-    })?;
+    let client = Client::for_url("diff", url, args.token.clone(), args.token_file.clone(), args.ca_cert.clone())?;
     let fetched = client::block_on("diff", async {
         let mut states = Vec::with_capacity(plans.len());
         for plan in plans {

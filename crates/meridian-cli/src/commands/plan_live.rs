@@ -11,7 +11,7 @@ use meridian_core::approval::ApprovalRecord;
 use meridian_core::{Plan, PlanState};
 use serde::Deserialize;
 
-use crate::client::{self, Client, ServerArgs};
+use crate::client::{self, Client};
 use crate::exit;
 
 /// How to reach the server for `--from-server`: the same token and CA flags and variables as
@@ -55,16 +55,7 @@ struct Approvals {
 /// reason is printed. A plan whose local definition names other regions, services or waves
 /// than its live state is refused (3): the projection would be of another rollout.
 pub fn fetch(args: &LiveArgs, url: &str, plans: &[Plan]) -> Result<Live, i32> {
-    let server_args = ServerArgs {
-        server: Some(url.to_string()),
-        token: args.token.clone(),
-        token_file: args.token_file.clone(),
-        ca_cert: args.ca_cert.clone(),
-    };
-    let client = Client::new(&server_args).map_err(|e| {
-        e.report("plan");
-        e.exit_code()
-    })?;
+    let client = Client::for_url("plan", url, args.token.clone(), args.token_file.clone(), args.ca_cert.clone())?;
     let fetched = client::block_on("plan", async {
         let mut states = Vec::with_capacity(plans.len());
         for plan in plans {
