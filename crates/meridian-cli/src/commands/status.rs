@@ -549,6 +549,25 @@ pub fn plan_table(view: &PlanView, wave: Option<&str>, region: Option<&str>) -> 
             ]);
         }
     }
+    // Units an edit removed, until the target confirmed their 0 % (none with a wave filter:
+    // they belong to no wave any more).
+    for u in view.state.departing.iter().filter(|u| wave.is_none() && region.is_none_or(|x| x == u.region)) {
+        let waiting = if u.percent > 0 {
+            "left the plan: to be wound down to 0 %"
+        } else {
+            "left the plan: wound down to 0 %, waiting for the target to confirm"
+        };
+        rows.push(vec![
+            "-".into(),
+            u.region.clone(),
+            u.service.clone(),
+            "departing".into(),
+            "-".into(),
+            format!("{}%", u.percent),
+            "-".into(),
+            waiting.into(),
+        ]);
+    }
     out.push_str(&crate::output::table(&rows, ""));
     out
 }
@@ -697,6 +716,16 @@ mod tests {
         assert!(lines[3].ends_with("waiting for a to be enabled first"), "{text}");
         assert_eq!(plan_table(&v, None, Some("r2")).lines().count(), 4);
         assert_eq!(plan_table(&v, Some("w1"), None).lines().count(), 4);
+        // A unit an edit removed shows until the target confirmed its 0 %.
+        let mut v = v;
+        let gone = UnitState { region: "r3".into(), ..v.state.units[0].clone() };
+        v.state.departing.push(UnitState { phase: UnitPhase::RolledBack, percent: 0, step: None, ..gone });
+        let text = plan_table(&v, None, None);
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("-     r3      a        departing    -     0%       -"), "{text}");
+        assert!(last.ends_with("left the plan: wound down to 0 %, waiting for the target to confirm"), "{text}");
+        assert!(!plan_table(&v, Some("w1"), None).contains("departing"));
+        assert!(plan_table(&v, None, Some("r3")).contains("departing"));
     }
 
     #[test]
