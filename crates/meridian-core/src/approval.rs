@@ -183,11 +183,12 @@ impl ApprovalRecord {
 }
 
 /// Does a unit in `unit` phase need its wave's flags (its region's it always needs)? While
-/// the wave is open, yes; once it completes, only units it enabled are done with them. A unit
-/// that starts or climbs in a wave that completed without it (a region never started when a
-/// promote accepted a failure, a region retried later) still needs the wave's approval.
+/// the wave is open, yes. Once it completes, a wave's flags gate only the steps still to take:
+/// a unit that starts or climbs in a wave that completed without it (a region never started
+/// when a promote accepted a failure, a region retried later) needs the wave's approval; an
+/// enabled unit, and a failed or paused one that takes no step, does not.
 pub fn needs_wave_flags(wave: WavePhase, unit: UnitPhase) -> bool {
-    wave != WavePhase::Complete || unit != UnitPhase::Enabled
+    wave != WavePhase::Complete || matches!(unit, UnitPhase::Pending | UnitPhase::Blocked | UnitPhase::Progressing)
 }
 
 /// Does `flag` hold for (plan, region, service) at `now`? `Ok` names the approval that

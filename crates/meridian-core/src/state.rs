@@ -717,13 +717,14 @@ impl PlanState {
         self.units.iter().filter(|u| u.percent > 0 && !(complete && u.phase == UnitPhase::Enabled)).count() + departing
     }
 
-    /// Does a region have units still to start or climb: progressing, or blocked or pending in
-    /// a region none of whose units failed (a failed region a promote accepted is done with
-    /// until it is retried) and that was not aborted?
+    /// Does a region have units still to start or climb: progressing, or blocked, pending or
+    /// paused in a region none of whose units failed (a failed region a promote accepted is
+    /// done with until it is retried) and that was not aborted?
     fn units_to_finish(&self) -> bool {
         self.units.chunk_by(|a, b| a.region == b.region).any(|region| {
             let failed = region.iter().any(|u| matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack));
-            let to_start = region.iter().any(|u| matches!(u.phase, UnitPhase::Pending | UnitPhase::Blocked));
+            let to_start =
+                region.iter().any(|u| matches!(u.phase, UnitPhase::Pending | UnitPhase::Blocked | UnitPhase::Paused));
             !self.aborted_regions.contains(&region[0].region)
                 && (region.iter().any(|u| u.phase == UnitPhase::Progressing) || (to_start && !failed))
         })
@@ -770,6 +771,34 @@ spec:
         let bundle = load(&[("p.yaml".into(), yaml)], None);
         assert!(!bundle.report.has_errors(), "{:#?}", bundle.report);
         bundle.plans.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_plan_with_every_wave_complete_is_complete_only_once_no_region_still_has_to_start_or_climb() {
+        let p = plan("[{name: a}, {name: b}]", "[{name: one, regions: [a, b]}]");
+        let mut state = PlanState::new(&p);
+        state.waves[0].phase = WavePhase::Complete;
+        let set = |state: &mut PlanState, region: &str, phases: [UnitPhase; 2]| {
+            for (u, phase) in state.units.iter_mut().filter(|u| u.region == region).zip(phases) {
+                u.phase = phase;
+            }
+        };
+        set(&mut state, "a", [UnitPhase::Enabled; 2]);
+        for (b, phase) in [
+            ([UnitPhase::Enabled; 2], PlanPhase::Complete),
+            // A promote accepted b's failure: done with until retried.
+            ([UnitPhase::Failed, UnitPhase::Paused], PlanPhase::Complete),
+            ([UnitPhase::RolledBack, UnitPhase::Blocked], PlanPhase::Complete),
+            // Retried: climbing, waiting to start, or paused by an operator on the way.
+            ([UnitPhase::Progressing, UnitPhase::Blocked], PlanPhase::Running),
+            ([UnitPhase::Blocked, UnitPhase::Blocked], PlanPhase::Running),
+            ([UnitPhase::Enabled, UnitPhase::Paused], PlanPhase::Running),
+        ] {
+            set(&mut state, "b", b);
+            assert_eq!(state.phase(), phase, "{b:?}");
+        }
+        state.aborted_regions.insert("b".into());
+        assert_eq!(state.phase(), PlanPhase::Complete, "an aborted region is done with");
     }
 
     #[test]

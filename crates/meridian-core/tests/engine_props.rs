@@ -380,8 +380,9 @@ impl Model {
     fn required_flags(&self, state: &PlanState, i: usize) -> Vec<String> {
         let region = &self.plan.regions[i / self.services()];
         let mut flags = region.approvals.clone();
-        // Only units the wave enabled are done with its gate once it completes.
-        if state.waves[region.wave].phase != WavePhase::Complete || state.units[i].phase != UnitPhase::Enabled {
+        // Once the wave completes, its gate holds back only units that still start or climb.
+        let steps = matches!(state.units[i].phase, UnitPhase::Pending | UnitPhase::Blocked | UnitPhase::Progressing);
+        if state.waves[region.wave].phase != WavePhase::Complete || steps {
             flags.extend(self.plan.waves[region.wave].approvals.iter().cloned());
         }
         flags

@@ -2178,6 +2178,28 @@ fn a_promote_past_the_budget_accepts_the_failed_region_and_the_regions_never_sta
 }
 
 #[test]
+fn a_failed_region_a_promote_accepted_keeps_its_paused_traffic_when_the_wave_gate_goes() {
+    // onFailure: pause keeps a's traffic; the promote accepts a and completes the wave. The
+    // wave's gate ends afterwards, as gates do: a takes no step, so under disable it keeps its
+    // traffic (the gate holds back steps still to take, not what a done wave left).
+    let spec = TWO_WAVES.replace("      bake: 5m\n", "      bake: 5m\n      approvals: [first-go]\n");
+    let extra = "  onFailure: pause\n  onApprovalRevoked: disable\n";
+    let mut run = Rollout::new(mk_plan(&format!("{spec}{extra}{}", mk_health(""))), t0());
+    run.approvals.push(mk_approval("go-1", "first-go", t0()));
+    run.verdicts.insert("a".into(), HealthVerdict::Unhealthy);
+    assert!(run.run_until(t0() + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Halted));
+    let kept = run.region_percents("a");
+    assert!(kept.iter().any(|&p| p > 0), "{kept:?}");
+    run.command(CommandKind::Promote, Some("first"), None);
+    assert!(run.run_until(run.now + TimeDelta::hours(1), |r| r.wave("first") == WavePhase::Complete));
+    run.approvals[0].revoked = Some(RevokedInfo { at: run.now, by: "ops".into(), reason: None });
+    run.run_until(run.now + TimeDelta::hours(1), |_| false);
+    assert_eq!(run.region_percents("a"), kept, "{:#?}", run.state);
+    assert_eq!(run.region_percents("b"), vec![100, 100]);
+    assert_eq!(run.state.phase(), PlanPhase::Complete);
+}
+
+#[test]
 fn a_region_never_started_in_a_wave_promoted_past_its_failure_still_needs_the_wave_approval() {
     // The wave's gate held while a ran and failed, then was revoked. The promote accepts a
     // and completes the wave, but b never ran under the gate: it may not start without it.

@@ -14,7 +14,7 @@ impl Controller {
         let source = self.source.clone();
         let grants = self.grants.clone();
         let (kept, deferred) = blocking(move || {
-            let mut recent = grants.lock().map_err(|_| StoreFailure { message: "grant lock poisoned".into() })?;
+            let mut recent = grants.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             mirror_source_approvals(store.as_ref(), &config_for_sync, source.as_ref(), &mut recent, now)
         })
         .await?;

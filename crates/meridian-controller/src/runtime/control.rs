@@ -78,7 +78,7 @@ impl ControlPlane for Controller {
             let grants = self.grants.clone();
             let clock = self.adapters.clock.clone();
             let conflict = blocking(move || {
-                let mut recent = grants.lock().map_err(|_| StoreFailure { message: "grant lock poisoned".into() })?;
+                let mut recent = grants.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if store.approvals()?.iter().any(|a| a.name == approval.name) {
                     return Ok(Some(approval.name));
                 }
