@@ -12,7 +12,8 @@
 //! `maxFailures` or an operator's promote accepted, or without aborted regions: the same
 //! completion that lets the other plan's own next wave start) and the other plan is not
 //! aborted. A dependency on a whole plan holds while the plan is complete
-//! (`PlanState::phase`: every wave, and no region still to start or climb) and not aborted. A plan that is not loaded, or not known yet, holds nothing.
+//! (`PlanState::phase`: every wave, and no region still to start or climb) and not aborted.
+//! A plan that is not loaded, or not known yet, holds nothing.
 //!
 //! Only starts wait for a dependency: a unit that has started (has a step, traffic, or is
 //! enabled) goes on when a dependency stops holding (the other plan aborted); units not yet

@@ -779,41 +779,39 @@ fn random_edits_at_random_moments_keep_the_invariants() {
 
 #[test]
 fn a_pending_region_moved_into_a_complete_wave_reopens_it_and_reaches_100() {
-    let three = "[{name: canary, regions: [us], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [jp]}]";
-    let regions = "[{name: us}, {name: eu}, {name: jp}]";
-    let mut run = Run::new(mk_plan(&spec(regions, three, "[50, 100]", "")));
-    assert!(run.run_until(200, |r| r.wave("canary") == WavePhase::Complete && r.unit("eu", "signin").2 > 0));
-    assert_eq!(run.unit("jp", "signin").2, 0);
-    let moved = "[{name: canary, regions: [us, jp], bake: 10m}, {name: rest, regions: [eu]}]";
-    let summary = run.edit(&spec(regions, moved, "[50, 100]", ""));
-    let lines = summary.lines();
-    assert!(lines.contains(&"wave canary re-opens: units not started moved in: jp".to_string()), "{lines:?}");
-    run.now += TimeDelta::minutes(1);
-    run.tick();
-    assert_eq!(run.wave("canary"), WavePhase::Running);
-    assert!(run.run_until(300, |r| r.unit("jp", "signin").0 == UnitPhase::Enabled), "{:#?}", run.state);
-    assert!(run.run_until(300, |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
-}
-
-#[test]
-fn a_pending_region_moved_alone_into_a_complete_wave_reopens_it() {
-    // Only the move: every wave is kept, so nothing else makes the edit visible.
-    let regions = "[{name: us}, {name: eu}, {name: jp}, {name: fr}]";
-    let waves =
-        "[{name: canary, regions: [us], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [jp, fr]}]";
-    let mut run = Run::new(mk_plan(&spec(regions, waves, "[50, 100]", "")));
-    assert!(run.run_until(200, |r| r.wave("canary") == WavePhase::Complete && r.unit("eu", "signin").2 > 0));
-    let moved =
-        "[{name: canary, regions: [us, jp], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [fr]}]";
-    let summary = run.edit(&spec(regions, moved, "[50, 100]", ""));
-    let lines = summary.lines();
-    assert!(lines.contains(&"wave canary re-opens: units not started moved in: jp".to_string()), "{lines:?}");
-    run.now += TimeDelta::minutes(1);
-    run.tick();
-    assert_eq!(run.wave("canary"), WavePhase::Running);
-    assert_eq!(run.edited().len(), 1, "the re-open is audited");
-    assert!(run.run_until(300, |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
-    assert_eq!(run.unit("jp", "signin"), (UnitPhase::Enabled, Some(1), 100));
+    // With another change in the same edit (a wave removed), and the move alone (every wave
+    // kept, so nothing else makes the edit visible): the wave re-opens either way.
+    let cases = [
+        (
+            "[{name: us}, {name: eu}, {name: jp}]",
+            "[{name: canary, regions: [us], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [jp]}]",
+            "[{name: canary, regions: [us, jp], bake: 10m}, {name: rest, regions: [eu]}]",
+            false,
+        ),
+        (
+            "[{name: us}, {name: eu}, {name: jp}, {name: fr}]",
+            "[{name: canary, regions: [us], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [jp, fr]}]",
+            "[{name: canary, regions: [us, jp], bake: 10m}, {name: rest, regions: [eu]}, {name: last, regions: [fr]}]",
+            true,
+        ),
+    ];
+    for (regions, waves, moved, alone) in cases {
+        let mut run = Run::new(mk_plan(&spec(regions, waves, "[50, 100]", "")));
+        assert!(run.run_until(200, |r| r.wave("canary") == WavePhase::Complete && r.unit("eu", "signin").2 > 0));
+        assert_eq!(run.unit("jp", "signin").2, 0);
+        let summary = run.edit(&spec(regions, moved, "[50, 100]", ""));
+        let lines = summary.lines();
+        assert!(lines.contains(&"wave canary re-opens: units not started moved in: jp".to_string()), "{lines:?}");
+        run.now += TimeDelta::minutes(1);
+        run.tick();
+        assert_eq!(run.wave("canary"), WavePhase::Running);
+        if alone {
+            assert_eq!(run.edited().len(), 1, "the re-open is audited");
+        }
+        assert!(run.run_until(300, |r| r.unit("jp", "signin").0 == UnitPhase::Enabled), "{:#?}", run.state);
+        assert!(run.run_until(300, |r| r.state.phase() == PlanPhase::Complete), "{:#?}", run.state);
+        assert_eq!(run.unit("jp", "signin"), (UnitPhase::Enabled, Some(1), 100));
+    }
 }
 
 #[test]
