@@ -110,13 +110,23 @@ fn holder_in(plane: &ControlPlane, namespace: &str) -> String {
 }
 
 /// Poll `cond` every 50 ms until it holds; panics after `within`.
-fn wait(what: &str, within: Duration, mut cond: impl FnMut() -> bool) -> Instant {
+fn wait(what: &str, within: Duration, cond: impl FnMut() -> bool) -> Instant {
+    wait_explained(what, within, String::new, cond)
+}
+
+/// [`wait`], with `explain()` (the controller's log, say) in the panic message.
+fn wait_explained(
+    what: &str,
+    within: Duration,
+    explain: impl Fn() -> String,
+    mut cond: impl FnMut() -> bool,
+) -> Instant {
     let deadline = Instant::now() + within;
     loop {
         if cond() {
             return Instant::now();
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}\n{}", explain());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -485,7 +495,7 @@ async fn the_controller_does_its_job_with_exactly_the_rbac_in_deploy() {
     assert!(!revoked("go-b-again"));
     let out = plane.kubectl(&["delete", "approval", "go-b-again", "-n", "meridian"], None);
     assert!(out.status.success(), "{}", text(&out));
-    wait("the deleted resource's grant revoked", Duration::from_secs(30), || revoked("go-b-again"));
+    wait_explained("the deleted resource's grant revoked", Duration::from_secs(30), logged, || revoked("go-b-again"));
 
     // The namespace without plans is a configuration like any other, not a rejected edit.
     assert!(!logged().contains("no RolloutPlan found"), "{}", logged());

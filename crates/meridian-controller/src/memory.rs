@@ -37,12 +37,21 @@ pub struct MemoryStore {
     command_reads: Mutex<BTreeMap<String, usize>>,
     /// How many decisions each `commit_all` was handed, in order.
     commit_passes: Mutex<Vec<usize>>,
+    /// Where a grant through the API is recorded from, if not `api`: see [`Self::mirroring_api_grants`].
+    api_source_prefix: Option<String>,
 }
 
 impl MemoryStore {
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> StoreResult<T>) -> StoreResult<T> {
         let mut inner = self.inner.lock().map_err(|_| StoreFailure { message: "memory store poisoned".into() })?;
         f(&mut inner)
+    }
+
+    /// A store that records a grant through the API as a resource of the configuration
+    /// source, under `PREFIX + name`, as the Kubernetes store does (it writes an Approval
+    /// resource first): the source's next reads decide whether the grant stays.
+    pub fn mirroring_api_grants(prefix: &str) -> Self {
+        MemoryStore { api_source_prefix: Some(prefix.to_string()), ..MemoryStore::default() }
     }
 
     /// How often the pending commands of `plan` were read: the run loop does so once per
@@ -201,6 +210,14 @@ impl StateStore for MemoryStore {
     }
 
     fn put_approval(&self, approval: &ApprovalRecord, source: &str, by: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        let mirrored;
+        let source = match &self.api_source_prefix {
+            Some(prefix) if source == "api" => {
+                mirrored = format!("{prefix}{}", approval.name);
+                mirrored.as_str()
+            }
+            _ => source,
+        };
         self.write(|i| {
             i.approvals.insert(approval.name.clone(), approval.clone());
             i.approval_sources.insert(approval.name.clone(), source.to_string());

@@ -1090,6 +1090,16 @@ async fn a_store_that_cannot_write_takes_readiness_down_and_is_counted_until_it_
 struct HeldSource {
     text: std::sync::Mutex<String>,
     changed: tokio::sync::Notify,
+    /// The approval sources it owns start with this (as `kube:` for the Kubernetes source).
+    owned: Option<&'static str>,
+    /// How often it was read.
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+impl HeldSource {
+    fn new(text: String, owned: Option<&'static str>) -> Arc<Self> {
+        Arc::new(HeldSource { text: Mutex::new(text), changed: tokio::sync::Notify::new(), owned, loads: 0.into() })
+    }
 }
 
 impl meridian_core::ports::config::ConfigSource for HeldSource {
@@ -1098,6 +1108,7 @@ impl meridian_core::ports::config::ConfigSource for HeldSource {
         now: chrono::DateTime<Utc>,
     ) -> BoxFuture<'_, Result<meridian_core::ports::config::Config, meridian_core::ports::config::ConfigError>> {
         let text = self.text.lock().unwrap().clone();
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
             let bundle = meridian_core::validate::load(&[("held.yaml".to_string(), text)], Some(now));
             if bundle.report.has_errors() {
@@ -1119,8 +1130,8 @@ impl meridian_core::ports::config::ConfigSource for HeldSource {
         Box::pin(self.changed.notified())
     }
 
-    fn owns(&self, _source: &str) -> bool {
-        false
+    fn owns(&self, source: &str) -> bool {
+        self.owned.is_some_and(|prefix| source.starts_with(prefix))
     }
 
     fn describe(&self) -> String {
@@ -1130,10 +1141,7 @@ impl meridian_core::ports::config::ConfigSource for HeldSource {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_loop_runs_on_any_configuration_source() {
-    let source = Arc::new(HeldSource {
-        text: std::sync::Mutex::new(PLAN.replace("approvals: [jp-regulator]", "approvals: []")),
-        changed: tokio::sync::Notify::new(),
-    });
+    let source = HeldSource::new(PLAN.replace("approvals: [jp-regulator]", "approvals: []"), None);
     let fleet = Arc::new(FakeFleet::default());
     let adapters = fake_adapters(Arc::new(MemoryStore::default()), &fleet);
     let running = meridian_controller::runtime::start_with(source.clone(), Settings::new(Vec::new()), adapters)
@@ -1149,6 +1157,36 @@ async fn the_run_loop_runs_on_any_configuration_source() {
     source.changed.notify_one();
     wait_for("the edit rejected", Duration::from_secs(10), || c.snapshot().config.rejected.is_some()).await;
     assert_eq!(c.snapshot().config.generation, 1);
+    running.shutdown();
+}
+
+/// In Kubernetes mode a grant through the API is an Approval resource the source reports, and
+/// deleting it revokes the grant. A resource deleted at once, before the source noticed it,
+/// leaves the source's contents as they were at its last read, so no change wakes the
+/// controller: the grant itself has the source read again, and that read revokes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_grant_the_source_keeps_is_read_back_from_it_and_revoked_when_its_resource_is_gone() {
+    let source = HeldSource::new(PLAN.to_string(), Some("kube:"));
+    let fleet = Arc::new(FakeFleet::default());
+    let store = Arc::new(MemoryStore::mirroring_api_grants("kube:test/"));
+    let adapters = fake_adapters(store.clone(), &fleet);
+    let running = meridian_controller::runtime::start_with(source.clone(), Settings::new(Vec::new()), adapters)
+        .await
+        .expect("start");
+    let c = running.controller.clone();
+    wait_for("jp waiting for jp-regulator", Duration::from_secs(20), || {
+        c.snapshot().plans["quick"].state.unit("jp", "signin").is_some_and(|u| u.waiting.is_some())
+    })
+    .await;
+    let loads = source.loads.load(std::sync::atomic::Ordering::SeqCst);
+    // Granted, recorded as the source's, but the source no longer has it.
+    c.grant(approval("jp-api", "jp-regulator"), "test").await.unwrap();
+    assert_eq!(store.source_approvals().unwrap(), vec![("jp-api".to_string(), "kube:test/jp-api".to_string())]);
+    wait_for("the grant revoked", Duration::from_secs(10), || {
+        store.approvals().unwrap().iter().any(|a| a.name == "jp-api" && a.revoked.is_some())
+    })
+    .await;
+    assert!(source.loads.load(std::sync::atomic::Ordering::SeqCst) > loads, "the source was read again");
     running.shutdown();
 }
 

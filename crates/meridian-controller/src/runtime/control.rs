@@ -77,21 +77,28 @@ impl ControlPlane for Controller {
             let now = self.now();
             let grants = self.grants.clone();
             let clock = self.adapters.clock.clone();
-            let conflict = blocking(move || {
+            let source = self.source.clone();
+            let granted = blocking(move || {
                 let mut recent = grants.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if store.approvals()?.iter().any(|a| a.name == approval.name) {
-                    return Ok(Some(approval.name));
+                    return Ok(Granted::Conflict(approval.name));
                 }
                 store.put_approval(&approval, "api", &by, now)?;
                 // In Kubernetes mode the grant is an Approval resource, written before this
                 // record: a configuration read before now may lack it (see the mirroring).
-                recent.insert(approval.name, clock.now());
-                Ok::<_, StoreFailure>(None)
+                recent.insert(approval.name.clone(), clock.now());
+                let mirrored = store.source_approvals()?.iter().any(|(n, s)| *n == approval.name && source.owns(s));
+                Ok::<_, StoreFailure>(if mirrored { Granted::Mirrored } else { Granted::Kept })
             })
             .await
             .map_err(|e| ControlError::Store(e.message))?;
-            if let Some(name) = conflict {
-                return Err(ControlError::Conflict(name));
+            match granted {
+                Granted::Conflict(name) => return Err(ControlError::Conflict(name)),
+                // The source decides from now on whether the grant stays, so it is read again
+                // after the grant is on record: a resource deleted at once (before the source
+                // noticed it was there) is seen gone, and the grant revoked.
+                Granted::Mirrored => self.reload.notify_one(),
+                Granted::Kept => {}
             }
             approval_line("granted over the API", &name, &flag, &by_for_log);
             self.kick();
@@ -181,4 +188,14 @@ impl ControlPlane for Controller {
     fn readiness(&self) -> Readiness {
         self.problems.readiness()
     }
+}
+
+/// How a grant through the API went.
+enum Granted {
+    /// An approval of that name is on record already.
+    Conflict(String),
+    /// Recorded as the configuration source's (a Kubernetes resource): the source keeps it.
+    Mirrored,
+    /// Recorded as the API's own.
+    Kept,
 }

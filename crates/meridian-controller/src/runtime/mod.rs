@@ -226,8 +226,10 @@ pub struct Controller {
     /// the mirroring of a source's approvals with them. Holds when each recent grant was on
     /// record (`configure::mirror_source_approvals` reads it).
     grants: Arc<Mutex<HashMap<String, DateTime<Utc>>>>,
-    /// Asks the configuration watcher to load again though the source saw no change (a
-    /// configuration read before a grant was on record left its revocation to the next read).
+    /// Asks the configuration watcher to load again though the source saw no change: after a
+    /// grant through the API that the source keeps (a Kubernetes resource, perhaps deleted
+    /// before the source noticed it), and when a configuration read before a grant was on
+    /// record left its revocation to the next read.
     reload: tokio::sync::Notify,
     /// Where plans and approvals come from (files, or Kubernetes resources).
     source: Arc<dyn ConfigSource>,
