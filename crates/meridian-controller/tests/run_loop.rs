@@ -32,6 +32,9 @@ struct FakeFleet {
     traffic: Mutex<HashMap<(String, String), u32>>,
     log: Mutex<Vec<Actuation>>,
     unhealthy: Mutex<Vec<String>>,
+    /// Regions whose target refuses to go to 0 %, for good (a non-retryable error), and how
+    /// often it refused.
+    refuse_zero: Mutex<(Vec<String>, usize)>,
 }
 
 impl Actuator for FakeFleet {
@@ -43,6 +46,11 @@ impl Actuator for FakeFleet {
         _key: &'a str,
     ) -> BoxFuture<'a, Result<(), ActuationError>> {
         Box::pin(async move {
+            let mut refuse = self.refuse_zero.lock().unwrap();
+            if percent == 0 && refuse.0.contains(&t.region) {
+                refuse.1 += 1;
+                return Err(ActuationError { message: "403 forbidden".into(), retryable: false, label: "http_4xx" });
+            }
             self.traffic.lock().unwrap().insert((t.region.clone(), t.service.clone()), percent);
             self.log.lock().unwrap().push((t.region.clone(), t.service.clone(), percent, Utc::now()));
             Ok(())
@@ -1541,7 +1549,8 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_region_removed_mid_rollout_is_wound_down_to_zero_and_the_edit_is_in_the_config_status() {
+async fn a_region_removed_mid_rollout_is_wound_down_to_zero_even_after_a_refusal_and_the_edit_is_in_the_config_status()
+{
     let plan = |regions: &str, waves: &str| {
         format!(
             "apiVersion: meridian.dev/v1alpha1
@@ -1568,13 +1577,21 @@ spec:
     let adapters = fake_adapters(store.clone(), &fleet);
     let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
     settings.config_poll = Duration::from_millis(100);
+    settings.readback_interval = Duration::from_millis(200);
     let running = start(settings, adapters).await.expect("start");
     let c = running.controller.clone();
     let served = |region: &str| fleet.traffic.lock().unwrap().get(&(region.into(), "signin".into())).copied();
     wait_for("a at 50 %", Duration::from_secs(10), || served("a") == Some(50)).await;
     assert!(c.snapshot().config.last_edit.is_none());
 
+    // a's target refuses its 0 % for good at first: a stays departing (its plan in control)...
+    fleet.refuse_zero.lock().unwrap().0.push("a".into());
     std::fs::write(&file, plan("[{name: b}]", "[{name: one, regions: [b]}]")).unwrap();
+    wait_for("a's wind-down refused", Duration::from_secs(10), || fleet.refuse_zero.lock().unwrap().1 > 0).await;
+    assert_eq!(served("a"), Some(50));
+    assert_eq!(c.snapshot().plans["quick"].state.departing.len(), 1, "kept while its target serves traffic");
+    // ... and once the target takes it, a read-back that still shows 50 % has it sent again.
+    fleet.refuse_zero.lock().unwrap().0.clear();
     wait_for("a wound down to 0 %", Duration::from_secs(10), || served("a") == Some(0)).await;
     wait_for("a dropped from the state", Duration::from_secs(10), || {
         let s = c.snapshot();

@@ -142,7 +142,8 @@
 //!   traffic, its next step the first above it; a complete wave that gains units re-opens),
 //!   and each change is audited (`Cause::PlanEdited`). Units that left the plan with traffic
 //!   (`PlanState::departing`) are set to 0 % at the start of the decision (rolled back,
-//!   audited, a `SetTraffic` action) and dropped once no actuation of theirs is unconfirmed.
+//!   audited, a `SetTraffic` action) and dropped once no actuation of theirs is unconfirmed
+//!   or a read-back shows 0 %; a read-back showing traffic is re-applied (drift).
 //!   A required flag with no approval on record at all takes a unit's traffic to 0 % under
 //!   either `onApprovalRevoked`: there is no grant to hold.
 //! - **Drift.** A read-back that differs from the traffic the state held before this
@@ -510,7 +511,9 @@ impl Engine<'_> {
 
     /// Units an edit removed from the plan: one with traffic is set to 0 % (rolled back,
     /// audited, an action the shell records as an intent before sending); one at 0 % is
-    /// dropped once the target confirmed its last change.
+    /// dropped once the target confirmed its last change, or a read-back shows it serves 0 %.
+    /// A read-back that shows traffic (the 0 % failed for good, or someone switched it back on)
+    /// is drift, re-applied whatever `onDrift` says: the unit left the plan, nothing holds it.
     fn wind_down_departing(&mut self) {
         if self.state.departing.is_empty() {
             return;
@@ -540,8 +543,27 @@ impl Engine<'_> {
                     from,
                 });
                 self.state.departing.push(u);
-            } else if self.obs.unconfirmed.iter().any(|x| x.region == u.region && x.service == u.service) {
-                self.state.departing.push(u);
+                continue;
+            }
+            let read = self.obs.traffic.iter().rev().find(|r| r.region == u.region && r.service == u.service);
+            match read.map(|r| r.percent) {
+                Some(0) => {}
+                Some(observed) => {
+                    let event = AuditEvent::Drift { expected: 0, observed };
+                    self.record_named(None, Some((&u.region, &u.service)), event, Cause::Drift);
+                    u.since = Some(self.now);
+                    self.departed.push(Action::SetTraffic {
+                        region: u.region.clone(),
+                        service: u.service.clone(),
+                        percent: 0,
+                        from: observed,
+                    });
+                    self.state.departing.push(u);
+                }
+                None if self.obs.unconfirmed.iter().any(|x| x.region == u.region && x.service == u.service) => {
+                    self.state.departing.push(u);
+                }
+                None => {}
             }
         }
     }

@@ -73,12 +73,38 @@ pub fn health_requests(plan: &Plan, state: &PlanState, now: DateTime<Utc>) -> Ve
         .collect()
 }
 
+/// A unit whose traffic is read back, and whether an edit removed it from the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Readback<'a> {
+    pub unit: &'a UnitState,
+    /// Left the plan and winding down (`PlanState::departing`).
+    pub departing: bool,
+}
+
+impl Readback<'_> {
+    /// Is a reading showing `percent` news for the engine? Only when it differs from what
+    /// the unit is meant to serve, or while the unit holds a drift that it would clear, or
+    /// for a unit that left the plan (a reading of 0 % lets it go): a reading that matches,
+    /// with nothing held, changes no decision, so the shell need not wake the engine for it.
+    pub fn matters(&self, percent: u32) -> bool {
+        self.departing || percent != self.unit.percent || self.unit.drift.is_some()
+    }
+}
+
 /// Units whose traffic is read back for drift: every unit Meridian has moved, those it took
 /// back to 0 included (a region rolled back, or disabled for a lost approval, and switched on
-/// behind its back is drift too). Units never moved are left alone, so adopting a service that
-/// is already live never switches it off.
-pub fn readback_units(state: &PlanState) -> impl Iterator<Item = &UnitState> {
-    state.units.iter().filter(|u| u.actuated || u.percent > 0)
+/// behind its back is drift too), and units an edit removed until their 0 % is confirmed (a
+/// wind-down that failed for good is sent again). Units never moved are left alone, so
+/// adopting a service that is already live never switches it off.
+pub fn readback_units(state: &PlanState) -> impl Iterator<Item = Readback<'_>> {
+    let kept = state.units.iter().filter(|u| u.actuated || u.percent > 0);
+    kept.map(|unit| Readback { unit, departing: false })
+        .chain(state.departing.iter().map(|unit| Readback { unit, departing: true }))
+}
+
+/// The unit a read-back of (`region`, `service`) is about: the plan's, or one that left it.
+pub fn read_unit<'a>(state: &'a PlanState, region: &str, service: &str) -> Option<&'a UnitState> {
+    state.unit(region, service).or_else(|| state.departing.iter().find(|u| u.region == region && u.service == service))
 }
 
 /// Does a reading of `unit` taken at `read_at` count? Only when taken after the unit's last
@@ -86,14 +112,6 @@ pub fn readback_units(state: &PlanState) -> impl Iterator<Item = &UnitState> {
 /// flight (`busy`: the target may be mid-change).
 pub fn reading_counts(unit: &UnitState, read_at: DateTime<Utc>, busy: bool) -> bool {
     unit.since.is_none_or(|since| since < read_at) && !busy
-}
-
-/// Is a read-back of `unit` showing `percent` news for the engine? Only when it differs from
-/// what the unit is meant to serve, or while the unit holds a drift that it would clear: a
-/// reading that matches, with nothing held, changes no decision, so the shell need not wake
-/// the engine for it.
-pub fn reading_matters(unit: &UnitState, percent: u32) -> bool {
-    percent != unit.percent || unit.drift.is_some()
 }
 
 #[cfg(test)]
@@ -114,23 +132,36 @@ mod tests {
     }
 
     #[test]
-    fn a_reading_matters_when_it_differs_or_a_drift_is_held() {
+    fn a_reading_matters_when_it_differs_or_a_drift_is_held_or_its_unit_left_the_plan() {
         let (_, mut state) = mk_state();
         let u = &mut state.units[0];
         u.percent = 50;
-        assert!(!reading_matters(u, 50), "serves what it should: nothing to decide");
-        assert!(reading_matters(u, 0), "drift");
+        let read = |u: &UnitState, departing, percent| Readback { unit: u, departing }.matters(percent);
+        assert!(!read(u, false, 50), "serves what it should: nothing to decide");
+        assert!(read(u, false, 0), "drift");
+        assert!(read(&state.units[1], true, 0), "a unit that left the plan, seen at 0 %: let it go");
+        let u = &mut state.units[0];
         u.drift = Some(70);
-        assert!(reading_matters(u, 50), "a held drift that a matching reading clears");
+        assert!(read(u, false, 50), "a held drift that a matching reading clears");
     }
 
     #[test]
-    fn units_meridian_moved_are_read_back_those_taken_to_zero_included() {
+    fn units_meridian_moved_are_read_back_those_taken_to_zero_and_those_that_left_included() {
         let (_, mut state) = mk_state();
         state.units[0].percent = 50; // serving
         state.units[1].actuated = true; // rolled back to 0 by Meridian
-        let read: Vec<&str> = readback_units(&state).map(|u| u.region.as_str()).collect();
-        assert_eq!(read, ["a", "b"], "c was never moved: never read, never switched off");
+        let mut gone = state.units[2].clone();
+        gone.region = "d".into();
+        state.departing.push(gone);
+        let read: Vec<(&str, bool)> = readback_units(&state).map(|r| (r.unit.region.as_str(), r.departing)).collect();
+        assert_eq!(
+            read,
+            [("a", false), ("b", false), ("d", true)],
+            "c was never moved: never read, never switched off"
+        );
+        assert_eq!(read_unit(&state, "d", "s").map(|u| u.region.as_str()), Some("d"));
+        assert_eq!(read_unit(&state, "b", "s").map(|u| u.region.as_str()), Some("b"));
+        assert!(read_unit(&state, "e", "s").is_none());
     }
 
     #[test]

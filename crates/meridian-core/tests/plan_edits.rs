@@ -269,7 +269,7 @@ fn a_removed_region_with_traffic_is_wound_down_to_zero_and_keeps_its_audit_recor
 }
 
 #[test]
-fn a_departing_unit_stays_until_the_target_confirmed_zero() {
+fn a_departing_unit_stays_until_the_target_serves_zero_and_a_failed_wind_down_is_sent_again() {
     let mut run = Run::new(mk_plan(&base()));
     assert!(run.run_until(200, |r| r.unit("eu", "signin").2 > 0));
     run.edit(&spec(
@@ -285,6 +285,33 @@ fn a_departing_unit_stays_until_the_target_confirmed_zero() {
     assert_eq!(d.state.departing.len(), 1, "kept while the 0 % is unconfirmed");
     assert!(d.actions.iter().all(|Action::SetTraffic { region, .. }| region != "eu"), "not sent twice");
     assert!(d.state.units_in_flight() <= run.state.units_in_flight());
+
+    // The 0 % failed for good (its intent stays unconfirmed) and a read-back shows traffic:
+    // drift, sent again (whatever onDrift says), audited; the unit stays until it is seen at 0 %.
+    let still = [meridian_core::TrafficReading { region: "eu".into(), service: "signin".into(), percent: 5 }];
+    let obs = Observations { unconfirmed: &unconfirmed, traffic: &still, ..Observations::default() };
+    let at = run.now + TimeDelta::minutes(2);
+    let d = decide(&run.plan, run.state.clone(), &obs, at);
+    assert_eq!(
+        d.actions,
+        [Action::SetTraffic { region: "eu".into(), service: "signin".into(), percent: 0, from: 5 }],
+        "the wind-down sent again"
+    );
+    assert!(
+        d.audit.iter().any(|r| r.region.as_deref() == Some("eu")
+            && r.event == AuditEvent::Drift { expected: 0, observed: 5 }
+            && r.cause == Cause::Drift),
+        "{:?}",
+        d.audit
+    );
+    assert_eq!(d.state.departing.len(), 1);
+    assert_eq!(d.state.departing[0].since, Some(at), "older read-backs no longer count");
+    // Seen at 0 % (switched off by hand, say): gone, though its last intent never closed.
+    let off = [meridian_core::TrafficReading { region: "eu".into(), service: "signin".into(), percent: 0 }];
+    let obs = Observations { unconfirmed: &unconfirmed, traffic: &off, ..Observations::default() };
+    let d = decide(&run.plan, d.state, &obs, at + TimeDelta::minutes(1));
+    assert!(d.state.departing.is_empty(), "a target serving 0 % lets the unit go");
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
 }
 
 #[test]

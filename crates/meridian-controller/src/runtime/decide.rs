@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use meridian_core::UnitRef;
 use meridian_core::dependency::PlanProgress;
 use meridian_core::ports::store::{PlanDecision, QueuedCommand};
-use meridian_core::watch::reading_counts;
+use meridian_core::watch::{read_unit, reading_counts};
 
 use super::*;
 use meridian_core::diagnostics::Severity;
@@ -274,7 +274,7 @@ impl Controller {
             .filter(|(r, read_at)| {
                 let target = Target { plan: name.to_string(), region: r.region.clone(), service: r.service.clone() };
                 let busy = self.inflight.lock().map(|m| m.contains_key(&target)).unwrap_or(true);
-                run.state.unit(&r.region, &r.service).is_some_and(|u| reading_counts(u, *read_at, busy))
+                read_unit(&run.state, &r.region, &r.service).is_some_and(|u| reading_counts(u, *read_at, busy))
             })
             .map(|(r, _)| r)
             .collect();

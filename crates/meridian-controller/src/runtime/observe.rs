@@ -89,7 +89,7 @@ impl Controller {
 
     /// Read back the traffic of units Meridian moved, to detect drift: each plan once per
     /// interval, the plans spread evenly over it (not all at once). Only readings that may
-    /// change a decision (`watch::reading_matters`) wake the decision loop, so a fleet that
+    /// change a decision (`watch::Readback::matters`) wake the decision loop, so a fleet that
     /// serves what it should costs a read per unit and nothing more.
     pub(super) async fn readback_loop(self: Arc<Self>) {
         let interval = self.settings.readback_interval;
@@ -110,11 +110,12 @@ impl Controller {
                 let snapshot = self.snapshot();
                 let Some(entry) = snapshot.plans.get(name) else { continue };
                 let mut readings = Vec::new();
-                for u in meridian_core::watch::readback_units(&entry.state) {
+                for read in meridian_core::watch::readback_units(&entry.state) {
+                    let u = read.unit;
                     let target = Target { plan: name.clone(), region: u.region.clone(), service: u.service.clone() };
                     let read_at = self.now();
                     if let Ok(Some(percent)) = self.adapters.actuator.read_traffic(&entry.plan, &target).await
-                        && meridian_core::watch::reading_matters(u, percent)
+                        && read.matters(percent)
                     {
                         readings.push((
                             TrafficReading { region: u.region.clone(), service: u.service.clone(), percent },
