@@ -171,6 +171,48 @@ fn an_approval_a_unit_depends_on_that_expires_soon_is_called_out() {
     assert!(dom.contains("2 units depend on it: jp/signin, jp/store"), "{dom}");
 }
 
+/// The API router over `control` (no authentication) on 127.0.0.1, served by the returned
+/// runtime for as long as it lives, and its base URL.
+fn serve_fake(control: &std::sync::Arc<meridian_api::fake::FakeControl>) -> (tokio::runtime::Runtime, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = meridian_api::router(control.clone(), meridian_api::Auth::disabled(), meridian_api::Limits::default());
+    runtime.spawn(meridian_api::serve(listener, router, None, std::future::pending()));
+    (runtime, base)
+}
+
+/// Units an edit removed that still wind down are called out above the grid (they are in no
+/// wave any more), with what they wait for: the plan stays in control until their targets
+/// serve 0 %. Over the fake control plane (the state is set, not rolled out).
+#[test]
+fn units_an_edit_removed_are_called_out_until_their_targets_serve_zero() {
+    use meridian_core::state::UnitPhase;
+    let control = meridian_api::fake::FakeControl::from_yaml(&format!("{PLAN}  actuator: {{log: {{}}}}\n"));
+    control.update("restore", |s| {
+        let mut wound = s.units[0].clone();
+        (wound.region, wound.phase, wound.percent) = ("eu".into(), UnitPhase::RolledBack, 0);
+        let mut serving = s.units[1].clone();
+        (serving.region, serving.phase, serving.percent) = ("eu".into(), UnitPhase::Progressing, 10);
+        s.departing = vec![wound, serving];
+    });
+    let (_runtime, base) = serve_fake(&control);
+    let dom = dump_dom(&format!("{base}/"));
+    assert!(dom.contains(r#"data-ready="true""#), "{dom}");
+    assert!(
+        dom.contains(
+            r#"data-departing="eu/signin">eu/signin left the plan: wound down to 0 %, waiting for its target to confirm (sent again while a read-back shows traffic); the plan stays in control until then"#
+        ),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(
+            r#"data-departing="eu/store">eu/store left the plan: to be wound down from 10 % to 0 %; the plan stays in control until then"#
+        ),
+        "{dom}"
+    );
+}
+
 /// A relative check's comparison on the page: the region's value, the baseline and the
 /// regions it came from, in the grid and in the unit's wait reason. Served by the API
 /// router over the fake control plane (the state is set, not rolled out) on 127.0.0.1.
@@ -230,11 +272,7 @@ spec:
             limit: Some(0.018),
         });
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = meridian_api::router(control.clone(), meridian_api::Auth::disabled(), meridian_api::Limits::default());
-    runtime.spawn(meridian_api::serve(listener, router, None, std::future::pending()));
+    let (_runtime, base) = serve_fake(&control);
 
     let dom = dump_dom(&format!("{base}/"));
     assert!(dom.contains(r#"data-ready="true""#), "{dom}");

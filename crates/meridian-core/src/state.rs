@@ -547,7 +547,8 @@ pub struct PlanState {
     pub full_promotions: Vec<FullPromotion>,
     /// Units an edit removed from the plan while they served traffic (or before the target
     /// confirmed their last change): the engine winds them down to 0 % and drops them once
-    /// confirmed (`crate::edit`). Not in `units`, which stays aligned with the plan.
+    /// confirmed or read back at 0 % (`crate::edit`). Not in `units`, which stays aligned
+    /// with the plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub departing: Vec<UnitState>,
 }
