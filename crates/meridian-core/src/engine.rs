@@ -535,6 +535,7 @@ impl Engine<'_> {
                 u.step = None;
                 u.since = Some(self.now);
                 u.waiting = None;
+                u.drift = None;
                 u.actuated = true;
                 self.departed.push(Action::SetTraffic {
                     region: u.region.clone(),
@@ -545,8 +546,11 @@ impl Engine<'_> {
                 self.state.departing.push(u);
                 continue;
             }
+            // What its target serves: the latest read-back, or else a drift held under
+            // `onDrift: hold` before the edit (traffic switched on by hand at a unit at 0 %).
             let read = self.obs.traffic.iter().rev().find(|r| r.region == u.region && r.service == u.service);
-            match read.map(|r| r.percent) {
+            let observed = read.map(|r| r.percent).or(u.drift.take());
+            match observed {
                 Some(0) => {}
                 Some(observed) => {
                     let event = AuditEvent::Drift { expected: 0, observed };

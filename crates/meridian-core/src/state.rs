@@ -712,8 +712,8 @@ impl PlanState {
             return 0;
         }
         let complete = self.phase() == PlanPhase::Complete;
-        // A unit that left the plan stays departing until the target confirmed its 0 %; until
-        // then (its wind-down may also have failed for good) it may still serve traffic.
+        // A unit that left the plan stays departing until the target confirmed its 0 % or was
+        // read back at 0 %; until then (its wind-down may have failed) it may serve traffic.
         let departing = self.departing.len();
         self.units.iter().filter(|u| u.percent > 0 && !(complete && u.phase == UnitPhase::Enabled)).count() + departing
     }

@@ -270,13 +270,16 @@ fn a_removed_region_with_traffic_is_wound_down_to_zero_and_keeps_its_audit_recor
 
 #[test]
 fn a_departing_unit_stays_until_the_target_serves_zero_and_a_failed_wind_down_is_sent_again() {
-    let mut run = Run::new(mk_plan(&base()));
+    // Under `onDrift: hold`: a unit that left the plan is switched off whatever it says.
+    let hold = "  actuator:\n    http: {url: 'http://127.0.0.1:1/{{region}}/{{service}}', onDrift: hold}\n";
+    let regions = "[{name: us}, {name: eu}, {name: jp}]";
+    let mut run = Run::new(mk_plan(&spec(regions, TWO_WAVES, "[1, 5, 25, 100]", hold)));
     assert!(run.run_until(200, |r| r.unit("eu", "signin").2 > 0));
     run.edit(&spec(
         "[{name: us}, {name: jp}]",
         "[{name: canary, regions: [us]}, {name: rest, regions: [jp]}]",
         "[1, 5, 25, 100]",
-        "",
+        hold,
     ));
     run.tick();
     let unconfirmed = [meridian_core::UnitRef { region: "eu".into(), service: "signin".into() }];
@@ -312,6 +315,49 @@ fn a_departing_unit_stays_until_the_target_serves_zero_and_a_failed_wind_down_is
     let d = decide(&run.plan, d.state, &obs, at + TimeDelta::minutes(1));
     assert!(d.state.departing.is_empty(), "a target serving 0 % lets the unit go");
     assert!(d.actions.is_empty(), "{:?}", d.actions);
+}
+
+/// A unit at 0 % whose target was switched on by hand under `onDrift: hold` (the drift held,
+/// not undone) and that an edit then removes: it is switched off, not dropped with its traffic.
+#[test]
+fn a_removed_unit_holding_a_drift_is_switched_off() {
+    let hold = "  actuator:\n    http: {url: 'http://127.0.0.1:1/{{region}}/{{service}}', onDrift: hold}\n";
+    let mut run = Run::new(mk_plan(&spec("[{name: us}, {name: eu}, {name: jp}]", TWO_WAVES, "[1, 5, 25, 100]", hold)));
+    assert!(run.run_until(200, |r| r.unit("eu", "signin").2 > 0));
+    run.commands.push(Command {
+        kind: CommandKind::Abort,
+        wave: None,
+        region: Some("eu".into()),
+        by: "oncall".into(),
+        at: run.now,
+        freeze: None,
+        unfreeze: None,
+        full: false,
+    });
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert_eq!(run.unit("eu", "signin").2, 0, "aborted to 0 %");
+    let on = [meridian_core::TrafficReading { region: "eu".into(), service: "signin".into(), percent: 30 }];
+    let obs = Observations { traffic: &on, ..Observations::default() };
+    run.now += TimeDelta::minutes(1);
+    run.state = decide(&run.plan, run.state.clone(), &obs, run.now).state;
+    assert_eq!(run.state.unit("eu", "signin").unwrap().drift, Some(30), "held, not undone");
+
+    run.edit(&spec(
+        "[{name: us}, {name: jp}]",
+        "[{name: canary, regions: [us]}, {name: rest, regions: [jp]}]",
+        "[1, 5, 25, 100]",
+        hold,
+    ));
+    run.now += TimeDelta::minutes(1);
+    run.tick();
+    assert_eq!(
+        run.actions(),
+        [Action::SetTraffic { region: "eu".into(), service: "signin".into(), percent: 0, from: 30 }],
+        "switched off"
+    );
+    assert_eq!(run.state.departing.len(), 1, "until its target is seen at 0 %");
+    assert_eq!(run.state.departing[0].drift, None);
 }
 
 #[test]

@@ -18,6 +18,12 @@ impl Controller {
         self.hand_over(intent, true);
     }
 
+    /// Whether an actuation of `target` is in flight (a worker runs for it); a poisoned lock
+    /// says yes, so a doubtful reading is not used.
+    pub(super) fn actuating(&self, target: &Target) -> bool {
+        self.inflight.lock().map(|m| m.contains_key(target)).unwrap_or(true)
+    }
+
     /// Start a worker for `intent` unless one runs for its target (then `replace` says whether
     /// the intent waits as its next); the check and the start are one step, so a reconciler
     /// and the decision loop cannot both start one.

@@ -87,7 +87,11 @@ impl ControlPlane for Controller {
                 // In Kubernetes mode the grant is an Approval resource, written before this
                 // record: a configuration read before now may lack it (see the mirroring).
                 recent.insert(approval.name.clone(), clock.now());
-                let mirrored = store.source_approvals()?.iter().any(|(n, s)| *n == approval.name && source.owns(s));
+                // The grant is on record whatever this read says: unread, the source is read
+                // again anyway (a reload too many costs one read).
+                let mirrored = store
+                    .source_approvals()
+                    .map_or(true, |owned| owned.iter().any(|(n, s)| *n == approval.name && source.owns(s)));
                 Ok::<_, StoreFailure>(if mirrored { Granted::Mirrored } else { Granted::Kept })
             })
             .await

@@ -273,7 +273,7 @@ impl Controller {
             .into_iter()
             .filter(|(r, read_at)| {
                 let target = Target { plan: name.to_string(), region: r.region.clone(), service: r.service.clone() };
-                let busy = self.inflight.lock().map(|m| m.contains_key(&target)).unwrap_or(true);
+                let busy = self.actuating(&target);
                 read_unit(&run.state, &r.region, &r.service).is_some_and(|u| reading_counts(u, *read_at, busy))
             })
             .map(|(r, _)| r)

@@ -113,8 +113,13 @@ impl Controller {
                 for read in meridian_core::watch::readback_units(&entry.state) {
                     let u = read.unit;
                     let target = Target { plan: name.clone(), region: u.region.clone(), service: u.service.clone() };
+                    // A reading taken while an actuation of its target was in flight (when it
+                    // began or when it ended) may show the traffic before that change: not used.
                     let read_at = self.now();
+                    let busy_before = self.actuating(&target);
                     if let Ok(Some(percent)) = self.adapters.actuator.read_traffic(&entry.plan, &target).await
+                        && !busy_before
+                        && !self.actuating(&target)
                         && read.matters(percent)
                     {
                         readings.push((
