@@ -1555,6 +1555,75 @@ spec:
     running.shutdown();
 }
 
+/// Notices the controller sent, in order.
+#[derive(Default)]
+struct Told(Mutex<Vec<meridian_core::notify::Notice>>);
+
+impl meridian_core::ports::Notifier for Told {
+    fn notify(&self, notices: Vec<meridian_core::notify::Notice>) {
+        self.0.lock().unwrap().extend(notices);
+    }
+}
+
+/// A plan whose every wave is complete while a region an edit removed still serves traffic
+/// (its 0 % refused) is running, not complete: `--exit-when-done`, `status --wait` and plans
+/// that depend on it wait. It completes, and says so, once the target is seen at 0 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_is_not_complete_while_a_removed_region_still_serves_traffic() {
+    let plan = |regions: &str, waves: &str| {
+        format!(
+            "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: quick}}
+spec:
+  services: [{{name: signin}}]
+  regions: {regions}
+  waves: {waves}
+  steps: [50, 100]
+  stepBake: 100ms
+"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.yaml");
+    let one = "[{name: one, regions: [a], bake: 100ms}";
+    std::fs::write(
+        &file,
+        plan("[{name: a}, {name: b, stepBake: 1h}]", &format!("{one}, {{name: two, regions: [b]}}]")),
+    )
+    .unwrap();
+    let fleet = Arc::new(FakeFleet::default());
+    let told = Arc::new(Told::default());
+    let mut adapters = fake_adapters(Arc::new(MemoryStore::default()), &fleet);
+    adapters.notifier = told.clone();
+    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
+    settings.config_poll = Duration::from_millis(100);
+    settings.readback_interval = Duration::from_millis(200);
+    let running = start(settings, adapters).await.expect("start");
+    let c = running.controller.clone();
+    let served = |region: &str| fleet.traffic.lock().unwrap().get(&(region.into(), "signin".into())).copied();
+    wait_for("b at 50 %", Duration::from_secs(10), || served("b") == Some(50)).await;
+
+    fleet.refuse_zero.lock().unwrap().0.push("b".into());
+    std::fs::write(&file, plan("[{name: a}]", &format!("{one}]"))).unwrap();
+    wait_for("b's wind-down refused", Duration::from_secs(10), || fleet.refuse_zero.lock().unwrap().1 > 0).await;
+    wait_for("b departing", Duration::from_secs(10), || c.snapshot().plans["quick"].state.departing.len() == 1).await;
+    let state = c.snapshot().plans["quick"].state.clone();
+    assert!(state.waves.iter().all(|w| w.phase == meridian_core::WavePhase::Complete), "{:?}", state.waves);
+    assert_eq!(state.phase(), PlanPhase::Running, "b still serves {:?} %", served("b"));
+    let complete = || told.0.lock().unwrap().iter().any(|n| n.summary.starts_with("quick: rollout complete"));
+    assert!(!complete());
+
+    fleet.refuse_zero.lock().unwrap().0.clear();
+    wait_for("the plan complete", Duration::from_secs(10), || {
+        c.snapshot().plans["quick"].state.phase() == PlanPhase::Complete
+    })
+    .await;
+    assert_eq!(served("b"), Some(0));
+    wait_for("its completion told", Duration::from_secs(10), complete).await;
+    running.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_removed_mid_rollout_is_wound_down_to_zero_even_after_a_refusal_and_the_edit_is_in_the_config_status()
 {

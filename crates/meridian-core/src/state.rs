@@ -720,21 +720,25 @@ impl PlanState {
 
     /// Does a region have units still to start or climb: progressing, or blocked, pending or
     /// paused in a region none of whose units failed (a failed region a promote accepted is
-    /// done with until it is retried) and that was not aborted?
+    /// done with until it is retried) and that was not aborted? Or does a unit an edit removed
+    /// still wind down?
     fn units_to_finish(&self) -> bool {
-        self.units.chunk_by(|a, b| a.region == b.region).any(|region| {
-            let failed = region.iter().any(|u| matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack));
-            let to_start =
-                region.iter().any(|u| matches!(u.phase, UnitPhase::Pending | UnitPhase::Blocked | UnitPhase::Paused));
-            !self.aborted_regions.contains(&region[0].region)
-                && (region.iter().any(|u| u.phase == UnitPhase::Progressing) || (to_start && !failed))
-        })
+        !self.departing.is_empty()
+            || self.units.chunk_by(|a, b| a.region == b.region).any(|region| {
+                let failed = region.iter().any(|u| matches!(u.phase, UnitPhase::Failed | UnitPhase::RolledBack));
+                let to_start = region
+                    .iter()
+                    .any(|u| matches!(u.phase, UnitPhase::Pending | UnitPhase::Blocked | UnitPhase::Paused));
+                !self.aborted_regions.contains(&region[0].region)
+                    && (region.iter().any(|u| u.phase == UnitPhase::Progressing) || (to_start && !failed))
+            })
     }
 
     /// The plan's phase from its waves'. A plan whose every wave is complete while a region
     /// still has units to start or climb (one retried after its wave completed, one a promote
     /// past a failure left unstarted, one set to 0 % by a lost approval) is running, not
-    /// complete: it is complete once that region is enabled (or fails again).
+    /// complete: it is complete once that region is enabled (or fails again). So is one with
+    /// a unit an edit removed whose 0 % is not confirmed yet (its target may serve traffic).
     pub fn phase(&self) -> PlanPhase {
         if self.aborted {
             PlanPhase::Aborted
@@ -800,6 +804,12 @@ spec:
         }
         state.aborted_regions.insert("b".into());
         assert_eq!(state.phase(), PlanPhase::Complete, "an aborted region is done with");
+        // A unit an edit removed still winds down (its target may serve traffic): not done.
+        let mut gone = state.units[0].clone();
+        (gone.region, gone.phase, gone.percent) = ("c".into(), UnitPhase::RolledBack, 0);
+        state.departing.push(gone);
+        assert_eq!(state.phase(), PlanPhase::Running, "until its target is seen at 0 %");
+        assert_eq!(state.units_in_flight(), 1, "and it keeps the plan in control");
     }
 
     #[test]

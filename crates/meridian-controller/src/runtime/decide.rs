@@ -355,7 +355,9 @@ impl Controller {
         self.failed_commits.store(0, Ordering::SeqCst);
         self.problems.clear(key::STORE);
         let Some(run) = state.plans.get_mut(&commit.plan) else { return };
-        if !commit.audit.is_empty() {
+        // A decision without records can still end the plan (the last departing unit seen at
+        // 0 %): its completion is told too.
+        if !commit.audit.is_empty() || run.state.phase() != commit.state.phase() {
             let notices =
                 meridian_core::notify::decision_notices(&run.plan, &run.state, &commit.state, &commit.audit, now);
             if !notices.is_empty() {
