@@ -1555,6 +1555,34 @@ spec:
     running.shutdown();
 }
 
+/// Plan `quick` of one service on `regions` in `waves`: steps [50, 100], each baked
+/// `step_bake`, under a check the fake fleet answers.
+fn one_service_plan(regions: &str, waves: &str, step_bake: &str) -> String {
+    format!(
+        "apiVersion: meridian.dev/v1alpha1
+kind: RolloutPlan
+metadata: {{name: quick}}
+spec:
+  services: [{{name: signin}}]
+  regions: {regions}
+  waves: {waves}
+  steps: [50, 100]
+  stepBake: {step_bake}
+  health:
+    interval: 100ms
+    checks: [{{name: errors, prometheus: {{query: 'x'}}, max: 0.01}}]
+"
+    )
+}
+
+/// Settings that see an edit of the files in `dir` and read targets back within 200 ms.
+fn edits_seen_fast(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::new(vec![dir.to_path_buf()]);
+    settings.config_poll = Duration::from_millis(100);
+    settings.readback_interval = Duration::from_millis(200);
+    settings
+}
+
 /// Notices the controller sent, in order.
 #[derive(Default)]
 struct Told(Mutex<Vec<meridian_core::notify::Notice>>);
@@ -1570,20 +1598,7 @@ impl meridian_core::ports::Notifier for Told {
 /// that depend on it wait. It completes, and says so, once the target is seen at 0 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_is_not_complete_while_a_removed_region_still_serves_traffic() {
-    let plan = |regions: &str, waves: &str| {
-        format!(
-            "apiVersion: meridian.dev/v1alpha1
-kind: RolloutPlan
-metadata: {{name: quick}}
-spec:
-  services: [{{name: signin}}]
-  regions: {regions}
-  waves: {waves}
-  steps: [50, 100]
-  stepBake: 100ms
-"
-        )
-    };
+    let plan = |regions: &str, waves: &str| one_service_plan(regions, waves, "100ms");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plan.yaml");
     let one = "[{name: one, regions: [a], bake: 100ms}";
@@ -1596,10 +1611,7 @@ spec:
     let told = Arc::new(Told::default());
     let mut adapters = fake_adapters(Arc::new(MemoryStore::default()), &fleet);
     adapters.notifier = told.clone();
-    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
-    settings.config_poll = Duration::from_millis(100);
-    settings.readback_interval = Duration::from_millis(200);
-    let running = start(settings, adapters).await.expect("start");
+    let running = start(edits_seen_fast(dir.path()), adapters).await.expect("start");
     let c = running.controller.clone();
     let served = |region: &str| fleet.traffic.lock().unwrap().get(&(region.into(), "signin".into())).copied();
     wait_for("b at 50 %", Duration::from_secs(10), || served("b") == Some(50)).await;
@@ -1627,23 +1639,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_removed_mid_rollout_is_wound_down_to_zero_even_after_a_refusal_and_the_edit_is_in_the_config_status()
 {
-    let plan = |regions: &str, waves: &str| {
-        format!(
-            "apiVersion: meridian.dev/v1alpha1
-kind: RolloutPlan
-metadata: {{name: quick}}
-spec:
-  services: [{{name: signin}}]
-  regions: {regions}
-  waves: {waves}
-  steps: [50, 100]
-  stepBake: 1h
-  health:
-    interval: 100ms
-    checks: [{{name: errors, prometheus: {{query: 'x'}}, max: 0.01}}]
-"
-        )
-    };
+    let plan = |regions: &str, waves: &str| one_service_plan(regions, waves, "1h");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plan.yaml");
     std::fs::write(&file, plan("[{name: a}, {name: b}]", "[{name: one, regions: [a]}, {name: two, regions: [b]}]"))
@@ -1651,10 +1647,7 @@ spec:
     let fleet = Arc::new(FakeFleet::default());
     let store = Arc::new(MemoryStore::default());
     let adapters = fake_adapters(store.clone(), &fleet);
-    let mut settings = Settings::new(vec![dir.path().to_path_buf()]);
-    settings.config_poll = Duration::from_millis(100);
-    settings.readback_interval = Duration::from_millis(200);
-    let running = start(settings, adapters).await.expect("start");
+    let running = start(edits_seen_fast(dir.path()), adapters).await.expect("start");
     let c = running.controller.clone();
     let served = |region: &str| fleet.traffic.lock().unwrap().get(&(region.into(), "signin".into())).copied();
     wait_for("a at 50 %", Duration::from_secs(10), || served("a") == Some(50)).await;

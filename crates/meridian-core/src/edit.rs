@@ -141,19 +141,27 @@ impl EditSummary {
         waves.chain(units).collect()
     }
 
-    /// `1 new, 2 moves, ...` or `no change in flight`.
+    /// `1 unit moves, 2 units hold, ...` or `no change in flight`.
     pub fn counts(&self) -> String {
+        // "1 unit moves", "2 units move": the verbs lose their s in the plural.
+        fn counted(n: usize, noun: &str, change: String) -> String {
+            if n == 1 {
+                return format!("1 {noun} {change}");
+            }
+            let verb = change.strip_suffix('s').unwrap_or(&change);
+            format!("{n} {noun}s {verb}")
+        }
         let mut parts = Vec::new();
         for change in [UnitChange::New, UnitChange::Moves, UnitChange::Holds, UnitChange::Removed] {
             let n = self.units.iter().filter(|u| u.change == change).count();
             if n > 0 {
-                parts.push(format!("{n} unit{} {change}", if n == 1 { "" } else { "s" }));
+                parts.push(counted(n, "unit", change.to_string()));
             }
         }
         for change in [WaveChange::New, WaveChange::Reopens, WaveChange::Moves, WaveChange::Removed] {
             let n = self.waves.iter().filter(|w| w.change == change).count();
             if n > 0 {
-                parts.push(format!("{n} wave{} {change}", if n == 1 { "" } else { "s" }));
+                parts.push(counted(n, "wave", change.to_string()));
             }
         }
         if parts.is_empty() { "no change in flight".into() } else { parts.join(", ") }
@@ -190,6 +198,21 @@ pub(crate) fn fitted_step(steps: &[u32], step: usize, percent: u32) -> usize {
 fn steps_text(steps: &[u32]) -> String {
     let steps: Vec<String> = steps.iter().map(u32::to_string).collect();
     format!("[{}]", steps.join(", "))
+}
+
+/// The first step above `percent`, as (index, percent).
+fn next_step(steps: &[u32], percent: u32) -> Option<(usize, u32)> {
+    steps.iter().position(|&p| p > percent).map(|i| (i, steps[i]))
+}
+
+/// What new steps mean for a unit at `percent`: it keeps its traffic, and climbs next to the
+/// first step above it.
+fn steps_reason(steps: &[u32], percent: u32) -> String {
+    let next = match next_step(steps, percent) {
+        Some((i, p)) => format!("next step {p} % (step {} of {})", i + 1, steps.len()),
+        None => "no step above it".to_string(),
+    };
+    format!("steps now {}: keeps {percent} %; {next}", steps_text(steps))
 }
 
 /// Re-align `state` to `plan`: the rule. Units and waves are matched by name. Returns what
@@ -243,16 +266,7 @@ pub fn realign(state: &mut PlanState, plan: &Plan) -> EditSummary {
                 unit.step = Some(placed);
                 // An enabled unit is done: its step is bookkeeping, not worth a word.
                 if unit.percent > 0 && unit.phase != UnitPhase::Enabled {
-                    let next = steps.iter().find(|&&p| p > unit.percent);
-                    let next = next.map_or("none".to_string(), |p| format!("{p} %"));
-                    let reason = format!(
-                        "steps now {}: keeps {} % at step {} of {}; next step {next}",
-                        steps_text(steps),
-                        unit.percent,
-                        placed + 1,
-                        steps.len()
-                    );
-                    summary.unit(&unit, UnitChange::Moves, reason);
+                    summary.unit(&unit, UnitChange::Moves, steps_reason(steps, unit.percent));
                 }
             }
             let mut checks = Vec::with_capacity(plan.health.checks.len());
@@ -364,7 +378,7 @@ pub fn summarize<'a>(old: &'a Plan, new: &'a Plan, state: &PlanState) -> EditSum
             };
             let old_flags = needed(old, o, old_wave, before.waves[old_wave].phase);
             let new_flags = needed(new, r, new_wave, wave_phase);
-            if from != to {
+            let said = if from != to {
                 let mut reason = format!("moved from wave {from} to wave {to}; keeps {} %", u.percent);
                 if u.percent > 0
                     && wave_phase == WavePhase::Pending
@@ -383,7 +397,7 @@ pub fn summarize<'a>(old: &'a Plan, new: &'a Plan, state: &PlanState) -> EditSum
                         gate.join(", ")
                     ));
                 }
-                extra.push((u.clone(), UnitChange::Moves, reason));
+                Some((UnitChange::Moves, reason))
             } else if u.percent > 0 && new_flags != old_flags {
                 let added: Vec<&str> = new_flags.difference(&old_flags).map(|f| f.as_str()).collect();
                 let removed: Vec<&str> = old_flags.difference(&new_flags).map(|f| f.as_str()).collect();
@@ -399,16 +413,25 @@ pub fn summarize<'a>(old: &'a Plan, new: &'a Plan, state: &PlanState) -> EditSum
                      record takes it to 0 %, a flag that does not hold applies onApprovalRevoked",
                     words.join(", ")
                 );
-                extra.push((u.clone(), UnitChange::Holds, reason));
+                Some((UnitChange::Holds, reason))
             } else if u.percent > 0
                 && wave_phase == WavePhase::Pending
                 && let Some(w) = &earlier_open
             {
-                extra.push((
-                    u.clone(),
-                    UnitChange::Holds,
-                    format!("holds at {} % until wave {w} completes", u.percent),
-                ));
+                Some((UnitChange::Holds, format!("holds at {} % until wave {w} completes", u.percent)))
+            } else {
+                None
+            };
+            // Its step may stay (the realignment said nothing) while where it climbs next moves.
+            let climbing = u.percent > 0 && u.phase != UnitPhase::Enabled;
+            let (old_steps, new_steps) = (&old.regions[o].settings.steps, &region.settings.steps);
+            let steps = (climbing && next_step(old_steps, u.percent) != next_step(new_steps, u.percent))
+                .then(|| steps_reason(new_steps, u.percent));
+            match (said, steps) {
+                (Some((change, reason)), Some(steps)) => extra.push((u.clone(), change, format!("{reason}; {steps}"))),
+                (Some((change, reason)), None) => extra.push((u.clone(), change, reason)),
+                (None, Some(steps)) => extra.push((u.clone(), UnitChange::Moves, steps)),
+                (None, None) => {}
             }
         }
     }

@@ -176,6 +176,33 @@ fn base() -> String {
     spec("[{name: us}, {name: eu}, {name: jp}]", TWO_WAVES, "[1, 5, 25, 100]", "")
 }
 
+/// Steps changed above a unit whose own step stays: `meridian diff` says where it climbs next
+/// (it said "no change in flight"), and the counts read as English.
+#[test]
+fn steps_changed_above_a_unit_say_where_it_climbs_next() {
+    let regions = "[{name: us}, {name: eu}, {name: jp}]";
+    let mut run = Run::new(mk_plan(&base()));
+    run.tick();
+    assert!(run.run_until(300, |r| r.unit("eu", "signin").2 == 5 && r.unit("jp", "signin").2 == 5));
+    // [1, 5, 25, 100] at 5 % edited to [2, 5, 50, 100]: still at step 2, but 50 % comes next.
+    let summary = run.edit(&spec(regions, TWO_WAVES, "[2, 5, 50, 100]", ""));
+    assert_eq!(
+        summary.lines(),
+        [
+            "unit eu/signin moves: steps now [2, 5, 50, 100]: keeps 5 %; next step 50 % (step 3 of 4)",
+            "unit jp/signin moves: steps now [2, 5, 50, 100]: keeps 5 %; next step 50 % (step 3 of 4)"
+        ]
+    );
+    assert_eq!(summary.counts(), "2 units move");
+    run.tick();
+    assert_eq!(run.unit("eu", "signin"), (UnitPhase::Progressing, Some(1), 5));
+    assert!(run.run_until(30, |r| r.unit("eu", "signin").2 != 5));
+    assert_eq!(run.unit("eu", "signin").2, 50, "the next step, as said");
+    // Steps changed only below it: nothing to say.
+    let summary = run.edit(&spec(regions, TWO_WAVES, "[1, 5, 50, 100]", ""));
+    assert!(summary.lines().iter().all(|l| !l.contains("eu/signin")), "{:?}", summary.lines());
+}
+
 #[test]
 fn shortened_steps_keep_the_traffic_and_place_the_unit_at_or_below_it() {
     let mut run = Run::new(mk_plan(&base()));
@@ -187,7 +214,7 @@ fn shortened_steps_keep_the_traffic_and_place_the_unit_at_or_below_it() {
     let summary = run.edit(&spec("[{name: us}, {name: eu}, {name: jp}]", TWO_WAVES, "[10, 50, 100]", ""));
     assert_eq!(
         summary.lines(),
-        ["unit us/signin moves: steps now [10, 50, 100]: keeps 25 % at step 1 of 3; next step 50 %"]
+        ["unit us/signin moves: steps now [10, 50, 100]: keeps 25 %; next step 50 % (step 2 of 3)"]
     );
     run.tick();
     assert_eq!(run.unit("us", "signin"), (UnitPhase::Progressing, Some(0), 25));

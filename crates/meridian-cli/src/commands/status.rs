@@ -726,6 +726,10 @@ mod tests {
         assert!(last.ends_with("left the plan: wound down to 0 %, waiting for the target to confirm"), "{text}");
         assert!(!plan_table(&v, Some("w1"), None).contains("departing"));
         assert!(plan_table(&v, None, Some("r3")).contains("departing"));
+        // `status --watch` shows it too, in a row of its own after the waves.
+        let frame = crate::commands::watch::plan_frame(&v, chrono::Utc::now(), false, None);
+        let row: Vec<&str> = frame.lines().last().unwrap().split_whitespace().collect();
+        assert_eq!(row, ["(removed)", "r3", "departing", "0%", "-"], "{frame}");
     }
 
     #[test]

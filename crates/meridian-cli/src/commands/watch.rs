@@ -153,7 +153,7 @@ pub fn plan_frame(view: &PlanView, now: DateTime<Utc>, colour: bool, width: Opti
     out.push('\n');
     let services: Vec<&str> = {
         let mut seen: Vec<&str> = Vec::new();
-        for u in &view.state.units {
+        for u in view.state.units.iter().chain(&view.state.departing) {
             if !seen.contains(&u.service.as_str()) {
                 seen.push(&u.service);
             }
@@ -171,6 +171,23 @@ pub fn plan_frame(view: &PlanView, now: DateTime<Utc>, colour: bool, width: Opti
         for s in &services {
             row.push(match view.state.units.iter().find(|u| u.region == r.name && u.service == *s) {
                 Some(u) => unit_cell(u, now),
+                None => Cell::plain("-"),
+            });
+        }
+        grid.push(row);
+    }
+    // Units an edit removed, until their targets are seen at 0 % (they are in no wave).
+    let mut gone: Vec<&str> = Vec::new();
+    for u in &view.state.departing {
+        if !gone.contains(&u.region.as_str()) {
+            gone.push(&u.region);
+        }
+    }
+    for (i, region) in gone.iter().enumerate() {
+        let mut row = vec![Cell::plain(if i == 0 { "(removed)" } else { "" }), Cell::plain(*region)];
+        for s in &services {
+            row.push(match view.state.departing.iter().find(|u| u.region == *region && u.service == *s) {
+                Some(u) => Cell::plain(format!("departing {}%", u.percent)),
                 None => Cell::plain("-"),
             });
         }
