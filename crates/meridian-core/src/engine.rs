@@ -533,17 +533,10 @@ impl Engine<'_> {
                 u.phase = UnitPhase::RolledBack;
                 u.percent = 0;
                 u.step = None;
-                u.since = Some(self.now);
                 u.waiting = None;
                 u.drift = None;
                 u.actuated = true;
-                self.departed.push(Action::SetTraffic {
-                    region: u.region.clone(),
-                    service: u.service.clone(),
-                    percent: 0,
-                    from,
-                });
-                self.state.departing.push(u);
+                self.send_departing_to_zero(u, from);
                 continue;
             }
             // What its target serves: the latest read-back, or else a drift held under
@@ -555,14 +548,7 @@ impl Engine<'_> {
                 Some(observed) => {
                     let event = AuditEvent::Drift { expected: 0, observed };
                     self.record_named(None, Some((&u.region, &u.service)), event, Cause::Drift);
-                    u.since = Some(self.now);
-                    self.departed.push(Action::SetTraffic {
-                        region: u.region.clone(),
-                        service: u.service.clone(),
-                        percent: 0,
-                        from: observed,
-                    });
-                    self.state.departing.push(u);
+                    self.send_departing_to_zero(u, observed);
                 }
                 None if self.obs.unconfirmed.iter().any(|x| x.region == u.region && x.service == u.service) => {
                     self.state.departing.push(u);
@@ -570,6 +556,15 @@ impl Engine<'_> {
                 None => {}
             }
         }
+    }
+
+    /// Send a departing unit serving `from` % to 0 % (an action, its hold from now) and keep
+    /// it until its target is seen there.
+    fn send_departing_to_zero(&mut self, mut u: crate::state::UnitState, from: u32) {
+        u.since = Some(self.now);
+        let (region, service) = (u.region.clone(), u.service.clone());
+        self.departed.push(Action::SetTraffic { region, service, percent: 0, from });
+        self.state.departing.push(u);
     }
 
     /// Move a unit; records an audit entry when phase, step or traffic changes.

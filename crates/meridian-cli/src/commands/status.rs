@@ -549,7 +549,7 @@ pub fn plan_table(view: &PlanView, wave: Option<&str>, region: Option<&str>) -> 
             ]);
         }
     }
-    // Units an edit removed, until the target confirmed their 0 % (none with a wave filter:
+    // Units an edit removed, until their targets are seen at 0 % (none with a wave filter:
     // they belong to no wave any more).
     for u in view.state.departing.iter().filter(|u| wave.is_none() && region.is_none_or(|x| x == u.region)) {
         let waiting = if u.percent > 0 {

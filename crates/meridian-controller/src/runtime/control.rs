@@ -84,15 +84,18 @@ impl ControlPlane for Controller {
                     return Ok(Granted::Conflict(approval.name));
                 }
                 store.put_approval(&approval, "api", &by, now)?;
-                // In Kubernetes mode the grant is an Approval resource, written before this
-                // record: a configuration read before now may lack it (see the mirroring).
-                recent.insert(approval.name.clone(), clock.now());
-                // The grant is on record whatever this read says: unread, the source is read
-                // again anyway (a reload too many costs one read).
+                // The grant is on record whatever this read says: unread, it counts as the
+                // source's (a reload too many costs one read).
                 let mirrored = store
                     .source_approvals()
                     .map_or(true, |owned| owned.iter().any(|(n, s)| *n == approval.name && source.owns(s)));
-                Ok::<_, StoreFailure>(if mirrored { Granted::Mirrored } else { Granted::Kept })
+                if !mirrored {
+                    return Ok(Granted::Kept);
+                }
+                // In Kubernetes mode the grant is an Approval resource, written before this
+                // record: a configuration read before now may lack it (see the mirroring).
+                recent.insert(approval.name, clock.now());
+                Ok::<_, StoreFailure>(Granted::Mirrored)
             })
             .await
             .map_err(|e| ControlError::Store(e.message))?;
